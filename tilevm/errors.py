@@ -1,0 +1,56 @@
+"""tilevm's own exceptions, and the source location that compile errors point at."""
+
+from __future__ import annotations
+
+import linecache
+from dataclasses import dataclass
+
+__all__ = ["CompilationError", "LaunchError", "SourceLocation", "TilevmError"]
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A position in a user's Python file: 1-based line, 0-based column (as Python's ``ast`` gives them)."""
+
+    file: str
+    line: int
+    column: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def excerpt(self) -> str:
+        """The source line and a caret under the column, or '' when the file cannot be read."""
+        text = linecache.getline(self.file, self.line).rstrip("\n")
+        if not text:
+            return ""
+        return f"    {text}\n    {' ' * self.column}^"
+
+
+class TilevmError(Exception):
+    """Base class of every error tilevm raises on purpose."""
+
+
+class CompilationError(TilevmError):
+    """A kernel that breaks a rule of the DSL or of the IR, reported at the user's source line.
+
+    >>> err = CompilationError("unknown name 'x'", SourceLocation("k.py", 3, 4))
+    >>> str(err).splitlines()[0]
+    'k.py:3:4: unknown name \\'x\\''
+    """
+
+    def __init__(self, message: str, location: SourceLocation | None = None) -> None:
+        self.message = message
+        self.location = location
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if self.location is None:
+            return self.message
+        head = f"{self.location}: {self.message}"
+        excerpt = self.location.excerpt()
+        return f"{head}\n{excerpt}" if excerpt else head
+
+
+class LaunchError(TilevmError):
+    """Arguments that do not fit a kernel (dtype, shape, device, stride, alignment), raised before launch."""
