@@ -1,0 +1,90 @@
+"""Tile IR: the VM's instruction set (types, scalar expressions, instructions, programs), its builder, its
+verifier, and its text form.
+
+A program prints to text and ``tilevm.ir.parse`` reads that text back to an equal program.
+"""
+
+from tilevm.ir.builder import ProgramBuilder
+from tilevm.ir.compute import AnnotateLayout, AssignTensor, Binary, Cast, Dot, Reduce, Unary, View, Where
+from tilevm.ir.equality import programs_equal
+from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
+from tilevm.ir.inst import Instruction, IRTypeError
+from tilevm.ir.memory import (
+    AllocRegister,
+    AllocShared,
+    AtomicGlobal,
+    CopyAsync,
+    CopyAsyncCommit,
+    CopyAsyncWait,
+    FreeShared,
+    GlobalView,
+    LoadGlobal,
+    LoadShared,
+    SliceShared,
+    StoreGlobal,
+    StoreShared,
+    Sync,
+)
+from tilevm.ir.program import Param, Program
+from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, While
+from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
+from tilevm.ir.verify import verify
+
+INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
+    GlobalView, AllocShared, FreeShared, AllocRegister, SliceShared, LoadGlobal, StoreGlobal, AtomicGlobal,
+    LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync,
+    Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, AnnotateLayout,
+    DeclareScalar, AssignScalar, For, While, If,
+)  # fmt: skip
+
+__all__ = [
+    "INSTRUCTION_CLASSES",
+    "AllocRegister",
+    "AllocShared",
+    "AnnotateLayout",
+    "AssignScalar",
+    "AssignTensor",
+    "AtomicGlobal",
+    "Binary",
+    "BinaryExpr",
+    "BlockIndex",
+    "Cast",
+    "CastExpr",
+    "Const",
+    "CopyAsync",
+    "CopyAsyncCommit",
+    "CopyAsyncWait",
+    "DeclareScalar",
+    "Dot",
+    "Expr",
+    "For",
+    "FreeShared",
+    "GlobalType",
+    "GlobalView",
+    "GridSize",
+    "IRTypeError",
+    "If",
+    "Instruction",
+    "LoadGlobal",
+    "LoadShared",
+    "Param",
+    "PointerType",
+    "Program",
+    "ProgramBuilder",
+    "Reduce",
+    "ScalarType",
+    "Scope",
+    "SliceShared",
+    "StoreGlobal",
+    "StoreShared",
+    "Sync",
+    "TileType",
+    "Unary",
+    "UnaryExpr",
+    "Var",
+    "View",
+    "Where",
+    "While",
+    "programs_equal",
+    "verify",
+]

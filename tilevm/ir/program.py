@@ -1,0 +1,54 @@
+"""A Tile IR program: one kernel, its parameters, the block size and the body one block runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tilevm.ir.expr import Var
+from tilevm.ir.stmt import Body
+from tilevm.ir.types import PointerType, ScalarType
+
+__all__ = ["Param", "Program"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A kernel parameter: a pointer or a scalar, with what the launch guarantees about it.
+
+    ``divisibility`` is a promise checked at launch: a pointer's address (in bytes) or an integer's value is
+    a multiple of it. Kernels are specialized on it, so that passes can vectorize.
+    """
+
+    variable: Var
+    divisibility: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.variable.type, (PointerType, ScalarType)):
+            raise TypeError(f"a parameter is a pointer or a scalar, not {self.variable.type}")
+
+
+@dataclass(frozen=True)
+class Program:
+    """A kernel: every block of the grid runs ``body`` with ``num_threads`` threads.
+
+    The grid is given at launch; ``BlockIndex`` and ``GridSize`` expressions read it. Two programs compare
+    equal when they are the same up to the renaming of variables (see ``tilevm.ir.equality``).
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    num_threads: int
+    body: Body
+
+    def __eq__(self, other: object) -> bool:
+        from tilevm.ir.equality import programs_equal
+
+        return isinstance(other, Program) and programs_equal(self, other)
+
+    def __hash__(self) -> int:
+        return hash((self.name, len(self.params), self.num_threads, len(self.body)))
+
+    def __str__(self) -> str:
+        from tilevm.ir.printer import print_program
+
+        return print_program(self)

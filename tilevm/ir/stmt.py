@@ -1,0 +1,87 @@
+"""Structured control flow and scalar variables of Tile IR.
+
+A body is a tuple of instructions. Scalars that change inside a loop or a branch are declared before it and
+assigned in it; tiles do the same through ``AssignTensor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tilevm.ir.expr import Expr, Var
+from tilevm.ir.inst import Instruction, IRTypeError, expect_scalar
+from tilevm.ir.types import ScalarType
+
+__all__ = ["AssignScalar", "Body", "DeclareScalar", "For", "If", "While"]
+
+Body = tuple[Instruction, ...]
+
+
+def expect_condition(condition: Expr, what: str) -> None:
+    if not expect_scalar(condition, what).dtype.name == "bool":
+        raise IRTypeError(f"{what} must be a bool scalar, got {condition.type}")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class DeclareScalar(Instruction):
+    output: Var
+    init: Expr
+    opname = "declare"
+
+    def result_type(self) -> ScalarType:
+        return expect_scalar(self.init, "declare's init")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AssignScalar(Instruction):
+    variable: Var
+    value: Expr
+    opname = "set"
+
+    def result_type(self) -> None:
+        target = expect_scalar(self.variable, "the assigned variable")
+        if expect_scalar(self.value, "the assigned value") != target:
+            raise IRTypeError(f"cannot assign a {self.value.type} value to {self.variable.name}: {target}")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class For(Instruction):
+    """``for variable in range(start, stop, step)``, with an optional unroll factor for code generation."""
+
+    variable: Var
+    start: Expr
+    stop: Expr
+    step: Expr
+    body: Body
+    unroll: int | None = None
+    opname = "for"
+    defined_fields = ("variable",)
+
+    def result_type(self) -> None:
+        for name in ("variable", "start", "stop", "step"):
+            scalar = expect_scalar(getattr(self, name), f"the loop's {name}", integer=True)
+            if scalar != self.variable.type:
+                raise IRTypeError(f"the loop's {name} has type {scalar}, its variable {self.variable.type}")
+        if self.unroll is not None and self.unroll < 1:
+            raise IRTypeError(f"unroll must be a positive int, got {self.unroll}")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class While(Instruction):
+    condition: Expr
+    body: Body
+    opname = "while"
+
+    def result_type(self) -> None:
+        expect_condition(self.condition, "the while condition")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class If(Instruction):
+    condition: Expr
+    then_body: Body
+    else_body: Body = ()
+    opname = "if"
+
+    def result_type(self) -> None:
+        expect_condition(self.condition, "the if condition")

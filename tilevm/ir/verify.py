@@ -1,0 +1,104 @@
+"""The verifier: every rule a Tile IR program must keep, checked in one walk, reported at the source line.
+
+Rules: each instruction's type rule holds and its output has the type the rule gives; every variable is
+defined before it is used and only where its definition is visible (a loop's or branch's values stay
+inside it); a variable is defined once; layouts have their tile's shape, and register layouts spread over
+the program's ``num_threads``.
+"""
+
+from __future__ import annotations
+
+from tilevm.errors import CompilationError
+from tilevm.ir.expr import BinaryExpr, CastExpr, Expr, UnaryExpr, Var, operator_error
+from tilevm.ir.inst import Instruction, IRTypeError, describe
+from tilevm.ir.program import Program
+from tilevm.ir.stmt import For, If, While
+from tilevm.ir.types import GlobalType, TileType, Type
+from tilevm.layout import RegisterLayout
+
+__all__ = ["verify"]
+
+
+def verify(program: Program) -> Program:
+    """Raise ``CompilationError`` at the first broken rule; return the program unchanged otherwise."""
+    _Verifier(program).check_body(program.body, {param.variable.uid for param in program.params})
+    return program
+
+
+class _Verifier:
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.defined: set[int] = set()
+
+    def check_body(self, body: tuple[Instruction, ...], visible: set[int]) -> None:
+        visible = set(visible)
+        for instruction in body:
+            try:
+                self.check_instruction(instruction, visible)
+            except IRTypeError as error:
+                raise CompilationError(f"{instruction.opname}: {error}", instruction.loc) from None
+
+    def check_instruction(self, instruction: Instruction, visible: set[int]) -> None:
+        for operand in instruction.operands():
+            self.check_uses(operand, visible)
+        expected = instruction.result_type()
+        output = getattr(instruction, "output", None)
+        if output is not None:
+            self.check_output(output, expected)
+        instruction.check_layouts()
+        if isinstance(instruction, For):
+            self.define(instruction.variable)
+            self.check_body(instruction.body, visible | {instruction.variable.uid})
+        elif isinstance(instruction, While):
+            self.check_body(instruction.body, visible)
+        elif isinstance(instruction, If):
+            self.check_body(instruction.then_body, visible)
+            self.check_body(instruction.else_body, visible)
+        if output is not None:
+            self.define(output)
+            visible.add(output.uid)
+
+    def define(self, variable: Var) -> None:
+        if variable.uid in self.defined:
+            raise IRTypeError(f"variable {variable.name} is defined twice")
+        self.defined.add(variable.uid)
+
+    def check_output(self, output: Var, expected: Type) -> None:
+        actual = output.type
+        if isinstance(actual, TileType):
+            self.check_layout(actual)
+            actual = actual.with_layout(None)
+        if actual != expected:
+            raise IRTypeError(f"output {output.name} is a {describe(output.type)}, expected {describe(expected)}")
+
+    def check_layout(self, tile: TileType) -> None:
+        if tile.layout is None:
+            return
+        if tuple(tile.layout.shape) != tile.shape:
+            raise IRTypeError(f"layout {tile.layout} has shape {list(tile.layout.shape)}, the tile {list(tile.shape)}")
+        if isinstance(tile.layout, RegisterLayout) and tile.layout.num_threads != self.program.num_threads:
+            raise IRTypeError(
+                f"layout {tile.layout} spreads over {tile.layout.num_threads} threads, "
+                f"the kernel has {self.program.num_threads}"
+            )
+
+    def check_uses(self, expression: Expr, visible: set[int]) -> None:
+        if isinstance(expression, Var):
+            if expression.uid not in visible:
+                raise IRTypeError(f"{expression.name} is used where it is not defined")
+            value_type = expression.type
+            if isinstance(value_type, GlobalType):
+                for extent in (*value_type.shape, *value_type.strides):
+                    self.check_uses(extent, visible)
+        elif isinstance(expression, (UnaryExpr, CastExpr)):
+            self.check_uses(expression.operand, visible)
+        elif isinstance(expression, BinaryExpr):
+            self.check_uses(expression.lhs, visible)
+            self.check_uses(expression.rhs, visible)
+            if expression.lhs.type != expression.rhs.type:
+                raise IRTypeError(
+                    f"'{expression.op}' of a {expression.lhs.type} and a {expression.rhs.type}; cast one of them"
+                )
+            reason = operator_error(expression.op, expression.lhs.type.dtype)
+            if reason:
+                raise IRTypeError(reason)

@@ -1,0 +1,22 @@
+"""The DSL: ``@tilevm.kernel`` parses a Python function's AST into Tile IR; the functions here are what a
+kernel's body calls. Everything is re-exported at the top level (``import tilevm as tv``)."""
+
+from tilevm.lang.annotations import Tensor, TensorAnnotation, constexpr
+from tilevm.lang.arguments import TensorArgument, view
+from tilevm.lang.builtins import (
+    abs, annotate_layout, atomic_add, atomic_max, atomic_min, block_idx, cast, cdiv, copy_async,
+    copy_async_commit, copy_async_wait, cos, dot, exp, exp2, free_shared, load_global, load_shared, log, log2,
+    max, maximum, min, minimum, num_blocks, register_tensor, rsqrt, shared_tensor, sin, slice_shared, sqrt,
+    store_global, store_shared, sum, sync, tanh, where,
+)  # fmt: skip
+from tilevm.lang.control import static_range
+from tilevm.lang.control import tile_range as range
+
+__all__ = [
+    "Tensor", "TensorAnnotation", "TensorArgument", "abs", "annotate_layout", "atomic_add",
+    "atomic_max", "atomic_min", "block_idx", "cast", "cdiv", "constexpr", "copy_async", "copy_async_commit",
+    "copy_async_wait", "cos", "dot", "exp", "exp2", "free_shared", "load_global", "load_shared",
+    "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "range", "register_tensor", "rsqrt",
+    "shared_tensor", "sin", "slice_shared", "sqrt", "static_range", "store_global", "store_shared", "sum",
+    "sync", "tanh", "view", "where",
+]  # fmt: skip

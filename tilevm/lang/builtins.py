@@ -1,0 +1,328 @@
+"""The DSL's functions: what a kernel calls to allocate, move and compute on tiles.
+
+Each one builds IR through the kernel being compiled; called outside a kernel, it raises. Arguments may be
+Python numbers (converted to constants) or IR values.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+
+from tilevm.dtypes import DType
+from tilevm.errors import CompilationError
+from tilevm.ir import (
+    AllocRegister,
+    AllocShared,
+    AnnotateLayout,
+    AtomicGlobal,
+    BinaryExpr,
+    BlockIndex,
+    Cast,
+    CastExpr,
+    CopyAsync,
+    CopyAsyncCommit,
+    CopyAsyncWait,
+    Dot,
+    Expr,
+    FreeShared,
+    GlobalType,
+    GridSize,
+    LoadGlobal,
+    LoadShared,
+    Reduce,
+    ScalarType,
+    SliceShared,
+    StoreGlobal,
+    StoreShared,
+    Sync,
+    TileType,
+    Unary,
+    UnaryExpr,
+    View,
+    Where,
+)
+from tilevm.lang.context import current
+from tilevm.lang.operators import binary_operation
+from tilevm.lang.values import constant, describe_value, index_expr, is_ir, literal_like
+from tilevm.layout import RegisterLayout
+
+__all__ = [
+    "abs", "annotate_layout", "atomic_add", "atomic_max", "atomic_min", "block_idx", "cast", "cdiv",
+    "copy_async", "copy_async_commit", "copy_async_wait", "cos", "dot", "exp", "exp2", "free_shared",
+    "load_global", "load_shared", "log", "log2", "max", "maximum", "min", "minimum", "num_blocks",
+    "register_tensor", "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "store_global",
+    "store_shared", "sum", "sync", "tanh", "view_tile", "where",
+]  # fmt: skip
+
+
+def _emit_output(builtin: str, kind: type, layout: RegisterLayout | None = None, **fields: object) -> Expr:
+    context = current(builtin)
+    return context.builder.emit_output(kind, context.name_hint, layout=layout, **fields)
+
+
+def _emit(builtin: str, instruction: object) -> None:
+    current(builtin).builder.emit(instruction)
+
+
+def _shape(shape: object, what: str) -> tuple[int, ...]:
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(extent, int) and not isinstance(extent, bool) and extent > 0 for extent in shape
+    ):
+        raise CompilationError(f"{what} must be a list of positive compile-time ints, got {shape!r}")
+    return tuple(shape)
+
+
+def _offsets(offsets: object, what: str = "offsets") -> tuple[Expr, ...]:
+    if not isinstance(offsets, (tuple, list)):
+        offsets = (offsets,)
+    return tuple(index_expr(offset, f"{what}[{position}]") for position, offset in enumerate(offsets))
+
+
+def _tile_or_global(value: object, builtin: str, kinds: tuple[type, ...]) -> Expr:
+    if not is_ir(value) or not isinstance(value.type, kinds):
+        raise CompilationError(f"{builtin} cannot take {describe_value(value)}")
+    return value
+
+
+def _dims(dims: Sequence[int] | None, source_rank: int, tile_rank: int) -> tuple[int, ...]:
+    if dims is None:
+        return tuple(builtins.range(source_rank - tile_rank, source_rank))
+    return tuple(dims)
+
+
+def _dtype(dtype: object, builtin: str) -> DType:
+    if not isinstance(dtype, DType):
+        raise CompilationError(f"{builtin} needs a tilevm dtype such as tv.float16, got {dtype!r}")
+    return dtype
+
+
+def _layout(layout: object, builtin: str) -> RegisterLayout | None:
+    if layout is not None and not isinstance(layout, RegisterLayout):
+        raise CompilationError(f"{builtin}'s layout must be a register layout, got {layout!r}")
+    return layout
+
+
+# indices
+
+
+def block_idx(axis: int = 0) -> Expr:
+    """The index of this block along grid axis 0, 1 or 2."""
+    current("block_idx")
+    return BlockIndex(_axis(axis))
+
+
+def num_blocks(axis: int = 0) -> Expr:
+    """The number of blocks along grid axis 0, 1 or 2."""
+    current("num_blocks")
+    return GridSize(_axis(axis))
+
+
+def _axis(axis: object) -> int:
+    if axis not in (0, 1, 2):
+        raise CompilationError(f"a grid axis is 0, 1 or 2, got {axis!r}")
+    return axis
+
+
+def cdiv(numerator: int | Expr, denominator: int | Expr) -> int | Expr:
+    """``ceil(numerator / denominator)`` for non-negative integers; Python ints or IR scalars."""
+    if not is_ir(numerator) and not is_ir(denominator):
+        return -(-numerator // denominator)
+    numerator = index_expr(numerator, "cdiv's numerator")
+    denominator = literal_like(denominator, numerator)
+    minus_one = constant(1, numerator.type.dtype)
+    total = BinaryExpr("sub", BinaryExpr("add", numerator, denominator), minus_one)
+    return BinaryExpr("floordiv", total, denominator)
+
+
+# allocation
+
+
+def register_tensor(dtype: DType, shape: Sequence[int], init: object = None,
+                    layout: RegisterLayout | None = None) -> Expr:
+    """A register tile of ``dtype`` and ``shape``, every element ``init`` (undefined when None)."""
+    dtype = _dtype(dtype, "register_tensor")
+    init_expr = None if init is None else literal_like(init, constant(0, dtype))
+    return _emit_output("register_tensor", AllocRegister, _layout(layout, "register_tensor"), dtype=dtype,
+                        shape=_shape(shape, "shape"), init=init_expr)
+
+
+def shared_tensor(dtype: DType, shape: Sequence[int]) -> Expr:
+    """A tile of shared memory, seen by every thread of the block. Its contents start undefined."""
+    return _emit_output("shared_tensor", AllocShared, dtype=_dtype(dtype, "shared_tensor"),
+                        shape=_shape(shape, "shape"))
+
+
+def free_shared(tensor: Expr) -> None:
+    _emit("free_shared", FreeShared(tensor=_tile_or_global(tensor, "free_shared", (TileType,))))
+
+
+def slice_shared(tensor: Expr, offsets: Sequence[object], shape: Sequence[int],
+                 dims: Sequence[int] | None = None) -> Expr:
+    """The part of a shared tile at ``offsets`` of ``shape``, along ``dims`` (the last ones by default)."""
+    tensor = _tile_or_global(tensor, "slice_shared", (TileType,))
+    shape = _shape(shape, "shape")
+    return _emit_output("slice_shared", SliceShared, tensor=tensor, offsets=_offsets(offsets), shape=shape,
+                        dims=_dims(dims, tensor.type.rank, len(shape)))
+
+
+# data movement
+
+
+def load_global(tensor: Expr, offsets: Sequence[object], shape: Sequence[int], dims: Sequence[int] | None = None,
+                other: object = None, layout: RegisterLayout | None = None) -> Expr:
+    """Read the tile of ``shape`` at ``offsets`` of a global tensor; elements outside it read ``other`` (0)."""
+    tensor = _tile_or_global(tensor, "load_global", (GlobalType,))
+    shape = _shape(shape, "shape")
+    other_expr = None if other is None else literal_like(other, constant(0, tensor.type.dtype))
+    return _emit_output("load_global", LoadGlobal, _layout(layout, "load_global"), tensor=tensor,
+                        offsets=_offsets(offsets), shape=shape, dims=_dims(dims, tensor.type.rank, len(shape)),
+                        other=other_expr)
+
+
+def store_global(tensor: Expr, value: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None) -> None:
+    """Write a register tile into a global tensor at ``offsets``; elements outside the tensor are skipped."""
+    tensor = _tile_or_global(tensor, "store_global", (GlobalType,))
+    value = _tile_or_global(value, "store_global", (TileType,))
+    _emit("store_global", StoreGlobal(tensor=tensor, value=value, offsets=_offsets(offsets),
+                                      dims=_dims(dims, tensor.type.rank, value.type.rank)))
+
+
+def _atomic(op: str):
+    def atomic(tensor: Expr, value: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None) -> None:
+        tensor = _tile_or_global(tensor, f"atomic_{op}", (GlobalType,))
+        value = _tile_or_global(value, f"atomic_{op}", (TileType,))
+        _emit(f"atomic_{op}", AtomicGlobal(op=op, tensor=tensor, value=value, offsets=_offsets(offsets),
+                                           dims=_dims(dims, tensor.type.rank, value.type.rank)))
+
+    atomic.__name__ = atomic.__qualname__ = f"atomic_{op}"
+    atomic.__doc__ = f"Atomically combine a register tile into a global tensor with '{op}'."
+    return atomic
+
+
+atomic_add, atomic_max, atomic_min = _atomic("add"), _atomic("max"), _atomic("min")
+
+
+def load_shared(tensor: Expr, layout: RegisterLayout | None = None) -> Expr:
+    """Read a whole shared tile into registers."""
+    tensor = _tile_or_global(tensor, "load_shared", (TileType,))
+    return _emit_output("load_shared", LoadShared, _layout(layout, "load_shared"), tensor=tensor)
+
+
+def store_shared(tensor: Expr, value: Expr) -> None:
+    """Write a register tile into a shared tile of the same shape."""
+    _emit("store_shared", StoreShared(tensor=_tile_or_global(tensor, "store_shared", (TileType,)),
+                                      value=_tile_or_global(value, "store_shared", (TileType,))))
+
+
+def copy_async(destination: Expr, source: Expr, offsets: Sequence[object],
+               dims: Sequence[int] | None = None) -> None:
+    """Start copying the window of ``source`` at ``offsets`` into the shared tile ``destination``."""
+    destination = _tile_or_global(destination, "copy_async", (TileType,))
+    source = _tile_or_global(source, "copy_async", (GlobalType,))
+    _emit("copy_async", CopyAsync(destination=destination, source=source, offsets=_offsets(offsets),
+                                  dims=_dims(dims, source.type.rank, destination.type.rank)))
+
+
+def copy_async_commit() -> None:
+    """Close the group of copies started since the last commit."""
+    _emit("copy_async_commit", CopyAsyncCommit())
+
+
+def copy_async_wait(pending: int = 0) -> None:
+    """Wait until at most ``pending`` groups of copies are in flight; ``sync()`` then shares the data."""
+    _emit("copy_async_wait", CopyAsyncWait(pending=pending))
+
+
+def sync() -> None:
+    """A barrier for the block's threads."""
+    _emit("sync", Sync())
+
+
+# compute
+
+
+def dot(a: Expr, b: Expr, accumulator: Expr) -> Expr:
+    """``a @ b + accumulator`` on register tiles [m, k], [k, n], [m, n]."""
+    return _emit_output("dot", Dot, a=a, b=b, accumulator=accumulator)
+
+
+def cast(value: Expr, dtype: DType, rounding: str = "nearest") -> Expr:
+    """Convert to ``dtype``; ``rounding`` is "nearest" (ties to even) or "zero"."""
+    dtype = _dtype(dtype, "cast")
+    if is_ir(value) and isinstance(value.type, ScalarType):
+        return CastExpr(value, dtype)
+    return _emit_output("cast", Cast, operand=value, dtype=dtype, rounding=rounding)
+
+
+def view_tile(value: Expr, dtype: DType, shape: Sequence[int] | None = None,
+              layout: RegisterLayout | None = None) -> Expr:
+    """The same bits as ``dtype``: 8 uint8 per thread become 16 int4. Without ``shape``, the last dimension
+    is rescaled."""
+    value = _tile_or_global(value, "view", (TileType,))
+    dtype = _dtype(dtype, "view")
+    if shape is None:
+        *outer, last = value.type.shape
+        last_bits = last * value.type.dtype.nbits
+        if last_bits % dtype.nbits:
+            raise CompilationError(f"a row of {last_bits} bits does not hold whole {dtype} elements; give a shape")
+        shape = (*outer, last_bits // dtype.nbits)
+    return _emit_output("view", View, _layout(layout, "view"), operand=value, dtype=dtype,
+                        shape=_shape(shape, "shape"))
+
+
+def where(condition: Expr, on_true: object, on_false: object) -> Expr:
+    """``on_true`` where ``condition`` holds, else ``on_false`` (broadcast together)."""
+    anchor = on_true if is_ir(on_true) else on_false
+    if not is_ir(anchor):
+        raise CompilationError("where needs at least one IR value among on_true and on_false")
+    return _emit_output("where", Where, condition=condition, on_true=literal_like(on_true, anchor),
+                        on_false=literal_like(on_false, anchor))
+
+
+def annotate_layout(tensor: Expr, layout: RegisterLayout) -> None:
+    """Pin a register tile's layout; layout inference keeps it."""
+    _emit("annotate_layout", AnnotateLayout(tensor=tensor, layout=_layout(layout, "annotate_layout")))
+
+
+def _reduction(op: str):
+    def reduce(value: Expr, dim: int, keepdim: bool = False) -> Expr:
+        return _emit_output(op, Reduce, operand=value, op=op, dim=dim, keepdim=keepdim)
+
+    reduce.__name__ = reduce.__qualname__ = op
+    reduce.__doc__ = f"The {op} of a register tile over ``dim``."
+    return reduce
+
+
+sum, max, min = _reduction("sum"), _reduction("max"), _reduction("min")  # noqa: A001
+
+
+def _unary(op: str):
+    def unary(value: Expr) -> Expr:
+        if is_ir(value) and isinstance(value.type, ScalarType):
+            current(op)
+            return UnaryExpr(op, value)
+        return _emit_output(op, Unary, op=op, operand=value)
+
+    unary.__name__ = unary.__qualname__ = op
+    unary.__doc__ = f"Elementwise {op} of a register tile or a scalar."
+    return unary
+
+
+exp, exp2, log, log2, sqrt, rsqrt, sin, cos, tanh, abs = (  # noqa: A001
+    _unary(op) for op in ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "abs")
+)
+
+
+def _elementwise_max_min(op: str):
+    def combine(lhs: object, rhs: object) -> Expr:
+        return binary_operation(op, lhs, rhs)
+
+    combine.__name__ = combine.__qualname__ = "maximum" if op == "max" else "minimum"
+    combine.__doc__ = f"Elementwise {op} of two tiles or scalars (NaN is ignored, as by PTX)."
+    return combine
+
+
+maximum, minimum = _elementwise_max_min("max"), _elementwise_max_min("min")

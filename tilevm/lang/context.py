@@ -1,0 +1,39 @@
+"""The kernel being compiled: builtins called from a kernel's body find its builder here."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tilevm.errors import CompilationError
+from tilevm.ir import ProgramBuilder
+
+__all__ = ["KernelContext", "compiling", "current"]
+
+
+@dataclass
+class KernelContext:
+    builder: ProgramBuilder
+    #: the name of the variable that the statement being compiled assigns, given to new values
+    name_hint: str = "v"
+
+
+_current: contextvars.ContextVar[KernelContext | None] = contextvars.ContextVar("tilevm_kernel", default=None)
+
+
+@contextlib.contextmanager
+def compiling(context: KernelContext) -> Iterator[KernelContext]:
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
+
+
+def current(builtin: str) -> KernelContext:
+    context = _current.get()
+    if context is None:
+        raise CompilationError(f"tilevm.{builtin} can only be called inside a @tilevm.kernel function")
+    return context

@@ -1,0 +1,288 @@
+"""The front end: a kernel's Python AST to a Tile IR program (no tracing).
+
+Control flow on compile-time values runs at compile time (``if CONSTANT:``, ``for x in tv.static_range(4)``);
+on kernel values it becomes IR (``if i < n:``, ``for k in range(num_tiles):``). A name assigned inside a
+runtime loop or branch and defined before it names one mutable variable: the front end declares it before
+the region and assigns it inside. A name first defined inside a region is not visible after it.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins as python_builtins
+import inspect
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tilevm.errors import CompilationError, SourceLocation
+from tilevm.ir import (
+    AllocRegister,
+    AssignScalar,
+    AssignTensor,
+    Const,
+    DeclareScalar,
+    GlobalView,
+    Program,
+    ProgramBuilder,
+    ScalarType,
+    Scope,
+    TileType,
+    verify,
+)
+from tilevm.lang.context import KernelContext, compiling
+from tilevm.lang.expressions import ExpressionEvaluator
+from tilevm.lang.parameters import flat_parameters
+from tilevm.lang.statements import ControlFlow
+from tilevm.lang.values import constant, describe_value, is_ir, literal_like, python_scalar
+
+__all__ = ["compile_kernel"]
+
+@dataclass(frozen=True)
+class Region:
+    """A runtime loop or branch: the names defined when it was entered."""
+
+    outer_names: frozenset[str]
+    line: int
+
+
+class FunctionCompiler(ControlFlow, ExpressionEvaluator):
+    def __init__(self, function: Callable, signature: inspect.Signature, values: dict[str, object],
+                 num_threads: int) -> None:
+        self.function, self.signature, self.values = function, signature, values
+        self.file = inspect.getsourcefile(function) or "<unknown>"
+        lines, self.first_line = inspect.getsourcelines(function)
+        source = "".join(lines)
+        dedented = textwrap.dedent(source)
+        self.indent = len(source.splitlines()[0]) - len(dedented.splitlines()[0])
+        module = ast.parse(dedented)
+        self.definition = next(node for node in module.body if isinstance(node, ast.FunctionDef))
+        self.scope_globals = {**function.__globals__, **inspect.getclosurevars(function).nonlocals}
+        self.builder = ProgramBuilder(function.__name__, num_threads)
+        self.context = KernelContext(self.builder)
+        self.env: dict[str, object] = {}
+        self.regions: list[Region] = []
+        self.hidden: dict[str, int] = {}
+        self.owner: dict[int, str] = {}
+        self.loop_variables: set[str] = set()
+
+    def location(self, node: ast.AST) -> SourceLocation:
+        return SourceLocation(self.file, self.first_line + node.lineno - 1, node.col_offset + self.indent)
+
+    def compile(self) -> Program:
+        with compiling(self.context):
+            self.builder.location = self.location(self.definition)
+            self.declare_parameters()
+            self.statements(self.definition.body)
+        return verify(self.builder.build())
+
+    def declare_parameters(self) -> None:
+        sizes: dict[str, list] = {}
+        strides: dict[str, list] = {}
+        pointers = {}
+        for parameter in flat_parameters(self.signature, self.values):
+            if parameter.kind == "pointer":
+                pointers[parameter.name] = self.builder.pointer_param(parameter.name, parameter.dtype,
+                                                                      parameter.divisibility)
+                sizes[parameter.name], strides[parameter.name] = [], []
+                continue
+            variable = self.builder.scalar_param(parameter.name, parameter.dtype, parameter.divisibility)
+            if parameter.kind == "scalar":
+                self.env[parameter.name] = variable
+            else:
+                (sizes if parameter.kind == "size" else strides)[parameter.owner].append((parameter.name, variable))
+        for name, value in self.values.items():
+            if name in pointers:
+                self.env[name] = self.tensor_view(name, pointers[name], value, sizes[name], strides[name])
+            elif name not in self.env:
+                self.env[name] = value
+
+    def tensor_view(self, name: str, pointer: object, argument: object, sizes: list, strides: list) -> object:
+        passed = dict(strides)
+        stride_exprs = []
+        for dim, stride in enumerate(argument.strides):
+            stride_exprs.append(passed.get(f"{name}_stride{dim}", Const(1)) if stride != 1 else Const(1))
+        self.context.name_hint = name
+        return self.builder.emit_output(GlobalView, name, pointer=pointer,
+                                        shape=tuple(variable for _, variable in sizes), strides=tuple(stride_exprs))
+
+    # names
+
+    def lookup(self, name: str, node: ast.AST) -> object:
+        if name in self.env:
+            return self.env[name]
+        if name in self.hidden:
+            raise CompilationError(
+                f"'{name}' is defined inside the loop or branch at line {self.hidden[name]} and cannot be used "
+                "after it; define it before"
+            )
+        if name in self.scope_globals:
+            return self.scope_globals[name]
+        if hasattr(python_builtins, name):
+            return getattr(python_builtins, name)
+        raise CompilationError(f"name '{name}' is not defined")
+
+    def assign(self, name: str, value: object) -> None:
+        if name in self.loop_variables:
+            raise CompilationError(f"cannot assign to the loop variable '{name}'")
+        if self.regions and name in self.regions[-1].outer_names:
+            self.update_outer(name, value)
+            return
+        self.hidden.pop(name, None)
+        if is_ir(value) and isinstance(value.type, ScalarType):
+            value = self.declare_scalar(name, value)
+        elif is_ir(value) and value.uid not in self.owner:
+            self.owner[value.uid] = name
+        self.env[name] = value
+
+    def declare_scalar(self, name: str, init: object) -> object:
+        variable = self.builder.emit_output(DeclareScalar, name, init=init)
+        self.owner[variable.uid] = name
+        return variable
+
+    def update_outer(self, name: str, value: object) -> None:
+        target = self.env[name]
+        if is_ir(target) and isinstance(target.type, ScalarType):
+            self.builder.emit(AssignScalar(variable=target, value=literal_like(value, target)))
+        elif is_ir(target) and isinstance(target.type, TileType) and target.type.scope is Scope.REGISTER:
+            if not is_ir(value):
+                raise CompilationError(f"cannot assign {describe_value(value)} to the tile '{name}'")
+            self.builder.emit(AssignTensor(destination=target, value=value))
+        else:
+            raise CompilationError(
+                f"'{name}' holds {describe_value(target)} and is defined outside this runtime loop or branch; "
+                "it cannot be reassigned inside it"
+            )
+
+    # runtime regions
+
+    def prepare_region(self, body: list[ast.stmt]) -> None:
+        """Before a runtime loop or branch: every outer name that ``body`` reassigns gets a variable of its
+        own, declared here, so that the region can assign it."""
+        for name in sorted(assigned_names(body) & self.env.keys()):
+            self.make_mutable(name, self.env[name])
+
+    def make_mutable(self, name: str, value: object) -> None:
+        if python_scalar(value):
+            self.env[name] = self.declare_scalar(name, constant(value))
+        elif not is_ir(value) or self.owner.get(value.uid) == name:
+            return
+        elif isinstance(value.type, ScalarType):
+            self.env[name] = self.declare_scalar(name, value)
+        elif isinstance(value.type, TileType) and value.type.scope is Scope.REGISTER:
+            copy = self.builder.emit_output(AllocRegister, name, layout=value.type.layout, dtype=value.type.dtype,
+                                            shape=value.type.shape)
+            self.builder.emit(AssignTensor(destination=copy, value=value))
+            self.owner[copy.uid] = name
+            self.env[name] = copy
+
+    def leave_region(self, region: Region) -> None:
+        self.regions.pop()
+        for name in list(self.env):
+            if name not in region.outer_names:
+                del self.env[name]
+                self.hidden[name] = region.line
+
+    def region_statements(self, body: list[ast.stmt], region_line: int) -> None:
+        region = Region(frozenset(self.env), region_line)
+        self.regions.append(region)
+        try:
+            self.statements(body)
+        finally:
+            self.leave_region(region)
+
+    # statements
+
+    def statements(self, body: list[ast.stmt]) -> None:
+        for node in body:
+            self.statement(node)
+
+    def statement(self, node: ast.stmt) -> None:
+        handler = self._statement_handlers.get(type(node))
+        if handler is None:
+            raise CompilationError(f"unsupported Python statement in a kernel: {type(node).__name__}",
+                                   self.location(node))
+        self.builder.location = self.location(node)
+        self.context.name_hint = "v"
+        try:
+            handler(self, node)
+        except CompilationError as error:
+            if error.location is None:
+                raise CompilationError(error.message, self.location(node)) from None
+            raise
+
+    def assign_statement(self, node: ast.Assign) -> None:
+        targets = node.targets
+        if len(targets) == 1 and isinstance(targets[0], ast.Name):
+            self.context.name_hint = targets[0].id
+        value = self.evaluate(node.value)
+        for target in targets:
+            self.bind_target(target, value)
+
+    def bind_target(self, target: ast.expr, value: object) -> None:
+        if isinstance(target, ast.Name):
+            self.assign(target.id, value)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            if is_ir(value) or not isinstance(value, (tuple, list)) or len(value) != len(target.elts):
+                raise CompilationError(f"cannot unpack {describe_value(value)} into {len(target.elts)} names")
+            for element, item in zip(target.elts, value):
+                self.bind_target(element, item)
+        else:
+            raise CompilationError("only names can be assigned in a kernel (tiles are written with tv.store_*)")
+
+    def annotated_assign_statement(self, node: ast.AnnAssign) -> None:
+        if node.value is None or not isinstance(node.target, ast.Name):
+            raise CompilationError("an annotated assignment in a kernel needs a name and a value")
+        self.assign_statement(ast.Assign(targets=[node.target], value=node.value))
+
+    def augmented_assign_statement(self, node: ast.AugAssign) -> None:
+        if not isinstance(node.target, ast.Name):
+            raise CompilationError("only names can be assigned in a kernel")
+        self.context.name_hint = node.target.id
+        current = ast.copy_location(ast.Name(node.target.id, ast.Load()), node.target)
+        combined = ast.BinOp(left=current, op=node.op, right=node.value)
+        self.assign(node.target.id, self.evaluate(ast.copy_location(combined, node)))
+
+    def expression_statement(self, node: ast.Expr) -> None:
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return  # a docstring
+        self.evaluate(node.value)
+
+    def pass_statement(self, node: ast.Pass) -> None:
+        return
+
+    def return_statement(self, node: ast.Return) -> None:
+        if node.value is not None or self.regions or node is not self.definition.body[-1]:
+            raise CompilationError("a kernel returns nothing; write results with tv.store_global")
+
+    def assert_statement(self, node: ast.Assert) -> None:
+        condition = self.evaluate(node.test)
+        if is_ir(condition):
+            raise CompilationError("assert needs a compile-time condition (of constexprs)")
+        if not condition:
+            message = self.evaluate(node.msg) if node.msg is not None else "assertion failed"
+            raise CompilationError(str(message))
+
+    _statement_handlers: dict[type, Callable] = {
+        ast.Assign: assign_statement, ast.AnnAssign: annotated_assign_statement,
+        ast.AugAssign: augmented_assign_statement, ast.Expr: expression_statement, ast.Pass: pass_statement,
+        ast.Return: return_statement, ast.Assert: assert_statement, ast.If: ControlFlow.if_statement,
+        ast.For: ControlFlow.for_statement, ast.While: ControlFlow.while_statement,
+    }  # fmt: skip
+
+
+def assigned_names(body: list[ast.stmt]) -> set[str]:
+    """Names that ``body`` assigns anywhere inside it (nested loops and branches included)."""
+    names = set()
+    for statement in body:
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+    return names
+
+
+def compile_kernel(function: Callable, signature: inspect.Signature, values: dict[str, object],
+                   num_threads: int) -> Program:
+    """Compile ``function`` for the given bound launch values (tensors, scalars, constexprs)."""
+    return FunctionCompiler(function, signature, values, num_threads).compile()
+

@@ -1,0 +1,69 @@
+"""Python operators on kernel values: on Python values they are Python's; on IR scalars they build
+expressions; on tiles they emit elementwise instructions. A Python number beside an IR value takes its dtype.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+
+from tilevm.errors import CompilationError
+from tilevm.ir import Binary, BinaryExpr, Expr, ScalarType, Unary, UnaryExpr
+from tilevm.ir.expr import operator_error
+from tilevm.lang.context import current
+from tilevm.lang.values import describe_value, is_ir, literal_like
+
+__all__ = ["BINARY_OPERATORS", "COMPARE_OPERATORS", "binary_operation", "unary_operation"]
+
+#: Python AST operator -> (IR op name, the Python function for compile-time values)
+BINARY_OPERATORS: dict[type, tuple[str, object]] = {
+    ast.Add: ("add", operator.add), ast.Sub: ("sub", operator.sub), ast.Mult: ("mul", operator.mul),
+    ast.Div: ("div", operator.truediv), ast.FloorDiv: ("floordiv", operator.floordiv),
+    ast.Mod: ("mod", operator.mod), ast.BitAnd: ("and", operator.and_), ast.BitOr: ("or", operator.or_),
+    ast.BitXor: ("xor", operator.xor), ast.LShift: ("shl", operator.lshift),
+    ast.RShift: ("shr", operator.rshift), ast.Pow: ("pow", operator.pow),
+}  # fmt: skip
+COMPARE_OPERATORS: dict[type, tuple[str, object]] = {
+    ast.Eq: ("eq", operator.eq), ast.NotEq: ("ne", operator.ne), ast.Lt: ("lt", operator.lt),
+    ast.LtE: ("le", operator.le), ast.Gt: ("gt", operator.gt), ast.GtE: ("ge", operator.ge),
+}  # fmt: skip
+UNARY_OPERATORS: dict[type, tuple[str, object]] = {
+    ast.USub: ("neg", operator.neg), ast.Invert: ("not", operator.invert), ast.Not: ("not", operator.not_),
+    ast.UAdd: ("pos", operator.pos),
+}  # fmt: skip
+
+
+def binary_operation(op: str, lhs: object, rhs: object) -> object:
+    """``lhs op rhs`` where at least one side is an IR value (the caller folds Python-only operands)."""
+    anchor = lhs if is_ir(lhs) else rhs
+    if not is_ir(anchor):
+        raise CompilationError(f"'{op}' needs an IR operand here, got {describe_value(lhs)}")
+    lhs, rhs = literal_like(lhs, anchor), literal_like(rhs, anchor)
+    if op == "pow":
+        raise CompilationError("'**' is not supported on kernel values; multiply, or use tv.exp2 and tv.log2")
+    if isinstance(lhs.type, ScalarType) and isinstance(rhs.type, ScalarType):
+        return _scalar_binary(op, lhs, rhs)
+    context = current(op)
+    return context.builder.emit_output(Binary, context.name_hint, op=op, lhs=lhs, rhs=rhs)
+
+
+def _scalar_binary(op: str, lhs: Expr, rhs: Expr) -> Expr:
+    if lhs.type != rhs.type:
+        raise CompilationError(f"'{op}' of a {lhs.type} and a {rhs.type} scalar; cast one with tv.cast")
+    if op == "div" and not lhs.type.dtype.is_float:
+        raise CompilationError(f"'/' on {lhs.type} integers; use '//' for floor division")
+    reason = operator_error(op, lhs.type.dtype)
+    if reason:
+        raise CompilationError(reason)
+    return BinaryExpr(op, lhs, rhs)
+
+
+def unary_operation(op: str, operand: Expr) -> Expr:
+    if op == "pos":
+        return operand
+    if op == "not" and operand.type.dtype.is_float:
+        raise CompilationError(f"'~' or 'not' of a {operand.type.dtype} value; compare it instead")
+    if isinstance(operand.type, ScalarType):
+        return UnaryExpr(op, operand)
+    context = current(op)
+    return context.builder.emit_output(Unary, context.name_hint, op=op, operand=operand)
