@@ -1,0 +1,51 @@
+"""Layouts: where each element of a tile lives (which thread and register, which shared or global offset).
+
+>>> from tilevm.layout import parse, spatial
+>>> parse("spatial(8, 4).local(2, 2)") == spatial(8, 4).local(2, 2)
+True
+"""
+
+from tilevm.layout.errors import LayoutError
+from tilevm.layout.global_ import GlobalLayout, global_strided
+from tilevm.layout.ldmatrix import ldmatrix_layout
+from tilevm.layout.mma import MmaFragments, mma_fragments
+from tilevm.layout.register import (
+    RegisterLayout,
+    column_local,
+    column_spatial,
+    local,
+    register_layout,
+    replicated,
+    spatial,
+)
+from tilevm.layout.shared import SharedLayout, choose_swizzle, shared
+from tilevm.layout.swizzle import Swizzle, bank_conflicts, warp_accesses
+from tilevm.layout.symbolic import Size, Symbol
+from tilevm.layout.text import parse, register_constructor, register_symbol_factory
+
+__all__ = [
+    "LayoutError",
+    "RegisterLayout",
+    "column_local",
+    "column_spatial",
+    "local",
+    "parse",
+    "register_constructor",
+    "register_layout",
+    "register_symbol_factory",
+    "replicated",
+    "spatial",
+    "GlobalLayout",
+    "MmaFragments",
+    "SharedLayout",
+    "Size",
+    "Swizzle",
+    "Symbol",
+    "bank_conflicts",
+    "choose_swizzle",
+    "global_strided",
+    "ldmatrix_layout",
+    "mma_fragments",
+    "shared",
+    "warp_accesses",
+]

@@ -1,0 +1,179 @@
+"""XOR swizzles of shared-memory offsets, and the bank model that says whether a swizzle is needed.
+
+**Swizzle.** :class:`Swizzle` is CUTLASS's ``Swizzle<B, M, S>`` applied to *element* offsets: the ``B`` bits
+at ``[M + S, M + S + B)`` are XORed into the bits at ``[M, M + B)``. In bytes, for elements of ``n`` bits:
+``2**M`` elements (``2**M * n / 8`` bytes) form an indivisible unit that stays contiguous, so a vector
+access of that size is never split; ``2**B`` such units are permuted among themselves; and the permutation
+is chosen by the unit-row index ``offset >> (M + S)``, where a unit-row spans ``2**(M + S)`` elements. For
+f16 (``n = 16``), ``Swizzle(3, 3, 3)`` keeps 16-byte units (8 halves), permutes the 8 units of each
+128-byte row (64 halves) by the row index modulo 8: exactly the 128-byte XOR pattern of CUTLASS's sm80
+GEMMs.
+
+**Bank model** (CUDA C++ Programming Guide, "Compute Capabilities", section "Shared Memory" of compute
+capability 5.x, which later capabilities refer back to): shared memory has 32 banks, successive 32-bit
+words map to successive banks, and threads that touch the same 32-bit word do not conflict (broadcast).
+A warp request is served in wavefronts; requests of more than 4 bytes per thread are split into phases so
+that each phase moves at most 128 bytes: 32 threads for 4-byte accesses, 16 for 8-byte, 8 for 16-byte
+(the 64-bit half-warp rule is spelled out in the guide's capability 3.x section; the 8-thread phases of
+16-byte accesses are how ``ldmatrix`` serves one 8x8 matrix per phase and how Nsight Compute counts
+wavefronts). Within a phase, the wavefront count is the largest number of *distinct* words any one bank
+must deliver; :func:`bank_conflicts` reports the wavefronts beyond one per phase.
+
+>>> Swizzle(3, 3, 3)(np.arange(0, 64 * 2, 8)).reshape(2, 8).tolist()
+[[0, 8, 16, 24, 32, 40, 48, 56], [72, 64, 88, 80, 104, 96, 120, 112]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from tilevm.layout.errors import LayoutError
+
+__all__ = ["ACCESS_PATTERNS", "Swizzle", "bank_conflicts", "warp_accesses"]
+
+NUM_BANKS = 32
+BANK_BYTES = 4
+WARP_SIZE = 32
+# Each phase of a warp request moves at most this many bytes (see the module docstring).
+_PHASE_BYTES = NUM_BANKS * BANK_BYTES
+# The access patterns :func:`warp_accesses` can generate, in the order of the docstring.
+ACCESS_PATTERNS = ("cp_async_16B_rows", "ldmatrix")
+
+_Offsets = TypeVar("_Offsets", int, np.ndarray)
+
+
+@dataclass(frozen=True)
+class Swizzle:
+    """CUTLASS ``Swizzle<bits, base, shift>`` on element offsets (see the module docstring for bytes).
+
+    It is a bijection of the integers that moves an offset only within its aligned block of
+    ``2**(base + bits)`` elements, so a layout that spans a multiple of that block stays a bijection.
+
+    >>> swizzle = Swizzle(bits=2, base=0, shift=2)
+    >>> [swizzle(offset) for offset in range(8)]
+    [0, 1, 2, 3, 5, 4, 7, 6]
+    """
+
+    bits: int
+    base: int
+    shift: int
+
+    def __post_init__(self) -> None:
+        if min(self.bits, self.base, self.shift) < 0:
+            raise LayoutError(f"swizzle parameters must be non-negative, got {self}")
+        if self.shift < self.bits:
+            # Overlapping source and target bit ranges would make the XOR lose information (not a bijection).
+            raise LayoutError(f"swizzle shift {self.shift} must be at least its bits {self.bits}")
+
+    @property
+    def block(self) -> int:
+        """The aligned block of elements within which offsets are permuted: ``2**(base + bits)``."""
+        return 1 << (self.base + self.bits)
+
+    def __call__(self, offset: _Offsets) -> _Offsets:
+        mask = ((1 << self.bits) - 1) << (self.base + self.shift)
+        return offset ^ ((offset & mask) >> self.shift)
+
+
+class OffsetTable(Protocol):
+    """Anything with an offset table, such as a shared layout: ``table()[coord]`` is an element offset."""
+
+    def table(self) -> np.ndarray: ...
+
+
+def bank_conflicts(
+    layout: OffsetTable, dtype_bits: int, accesses: Sequence[Sequence[int]], access_bytes: int = 16
+) -> int:
+    """Extra shared-memory wavefronts of one warp request, beyond one per phase (0 means conflict-free).
+
+    ``accesses[lane]`` is the coordinate of the first element that lane reads or writes; each access covers
+    ``access_bytes`` (4, 8 or 16) bytes along the last dimension, which the layout must keep contiguous and
+    aligned. Lanes are served in phases of ``128 // access_bytes`` (see the module docstring).
+
+    >>> class RowMajor64:  # 8 rows of 64 halves: every row starts in bank 0
+    ...     def table(self):
+    ...         return np.arange(8 * 64).reshape(8, 64)
+    >>> bank_conflicts(RowMajor64(), 16, [(row, 0) for row in range(8)])  # ldmatrix: one 8-way conflict
+    7
+    """
+    if access_bytes not in (4, 8, 16):
+        raise LayoutError(f"access of {access_bytes} bytes: shared accesses are 4, 8 or 16 bytes per thread")
+    if len(accesses) > WARP_SIZE:
+        raise LayoutError(f"{len(accesses)} accesses: a warp has {WARP_SIZE} threads")
+    offsets = layout.table()
+    addresses = [_access_address(offsets, dtype_bits, tuple(coord), access_bytes) for coord in accesses]
+    lanes_per_phase = _PHASE_BYTES // access_bytes
+    return sum(
+        _wavefronts(addresses[start : start + lanes_per_phase], access_bytes) - 1
+        for start in range(0, len(addresses), lanes_per_phase)
+    )
+
+
+def warp_accesses(shape: Sequence[int], dtype_bits: int, access: str) -> list[list[tuple[int, int]]]:
+    """The 16-byte accesses that move a whole ``[rows, cols]`` tile, grouped into warp requests.
+
+    - ``"cp_async_16B_rows"``: each thread writes 16 contiguous bytes of a row; consecutive lanes take
+      consecutive 16-byte chunks of the tile in row-major order (how ``cp.async`` fills a tile).
+    - ``"ldmatrix"``: each group of 8 lanes reads the same 16-byte column chunk of 8 consecutive rows (one
+      8x8 b16 matrix of ``ldmatrix``), rows starting at multiples of 8; a warp issues four such matrices.
+
+    >>> warp_accesses((16, 16), 16, "ldmatrix")[0][:3], warp_accesses((16, 16), 16, "ldmatrix")[0][8]
+    ([(0, 0), (1, 0), (2, 0)], (0, 8))
+    """
+    rows, cols, vector = _tile_in_vectors(shape, dtype_bits)
+    if access == "cp_async_16B_rows":
+        lanes = [(row, chunk * vector) for row in range(rows) for chunk in range(cols // vector)]
+    elif access == "ldmatrix":
+        if rows % 8:
+            raise LayoutError(f"ldmatrix reads 8-row matrices; tile has {rows} rows")
+        lanes = [
+            (first_row + row, chunk * vector)
+            for first_row in range(0, rows, 8)
+            for chunk in range(cols // vector)
+            for row in range(8)
+        ]
+    else:
+        raise LayoutError(f"unknown access pattern {access!r} (known: {', '.join(ACCESS_PATTERNS)})")
+    return [lanes[start : start + WARP_SIZE] for start in range(0, len(lanes), WARP_SIZE)]
+
+
+def _tile_in_vectors(shape: Sequence[int], dtype_bits: int) -> tuple[int, int, int]:
+    """``(rows, cols, elements per 16 bytes)`` of a rank-2 tile whose rows are whole 16-byte vectors."""
+    if len(shape) != 2:
+        raise LayoutError(f"access patterns are defined for rank-2 tiles, got shape {tuple(shape)}")
+    if dtype_bits <= 0 or 128 % dtype_bits:
+        raise LayoutError(f"{dtype_bits}-bit elements do not tile 16 bytes; view them as bytes first")
+    rows, cols = shape
+    vector = 128 // dtype_bits
+    if cols % vector:
+        raise LayoutError(f"rows of {cols} {dtype_bits}-bit elements are not whole 16-byte vectors")
+    return rows, cols, vector
+
+
+def _access_address(offsets: np.ndarray, dtype_bits: int, coord: tuple[int, ...], access_bytes: int) -> int:
+    """The byte address of the access at ``coord``, after checking it is contiguous and aligned."""
+    elements = access_bytes * 8 // dtype_bits
+    if access_bytes * 8 % dtype_bits:
+        raise LayoutError(f"{dtype_bits}-bit elements do not fill a {access_bytes}-byte access")
+    if len(coord) != offsets.ndim or not all(0 <= c < s for c, s in zip(coord, offsets.shape, strict=True)):
+        raise LayoutError(f"access at {coord} is outside the layout's shape {offsets.shape}")
+    if coord[-1] + elements > offsets.shape[-1]:
+        raise LayoutError(f"{access_bytes}-byte access at {coord} runs past the end of the row")
+    run = offsets[coord[:-1]][coord[-1] : coord[-1] + elements]
+    if not np.array_equal(run, run[0] + np.arange(elements)):
+        raise LayoutError(f"{access_bytes}-byte access at {coord} is not contiguous in the layout")
+    address_bits = int(run[0]) * dtype_bits
+    if address_bits % (access_bytes * 8):
+        raise LayoutError(f"{access_bytes}-byte access at {coord} is not aligned to {access_bytes} bytes")
+    return address_bits // 8
+
+
+def _wavefronts(addresses: Sequence[int], access_bytes: int) -> int:
+    """Wavefronts of one phase: the most distinct 32-bit words that any single bank must deliver."""
+    words = {address // BANK_BYTES + index for address in addresses for index in range(access_bytes // 4)}
+    per_bank = np.bincount([word % NUM_BANKS for word in words], minlength=NUM_BANKS)
+    return max(1, int(per_bank.max()))
