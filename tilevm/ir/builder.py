@@ -20,9 +20,8 @@ from collections.abc import Iterator
 
 from tilevm.dtypes import DType
 from tilevm.errors import CompilationError, SourceLocation
-from tilevm.ir.expr import Const, Expr, Var
+from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction, IRTypeError
-from tilevm.ir.memory import GlobalView, LoadGlobal
 from tilevm.ir.program import Param, Program
 from tilevm.ir.stmt import For, If, While
 from tilevm.ir.types import PointerType, ScalarType, TileType, Type
@@ -71,8 +70,13 @@ class ProgramBuilder:
         self.bodies[-1].append(instruction)
         return instruction
 
-    def emit_output(self, kind: type[Instruction], name: str,
-                    layout: RegisterLayout | SharedLayout | None = None, **fields: object) -> Var:
+    def emit_output(
+        self,
+        kind: type[Instruction],
+        name: str,
+        layout: RegisterLayout | SharedLayout | None = None,
+        **fields: object,
+    ) -> Var:
         """Append an instruction of ``kind`` whose output is a new variable named ``name``; return it.
 
         The output's type is what the instruction's type rule gives, with ``layout`` when one is pinned.
@@ -90,14 +94,17 @@ class ProgramBuilder:
 
     def _with_layout(self, result_type: Type, layout: RegisterLayout | SharedLayout) -> Type:
         if not isinstance(result_type, TileType) or tuple(layout.shape) != result_type.shape:
-            raise CompilationError(f"layout {layout} does not fit a value of type {result_type}", self.location)
+            raise CompilationError(
+                f"layout {layout} does not fit a value of type {result_type}", self.location
+            )
         return result_type.with_layout(layout)
 
     # control flow
 
     @contextlib.contextmanager
-    def for_range(self, name: str, start: Expr, stop: Expr, step: Expr,
-                  unroll: int | None = None) -> Iterator[Var]:
+    def for_range(
+        self, name: str, start: Expr, stop: Expr, step: Expr, unroll: int | None = None
+    ) -> Iterator[Var]:
         variable = Var(name, start.type)
         location = self.location
         body = yield from self._nested(variable)
@@ -139,4 +146,3 @@ class ProgramBuilder:
         if len(self.bodies) != 1:
             raise RuntimeError("build() called inside an open loop or branch")
         return Program(self.name, tuple(self.params), self.num_threads, tuple(self.bodies[0]))
-

@@ -14,8 +14,8 @@ from tilevm.ir.inst import (
     Instruction,
     IRTypeError,
     broadcast_shapes,
-    expect_tile,
     describe,
+    expect_tile,
 )
 from tilevm.ir.types import ScalarType, Scope, TileType
 from tilevm.layout import RegisterLayout
@@ -182,7 +182,9 @@ class Cast(Instruction):
 
     def result_type(self) -> TileType:
         if self.rounding not in ROUNDING_MODES:
-            raise IRTypeError(f"unknown rounding '{self.rounding}'; expected one of {', '.join(ROUNDING_MODES)}")
+            raise IRTypeError(
+                f"unknown rounding '{self.rounding}'; expected one of {', '.join(ROUNDING_MODES)}"
+            )
         source = expect_tile(self.operand, "cast's operand", Scope.REGISTER)
         return register_result(source.shape, self.dtype)
 
@@ -224,7 +226,8 @@ class View(Instruction):
         result_bits = result.layout.local_size * result.dtype.nbits
         if source.layout.num_threads != result.layout.num_threads or source_bits != result_bits:
             raise IRTypeError(
-                f"view layouts do not match: each thread holds {source_bits} bits before and {result_bits} after"
+                f"view layouts do not match: each thread holds {source_bits} bits before "
+                f"and {result_bits} after"
             )
 
 
@@ -254,5 +257,6 @@ class AnnotateLayout(Instruction):
     def result_type(self) -> None:
         tile = expect_tile(self.tensor, "annotate_layout's tensor", Scope.REGISTER)
         if tuple(self.layout.shape) != tile.shape:
-            raise IRTypeError(f"layout {self.layout} has shape {list(self.layout.shape)}, "
-                              f"the tile {list(tile.shape)}")
+            raise IRTypeError(
+                f"layout {self.layout} has shape {list(self.layout.shape)}, the tile {list(tile.shape)}"
+            )

@@ -103,4 +103,3 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
             raise IRTypeError(f"shapes {' and '.join(str(list(s)) for s in shapes)} do not broadcast")
         result.append(sizes.pop() if sizes else 1)
     return tuple(result)
-

@@ -41,8 +41,12 @@ __all__ = [
 ATOMIC_OPS = ("add", "max", "min")
 
 
-def check_window(tensor: GlobalType | TileType, offsets: tuple[Expr, ...], dims: tuple[int, ...],
-                 tile_shape: tuple[int, ...]) -> None:
+def check_window(
+    tensor: GlobalType | TileType,
+    offsets: tuple[Expr, ...],
+    dims: tuple[int, ...],
+    tile_shape: tuple[int, ...],
+) -> None:
     """Offsets index every dimension of ``tensor``; ``dims`` picks distinct dimensions, one per tile dim."""
     if len(offsets) != tensor.rank:
         raise IRTypeError(f"expected {tensor.rank} offsets (one per dimension), got {len(offsets)}")
@@ -137,7 +141,9 @@ class SliceShared(Instruction):
         check_window(source, self.offsets, self.dims, self.shape)
         for dim, extent in zip(self.dims, self.shape):
             if extent > source.shape[dim]:
-                raise IRTypeError(f"slice extent {extent} exceeds dimension {dim} of size {source.shape[dim]}")
+                raise IRTypeError(
+                    f"slice extent {extent} exceeds dimension {dim} of size {source.shape[dim]}"
+                )
         return TileType(source.dtype, self.shape, Scope.SHARED)
 
 
@@ -160,8 +166,9 @@ class LoadGlobal(Instruction):
         return TileType(source.dtype, self.shape, Scope.REGISTER)
 
 
-def check_global_write(tensor: Expr, value: Expr, offsets: tuple[Expr, ...], dims: tuple[int, ...],
-                       what: str) -> None:
+def check_global_write(
+    tensor: Expr, value: Expr, offsets: tuple[Expr, ...], dims: tuple[int, ...], what: str
+) -> None:
     target = expect_global(tensor, f"{what}'s tensor")
     tile = expect_tile(value, f"{what}'s value", Scope.REGISTER)
     check_window(target, offsets, dims, tile.shape)
@@ -267,4 +274,3 @@ class Sync(Instruction):
     """A barrier for the threads of the block; shared-memory writes before it are seen after it."""
 
     opname = "sync"
-

@@ -1,14 +1,14 @@
 """Types of Tile IR values: scalars, pointers, global tensors and tiles (shared or register).
 
-Types are frozen dataclasses compared structurally. A tile's layout is part of its type and is ``None`` until a
-pass (or the user, through ``annotate_layout``) fixes it.
+Types are frozen dataclasses compared structurally. A tile's layout is part of its type and is ``None``
+until a pass (or the user, through ``annotate_layout``) fixes it.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from tilevm.dtypes import DType
 from tilevm.layout import RegisterLayout, SharedLayout
@@ -83,4 +83,4 @@ class TileType:
         return replace(self, layout=layout)
 
 
-Type = Union[ScalarType, PointerType, GlobalType, TileType]
+Type = ScalarType | PointerType | GlobalType | TileType

@@ -69,13 +69,17 @@ class _Verifier:
             self.check_layout(actual)
             actual = actual.with_layout(None)
         if actual != expected:
-            raise IRTypeError(f"output {output.name} is a {describe(output.type)}, expected {describe(expected)}")
+            raise IRTypeError(
+                f"output {output.name} is a {describe(output.type)}, expected {describe(expected)}"
+            )
 
     def check_layout(self, tile: TileType) -> None:
         if tile.layout is None:
             return
         if tuple(tile.layout.shape) != tile.shape:
-            raise IRTypeError(f"layout {tile.layout} has shape {list(tile.layout.shape)}, the tile {list(tile.shape)}")
+            raise IRTypeError(
+                f"layout {tile.layout} has shape {list(tile.layout.shape)}, the tile {list(tile.shape)}"
+            )
         if isinstance(tile.layout, RegisterLayout) and tile.layout.num_threads != self.program.num_threads:
             raise IRTypeError(
                 f"layout {tile.layout} spreads over {tile.layout.num_threads} threads, "
@@ -97,7 +101,8 @@ class _Verifier:
             self.check_uses(expression.rhs, visible)
             if expression.lhs.type != expression.rhs.type:
                 raise IRTypeError(
-                    f"'{expression.op}' of a {expression.lhs.type} and a {expression.rhs.type}; cast one of them"
+                    f"'{expression.op}' of a {expression.lhs.type} and a {expression.rhs.type}; "
+                    "cast one of them"
                 )
             reason = operator_error(expression.op, expression.lhs.type.dtype)
             if reason:

@@ -14,7 +14,7 @@ from tilevm.dtypes import DType
 __all__ = ["Tensor", "TensorAnnotation", "constexpr"]
 
 
-class constexpr:  # noqa: N801  (spelt like Triton's, which users know)
+class constexpr:
     """Annotates a parameter whose value is known at compile time: the kernel is specialized on it.
 
     Inside the kernel, a constexpr is a plain Python value: ``if`` on it is decided at compile time.

@@ -82,7 +82,8 @@ def view(tensor: torch.Tensor, dtype: DType, shape: tuple[int, ...] | None = Non
     """Pass ``tensor``'s bytes to a kernel as a tensor of ``dtype`` (on the host; in a kernel, ``view`` is
     the register-tile instruction).
 
-    Without ``shape``, the last dimension is rescaled: a ``[4, 8]`` uint8 tensor viewed as int4 is ``[4, 16]``.
+    Without ``shape``, the last dimension is rescaled: a ``[4, 8]`` uint8 tensor viewed as int4 is
+    ``[4, 16]``.
     The tensor must be contiguous and its bits must hold exactly the elements of the view.
 
     >>> import torch, tilevm as tv
@@ -92,7 +93,9 @@ def view(tensor: torch.Tensor, dtype: DType, shape: tuple[int, ...] | None = Non
     if not isinstance(tensor, torch.Tensor):
         raise LaunchError(f"view takes a torch tensor, got {type(tensor).__name__}")
     if not tensor.is_contiguous():
-        raise LaunchError(f"view needs a contiguous tensor (strides {tuple(tensor.stride())}); call .contiguous()")
+        raise LaunchError(
+            f"view needs a contiguous tensor (strides {tuple(tensor.stride())}); call .contiguous()"
+        )
     total_bits = tensor.numel() * tensor.element_size() * 8
     if shape is None:
         if tensor.dim() == 0:
@@ -126,7 +129,7 @@ def _row_major_strides(shape: tuple[int, ...]) -> list[int]:
 def tensor_argument(name: str, value: object, annotation: TensorAnnotation) -> TensorArgument:
     if isinstance(value, torch.Tensor):
         dtype = torch_dtype_to_tilevm(value.dtype, f"argument '{name}'")
-        if annotation.dtype is not None and annotation.dtype != dtype:
+        if _reinterprets(dtype, annotation.dtype):
             argument = view(value, annotation.dtype)
         else:
             argument = TensorArgument(value, dtype, tuple(value.shape), tuple(value.stride()))
@@ -135,9 +138,13 @@ def tensor_argument(name: str, value: object, annotation: TensorAnnotation) -> T
     else:
         raise LaunchError(f"argument '{name}' must be a torch tensor, got {type(value).__name__}")
     if annotation.dtype is not None and argument.dtype != annotation.dtype:
-        raise LaunchError(f"argument '{name}' is a {argument.dtype} tensor; the kernel reads {annotation.dtype}")
+        raise LaunchError(
+            f"argument '{name}' is a {argument.dtype} tensor; the kernel reads {annotation.dtype}"
+        )
     if annotation.rank is not None and argument.rank != annotation.rank:
-        raise LaunchError(f"argument '{name}' has rank {argument.rank}; the kernel takes rank {annotation.rank}")
+        raise LaunchError(
+            f"argument '{name}' has rank {argument.rank}; the kernel takes rank {annotation.rank}"
+        )
     if argument.rank == 0:
         raise LaunchError(f"argument '{name}' is a 0-d tensor; pass a Python scalar instead")
     for extent in (*argument.shape, *argument.strides):
@@ -146,13 +153,25 @@ def tensor_argument(name: str, value: object, annotation: TensorAnnotation) -> T
     return argument
 
 
+def _reinterprets(container: DType, wanted: DType | None) -> bool:
+    """Integer containers (uint8 bytes, int32 words) carry narrower dtypes' bits; other dtypes are values."""
+    return (
+        wanted is not None
+        and wanted != container
+        and container.is_integer
+        and wanted.nbits <= container.nbits
+    )
+
+
 def scalar_argument(name: str, value: object, annotation: object) -> object:
     if isinstance(annotation, DType):
         expected = float if annotation.is_float else (bool if annotation.kind == "bool" else int)
     else:
         expected = annotation
     if isinstance(value, torch.Tensor) or not isinstance(value, (int, float, bool)):
-        raise LaunchError(f"argument '{name}' must be a Python {expected.__name__}, got {type(value).__name__}")
+        raise LaunchError(
+            f"argument '{name}' must be a Python {expected.__name__}, got {type(value).__name__}"
+        )
     if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise LaunchError(f"argument '{name}' must be an int, got {value!r}")
     return expected(value)

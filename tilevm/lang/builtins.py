@@ -82,6 +82,7 @@ def _offsets(offsets: object, what: str = "offsets") -> tuple[Expr, ...]:
 
 
 def _tile_or_global(value: object, builtin: str, kinds: tuple[type, ...]) -> Expr:
+    current(builtin)
     if not is_ir(value) or not isinstance(value.type, kinds):
         raise CompilationError(f"{builtin} cannot take {describe_value(value)}")
     return value
@@ -140,62 +141,110 @@ def cdiv(numerator: int | Expr, denominator: int | Expr) -> int | Expr:
 # allocation
 
 
-def register_tensor(dtype: DType, shape: Sequence[int], init: object = None,
-                    layout: RegisterLayout | None = None) -> Expr:
+def register_tensor(
+    dtype: DType, shape: Sequence[int], init: object = None, layout: RegisterLayout | None = None
+) -> Expr:
     """A register tile of ``dtype`` and ``shape``, every element ``init`` (undefined when None)."""
     dtype = _dtype(dtype, "register_tensor")
     init_expr = None if init is None else literal_like(init, constant(0, dtype))
-    return _emit_output("register_tensor", AllocRegister, _layout(layout, "register_tensor"), dtype=dtype,
-                        shape=_shape(shape, "shape"), init=init_expr)
+    return _emit_output(
+        "register_tensor",
+        AllocRegister,
+        _layout(layout, "register_tensor"),
+        dtype=dtype,
+        shape=_shape(shape, "shape"),
+        init=init_expr,
+    )
 
 
 def shared_tensor(dtype: DType, shape: Sequence[int]) -> Expr:
     """A tile of shared memory, seen by every thread of the block. Its contents start undefined."""
-    return _emit_output("shared_tensor", AllocShared, dtype=_dtype(dtype, "shared_tensor"),
-                        shape=_shape(shape, "shape"))
+    return _emit_output(
+        "shared_tensor", AllocShared, dtype=_dtype(dtype, "shared_tensor"), shape=_shape(shape, "shape")
+    )
 
 
 def free_shared(tensor: Expr) -> None:
     _emit("free_shared", FreeShared(tensor=_tile_or_global(tensor, "free_shared", (TileType,))))
 
 
-def slice_shared(tensor: Expr, offsets: Sequence[object], shape: Sequence[int],
-                 dims: Sequence[int] | None = None) -> Expr:
+def slice_shared(
+    tensor: Expr, offsets: Sequence[object], shape: Sequence[int], dims: Sequence[int] | None = None
+) -> Expr:
     """The part of a shared tile at ``offsets`` of ``shape``, along ``dims`` (the last ones by default)."""
     tensor = _tile_or_global(tensor, "slice_shared", (TileType,))
     shape = _shape(shape, "shape")
-    return _emit_output("slice_shared", SliceShared, tensor=tensor, offsets=_offsets(offsets), shape=shape,
-                        dims=_dims(dims, tensor.type.rank, len(shape)))
+    return _emit_output(
+        "slice_shared",
+        SliceShared,
+        tensor=tensor,
+        offsets=_offsets(offsets),
+        shape=shape,
+        dims=_dims(dims, tensor.type.rank, len(shape)),
+    )
 
 
 # data movement
 
 
-def load_global(tensor: Expr, offsets: Sequence[object], shape: Sequence[int], dims: Sequence[int] | None = None,
-                other: object = None, layout: RegisterLayout | None = None) -> Expr:
-    """Read the tile of ``shape`` at ``offsets`` of a global tensor; elements outside it read ``other`` (0)."""
+def load_global(
+    tensor: Expr,
+    offsets: Sequence[object],
+    shape: Sequence[int],
+    dims: Sequence[int] | None = None,
+    other: object = None,
+    layout: RegisterLayout | None = None,
+) -> Expr:
+    """Read the tile of ``shape`` at ``offsets`` of a global tensor; elements outside it read ``other``
+    (zero when None)."""
     tensor = _tile_or_global(tensor, "load_global", (GlobalType,))
     shape = _shape(shape, "shape")
     other_expr = None if other is None else literal_like(other, constant(0, tensor.type.dtype))
-    return _emit_output("load_global", LoadGlobal, _layout(layout, "load_global"), tensor=tensor,
-                        offsets=_offsets(offsets), shape=shape, dims=_dims(dims, tensor.type.rank, len(shape)),
-                        other=other_expr)
+    return _emit_output(
+        "load_global",
+        LoadGlobal,
+        _layout(layout, "load_global"),
+        tensor=tensor,
+        offsets=_offsets(offsets),
+        shape=shape,
+        dims=_dims(dims, tensor.type.rank, len(shape)),
+        other=other_expr,
+    )
 
 
-def store_global(tensor: Expr, value: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None) -> None:
+def store_global(
+    tensor: Expr, value: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None
+) -> None:
     """Write a register tile into a global tensor at ``offsets``; elements outside the tensor are skipped."""
     tensor = _tile_or_global(tensor, "store_global", (GlobalType,))
     value = _tile_or_global(value, "store_global", (TileType,))
-    _emit("store_global", StoreGlobal(tensor=tensor, value=value, offsets=_offsets(offsets),
-                                      dims=_dims(dims, tensor.type.rank, value.type.rank)))
+    _emit(
+        "store_global",
+        StoreGlobal(
+            tensor=tensor,
+            value=value,
+            offsets=_offsets(offsets),
+            dims=_dims(dims, tensor.type.rank, value.type.rank),
+        ),
+    )
 
 
 def _atomic(op: str):
-    def atomic(tensor: Expr, value: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None) -> None:
+    def atomic(
+        tensor: Expr, value: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None
+    ) -> None:
         tensor = _tile_or_global(tensor, f"atomic_{op}", (GlobalType,))
         value = _tile_or_global(value, f"atomic_{op}", (TileType,))
-        _emit(f"atomic_{op}", AtomicGlobal(op=op, tensor=tensor, value=value, offsets=_offsets(offsets),
-                                           dims=_dims(dims, tensor.type.rank, value.type.rank)))
+        _emit(
+            f"atomic_{op}",
+            AtomicGlobal(
+                op=op,
+                tensor=tensor,
+                value=value,
+                offsets=_offsets(offsets),
+                dims=_dims(dims, tensor.type.rank, value.type.rank),
+            ),
+        )
 
     atomic.__name__ = atomic.__qualname__ = f"atomic_{op}"
     atomic.__doc__ = f"Atomically combine a register tile into a global tensor with '{op}'."
@@ -213,17 +262,30 @@ def load_shared(tensor: Expr, layout: RegisterLayout | None = None) -> Expr:
 
 def store_shared(tensor: Expr, value: Expr) -> None:
     """Write a register tile into a shared tile of the same shape."""
-    _emit("store_shared", StoreShared(tensor=_tile_or_global(tensor, "store_shared", (TileType,)),
-                                      value=_tile_or_global(value, "store_shared", (TileType,))))
+    _emit(
+        "store_shared",
+        StoreShared(
+            tensor=_tile_or_global(tensor, "store_shared", (TileType,)),
+            value=_tile_or_global(value, "store_shared", (TileType,)),
+        ),
+    )
 
 
-def copy_async(destination: Expr, source: Expr, offsets: Sequence[object],
-               dims: Sequence[int] | None = None) -> None:
+def copy_async(
+    destination: Expr, source: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None
+) -> None:
     """Start copying the window of ``source`` at ``offsets`` into the shared tile ``destination``."""
     destination = _tile_or_global(destination, "copy_async", (TileType,))
     source = _tile_or_global(source, "copy_async", (GlobalType,))
-    _emit("copy_async", CopyAsync(destination=destination, source=source, offsets=_offsets(offsets),
-                                  dims=_dims(dims, source.type.rank, destination.type.rank)))
+    _emit(
+        "copy_async",
+        CopyAsync(
+            destination=destination,
+            source=source,
+            offsets=_offsets(offsets),
+            dims=_dims(dims, source.type.rank, destination.type.rank),
+        ),
+    )
 
 
 def copy_async_commit() -> None:
@@ -257,8 +319,9 @@ def cast(value: Expr, dtype: DType, rounding: str = "nearest") -> Expr:
     return _emit_output("cast", Cast, operand=value, dtype=dtype, rounding=rounding)
 
 
-def view_tile(value: Expr, dtype: DType, shape: Sequence[int] | None = None,
-              layout: RegisterLayout | None = None) -> Expr:
+def view_tile(
+    value: Expr, dtype: DType, shape: Sequence[int] | None = None, layout: RegisterLayout | None = None
+) -> Expr:
     """The same bits as ``dtype``: 8 uint8 per thread become 16 int4. Without ``shape``, the last dimension
     is rescaled."""
     value = _tile_or_global(value, "view", (TileType,))
@@ -267,10 +330,13 @@ def view_tile(value: Expr, dtype: DType, shape: Sequence[int] | None = None,
         *outer, last = value.type.shape
         last_bits = last * value.type.dtype.nbits
         if last_bits % dtype.nbits:
-            raise CompilationError(f"a row of {last_bits} bits does not hold whole {dtype} elements; give a shape")
+            raise CompilationError(
+                f"a row of {last_bits} bits does not hold whole {dtype} elements; give a shape"
+            )
         shape = (*outer, last_bits // dtype.nbits)
-    return _emit_output("view", View, _layout(layout, "view"), operand=value, dtype=dtype,
-                        shape=_shape(shape, "shape"))
+    return _emit_output(
+        "view", View, _layout(layout, "view"), operand=value, dtype=dtype, shape=_shape(shape, "shape")
+    )
 
 
 def where(condition: Expr, on_true: object, on_false: object) -> Expr:
@@ -278,8 +344,13 @@ def where(condition: Expr, on_true: object, on_false: object) -> Expr:
     anchor = on_true if is_ir(on_true) else on_false
     if not is_ir(anchor):
         raise CompilationError("where needs at least one IR value among on_true and on_false")
-    return _emit_output("where", Where, condition=condition, on_true=literal_like(on_true, anchor),
-                        on_false=literal_like(on_false, anchor))
+    return _emit_output(
+        "where",
+        Where,
+        condition=condition,
+        on_true=literal_like(on_true, anchor),
+        on_false=literal_like(on_false, anchor),
+    )
 
 
 def annotate_layout(tensor: Expr, layout: RegisterLayout) -> None:
@@ -296,7 +367,7 @@ def _reduction(op: str):
     return reduce
 
 
-sum, max, min = _reduction("sum"), _reduction("max"), _reduction("min")  # noqa: A001
+sum, max, min = _reduction("sum"), _reduction("max"), _reduction("min")
 
 
 def _unary(op: str):
@@ -311,7 +382,7 @@ def _unary(op: str):
     return unary
 
 
-exp, exp2, log, log2, sqrt, rsqrt, sin, cos, tanh, abs = (  # noqa: A001
+exp, exp2, log, log2, sqrt, rsqrt, sin, cos, tanh, abs = (
     _unary(op) for op in ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "abs")
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable
+from typing import ClassVar
 
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import Const, GlobalType, TileType
@@ -31,8 +32,9 @@ class ExpressionEvaluator:
     def evaluate(self, node: ast.expr) -> object:
         handler = self._expression_handlers.get(type(node))
         if handler is None:
-            raise CompilationError(f"unsupported Python expression in a kernel: {type(node).__name__}",
-                                   self.location(node))
+            raise CompilationError(
+                f"unsupported Python expression in a kernel: {type(node).__name__}", self.location(node)
+            )
         previous = self.builder.location
         self.builder.location = self.location(node)
         try:
@@ -84,7 +86,9 @@ class ExpressionEvaluator:
             raise CompilationError(f"{type(error).__name__}: {error}") from None
 
     def slice_node(self, node: ast.Slice) -> slice:
-        parts = [None if part is None else self.evaluate(part) for part in (node.lower, node.upper, node.step)]
+        parts = [
+            None if part is None else self.evaluate(part) for part in (node.lower, node.upper, node.step)
+        ]
         return slice(*parts)
 
     def binary_node(self, node: ast.BinOp) -> object:
@@ -130,13 +134,17 @@ class ExpressionEvaluator:
             return (lhs and rhs) if op == "and" else (lhs or rhs)
         for side in (lhs, rhs):
             if is_ir(side) and side.type.dtype.kind != "bool":
-                raise CompilationError(f"'{op}' needs bool operands, got {describe_value(side)}; compare first")
+                raise CompilationError(
+                    f"'{op}' needs bool operands, got {describe_value(side)}; compare first"
+                )
         return binary_operation(op, lhs, rhs)
 
     def if_expression_node(self, node: ast.IfExp) -> object:
         condition = self.evaluate(node.test)
         if is_ir(condition):
-            raise CompilationError("'a if c else b' needs a compile-time condition; use tv.where for kernel values")
+            raise CompilationError(
+                "'a if c else b' needs a compile-time condition; use tv.where for kernel values"
+            )
         return self.evaluate(node.body if condition else node.orelse)
 
     def sequence_node(self, node: ast.Tuple | ast.List) -> object:
@@ -178,10 +186,10 @@ class ExpressionEvaluator:
             return function(*arguments, **keywords)
         except CompilationError:
             raise
-        except Exception as error:  # noqa: BLE001  (any Python error is the user's, shown at their line)
+        except Exception as error:
             raise CompilationError(f"{type(error).__name__}: {error}") from None
 
-    _expression_handlers: dict[type, Callable] = {
+    _expression_handlers: ClassVar[dict[type, Callable]] = {
         ast.Constant: constant_node, ast.Name: name_node, ast.Attribute: attribute_node,
         ast.Subscript: subscript_node, ast.Slice: slice_node, ast.BinOp: binary_node,
         ast.UnaryOp: unary_node, ast.Compare: compare_node, ast.BoolOp: bool_node,
@@ -199,4 +207,3 @@ def _hashable(value: object) -> bool:
     except TypeError:
         return False
     return True
-

@@ -14,6 +14,7 @@ import inspect
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import (
@@ -38,6 +39,7 @@ from tilevm.lang.values import constant, describe_value, is_ir, literal_like, py
 
 __all__ = ["compile_kernel"]
 
+
 @dataclass(frozen=True)
 class Region:
     """A runtime loop or branch: the names defined when it was entered."""
@@ -47,8 +49,9 @@ class Region:
 
 
 class FunctionCompiler(ControlFlow, ExpressionEvaluator):
-    def __init__(self, function: Callable, signature: inspect.Signature, values: dict[str, object],
-                 num_threads: int) -> None:
+    def __init__(
+        self, function: Callable, signature: inspect.Signature, values: dict[str, object], num_threads: int
+    ) -> None:
         self.function, self.signature, self.values = function, signature, values
         self.file = inspect.getsourcefile(function) or "<unknown>"
         lines, self.first_line = inspect.getsourcelines(function)
@@ -82,15 +85,18 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         pointers = {}
         for parameter in flat_parameters(self.signature, self.values):
             if parameter.kind == "pointer":
-                pointers[parameter.name] = self.builder.pointer_param(parameter.name, parameter.dtype,
-                                                                      parameter.divisibility)
+                pointers[parameter.name] = self.builder.pointer_param(
+                    parameter.name, parameter.dtype, parameter.divisibility
+                )
                 sizes[parameter.name], strides[parameter.name] = [], []
                 continue
             variable = self.builder.scalar_param(parameter.name, parameter.dtype, parameter.divisibility)
             if parameter.kind == "scalar":
                 self.env[parameter.name] = variable
             else:
-                (sizes if parameter.kind == "size" else strides)[parameter.owner].append((parameter.name, variable))
+                (sizes if parameter.kind == "size" else strides)[parameter.owner].append(
+                    (parameter.name, variable)
+                )
         for name, value in self.values.items():
             if name in pointers:
                 self.env[name] = self.tensor_view(name, pointers[name], value, sizes[name], strides[name])
@@ -103,8 +109,13 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         for dim, stride in enumerate(argument.strides):
             stride_exprs.append(passed.get(f"{name}_stride{dim}", Const(1)) if stride != 1 else Const(1))
         self.context.name_hint = name
-        return self.builder.emit_output(GlobalView, name, pointer=pointer,
-                                        shape=tuple(variable for _, variable in sizes), strides=tuple(stride_exprs))
+        return self.builder.emit_output(
+            GlobalView,
+            name,
+            pointer=pointer,
+            shape=tuple(variable for _, variable in sizes),
+            strides=tuple(stride_exprs),
+        )
 
     # names
 
@@ -113,8 +124,8 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             return self.env[name]
         if name in self.hidden:
             raise CompilationError(
-                f"'{name}' is defined inside the loop or branch at line {self.hidden[name]} and cannot be used "
-                "after it; define it before"
+                f"'{name}' is defined inside the loop or branch at line {self.hidden[name]} "
+                "and cannot be used after it; define it before"
             )
         if name in self.scope_globals:
             return self.scope_globals[name]
@@ -150,8 +161,8 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             self.builder.emit(AssignTensor(destination=target, value=value))
         else:
             raise CompilationError(
-                f"'{name}' holds {describe_value(target)} and is defined outside this runtime loop or branch; "
-                "it cannot be reassigned inside it"
+                f"'{name}' holds {describe_value(target)} and is defined outside this runtime loop "
+                "or branch; it cannot be reassigned inside it"
             )
 
     # runtime regions
@@ -170,8 +181,9 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         elif isinstance(value.type, ScalarType):
             self.env[name] = self.declare_scalar(name, value)
         elif isinstance(value.type, TileType) and value.type.scope is Scope.REGISTER:
-            copy = self.builder.emit_output(AllocRegister, name, layout=value.type.layout, dtype=value.type.dtype,
-                                            shape=value.type.shape)
+            copy = self.builder.emit_output(
+                AllocRegister, name, layout=value.type.layout, dtype=value.type.dtype, shape=value.type.shape
+            )
             self.builder.emit(AssignTensor(destination=copy, value=value))
             self.owner[copy.uid] = name
             self.env[name] = copy
@@ -200,8 +212,9 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     def statement(self, node: ast.stmt) -> None:
         handler = self._statement_handlers.get(type(node))
         if handler is None:
-            raise CompilationError(f"unsupported Python statement in a kernel: {type(node).__name__}",
-                                   self.location(node))
+            raise CompilationError(
+                f"unsupported Python statement in a kernel: {type(node).__name__}", self.location(node)
+            )
         self.builder.location = self.location(node)
         self.context.name_hint = "v"
         try:
@@ -228,7 +241,9 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             for element, item in zip(target.elts, value):
                 self.bind_target(element, item)
         else:
-            raise CompilationError("only names can be assigned in a kernel (tiles are written with tv.store_*)")
+            raise CompilationError(
+                "only names can be assigned in a kernel (tiles are written with tv.store_*)"
+            )
 
     def annotated_assign_statement(self, node: ast.AnnAssign) -> None:
         if node.value is None or not isinstance(node.target, ast.Name):
@@ -263,7 +278,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             message = self.evaluate(node.msg) if node.msg is not None else "assertion failed"
             raise CompilationError(str(message))
 
-    _statement_handlers: dict[type, Callable] = {
+    _statement_handlers: ClassVar[dict[type, Callable]] = {
         ast.Assign: assign_statement, ast.AnnAssign: annotated_assign_statement,
         ast.AugAssign: augmented_assign_statement, ast.Expr: expression_statement, ast.Pass: pass_statement,
         ast.Return: return_statement, ast.Assert: assert_statement, ast.If: ControlFlow.if_statement,
@@ -281,8 +296,8 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-def compile_kernel(function: Callable, signature: inspect.Signature, values: dict[str, object],
-                   num_threads: int) -> Program:
+def compile_kernel(
+    function: Callable, signature: inspect.Signature, values: dict[str, object], num_threads: int
+) -> Program:
     """Compile ``function`` for the given bound launch values (tensors, scalars, constexprs)."""
     return FunctionCompiler(function, signature, values, num_threads).compile()
-

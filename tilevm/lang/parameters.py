@@ -45,12 +45,16 @@ def flat_parameters(signature: inspect.Signature, values: dict[str, object]) -> 
             yield from _tensor_parameters(name, value)
         else:
             divisible = isinstance(value, int) and not isinstance(value, bool) and value % DIVISOR == 0
-            yield FlatParameter(name, "scalar", scalar_dtype(annotation), value, DIVISOR if divisible else 1, name)
+            yield FlatParameter(
+                name, "scalar", scalar_dtype(annotation), value, DIVISOR if divisible else 1, name
+            )
 
 
 def _tensor_parameters(name: str, argument: TensorArgument) -> Iterator[FlatParameter]:
     aligned = argument.tensor.data_ptr() % ALIGNMENT_BYTES == 0
-    yield FlatParameter(name, "pointer", argument.dtype, argument.tensor, ALIGNMENT_BYTES if aligned else 1, name)
+    yield FlatParameter(
+        name, "pointer", argument.dtype, argument.tensor, ALIGNMENT_BYTES if aligned else 1, name
+    )
     for dim, size in enumerate(argument.shape):
         yield FlatParameter(f"{name}_size{dim}", "size", int32, size, _divisibility(size), name)
     for dim, stride in enumerate(argument.strides):

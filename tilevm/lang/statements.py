@@ -31,7 +31,9 @@ class ControlFlow:
 
     def expect_bool_scalar(self, condition: object, what: str) -> None:
         if not isinstance(condition.type, ScalarType) or condition.type.dtype.kind != "bool":
-            raise CompilationError(f"{what} must be a bool scalar, got {describe_value(condition)}; compare it")
+            raise CompilationError(
+                f"{what} must be a bool scalar, got {describe_value(condition)}; compare it"
+            )
 
     def for_statement(self, node: ast.For) -> None:
         if node.orelse:
@@ -72,8 +74,10 @@ class ControlFlow:
         if anchor is None:
             if bounds.step == 0:
                 raise CompilationError("range's step must not be zero")
-            values = [index_expr(value, name) for value, name in zip((bounds.start, bounds.stop, bounds.step),
-                                                                       ("start", "stop", "step"))]
+            values = [
+                index_expr(value, name)
+                for value, name in zip((bounds.start, bounds.stop, bounds.step), ("start", "stop", "step"))
+            ]
             return tuple(values)
         index_expr(anchor, "a loop bound")
         return tuple(literal_like(value, anchor) for value in (bounds.start, bounds.stop, bounds.step))
@@ -102,7 +106,9 @@ class ControlFlow:
             self.compile_time_while(node, condition)
             return
         if len(self.builder.bodies[-1]) != emitted:
-            raise CompilationError("a runtime while condition must be a scalar expression (no tile operations)")
+            raise CompilationError(
+                "a runtime while condition must be a scalar expression (no tile operations)"
+            )
         self.prepare_region(node.body)
         condition = self.evaluate(node.test)  # again: the names it reads may now be loop variables
         self.expect_bool_scalar(condition, "a while condition")
@@ -114,9 +120,12 @@ class ControlFlow:
         while condition:
             iterations += 1
             if iterations > MAX_COMPILE_TIME_ITERATIONS:
-                raise CompilationError(f"a compile-time while loop ran over {MAX_COMPILE_TIME_ITERATIONS} times")
+                raise CompilationError(
+                    f"a compile-time while loop ran over {MAX_COMPILE_TIME_ITERATIONS} times"
+                )
             self.statements(node.body)
             condition = self.evaluate(node.test)
             if is_ir(condition):
-                raise CompilationError("this while condition became a kernel value inside the loop; "
-                                       "make it one before the loop")
+                raise CompilationError(
+                    "this while condition became a kernel value inside the loop; make it one before the loop"
+                )

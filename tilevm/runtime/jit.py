@@ -80,7 +80,9 @@ class Kernel:
                 f"tensors are on {device}; this version of tilevm runs kernels on CPU tensors only "
                 "(the CUDA back end is not built yet)"
             )
-        execute(program, [parameter.value for parameter in flat_parameters(self.signature, values)], grid_shape)
+        execute(
+            program, [parameter.value for parameter in flat_parameters(self.signature, values)], grid_shape
+        )
 
 
 def kernel(function: Callable | None = None, *, num_warps: int = 4, num_threads: int | None = None):
@@ -108,12 +110,19 @@ def _check_annotation(function: Callable, name: str, annotation: object) -> None
 
 def _grid(grid: object, values: dict[str, object]) -> tuple[int, ...]:
     if callable(grid):
-        grid = grid({name: value.tensor if isinstance(value, TensorArgument) else value
-                     for name, value in values.items()})
+        grid = grid(
+            {
+                name: value.tensor if isinstance(value, TensorArgument) else value
+                for name, value in values.items()
+            }
+        )
     if isinstance(grid, int):
         grid = (grid,)
-    if (not isinstance(grid, (tuple, list)) or not 1 <= len(grid) <= 3
-            or not all(isinstance(extent, int) and extent >= 0 for extent in grid)):
+    if (
+        not isinstance(grid, (tuple, list))
+        or not 1 <= len(grid) <= 3
+        or not all(isinstance(extent, int) and extent >= 0 for extent in grid)
+    ):
         raise LaunchError(f"grid must be 1 to 3 non-negative ints (or a function giving them), got {grid!r}")
     return tuple(grid)
 

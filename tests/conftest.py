@@ -1,0 +1,25 @@
+"""Every program that a test compiles is printed, parsed back and compared, after the test."""
+
+import pytest
+
+from tilevm import ir
+from tilevm.runtime import jit
+
+
+@pytest.fixture(autouse=True)
+def round_trip_every_compiled_program(monkeypatch):
+    compiled = []
+    compile_kernel = jit.compile_kernel
+
+    def compile_and_record(*args, **kwargs):
+        program = compile_kernel(*args, **kwargs)
+        compiled.append(program)
+        return program
+
+    monkeypatch.setattr(jit, "compile_kernel", compile_and_record)
+    yield
+    for program in compiled:
+        text = ir.print_program(program)
+        parsed = ir.parse(text)
+        assert parsed == program, f"the text of {program.name} parses back to another program:\n{text}"
+        assert ir.print_program(parsed) == text
