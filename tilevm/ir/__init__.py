@@ -25,6 +25,8 @@ from tilevm.ir.memory import (
     StoreShared,
     Sync,
 )
+from tilevm.ir.parser import parse
+from tilevm.ir.printer import print_program
 from tilevm.ir.program import Param, Program
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, While
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
@@ -85,6 +87,8 @@ __all__ = [
     "View",
     "Where",
     "While",
+    "parse",
+    "print_program",
     "programs_equal",
     "verify",
 ]

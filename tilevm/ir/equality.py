@@ -8,6 +8,7 @@ that is extended at each variable's first appearance.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 from tilevm.errors import SourceLocation
@@ -67,6 +68,8 @@ def _is_value(node: object) -> bool:
 
 
 def _same_value(left: object, right: object) -> bool:
-    if isinstance(left, float) and isinstance(right, float) and left != left and right != right:
-        return True  # NaN constants are equal for our purpose
+    if isinstance(left, float) and isinstance(right, float):
+        if math.isnan(left) or math.isnan(right):
+            return math.isnan(left) and math.isnan(right)  # NaN constants are equal for our purpose
+        return left == right and math.copysign(1.0, left) == math.copysign(1.0, right)  # -0.0 is not 0.0
     return left == right

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from tilevm.dtypes import DType, boolean, int32
+from tilevm.dtypes import DType, boolean, float32, int32
 from tilevm.ir.types import ScalarType, Type
 
 __all__ = [
@@ -70,10 +70,22 @@ class Var(Expr):
 
 @dataclass(frozen=True)
 class Const(Expr):
-    """A compile-time scalar: an int, a float (``inf``/``nan`` allowed) or a bool, of an explicit dtype."""
+    """A compile-time scalar: an int, a float (``inf``/``nan`` allowed) or a bool, of a dtype that defaults
+    to the value's Python type (int32, float32, bool)."""
 
     value: int | float | bool
-    dtype: DType = int32
+    dtype: DType = None  # type: ignore[assignment]  (filled in by __post_init__)
+
+    def __post_init__(self) -> None:
+        if self.dtype is None:
+            default = (
+                boolean
+                if isinstance(self.value, bool)
+                else float32
+                if isinstance(self.value, float)
+                else int32
+            )
+            object.__setattr__(self, "dtype", default)
 
     @property
     def type(self) -> ScalarType:

@@ -13,8 +13,8 @@ from tilevm.ir.expr import BinaryExpr, CastExpr, Expr, UnaryExpr, Var, operator_
 from tilevm.ir.inst import Instruction, IRTypeError, describe
 from tilevm.ir.program import Program
 from tilevm.ir.stmt import For, If, While
-from tilevm.ir.types import GlobalType, TileType, Type
-from tilevm.layout import RegisterLayout
+from tilevm.ir.types import GlobalType, Scope, TileType, Type
+from tilevm.layout import RegisterLayout, SharedLayout
 
 __all__ = ["verify"]
 
@@ -76,6 +76,9 @@ class _Verifier:
     def check_layout(self, tile: TileType) -> None:
         if tile.layout is None:
             return
+        expected_kind = RegisterLayout if tile.scope is Scope.REGISTER else SharedLayout
+        if not isinstance(tile.layout, expected_kind):
+            raise IRTypeError(f"a {tile.scope.value} tile needs a {expected_kind.__name__}, got {tile.layout}")
         if tuple(tile.layout.shape) != tile.shape:
             raise IRTypeError(
                 f"layout {tile.layout} has shape {list(tile.layout.shape)}, the tile {list(tile.shape)}"

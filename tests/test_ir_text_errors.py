@@ -1,0 +1,76 @@
+"""Errors in Tile IR text: CompilationError with the message, the line and column, and a caret."""
+
+from __future__ import annotations
+
+import pytest
+
+from tilevm.errors import CompilationError
+from tilevm.ir import parse
+
+HEADER = "kernel k(%n: int32) num_threads=32 {\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "at", "message"),
+    [
+        ("  %x: int32 = declare(init=%m)\n}", 2, "%m", "%m is not defined"),
+        ("  %x: int32 = declare(init=%n +)\n}", 2, ")", "unexpected ')'; expected %value or '(' or float"),
+        ("  %x: int32 = declare(init=%n + %n + %n)\n}", 2, "+ %n)", "operators do not chain: parenthesize"),
+        ("  %x: int32 = declar(init=%n)\n}", 2, "declar", "unknown instruction 'declar'"),
+        ("  %x: int32 = declare(init=%n, foo=3)\n}", 2, "foo", "'declare' has no field 'foo'"),
+        ("  %x: int32 = declare(init=1, init=2)\n}", 2, "init=2", "field 'init' given twice"),
+        ("  %x: int32 = declare()\n}", 2, "declare", "'declare' needs field 'init'"),
+        ("  %x: int32 = declare(init=[1])\n}", 2, "[1]", "expected an expression"),
+        ("  %x: int3x = declare(init=1)\n}", 2, "int3x", "unknown dtype 'int3x'"),
+        ("  %n: int32 = declare(init=1)\n}", 2, "%n", "%n is already defined"),
+        ("  %x: int32 = sync()\n}", 2, "sync", "'sync' has no output"),
+        ("  copy_async_wait(pending=1.5)\n}", 2, "1.5", "expected an integer"),
+        ("  copy_async_wait(pending=none)\n}", 2, "none", "field 'pending' cannot be none"),
+        ("  %x: int32 = declare(init=foo(1))\n}", 2, "foo", "unknown function 'foo' of 1 operand(s)"),
+        ("  %x: int32 = declare(init=cost<int32>(%n))\n}", 2, "cost", "expected 'cast<dtype>(...)'"),
+        ("  %x: int32 = declare(init=1)\n", 2, None, "unexpected end of text"),
+        ("  sync() ; \n}", 2, ";", "unexpected"),
+        (
+            "  for %i: int32 in range(0, 4, 1) {\n  }\n  %z: int32 = declare(init=%i)\n}",
+            4,
+            "%i",
+            "%i is not defined",
+        ),
+        (
+            "  %x: register<int32, [4], spatial(> = alloc_register(dtype=int32, shape=[4])\n}",
+            2,
+            "spatial(",
+            "bad layout 'spatial(': unexpected end of layout text",
+        ),
+        (
+            "  annotate_layout(tensor=%n, layout=<shared((4,), strides=(1,))>)\n}",
+            2,
+            "shared((",
+            "'shared((4,), strides=(1,))' is not a RegisterLayout",
+        ),
+        ("  store_shared(tensor=%n, value=int32)\n}", 2, "int32", "expected an expression"),
+        (
+            "  atomic_global(op=add, tensor=%n, value=%n, offsets=[], dims=[])\n}",
+            2,
+            "add",
+            "field 'op' expects a string",
+        ),
+    ],
+)
+def test_errors_point_at_the_line_and_column(body, line, at, message):
+    with pytest.raises(CompilationError) as caught:
+        parse(HEADER + body)
+    error = caught.value
+    source_line = (HEADER + body).splitlines()[line - 1]
+    column = len(source_line) if at is None else source_line.index(at)  # 0-based, as in every SourceLocation
+    assert message in error.message
+    assert (error.location.file, error.location.line, error.location.column) == ("<tile ir>", line, column)
+    excerpt, caret = str(error).splitlines()[1:3]
+    assert excerpt == f"    {source_line}"
+    assert caret == " " * (4 + column) + "^"
+
+
+def test_a_parameter_must_be_a_pointer_or_a_scalar():
+    with pytest.raises(CompilationError, match="a parameter is a pointer or a scalar") as caught:
+        parse("kernel k(%t: register<int32, [4]>) num_threads=32 {\n}")
+    assert caught.value.location.line == 1

@@ -1,0 +1,241 @@
+"""The text form of Tile IR: ``print_program`` writes it, ``tilevm.ir.parser.parse`` reads it back.
+
+One instruction a line; every output shows its full type; nested bodies are indented inside braces; source
+locations are trailing ``# loc("file", line, column)`` comments. Variables print as ``%name``, made unique by
+appending ``.1``, ``.2``, ... to clashing names. Constants show their dtype only when it is not the default
+of their literal (int32, float32, bool): ``3``, ``-inf``, ``7:int64``, ``1.0:float16``.
+
+>>> from tilevm.dtypes import float32, int32
+>>> from tilevm.ir.builder import ProgramBuilder
+>>> from tilevm.ir.expr import Const
+>>> from tilevm.ir.memory import AllocRegister
+>>> builder = ProgramBuilder("fill", num_threads=32)
+>>> n = builder.scalar_param("n", int32, divisibility=4)
+>>> tile = builder.emit_output(AllocRegister, "acc", dtype=float32, shape=(4, 8), init=Const(0.0, float32))
+>>> print(print_program(builder.build()))
+kernel fill(%n: int32 divisibility=4) num_threads=32 {
+  %acc: register<float32, [4, 8]> = alloc_register(dtype=float32, shape=[4, 8], init=0.0)
+}
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import re
+from collections.abc import Callable
+
+from tilevm.dtypes import boolean, float32, int32
+from tilevm.errors import SourceLocation
+from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
+from tilevm.ir.inst import Instruction
+from tilevm.ir.program import Program
+from tilevm.ir.stmt import For, If, While
+from tilevm.ir.text_forms import BINARY_SYMBOLS, FieldKind, InstructionForm, instruction_forms
+from tilevm.ir.types import GlobalType, PointerType, ScalarType, TileType, Type
+
+__all__ = ["print_program"]
+
+INDENT = "  "
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NOT_NAME_CHARACTER = re.compile(r"[^A-Za-z0-9_.]")
+
+
+def print_program(program: Program) -> str:
+    """The text of ``program``; ``tilevm.ir.parse`` reads it back to an equal program (see the module doc)."""
+    return _Printer().program(program)
+
+
+def location_comment(loc: SourceLocation | None) -> str:
+    """``  # loc("k.py", 12, 4)``, or '' without a location; the file name is quoted, so any name works."""
+    if loc is None:
+        return ""
+    return f"  # loc({json.dumps(loc.file)}, {loc.line}, {loc.column})"
+
+
+def constant_text(constant: Const) -> str:
+    """``3``, ``-0.0``, ``nan``, ``true``, or ``7:int64`` when the dtype is not the literal's default.
+
+    Floats print as ``repr`` does, the shortest text that reads back to the same bits.
+    """
+    value = constant.value
+    if isinstance(value, bool):
+        text, default = ("true" if value else "false"), boolean
+    elif isinstance(value, numbers.Integral):
+        text, default = str(int(value)), int32
+    else:
+        text, default = repr(float(value)), float32
+    return text if constant.dtype == default else f"{text}:{constant.dtype}"
+
+
+class _Printer:
+    """Prints one program; owns the names given to its variables."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}
+        self.used: set[str] = set()
+        self.lines: list[str] = []
+
+    # names
+
+    def define(self, variable: Var) -> str:
+        """Give ``variable`` a unique printed name: its own, or its own with ``.1``, ``.2``, ... appended."""
+        base = _NOT_NAME_CHARACTER.sub("_", variable.name) or "v"
+        name, suffix = base, 0
+        while name in self.used:
+            suffix += 1
+            name = f"{base}.{suffix}"
+        self.used.add(name)
+        self.names[variable.uid] = name
+        return f"%{name}"
+
+    def var(self, variable: Var) -> str:
+        # A variable used without a definition still prints (the parser will report it), so that broken
+        # programs can be printed while debugging them.
+        known = self.names.get(variable.uid)
+        return f"%{known}" if known is not None else self.define(variable)
+
+    def declaration(self, variable: Var) -> str:
+        return f"{self.define(variable)}: {self.type_text(variable.type)}"
+
+    # the program and its statements
+
+    def program(self, program: Program) -> str:
+        params = ", ".join(self.param(param.variable, param.divisibility) for param in program.params)
+        name = program.name if _IDENTIFIER.fullmatch(program.name) else json.dumps(program.name)
+        self.lines.append(f"kernel {name}({params}) num_threads={program.num_threads} {{")
+        self.body(program.body, 1)
+        self.lines.append("}")
+        return "\n".join(self.lines)
+
+    def param(self, variable: Var, divisibility: int) -> str:
+        text = self.declaration(variable)
+        return text if divisibility == 1 else f"{text} divisibility={divisibility}"
+
+    def body(self, body: tuple[Instruction, ...], depth: int) -> None:
+        for instruction in body:
+            handler = _STATEMENT_PRINTERS.get(type(instruction), _Printer.instruction)
+            handler(self, instruction, depth)
+
+    def emit(self, depth: int, text: str, loc: SourceLocation | None = None) -> None:
+        self.lines.append(f"{INDENT * depth}{text}{location_comment(loc)}")
+
+    def instruction(self, instruction: Instruction, depth: int) -> None:
+        form = _form(instruction)
+        prefix = f"{self.declaration(instruction.output)} = " if form.has_output else ""
+        arguments = ", ".join(
+            f"{field.name}={self.value(field.kind, getattr(instruction, field.name))}"
+            for field in form.fields
+            if not field.is_default(getattr(instruction, field.name))
+        )
+        self.emit(depth, f"{prefix}{form.opname}({arguments})", instruction.loc)
+
+    def for_loop(self, loop: For, depth: int) -> None:
+        bounds = ", ".join(self.expr(bound) for bound in (loop.start, loop.stop, loop.step))
+        unroll = "" if loop.unroll is None else f" unroll={loop.unroll}"
+        self.emit(depth, f"for {self.declaration(loop.variable)} in range({bounds}){unroll} {{", loop.loc)
+        self.body(loop.body, depth + 1)
+        self.emit(depth, "}")
+
+    def while_loop(self, loop: While, depth: int) -> None:
+        self.emit(depth, f"while {self.expr(loop.condition)} {{", loop.loc)
+        self.body(loop.body, depth + 1)
+        self.emit(depth, "}")
+
+    def if_branch(self, branch: If, depth: int) -> None:
+        self.emit(depth, f"if {self.expr(branch.condition)} {{", branch.loc)
+        self.body(branch.then_body, depth + 1)
+        if branch.else_body:
+            self.emit(depth, "} else {")
+            self.body(branch.else_body, depth + 1)
+        self.emit(depth, "}")
+
+    # field values
+
+    def value(self, kind: FieldKind, value: object) -> str:
+        if value is None:
+            return "none"
+        return _VALUE_PRINTERS[kind](self, value)
+
+    # expressions
+
+    def expr(self, expression: Expr) -> str:
+        return _EXPR_PRINTERS[type(expression)](self, expression)
+
+    def operand(self, expression: Expr) -> str:
+        """An operand of an infix operator, parenthesized when itself infix: the text needs no precedence."""
+        text = self.expr(expression)
+        return f"({text})" if _is_infix(expression) else text
+
+    def binary(self, expression: BinaryExpr) -> str:
+        symbol = BINARY_SYMBOLS.get(expression.op)
+        if symbol is None:
+            return f"{expression.op}({self.expr(expression.lhs)}, {self.expr(expression.rhs)})"
+        return f"{self.operand(expression.lhs)} {symbol} {self.operand(expression.rhs)}"
+
+    def exprs(self, expressions: tuple[Expr, ...]) -> str:
+        return f"[{', '.join(self.expr(expression) for expression in expressions)}]"
+
+    # types
+
+    def type_text(self, value_type: Type) -> str:
+        return _TYPE_PRINTERS[type(value_type)](self, value_type)
+
+    def global_type(self, value_type: GlobalType) -> str:
+        shape, strides = self.exprs(value_type.shape), self.exprs(value_type.strides)
+        return f"global<{value_type.dtype}, {shape}, strides={strides}>"
+
+    def tile_type(self, value_type: TileType) -> str:
+        layout = "" if value_type.layout is None else f", {value_type.layout}"
+        return f"{value_type.scope.value}<{value_type.dtype}, {_ints(value_type.shape)}{layout}>"
+
+
+def _form(instruction: Instruction) -> InstructionForm:
+    form = instruction_forms().get(type(instruction))
+    if form is None:
+        raise TypeError(f"{type(instruction).__name__} is not in INSTRUCTION_CLASSES, so it has no text form")
+    return form
+
+
+def _is_infix(expression: Expr) -> bool:
+    return isinstance(expression, BinaryExpr) and expression.op in BINARY_SYMBOLS
+
+
+def _ints(values: tuple[int, ...]) -> str:
+    return f"[{', '.join(str(value) for value in values)}]"
+
+
+_STATEMENT_PRINTERS: dict[type[Instruction], Callable[[_Printer, Instruction, int], None]] = {
+    For: _Printer.for_loop,
+    While: _Printer.while_loop,
+    If: _Printer.if_branch,
+}
+
+_EXPR_PRINTERS: dict[type[Expr], Callable[[_Printer, Expr], str]] = {
+    Var: _Printer.var,
+    Const: lambda _, constant: constant_text(constant),
+    BlockIndex: lambda _, index: f"block_index({index.axis})",
+    GridSize: lambda _, size: f"grid_size({size.axis})",
+    UnaryExpr: lambda printer, unary: f"{unary.op}({printer.expr(unary.operand)})",
+    BinaryExpr: _Printer.binary,
+    CastExpr: lambda printer, cast: f"cast<{cast.dtype}>({printer.expr(cast.operand)})",
+}
+
+_TYPE_PRINTERS: dict[type, Callable[[_Printer, Type], str]] = {
+    ScalarType: lambda _, scalar: str(scalar.dtype),
+    PointerType: lambda _, pointer: f"ptr<{pointer.dtype}>",
+    GlobalType: _Printer.global_type,
+    TileType: _Printer.tile_type,
+}
+
+_VALUE_PRINTERS: dict[FieldKind, Callable[[_Printer, object], str]] = {
+    FieldKind.EXPR: _Printer.expr,
+    FieldKind.VAR: _Printer.expr,
+    FieldKind.EXPRS: _Printer.exprs,
+    FieldKind.INTS: lambda _, values: _ints(values),
+    FieldKind.INT: lambda _, value: str(value),
+    FieldKind.BOOL: lambda _, value: "true" if value else "false",
+    FieldKind.STR: lambda _, value: json.dumps(value),
+    FieldKind.DTYPE: lambda _, value: str(value),
+    FieldKind.LAYOUT: lambda _, value: f"<{value}>",
+}
