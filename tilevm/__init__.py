@@ -5,11 +5,10 @@
 True
 """
 
-from tilevm import dtypes
+from tilevm import dtypes, lang
 from tilevm.dtypes import *  # noqa: F403  (the data types are the package's vocabulary; dtypes.__all__ lists them)
 from tilevm.errors import CompilationError, LaunchError, SourceLocation, TilevmError
 from tilevm.lang import *  # noqa: F403  (the DSL; lang.__all__ lists it)
-from tilevm import lang
 from tilevm.runtime.jit import Kernel, kernel
 
 __version__ = "0.1.0"

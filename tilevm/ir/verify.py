@@ -78,7 +78,9 @@ class _Verifier:
             return
         expected_kind = RegisterLayout if tile.scope is Scope.REGISTER else SharedLayout
         if not isinstance(tile.layout, expected_kind):
-            raise IRTypeError(f"a {tile.scope.value} tile needs a {expected_kind.__name__}, got {tile.layout}")
+            raise IRTypeError(
+                f"a {tile.scope.value} tile needs a {expected_kind.__name__}, got {tile.layout}"
+            )
         if tuple(tile.layout.shape) != tile.shape:
             raise IRTypeError(
                 f"layout {tile.layout} has shape {list(tile.layout.shape)}, the tile {list(tile.shape)}"
