@@ -164,6 +164,8 @@ class Dot(Instruction):
             )
         if a.dtype != b.dtype:
             raise IRTypeError(f"dot operands have different dtypes ({a.dtype} and {b.dtype}); cast one")
+        if a.dtype.kind == "bool":
+            raise IRTypeError("dot of bool tiles; cast them to an integer or float dtype")
         if a.dtype.is_float != accumulator.dtype.is_float:
             raise IRTypeError(f"dot of {a.dtype} operands cannot accumulate into {accumulator.dtype}")
         return accumulator.with_layout(None)

@@ -128,7 +128,10 @@ class UnaryExpr(Expr):
 class BinaryExpr(Expr):
     """``lhs op rhs`` on two scalars of the same dtype; comparisons give ``bool``.
 
-    Integer ``floordiv`` and ``mod`` follow Python (floor division; the remainder has the divisor's sign).
+    Integer ``floordiv`` and ``mod`` follow Python (floor division; the remainder has the divisor's sign);
+    a zero divisor is an error in the reference executor and undefined on the GPU. Shift amounts are
+    clamped as PTX does: shifting by ``nbits`` or more (or by a negative amount, read as unsigned) gives 0,
+    or the sign fill for ``shr`` of a signed value. The same rules hold for the elementwise ``Binary``.
     """
 
     op: str

@@ -1,0 +1,147 @@
+"""Control flow, scalar variables, the grid and dispatch of the reference executor."""
+
+import pytest
+import torch
+
+from tilevm.dtypes import boolean, float32, int32
+from tilevm.errors import LaunchError
+from tilevm.ir import (
+    INSTRUCTION_CLASSES,
+    AllocRegister,
+    AssignScalar,
+    AssignTensor,
+    Binary,
+    BinaryExpr,
+    BlockIndex,
+    CastExpr,
+    Const,
+    DeclareScalar,
+    Expr,
+    GlobalView,
+    GridSize,
+    If,
+    Instruction,
+    ProgramBuilder,
+    StoreGlobal,
+    UnaryExpr,
+    Var,
+)
+from tilevm.runtime.reference import HANDLERS, ExecutionError, execute
+from tilevm.runtime.reference.scalars import EVALUATORS
+
+
+def test_every_instruction_and_expression_has_a_handler():
+    assert set(INSTRUCTION_CLASSES) <= set(HANDLERS)
+    expression_classes = {Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr}
+    assert expression_classes == set(EVALUATORS)
+    assert set(Expr.__subclasses__()) <= set(EVALUATORS)
+
+
+def test_an_instruction_without_a_handler_is_an_error():
+    class Unknown(Instruction):
+        opname = "unknown"
+
+    program = ProgramBuilder("unknown", num_threads=32).build()
+    program = type(program)(program.name, (), 32, (Unknown(),))
+    with pytest.raises(ExecutionError, match="no handler for Unknown"):
+        execute(program, [], grid=(1,))
+
+
+def store_scalar_program(build_body):
+    """A program whose body computes an int32 scalar variable with ``build_body(builder)``; it is stored to
+    ``out[block]`` where block is the linear block index."""
+    builder = ProgramBuilder("scalar", num_threads=32)
+    out = builder.pointer_param("out", int32)
+    result = build_body(builder)
+    tile = builder.emit_output(AllocRegister, "tile", dtype=int32, shape=(1,), init=result)
+    view = builder.emit_output(GlobalView, "view", pointer=out, shape=(Const(64),), strides=(Const(1),))
+    plane = BinaryExpr("add", BlockIndex(1), BinaryExpr("mul", GridSize(1), BlockIndex(2)))
+    linear = BinaryExpr("add", BlockIndex(0), BinaryExpr("mul", GridSize(0), plane))
+    builder.emit(StoreGlobal(tensor=view, value=tile, offsets=(linear,), dims=(0,)))
+    return builder.build()
+
+
+def run_scalar(build_body, grid=(1,)):
+    out = torch.full((64,), -1, dtype=torch.int32)
+    execute(store_scalar_program(build_body), [out], grid=grid)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "step"), [(0, 10, 1), (3, 20, 4), (10, -3, -3), (5, 5, 1), (5, 0, 1)]
+)
+def test_for_follows_python_range(start, stop, step):
+    def body(builder):
+        total = builder.emit_output(DeclareScalar, "total", init=Const(0))
+        with builder.for_range("i", Const(start), Const(stop), Const(step)) as i:
+            # total = total * 3 + i keeps the order of iterations visible
+            builder.emit(
+                AssignScalar(variable=total, value=BinaryExpr("add", BinaryExpr("mul", total, Const(3)), i))
+            )
+        return total
+
+    expected = 0
+    for i in range(start, stop, step):
+        expected = expected * 3 + i
+    assert int(run_scalar(body)[0]) == expected
+
+
+def test_while_and_if_else():
+    def body(builder):
+        n = builder.emit_output(DeclareScalar, "n", init=Const(27))
+        steps = builder.emit_output(DeclareScalar, "steps", init=Const(0))
+        with builder.while_loop(BinaryExpr("ne", n, Const(1))):
+            with builder.if_then(BinaryExpr("eq", BinaryExpr("mod", n, Const(2)), Const(0))):
+                builder.emit(AssignScalar(variable=n, value=BinaryExpr("floordiv", n, Const(2))))
+            with builder.otherwise():
+                three_n = BinaryExpr("mul", n, Const(3))
+                builder.emit(AssignScalar(variable=n, value=BinaryExpr("add", three_n, Const(1))))
+            builder.emit(AssignScalar(variable=steps, value=BinaryExpr("add", steps, Const(1))))
+        return steps
+
+    assert int(run_scalar(body)[0]) == 111  # the Collatz sequence of 27 takes 111 steps
+
+
+def test_three_axis_grid_reads_block_index_and_grid_size():
+    def body(builder):
+        code = BinaryExpr(
+            "add", BinaryExpr("mul", BlockIndex(2), Const(100)), BinaryExpr("mul", BlockIndex(1), Const(10))
+        )
+        return builder.emit_output(DeclareScalar, "code", init=BinaryExpr("add", code, BlockIndex(0)))
+
+    out = run_scalar(body, grid=(4, 3, 2))
+    expected = [100 * z + 10 * y + x for z in range(2) for y in range(3) for x in range(4)]
+    assert out[:24].tolist() == expected
+    assert (out[24:] == -1).all()
+
+
+def test_loop_carried_tile_through_assign_and_scalar_casts():
+    builder = ProgramBuilder("accumulate", num_threads=32)
+    out = builder.pointer_param("out", float32)
+    scale = builder.scalar_param("scale", float32)
+    flag = builder.scalar_param("flag", boolean)
+    total = builder.emit_output(AllocRegister, "total", dtype=float32, shape=(4,), init=Const(0.0, float32))
+    with builder.for_range("i", Const(0), Const(5), Const(1)) as i:
+        term = BinaryExpr("mul", CastExpr(i, float32), scale)
+        updated = builder.emit_output(Binary, "updated", op="add", lhs=total, rhs=term)
+        builder.emit(AssignTensor(destination=total, value=updated))
+    builder.emit(If(condition=flag, then_body=()))
+    view = builder.emit_output(GlobalView, "view", pointer=out, shape=(Const(4),), strides=(Const(1),))
+    builder.emit(StoreGlobal(tensor=view, value=total, offsets=(Const(0),), dims=(0,)))
+    data = torch.zeros(4)
+    execute(builder.build(), [data, 0.5, True], grid=(1,))
+    assert data.tolist() == [5.0] * 4  # 0.5 * (0 + 1 + 2 + 3 + 4)
+
+
+def test_launch_errors():
+    program = store_scalar_program(lambda builder: Const(1))
+    with pytest.raises(LaunchError, match="takes 1 arguments"):
+        execute(program, [], grid=(1,))
+    with pytest.raises(LaunchError, match="grid"):
+        execute(program, [torch.zeros(64, dtype=torch.int32)], grid=(1, 1, 1, 1))
+    with pytest.raises(LaunchError, match=r"torch\.Tensor"):
+        execute(program, [[0] * 64], grid=(1,))
+    builder = ProgramBuilder("scalar", num_threads=32)
+    builder.scalar_param("n", int32)
+    with pytest.raises(LaunchError, match="int in"):
+        execute(builder.build(), [2**31], grid=(1,))

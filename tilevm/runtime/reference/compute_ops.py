@@ -1,0 +1,102 @@
+"""Handlers of the instructions that compute on register tiles (see ``tilevm.ir.compute``).
+
+Elementwise instructions follow ``arith`` (exact or float64 computation, then one rounding to the dtype)
+with numpy broadcasting. ``reduce`` sums in float64 (int64 for integers, wrapped) and rounds once; ``max``
+and ``min`` over floats ignore NaN. ``dot`` computes ``a @ b + accumulator`` in float64 and rounds once to
+the accumulator's dtype (integers: exactly, modulo 2^64, then wrapped). ``assign`` replaces the value of
+its destination variable; ``annotate_layout`` has no effect on values.
+
+>>> sorted(cls.__name__ for cls in HANDLERS)[:3]
+['AnnotateLayout', 'AssignTensor', 'Binary']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from tilevm.ir import AnnotateLayout, AssignTensor, Binary, Cast, Dot, Instruction, Reduce, Unary, View, Where
+from tilevm.layout import RegisterLayout
+from tilevm.runtime.reference.arith import binary, unary
+from tilevm.runtime.reference.carrier import to_carrier
+from tilevm.runtime.reference.convert import cast, view, view_with_layouts
+from tilevm.runtime.reference.scalars import evaluate
+from tilevm.runtime.reference.state import BlockState
+
+__all__ = ["HANDLERS"]
+
+
+def _unary(instruction: Unary, state: BlockState) -> None:
+    dtype = instruction.operand.type.dtype
+    state.bind(instruction.output, unary(instruction.op, evaluate(instruction.operand, state), dtype))
+
+
+def _binary(instruction: Binary, state: BlockState) -> None:
+    lhs, rhs = evaluate(instruction.lhs, state), evaluate(instruction.rhs, state)
+    state.bind(instruction.output, binary(instruction.op, lhs, rhs, instruction.lhs.type.dtype))
+
+
+def _where(instruction: Where, state: BlockState) -> None:
+    condition = evaluate(instruction.condition, state)
+    on_true, on_false = evaluate(instruction.on_true, state), evaluate(instruction.on_false, state)
+    state.bind(instruction.output, np.where(condition, on_true, on_false))
+
+
+def _reduce(instruction: Reduce, state: BlockState) -> None:
+    values = evaluate(instruction.operand, state)
+    dtype = instruction.operand.type.dtype
+    keepdims = instruction.keepdim or values.ndim == 1
+    axis = instruction.dim
+    if instruction.op == "sum":
+        exact = np.float64 if dtype.is_float else np.int64 if values.dtype == np.bool_ else values.dtype
+        result = to_carrier(np.sum(values, axis=axis, keepdims=keepdims, dtype=exact), dtype)
+    elif dtype.is_float:
+        reducer = np.fmax if instruction.op == "max" else np.fmin
+        result = reducer.reduce(values, axis=axis, keepdims=keepdims)
+    else:
+        reducer = np.max if instruction.op == "max" else np.min
+        result = reducer(values, axis=axis, keepdims=keepdims)
+    state.bind(instruction.output, np.asarray(result))
+
+
+def _dot(instruction: Dot, state: BlockState) -> None:
+    a, b = evaluate(instruction.a, state), evaluate(instruction.b, state)
+    accumulator = evaluate(instruction.accumulator, state)
+    exact = np.float64 if instruction.a.type.dtype.is_float else np.int64
+    with np.errstate(all="ignore"):
+        result = a.astype(exact) @ b.astype(exact) + accumulator.astype(exact)
+    state.bind(instruction.output, to_carrier(result, instruction.accumulator.type.dtype))
+
+
+def _cast(instruction: Cast, state: BlockState) -> None:
+    values = evaluate(instruction.operand, state)
+    source = instruction.operand.type.dtype
+    state.bind(instruction.output, cast(values, source, instruction.dtype, instruction.rounding))
+
+
+def _view(instruction: View, state: BlockState) -> None:
+    values = evaluate(instruction.operand, state)
+    source, target = instruction.operand.type, instruction.output.type
+    if isinstance(source.layout, RegisterLayout) and isinstance(target.layout, RegisterLayout):
+        result = view_with_layouts(values, source.dtype, source.layout, target.dtype, target.layout)
+    else:
+        result = view(values, source.dtype, target.dtype, instruction.shape)
+    state.bind(instruction.output, result)
+
+
+def _assign(instruction: AssignTensor, state: BlockState) -> None:
+    state.bind(instruction.destination, np.array(evaluate(instruction.value, state), copy=True))
+
+
+HANDLERS: dict[type[Instruction], Callable[..., None]] = {
+    Unary: _unary,
+    Binary: _binary,
+    Where: _where,
+    Reduce: _reduce,
+    Dot: _dot,
+    Cast: _cast,
+    View: _view,
+    AssignTensor: _assign,
+    AnnotateLayout: lambda instruction, state: None,
+}

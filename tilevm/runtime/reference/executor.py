@@ -1,0 +1,119 @@
+"""``execute``: run a Tile IR program on CPU tensors, block after block, instruction by instruction.
+
+Each instruction class has one handler in ``HANDLERS`` (built once from the three handler tables), called
+with the instruction and the block's state. An ``ExecutionError`` raised while an instruction runs is
+reported at that instruction's source location.
+
+>>> import torch
+>>> from tilevm.dtypes import float32
+>>> from tilevm.ir import BinaryExpr, BlockIndex, Const, GlobalView, LoadGlobal, ProgramBuilder
+>>> from tilevm.ir import StoreGlobal, Unary
+>>> builder = ProgramBuilder("negate", num_threads=32)
+>>> x = builder.pointer_param("x", float32)
+>>> view = builder.emit_output(GlobalView, "view", pointer=x, shape=(Const(5),), strides=(Const(1),))
+>>> offset = BinaryExpr("mul", BlockIndex(0), Const(4))
+>>> tile = builder.emit_output(LoadGlobal, "tile", tensor=view, offsets=(offset,), shape=(4,), dims=(0,))
+>>> negated = builder.emit_output(Unary, "negated", op="neg", operand=tile)
+>>> _ = builder.emit(StoreGlobal(tensor=view, value=negated, offsets=(offset,), dims=(0,)))
+>>> data = torch.arange(5, dtype=torch.float32)
+>>> execute(builder.build(), [data], grid=(2,))
+>>> data.tolist()
+[-0.0, -1.0, -2.0, -3.0, -4.0]
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tilevm.dtypes import DType
+from tilevm.errors import LaunchError
+from tilevm.ir import Instruction, PointerType, Program
+from tilevm.ir.stmt import Body
+from tilevm.runtime.reference import compute_ops, control_ops, memory_ops
+from tilevm.runtime.reference.carrier import to_carrier
+from tilevm.runtime.reference.errors import ExecutionError
+from tilevm.runtime.reference.global_memory import tensor_pointer
+from tilevm.runtime.reference.state import BlockState
+
+__all__ = ["HANDLERS", "execute"]
+
+HANDLERS: dict[type[Instruction], Callable[..., None]] = {
+    **memory_ops.HANDLERS,
+    **compute_ops.HANDLERS,
+    **control_ops.HANDLERS,
+}
+
+MAX_GRID_RANK = 3
+
+
+def execute(program: Program, arguments: Sequence[object], grid: tuple[int, ...], seed: int = 0) -> None:
+    """Run ``program`` over ``grid`` (1 to 3 axes of blocks), one block after another, axis 0 fastest.
+
+    ``arguments`` match ``program.params``: a CPU ``torch.Tensor`` for a pointer (read and written in place,
+    through the pointer's dtype), a Python int, float or bool for a scalar. ``seed`` fixes the poison that
+    fills tiles before they are written.
+    """
+    if len(arguments) != len(program.params):
+        raise LaunchError(f"{program.name} takes {len(program.params)} arguments, got {len(arguments)}")
+    full_grid = _grid(grid)
+    bound = [
+        (param.variable, _argument(param.variable.name, param.variable.type, value))
+        for param, value in zip(program.params, arguments)
+    ]
+    rng = np.random.default_rng(seed)
+    for z, y, x in itertools.product(*(range(extent) for extent in reversed(full_grid))):
+        state = BlockState(block_index=(x, y, z), grid=full_grid, rng=rng, run=run_body)
+        for variable, value in bound:
+            state.bind(variable, value)
+        run_body(program.body, state)
+        state.copies.check_finished()
+
+
+def run_body(body: Body, state: BlockState) -> None:
+    """Run the instructions of ``body`` in order, in ``state``."""
+    for instruction in body:
+        handler = HANDLERS.get(type(instruction))
+        if handler is None:
+            raise ExecutionError(f"the reference executor has no handler for {type(instruction).__name__}")
+        try:
+            handler(instruction, state)
+        except ExecutionError as error:
+            raise error.at(instruction.loc) from None
+
+
+def _grid(grid: tuple[int, ...]) -> tuple[int, int, int]:
+    extents = tuple(grid)
+    if not 1 <= len(extents) <= MAX_GRID_RANK or any(
+        not isinstance(extent, numbers.Integral) or extent < 1 for extent in extents
+    ):
+        raise LaunchError(f"a grid is 1 to 3 positive ints, got {grid!r}")
+    padded = (*(int(extent) for extent in extents), 1, 1)
+    return padded[0], padded[1], padded[2]
+
+
+def _argument(name: str, param_type: object, value: object) -> object:
+    if isinstance(param_type, PointerType):
+        return tensor_pointer(value, param_type.dtype, name)
+    return _scalar(name, param_type.dtype, value)
+
+
+def _scalar(name: str, dtype: DType, value: object) -> np.ndarray:
+    """A scalar argument as a carrier, after checking it is a number that ``dtype`` holds."""
+    if dtype.kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise LaunchError(f"argument {name} must be a bool, got {value!r}")
+        return np.asarray(bool(value))
+    if dtype.is_integer:
+        if not isinstance(value, numbers.Integral) or not dtype.min_value <= value <= dtype.max_value:
+            raise LaunchError(
+                f"argument {name} must be an int in [{dtype.min_value}, {dtype.max_value}]"
+                f" ({dtype}), got {value!r}"
+            )
+        return to_carrier(int(value), dtype)
+    if not isinstance(value, numbers.Real):
+        raise LaunchError(f"argument {name} must be a number ({dtype}), got {value!r}")
+    return to_carrier(float(value), dtype)

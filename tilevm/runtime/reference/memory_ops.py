@@ -1,0 +1,153 @@
+"""Handlers of the instructions that create views and tiles and move data (see ``tilevm.ir.memory``).
+
+Global views evaluate their sizes and strides when they run. Fresh shared and register tiles (without
+``init``) hold poison (``carrier.poison``), and so does a shared tile after ``free_shared``. ``sync`` has no
+effect: instructions run on whole tiles, so every write is seen by every later instruction.
+
+>>> sorted(cls.__name__ for cls in HANDLERS)[:3]
+['AllocRegister', 'AllocShared', 'AtomicGlobal']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from tilevm.ir import (
+    AllocRegister,
+    AllocShared,
+    AtomicGlobal,
+    CopyAsync,
+    CopyAsyncCommit,
+    CopyAsyncWait,
+    Expr,
+    FreeShared,
+    GlobalView,
+    Instruction,
+    LoadGlobal,
+    LoadShared,
+    SliceShared,
+    StoreGlobal,
+    StoreShared,
+    Sync,
+)
+from tilevm.runtime.reference.carrier import poison, to_carrier
+from tilevm.runtime.reference.errors import ExecutionError
+from tilevm.runtime.reference.global_view import GlobalTensor, atomic_window, load_window, store_window
+from tilevm.runtime.reference.scalars import evaluate, evaluate_int
+from tilevm.runtime.reference.shared import SharedTile
+from tilevm.runtime.reference.state import BlockState
+
+__all__ = ["HANDLERS"]
+
+
+def _ints(exprs: tuple[Expr, ...], state: BlockState, what: str) -> tuple[int, ...]:
+    return tuple(evaluate_int(expr, state, what) for expr in exprs)
+
+
+def _global_view(instruction: GlobalView, state: BlockState) -> None:
+    shape = _ints(instruction.shape, state, "a global size")
+    if any(size < 0 for size in shape):
+        raise ExecutionError(f"global_view {instruction.output.name} has a negative size: {list(shape)}")
+    strides = _ints(instruction.strides, state, "a global stride")
+    state.bind(instruction.output, GlobalTensor(evaluate(instruction.pointer, state), shape, strides))
+
+
+def _alloc_shared(instruction: AllocShared, state: BlockState) -> None:
+    data = poison(instruction.dtype, instruction.shape, state.rng)
+    state.bind(instruction.output, SharedTile.allocate(data, instruction.output.name))
+
+
+def _free_shared(instruction: FreeShared, state: BlockState) -> None:
+    tile: SharedTile = evaluate(instruction.tensor, state)
+    tile.check_ready("free")
+    tile.data[...] = poison(instruction.tensor.type.dtype, tile.data.shape, state.rng)
+
+
+def _alloc_register(instruction: AllocRegister, state: BlockState) -> None:
+    if instruction.init is None:
+        value = poison(instruction.dtype, instruction.shape, state.rng)
+    else:
+        value = np.full(instruction.shape, evaluate(instruction.init, state))
+    state.bind(instruction.output, value)
+
+
+def _slice_shared(instruction: SliceShared, state: BlockState) -> None:
+    tile: SharedTile = evaluate(instruction.tensor, state)
+    offsets = _ints(instruction.offsets, state, "a slice offset")
+    extents = dict(zip(instruction.dims, instruction.shape))
+    index: list[int | slice] = []
+    for dim, (offset, size) in enumerate(zip(offsets, tile.data.shape)):
+        extent = extents.get(dim, 1)
+        if not 0 <= offset <= size - extent:
+            raise ExecutionError(
+                f"slice_shared of {tile.name}: offset {offset} with extent {extent} is outside dimension "
+                f"{dim} of size {size}"
+            )
+        index.append(slice(offset, offset + extent) if dim in extents else offset)
+    state.bind(instruction.output, tile.slice(tuple(index), instruction.output.name))
+
+
+def _load_global(instruction: LoadGlobal, state: BlockState) -> None:
+    tensor: GlobalTensor = evaluate(instruction.tensor, state)
+    dtype = tensor.pointer.dtype
+    other = to_carrier(0, dtype) if instruction.other is None else evaluate(instruction.other, state)
+    offsets = _ints(instruction.offsets, state, "an offset")
+    value = load_window(tensor, offsets, instruction.dims, instruction.shape, other)
+    state.bind(instruction.output, value)
+
+
+def _store_global(instruction: StoreGlobal, state: BlockState) -> None:
+    tensor: GlobalTensor = evaluate(instruction.tensor, state)
+    offsets = _ints(instruction.offsets, state, "an offset")
+    store_window(tensor, offsets, instruction.dims, evaluate(instruction.value, state))
+
+
+def _atomic_global(instruction: AtomicGlobal, state: BlockState) -> None:
+    tensor: GlobalTensor = evaluate(instruction.tensor, state)
+    offsets = _ints(instruction.offsets, state, "an offset")
+    atomic_window(instruction.op, tensor, offsets, instruction.dims, evaluate(instruction.value, state))
+
+
+def _load_shared(instruction: LoadShared, state: BlockState) -> None:
+    tile: SharedTile = evaluate(instruction.tensor, state)
+    tile.check_ready("read")
+    state.bind(instruction.output, tile.data.copy())
+
+
+def _store_shared(instruction: StoreShared, state: BlockState) -> None:
+    tile: SharedTile = evaluate(instruction.tensor, state)
+    tile.check_ready("write")
+    tile.data[...] = evaluate(instruction.value, state)
+
+
+def _copy_async(instruction: CopyAsync, state: BlockState) -> None:
+    destination: SharedTile = evaluate(instruction.destination, state)
+    source: GlobalTensor = evaluate(instruction.source, state)
+    # Offsets are fixed when the copy starts; the memory is read when a wait completes it.
+    offsets = _ints(instruction.offsets, state, "an offset")
+    zero = to_carrier(0, source.pointer.dtype)
+
+    def apply() -> None:
+        destination.data[...] = load_window(source, offsets, instruction.dims, destination.data.shape, zero)
+
+    state.copies.start(destination, apply)
+
+
+HANDLERS: dict[type[Instruction], Callable[..., None]] = {
+    GlobalView: _global_view,
+    AllocShared: _alloc_shared,
+    FreeShared: _free_shared,
+    AllocRegister: _alloc_register,
+    SliceShared: _slice_shared,
+    LoadGlobal: _load_global,
+    StoreGlobal: _store_global,
+    AtomicGlobal: _atomic_global,
+    LoadShared: _load_shared,
+    StoreShared: _store_shared,
+    CopyAsync: _copy_async,
+    CopyAsyncCommit: lambda instruction, state: state.copies.commit(),
+    CopyAsyncWait: lambda instruction, state: state.copies.wait(instruction.pending),
+    Sync: lambda instruction, state: None,
+}

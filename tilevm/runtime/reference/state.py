@@ -1,0 +1,51 @@
+"""The state of one block while it runs: its variables, its place in the grid and its async copies.
+
+>>> from tilevm.dtypes import int32
+>>> from tilevm.ir import ScalarType, Var
+>>> state = BlockState(block_index=(1, 0, 0), grid=(4, 1, 1), rng=np.random.default_rng(0), run=None)
+>>> n = Var("n", ScalarType(int32))
+>>> state.bind(n, np.asarray(3)); int(state.lookup(n))
+3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tilevm.ir import Var
+from tilevm.ir.stmt import Body
+from tilevm.runtime.reference.errors import ExecutionError
+from tilevm.runtime.reference.shared import AsyncCopies
+
+__all__ = ["BlockState"]
+
+
+@dataclass(eq=False)
+class BlockState:
+    """Values by variable (carrier arrays, shared tiles, pointers, global tensors) and the block's context.
+
+    ``run`` executes a nested body in this state; control flow instructions call it.
+    """
+
+    block_index: tuple[int, int, int]
+    grid: tuple[int, int, int]
+    rng: np.random.Generator
+    run: Callable[[Body, BlockState], None] | None
+    values: dict[int, object] = field(default_factory=dict)
+    copies: AsyncCopies = field(default_factory=AsyncCopies)
+
+    def bind(self, variable: Var, value: object) -> None:
+        self.values[variable.uid] = value
+
+    def lookup(self, variable: Var) -> object:
+        try:
+            return self.values[variable.uid]
+        except KeyError:
+            raise ExecutionError(f"variable {variable.name} is used before it is defined") from None
+
+    def run_body(self, body: Body) -> None:
+        assert self.run is not None  # set by the executor for every block
+        self.run(body, self)
