@@ -10,6 +10,7 @@ from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import Const, GlobalType, TileType
 from tilevm.lang import builtins as dsl
 from tilevm.lang.arguments import view as host_view
+from tilevm.lang.control import tile_range
 from tilevm.lang.operators import (
     BINARY_OPERATORS,
     COMPARE_OPERATORS,
@@ -24,6 +25,7 @@ __all__ = ["ExpressionEvaluator"]
 #: functions that accept kernel values; a host function with an in-kernel meaning maps to that meaning
 KERNEL_FUNCTIONS: dict[Callable, Callable] = {getattr(dsl, name): getattr(dsl, name) for name in dsl.__all__}
 KERNEL_FUNCTIONS[host_view] = dsl.view_tile
+KERNEL_FUNCTIONS[tile_range] = tile_range
 
 
 class ExpressionEvaluator:
