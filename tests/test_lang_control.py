@@ -26,7 +26,7 @@ def loop_carried(x: tv.Tensor[tv.float32, 2], out: tv.Tensor[tv.float32, 2], cou
     visited = 0
     for tile in range(n_tiles):
         values = tv.load_global(x, offsets=[row, tile * BLOCK], shape=[1, BLOCK])
-        if tile % 2 == 0:
+        if tile % 2 == 0:  # noqa: SIM108  (a runtime if/else is what this test exercises)
             total = total + values
         else:
             total = total - values
@@ -36,7 +36,7 @@ def loop_carried(x: tv.Tensor[tv.float32, 2], out: tv.Tensor[tv.float32, 2], cou
     while value < limit:
         value = value * 2
         steps += 1
-    for repeat in tv.static_range(3):
+    for _ in tv.static_range(3):
         total = total * 2.0
     tv.store_global(out, total, offsets=[row, 0])
     tv.store_global(counts, tv.register_tensor(tv.int32, [1], init=visited * 100 + steps), offsets=[row])
@@ -143,7 +143,7 @@ def test_scalar_arithmetic_follows_python():
 def test_break_is_refused_with_its_line():
     @tv.kernel
     def breaks(x: tv.Tensor, n: int):
-        for i in range(n):
+        for _i in range(n):
             break
 
     with pytest.raises(tv.CompilationError, match="unsupported Python statement in a kernel: Break"):

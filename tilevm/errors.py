@@ -35,8 +35,8 @@ class CompilationError(TilevmError):
     """A kernel that breaks a rule of the DSL or of the IR, reported at the user's source line.
 
     >>> err = CompilationError("unknown name 'x'", SourceLocation("k.py", 3, 4))
-    >>> str(err).splitlines()[0]
-    'k.py:3:4: unknown name \\'x\\''
+    >>> print(str(err).splitlines()[0])
+    k.py:3:4: unknown name 'x'
     """
 
     def __init__(self, message: str, location: SourceLocation | None = None) -> None:

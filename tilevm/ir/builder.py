@@ -3,6 +3,7 @@
 The DSL front end and the tests build programs through this class.
 
 >>> from tilevm.dtypes import float32, int32
+>>> from tilevm.ir import Const, GlobalView, LoadGlobal
 >>> builder = ProgramBuilder("scale", num_threads=128)
 >>> x = builder.pointer_param("x", float32, divisibility=16)
 >>> n = builder.scalar_param("n", int32)

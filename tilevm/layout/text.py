@@ -60,12 +60,10 @@ def _qualified(fn: Callable[..., Any]) -> str:
 def register_symbol_factory(fn: Callable[[str], Any]) -> None:
     """Turn a bare name in layout text (a symbolic size, like ``n`` in ``n*k``) into ``fn(name)``.
 
-    Without a factory, a bare name is an error.
+    Without a factory, a bare name is an error. ``tilevm.layout.global_`` registers its ``Symbol``:
 
-    >>> register_symbol_factory(lambda name: len(name))
-    >>> parse("abc + 1")
-    4
-    >>> _SYMBOL_FACTORY.clear()
+    >>> str(parse("n * k + 1"))
+    'n * k + 1'
     """
     _SYMBOL_FACTORY[:] = [fn]
 

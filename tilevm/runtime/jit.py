@@ -43,7 +43,7 @@ class Kernel:
     def __init__(self, function: Callable, num_threads: int) -> None:
         self.function = function
         self.num_threads = num_threads
-        self.signature = inspect.signature(function)
+        self.signature = inspect.signature(function, eval_str=True)  # annotations may be strings (PEP 563)
         self.programs: dict[tuple, Program] = {}
         for name, parameter in self.signature.parameters.items():
             _check_annotation(function, name, parameter.annotation)
