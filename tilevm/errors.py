@@ -5,7 +5,7 @@ from __future__ import annotations
 import linecache
 from dataclasses import dataclass
 
-__all__ = ["CompilationError", "LaunchError", "SourceLocation", "TilevmError"]
+__all__ = ["CompilationError", "LaunchError", "LocatedError", "SourceLocation", "TilevmError"]
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,8 @@ class TilevmError(Exception):
     """Base class of every error tilevm raises on purpose."""
 
 
-class CompilationError(TilevmError):
-    """A kernel that breaks a rule of the DSL or of the IR, reported at the user's source line.
-
-    >>> err = CompilationError("unknown name 'x'", SourceLocation("k.py", 3, 4))
-    >>> print(str(err).splitlines()[0])
-    k.py:3:4: unknown name 'x'
-    """
+class LocatedError(TilevmError):
+    """An error at a line of the user's source, shown as ``file:line:column: message`` and the line."""
 
     def __init__(self, message: str, location: SourceLocation | None = None) -> None:
         self.message = message
@@ -50,6 +45,15 @@ class CompilationError(TilevmError):
         head = f"{self.location}: {self.message}"
         excerpt = self.location.excerpt()
         return f"{head}\n{excerpt}" if excerpt else head
+
+
+class CompilationError(LocatedError):
+    """A kernel that breaks a rule of the DSL or of the IR, reported at the user's source line.
+
+    >>> err = CompilationError("unknown name 'x'", SourceLocation("k.py", 3, 4))
+    >>> print(str(err).splitlines()[0])
+    k.py:3:4: unknown name 'x'
+    """
 
 
 class LaunchError(TilevmError):

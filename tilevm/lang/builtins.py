@@ -216,35 +216,22 @@ def store_global(
     tensor: Expr, value: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None
 ) -> None:
     """Write a register tile into a global tensor at ``offsets``; elements outside the tensor are skipped."""
-    tensor = _tile_or_global(tensor, "store_global", (GlobalType,))
-    value = _tile_or_global(value, "store_global", (TileType,))
-    _emit(
-        "store_global",
-        StoreGlobal(
-            tensor=tensor,
-            value=value,
-            offsets=_offsets(offsets),
-            dims=_dims(dims, tensor.type.rank, value.type.rank),
-        ),
-    )
+    _write_global("store_global", StoreGlobal, tensor, value, offsets, dims)
+
+
+def _write_global(builtin: str, kind: type, tensor: Expr, value: Expr, offsets: Sequence[object],
+                  dims: Sequence[int] | None, **attributes: object) -> None:  # fmt: skip
+    tensor = _tile_or_global(tensor, builtin, (GlobalType,))
+    value = _tile_or_global(value, builtin, (TileType,))
+    dims = _dims(dims, tensor.type.rank, value.type.rank)
+    _emit(builtin, kind(tensor=tensor, value=value, offsets=_offsets(offsets), dims=dims, **attributes))
 
 
 def _atomic(op: str):
     def atomic(
         tensor: Expr, value: Expr, offsets: Sequence[object], dims: Sequence[int] | None = None
     ) -> None:
-        tensor = _tile_or_global(tensor, f"atomic_{op}", (GlobalType,))
-        value = _tile_or_global(value, f"atomic_{op}", (TileType,))
-        _emit(
-            f"atomic_{op}",
-            AtomicGlobal(
-                op=op,
-                tensor=tensor,
-                value=value,
-                offsets=_offsets(offsets),
-                dims=_dims(dims, tensor.type.rank, value.type.rank),
-            ),
-        )
+        _write_global(f"atomic_{op}", AtomicGlobal, tensor, value, offsets, dims, op=op)
 
     atomic.__name__ = atomic.__qualname__ = f"atomic_{op}"
     atomic.__doc__ = f"Atomically combine a register tile into a global tensor with '{op}'."

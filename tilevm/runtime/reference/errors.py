@@ -7,26 +7,14 @@
 
 from __future__ import annotations
 
-from tilevm.errors import SourceLocation, TilevmError
+from tilevm.errors import LocatedError, SourceLocation
 
 __all__ = ["ExecutionError"]
 
 
-class ExecutionError(TilevmError):
+class ExecutionError(LocatedError):
     """A program that does something undefined while it runs: divides by zero, reads shared memory before its
     copy completed, touches memory outside a tensor's storage. Reported at the instruction's source line."""
-
-    def __init__(self, message: str, location: SourceLocation | None = None) -> None:
-        self.message = message
-        self.location = location
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        if self.location is None:
-            return self.message
-        head = f"{self.location}: {self.message}"
-        excerpt = self.location.excerpt()
-        return f"{head}\n{excerpt}" if excerpt else head
 
     def at(self, location: SourceLocation | None) -> ExecutionError:
         """This error placed at ``location``, unless a more precise (inner) location is already set."""
