@@ -101,3 +101,12 @@ def test_annotation_dtype_reinterprets_bytes():
             pass
 
         reads_int3.ir(torch.zeros(2, 4, dtype=torch.uint8))
+
+
+def test_an_empty_grid_runs_no_block_and_a_scalar_must_fit_its_dtype():
+    src, dst = floats(10, 1), floats(10, 2)
+    before = dst.clone()
+    copy_kernel[(0,)](src, dst, 10, BLOCK=16)
+    assert torch.equal(dst, before)
+    with pytest.raises(tv.LaunchError, match=r"argument n must be an int in \[-2147483648, 2147483647\]"):
+        copy_kernel[(1,)](src, dst, 2**40, BLOCK=16)

@@ -80,9 +80,10 @@ class Kernel:
                 f"tensors are on {device}; this version of tilevm runs kernels on CPU tensors only "
                 "(the CUDA back end is not built yet)"
             )
-        execute(
-            program, [parameter.value for parameter in flat_parameters(self.signature, values)], grid_shape
-        )
+        if 0 in grid_shape:
+            return  # an empty grid (an empty tensor, say) runs no block, as Triton skips such launches
+        arguments = [parameter.value for parameter in flat_parameters(self.signature, values)]
+        execute(program, arguments, grid_shape)
 
 
 def kernel(function: Callable | None = None, *, num_warps: int = 4, num_threads: int | None = None):
