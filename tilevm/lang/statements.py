@@ -83,19 +83,16 @@ class ControlFlow:
         return tuple(literal_like(value, anchor) for value in (bounds.start, bounds.stop, bounds.step))
 
     def env_with_loop_variable(self, name: str, variable: object, node: ast.For) -> None:
-        outer = self.env.get(name)
-        had_outer = name in self.env
+        """The loop variable is visible in the body only: after the loop its value is not known at compile
+        time, so the name is hidden there, even if it named something before the loop."""
         self.env[name] = variable
         self.loop_variables.add(name)
         try:
             self.region_statements(node.body, self.location(node).line)
         finally:
             self.loop_variables.discard(name)
-            if had_outer:
-                self.env[name] = outer
-            else:
-                self.env.pop(name, None)
-                self.hidden[name] = self.location(node).line
+            self.env.pop(name, None)
+            self.hidden[name] = self.location(node).line
 
     def while_statement(self, node: ast.While) -> None:
         if node.orelse:
