@@ -29,8 +29,10 @@ from tilevm.ir import (
     ScalarType,
     Scope,
     TileType,
+    Var,
     verify,
 )
+from tilevm.lang.arguments import TensorArgument
 from tilevm.lang.context import KernelContext, compiling
 from tilevm.lang.expressions import ExpressionEvaluator
 from tilevm.lang.parameters import flat_parameters
@@ -80,41 +82,27 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         return verify(self.builder.build())
 
     def declare_parameters(self) -> None:
-        sizes: dict[str, list] = {}
-        strides: dict[str, list] = {}
-        pointers = {}
+        """IR parameters for every launch value; a tensor's name is bound to its global view."""
+        declared: dict[str, dict[str, Var]] = {name: {} for name in self.values}
         for parameter in flat_parameters(self.signature, self.values):
-            if parameter.kind == "pointer":
-                pointers[parameter.name] = self.builder.pointer_param(
-                    parameter.name, parameter.dtype, parameter.divisibility
-                )
-                sizes[parameter.name], strides[parameter.name] = [], []
-                continue
-            variable = self.builder.scalar_param(parameter.name, parameter.dtype, parameter.divisibility)
-            if parameter.kind == "scalar":
-                self.env[parameter.name] = variable
-            else:
-                (sizes if parameter.kind == "size" else strides)[parameter.owner].append(
-                    (parameter.name, variable)
-                )
+            declare = self.builder.pointer_param if parameter.kind == "pointer" else self.builder.scalar_param
+            variable = declare(parameter.name, parameter.dtype, parameter.divisibility)
+            declared[parameter.owner][parameter.name] = variable
         for name, value in self.values.items():
-            if name in pointers:
-                self.env[name] = self.tensor_view(name, pointers[name], value, sizes[name], strides[name])
-            elif name not in self.env:
-                self.env[name] = value
+            if isinstance(value, TensorArgument):
+                self.env[name] = self.tensor_view(name, value, declared[name])
+            else:
+                self.env[name] = declared[name].get(name, value)  # a constexpr is its Python value
 
-    def tensor_view(self, name: str, pointer: object, argument: object, sizes: list, strides: list) -> object:
-        passed = dict(strides)
-        stride_exprs = []
-        for dim, stride in enumerate(argument.strides):
-            stride_exprs.append(passed.get(f"{name}_stride{dim}", Const(1)) if stride != 1 else Const(1))
+    def tensor_view(self, name: str, argument: TensorArgument, variables: dict[str, Var]) -> Var:
+        dims = range(argument.rank)
         self.context.name_hint = name
         return self.builder.emit_output(
             GlobalView,
             name,
-            pointer=pointer,
-            shape=tuple(variable for _, variable in sizes),
-            strides=tuple(stride_exprs),
+            pointer=variables[name],
+            shape=tuple(variables[f"{name}_size{dim}"] for dim in dims),
+            strides=tuple(variables.get(f"{name}_stride{dim}", Const(1)) for dim in dims),
         )
 
     # names
