@@ -44,8 +44,11 @@ from tilevm.lang.builtins import (
 )  # fmt: skip
 from tilevm.lang.control import static_range
 from tilevm.lang.control import tile_range as range
+from tilevm.lang.functions import DeviceFunction, func
 
 __all__ = [
+    "DeviceFunction",
+    "func",
     "Tensor", "TensorAnnotation", "TensorArgument", "abs", "annotate_layout", "atomic_add",
     "atomic_max", "atomic_min", "block_idx", "cast", "cdiv", "constexpr", "copy_async", "copy_async_commit",
     "copy_async_wait", "cos", "dot", "exp", "exp2", "free_shared", "load_global", "load_shared",

@@ -11,6 +11,7 @@ from tilevm.ir import Const, GlobalType, TileType
 from tilevm.lang import builtins as dsl
 from tilevm.lang.arguments import view as host_view
 from tilevm.lang.control import tile_range
+from tilevm.lang.functions import DeviceFunction
 from tilevm.lang.operators import (
     BINARY_OPERATORS,
     COMPARE_OPERATORS,
@@ -166,6 +167,8 @@ class ExpressionEvaluator:
             if keyword.arg is None:
                 raise CompilationError("'**' arguments are not supported in a kernel")
             keywords[keyword.arg] = self.evaluate(keyword.value)
+        if isinstance(function, DeviceFunction):
+            return self.inline(function, arguments, keywords)
         kernel_function = KERNEL_FUNCTIONS.get(function) if _hashable(function) else None
         if kernel_function is not None:
             return self.call_kernel_function(kernel_function, arguments, keywords)

@@ -35,11 +35,14 @@ from tilevm.ir import (
 from tilevm.lang.arguments import TensorArgument
 from tilevm.lang.context import KernelContext, compiling
 from tilevm.lang.expressions import ExpressionEvaluator
+from tilevm.lang.functions import DeviceFunction
 from tilevm.lang.parameters import flat_parameters
 from tilevm.lang.statements import ControlFlow
 from tilevm.lang.values import constant, describe_value, is_ir, literal_like, python_scalar
 
 __all__ = ["compile_kernel"]
+
+MAX_INLINE_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,23 @@ class Region:
     line: int
 
 
+class FunctionReturn(Exception):
+    """A ``return`` in an inlined ``tv.func``: carries the value back to the call."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__()
+        self.value = value
+
+
 class FunctionCompiler(ControlFlow, ExpressionEvaluator):
+    """Compiles one Python function's body into the current program: the kernel itself, or a ``tv.func``
+    that a kernel calls (inlined, with its own names, into the same builder)."""
+
     def __init__(
-        self, function: Callable, signature: inspect.Signature, values: dict[str, object], num_threads: int
+        self, function: Callable, context: KernelContext, owner: dict[int, str], depth: int = 0
     ) -> None:
-        self.function, self.signature, self.values = function, signature, values
+        self.function, self.depth = function, depth
+        self.signature = inspect.signature(function, eval_str=True)
         self.file = inspect.getsourcefile(function) or "<unknown>"
         lines, self.first_line = inspect.getsourcelines(function)
         source = "".join(lines)
@@ -63,32 +78,51 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         module = ast.parse(dedented)
         self.definition = next(node for node in module.body if isinstance(node, ast.FunctionDef))
         self.scope_globals = {**function.__globals__, **inspect.getclosurevars(function).nonlocals}
-        self.builder = ProgramBuilder(function.__name__, num_threads)
-        self.context = KernelContext(self.builder)
+        self.context, self.builder, self.owner = context, context.builder, owner
         self.env: dict[str, object] = {}
         self.regions: list[Region] = []
         self.hidden: dict[str, int] = {}
-        self.owner: dict[int, str] = {}
         self.loop_variables: set[str] = set()
 
     def location(self, node: ast.AST) -> SourceLocation:
         return SourceLocation(self.file, self.first_line + node.lineno - 1, node.col_offset + self.indent)
 
-    def compile(self) -> Program:
+    def compile_kernel(self, values: dict[str, object]) -> Program:
         with compiling(self.context):
             self.builder.location = self.location(self.definition)
-            self.declare_parameters()
+            self.declare_parameters(values)
             self.statements(self.definition.body)
         return verify(self.builder.build())
 
-    def declare_parameters(self) -> None:
+    def inline(self, function: DeviceFunction, arguments: tuple, keywords: dict) -> object:
+        """Compile a call of ``function`` in place; its parameters are bound to the arguments as they are
+        (kernel values or Python values), and its ``return`` value is the call's value."""
+        if self.depth >= MAX_INLINE_DEPTH:
+            raise CompilationError(f"tv.func calls nest deeper than {MAX_INLINE_DEPTH}; is it recursive?")
+        callee = FunctionCompiler(function.function, self.context, self.owner, self.depth + 1)
+        try:
+            bound = callee.signature.bind(*arguments, **keywords)
+        except TypeError as error:
+            raise CompilationError(f"{function.function.__name__}(): {error}") from None
+        bound.apply_defaults()
+        callee.env.update(bound.arguments)
+        name_hint = self.context.name_hint
+        try:
+            callee.statements(callee.definition.body)
+        except FunctionReturn as returned:
+            return returned.value
+        finally:
+            self.context.name_hint = name_hint
+        return None
+
+    def declare_parameters(self, values: dict[str, object]) -> None:
         """IR parameters for every launch value; a tensor's name is bound to its global view."""
-        declared: dict[str, dict[str, Var]] = {name: {} for name in self.values}
-        for parameter in flat_parameters(self.signature, self.values):
+        declared: dict[str, dict[str, Var]] = {name: {} for name in values}
+        for parameter in flat_parameters(self.signature, values):
             declare = self.builder.pointer_param if parameter.kind == "pointer" else self.builder.scalar_param
             variable = declare(parameter.name, parameter.dtype, parameter.divisibility)
             declared[parameter.owner][parameter.name] = variable
-        for name, value in self.values.items():
+        for name, value in values.items():
             if isinstance(value, TensorArgument):
                 self.env[name] = self.tensor_view(name, value, declared[name])
             else:
@@ -255,8 +289,13 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         return
 
     def return_statement(self, node: ast.Return) -> None:
-        if node.value is not None or self.regions or node is not self.definition.body[-1]:
-            raise CompilationError("a kernel returns nothing; write results with tv.store_global")
+        if self.regions:
+            raise CompilationError("return inside a runtime loop or branch; assign a variable instead")
+        if self.depth == 0:
+            if node.value is not None or node is not self.definition.body[-1]:
+                raise CompilationError("a kernel returns nothing; write results with tv.store_global")
+            return
+        raise FunctionReturn(None if node.value is None else self.evaluate(node.value))
 
     def assert_statement(self, node: ast.Assert) -> None:
         condition = self.evaluate(node.test)
@@ -284,8 +323,7 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-def compile_kernel(
-    function: Callable, signature: inspect.Signature, values: dict[str, object], num_threads: int
-) -> Program:
+def compile_kernel(function: Callable, values: dict[str, object], num_threads: int) -> Program:
     """Compile ``function`` for the given bound launch values (tensors, scalars, constexprs)."""
-    return FunctionCompiler(function, signature, values, num_threads).compile()
+    context = KernelContext(ProgramBuilder(function.__name__, num_threads))
+    return FunctionCompiler(function, context, owner={}).compile_kernel(values)

@@ -66,7 +66,7 @@ class Kernel:
         key = specialization_key(values, self.signature)
         program = self.programs.get(key)
         if program is None:
-            program = compile_kernel(self.function, self.signature, values, self.num_threads)
+            program = compile_kernel(self.function, values, self.num_threads)
             self.programs[key] = program
         return program
 
