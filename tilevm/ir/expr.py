@@ -12,7 +12,7 @@ since two variables that print alike are still different values.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from tilevm.dtypes import DType, boolean, float32, int32
 from tilevm.ir.types import ScalarType, Type
@@ -48,6 +48,12 @@ class Expr:
     def type(self) -> Type:
         raise NotImplementedError
 
+    def children(self) -> tuple[Expr, ...]:
+        """The expressions this one is built from (none for variables and constants)."""
+        return tuple(
+            getattr(self, item.name) for item in fields(self) if isinstance(getattr(self, item.name), Expr)
+        )
+
 
 _var_ids = itertools.count()
 
@@ -66,6 +72,9 @@ class Var(Expr):
     @property
     def type(self) -> Type:
         return self.var_type
+
+    def children(self) -> tuple[Expr, ...]:
+        return ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ the program's ``num_threads``.
 from __future__ import annotations
 
 from tilevm.errors import CompilationError
-from tilevm.ir.expr import BinaryExpr, CastExpr, Expr, UnaryExpr, Var, operator_error
+from tilevm.ir.expr import BinaryExpr, Expr, Var, operator_error
 from tilevm.ir.inst import Instruction, IRTypeError, describe
 from tilevm.ir.program import Program
 from tilevm.ir.stmt import For, If, While
@@ -99,11 +99,10 @@ class _Verifier:
             if isinstance(value_type, GlobalType):
                 for extent in (*value_type.shape, *value_type.strides):
                     self.check_uses(extent, visible)
-        elif isinstance(expression, (UnaryExpr, CastExpr)):
-            self.check_uses(expression.operand, visible)
-        elif isinstance(expression, BinaryExpr):
-            self.check_uses(expression.lhs, visible)
-            self.check_uses(expression.rhs, visible)
+            return
+        for child in expression.children():
+            self.check_uses(child, visible)
+        if isinstance(expression, BinaryExpr):
             if expression.lhs.type != expression.rhs.type:
                 raise IRTypeError(
                     f"'{expression.op}' of a {expression.lhs.type} and a {expression.rhs.type}; "
