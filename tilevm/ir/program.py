@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tilevm.ir.equality import programs_equal
 from tilevm.ir.expr import Var
 from tilevm.ir.stmt import Body
 from tilevm.ir.types import PointerType, ScalarType
@@ -41,14 +42,12 @@ class Program:
     body: Body
 
     def __eq__(self, other: object) -> bool:
-        from tilevm.ir.equality import programs_equal
-
         return isinstance(other, Program) and programs_equal(self, other)
 
     def __hash__(self) -> int:
         return hash((self.name, len(self.params), self.num_threads, len(self.body)))
 
     def __str__(self) -> str:
-        from tilevm.ir.printer import print_program
+        from tilevm.ir.printer import print_program  # the printer imports this module
 
         return print_program(self)
