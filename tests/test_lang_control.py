@@ -148,3 +148,25 @@ def test_break_is_refused_with_its_line():
 
     with pytest.raises(tv.CompilationError, match="unsupported Python statement in a kernel: Break"):
         breaks.ir(torch.zeros(4), 3)
+
+
+def test_scalar_casts_round_as_asked():
+    @tv.kernel(num_warps=1)
+    def casts(out: tv.Tensor[tv.int32, 1], x: float):
+        values = [tv.cast(x, tv.int32), tv.cast(x, tv.int32, rounding="zero"), tv.cast(-x, tv.int32, "zero")]
+        for position in tv.static_range(3):
+            tv.store_global(out, tv.register_tensor(tv.int32, [1], init=values[position]), offsets=[position])
+
+    for x in (2.5, 3.5, 2.75, 1e10):
+        out = torch.full((3,), -99, dtype=torch.int32)
+        casts[(1,)](out, x)
+        clamp = lambda value: max(min(value, 2**31 - 1), -(2**31))  # noqa: E731  (casts saturate)
+        assert out.tolist() == [clamp(round(x)), clamp(int(x)), clamp(int(-x))], x  # round(): ties to even
+
+    with pytest.raises(tv.CompilationError, match="cast's rounding is one of nearest, zero, got 'up'"):
+
+        @tv.kernel
+        def bad(out: tv.Tensor[tv.int32, 1], x: float):
+            tv.cast(x, tv.int32, rounding="up")
+
+        bad.ir(torch.zeros(1, dtype=torch.int32), 1.0)

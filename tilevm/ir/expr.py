@@ -154,8 +154,11 @@ class BinaryExpr(Expr):
 
 @dataclass(frozen=True)
 class CastExpr(Expr):
+    """A scalar converted to ``dtype``, rounding as the ``Cast`` instruction does ("nearest" or "zero")."""
+
     operand: Expr
     dtype: DType
+    rounding: str = "nearest"
 
     @property
     def type(self) -> ScalarType:

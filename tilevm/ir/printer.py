@@ -218,7 +218,7 @@ _EXPR_PRINTERS: dict[type[Expr], Callable[[_Printer, Expr], str]] = {
     GridSize: lambda _, size: f"grid_size({size.axis})",
     UnaryExpr: lambda printer, unary: f"{unary.op}({printer.expr(unary.operand)})",
     BinaryExpr: _Printer.binary,
-    CastExpr: lambda printer, cast: f"cast<{cast.dtype}>({printer.expr(cast.operand)})",
+    CastExpr: lambda printer, cast: f"cast<{_cast_arguments(cast)}>({printer.expr(cast.operand)})",
 }
 
 _TYPE_PRINTERS: dict[type, Callable[[_Printer, Type], str]] = {
@@ -239,3 +239,7 @@ _VALUE_PRINTERS: dict[FieldKind, Callable[[_Printer, object], str]] = {
     FieldKind.DTYPE: lambda _, value: str(value),
     FieldKind.LAYOUT: lambda _, value: f"<{value}>",
 }
+
+
+def _cast_arguments(cast: CastExpr) -> str:
+    return str(cast.dtype) if cast.rounding == "nearest" else f"{cast.dtype}, {cast.rounding}"

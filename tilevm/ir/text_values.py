@@ -155,10 +155,12 @@ class ValueReader:
         raise self.error(name, f"unknown function '{name}' of {len(operands)} operand(s)")
 
     def cast(self, node: lark.Tree) -> CastExpr:
-        dtype_name, operand = node.children[1:]
+        dtype_name, *rounding, operand = node.children[1:]
         if str(node.children[0]) != "cast":
             raise self.error(node.children[0], f"expected 'cast<dtype>(...)', got '{node.children[0]}<...>'")
-        return CastExpr(self.expr(operand), self.dtype(dtype_name))
+        return CastExpr(
+            self.expr(operand), self.dtype(dtype_name), str(rounding[0]) if rounding else "nearest"
+        )
 
     # instruction fields
 

@@ -9,7 +9,8 @@ the program's ``num_threads``.
 from __future__ import annotations
 
 from tilevm.errors import CompilationError
-from tilevm.ir.expr import BinaryExpr, Expr, Var, operator_error
+from tilevm.ir.compute import ROUNDING_MODES
+from tilevm.ir.expr import BinaryExpr, CastExpr, Expr, Var, operator_error
 from tilevm.ir.inst import Instruction, IRTypeError, describe
 from tilevm.ir.program import Program
 from tilevm.ir.stmt import For, If, While
@@ -102,6 +103,10 @@ class _Verifier:
             return
         for child in expression.children():
             self.check_uses(child, visible)
+        if isinstance(expression, CastExpr) and expression.rounding not in ROUNDING_MODES:
+            raise IRTypeError(
+                f"unknown rounding '{expression.rounding}'; expected one of {', '.join(ROUNDING_MODES)}"
+            )
         if isinstance(expression, BinaryExpr):
             if expression.lhs.type != expression.rhs.type:
                 raise IRTypeError(

@@ -42,6 +42,7 @@ from tilevm.ir import (
     View,
     Where,
 )
+from tilevm.ir.compute import ROUNDING_MODES
 from tilevm.lang.context import current
 from tilevm.lang.operators import binary_operation
 from tilevm.lang.values import constant, describe_value, index_expr, is_ir, literal_like
@@ -300,9 +301,11 @@ def dot(a: Expr, b: Expr, accumulator: Expr) -> Expr:
 
 def cast(value: Expr, dtype: DType, rounding: str = "nearest") -> Expr:
     """Convert to ``dtype``; ``rounding`` is "nearest" (ties to even) or "zero"."""
+    if rounding not in ROUNDING_MODES:
+        raise CompilationError(f"cast's rounding is one of {', '.join(ROUNDING_MODES)}, got {rounding!r}")
     dtype = _dtype(dtype, "cast")
     if is_ir(value) and isinstance(value.type, ScalarType):
-        return CastExpr(value, dtype)
+        return CastExpr(value, dtype, rounding)
     return _emit_output("cast", Cast, operand=value, dtype=dtype, rounding=rounding)
 
 

@@ -48,7 +48,7 @@ def _binary(expr: BinaryExpr, state: BlockState) -> object:
 
 
 def _cast(expr: CastExpr, state: BlockState) -> object:
-    return cast(evaluate(expr.operand, state), expr.operand.type.dtype, expr.dtype, "nearest")
+    return cast(evaluate(expr.operand, state), expr.operand.type.dtype, expr.dtype, expr.rounding)
 
 
 EVALUATORS: dict[type[Expr], Callable[..., object]] = {
