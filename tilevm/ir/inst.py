@@ -37,6 +37,14 @@ class Instruction:
         """The type of the output (layout left out), or None for an instruction with no output."""
         return None
 
+    def bodies(self) -> tuple[tuple[Instruction, ...], ...]:
+        """The nested instruction lists of a control-flow statement (none for other instructions)."""
+        return ()
+
+    def body_variables(self) -> tuple:
+        """Variables this instruction defines for its bodies only, like a loop's counter."""
+        return ()
+
     def check_layouts(self) -> None:
         """Rules on the layouts of operands and output, beyond the type rule (most instructions have none)."""
 

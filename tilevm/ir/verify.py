@@ -13,7 +13,6 @@ from tilevm.ir.compute import ROUNDING_MODES
 from tilevm.ir.expr import BinaryExpr, CastExpr, Expr, Var, operator_error
 from tilevm.ir.inst import Instruction, IRTypeError, describe
 from tilevm.ir.program import Program
-from tilevm.ir.stmt import For, If, While
 from tilevm.ir.types import GlobalType, Scope, TileType, Type
 from tilevm.layout import RegisterLayout, SharedLayout
 
@@ -47,14 +46,12 @@ class _Verifier:
         if output is not None:
             self.check_output(output, expected)
         instruction.check_layouts()
-        if isinstance(instruction, For):
-            self.define(instruction.variable)
-            self.check_body(instruction.body, visible | {instruction.variable.uid})
-        elif isinstance(instruction, While):
-            self.check_body(instruction.body, visible)
-        elif isinstance(instruction, If):
-            self.check_body(instruction.then_body, visible)
-            self.check_body(instruction.else_body, visible)
+        inner = set(visible)
+        for variable in instruction.body_variables():
+            self.define(variable)
+            inner.add(variable.uid)
+        for body in instruction.bodies():
+            self.check_body(body, inner)
         if output is not None:
             self.define(output)
             visible.add(output.uid)
