@@ -110,3 +110,13 @@ def test_an_empty_grid_runs_no_block_and_a_scalar_must_fit_its_dtype():
     assert torch.equal(dst, before)
     with pytest.raises(tv.LaunchError, match=r"argument n must be an int in \[-2147483648, 2147483647\]"):
         copy_kernel[(1,)](src, dst, 2**40, BLOCK=16)
+
+
+def test_a_misaligned_reinterpreted_tensor_is_refused():
+    @tv.kernel
+    def reads_halves(x: tv.Tensor[tv.float16, 1]):
+        tv.store_global(x, tv.load_global(x, offsets=[0], shape=[4]), offsets=[0])
+
+    storage = torch.zeros(17, dtype=torch.uint8)
+    with pytest.raises(tv.LaunchError, match="not a multiple of 2 bytes"):
+        reads_halves[(1,)](tv.view(storage[1:], tv.float16))

@@ -150,6 +150,12 @@ def tensor_argument(name: str, value: object, annotation: TensorAnnotation) -> T
     for extent in (*argument.shape, *argument.strides):
         if not 0 <= extent < INT32_LIMIT:
             raise LaunchError(f"argument '{name}': sizes and strides must be in [0, 2**31), got {extent}")
+    element_bytes = max(1, argument.dtype.nbits // 8)
+    if argument.tensor.data_ptr() % element_bytes:
+        raise LaunchError(
+            f"argument '{name}' starts at an address that is not a multiple of {element_bytes} bytes, "
+            f"which {argument.dtype} elements need"
+        )
     return argument
 
 
