@@ -105,3 +105,13 @@ def test_errors():
         mma_fragments("m8n8k4", "f16")
     with pytest.raises(LayoutError, match="mma shape m16n8k16 takes no 'int8' operands"):
         mma_fragments("m16n8k16", "int8")
+
+
+def test_tilevm_dtypes_name_the_operand_types():
+    import tilevm as tv
+
+    for dtype, ptx_name in [(tv.float16, "f16"), (tv.bfloat16, "bf16"), (tv.float8_e4m3, "e4m3"),
+                            (tv.int8, "int8")]:  # fmt: skip
+        shape = "m16n8k16" if ptx_name in ("f16", "bf16") else "m16n8k32"
+        assert mma_fragments(shape, dtype) == mma_fragments(shape, ptx_name)
+    assert mma_fragments("m16n8k64", tv.int4).a.local_size == 32

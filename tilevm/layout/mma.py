@@ -53,12 +53,18 @@ MMA_OPERANDS: dict[str, dict[str, int]] = {
 }
 
 
-def mma_fragments(shape: str, operand: str) -> MmaFragments:
-    """The fragments of ``mma.sync.aligned.<shape>.row.col`` with A and B of type ``operand``.
+# tilevm's dtype names for the PTX operand types (this package imports no dtypes: a dtype's str is its name)
+DTYPE_NAMES = {"float16": "f16", "bfloat16": "bf16", "float8_e4m3": "e4m3", "float8_e5m2": "e5m2"}
+
+
+def mma_fragments(shape: str, operand: object) -> MmaFragments:
+    """The fragments of ``mma.sync.aligned.<shape>.row.col`` with A and B of type ``operand``: a PTX type
+    name (``"f16"``, ``"e4m3"``) or a tilevm dtype (``tv.float16``, ``tv.int4``).
 
     >>> str(mma_fragments("m16n8k32", "int8").a)
     'column_local(2, 2).spatial(8, 4).local(1, 4)'
     """
+    operand = DTYPE_NAMES.get(str(operand), str(operand))
     if shape not in MMA_OPERANDS:
         raise LayoutError(f"unknown mma shape {shape!r} (known: {', '.join(MMA_OPERANDS)})")
     per_register = MMA_OPERANDS[shape].get(operand)
