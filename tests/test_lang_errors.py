@@ -167,3 +167,14 @@ def test_missing_annotation_is_refused_at_decoration():
         @tv.kernel
         def unannotated(x):
             pass
+
+
+def test_not_of_an_integer_is_refused():
+    @tv.kernel
+    def negates(x: tv.Tensor, n: int):
+        if not n:  # marker
+            tv.sync()
+
+    error = compile_error(negates, vector(), 3)
+    assert "'not' needs a bool" in error.message
+    assert error.location.line == line_of(negates, "marker")

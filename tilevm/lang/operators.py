@@ -28,8 +28,8 @@ COMPARE_OPERATORS: dict[type, tuple[str, object]] = {
     ast.LtE: ("le", operator.le), ast.Gt: ("gt", operator.gt), ast.GtE: ("ge", operator.ge),
 }  # fmt: skip
 UNARY_OPERATORS: dict[type, tuple[str, object]] = {
-    ast.USub: ("neg", operator.neg), ast.Invert: ("not", operator.invert), ast.Not: ("not", operator.not_),
-    ast.UAdd: ("pos", operator.pos),
+    ast.USub: ("neg", operator.neg), ast.Invert: ("not", operator.invert),
+    ast.Not: ("logical_not", operator.not_), ast.UAdd: ("pos", operator.pos),
 }  # fmt: skip
 
 
@@ -61,6 +61,10 @@ def _scalar_binary(op: str, lhs: Expr, rhs: Expr) -> Expr:
 def unary_operation(op: str, operand: Expr) -> Expr:
     if op == "pos":
         return operand
+    if op == "logical_not":  # Python's `not`: on ints it would mean `== 0`, so it takes bools only
+        if operand.type.dtype.kind != "bool":
+            raise CompilationError(f"'not' needs a bool, got {describe_value(operand)}; compare it first")
+        op = "not"
     if op == "not" and operand.type.dtype.is_float:
         raise CompilationError(f"'~' or 'not' of a {operand.type.dtype} value; compare it instead")
     if isinstance(operand.type, ScalarType):
