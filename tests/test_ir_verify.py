@@ -19,7 +19,7 @@ from tilevm.ir import (
     TileType,
     Var,
 )
-from tilevm.layout import local, spatial
+from tilevm.layout import replicated, spatial
 
 HERE = SourceLocation("kernel.py", 42, 8)
 
@@ -130,12 +130,14 @@ def test_view_needs_both_layouts_or_neither():
 
 
 def test_view_layouts_must_hold_the_same_bits_per_thread():
+    # 1024 bits either way, but each thread holds one int32 (32 bits) before and four float16 (64 bits)
+    # after, the 16 x 4 tile being held twice over (replicated over 2 threads)
     source = register(int32, (32, 1), layout=spatial(32, 1))
-    result = register(float16, (32, 2), layout=spatial(16, 1).local(2, 2))
+    result = register(float16, (16, 4), layout=replicated(2).spatial(16, 1).local(1, 4))
     body = (
         AllocRegister(output=source, dtype=int32, shape=(32, 1)),
-        ir.View(output=result, operand=source, dtype=float16, shape=(32, 2), loc=HERE),
+        ir.View(output=result, operand=source, dtype=float16, shape=(16, 4), loc=HERE),
     )
     error = verifier_error(program(*body, num_threads=32))
-    assert "32 bits before and 64 after" in error.message or "spreads over 16 threads" in error.message
-    assert local(1).rank == 1
+    assert "each thread holds 32 bits before and 64 after" in error.message
+    assert error.location == HERE

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from reference_memory import from_memory, to_memory
 
 from tilevm.dtypes import (
     DType,
@@ -23,14 +24,6 @@ from tilevm.dtypes import (
 from tilevm.ir import Cast, Const, GlobalView, LoadGlobal, ProgramBuilder, StoreGlobal, View
 from tilevm.layout import local, replicated, spatial
 from tilevm.runtime.reference import ExecutionError, execute
-
-
-def to_memory(values, dtype: DType) -> torch.Tensor:
-    return torch.from_numpy(pack(encode(values, dtype), dtype).copy())
-
-
-def from_memory(memory: torch.Tensor, dtype: DType, count: int) -> np.ndarray:
-    return decode(unpack(memory.numpy(), dtype, count), dtype).astype(np.float64)
 
 
 def run_unary(values, source: DType, target: DType, make, shape=None, layout=None) -> np.ndarray:

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from reference_memory import from_memory, to_memory
 
 from tilevm.dtypes import (
     DType,
     boolean,
     decode,
-    encode,
     float6_e3m2,
     float16,
     float32,
@@ -16,11 +16,9 @@ from tilevm.dtypes import (
     int4,
     int8,
     int32,
-    pack,
     round_to_dtype,
     uint5,
     uint8,
-    unpack,
 )
 from tilevm.errors import SourceLocation
 from tilevm.ir import (
@@ -36,15 +34,6 @@ from tilevm.ir import (
     UnaryExpr,
 )
 from tilevm.runtime.reference import ExecutionError, execute
-
-
-def to_memory(values, dtype: DType) -> torch.Tensor:
-    """Values of ``dtype`` densely packed into a uint8 tensor, as a kernel's global memory."""
-    return torch.from_numpy(pack(encode(values, dtype), dtype).copy())
-
-
-def from_memory(memory: torch.Tensor, dtype: DType, count: int) -> np.ndarray:
-    return decode(unpack(memory.numpy(), dtype, count), dtype).astype(np.float64)
 
 
 def run_elementwise(make, operands, result_dtype: DType) -> np.ndarray:

@@ -7,6 +7,7 @@ kernel is specialized on what matters for speed: dtypes and ranks, which strides
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -68,10 +69,14 @@ class TensorArgument:
     def rank(self) -> int:
         return len(self.shape)
 
+    @functools.cached_property
+    def aligned(self) -> bool:
+        """Whether the data start at a 16-byte boundary (read once: the key and the parameters both ask)."""
+        return self.tensor.data_ptr() % ALIGNMENT_BYTES == 0
+
     def key(self) -> tuple:
-        aligned = self.tensor.data_ptr() % ALIGNMENT_BYTES == 0
         return (
-            "tensor", self.dtype, self.rank, aligned,
+            "tensor", self.dtype, self.rank, self.aligned,
             tuple(stride == 1 for stride in self.strides),
             tuple(size % DIVISOR == 0 for size in self.shape),
             tuple(stride % DIVISOR == 0 for stride in self.strides),

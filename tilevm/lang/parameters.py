@@ -51,10 +51,8 @@ def flat_parameters(signature: inspect.Signature, values: dict[str, object]) -> 
 
 
 def _tensor_parameters(name: str, argument: TensorArgument) -> Iterator[FlatParameter]:
-    aligned = argument.tensor.data_ptr() % ALIGNMENT_BYTES == 0
-    yield FlatParameter(
-        name, "pointer", argument.dtype, argument.tensor, ALIGNMENT_BYTES if aligned else 1, name
-    )
+    divisibility = ALIGNMENT_BYTES if argument.aligned else 1
+    yield FlatParameter(name, "pointer", argument.dtype, argument.tensor, divisibility, name)
     for dim, size in enumerate(argument.shape):
         yield FlatParameter(f"{name}_size{dim}", "size", int32, size, _divisibility(size), name)
     for dim, stride in enumerate(argument.strides):
