@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tilevm.layout import LayoutError, parse, register_constructor, register_symbol_factory, spatial
-from tilevm.layout import text as layout_text
+from tilevm.layout import LayoutError, parse, register_constructor, spatial
 
 
 def _echo(*args, **kwargs):
@@ -78,12 +77,10 @@ def test_errors_name_the_position(text, message):
         parse(text)
 
 
-def test_bare_names_need_a_symbol_factory(monkeypatch):
-    monkeypatch.setattr(layout_text, "_SYMBOL_FACTORY", [])
-    with pytest.raises(LayoutError, match=r"unknown name 'n' .* at line 1, column 11"):
+def test_bare_names_are_errors_and_integer_arithmetic_is_python():
+    with pytest.raises(LayoutError, match=r"unknown name 'n': .* at line 1, column 11"):
         parse("test_echo(n)")
-    register_symbol_factory(lambda name: {"n": 10, "k": 3}[name])
-    assert parse("test_echo(n * k, n // k + 1, n - k)") == ((30, 4, 7), {})
+    assert parse("test_echo(10 * 3, 10 // 3 + 1, 10 - 3)") == ((30, 4, 7), {})
 
 
 def test_a_name_registers_once():

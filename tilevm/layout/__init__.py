@@ -6,7 +6,6 @@ True
 """
 
 from tilevm.layout.errors import LayoutError
-from tilevm.layout.global_ import GlobalLayout, global_strided
 from tilevm.layout.ldmatrix import ldmatrix_layout
 from tilevm.layout.mma import MmaFragments, mma_fragments
 from tilevm.layout.register import (
@@ -20,8 +19,7 @@ from tilevm.layout.register import (
 )
 from tilevm.layout.shared import SharedLayout, choose_swizzle, shared
 from tilevm.layout.swizzle import Swizzle, bank_conflicts, warp_accesses
-from tilevm.layout.symbolic import Size, Symbol
-from tilevm.layout.text import parse, register_constructor, register_symbol_factory
+from tilevm.layout.text import parse, register_constructor
 
 __all__ = [
     "LayoutError",
@@ -32,18 +30,13 @@ __all__ = [
     "parse",
     "register_constructor",
     "register_layout",
-    "register_symbol_factory",
     "replicated",
     "spatial",
-    "GlobalLayout",
     "MmaFragments",
     "SharedLayout",
-    "Size",
     "Swizzle",
-    "Symbol",
     "bank_conflicts",
     "choose_swizzle",
-    "global_strided",
     "ldmatrix_layout",
     "mma_fragments",
     "shared",

@@ -2,9 +2,8 @@
 
 Each layout kind registers its top-level names (``spatial``, ``shared``, ``swizzle``, ...) with
 :func:`register_constructor`; method chains call methods the value's class allows in ``__layout_methods__``;
-``*`` is Python's ``*``. Names that are not constructors are symbolic sizes, turned into objects by the hook
-set with :func:`register_symbol_factory` (the global-layout module supplies it); ``+ - * //`` on them and on
-integers are Python's operators, so the factory's objects define the arithmetic.
+``*`` is Python's ``*``; ``+ - * //`` on integers are Python's operators. A name that is not a constructor
+is an error (sizes in layouts are static; the IR's global tensors hold runtime sizes as IR expressions).
 
 >>> register_constructor("pair", lambda a, b=0: (a, b))
 >>> parse("pair(2 * 3, b=-1)")
@@ -22,7 +21,7 @@ import lark
 
 from tilevm.layout.errors import LayoutError
 
-__all__ = ["parse", "register_constructor", "register_symbol_factory"]
+__all__ = ["parse", "register_constructor"]
 
 _PARSER = lark.Lark(
     (Path(__file__).parent / "grammar.lark").read_text(),
@@ -32,7 +31,6 @@ _PARSER = lark.Lark(
 )
 
 _CONSTRUCTORS: dict[str, Callable[..., Any]] = {}
-_SYMBOL_FACTORY: list[Callable[[str], Any]] = []
 
 _BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv}
 
@@ -55,17 +53,6 @@ def register_constructor(name: str, fn: Callable[..., Any]) -> None:
 
 def _qualified(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def register_symbol_factory(fn: Callable[[str], Any]) -> None:
-    """Turn a bare name in layout text (a symbolic size, like ``n`` in ``n*k``) into ``fn(name)``.
-
-    Without a factory, a bare name is an error. ``tilevm.layout.global_`` registers its ``Symbol``:
-
-    >>> str(parse("n * k + 1"))
-    'n * k + 1'
-    """
-    _SYMBOL_FACTORY[:] = [fn]
 
 
 def parse(text: str) -> Any:
@@ -155,9 +142,7 @@ class _Evaluator:
         name = str(node.children[0])
         if name in _CONSTRUCTORS:
             raise LayoutError(f"{name!r} is a layout constructor; call it: {name}(...)")
-        if not _SYMBOL_FACTORY:
-            raise LayoutError(f"unknown name {name!r} (symbolic sizes are allowed only in global layouts)")
-        return _SYMBOL_FACTORY[0](name)
+        raise LayoutError(f"unknown name {name!r}: layout sizes are integers")
 
     def _call(self, node: lark.Tree) -> Any:
         name, arguments = node.children
