@@ -29,7 +29,6 @@ from tilevm.ir import (
     INSTRUCTION_CLASSES,
     AllocRegister,
     AllocShared,
-    AnnotateLayout,
     AssignScalar,
     AssignTensor,
     AtomicGlobal,
@@ -39,6 +38,7 @@ from tilevm.ir import (
     Cast,
     CastExpr,
     Const,
+    ConvertLayout,
     CopyAsync,
     CopyAsyncCommit,
     CopyAsyncWait,
@@ -66,7 +66,7 @@ from tilevm.ir import (
     verify,
 )
 from tilevm.ir.types import ScalarType
-from tilevm.layout import SharedLayout, shared, spatial
+from tilevm.layout import SharedLayout, local, shared, spatial
 
 ZERO, ONE = Const(0), Const(1)
 WEIRD_FILE = 'my dir/k "1":2.py'
@@ -93,7 +93,7 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
     b.emit(Sync())
     b.location = SourceLocation(WEIRD_FILE, 20, 0)
     x = b.emit_output(LoadShared, "x", layout=spatial(8, 4).local(2, 2), tensor=smem)
-    b.emit(AnnotateLayout(tensor=x, layout=spatial(8, 4).local(2, 2)))
+    b.emit_output(ConvertLayout, "moved", layout=local(2, 1).spatial(8, 4).local(1, 2), operand=x)
     y = b.emit_output(LoadGlobal, "x", tensor=a, offsets=(row, ZERO), shape=(16, 8), dims=(0, 1),
                       other=Const(-math.inf, float16))  # fmt: skip
     b.emit(StoreShared(tensor=smem, value=y))
@@ -191,7 +191,10 @@ def test_text_shows_types_layouts_names_and_locations():
     assert 'reduce(operand=%acc, op="sum", dim=1, keepdim=true)' in text
     assert 'cast(operand=%nibbles, dtype=float6_e3m2, rounding="zero")' in text
     assert "alloc_register(dtype=uint3, shape=[32])" in text  # a field at its default is left out
-    assert "annotate_layout(tensor=%x, layout=<spatial(8, 4).local(2, 2)>)" in text
+    assert (
+        "%moved: register<float16, [16, 8], local(2, 1).spatial(8, 4).local(1, 2)> = "
+        "convert_layout(operand=%x)" in text
+    )
 
 
 @pytest.mark.parametrize(

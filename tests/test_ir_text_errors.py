@@ -42,12 +42,6 @@ HEADER = "kernel k(%n: int32) num_threads=32 {\n"
             "spatial(",
             "bad layout 'spatial(': unexpected end of layout text",
         ),
-        (
-            "  annotate_layout(tensor=%n, layout=<shared((4,), strides=(1,))>)\n}",
-            2,
-            "shared((",
-            "'shared((4,), strides=(1,))' is not a RegisterLayout",
-        ),
         ("  store_shared(tensor=%n, value=int32)\n}", 2, "int32", "expected an expression"),
         (
             "  atomic_global(op=add, tensor=%n, value=%n, offsets=[], dims=[])\n}",

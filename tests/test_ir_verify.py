@@ -3,7 +3,7 @@
 import pytest
 
 from tilevm import ir
-from tilevm.dtypes import float16, float32, int32, int64
+from tilevm.dtypes import float16, float32, int4, int32, int64, uint8
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import (
     AllocRegister,
@@ -19,7 +19,15 @@ from tilevm.ir import (
     TileType,
     Var,
 )
-from tilevm.layout import replicated, spatial
+from tilevm.layout import (
+    broadcast_layout,
+    local,
+    mma_fragments,
+    replicated,
+    shared,
+    spatial,
+    view_layout,
+)
 
 HERE = SourceLocation("kernel.py", 42, 8)
 
@@ -117,27 +125,158 @@ def test_layout_must_spread_over_the_kernel_threads():
     assert error.location == HERE
 
 
-def test_view_needs_both_layouts_or_neither():
-    source = register(int32, (32, 1), layout=spatial(32, 1))
-    result = register(float16, (32, 2))
-    body = (
-        AllocRegister(output=source, dtype=int32, shape=(32, 1)),
-        ir.View(output=result, operand=source, dtype=float16, shape=(32, 2), loc=HERE),
-    )
-    error = verifier_error(program(*body, num_threads=32))
-    assert "layouts of both sides or of neither" in error.message
+def layout_error(*body, num_threads=32) -> CompilationError:
+    error = verifier_error(program(*body, num_threads=num_threads))
     assert error.location == HERE
+    return error
 
 
-def test_view_layouts_must_hold_the_same_bits_per_thread():
-    # 1024 bits either way, but each thread holds one int32 (32 bits) before and four float16 (64 bits)
-    # after, the 16 x 4 tile being held twice over (replicated over 2 threads)
-    source = register(int32, (32, 1), layout=spatial(32, 1))
-    result = register(float16, (16, 4), layout=replicated(2).spatial(16, 1).local(1, 4))
+def alloc(tile):
+    return AllocRegister(output=tile, dtype=tile.type.dtype, shape=tile.type.shape)
+
+
+def test_a_program_whose_layouts_keep_every_rule_passes():
+    # a dot on mma m16n8k16 fragments, its result scaled by a broadcast row, reduced, cast and viewed
+    fragments = mma_fragments("m16n8k16", float16)
+    a, b = register(float16, (16, 16), fragments.a), register(float16, (16, 8), fragments.b)
+    accumulator = register(float32, (16, 8), fragments.c)
+    product = register(float32, (16, 8), fragments.c)
+    row = register(float32, (8,), broadcast_layout(fragments.c, (8,)))
+    scaled = register(float32, (16, 8), fragments.c)
+    total = register(float32, (16,), fragments.c.reduce(1, keepdim=False))
+    halves = register(float16, (16,), fragments.c.reduce(1, keepdim=False))
+    bits = view_layout(halves.type.layout, 16, 8, (32,))
     body = (
-        AllocRegister(output=source, dtype=int32, shape=(32, 1)),
-        ir.View(output=result, operand=source, dtype=float16, shape=(16, 4), loc=HERE),
+        *(alloc(tile) for tile in (a, b, accumulator, row)),
+        ir.Dot(output=product, a=a, b=b, accumulator=accumulator),
+        Binary(output=scaled, op="mul", lhs=product, rhs=row),
+        ir.Reduce(output=total, operand=scaled, op="sum", dim=1),
+        ir.Cast(output=halves, operand=total, dtype=float16),
+        ir.View(output=register(uint8, (32,), bits), operand=halves, dtype=uint8, shape=(32,)),
     )
-    error = verifier_error(program(*body, num_threads=32))
-    assert "each thread holds 32 bits before and 64 after" in error.message
-    assert error.location == HERE
+    prog = program(*body, num_threads=32)
+    assert ir.verify(prog) is prog
+
+
+def test_a_broadcast_operand_has_the_result_layout_reduced_over_the_broadcast_dims():
+    result_layout = spatial(4, 8)
+    row = register(float32, (1, 8), spatial(1, 8).replicated(4))  # thread t holds column t // 4: wrong
+    tile = register(float32, (4, 8), result_layout)
+    body = (
+        alloc(tile),
+        alloc(row),
+        Binary(output=register(float32, (4, 8), result_layout), op="add", lhs=tile, rhs=row, loc=HERE),
+    )
+    error = layout_error(*body)
+    assert error.message == (
+        "binary: rhs has layout spatial(1, 8).replicated(4), but with the result in spatial(4, 8) "
+        "it must be replicated(4).spatial(1, 8)"
+    )
+
+
+def test_a_reduction_keeps_the_operand_layout_reduced():
+    tile = register(float32, (4, 8), spatial(4, 8))
+    body = (
+        alloc(tile),
+        ir.Reduce(output=register(float32, (4,), replicated(8).spatial(4)), operand=tile, op="max", dim=1,
+                  loc=HERE),
+    )  # fmt: skip
+    error = layout_error(*body)
+    assert error.message == (
+        "reduce: the result has layout replicated(8).spatial(4), "
+        "but spatial(4, 8) reduced over dim 1 is spatial(4).replicated(8)"
+    )
+
+
+def test_dot_layouts_must_fit_an_atom():
+    # each thread holds one accumulator element, but a's k is spread over threads
+    accumulator = register(float32, (4, 8), spatial(4, 8))
+    a = register(float32, (4, 4), spatial(4, 4).replicated(2))
+    b = register(float32, (4, 8), local(4, 1) * spatial(1, 8).replicated(4))
+    body = (
+        *(alloc(tile) for tile in (a, b, accumulator)),
+        ir.Dot(output=register(float32, (4, 8), spatial(4, 8)), a=a, b=b, accumulator=accumulator, loc=HERE),
+    )
+    error = layout_error(*body)
+    assert error.message == (
+        "dot: the layouts of a (spatial(4, 4).replicated(2)), b (spatial(1, 8).replicated(4).local(4, 1)) "
+        "and the accumulator (spatial(4, 8)) fit no float32 dot atom; one multiply-add per thread needs "
+        "a spatial(4, 1).replicated(8).local(1, 4) and b replicated(4).spatial(1, 8).local(4, 1)"
+    )
+
+
+def test_dot_result_has_the_accumulator_layout():
+    fragments = mma_fragments("m16n8k16", float16)
+    a, b = register(float16, (16, 16), fragments.a), register(float16, (16, 8), fragments.b)
+    accumulator = register(float32, (16, 8), fragments.c)
+    result = register(float32, (16, 8), spatial(16, 2).local(1, 4))
+    body = (
+        *(alloc(tile) for tile in (a, b, accumulator)),
+        ir.Dot(output=result, a=a, b=b, accumulator=accumulator, loc=HERE),
+    )
+    error = layout_error(*body)
+    assert error.message == (
+        f"dot: dot's result keeps the layout, but goes from {fragments.c} to spatial(16, 2).local(1, 4)"
+    )
+
+
+def test_cast_keeps_the_layout():
+    tile = register(float32, (32, 2), spatial(32, 1).local(1, 2))
+    body = (
+        alloc(tile),
+        ir.Cast(output=register(float16, (32, 2), spatial(16, 2).local(2, 1)), operand=tile, dtype=float16,
+                loc=HERE),
+    )  # fmt: skip
+    error = layout_error(*body)
+    assert error.message == (
+        "cast: cast keeps the layout, but goes from spatial(32, 1).local(1, 2) to spatial(16, 2).local(2, 1)"
+    )
+
+
+def test_assign_keeps_the_layout():
+    target, value = register(float32, (32,), spatial(32)), register(float32, (32,), replicated(32).local(32))
+    body = (alloc(target), alloc(value), ir.AssignTensor(destination=target, value=value, loc=HERE))
+    error = layout_error(*body)
+    assert (
+        error.message
+        == "assign: assign keeps the layout, but goes from replicated(32).local(32) to spatial(32)"
+    )
+
+
+def test_convert_layout_needs_the_layout_to_convert_to():
+    tile = register(float32, (32,), spatial(32))
+    body = (alloc(tile), ir.ConvertLayout(output=register(float32, (32,)), operand=tile, loc=HERE))
+    error = layout_error(*body)
+    assert error.message == "convert_layout: the output t needs a layout: the one to convert to"
+
+
+def test_a_shared_layout_gives_distinct_elements_distinct_offsets():
+    smem = Var("s", TileType(float32, (4, 8), Scope.SHARED, shared((4, 8), strides=(4, 1))))
+    error = layout_error(ir.AllocShared(output=smem, dtype=float32, shape=(4, 8), loc=HERE))
+    assert error.message == (
+        "alloc_shared: shared layout shared((4, 8), strides=(4, 1)) puts distinct elements at the same offset"
+    )
+
+
+def test_view_keeps_each_threads_bits():
+    # thread t holds two bytes, t and 32 + t in row-major order, then one float16, bytes 2t and 2t + 1: the
+    # same number of bits, but not the same bits
+    source = register(uint8, (2, 32), local(2, 1).spatial(1, 32))
+    result = register(float16, (32,), spatial(32))
+    body = (
+        alloc(source),
+        ir.View(output=result, operand=source, dtype=float16, shape=(32,), loc=HERE),
+    )
+    error = layout_error(*body)
+    assert error.message == (
+        "view: a view from spatial(1, 32).local(2, 1) to spatial(32) moves bits between threads or slots; "
+        "no layout of the result does keep them"
+    )
+
+
+def test_view_names_the_layout_that_keeps_the_bits():
+    source = register(uint8, (8, 16), spatial(8, 4).local(1, 4))
+    result = register(int4, (8, 32), spatial(4, 8).local(2, 4))
+    body = (alloc(source), ir.View(output=result, operand=source, dtype=int4, shape=(8, 32), loc=HERE))
+    error = layout_error(*body)
+    assert error.message.endswith("spatial(8, 4).local(1, 8) would keep them")

@@ -5,7 +5,7 @@ A program prints to text and ``tilevm.ir.parse`` reads that text back to an equa
 """
 
 from tilevm.ir.builder import ProgramBuilder
-from tilevm.ir.compute import AnnotateLayout, AssignTensor, Binary, Cast, Dot, Reduce, Unary, View, Where
+from tilevm.ir.compute import AssignTensor, Binary, Cast, ConvertLayout, Dot, Reduce, Unary, View, Where
 from tilevm.ir.equality import programs_equal
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
 from tilevm.ir.inst import Instruction, IRTypeError
@@ -35,7 +35,7 @@ from tilevm.ir.verify import verify
 INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
     GlobalView, AllocShared, FreeShared, AllocRegister, SliceShared, LoadGlobal, StoreGlobal, AtomicGlobal,
     LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync,
-    Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, AnnotateLayout,
+    Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout,
     DeclareScalar, AssignScalar, For, While, If,
 )  # fmt: skip
 
@@ -43,7 +43,6 @@ __all__ = [
     "INSTRUCTION_CLASSES",
     "AllocRegister",
     "AllocShared",
-    "AnnotateLayout",
     "AssignScalar",
     "AssignTensor",
     "AtomicGlobal",
@@ -53,6 +52,7 @@ __all__ = [
     "Cast",
     "CastExpr",
     "Const",
+    "ConvertLayout",
     "CopyAsync",
     "CopyAsyncCommit",
     "CopyAsyncWait",

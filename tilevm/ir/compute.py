@@ -1,7 +1,20 @@
-"""Tile IR instructions that compute on register tiles: elementwise, reductions, dot, casts and views.
+"""Tile IR instructions that compute on register tiles: elementwise, reductions, dot, casts, views and layout
+conversions.
 
 Elementwise operands broadcast as in numpy; a scalar operand broadcasts to every element. Operands must have
 the same dtype (the DSL converts Python literals to the other operand's dtype; anything else needs a cast).
+
+Each instruction states its layout rule in ``check_layouts``, beside its type rule; it is checked between
+the layouts that are set (a layout present before layout inference is pinned; inference fills in the rest,
+inserting ``convert_layout`` where pinned layouts disagree). No rule changes what a program computes: the
+rules only say which layouts a lowering can implement without moving data.
+
+- elementwise: each tile operand has the result's layout, reduced over the dims it is broadcast along
+  (``tilevm.layout.broadcast_layout``);
+- reduce: the result has the operand's layout reduced over the dim;
+- dot: a, b and the accumulator fit an atom (``tilevm.layout.dot_atom``), the result has the accumulator's;
+- cast and assign keep the layout; view keeps each thread's bits (``tilevm.layout.view_layout``);
+- convert_layout: any two layouts (the output's must be set).
 """
 
 from __future__ import annotations
@@ -18,13 +31,13 @@ from tilevm.ir.inst import (
     expect_tile,
 )
 from tilevm.ir.types import ScalarType, Scope, TileType
-from tilevm.layout import RegisterLayout
+from tilevm.layout import RegisterLayout, bit_layout, broadcast_layout, dot_atom, local, view_layout
 
 __all__ = [
-    "AnnotateLayout",
     "AssignTensor",
     "Binary",
     "Cast",
+    "ConvertLayout",
     "Dot",
     "REDUCE_OPS",
     "ROUNDING_MODES",
@@ -63,6 +76,34 @@ def register_result(shape: tuple[int, ...], dtype: DType) -> TileType:
     return TileType(dtype, shape, Scope.REGISTER)
 
 
+def layout_of(value: Expr) -> RegisterLayout | None:
+    """The layout of a register tile, or None for a scalar or a tile whose layout is not set."""
+    value_type = value.type
+    return value_type.layout if isinstance(value_type, TileType) else None
+
+
+def check_broadcast_layouts(output: Var, operands: dict[str, Expr]) -> None:
+    """Each tile operand holds, in every slot, the element that the result's element in that slot reads."""
+    result = layout_of(output)
+    if result is None:
+        return
+    for name, operand in operands.items():
+        layout = layout_of(operand)
+        if layout is None:
+            continue
+        expected = broadcast_layout(result, operand.type.shape)
+        if layout != expected:
+            raise IRTypeError(
+                f"{name} has layout {layout}, but with the result in {result} it must be {expected}"
+            )
+
+
+def check_same_layout(before: Expr, after: Expr, what: str) -> None:
+    layouts = layout_of(before), layout_of(after)
+    if None not in layouts and layouts[0] != layouts[1]:
+        raise IRTypeError(f"{what} keeps the layout, but goes from {layouts[0]} to {layouts[1]}")
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Unary(Instruction):
     output: Var
@@ -78,6 +119,9 @@ class Unary(Instruction):
         if reason:
             raise IRTypeError(reason)
         return register_result(shape, dtype)
+
+    def check_layouts(self) -> None:
+        check_broadcast_layouts(self.output, {"operand": self.operand})
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -97,6 +141,9 @@ class Binary(Instruction):
             raise IRTypeError(reason)
         return register_result(shape, boolean if self.op in COMPARISON_OPS else dtype)
 
+    def check_layouts(self) -> None:
+        check_broadcast_layouts(self.output, {"lhs": self.lhs, "rhs": self.rhs})
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Where(Instruction):
@@ -114,6 +161,10 @@ class Where(Instruction):
             raise IRTypeError(f"where's condition must be bool, got {condition_dtype}")
         shape, dtype = broadcast_operands({"on_true": self.on_true, "on_false": self.on_false})
         return register_result(broadcast_shapes(condition_shape, shape), dtype)
+
+    def check_layouts(self) -> None:
+        operands = {"condition": self.condition, "on_true": self.on_true, "on_false": self.on_false}
+        check_broadcast_layouts(self.output, operands)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -137,6 +188,16 @@ class Reduce(Instruction):
         else:
             del shape[self.dim]
         return register_result(tuple(shape), source.dtype)
+
+    def check_layouts(self) -> None:
+        source, result = layout_of(self.operand), layout_of(self.output)
+        if source is None or result is None:
+            return
+        expected = source.reduce(self.dim, keepdim=self.keepdim or self.operand.type.rank == 1)
+        if result != expected:
+            raise IRTypeError(
+                f"the result has layout {result}, but {source} reduced over dim {self.dim} is {expected}"
+            )
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -170,6 +231,22 @@ class Dot(Instruction):
             raise IRTypeError(f"dot of {a.dtype} operands cannot accumulate into {accumulator.dtype}")
         return accumulator.with_layout(None)
 
+    def check_layouts(self) -> None:
+        check_same_layout(self.accumulator, self.output, "dot's result")
+        a, b = layout_of(self.a), layout_of(self.b)
+        accumulator = layout_of(self.accumulator) or layout_of(self.output)
+        if a is None or b is None or accumulator is None:
+            return
+        dtype = self.a.type.dtype
+        if dot_atom(a, b, accumulator, dtype) is None:
+            k = self.a.type.shape[1]
+            raise IRTypeError(
+                f"the layouts of a ({a}), b ({b}) and the accumulator ({accumulator}) fit no {dtype} "
+                "dot atom; "
+                f"one multiply-add per thread needs a {accumulator.reduce(1) * local(1, k)} and "
+                f"b {local(k, 1) * accumulator.reduce(0)}"
+            )
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Cast(Instruction):
@@ -190,13 +267,18 @@ class Cast(Instruction):
         source = expect_tile(self.operand, "cast's operand", Scope.REGISTER)
         return register_result(source.shape, self.dtype)
 
+    def check_layouts(self) -> None:
+        check_same_layout(self.operand, self.output, "cast")
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class View(Instruction):
-    """The same bits read as another dtype and shape, without moving data.
+    """The tile's bits, in row-major order (element ``i`` of ``n`` bits is bits ``[i*n, (i+1)*n)``), read as
+    a tile of another dtype and shape, whatever the layouts.
 
-    With layouts, each thread's local elements are concatenated (local slot 0 in the lowest bits) and re-read
-    as its local elements of the output; without, the tile's bits are read in row-major order.
+    Layout rule: each thread holds the same bits before and after (the stream of its local elements' bits,
+    slot 0 lowest, covers the same row-major bit positions on both sides), so a lowering reinterprets each
+    thread's registers and moves no data. ``tilevm.layout.view_layout`` gives the output layout that does.
     """
 
     output: Var
@@ -218,18 +300,15 @@ class View(Instruction):
         return TileType(self.dtype, self.shape, Scope.REGISTER)
 
     def check_layouts(self) -> None:
-        source, result = self.operand.type, self.output.type
-        layouts = (source.layout, result.layout)
-        if layouts.count(None) == 1:
-            raise IRTypeError("a view needs the layouts of both sides or of neither")
-        if source.layout is None:
+        source, result = layout_of(self.operand), layout_of(self.output)
+        if source is None or result is None:
             return
-        source_bits = source.layout.local_size * source.dtype.nbits
-        result_bits = result.layout.local_size * result.dtype.nbits
-        if source.layout.num_threads != result.layout.num_threads or source_bits != result_bits:
+        source_bits = self.operand.type.dtype.nbits
+        if bit_layout(source, source_bits) != bit_layout(result, self.dtype.nbits):
+            keeping = view_layout(source, source_bits, self.dtype.nbits, self.shape)
+            hint = "no layout of the result does" if keeping is None else f"{keeping} would"
             raise IRTypeError(
-                f"view layouts do not match: each thread holds {source_bits} bits before "
-                f"and {result_bits} after"
+                f"a view from {source} to {result} moves bits between threads or slots; {hint} keep them"
             )
 
 
@@ -247,18 +326,24 @@ class AssignTensor(Instruction):
         if (target.dtype, target.shape) != (value.dtype, value.shape):
             raise IRTypeError(f"cannot assign a {describe(value)} to a {describe(target)}")
 
+    def check_layouts(self) -> None:
+        check_same_layout(self.value, self.destination, "assign")
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class AnnotateLayout(Instruction):
-    """Pin the layout of a register tile; layout inference keeps it."""
+class ConvertLayout(Instruction):
+    """The same tile in the layout of ``output``'s type; every element keeps its value.
 
-    tensor: Var
-    layout: RegisterLayout
-    opname = "annotate_layout"
+    It is how layout inference settles a conflict between layouts, and how a program asks for a layout.
+    """
 
-    def result_type(self) -> None:
-        tile = expect_tile(self.tensor, "annotate_layout's tensor", Scope.REGISTER)
-        if tuple(self.layout.shape) != tile.shape:
-            raise IRTypeError(
-                f"layout {self.layout} has shape {list(self.layout.shape)}, the tile {list(tile.shape)}"
-            )
+    output: Var
+    operand: Expr
+    opname = "convert_layout"
+
+    def result_type(self) -> TileType:
+        return expect_tile(self.operand, "convert_layout's operand", Scope.REGISTER).with_layout(None)
+
+    def check_layouts(self) -> None:
+        if layout_of(self.output) is None:
+            raise IRTypeError(f"the output {self.output.name} needs a layout: the one to convert to")

@@ -1,7 +1,8 @@
 """Types of Tile IR values: scalars, pointers, global tensors and tiles (shared or register).
 
 Types are frozen dataclasses compared structurally. A tile's layout is part of its type and is ``None``
-until a pass (or the user, through ``annotate_layout``) fixes it.
+until a pass fixes it; a layout set before layout inference (by the DSL's ``layout=`` arguments or
+``convert_layout``) is pinned: inference keeps it.
 """
 
 from __future__ import annotations

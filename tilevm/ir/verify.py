@@ -2,11 +2,14 @@
 
 Rules: each instruction's type rule holds and its output has the type the rule gives; every variable is
 defined before it is used and only where its definition is visible (a loop's or branch's values stay
-inside it); a variable is defined once; layouts have their tile's shape, and register layouts spread over
-the program's ``num_threads``.
+inside it); a variable is defined once; layouts have their tile's shape, register layouts spread over
+exactly the program's ``num_threads``, a shared layout gives distinct elements distinct offsets; and each
+instruction's layout rule holds between the layouts that are set (``Instruction.check_layouts``).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from tilevm.errors import CompilationError
 from tilevm.ir.compute import ROUNDING_MODES
@@ -88,6 +91,10 @@ class _Verifier:
                 f"layout {tile.layout} spreads over {tile.layout.num_threads} threads, "
                 f"the kernel has {self.program.num_threads}"
             )
+        if isinstance(tile.layout, SharedLayout):
+            offsets = tile.layout.table()
+            if np.unique(offsets).size != offsets.size:
+                raise IRTypeError(f"shared layout {tile.layout} puts distinct elements at the same offset")
 
     def check_uses(self, expression: Expr, visible: set[int]) -> None:
         if isinstance(expression, Var):

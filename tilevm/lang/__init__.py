@@ -5,13 +5,13 @@ from tilevm.lang.annotations import Tensor, TensorAnnotation, constexpr
 from tilevm.lang.arguments import TensorArgument, view
 from tilevm.lang.builtins import (
     abs,
-    annotate_layout,
     atomic_add,
     atomic_max,
     atomic_min,
     block_idx,
     cast,
     cdiv,
+    convert_layout,
     copy_async,
     copy_async_commit,
     copy_async_wait,
@@ -49,8 +49,8 @@ from tilevm.lang.functions import DeviceFunction, func
 __all__ = [
     "DeviceFunction",
     "func",
-    "Tensor", "TensorAnnotation", "TensorArgument", "abs", "annotate_layout", "atomic_add",
-    "atomic_max", "atomic_min", "block_idx", "cast", "cdiv", "constexpr", "copy_async", "copy_async_commit",
+    "Tensor", "TensorAnnotation", "TensorArgument", "abs", "atomic_add", "atomic_max", "atomic_min",
+    "block_idx", "cast", "cdiv", "constexpr", "convert_layout", "copy_async", "copy_async_commit",
     "copy_async_wait", "cos", "dot", "exp", "exp2", "free_shared", "load_global", "load_shared",
     "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "range", "register_tensor", "rsqrt",
     "shared_tensor", "sin", "slice_shared", "sqrt", "static_range", "store_global", "store_shared", "sum",

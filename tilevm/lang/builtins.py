@@ -14,12 +14,12 @@ from tilevm.errors import CompilationError
 from tilevm.ir import (
     AllocRegister,
     AllocShared,
-    AnnotateLayout,
     AtomicGlobal,
     BinaryExpr,
     BlockIndex,
     Cast,
     CastExpr,
+    ConvertLayout,
     CopyAsync,
     CopyAsyncCommit,
     CopyAsyncWait,
@@ -49,7 +49,7 @@ from tilevm.lang.values import constant, describe_value, index_expr, is_ir, lite
 from tilevm.layout import RegisterLayout
 
 __all__ = [
-    "abs", "annotate_layout", "atomic_add", "atomic_max", "atomic_min", "block_idx", "cast", "cdiv",
+    "abs", "atomic_add", "atomic_max", "atomic_min", "block_idx", "cast", "cdiv", "convert_layout",
     "copy_async", "copy_async_commit", "copy_async_wait", "cos", "dot", "exp", "exp2", "free_shared",
     "load_global", "load_shared", "log", "log2", "max", "maximum", "min", "minimum", "num_blocks",
     "register_tensor", "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "store_global",
@@ -343,9 +343,16 @@ def where(condition: Expr, on_true: object, on_false: object) -> Expr:
     )
 
 
-def annotate_layout(tensor: Expr, layout: RegisterLayout) -> None:
-    """Pin a register tile's layout; layout inference keeps it."""
-    _emit("annotate_layout", AnnotateLayout(tensor=tensor, layout=_layout(layout, "annotate_layout")))
+def convert_layout(tile: Expr, layout: RegisterLayout) -> Expr:
+    """The same register tile in ``layout`` (the values unchanged); layout inference keeps that layout.
+
+    A layout given here or through the ``layout=`` argument of ``register_tensor``, ``load_global``,
+    ``load_shared`` and ``view`` is pinned; every other layout is left to inference.
+    """
+    tile = _tile_or_global(tile, "convert_layout", (TileType,))
+    if layout is None:
+        raise CompilationError("convert_layout needs a register layout, got None")
+    return _emit_output("convert_layout", ConvertLayout, _layout(layout, "convert_layout"), operand=tile)
 
 
 def _reduction(op: str):

@@ -17,6 +17,7 @@ from tilevm.layout.register import (
     replicated,
     spatial,
 )
+from tilevm.layout.rules import SCALAR_ATOM, bit_layout, broadcast_layout, dot_atom, view_layout
 from tilevm.layout.shared import SharedLayout, choose_swizzle, shared
 from tilevm.layout.swizzle import Swizzle, bank_conflicts, warp_accesses
 from tilevm.layout.text import parse, register_constructor
@@ -33,6 +34,11 @@ __all__ = [
     "replicated",
     "spatial",
     "MmaFragments",
+    "SCALAR_ATOM",
+    "bit_layout",
+    "broadcast_layout",
+    "dot_atom",
+    "view_layout",
     "SharedLayout",
     "Swizzle",
     "bank_conflicts",

@@ -4,10 +4,11 @@ Elementwise instructions follow ``arith`` (exact or float64 computation, then on
 with numpy broadcasting. ``reduce`` sums in float64 (int64 for integers, wrapped) and rounds once; ``max``
 and ``min`` over floats ignore NaN. ``dot`` computes ``a @ b + accumulator`` in float64 and rounds once to
 the accumulator's dtype (integers: exactly, modulo 2^64, then wrapped). ``assign`` replaces the value of
-its destination variable; ``annotate_layout`` has no effect on values.
+its destination variable. ``view`` reads the tile's bits row-major and ``convert_layout`` returns its
+operand: no result depends on a layout.
 
 >>> sorted(cls.__name__ for cls in HANDLERS)[:3]
-['AnnotateLayout', 'AssignTensor', 'Binary']
+['AssignTensor', 'Binary', 'Cast']
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tilevm.ir import AnnotateLayout, AssignTensor, Binary, Cast, Dot, Instruction, Reduce, Unary, View, Where
-from tilevm.layout import RegisterLayout
+from tilevm.ir import AssignTensor, Binary, Cast, ConvertLayout, Dot, Instruction, Reduce, Unary, View, Where
 from tilevm.runtime.reference.arith import binary, unary
 from tilevm.runtime.reference.carrier import to_carrier
-from tilevm.runtime.reference.convert import cast, view, view_with_layouts
+from tilevm.runtime.reference.convert import cast, view
 from tilevm.runtime.reference.scalars import evaluate
 from tilevm.runtime.reference.state import BlockState
 
@@ -77,16 +77,16 @@ def _cast(instruction: Cast, state: BlockState) -> None:
 
 def _view(instruction: View, state: BlockState) -> None:
     values = evaluate(instruction.operand, state)
-    source, target = instruction.operand.type, instruction.output.type
-    if isinstance(source.layout, RegisterLayout) and isinstance(target.layout, RegisterLayout):
-        result = view_with_layouts(values, source.dtype, source.layout, target.dtype, target.layout)
-    else:
-        result = view(values, source.dtype, target.dtype, instruction.shape)
-    state.bind(instruction.output, result)
+    source = instruction.operand.type.dtype
+    state.bind(instruction.output, view(values, source, instruction.dtype, instruction.shape))
 
 
 def _assign(instruction: AssignTensor, state: BlockState) -> None:
     state.bind(instruction.destination, np.array(evaluate(instruction.value, state), copy=True))
+
+
+def _convert_layout(instruction: ConvertLayout, state: BlockState) -> None:
+    state.bind(instruction.output, np.array(evaluate(instruction.operand, state), copy=True))
 
 
 HANDLERS: dict[type[Instruction], Callable[..., None]] = {
@@ -98,5 +98,5 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     Cast: _cast,
     View: _view,
     AssignTensor: _assign,
-    AnnotateLayout: lambda instruction, state: None,
+    ConvertLayout: _convert_layout,
 }

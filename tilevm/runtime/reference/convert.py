@@ -8,10 +8,9 @@ Cast rules, by kind of source and target:
 - int -> float: ``round_to_dtype`` of the integer (through float64, so |x| > 2^53 rounds twice);
 - int -> int: two's-complement wrap-around; bool -> anything: 0 or 1; anything -> bool: ``x != 0``.
 
-View without layouts reads the tile's bits in row-major order (element 0 in the lowest bits) as the new
-dtype and shape: encode to codes, pack, unpack as the new dtype, decode. With layouts, each thread's local
-elements, concatenated in local-slot order, are re-read as its local elements of the output layout, and
-placed where the output layout's table says (replicated holders must agree).
+View reads the tile's bits in row-major order (element 0 in the lowest bits) as the new dtype and shape:
+encode to codes, pack, unpack as the new dtype, decode. Layouts do not enter: the view's layout rule (see
+``tilevm.ir.compute.View``) makes sure that a lowering reading each thread's own bits computes the same.
 
 >>> from tilevm.dtypes import float32, int4, uint8
 >>> cast(np.array([7.6, -100.0, np.nan]), float32, int4, "nearest").tolist()
@@ -25,11 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 from tilevm.dtypes import DType, encode, pack, unpack
-from tilevm.layout import RegisterLayout
 from tilevm.runtime.reference.carrier import carrier_to_codes, codes_to_carrier, to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 
-__all__ = ["cast", "view", "view_with_layouts"]
+__all__ = ["cast", "view"]
 
 
 def cast(values: np.ndarray, source: DType, target: DType, rounding: str) -> np.ndarray:
@@ -59,26 +57,3 @@ def view(values: np.ndarray, source: DType, target: DType, shape: tuple[int, ...
     count = int(np.prod(shape, dtype=np.int64))
     codes = _reread(carrier_to_codes(values, source).reshape(-1), source, target, count)
     return codes_to_carrier(codes, target).reshape(shape)
-
-
-def view_with_layouts(
-    values: np.ndarray,
-    source: DType,
-    source_layout: RegisterLayout,
-    target: DType,
-    target_layout: RegisterLayout,
-) -> np.ndarray:
-    """Per thread, the bits of its local elements (slot 0 lowest) read as its local elements of the target."""
-    held = values[tuple(np.moveaxis(source_layout.table(), -1, 0))]  # [num_threads, local_size]
-    # Thread t's bits are [t * B, (t + 1) * B) of the packed stream, B bits per thread on both sides.
-    count = target_layout.num_threads * target_layout.local_size
-    codes = _reread(carrier_to_codes(held, source).reshape(-1), source, target, count)
-    codes = codes.reshape(target_layout.num_threads, target_layout.local_size)
-    coordinates = tuple(np.moveaxis(target_layout.table(), -1, 0))
-    result = np.zeros(target_layout.shape, dtype=codes.dtype)
-    result[coordinates] = codes
-    if not np.array_equal(result[coordinates], codes):
-        raise ExecutionError(
-            f"view to {target_layout}: threads holding the same element of the result got different bits"
-        )
-    return codes_to_carrier(result, target)
