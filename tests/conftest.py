@@ -1,6 +1,8 @@
-"""Every program that a test compiles is printed, parsed back and compared, after the test."""
+"""Every program that a test compiles is printed, parsed back and compared, after the test; every program that
+an executor test runs also runs with random layouts."""
 
 import pytest
+from layout_assignment import execute_with_random_layouts
 
 from tilevm import ir
 from tilevm.runtime import jit
@@ -23,3 +25,12 @@ def round_trip_every_compiled_program(monkeypatch):
         parsed = ir.parse(text)
         assert parsed == program, f"the text of {program.name} parses back to another program:\n{text}"
         assert ir.print_program(parsed) == text
+
+
+@pytest.fixture(autouse=True)
+def run_executor_tests_again_with_random_layouts(request, monkeypatch):
+    """In the executor's tests, every program also runs with random layouts and must compute the same bits
+    (see ``layout_assignment``)."""
+    module = request.module
+    if module.__name__.startswith("test_reference_") and hasattr(module, "execute"):
+        monkeypatch.setattr(module, "execute", execute_with_random_layouts)
