@@ -216,7 +216,8 @@ def test_dot_result_has_the_accumulator_layout():
     )
     error = layout_error(*body)
     assert error.message == (
-        f"dot: dot's result keeps the layout, but goes from {fragments.c} to spatial(16, 2).local(1, 4)"
+        "dot: the result has layout spatial(16, 2).local(1, 4), "
+        f"but must keep the accumulator's layout {fragments.c}"
     )
 
 
@@ -229,7 +230,8 @@ def test_cast_keeps_the_layout():
     )  # fmt: skip
     error = layout_error(*body)
     assert error.message == (
-        "cast: cast keeps the layout, but goes from spatial(32, 1).local(1, 2) to spatial(16, 2).local(2, 1)"
+        "cast: the result has layout spatial(16, 2).local(2, 1), "
+        "but must keep the operand's layout spatial(32, 1).local(1, 2)"
     )
 
 
@@ -237,9 +239,9 @@ def test_assign_keeps_the_layout():
     target, value = register(float32, (32,), spatial(32)), register(float32, (32,), replicated(32).local(32))
     body = (alloc(target), alloc(value), ir.AssignTensor(destination=target, value=value, loc=HERE))
     error = layout_error(*body)
-    assert (
-        error.message
-        == "assign: assign keeps the layout, but goes from replicated(32).local(32) to spatial(32)"
+    assert error.message == (
+        "assign: the value has layout replicated(32).local(32), "
+        "but must keep the destination's layout spatial(32)"
     )
 
 

@@ -95,3 +95,21 @@ def test_convert_layout_needs_a_register_layout():
     assert "convert_layout's layout must be a register layout, got 'spatial(32)'" in caught.value.message
     lines, first = inspect.getsourcelines(bad.function)
     assert caught.value.location.line == first + next(i for i, text in enumerate(lines) if "marker" in text)
+
+
+def test_a_pinned_view_layout_must_keep_each_threads_bits():
+    @tv.kernel(num_warps=1)
+    def unpack(packed: tv.Tensor[tv.uint8, 2], out: tv.Tensor[tv.int4, 2]):
+        tile = tv.load_global(packed, offsets=[0, 0], shape=[8, 16], layout=spatial(8, 4).local(1, 4))
+        nibbles = tv.view(tile, tv.int4, layout=spatial(8, 4).local(1, 8))
+        repacked = tv.view(nibbles, tv.uint8, layout=spatial(4, 8).local(2, 2))  # marker
+        tv.store_global(out, repacked, offsets=[0, 0])
+
+    with pytest.raises(tv.CompilationError) as caught:
+        unpack.ir(torch.zeros(8, 16, dtype=torch.uint8), torch.zeros(8, 16, dtype=torch.uint8))
+    assert caught.value.message == (
+        "a view from spatial(8, 4).local(1, 8) to spatial(4, 8).local(2, 2) moves bits between threads or "
+        "slots; spatial(8, 4).local(1, 4) would keep them"
+    )
+    lines, first = inspect.getsourcelines(unpack.function)
+    assert caught.value.location.line == first + next(i for i, text in enumerate(lines) if "marker" in text)

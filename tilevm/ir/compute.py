@@ -98,10 +98,13 @@ def check_broadcast_layouts(output: Var, operands: dict[str, Expr]) -> None:
             )
 
 
-def check_same_layout(before: Expr, after: Expr, what: str) -> None:
-    layouts = layout_of(before), layout_of(after)
-    if None not in layouts and layouts[0] != layouts[1]:
-        raise IRTypeError(f"{what} keeps the layout, but goes from {layouts[0]} to {layouts[1]}")
+def check_same_layout(kept: Expr, keeping: Expr, kept_name: str, keeping_name: str) -> None:
+    """``keeping`` has the layout of ``kept`` (when both are set)."""
+    expected, actual = layout_of(kept), layout_of(keeping)
+    if expected is not None and actual is not None and actual != expected:
+        raise IRTypeError(
+            f"{keeping_name} has layout {actual}, but must keep {kept_name}'s layout {expected}"
+        )
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -232,7 +235,7 @@ class Dot(Instruction):
         return accumulator.with_layout(None)
 
     def check_layouts(self) -> None:
-        check_same_layout(self.accumulator, self.output, "dot's result")
+        check_same_layout(self.accumulator, self.output, "the accumulator", "the result")
         a, b = layout_of(self.a), layout_of(self.b)
         accumulator = layout_of(self.accumulator) or layout_of(self.output)
         if a is None or b is None or accumulator is None:
@@ -268,7 +271,7 @@ class Cast(Instruction):
         return register_result(source.shape, self.dtype)
 
     def check_layouts(self) -> None:
-        check_same_layout(self.operand, self.output, "cast")
+        check_same_layout(self.operand, self.output, "the operand", "the result")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -327,7 +330,7 @@ class AssignTensor(Instruction):
             raise IRTypeError(f"cannot assign a {describe(value)} to a {describe(target)}")
 
     def check_layouts(self) -> None:
-        check_same_layout(self.value, self.destination, "assign")
+        check_same_layout(self.destination, self.value, "the destination", "the value")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

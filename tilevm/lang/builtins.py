@@ -312,8 +312,10 @@ def cast(value: Expr, dtype: DType, rounding: str = "nearest") -> Expr:
 def view_tile(
     value: Expr, dtype: DType, shape: Sequence[int] | None = None, layout: RegisterLayout | None = None
 ) -> Expr:
-    """The same bits as ``dtype``: 8 uint8 per thread become 16 int4. Without ``shape``, the last dimension
-    is rescaled."""
+    """The tile's bits, row-major, read as ``dtype``: a ``[K, N/2]`` uint8 tile becomes ``[K, N]`` int4.
+
+    Without ``shape``, the last dimension is rescaled. A ``layout`` is pinned, and must keep each thread's
+    bits where the operand's layout has them (``tilevm.layout.view_layout`` gives the one that does)."""
     value = _tile_or_global(value, "view", (TileType,))
     dtype = _dtype(dtype, "view")
     if shape is None:
