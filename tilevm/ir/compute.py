@@ -206,7 +206,11 @@ class Reduce(Instruction):
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Dot(Instruction):
     """``a @ b + accumulator`` for a [m, k], b [k, n], accumulator [m, n]; products summed exactly, then
-    rounded once to the accumulator's dtype per step of the hardware (the CPU executor rounds once)."""
+    rounded once to the accumulator's dtype per step of the hardware (the CPU executor rounds once).
+
+    Layout rule: the three layouts fit one atom, an mma shape for the operands' dtype or one multiply-add
+    per thread (``tilevm.layout.dot_atom`` says how), and the result has the accumulator's layout.
+    """
 
     output: Var
     a: Expr
@@ -245,8 +249,7 @@ class Dot(Instruction):
             k = self.a.type.shape[1]
             raise IRTypeError(
                 f"the layouts of a ({a}), b ({b}) and the accumulator ({accumulator}) fit no {dtype} "
-                "dot atom; "
-                f"one multiply-add per thread needs a {accumulator.reduce(1) * local(1, k)} and "
+                f"dot atom; one multiply-add per thread needs a {accumulator.reduce(1) * local(1, k)} and "
                 f"b {local(k, 1) * accumulator.reduce(0)}"
             )
 
