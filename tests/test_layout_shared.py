@@ -71,16 +71,93 @@ def test_swizzle_matches_bitwise_reference(bits, base, extra_shift, offset):
     base=st.integers(0, 3),
     extra_shift=st.integers(0, 3),
 )
-def test_swizzled_layouts_are_bijections(rows, log_cols, bits, base, extra_shift):
+def test_swizzled_layouts_are_injective_within_their_size(rows, log_cols, bits, base, extra_shift):
     plain = SharedLayout.row_major(rows, 1 << log_cols)
-    if plain.size % (1 << (base + bits)):
-        with pytest.raises(LayoutError, match="swizzle permutes blocks"):
-            plain.swizzle(bits, base, bits + extra_shift)
-        return
     layout = plain.swizzle(bits, base, bits + extra_shift)
-    assert layout.size == plain.size
-    assert sorted(layout.table().ravel().tolist()) == list(range(layout.size))
+    offsets = layout.table().ravel().tolist()
+    assert len(set(offsets)) == len(offsets)
+    assert layout.size == max(offsets) + 1
+    if plain.size % (1 << (base + bits)) == 0:
+        assert sorted(offsets) == list(range(plain.size))  # whole blocks: a permutation
     assert parse(str(layout)) == layout
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3), st.integers(0, 3), st.integers(0, 2), st.integers(0, 4000), st.integers(0, 8))
+def test_adding_a_multiple_of_the_period_commutes_with_the_swizzle(bits, base, extra_shift, offset, k):
+    swizzle = Swizzle(bits, base, bits + extra_shift)
+    assert swizzle.period == 2 ** (base + bits + extra_shift + bits)
+    shifted = offset + k * swizzle.period
+    assert swizzle_reference(shifted, bits, base, bits + extra_shift) == swizzle(offset) + k * swizzle.period
+
+
+def window_reference(parent_table, offsets, shape, dims):
+    """The parent's offsets at ``offsets + c`` for every coordinate ``c`` of the window, one at a time."""
+    window = np.empty(shape, dtype=np.int64)
+    for coord in np.ndindex(*shape):
+        full = list(offsets)
+        for dim, value in zip(dims, coord):
+            full[dim] += value
+        window[coord] = parent_table[tuple(full)]
+    return window
+
+
+@st.composite
+def swizzled_windows(draw):
+    """A swizzled row-major parent of rank 2 or 3 and a window of it: (parent, offsets, shape, dims)."""
+    rank = draw(st.integers(2, 3))
+    parent_shape = tuple(draw(st.sampled_from([2, 4, 8, 16, 32, 64])) for _ in range(rank))
+    parent = SharedLayout.row_major(*parent_shape)
+    bits, base = draw(st.integers(1, 3)), draw(st.integers(0, 3))
+    parent = parent.swizzle(bits, base, bits + draw(st.integers(0, 3)))
+    dims = tuple(sorted(draw(st.sets(st.integers(0, rank - 1), min_size=1, max_size=rank))))
+    shape, offsets = [], []
+    for dim, size in enumerate(parent_shape):
+        extent = draw(st.integers(1, size)) if dim in dims else 1
+        if dim in dims:
+            shape.append(extent)
+        offsets.append(draw(st.integers(0, size - extent)))
+    return parent, tuple(offsets), tuple(shape), dims
+
+
+@settings(max_examples=80, deadline=None)
+@given(swizzled_windows())
+def test_a_window_of_a_swizzled_layout_keeps_every_offset(case):
+    parent, offsets, shape, dims = case
+    window = parent.slice(offsets, shape, dims)
+    expected = window_reference(parent.table(), offsets, shape, dims)
+    np.testing.assert_array_equal(window.table(), expected)
+    assert [window.offset(coord) for coord in np.ndindex(*shape)] == expected.ravel().tolist()
+    assert parse(str(window)) == window
+
+
+@settings(max_examples=80, deadline=None)
+@given(swizzled_windows())
+def test_a_window_at_a_runtime_base_is_the_static_window_shifted_before_swizzling(case):
+    # How the IR places a slice whose offsets are runtime values: the static window at offset zero along
+    # those dimensions, shifted by their linear offset before the swizzle.
+    parent, offsets, shape, dims = case
+    runtime_dims = [dim for dim in range(parent.rank) if offsets[dim] % 2]  # an arbitrary split
+    static_offsets = tuple(0 if dim in runtime_dims else offset for dim, offset in enumerate(offsets))
+    runtime_base = sum(offsets[dim] * parent.strides[dim] for dim in runtime_dims)
+    shifted = parent.slice(static_offsets, shape, dims).shifted_by(runtime_base)
+    np.testing.assert_array_equal(shifted.table(), window_reference(parent.table(), offsets, shape, dims))
+
+
+def test_the_kth_column_block_of_a_128_byte_swizzled_tile():
+    # The [32, 16] sub-tile k of a [32, 64] f16 tile: its origin 16 * k is not a multiple of the period
+    # (512), so its offsets are not those of sub-tile 0 moved by 16 * k.
+    parent = choose_swizzle((32, 64), 16, ("cp_async_16B_rows", "ldmatrix"))
+    assert parent.swizzling == Swizzle(3, 3, 3)
+    first = parent.slice((0, 0), (32, 16), (0, 1))
+    for k in range(4):
+        window = parent.slice((0, 16 * k), (32, 16), (0, 1))
+        origin = f", origin={16 * k}" if k else ""
+        assert str(window) == f"shared((32, 16), strides=(64, 1){origin}).swizzle(3, 3, 3)"
+        assert window == first.shifted_by(16 * k)
+        np.testing.assert_array_equal(window.table(), parent.table()[:, 16 * k : 16 * k + 16])
+        if k:
+            assert not np.array_equal(window.table(), first.table() + 16 * k)
 
 
 def test_plain_row_major_has_ldmatrix_conflicts_on_a_64_wide_f16_tile():
@@ -161,6 +238,9 @@ def test_text_round_trip():
     layout = shared((64, 32), strides=(32, 1)).swizzle(2, 3, 3)
     assert str(layout) == "shared((64, 32), strides=(32, 1)).swizzle(2, 3, 3)"
     assert parse(str(layout)) == layout
+    window = shared((16, 8), strides=(64, 1), origin=24).swizzle(3, 3, 3)
+    assert str(window) == "shared((16, 8), strides=(64, 1), origin=24).swizzle(3, 3, 3)"
+    assert parse(str(window)) == window == SharedLayout((16, 8), (64, 1), Swizzle(3, 3, 3), 24)
     assert parse("shared((8,))") == SharedLayout.row_major(8)
     assert str(SharedLayout.row_major(8)) == "shared((8,), strides=(1,))"
 
@@ -184,5 +264,20 @@ def test_errors():
         bank_conflicts(SharedLayout.row_major(8, 64).swizzle(1, 0, 6), 16, [(1, 0)])
     with pytest.raises(LayoutError, match="not aligned to 16 bytes"):
         bank_conflicts(SharedLayout.row_major(8, 64), 16, [(0, 4)])
+    with pytest.raises(LayoutError, match="strides and origin non-negative"):
+        shared((4,), origin=-1)
+    with pytest.raises(LayoutError, match=r"origin must be an int, got 1\.5"):
+        shared((4,), origin=1.5)
+    layout = SharedLayout.row_major(8, 16, 4)
+    with pytest.raises(LayoutError, match="offset 6 with extent 4 is outside dimension 0 of size 8"):
+        layout.slice((6, 0, 0), (4, 16), (0, 1))
+    with pytest.raises(LayoutError, match="offset 4 with extent 1 is outside dimension 2 of size 4"):
+        layout.slice((0, 0, 4), (4, 16), (0, 1))
+    with pytest.raises(LayoutError, match="needs 3 offsets and increasing dims"):
+        layout.slice((0, 0), (4, 16), (0, 1))
+    with pytest.raises(LayoutError, match="needs 3 offsets and increasing dims"):
+        layout.slice((0, 0, 0), (16, 4), (1, 0))
+    with pytest.raises(LayoutError, match="slice dim 3 is not a dimension of a rank-3 layout"):
+        layout.slice((0, 0, 0), (4,), (3,))
     with pytest.raises(LayoutError, match="a warp has 32 threads"):
         bank_conflicts(SharedLayout.row_major(8, 64), 16, [(0, 0)] * 33)

@@ -1,10 +1,19 @@
 """Shared layouts: the element offset of each coordinate of a shared-memory tile, strides then XOR swizzle.
 
-A :class:`SharedLayout` computes ``swizzle(sum(coord[d] * strides[d]))``; the swizzle (see
+A :class:`SharedLayout` computes ``swizzle(origin + sum(coord[d] * strides[d]))``; the swizzle (see
 :mod:`tilevm.layout.swizzle`) spreads the rows that ``ldmatrix`` or ``cp.async`` touch together over all 32
 banks. :func:`choose_swizzle` picks one by counting bank conflicts, so the choice is checked, not assumed.
 
-Text form: ``shared((64, 32), strides=(32, 1))``, with ``.swizzle(bits, base, shift)`` when swizzled.
+**Slices.** The swizzle acts on the whole linear offset of an element in its allocation, so a window of a
+swizzled tile is not the window's own layout moved by a constant: the window of ``layout`` at ``offsets``
+has offsets ``swizzle(origin + linear(offsets) + linear'(c))``, which equals ``linear(offsets) +
+swizzle(linear'(c))`` only when ``linear(offsets)`` is a multiple of the swizzle's ``period``. That is why
+``origin`` sits *inside* the swizzle: :meth:`SharedLayout.slice` keeps the exact offsets of every element of
+the window, and :meth:`SharedLayout.shifted_by` adds a runtime term the same way (see ``SliceShared`` in
+``tilevm.ir.memory``). This is CuTe's ``ComposedLayout(swizzle, offset, layout)``.
+
+Text form: ``shared((64, 32), strides=(32, 1))``, with ``origin=`` when it is not 0 and
+``.swizzle(bits, base, shift)`` when swizzled.
 
 >>> from tilevm.layout.text import parse
 >>> layout = choose_swizzle((64, 32), dtype_bits=16, access="ldmatrix")
@@ -12,6 +21,9 @@ Text form: ``shared((64, 32), strides=(32, 1))``, with ``.swizzle(bits, base, sh
 'shared((64, 32), strides=(32, 1)).swizzle(2, 3, 3)'
 >>> parse(str(layout)) == layout, layout.offset((1, 0)), layout.offset((2, 0))
 (True, 32, 72)
+>>> window = layout.slice((2, 8), (4, 8), dims=(0, 1))  # rows 2..5, columns 8..15
+>>> str(window), window.offset((0, 0)) == layout.offset((2, 8))
+('shared((4, 8), strides=(32, 1), origin=72).swizzle(2, 3, 3)', True)
 """
 
 from __future__ import annotations
@@ -35,7 +47,10 @@ _MAX_SWIZZLE_BITS = 3
 
 @dataclass(frozen=True)
 class SharedLayout:
-    """Offsets of a shared-memory tile: ``swizzling(sum(coord[d] * strides[d]))``, in elements.
+    """Offsets of a shared-memory tile: ``swizzling(origin + sum(coord[d] * strides[d]))``, in elements.
+
+    ``origin`` is the linear offset of coordinate zero before swizzling: 0 for an allocation, the window's
+    place for a slice (see the module docstring).
 
     >>> layout = SharedLayout.row_major(2, 4)
     >>> layout.size, layout.offset((1, 2)), str(layout)
@@ -47,22 +62,23 @@ class SharedLayout:
     shape: tuple[int, ...]
     strides: tuple[int, ...]
     swizzling: Swizzle | None = None
+    origin: int = 0
 
     __layout_methods__ = ("swizzle",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", _ints(self.shape, "shape"))
         object.__setattr__(self, "strides", _ints(self.strides, "strides"))
+        if not isinstance(self.origin, (int, np.integer)) or isinstance(self.origin, bool):
+            raise LayoutError(f"shared layout origin must be an int, got {self.origin!r}")
+        object.__setattr__(self, "origin", int(self.origin))
         if not self.shape or len(self.strides) != len(self.shape):
             raise LayoutError(
                 f"shared layout needs one stride per dimension, got {self.shape}, {self.strides}"
             )
-        if min(self.shape) <= 0 or min(self.strides) < 0:
-            raise LayoutError(f"shared layout sizes must be positive and strides non-negative, got {self}")
-        if self.swizzling is not None and self.size % self.swizzling.block:
+        if min(self.shape) <= 0 or min(self.strides) < 0 or self.origin < 0:
             raise LayoutError(
-                f"swizzle permutes blocks of {self.swizzling.block} elements, "
-                f"but the layout spans {self.size}: {self}"
+                f"shared layout sizes must be positive, strides and origin non-negative, got {self}"
             )
 
     @classmethod
@@ -90,28 +106,84 @@ class SharedLayout:
 
     @property
     def size(self) -> int:
-        """Elements spanned: one past the largest offset (more than the element count if strides pad)."""
-        return 1 + sum((extent - 1) * stride for extent, stride in zip(self.shape, self.strides, strict=True))
+        """Elements spanned from offset 0: one past the largest offset (origin and stride padding included).
+
+        A swizzle moves an offset only within its aligned block (see ``Swizzle.block``), so a layout whose
+        linear span is a whole number of blocks is a permutation of ``range(size)``; otherwise the largest
+        offset is found in the table.
+
+        >>> shared((3, 8), origin=4).size, shared((1, 3)).swizzle(1, 0, 1).size  # 0, 1, 2 -> 0, 1, 3
+        (28, 4)
+        """
+        linear_end = self.origin + 1 + sum((e - 1) * s for e, s in zip(self.shape, self.strides, strict=True))
+        if self.swizzling is None or linear_end % self.swizzling.block == 0:
+            return linear_end
+        return int(self.table().max()) + 1
 
     def offset(self, coord: Sequence[int]) -> int:
         """The element offset of ``coord``."""
         if len(coord) != self.rank or not all(0 <= c < s for c, s in zip(coord, self.shape, strict=True)):
             raise LayoutError(f"coordinate {tuple(coord)} is outside shape {self.shape}")
-        linear = sum(c * stride for c, stride in zip(coord, self.strides, strict=True))
+        linear = self.origin + sum(c * stride for c, stride in zip(coord, self.strides, strict=True))
         return linear if self.swizzling is None else self.swizzling(linear)
 
     def table(self) -> np.ndarray:
         """An int64 array of shape ``shape`` holding the offset of every coordinate."""
         grid = np.indices(self.shape, dtype=np.int64)
         strides = np.asarray(self.strides, dtype=np.int64).reshape((-1,) + (1,) * self.rank)
-        linear = (grid * strides).sum(axis=0)
+        linear = self.origin + (grid * strides).sum(axis=0)
         return linear if self.swizzling is None else self.swizzling(linear)
 
     def swizzle(self, bits: int, base: int, shift: int) -> SharedLayout:
         """This layout followed by ``Swizzle(bits, base, shift)``; a layout is swizzled at most once."""
         if self.swizzling is not None:
             raise LayoutError(f"layout is already swizzled: {self}")
-        return SharedLayout(self.shape, self.strides, Swizzle(bits, base, shift))
+        return SharedLayout(self.shape, self.strides, Swizzle(bits, base, shift), self.origin)
+
+    def slice(self, offsets: Sequence[int], shape: Sequence[int], dims: Sequence[int]) -> SharedLayout:
+        """The window of ``shape`` at ``offsets`` (one per dimension) running along ``dims``.
+
+        The other dimensions are fixed at their offset. Every element keeps its offset:
+        ``slice(...).offset(c) == offset(offsets + c placed along dims)``.
+
+        >>> layout = SharedLayout.row_major(4, 64).swizzle(3, 3, 3)
+        >>> window = layout.slice((0, 16), (4, 16), dims=(0, 1))
+        >>> window.table()[1, :8].tolist() == layout.table()[1, 16:24].tolist()
+        True
+        """
+        offsets, shape, dims = (
+            _ints(offsets, "slice offsets"),
+            _ints(shape, "slice shape"),
+            _ints(dims, "dims"),
+        )
+        if len(offsets) != self.rank or len(dims) != len(shape) or sorted(set(dims)) != list(dims):
+            raise LayoutError(
+                f"a slice of a rank-{self.rank} layout needs {self.rank} offsets and increasing dims, one "
+                f"per slice dimension; got offsets {offsets}, shape {shape}, dims {dims}"
+            )
+        extents = [1] * self.rank
+        for dim, extent in zip(dims, shape, strict=True):
+            if not 0 <= dim < self.rank:
+                raise LayoutError(f"slice dim {dim} is not a dimension of a rank-{self.rank} layout")
+            extents[dim] = extent
+        for dim, (offset, extent, size) in enumerate(zip(offsets, extents, self.shape, strict=True)):
+            if offset < 0 or offset + extent > size:
+                raise LayoutError(
+                    f"slice offset {offset} with extent {extent} is outside dimension {dim} of size {size}"
+                )
+        origin = self.origin + sum(o * s for o, s in zip(offsets, self.strides, strict=True))
+        strides = tuple(self.strides[dim] for dim in dims)
+        return SharedLayout(shape, strides, self.swizzling, origin)
+
+    def shifted_by(self, elements: int) -> SharedLayout:
+        """The same layout ``elements`` further in linear offset, before swizzling (a runtime slice's base).
+
+        >>> three_rows = SharedLayout.row_major(3, 8).swizzle(1, 2, 3)
+        >>> row = SharedLayout((8,), (1,), three_rows.swizzling)
+        >>> row.shifted_by(8).table().tolist() == three_rows.table()[1].tolist()
+        True
+        """
+        return SharedLayout(self.shape, self.strides, self.swizzling, self.origin + elements)
 
     def draw(self, path: str | Path, dtype_bits: int = 16) -> Path:
         """A PNG picture of the offsets, coloured by bank for ``dtype_bits``-bit elements: see ``draw.py``."""
@@ -121,21 +193,23 @@ class SharedLayout:
         return draw(self, path, dtype_bits=dtype_bits)
 
     def __str__(self) -> str:
-        text = f"shared({_text(self.shape)}, strides={_text(self.strides)})"
+        origin = f", origin={self.origin}" if self.origin else ""
+        text = f"shared({_text(self.shape)}, strides={_text(self.strides)}{origin})"
         if self.swizzling is None:
             return text
         return f"{text}.swizzle({self.swizzling.bits}, {self.swizzling.base}, {self.swizzling.shift})"
 
 
-def shared(shape: Sequence[int], strides: Sequence[int] | None = None) -> SharedLayout:
-    """The shared layout of ``shape`` with ``strides`` (row-major when omitted): the text constructor.
+def shared(shape: Sequence[int], strides: Sequence[int] | None = None, origin: int = 0) -> SharedLayout:
+    """The shared layout of ``shape`` with ``strides`` (row-major when omitted) from ``origin``: the text
+    constructor.
 
-    >>> shared([4, 4], strides=[1, 4]).offset((1, 2))
-    9
+    >>> shared([4, 4], strides=[1, 4]).offset((1, 2)), shared([4], origin=3).offset((1,))
+    (9, 4)
     """
     if strides is None:
-        return SharedLayout.row_major(*shape)
-    return SharedLayout(tuple(shape), tuple(strides))
+        strides = SharedLayout.row_major(*shape).strides
+    return SharedLayout(tuple(shape), tuple(strides), None, origin)
 
 
 def choose_swizzle(shape: Sequence[int], dtype_bits: int, access: str | Sequence[str]) -> SharedLayout:

@@ -74,6 +74,21 @@ class Swizzle:
         """The aligned block of elements within which offsets are permuted: ``2**(base + bits)``."""
         return 1 << (self.base + self.bits)
 
+    @property
+    def period(self) -> int:
+        """``2**(base + shift + bits)``: adding a multiple of it commutes with the swizzle.
+
+        The swizzle reads and writes only bits below ``base + shift + bits``, which adding a multiple of
+        the period leaves alone: ``swizzle(x + k * period) == swizzle(x) + k * period``. So a slice whose
+        base is a multiple of the period has its parent's swizzled offsets plus a constant; any other base
+        must be added before swizzling (see ``tilevm.layout.shared``).
+
+        >>> swizzle = Swizzle(3, 3, 3)
+        >>> swizzle.period, swizzle(512 + 72) == 512 + swizzle(72), swizzle(64 + 0) == 64 + swizzle(0)
+        (512, True, False)
+        """
+        return 1 << (self.base + self.shift + self.bits)
+
     def __call__(self, offset: _Offsets) -> _Offsets:
         mask = ((1 << self.bits) - 1) << (self.base + self.shift)
         return offset ^ ((offset & mask) >> self.shift)
