@@ -84,8 +84,9 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
     w = b.emit_output(GlobalView, "w_view", pointer=w_ptr, shape=(n,), strides=(ONE,))
     row = BinaryExpr("mul", BlockIndex(0), Const(16))
     smem = b.emit_output(AllocShared, "smem", layout=shared_layout, dtype=float16, shape=(16, 8))
+    part_layout = None if shared_layout is None else shared_layout.slice((0, 4), (16, 4), (0, 1))
     part = b.emit_output(
-        SliceShared, "part", tensor=smem, offsets=(ZERO, Const(4)), shape=(16, 4), dims=(0, 1)
+        SliceShared, "part", part_layout, tensor=smem, offsets=(ZERO, Const(4)), shape=(16, 4), dims=(0, 1)
     )
     b.emit(CopyAsync(destination=smem, source=a, offsets=(row, ZERO), dims=(0, 1)))
     b.emit(CopyAsyncCommit())

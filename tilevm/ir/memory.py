@@ -4,14 +4,24 @@ Global accesses take a tile at ``offsets`` (one per global dimension); ``dims`` 
 that the tile's dimensions run along, in order, and the other global dimensions are fixed at their offset.
 Elements outside the global tensor are never touched: loads read ``other`` (zero when unset) there, stores
 and atomics skip them.
+
+**Where shared elements are.** Every shared tile has a placement layout ``L`` (a ``SharedLayout``) and a
+runtime base ``B`` (elements): element ``c`` lies at element offset
+``L.shifted_by(B).offset(c) == swizzle(B + L.origin + sum(c[d] * L.strides[d]))`` from the start of its
+allocation (bit ``offset * nbits`` of it, sub-byte elements packed densely). An allocation has ``B = 0``
+and is placed by its type's layout, or row-major when its type has none. A slice takes its parent's
+placement through :meth:`SliceShared.slice_layout` (constant offsets move the layout's ``origin``) and
+:meth:`SliceShared.base_offset` (the other offsets add to ``B``); its type carries the derived layout
+exactly when its parent's type has one. The swizzle acts on the whole sum, so ``B`` must be added before
+swizzling, not after (``tilevm.layout.shared`` says why).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilevm.dtypes import DType
-from tilevm.ir.expr import Expr, Var
+from tilevm.dtypes import DType, int32
+from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr, Var
 from tilevm.ir.inst import (
     Instruction,
     IRTypeError,
@@ -20,6 +30,7 @@ from tilevm.ir.inst import (
     expect_tile,
 )
 from tilevm.ir.types import GlobalType, PointerType, Scope, TileType
+from tilevm.layout import LayoutError, SharedLayout
 
 __all__ = [
     "AllocRegister",
@@ -88,14 +99,36 @@ class GlobalView(Instruction):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class AllocShared(Instruction):
+    """A shared tile, placed by its layout (row-major when unset) at ``offset`` bytes when planned.
+
+    ``offset`` counts bytes from the start of the block's dynamic shared memory; a program with planned
+    offsets gives one to every allocation and its ``shared_bytes`` (``tilevm.ir.verify_shared`` states the
+    rules a plan keeps).
+    """
+
     output: Var
     dtype: DType
     shape: tuple[int, ...]
+    offset: int | None = None
     opname = "alloc_shared"
 
     def result_type(self) -> TileType:
         check_extents(self.shape)
         return TileType(self.dtype, self.shape, Scope.SHARED)
+
+    def check_layouts(self) -> None:
+        layout = self.output.type.layout
+        if layout is not None and layout.origin != 0:
+            raise IRTypeError(f"an allocation's layout starts at its first element (origin 0), got {layout}")
+
+    def placement(self) -> SharedLayout:
+        """The layout the elements are placed by: the output type's, or row-major when it has none."""
+        layout = self.output.type.layout
+        return SharedLayout.row_major(*self.shape) if layout is None else layout
+
+    def footprint_bytes(self) -> int:
+        """The bytes the allocation spans: ``placement().size`` elements, densely packed."""
+        return -(-self.placement().size * self.dtype.nbits // 8)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -126,7 +159,14 @@ class AllocRegister(Instruction):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class SliceShared(Instruction):
-    """A view of part of a shared tile: the window at ``offsets`` of ``shape`` along ``dims``."""
+    """A view of part of a shared tile: the window at ``offsets`` of ``shape`` along ``dims``.
+
+    Element ``c`` of the slice is element ``offsets + c`` (``c`` placed along ``dims``) of the tensor, at
+    the same place in memory (see the module docstring): with the tensor placed by ``L`` at base ``B``, the
+    slice is placed by ``slice_layout(L)`` at base ``base_offset(L, B)``. A constant offset goes into the
+    layout's origin, any other offset into the runtime base, so the slice of a swizzled tile at
+    ``[0, 16 * k]`` has the layout of the window at ``[0, 0]`` and base ``16 * k``, added before swizzling.
+    """
 
     output: Var
     tensor: Expr
@@ -139,12 +179,68 @@ class SliceShared(Instruction):
         source = expect_tile(self.tensor, "slice_shared's tensor", Scope.SHARED)
         check_extents(self.shape)
         check_window(source, self.offsets, self.dims, self.shape)
-        for dim, extent in zip(self.dims, self.shape):
-            if extent > source.shape[dim]:
+        extents = dict(zip(self.dims, self.shape))
+        for dim, (offset, size) in enumerate(zip(self.offsets, source.shape)):
+            extent = extents.get(dim, 1)
+            if extent > size:
+                raise IRTypeError(f"slice extent {extent} exceeds dimension {dim} of size {size}")
+            if isinstance(offset, Const) and not 0 <= offset.value <= size - extent:
                 raise IRTypeError(
-                    f"slice extent {extent} exceeds dimension {dim} of size {source.shape[dim]}"
+                    f"slice offset {offset.value} with extent {extent} is outside dimension {dim} "
+                    f"of size {size}"
                 )
         return TileType(source.dtype, self.shape, Scope.SHARED)
+
+    def check_layouts(self) -> None:
+        parent = self.tensor.type.layout
+        expected = None if parent is None else self.slice_layout(parent)
+        actual = self.output.type.layout
+        if actual == expected:
+            return
+        if parent is None:
+            raise IRTypeError(f"a slice of a tensor without a layout has none, got {actual}")
+        raise IRTypeError(f"the slice's layout must be {expected}, the window of {parent}; got {actual}")
+
+    def slice_layout(self, parent: SharedLayout) -> SharedLayout:
+        """The slice's layout when the tensor is placed by ``parent``: the window at the constant offsets,
+        at 0 along the others (whose part is in ``base_offset``)."""
+        static = tuple(offset.value if isinstance(offset, Const) else 0 for offset in self.offsets)
+        try:
+            return parent.slice(static, self.shape, self.dims)
+        except LayoutError as error:
+            raise IRTypeError(str(error)) from None
+
+    def base_offset(self, parent: SharedLayout, parent_base: Expr) -> Expr:
+        """The slice's runtime base (int32 elements) when the tensor is placed by ``parent`` at
+        ``parent_base``: ``parent_base`` plus each non-constant offset times its dimension's stride.
+
+        Nested slices compose: pass a slice's ``base_offset`` as ``parent_base`` of a slice of it.
+
+        >>> from tilevm.ir.types import ScalarType
+        >>> k = Var("k", ScalarType(int32))
+        >>> tile = Var("tile", TileType(int32, (32, 64), Scope.SHARED))
+        >>> column = BinaryExpr("mul", k, Const(16))
+        >>> part = Var("part", TileType(int32, (32, 16), Scope.SHARED))
+        >>> origin = (Const(0), column)
+        >>> window = SliceShared(output=part, tensor=tile, offsets=origin, shape=(32, 16), dims=(0, 1))
+        >>> window.base_offset(SharedLayout.row_major(32, 64), Const(0)) is column  # 16 * k
+        True
+        >>> nested = window.base_offset(SharedLayout.column_major(32, 64), k)  # k + (16 * k) * 32
+        >>> nested == BinaryExpr("add", k, BinaryExpr("mul", column, Const(32)))
+        True
+        """
+        terms = [] if parent_base == Const(0) else [parent_base]
+        for offset, stride in zip(self.offsets, parent.strides):
+            if isinstance(offset, Const) or stride == 0:
+                continue
+            term = offset if offset.type.dtype == int32 else CastExpr(offset, int32)
+            terms.append(term if stride == 1 else BinaryExpr("mul", term, Const(stride)))
+        if not terms:
+            return Const(0)
+        total = terms[0]
+        for term in terms[1:]:
+            total = BinaryExpr("add", total, term)
+        return total
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -93,10 +93,11 @@ class _ProgramReader(ValueReader):
     """Reads the statements of one program, keeping one scope of ``%names`` per nested body."""
 
     def program(self, tree: lark.Tree) -> Program:
-        name, *params, num_threads, body = tree.children
+        name, *params, num_threads, shared_bytes, body = tree.children
         kernel_name = json.loads(name) if name.type == "ESCAPED_STRING" else str(name)
         read_params = tuple(self.param(param) for param in params if param is not None)
-        return Program(kernel_name, read_params, int(num_threads), self.body(body))
+        planned_bytes = None if shared_bytes is None else int(shared_bytes)
+        return Program(kernel_name, read_params, int(num_threads), self.body(body), planned_bytes)
 
     def param(self, node: lark.Tree) -> Param:
         token, type_node, divisibility = node.children

@@ -103,7 +103,8 @@ class _Printer:
     def program(self, program: Program) -> str:
         params = ", ".join(self.param(param.variable, param.divisibility) for param in program.params)
         name = program.name if _IDENTIFIER.fullmatch(program.name) else json.dumps(program.name)
-        self.lines.append(f"kernel {name}({params}) num_threads={program.num_threads} {{")
+        planned = "" if program.shared_bytes is None else f" shared_bytes={program.shared_bytes}"
+        self.lines.append(f"kernel {name}({params}) num_threads={program.num_threads}{planned} {{")
         self.body(program.body, 1)
         self.lines.append("}")
         return "\n".join(self.lines)

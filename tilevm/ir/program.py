@@ -34,12 +34,14 @@ class Program:
 
     The grid is given at launch; ``BlockIndex`` and ``GridSize`` expressions read it. Two programs compare
     equal when they are the same up to the renaming of variables (see ``tilevm.ir.equality``).
+    ``shared_bytes`` is the block's dynamic shared memory once allocations have planned offsets.
     """
 
     name: str
     params: tuple[Param, ...]
     num_threads: int
     body: Body
+    shared_bytes: int | None = None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Program) and programs_equal(self, other)

@@ -3,8 +3,9 @@
 Rules: each instruction's type rule holds and its output has the type the rule gives; every variable is
 defined before it is used and only where its definition is visible (a loop's or branch's values stay
 inside it); a variable is defined once; layouts have their tile's shape, register layouts spread over
-exactly the program's ``num_threads``, a shared layout gives distinct elements distinct offsets; and each
-instruction's layout rule holds between the layouts that are set (``Instruction.check_layouts``).
+exactly the program's ``num_threads``, a shared layout gives distinct elements distinct offsets; each
+instruction's layout rule holds between the layouts that are set (``Instruction.check_layouts``); and a
+shared-memory plan keeps the rules of ``tilevm.ir.verify_shared``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tilevm.ir.expr import BinaryExpr, CastExpr, Expr, Var, operator_error
 from tilevm.ir.inst import Instruction, IRTypeError, describe
 from tilevm.ir.program import Program
 from tilevm.ir.types import GlobalType, Scope, TileType, Type
+from tilevm.ir.verify_shared import check_shared_plan
 from tilevm.layout import RegisterLayout, SharedLayout
 
 __all__ = ["verify"]
@@ -25,6 +27,7 @@ __all__ = ["verify"]
 def verify(program: Program) -> Program:
     """Raise ``CompilationError`` at the first broken rule; return the program unchanged otherwise."""
     _Verifier(program).check_body(program.body, {param.variable.uid for param in program.params})
+    check_shared_plan(program)
     return program
 
 

@@ -1,8 +1,10 @@
 """Handlers of the instructions that create views and tiles and move data (see ``tilevm.ir.memory``).
 
 Global views evaluate their sizes and strides when they run. Fresh shared and register tiles (without
-``init``) hold poison (``carrier.poison``), and so does a shared tile after ``free_shared``. ``sync`` has no
-effect: instructions run on whole tiles, so every write is seen by every later instruction.
+``init``) hold poison (``carrier.poison``), and so does a shared tile after ``free_shared``. Shared tiles
+are bytes placed as ``tilevm.ir.memory`` says, at their planned offsets when the program has a plan (see
+``shared``). ``sync`` has no effect: instructions run on whole tiles, so every write is seen by every later
+instruction.
 
 >>> sorted(cls.__name__ for cls in HANDLERS)[:3]
 ['AllocRegister', 'AllocShared', 'AtomicGlobal']
@@ -14,10 +16,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tilevm.dtypes import int32
 from tilevm.ir import (
     AllocRegister,
     AllocShared,
     AtomicGlobal,
+    Const,
     CopyAsync,
     CopyAsyncCommit,
     CopyAsyncWait,
@@ -36,7 +40,7 @@ from tilevm.runtime.reference.carrier import poison, to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.global_view import GlobalTensor, atomic_window, load_window, store_window
 from tilevm.runtime.reference.scalars import evaluate, evaluate_int
-from tilevm.runtime.reference.shared import SharedTile
+from tilevm.runtime.reference.shared import SharedTile, allocation
 from tilevm.runtime.reference.state import BlockState
 
 __all__ = ["HANDLERS"]
@@ -55,14 +59,18 @@ def _global_view(instruction: GlobalView, state: BlockState) -> None:
 
 
 def _alloc_shared(instruction: AllocShared, state: BlockState) -> None:
-    data = poison(instruction.dtype, instruction.shape, state.rng)
-    state.bind(instruction.output, SharedTile.allocate(data, instruction.output.name))
+    name = instruction.output.name
+    footprint = instruction.footprint_bytes()
+    pointer = allocation(state.shared_memory, instruction.offset, footprint, instruction.dtype, name)
+    tile = SharedTile.allocate(pointer, instruction.placement())
+    tile.write(poison(instruction.dtype, instruction.shape, state.rng))
+    state.bind(instruction.output, tile)
 
 
 def _free_shared(instruction: FreeShared, state: BlockState) -> None:
     tile: SharedTile = evaluate(instruction.tensor, state)
     tile.check_ready("free")
-    tile.data[...] = poison(instruction.tensor.type.dtype, tile.data.shape, state.rng)
+    tile.write(poison(instruction.tensor.type.dtype, tile.shape, state.rng))
 
 
 def _alloc_register(instruction: AllocRegister, state: BlockState) -> None:
@@ -75,10 +83,17 @@ def _alloc_register(instruction: AllocRegister, state: BlockState) -> None:
 
 def _slice_shared(instruction: SliceShared, state: BlockState) -> None:
     tile: SharedTile = evaluate(instruction.tensor, state)
-    offsets = _ints(instruction.offsets, state, "a slice offset")
+    index = _window_index(instruction, tile, _ints(instruction.offsets, state, "a slice offset"))
+    layout = instruction.slice_layout(tile.layout)
+    base = evaluate_int(instruction.base_offset(tile.layout, Const(tile.base, int32)), state, "a slice base")
+    state.bind(instruction.output, tile.window(index, layout, base, instruction.output.name))
+
+
+def _window_index(instruction: SliceShared, tile: SharedTile, offsets: tuple[int, ...]) -> tuple:
+    """The numpy index of the slice's window in ``tile``, after checking it lies inside the tile."""
     extents = dict(zip(instruction.dims, instruction.shape))
     index: list[int | slice] = []
-    for dim, (offset, size) in enumerate(zip(offsets, tile.data.shape)):
+    for dim, (offset, size) in enumerate(zip(offsets, tile.shape)):
         extent = extents.get(dim, 1)
         if not 0 <= offset <= size - extent:
             raise ExecutionError(
@@ -86,7 +101,7 @@ def _slice_shared(instruction: SliceShared, state: BlockState) -> None:
                 f"{dim} of size {size}"
             )
         index.append(slice(offset, offset + extent) if dim in extents else offset)
-    state.bind(instruction.output, tile.slice(tuple(index), instruction.output.name))
+    return tuple(index)
 
 
 def _load_global(instruction: LoadGlobal, state: BlockState) -> None:
@@ -113,13 +128,13 @@ def _atomic_global(instruction: AtomicGlobal, state: BlockState) -> None:
 def _load_shared(instruction: LoadShared, state: BlockState) -> None:
     tile: SharedTile = evaluate(instruction.tensor, state)
     tile.check_ready("read")
-    state.bind(instruction.output, tile.data.copy())
+    state.bind(instruction.output, tile.read())
 
 
 def _store_shared(instruction: StoreShared, state: BlockState) -> None:
     tile: SharedTile = evaluate(instruction.tensor, state)
     tile.check_ready("write")
-    tile.data[...] = evaluate(instruction.value, state)
+    tile.write(evaluate(instruction.value, state))
 
 
 def _copy_async(instruction: CopyAsync, state: BlockState) -> None:
@@ -130,7 +145,7 @@ def _copy_async(instruction: CopyAsync, state: BlockState) -> None:
     zero = to_carrier(0, source.pointer.dtype)
 
     def apply() -> None:
-        destination.data[...] = load_window(source, offsets, instruction.dims, destination.data.shape, zero)
+        destination.write(load_window(source, offsets, instruction.dims, destination.shape, zero))
 
     state.copies.start(destination, apply)
 

@@ -27,7 +27,8 @@ __all__ = ["BlockState"]
 class BlockState:
     """Values by variable (carrier arrays, shared tiles, pointers, global tensors) and the block's context.
 
-    ``run`` executes a nested body in this state; control flow instructions call it.
+    ``run`` executes a nested body in this state; control flow instructions call it. ``shared_memory``
+    holds the block's planned shared memory, when the program has a plan (see ``shared``).
     """
 
     block_index: tuple[int, int, int]
@@ -36,6 +37,7 @@ class BlockState:
     run: Callable[[Body, BlockState], None] | None
     values: dict[int, object] = field(default_factory=dict)
     copies: AsyncCopies = field(default_factory=AsyncCopies)
+    shared_memory: np.ndarray | None = None
 
     def bind(self, variable: Var, value: object) -> None:
         self.values[variable.uid] = value
