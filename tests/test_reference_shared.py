@@ -1,13 +1,17 @@
 """Shared tiles and the strict copy_async model of the reference executor."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from reference_memory import from_memory, to_memory
 
-from tilevm.dtypes import float32, int8
-from tilevm.errors import SourceLocation
+from tilevm.dtypes import float16, float32, int8, int32, uint4
+from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import (
     AllocShared,
+    BinaryExpr,
     Const,
     CopyAsync,
     CopyAsyncCommit,
@@ -21,7 +25,9 @@ from tilevm.ir import (
     StoreGlobal,
     StoreShared,
     Sync,
+    verify,
 )
+from tilevm.layout import SharedLayout
 from tilevm.runtime.reference import ExecutionError, execute
 
 
@@ -148,3 +154,154 @@ def test_fresh_and_freed_shared_tiles_hold_poison():
     dst = torch.ones(6, 10, dtype=torch.int8)
     execute(builder.build(), [src, dst], grid=(1,))
     assert (dst != 1).any()  # random bits, not the stored ones
+
+
+def planned_kernel(offsets, shared_bytes):
+    """A kernel that reuses freed shared bytes, slices swizzled tiles at runtime and stores 4-bit values.
+
+    ``offsets`` maps each allocation to its planned byte offset (None: unplanned). It copies ``src`` to
+    ``dst`` through a [32, 64] tile written one runtime [32, 16] column block at a time; copies two
+    [32, 16] windows of ``src`` into the stages of a [2, 32, 16] tile with copy_async and stores them to
+    ``staged``; and moves rows ``row .. row + 8`` of a [16, 32] uint4 tile to ``nibbles_out``.
+    """
+    builder = ProgramBuilder("planned", num_threads=32)
+    src, dst, staged = (builder.pointer_param(name, float16) for name in ("src", "dst", "staged"))
+    nibbles_in, nibbles_out = (
+        builder.pointer_param("nibbles_in", uint4),
+        builder.pointer_param("nibbles_out", uint4),
+    )
+    row = builder.scalar_param("row", int32)
+    source, target = (view(builder, pointer, (32, 64)) for pointer in (src, dst))
+    staged_view = view(builder, staged, (32, 32))
+    nibbles_source, nibbles_target = view(builder, nibbles_in, (16, 32)), view(builder, nibbles_out, (8, 32))
+
+    tile_layout = SharedLayout.row_major(32, 64).swizzle(3, 3, 3)
+    tile = builder.emit_output(
+        AllocShared, "tile", tile_layout, dtype=float16, shape=(32, 64), offset=offsets["tile"]
+    )
+    with builder.for_range("k", Const(0), Const(4), Const(1)) as k:
+        column = BinaryExpr("mul", k, Const(16))
+        block = emit_slice(builder, "block", tile, (Const(0), column), (32, 16), (0, 1))
+        values = builder.emit_output(
+            LoadGlobal, "values", tensor=source, offsets=(Const(0), column), shape=(32, 16), dims=(0, 1)
+        )
+        builder.emit(StoreShared(tensor=block, value=values))
+    store_shared_tile(builder, tile, target)
+    builder.emit(FreeShared(tensor=tile))
+
+    stages_layout = SharedLayout.row_major(2, 32, 16).swizzle(1, 3, 3)
+    stages = builder.emit_output(
+        AllocShared, "stages", stages_layout, dtype=float16, shape=(2, 32, 16), offset=offsets["stages"]
+    )
+    nibbles = builder.emit_output(
+        AllocShared, "nibbles", dtype=uint4, shape=(16, 32), offset=offsets["nibbles"]
+    )
+    nibble_values = builder.emit_output(
+        LoadGlobal,
+        "nibble_values",
+        tensor=nibbles_source,
+        offsets=(Const(0), Const(0)),
+        shape=(16, 32),
+        dims=(0, 1),
+    )
+    builder.emit(StoreShared(tensor=nibbles, value=nibble_values))
+    with builder.for_range("s", Const(0), Const(2), Const(1)) as s:
+        stage = emit_slice(builder, "stage", stages, (s, Const(0), Const(0)), (32, 16), (1, 2))
+        window = (Const(0), BinaryExpr("add", BinaryExpr("mul", s, Const(16)), Const(8)))
+        builder.emit(CopyAsync(destination=stage, source=source, offsets=window, dims=(0, 1)))
+        builder.emit(CopyAsyncCommit())
+    builder.emit(CopyAsyncWait(pending=0))
+    builder.emit(Sync())
+    with builder.for_range("s", Const(0), Const(2), Const(1)) as s:
+        stage = emit_slice(builder, "stage", stages, (s, Const(0), Const(0)), (32, 16), (1, 2))
+        loaded = builder.emit_output(LoadShared, "loaded", tensor=stage)
+        columns = (Const(0), BinaryExpr("mul", s, Const(16)))
+        builder.emit(StoreGlobal(tensor=staged_view, value=loaded, offsets=columns, dims=(0, 1)))
+    rows = emit_slice(builder, "rows", nibbles, (row, Const(0)), (8, 32), (0, 1))
+    store_shared_tile(builder, rows, nibbles_target)
+    return dataclasses.replace(builder.build(), shared_bytes=shared_bytes)
+
+
+def view(builder, pointer, shape):
+    strides = (Const(shape[1]), Const(1))
+    return builder.emit_output(
+        GlobalView, f"{pointer.name}_view", pointer=pointer, shape=tuple(map(Const, shape)), strides=strides
+    )
+
+
+def emit_slice(builder, name, tensor, offsets, shape, dims):
+    """A slice whose type carries the layout derived from its tensor's, when the tensor has one."""
+    fields = {"tensor": tensor, "offsets": tuple(offsets), "shape": shape, "dims": dims}
+    parent = tensor.type.layout
+    layout = None if parent is None else SliceShared(output=tensor, **fields).slice_layout(parent)
+    return builder.emit_output(SliceShared, name, layout, **fields)
+
+
+def run_planned_kernel(program, seed, row):
+    rng = np.random.default_rng(seed)
+    src = torch.tensor(rng.standard_normal((32, 64)), dtype=torch.float16)
+    nibble_values = rng.integers(0, 16, (16, 32))
+    arguments = [
+        src,
+        torch.full((32, 64), -1.0, dtype=torch.float16),
+        torch.full((32, 32), -1.0, dtype=torch.float16),
+        to_memory(nibble_values.ravel(), uint4),
+        torch.zeros(8 * 32 // 2, dtype=torch.uint8),
+        row,
+    ]
+    execute(program, arguments, grid=(2,))
+    expected_staged = torch.cat([src[:, 8:24], src[:, 24:40]], dim=1)
+    expected_nibbles = nibble_values[row : row + 8].ravel()
+    return arguments, (src, expected_staged, expected_nibbles)
+
+
+GOOD_PLAN = {
+    "tile": 0,
+    "stages": 0,
+    "nibbles": 2048,
+}  # tile is freed before stages and nibbles take its bytes
+
+
+@pytest.mark.parametrize(("seed", "row"), [(81, 0), (82, 5), (83, 8)])
+def test_a_planned_program_runs_bit_identically_to_the_unplanned_one(seed, row):
+    unplanned = planned_kernel(dict.fromkeys(GOOD_PLAN), None)
+    planned = verify(planned_kernel(GOOD_PLAN, 4096))
+    unplanned_run, expected = run_planned_kernel(unplanned, seed, row)
+    planned_run, _ = run_planned_kernel(planned, seed, row)
+    for before, after in zip(unplanned_run[:5], planned_run[:5]):
+        assert torch.equal(before.view(torch.uint8), after.view(torch.uint8))
+    src, expected_staged, expected_nibbles = expected
+    assert torch.equal(
+        planned_run[1], src
+    )  # column blocks of the swizzled tile land where the tile reads them
+    assert torch.equal(planned_run[2], expected_staged)
+    np.testing.assert_array_equal(from_memory(planned_run[4], uint4, 8 * 32), expected_nibbles)
+
+
+def test_a_plan_that_overlaps_live_tiles_is_rejected_and_gives_wrong_results():
+    # The nibbles share bytes with stage 1, whose copy lands after the nibbles are stored.
+    overlapping = planned_kernel({**GOOD_PLAN, "nibbles": 1024}, 4096)
+    with pytest.raises(CompilationError, match=r"nibbles at bytes \[1024, 1280\) overlaps stages"):
+        verify(overlapping)
+    arguments, (_, _, expected_nibbles) = run_planned_kernel(overlapping, 84, 3)
+    assert not np.array_equal(from_memory(arguments[4], uint4, 8 * 32), expected_nibbles)
+
+
+def test_planned_allocations_need_an_offset_inside_the_shared_bytes():
+    builder, _, _ = setup()
+    builder.location = SourceLocation("kernel.py", 12, 4)
+    builder.emit_output(AllocShared, "buffer", dtype=float32, shape=(8, 8), offset=None)
+    program = dataclasses.replace(builder.build(), shared_bytes=1024)
+    with pytest.raises(
+        ExecutionError, match=r"kernel\.py:12:4: shared tile buffer has no planned offset, but the program's"
+    ):
+        execute(program, list(inputs(85)), grid=(1,))
+    builder, _, _ = setup()
+    builder.location = SourceLocation("kernel.py", 13, 4)
+    builder.emit_output(AllocShared, "buffer", dtype=float32, shape=(8, 8), offset=784)
+    program = dataclasses.replace(builder.build(), shared_bytes=1024)
+    with pytest.raises(
+        ExecutionError,
+        match=r"kernel\.py:13:4: shared tile buffer at bytes \[784, 1040\) is outside the block's 1024 bytes",
+    ):
+        execute(program, list(inputs(85)), grid=(1,))
