@@ -31,6 +31,7 @@ import itertools
 from collections.abc import Iterator
 
 from tilevm.errors import CompilationError
+from tilevm.ir.expr import Var
 from tilevm.ir.inst import Instruction
 from tilevm.ir.memory import AllocShared, FreeShared
 from tilevm.ir.program import Program
@@ -84,7 +85,7 @@ def _lifetimes(body: tuple[Instruction, ...], positions: Iterator[int]) -> Itera
         position = next(positions)
         if isinstance(instruction, AllocShared):
             open_here[instruction.output.uid] = (instruction, position)
-        elif isinstance(instruction, FreeShared) and getattr(instruction.tensor, "uid", None) in open_here:
+        elif isinstance(instruction, FreeShared) and _freed_uid(instruction) in open_here:
             allocation, start = open_here.pop(instruction.tensor.uid)
             yield _Lifetime(allocation, start, position)
         for nested in instruction.bodies():
@@ -92,6 +93,11 @@ def _lifetimes(body: tuple[Instruction, ...], positions: Iterator[int]) -> Itera
     end = next(positions)
     for allocation, start in open_here.values():
         yield _Lifetime(allocation, start, end)
+
+
+def _freed_uid(free: FreeShared) -> int | None:
+    """The variable a ``free_shared`` frees, when it names one (a slice's or an allocation's)."""
+    return free.tensor.uid if isinstance(free.tensor, Var) else None
 
 
 def _check_placement(lifetime: _Lifetime, shared_bytes: int) -> None:
