@@ -1,0 +1,168 @@
+"""``remove_dead_code``: instructions whose work nobody observes are removed, until none is left.
+
+Before: any verified program. After: the same program without
+- instructions with no side effect whose outputs are never read (views, allocations, shared loads, compute,
+  ``declare``);
+- assignments (``set``, ``assign``) to variables that are never read;
+- ``for`` loops and ``if`` statements whose bodies became empty.
+Global loads, stores, atomics, copies and their commits and waits, syncs, frees, layout annotations and
+``while`` loops (which may not terminate) always stay. A removed instruction that would have failed when run
+(an integer division by zero) no longer fails, as on the GPU, where that is undefined.
+
+>>> from tilevm.ir import parse
+>>> print(remove_dead_code(parse('''kernel k(%n: int32) num_threads=32 {
+...   %x: int32 = declare(init=%n + 1)
+...   %y: int32 = declare(init=%x * 2)
+...   for %i: int32 in range(0, %n, 1) {
+...     set(variable=%x, value=%i)
+...   }
+... }''')))
+kernel k(%n: int32) num_threads=32 {
+}
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+
+from tilevm.ir import (
+    AllocRegister,
+    AllocShared,
+    AnnotateLayout,
+    AssignScalar,
+    AssignTensor,
+    AtomicGlobal,
+    Binary,
+    Cast,
+    CopyAsync,
+    CopyAsyncCommit,
+    CopyAsyncWait,
+    DeclareScalar,
+    Dot,
+    Expr,
+    For,
+    FreeShared,
+    GlobalView,
+    If,
+    Instruction,
+    LoadGlobal,
+    LoadShared,
+    Program,
+    Reduce,
+    SliceShared,
+    StoreGlobal,
+    StoreShared,
+    Sync,
+    Unary,
+    Var,
+    View,
+    Where,
+    While,
+)
+from tilevm.ir.rewrite import (
+    FieldRole,
+    defined_variables,
+    map_instructions,
+    node_forms,
+    walk_expressions,
+    walk_instructions,
+)
+
+__all__ = ["EFFECTS", "Effect", "remove_dead_code"]
+
+
+class Effect(enum.Enum):
+    """What an instruction does besides defining its outputs, as far as removing it is concerned."""
+
+    NONE = "none"  # removable when none of its outputs is read
+    WRITES_VARIABLE = "writes variable"  # removable when the variable it writes is never read
+    CONTAINER = "container"  # removable when its bodies are empty
+    KEPT = "kept"  # memory, synchronization, annotations, loops that may not end: never removed
+
+
+#: the effect of every instruction class
+EFFECTS: dict[type[Instruction], Effect] = {
+    GlobalView: Effect.NONE,
+    AllocShared: Effect.NONE,
+    AllocRegister: Effect.NONE,
+    SliceShared: Effect.NONE,
+    LoadShared: Effect.NONE,
+    Unary: Effect.NONE,
+    Binary: Effect.NONE,
+    Where: Effect.NONE,
+    Reduce: Effect.NONE,
+    Dot: Effect.NONE,
+    Cast: Effect.NONE,
+    View: Effect.NONE,
+    DeclareScalar: Effect.NONE,
+    AssignScalar: Effect.WRITES_VARIABLE,
+    AssignTensor: Effect.WRITES_VARIABLE,
+    For: Effect.CONTAINER,
+    If: Effect.CONTAINER,
+    LoadGlobal: Effect.KEPT,
+    StoreGlobal: Effect.KEPT,
+    AtomicGlobal: Effect.KEPT,
+    StoreShared: Effect.KEPT,
+    CopyAsync: Effect.KEPT,
+    CopyAsyncCommit: Effect.KEPT,
+    CopyAsyncWait: Effect.KEPT,
+    Sync: Effect.KEPT,
+    FreeShared: Effect.KEPT,
+    AnnotateLayout: Effect.KEPT,
+    While: Effect.KEPT,
+}
+
+#: the field that names the variable an instruction of effect WRITES_VARIABLE writes (it is not a read)
+WRITTEN_FIELDS: dict[type[Instruction], str] = {AssignScalar: "variable", AssignTensor: "destination"}
+
+
+def remove_dead_code(program: Program) -> Program:
+    """``program`` without its dead instructions (see the module doc)."""
+    while True:
+        pruned = _remove_once(program)
+        if pruned.body is program.body:
+            return program
+        program = pruned
+
+
+def _remove_once(program: Program) -> Program:
+    """One sweep: what is dead given what the program reads now (a removal may kill more, hence the loop)."""
+    read = _read_variables(program)
+    return map_instructions(program, lambda instruction: () if _is_dead(instruction, read) else instruction)
+
+
+def _effect(instruction: Instruction) -> Effect:
+    effect = EFFECTS.get(type(instruction))
+    if effect is None:
+        raise TypeError(f"{type(instruction).__name__} has no entry in tilevm.passes.dead_code.EFFECTS")
+    return effect
+
+
+def _is_dead(instruction: Instruction, read: set[int]) -> bool:
+    effect = _effect(instruction)
+    if effect is Effect.NONE:
+        return all(variable.uid not in read for variable in defined_variables(instruction))
+    if effect is Effect.WRITES_VARIABLE:
+        return getattr(instruction, WRITTEN_FIELDS[type(instruction)]).uid not in read
+    if effect is Effect.CONTAINER:
+        return not any(instruction.bodies())
+    return False
+
+
+def _read_variables(program: Program) -> set[int]:
+    """The ids of the variables that some instruction reads (writes by ``set`` and ``assign`` excluded)."""
+    return {
+        expression.uid
+        for instruction in walk_instructions(program.body)
+        for expression in _reads(instruction)
+        if isinstance(expression, Var)
+    }
+
+
+def _reads(instruction: Instruction) -> Iterator[Expr]:
+    written = WRITTEN_FIELDS.get(type(instruction))
+    for name in node_forms()[type(instruction)].names(FieldRole.OPERAND):
+        value = getattr(instruction, name)
+        if name != written and value is not None:
+            yield from walk_expressions(value)
