@@ -5,6 +5,8 @@ Before: any verified program. After: the same program without
   ``declare``);
 - assignments (``set``, ``assign``) to variables that are never read;
 - ``for`` loops and ``if`` statements whose bodies became empty.
+A value is read when a kept instruction reads it, or an instruction that computes a value that is read: so
+a counter that only feeds its own increments goes, and so does a whole chain of unused values at once.
 Global loads, stores, atomics, copies and their commits and waits, syncs, frees, layout annotations and
 ``while`` loops (which may not terminate) always stay. A removed instruction that would have failed when run
 (an integer division by zero) no longer fails, as on the GPU, where that is undefined.
@@ -40,7 +42,6 @@ from tilevm.ir import (
     CopyAsyncWait,
     DeclareScalar,
     Dot,
-    Expr,
     For,
     FreeShared,
     GlobalView,
@@ -66,7 +67,6 @@ from tilevm.ir.rewrite import (
     map_instructions,
     node_forms,
     walk_expressions,
-    walk_instructions,
 )
 
 __all__ = ["EFFECTS", "Effect", "remove_dead_code"]
@@ -119,17 +119,50 @@ WRITTEN_FIELDS: dict[type[Instruction], str] = {AssignScalar: "variable", Assign
 
 def remove_dead_code(program: Program) -> Program:
     """``program`` without its dead instructions (see the module doc)."""
+    live = _live_variables(program)
+    pruned = map_instructions(program, lambda instruction: () if _is_dead(instruction, live) else instruction)
+    return program if pruned.body is program.body else pruned
+
+
+def _live_variables(program: Program) -> set[int]:
+    """The ids of the variables whose values reach an instruction that is kept, found by marking from the
+    kept instructions back through what they read, until nothing new is marked (loops need a second
+    sweep; a value that only feeds itself, like an unread counter, is never marked)."""
+    live: set[int] = set()
     while True:
-        pruned = _remove_once(program)
-        if pruned.body is program.body:
-            return program
-        program = pruned
+        count = len(live)
+        _mark(program.body, live)
+        if len(live) == count:
+            return live
 
 
-def _remove_once(program: Program) -> Program:
-    """One sweep: what is dead given what the program reads now (a removal may kill more, hence the loop)."""
-    read = _read_variables(program)
-    return map_instructions(program, lambda instruction: () if _is_dead(instruction, read) else instruction)
+def _mark(body: tuple[Instruction, ...], live: set[int]) -> bool:
+    """Mark what the live instructions of ``body`` read, last to first; whether any of them is live."""
+    any_live = False
+    for instruction in reversed(body):
+        nested_live = [_mark(nested, live) for nested in instruction.bodies()]  # every body, no short cut
+        if _is_live(instruction, live, any(nested_live)):
+            any_live = True
+            live.update(_reads(instruction))
+    return any_live
+
+
+def _is_live(instruction: Instruction, live: set[int], nested_live: bool) -> bool:
+    effect = _effect(instruction)
+    if effect is Effect.NONE:
+        return any(variable.uid in live for variable in defined_variables(instruction))
+    if effect is Effect.WRITES_VARIABLE:
+        return getattr(instruction, WRITTEN_FIELDS[type(instruction)]).uid in live
+    if effect is Effect.CONTAINER:
+        return nested_live
+    return True
+
+
+def _is_dead(instruction: Instruction, live: set[int]) -> bool:
+    """Whether to remove ``instruction``, whose bodies (if any) are already pruned."""
+    if _effect(instruction) is Effect.CONTAINER:
+        return not any(instruction.bodies())
+    return not _is_live(instruction, live, nested_live=True)
 
 
 def _effect(instruction: Instruction) -> Effect:
@@ -139,30 +172,13 @@ def _effect(instruction: Instruction) -> Effect:
     return effect
 
 
-def _is_dead(instruction: Instruction, read: set[int]) -> bool:
-    effect = _effect(instruction)
-    if effect is Effect.NONE:
-        return all(variable.uid not in read for variable in defined_variables(instruction))
-    if effect is Effect.WRITES_VARIABLE:
-        return getattr(instruction, WRITTEN_FIELDS[type(instruction)]).uid not in read
-    if effect is Effect.CONTAINER:
-        return not any(instruction.bodies())
-    return False
-
-
-def _read_variables(program: Program) -> set[int]:
-    """The ids of the variables that some instruction reads (writes by ``set`` and ``assign`` excluded)."""
-    return {
-        expression.uid
-        for instruction in walk_instructions(program.body)
-        for expression in _reads(instruction)
-        if isinstance(expression, Var)
-    }
-
-
-def _reads(instruction: Instruction) -> Iterator[Expr]:
+def _reads(instruction: Instruction) -> Iterator[int]:
+    """The ids of the variables ``instruction`` reads (the variable that ``set`` or ``assign`` writes is not
+    read)."""
     written = WRITTEN_FIELDS.get(type(instruction))
     for name in node_forms()[type(instruction)].names(FieldRole.OPERAND):
         value = getattr(instruction, name)
         if name != written and value is not None:
-            yield from walk_expressions(value)
+            yield from (
+                expression.uid for expression in walk_expressions(value) if isinstance(expression, Var)
+            )
