@@ -111,6 +111,14 @@ def test_float_rounding_is_the_dtype_rounding():
         ("%n * 0", "%N * 0"),  # kept: dropping %n would drop what it computes
         ("%u & 127:uint8", "%U & 127:uint8"),
         ("(%n + 0) * (3 - 2)", "%N"),
+        ("(%n + 2) - 1", "%N + 1"),
+        ("((%n - 3) + 1) + 2", "%N"),
+        ("(%n - 2147483647) - 2", "%N + 2147483647"),  # -2^31 - 1 wraps to 2^31 - 1: exact all the same
+        ("(%u + 1:uint8) - 3:uint8", "%U - 2:uint8"),
+        ("(%u - 1:uint8) - 2:uint8", "%U - 3:uint8"),
+        ("(%u + 100:uint8) + 100:uint8", "%U - 56:uint8"),  # 200 is -56 modulo 256
+        ("(%n * 2) - 1", "(%N * 2) - 1"),
+        ("(%f + 2.0) - 1.0", "(%F + 2.0) - 1.0"),  # not for floats: rounding makes addition not associative
     ],
 )
 def test_identities_that_keep_the_operand_exactly(init, folded):

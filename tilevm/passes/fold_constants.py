@@ -5,14 +5,15 @@ whose operands are constants is a constant (unless the executor would raise or t
 approximately, see ``scalar_values``), and the identities that keep their operand exactly are gone:
 ``x + 0``, ``x - 0``, ``x * 1``, ``x // 1``, ``x | 0``, ``x ^ 0``, ``x & ~0``, ``x << 0``, ``x >> 0`` on
 integers; ``x * 1.0``, ``x / 1.0``, ``x - 0.0`` and ``x + -0.0`` on floats (not ``x + 0.0``, which turns
-``-0.0`` into ``0.0``). Every result is the value the reference executor computes, bit for bit.
+``-0.0`` into ``0.0``). Integer offsets are gathered: ``(x + 2) - 1`` is ``x + 1``. Every result is the value
+the reference executor computes, bit for bit.
 
 >>> from tilevm.ir import parse
 >>> print(fold_constants(parse('''kernel k(%n: int32) num_threads=32 {
-...   %x: int32 = declare(init=(%n * (3 - 2)) + cast<int32>(1.75:float16))
+...   %x: int32 = declare(init=((%n * (3 - 2)) + cast<int32>(1.75:float16)) - 1)
 ... }''')))
 kernel k(%n: int32) num_threads=32 {
-  %x: int32 = declare(init=%n + 2)
+  %x: int32 = declare(init=%n + 1)
 }
 """
 
@@ -73,9 +74,32 @@ def _fold_binary(expression: BinaryExpr) -> Expr:
         return expression
     if rhs is not None and _is_identity(expression.op, rhs, dtype, _RIGHT_IDENTITIES):
         return expression.lhs
+    if rhs is not None and dtype.is_integer:
+        return _reassociate(expression, rhs, dtype)
     if lhs is not None and _is_identity(expression.op, lhs, dtype, _LEFT_IDENTITIES):
         return expression.rhs
     return expression
+
+
+def _reassociate(expression: BinaryExpr, rhs: int, dtype: DType) -> Expr:
+    """``(y + a) - b`` as ``y + (a - b)``, and the like: exact, since n-bit integers add modulo 2^n."""
+    inner = expression.lhs
+    if expression.op not in _SIGNS or not isinstance(inner, BinaryExpr) or inner.op not in _SIGNS:
+        return expression
+    inner_value = _value(inner.rhs)
+    if inner_value is None:
+        return expression
+    offset = to_value(_SIGNS[inner.op] * inner_value + _SIGNS[expression.op] * rhs, dtype)
+    if offset == 0:
+        return inner.lhs
+    # A subtraction when the offset reads as negative (for unsigned, when it is 2^n minus a little).
+    negative = offset < 0 if dtype.is_signed else offset >= 1 << (dtype.nbits - 1)
+    if negative:
+        return BinaryExpr("sub", inner.lhs, Const(to_value(-offset, dtype), dtype))
+    return BinaryExpr("add", inner.lhs, Const(offset, dtype))
+
+
+_SIGNS = {"add": 1, "sub": -1}
 
 
 def _constant(value: Value | None, dtype: DType, unfolded: Expr) -> Expr:
