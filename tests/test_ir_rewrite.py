@@ -11,7 +11,19 @@ from test_ir_text import build_everything
 
 from tilevm import ir
 from tilevm.dtypes import float32, int32
-from tilevm.ir import BinaryExpr, Const, Expr, For, GlobalType, Instruction, Var, parse, print_program, verify
+from tilevm.ir import (
+    BinaryExpr,
+    Const,
+    Expr,
+    For,
+    GlobalType,
+    Instruction,
+    ScalarType,
+    Var,
+    parse,
+    print_program,
+    verify,
+)
 from tilevm.ir.rewrite import (
     EXPRESSION_CLASSES,
     TYPE_CLASSES,
@@ -238,3 +250,41 @@ def test_substituted_loop_bounds_run_the_same():
     data = torch.arange(16, dtype=torch.float32)
     execute(result, [data, 16, 100], grid=(1,))  # m is ignored now: three iterations, 12 elements
     assert torch.equal(data, torch.arange(16, dtype=torch.float32) + (torch.arange(16) < 12))
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class SplitHalves(Instruction):
+    """A stand-in for an instruction with several results (an mma gives four registers)."""
+
+    outputs: tuple[Var, ...]
+    operand: Expr
+    opname = "split_halves"
+    defined_fields = ("outputs",)
+
+
+@pytest.fixture
+def with_split_halves(monkeypatch):
+    monkeypatch.setattr(ir, "INSTRUCTION_CLASSES", (*ir.INSTRUCTION_CLASSES, SplitHalves))
+    node_forms.cache_clear()
+    yield
+    node_forms.cache_clear()  # before monkeypatch restores the list: the next call sees the real one
+
+
+def test_instructions_with_several_outputs_need_no_change_here(with_split_halves):
+    n, first, second = (Var(name, ScalarType(int32)) for name in ("n", "first", "second"))
+    split = SplitHalves(outputs=(first, second), operand=BinaryExpr("add", n, Const(0)))
+    total = ir.DeclareScalar(output=Var("total", ScalarType(int32)), init=BinaryExpr("add", first, second))
+    program = ir.Program("k", (ir.Param(n),), 32, (split, total))
+    assert defined_variables(split) == (first, second)
+    assert [type(e).__name__ for e in walk_expressions(program)] == [
+        "BinaryExpr",
+        "Var",
+        "Const",
+        "BinaryExpr",
+        "Var",
+        "Var",
+    ]
+    result = substitute(program, {first: Const(1), n: Const(5)})
+    assert result.body[0].outputs == (first, second)
+    assert result.body[0].operand == BinaryExpr("add", Const(5), Const(0))
+    assert result.body[1].init == BinaryExpr("add", Const(1), second)

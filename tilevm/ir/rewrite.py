@@ -85,6 +85,9 @@ class NodeForm:
 
     cls: type
     roles: tuple[tuple[str, FieldRole], ...]
+    #: operand fields that must hold a variable, not any expression (``set``'s variable, ``assign``'s
+    #: destination): what an instruction writes or annotates
+    variable_operands: tuple[str, ...] = ()
 
     def names(self, role: FieldRole) -> tuple[str, ...]:
         return tuple(name for name, field_role in self.roles if field_role is role)
@@ -111,7 +114,10 @@ def _form_of(cls: type) -> NodeForm:
         (item.name, FieldRole.DEFINITION if item.name in defined else _role_of(hints[item.name]))
         for item in dataclasses.fields(cls)
     )
-    return NodeForm(cls, roles)
+    variable_operands = tuple(
+        name for name, role in roles if role is FieldRole.OPERAND and hints[name] is Var
+    )
+    return NodeForm(cls, roles, variable_operands)
 
 
 def _role_of(annotation: object) -> FieldRole:
@@ -281,13 +287,8 @@ def substitute(program: Program, mapping: Mapping[Var, Expr]) -> Program:
 
 
 def _check_variable_fields(instruction: Instruction) -> None:
-    hints = typing.get_type_hints(type(instruction))
-    for name, role in _form(instruction).roles:
-        if (
-            role is FieldRole.OPERAND
-            and hints[name] is Var
-            and not isinstance(getattr(instruction, name), Var)
-        ):
+    for name in _form(instruction).variable_operands:
+        if not isinstance(getattr(instruction, name), Var):
             raise TypeError(
                 f"{instruction.opname}'s {name} must stay a variable; "
                 f"substitute gave it {type(getattr(instruction, name)).__name__}"
