@@ -75,6 +75,13 @@ def test_a_name_does_not_match_a_longer_name():
         filecheck("%x.1 = f(%x)", "CHECK: %A = f(%A)")
 
 
+def test_a_misspelt_check_is_an_error_not_a_comment():
+    with pytest.raises(
+        FileCheckError, match="check line 2: unknown check CHECK-NXET; use one of CHECK, CHECK-NEXT"
+    ):
+        filecheck(TEXT, "CHECK: kernel\n  CHECK-NXET: declare")
+
+
 def test_checks_without_check_lines_are_an_error():
     with pytest.raises(FileCheckError, match="no CHECK lines"):
         filecheck(TEXT, "declare")

@@ -38,7 +38,8 @@ from tilevm.ir import Program, parse, print_program, verify
 
 __all__ = ["FileCheckError", "check_pass", "filecheck"]
 
-_CHECK_LINE = re.compile(r"\b(CHECK(?:-NEXT|-SAME|-NOT|-EMPTY)?):(.*)$")
+_CHECK_LINE = re.compile(r"\b(CHECK(?:-[A-Z]+)?):(.*)$")
+_KINDS = ("CHECK", "CHECK-NEXT", "CHECK-SAME", "CHECK-NOT", "CHECK-EMPTY")
 _TOKEN = re.compile(r"\{\{(.*?)\}\}|%([A-Za-z0-9_][A-Za-z0-9_.]*)|([ \t]+)")
 _NAME_TAIL = "(?![A-Za-z0-9_.])"
 _CONTEXT_BEFORE, _CONTEXT_AFTER = 5, 15
@@ -86,6 +87,10 @@ def _parse_checks(checks: str) -> list[_Check]:
     found = []
     for number, line in enumerate(checks.splitlines(), start=1):
         match = _CHECK_LINE.search(line)
+        if match is not None and match.group(1) not in _KINDS:
+            raise FileCheckError(
+                f"check line {number}: unknown check {match.group(1)}; use one of {', '.join(_KINDS)}"
+            )
         if match is not None:
             found.append(_Check(match.group(1), match.group(2).strip(), number))
     return found
