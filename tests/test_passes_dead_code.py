@@ -167,3 +167,18 @@ def test_the_program_computes_the_same_bits_without_its_dead_code():
     # float32 rounding or two apart at most)
     expected = (data[:32].reshape(4, 8) * 0.5).sum(dim=0, dtype=torch.float32)
     torch.testing.assert_close(results[1][:8], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_an_unused_layout_conversion_goes_and_a_used_one_stays():
+    eliminate(
+        VIEW
+        + """  %t: register<float32, [32]> = load_global(tensor=%v, offsets=[0], shape=[32], dims=[0])
+  %unused: register<float32, [32], spatial(32)> = convert_layout(operand=%t)
+  %spread: register<float32, [32], spatial(32)> = convert_layout(operand=%t)
+  store_global(tensor=%v, value=%spread, offsets=[0], dims=[0])""",
+        """
+        CHECK: %T: register<float32, [32]> = load_global(
+        CHECK-NEXT: %SPREAD: register<float32, [32], spatial(32)> = convert_layout(operand=%T)
+        CHECK-NEXT: store_global(tensor=%V, value=%SPREAD,
+        """,
+    )

@@ -86,7 +86,7 @@ class NodeForm:
     cls: type
     roles: tuple[tuple[str, FieldRole], ...]
     #: operand fields that must hold a variable, not any expression (``set``'s variable, ``assign``'s
-    #: destination): what an instruction writes or annotates
+    #: destination): what an instruction writes
     variable_operands: tuple[str, ...] = ()
 
     def names(self, role: FieldRole) -> tuple[str, ...]:

@@ -2,13 +2,13 @@
 
 Before: any verified program. After: the same program without
 - instructions with no side effect whose outputs are never read (views, allocations, shared loads, compute,
-  ``declare``);
+  layout conversions, ``declare``);
 - assignments (``set``, ``assign``) to variables that are never read;
 - ``for`` loops and ``if`` statements whose bodies became empty.
 A value is read when a kept instruction reads it, or an instruction that computes a value that is read: so
 a counter that only feeds its own increments goes, and so does a whole chain of unused values at once.
-Global loads, stores, atomics, copies and their commits and waits, syncs, frees, layout annotations and
-``while`` loops (which may not terminate) always stay. A removed instruction that would have failed when run
+Global loads, stores, atomics, copies and their commits and waits, syncs, frees and ``while`` loops
+(which may not terminate) always stay. A removed instruction that would have failed when run
 (an integer division by zero) no longer fails, as on the GPU, where that is undefined.
 
 >>> from tilevm.ir import parse
@@ -31,12 +31,12 @@ from collections.abc import Iterator
 from tilevm.ir import (
     AllocRegister,
     AllocShared,
-    AnnotateLayout,
     AssignScalar,
     AssignTensor,
     AtomicGlobal,
     Binary,
     Cast,
+    ConvertLayout,
     CopyAsync,
     CopyAsyncCommit,
     CopyAsyncWait,
@@ -78,7 +78,7 @@ class Effect(enum.Enum):
     NONE = "none"  # removable when none of its outputs is read
     WRITES_VARIABLE = "writes variable"  # removable when the variable it writes is never read
     CONTAINER = "container"  # removable when its bodies are empty
-    KEPT = "kept"  # memory, synchronization, annotations, loops that may not end: never removed
+    KEPT = "kept"  # memory, synchronization, loops that may not end: never removed
 
 
 #: the effect of every instruction class
@@ -95,6 +95,7 @@ EFFECTS: dict[type[Instruction], Effect] = {
     Dot: Effect.NONE,
     Cast: Effect.NONE,
     View: Effect.NONE,
+    ConvertLayout: Effect.NONE,
     DeclareScalar: Effect.NONE,
     AssignScalar: Effect.WRITES_VARIABLE,
     AssignTensor: Effect.WRITES_VARIABLE,
@@ -109,7 +110,6 @@ EFFECTS: dict[type[Instruction], Effect] = {
     CopyAsyncWait: Effect.KEPT,
     Sync: Effect.KEPT,
     FreeShared: Effect.KEPT,
-    AnnotateLayout: Effect.KEPT,
     While: Effect.KEPT,
 }
 
