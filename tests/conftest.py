@@ -1,29 +1,32 @@
-"""Every program that a test compiles is printed, parsed back and compared, after the test; every program that
-an executor test runs also runs with random layouts."""
+"""Every program that a test compiles is printed, parsed back and compared after the test: the front end's
+program and the program after every pass of the pipeline. Every program that an executor test runs also runs
+with random layouts."""
 
 import pytest
 from layout_assignment import execute_with_random_layouts
 
 from tilevm import ir
+from tilevm.passes import pipeline
 from tilevm.runtime import jit
 
 
 @pytest.fixture(autouse=True)
 def round_trip_every_compiled_program(monkeypatch):
     compiled = []
-    compile_kernel = jit.compile_kernel
 
-    def compile_and_record(*args, **kwargs):
-        program = compile_kernel(*args, **kwargs)
-        compiled.append(program)
-        return program
+    def run_and_record(program, options):
+        for stage, result in pipeline.stages(program, options):
+            compiled.append((stage, result))
+        return result
 
-    monkeypatch.setattr(jit, "compile_kernel", compile_and_record)
+    monkeypatch.setattr(jit, "run_pipeline", run_and_record)
     yield
-    for program in compiled:
+    for stage, program in compiled:
         text = ir.print_program(program)
         parsed = ir.parse(text)
-        assert parsed == program, f"the text of {program.name} parses back to another program:\n{text}"
+        assert parsed == program, (
+            f"the text of {program.name} after {stage} parses back to another program:\n{text}"
+        )
         assert ir.print_program(parsed) == text
 
 

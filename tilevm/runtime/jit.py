@@ -29,6 +29,7 @@ from tilevm.lang.annotations import TensorAnnotation, constexpr
 from tilevm.lang.arguments import TensorArgument, bind_arguments, specialization_key
 from tilevm.lang.frontend import compile_kernel
 from tilevm.lang.parameters import flat_parameters
+from tilevm.passes import CompileOptions, run_pipeline
 from tilevm.runtime.reference import execute
 
 __all__ = ["Kernel", "kernel"]
@@ -59,14 +60,16 @@ class Kernel:
         return functools.partial(self.launch, grid)
 
     def ir(self, *args: object, **kwargs: object) -> Program:
-        """The Tile IR program that a launch with these arguments runs (compiled if needed)."""
+        """The Tile IR program that a launch with these arguments runs (compiled if needed): the front end's
+        program after every pass of ``tilevm.passes.PIPELINE``."""
         return self.program(bind_arguments(self.signature, args, kwargs))
 
     def program(self, values: dict[str, object]) -> Program:
         key = specialization_key(values, self.signature)
         program = self.programs.get(key)
         if program is None:
-            program = compile_kernel(self.function, values, self.num_threads)
+            frontend_program = compile_kernel(self.function, values, self.num_threads)
+            program = run_pipeline(frontend_program, CompileOptions.from_environment())
             self.programs[key] = program
         return program
 

@@ -1,0 +1,138 @@
+"""The pipeline: options read from the environment once, verification after every pass with the pass named,
+dumps of every stage, and programs that compute the same bits before and after every pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import runpy
+
+import pytest
+import torch
+
+import tilevm as tv
+from tilevm import ir
+from tilevm.errors import CompilationError
+from tilevm.passes import CompileOptions, pipeline
+from tilevm.runtime import jit
+
+EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
+
+
+@tv.kernel(num_warps=1)
+def scale(x: tv.Tensor, out: tv.Tensor, BLOCK: tv.constexpr):
+    start = tv.block_idx() * BLOCK
+    unused = start * 3  # noqa: F841 (what remove_dead_code removes)
+    tile = tv.load_global(x, offsets=[start], shape=[BLOCK])
+    tv.store_global(out, tile * 2.0, offsets=[start + 0])
+
+
+def test_options_from_the_environment():
+    options = CompileOptions.from_environment(
+        {"TILEVM_DUMP_IR": "dumps", "TILEVM_DISABLE_PASSES": "fold_constants, remove_dead_code"}
+    )
+    assert options == CompileOptions(
+        target="cpu",
+        disabled_passes=frozenset({"fold_constants", "remove_dead_code"}),
+        dump_directory=pathlib.Path("dumps"),
+    )
+    assert CompileOptions.from_environment({}) == CompileOptions()
+    with pytest.raises(ValueError, match="unknown target 'sm_70'; expected one of cpu, sm_80, sm_90"):
+        CompileOptions(target="sm_70")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.target = "sm_90"
+
+
+def test_a_launch_dumps_every_stage_and_runs_the_last(tmp_path, monkeypatch):
+    monkeypatch.setenv("TILEVM_DUMP_IR", str(tmp_path))
+    x = torch.arange(10, dtype=torch.float32)
+    out = torch.zeros(10)
+    scale[(3,)](x, out, BLOCK=4)
+    assert torch.equal(out, x * 2)
+    names = sorted(path.name for path in (tmp_path / "scale").iterdir())
+    assert names == ["00-frontend.tir", "01-fold_constants.tir", "02-remove_dead_code.tir"]
+    frontend, folded, final = (ir.parse((tmp_path / "scale" / name).read_text()) for name in names)
+    assert "%unused" in str(frontend) and "offsets=[%start + 0]" in str(frontend)
+    assert "offsets=[%start]" in str(folded) and "%unused" in str(folded)
+    assert "%unused" not in str(final)
+    assert final == scale.ir(x, out, BLOCK=4)
+
+
+def test_disabled_passes_are_skipped_and_unknown_ones_named(monkeypatch):
+    program = ir.parse("kernel k(%n: int32) num_threads=32 {\n  %x: int32 = declare(init=1 + 2)\n}")
+    options = CompileOptions(disabled_passes=frozenset({"remove_dead_code"}))
+    assert [name for name, _ in pipeline.stages(program, options)] == ["frontend", "fold_constants"]
+    assert "declare(init=3)" in str(pipeline.run_pipeline(program, options))
+    with pytest.raises(ValueError, match=r"cannot disable unknown passes \['fold'\]; the passes are"):
+        pipeline.run_pipeline(program, CompileOptions(disabled_passes=frozenset({"fold"})))
+
+
+def test_a_pass_that_breaks_the_program_is_named_at_the_line(monkeypatch, tmp_path):
+    def drop_definitions(program):
+        """Removes every declare, leaving its uses undefined."""
+        kept = tuple(i for i in program.body if not isinstance(i, ir.DeclareScalar))
+        return ir.Program(program.name, program.params, program.num_threads, kept)
+
+    monkeypatch.setattr(pipeline, "PIPELINE", (*pipeline.PIPELINE[:1], drop_definitions))
+    program = ir.parse(
+        """kernel k(%x: ptr<float32>, %n: int32) num_threads=32 {
+  %m: int32 = declare(init=%n + 1)
+%v: global<float32, [%m], strides=[1]> = global_view(pointer=%x, shape=[%m], strides=[1])  # loc("k.py", 7, 2)
+  %t: register<float32, [4]> = load_global(tensor=%v, offsets=[0], shape=[4], dims=[0])
+  store_global(tensor=%v, value=%t, offsets=[0], dims=[0])
+}"""
+    )
+    with pytest.raises(CompilationError) as caught:
+        pipeline.run_pipeline(program, CompileOptions(dump_directory=tmp_path))
+    assert caught.value.message == (
+        "global_view: m is used where it is not defined (in the program after pass drop_definitions)"
+    )
+    assert (caught.value.location.file, caught.value.location.line) == ("k.py", 7)
+    broken = (tmp_path / "k" / "02-drop_definitions.tir").read_text()  # dumped before it was verified
+    assert "declare" not in broken and "global_view(pointer=%x, shape=[%m]" in broken
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, monkeypatch, capsys):
+    frontend_of = {}
+    launches = []
+    run_pipeline, execute = jit.run_pipeline, jit.execute
+
+    def record_pipeline(program, options):
+        result = run_pipeline(program, options)
+        frontend_of[id(result)] = program
+        return result
+
+    def record_launch(program, arguments, grid):
+        before = [_clone(argument) for argument in arguments]
+        execute(program, arguments, grid)
+        launches.append((program, before, [_clone(argument) for argument in arguments], grid))
+
+    monkeypatch.setattr(jit, "run_pipeline", record_pipeline)
+    monkeypatch.setattr(jit, "execute", record_launch)
+    runpy.run_path(str(path), run_name="__main__")
+    assert "match" in capsys.readouterr().out and launches
+    for final, before, after, grid in launches:
+        stages = list(pipeline.stages(frontend_of[id(final)], CompileOptions()))
+        assert stages[-1][1] == final
+        previous = None
+        for name, program in stages[:-1]:
+            if previous is not None and program.body is previous.body:
+                continue  # the pass changed nothing: the same program gives the same bits
+            arguments = [_clone(argument) for argument in before]
+            execute(program, arguments, grid)
+            for got, expected in zip(arguments, after):
+                assert _same_bits(got, expected), (
+                    f"{path.stem}: the program after {name} differs from the last"
+                )
+            previous = program
+
+
+def _clone(argument):
+    return argument.clone() if isinstance(argument, torch.Tensor) else argument
+
+
+def _same_bits(got, expected) -> bool:
+    if not isinstance(got, torch.Tensor):
+        return got == expected
+    return torch.equal(got.view(torch.uint8), expected.view(torch.uint8))
