@@ -40,6 +40,7 @@ HEADER = "kernel k(%n: int32) num_threads=32 {\n"
         ('  %x: int32 = declare(init=1)  # loc("a\\q", 1, 2)\n}', 2, "# loc", 'bad string "a\\q"'),
         ("  %x: int32 = declare(init=1)\n", 2, None, "unexpected end of text"),
         ("  sync() ; \n}", 2, ";", "unexpected"),
+        ("  sync()\n}\n}", 4, "}", "unexpected '}'; expected end of text"),
         (
             "  for %i: int32 in range(0, 4, 1) {\n  }\n  %z: int32 = declare(init=%i)\n}",
             4,
