@@ -7,7 +7,7 @@ import math
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilevm.dtypes import (
@@ -287,6 +287,7 @@ def _expressions():
     return st.recursive(leaves, extend, max_leaves=8)
 
 
+@settings(deadline=None)  # a parse takes milliseconds, more on a loaded machine: no per-example deadline
 @given(_expressions())
 def test_scalar_expressions_round_trip(expression):
     b = ProgramBuilder("e", num_threads=32)

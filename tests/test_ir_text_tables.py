@@ -60,15 +60,7 @@ def test_every_instruction_class_has_a_text_form():
 def test_every_expression_class_syntax_type_and_field_kind_has_handlers():
     expression_classes = {cls for cls in _subclasses(Expr) if cls.__module__ == expr_module.__name__}
     assert expression_classes == set(EXPRESSION_CLASSES) == set(text_forms().expressions)
-    assert (
-        set(printer._SYNTAX_PRINTERS)
-        == set(Syntax)
-        == set(text_values._SHAPES)
-        | {
-            Syntax.VARIABLE,
-            Syntax.LITERAL,
-        }
-    )
+    assert set(printer._SYNTAX_PRINTERS) == set(Syntax)
     assert set(typing.get_args(Type)) == set(printer._TYPE_PRINTERS)
     assert set(text_values._TYPE_READERS) == {"scalar_type", "pointer_type", "global_type", "tile_type"}
     assert set(text_values._EXPR_READERS) == {"var", "constant", "binary", "call", "parameterized"}
@@ -88,6 +80,25 @@ class OperatorWithoutOp(Expr):
 
 
 @dataclasses.dataclass(frozen=True)
+class Select(Expr):
+    op: str
+    condition: Expr
+    on_true: Expr
+    on_false: Expr
+    syntax = Syntax.INFIX
+    ops = ("select",)
+
+
+@dataclasses.dataclass(frozen=True)
+class SecondInfix(Expr):
+    op: str
+    lhs: Expr
+    rhs: Expr
+    syntax = Syntax.INFIX
+    ops = ("plus",)
+
+
+@dataclasses.dataclass(frozen=True)
 class Floating(Expr):
     scale: float
     opname = "floating"
@@ -104,6 +115,8 @@ class Clashing(Expr):
     [
         (Nameless, "Nameless: call syntax needs an opname"),
         (OperatorWithoutOp, "OperatorWithoutOp: operator syntax needs a first field 'op: str' and ops"),
+        (Select, "Select: infix syntax needs two operand fields after 'op'"),
+        (SecondInfix, "broken: more than one expression class of infix syntax"),
         (Floating, "Floating.scale: no text form for a field of type <class 'float'>"),
         (Clashing, "the name 'exp' of Clashing is empty or taken"),
     ],

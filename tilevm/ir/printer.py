@@ -117,7 +117,7 @@ class _Printer:
     def program(self, program: Program) -> str:
         params = ", ".join(self.param(param.variable, param.divisibility) for param in program.params)
         name = program.name if _IDENTIFIER.fullmatch(program.name) else json.dumps(program.name)
-        facts = self.keyword_fields(header_fields(), program)
+        facts = self.keyword_fields(header_fields(), program, " ")
         self.lines.append(f"kernel {name}({params}) {facts} {{")
         self.body(program.body, 1)
         self.lines.append("}")
@@ -144,16 +144,12 @@ class _Printer:
         outputs = _outputs(form, instruction)
         declarations = ", ".join(self.declaration(output) for output in outputs)
         prefix = f"{declarations} = " if outputs else ""
-        arguments = ", ".join(
-            f"{field.name}={self.value(field.kind, getattr(instruction, field.name))}"
-            for field in form.fields
-            if not field.is_default(getattr(instruction, field.name))
-        )
+        arguments = self.keyword_fields(form.fields, instruction, ", ")
         self.emit(depth, f"{prefix}{form.opname}({arguments})", instruction.loc)
 
-    def keyword_fields(self, fields: tuple[FieldForm, ...], node: object) -> str:
-        """``name=value`` for each field of ``node`` not at its default, separated by spaces."""
-        return " ".join(
+    def keyword_fields(self, fields: tuple[FieldForm, ...], node: object, separator: str) -> str:
+        """``name=value`` for each field of ``node`` (an instruction, a program) not at its default."""
+        return separator.join(
             f"{field.name}={self.value(field.kind, getattr(node, field.name))}"
             for field in fields
             if not field.is_default(getattr(node, field.name))

@@ -145,6 +145,13 @@ class ExpressionForm:
         return tuple(field for field in self.fields if field not in self.attributes)
 
     @property
+    def call_names(self) -> tuple[str, ...]:
+        """The names that call this form in the text: its ops, its opname, or none (variables, literals)."""
+        if self.syntax in (Syntax.OPERATOR, Syntax.INFIX):
+            return self.cls.ops
+        return () if self.syntax in (Syntax.VARIABLE, Syntax.LITERAL) else (self.opname,)
+
+    @property
     def attributes(self) -> tuple[FieldForm, ...]:
         """The fields a PARAMETERIZED expression writes between ``<`` and ``>``."""
         if self.syntax is not Syntax.PARAMETERIZED:
@@ -186,8 +193,7 @@ def text_forms(instruction_set: InstructionSet = TILE_IR) -> TextForms:
             )
     calls: dict[str, ExpressionForm] = {}
     for form in expressions.values():
-        names = form.cls.ops if form.syntax in (Syntax.OPERATOR, Syntax.INFIX) else (form.opname,)
-        for name in names if form.syntax not in (Syntax.VARIABLE, Syntax.LITERAL) else ():
+        for name in form.call_names:
             _claim(calls, name, form, instruction_set)
     by_opname: dict[str, InstructionForm] = {}
     for form in instructions.values():
@@ -251,6 +257,8 @@ def _expression_form(cls: type[Expr]) -> ExpressionForm:
         form.fields and form.fields[0].name == "op" and form.fields[0].kind is FieldKind.STR and cls.ops
     ):
         raise TypeError(f"{cls.__name__}: {cls.syntax.value} syntax needs a first field 'op: str' and ops")
+    if cls.syntax is Syntax.INFIX and len(form.operands) != 2:
+        raise TypeError(f"{cls.__name__}: infix syntax needs two operand fields after 'op'")
     if not uses_op and not cls.opname:
         raise TypeError(f"{cls.__name__}: {cls.syntax.value} syntax needs an opname")
     if cls.syntax is Syntax.PARAMETERIZED and not form.attributes:

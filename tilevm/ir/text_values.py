@@ -142,8 +142,8 @@ class ValueReader:
         lhs, symbol, rhs = node.children
         form = self.syntax_form(Syntax.INFIX, symbol)
         op_field, lhs_field, rhs_field = form.fields
-        values = {op_field.name: _OPS_OF_SYMBOLS[str(symbol.children[0])]}
-        return form.cls(**values, **{lhs_field.name: self.expr(lhs), rhs_field.name: self.expr(rhs)})
+        op = _OPS_OF_SYMBOLS[str(symbol.children[0])]
+        return form.cls(**{op_field.name: op, lhs_field.name: self.expr(lhs), rhs_field.name: self.expr(rhs)})
 
     def call(self, node: lark.Tree) -> Expr:
         name, *arguments = node.children
@@ -164,7 +164,8 @@ class ValueReader:
         if form is None:
             raise self.error(name, f"unknown function '{name}'")
         if form.syntax not in syntaxes:
-            raise self.error(name, f"'{name}' is written {_SHAPES[form.syntax].format(name=name)}")
+            brackets = "<...>" if form.syntax is Syntax.PARAMETERIZED else ""
+            raise self.error(name, f"'{name}' is written {name}{brackets}(...)")
         return form
 
     def positional(self, fields: tuple[FieldForm, ...], name: lark.Token, nodes: list[Node | None]) -> dict:
@@ -262,14 +263,6 @@ _EXPR_READERS: dict[str, Callable[[ValueReader, lark.Tree], Expr]] = {
     "binary": ValueReader.infix,
     "call": ValueReader.call,
     "parameterized": ValueReader.parameterized,
-}
-
-#: how a call of each syntax looks, for the error on a call written in another
-_SHAPES = {
-    Syntax.CALL: "{name}(...)",
-    Syntax.OPERATOR: "{name}(...)",
-    Syntax.INFIX: "{name}(...)",
-    Syntax.PARAMETERIZED: "{name}<...>(...)",
 }
 
 _FIELD_READERS: dict[FieldKind, Callable[[ValueReader, FieldForm, Node], object]] = {
