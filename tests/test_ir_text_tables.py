@@ -165,3 +165,14 @@ def test_a_field_type_without_a_text_form_is_reported():
 
     with pytest.raises(TypeError, match=r"Scaled.factor: no text form for a field of type <class 'float'>"):
         _instruction_form(Scaled)
+
+
+def test_outputs_are_one_output_or_a_tuple_of_outputs():
+    @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+    class Split(Instruction):
+        results: tuple[Var, ...]
+        opname = "split"
+        defined_fields = ("results",)
+
+    with pytest.raises(TypeError, match=re.escape("Split: no text form for outputs ['results']")):
+        _instruction_form(Split)

@@ -56,6 +56,9 @@ BINARY_SYMBOLS = {
 #: instructions with nested bodies: each has dedicated syntax in the printer and the grammar
 STRUCTURED_CLASSES: tuple[type[Instruction], ...] = (For, While, If)
 
+#: the fields an instruction defines its results in: one variable, or several (an mma's four registers)
+_OUTPUT_FIELDS = (("output", Var), ("outputs", tuple[Var, ...]))
+
 #: the program's fields written otherwise than as header facts ``name=value``
 _PROGRAM_SPECIAL_FIELDS = ("name", "params", "body")
 
@@ -228,9 +231,9 @@ def _instruction_form(cls: type[Instruction]) -> InstructionForm:
     hints = typing.get_type_hints(cls)
     names = [item.name for item in dataclasses.fields(cls)]
     defined = [name for name in cls.defined_fields if name in names]
-    if len(defined) > 1 or any(hints[name] not in (Var, tuple[Var, ...]) for name in defined):
+    if len(defined) > 1 or any((name, hints[name]) not in _OUTPUT_FIELDS for name in defined):
         raise TypeError(
-            f"{cls.__name__}: no text form for outputs {defined}; one Var or tuple[Var, ...] field"
+            f"{cls.__name__}: no text form for outputs {defined}; 'output: Var' or 'outputs: tuple[Var, ...]'"
         )
     fields = tuple(
         _field_form(cls, item, hints[item.name])
@@ -238,7 +241,7 @@ def _instruction_form(cls: type[Instruction]) -> InstructionForm:
         if item.name not in (*defined, "loc")
     )
     output = defined[0] if defined else None
-    several = output is not None and hints[output] != Var
+    several = output == "outputs"
     return InstructionForm(cls, cls.opname, output, several, fields)
 
 
