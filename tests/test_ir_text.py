@@ -7,7 +7,7 @@ import math
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilevm.dtypes import (
@@ -287,6 +287,7 @@ def _expressions():
     return st.recursive(leaves, extend, max_leaves=8)
 
 
+@settings(deadline=None)  # a parse takes milliseconds, more on a loaded machine: no per-example deadline
 @given(_expressions())
 def test_scalar_expressions_round_trip(expression):
     b = ProgramBuilder("e", num_threads=32)
@@ -352,3 +353,25 @@ def test_comments_and_whitespace_are_ignored():
         "# a kernel\nkernel k(%n: int32) num_threads=32 {  # body\n  %s: int32=declare( init = %n )\n}\n"
     )
     assert program.body[0].loc is None and program.body[0].init is program.params[0].variable
+
+
+def test_header_facts_print_parse_and_count_in_equality():
+    b = ProgramBuilder("k", num_threads=128)
+    b.pointer_param("x", float32)
+    program = dataclasses.replace(b.build(), target="sm_90", shared_bytes=4096)
+    text = print_program(program)
+    assert text == 'kernel k(%x: ptr<float32>) num_threads=128 target="sm_90" shared_bytes=4096 {\n}'
+    parsed = round_trip(program)
+    assert (parsed.target, parsed.shared_bytes) == ("sm_90", 4096)
+    assert parsed != dataclasses.replace(program, target="sm_80")
+    assert parsed != dataclasses.replace(program, shared_bytes=None)
+    assert print_program(dataclasses.replace(program, target=None)).startswith(
+        "kernel k(%x: ptr<float32>) num_threads=128 shared_bytes=4096 {"
+    )
+
+
+def test_cast_rounding_is_written_in_the_angle_brackets():
+    n = Var("n", ScalarType(int32))
+    assert _expression_text(CastExpr(Const(2.5), int32, "zero")) == 'cast<int32, "zero">(2.5)'
+    assert _expression_text(CastExpr(BinaryExpr("max", n, n), int64)) == "cast<int64>(max(%n, %n))"
+    assert _parse_expression('cast<int32, "zero">(2.5)') == CastExpr(Const(2.5), int32, "zero")

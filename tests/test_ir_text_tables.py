@@ -1,16 +1,19 @@
 """Every node has a text form: the printer's and parser's dispatch tables cover every instruction, expression,
-type and field kind, and every instruction class round-trips with any values of its fields."""
+syntax, type and field kind, and every instruction class round-trips with any values of its fields."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 
 import pytest
 
 from tilevm.dtypes import float16, int4, int32
 from tilevm.ir import (
+    EXPRESSION_CLASSES,
     INSTRUCTION_CLASSES,
+    TILE_IR,
     Const,
     Expr,
     Instruction,
@@ -24,7 +27,16 @@ from tilevm.ir import (
     text_values,
 )
 from tilevm.ir import expr as expr_module
-from tilevm.ir.text_forms import STRUCTURED_CLASSES, FieldForm, FieldKind, _form_of, instruction_forms
+from tilevm.ir.expr import Syntax
+from tilevm.ir.text_forms import (
+    STRUCTURED_CLASSES,
+    FieldForm,
+    FieldKind,
+    InstructionSet,
+    _instruction_form,
+    instruction_forms,
+    text_forms,
+)
 from tilevm.ir.types import PointerType, ScalarType, Scope, TileType, Type
 from tilevm.layout import RegisterLayout, SharedLayout, spatial
 
@@ -37,6 +49,7 @@ def _subclasses(cls: type) -> set[type]:
 
 
 def test_every_instruction_class_has_a_text_form():
+    assert INSTRUCTION_CLASSES is TILE_IR.instructions and EXPRESSION_CLASSES is TILE_IR.expressions
     generic = set(instruction_forms())
     assert generic | set(STRUCTURED_CLASSES) == set(INSTRUCTION_CLASSES)
     assert set(printer._STATEMENT_PRINTERS) == set(STRUCTURED_CLASSES)
@@ -44,13 +57,74 @@ def test_every_instruction_class_has_a_text_form():
     assert {"instruction", "for_loop", "while_loop", "if_branch"} == set(parser._STATEMENT_READERS)
 
 
-def test_every_expression_type_and_field_kind_has_handlers():
+def test_every_expression_class_syntax_type_and_field_kind_has_handlers():
     expression_classes = {cls for cls in _subclasses(Expr) if cls.__module__ == expr_module.__name__}
-    assert expression_classes <= set(printer._EXPR_PRINTERS)
+    assert expression_classes == set(EXPRESSION_CLASSES) == set(text_forms().expressions)
+    assert set(printer._SYNTAX_PRINTERS) == set(Syntax)
     assert set(typing.get_args(Type)) == set(printer._TYPE_PRINTERS)
     assert set(text_values._TYPE_READERS) == {"scalar_type", "pointer_type", "global_type", "tile_type"}
-    assert set(text_values._EXPR_READERS) == {"var", "constant", "binary", "call", "cast"}
+    assert set(text_values._EXPR_READERS) == {"var", "constant", "binary", "call", "parameterized"}
     assert set(printer._VALUE_PRINTERS) == set(FieldKind) == set(text_values._FIELD_READERS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Nameless(Expr):
+    axis: int
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorWithoutOp(Expr):
+    operand: Expr
+    syntax = Syntax.OPERATOR
+    ops = ("frob",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Select(Expr):
+    op: str
+    condition: Expr
+    on_true: Expr
+    on_false: Expr
+    syntax = Syntax.INFIX
+    ops = ("select",)
+
+
+@dataclasses.dataclass(frozen=True)
+class SecondInfix(Expr):
+    op: str
+    lhs: Expr
+    rhs: Expr
+    syntax = Syntax.INFIX
+    ops = ("plus",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Floating(Expr):
+    scale: float
+    opname = "floating"
+
+
+@dataclasses.dataclass(frozen=True)
+class Clashing(Expr):
+    operand: Expr
+    opname = "exp"  # an op of UnaryExpr
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (Nameless, "Nameless: call syntax needs an opname"),
+        (OperatorWithoutOp, "OperatorWithoutOp: operator syntax needs a first field 'op: str' and ops"),
+        (Select, "Select: infix syntax needs two operand fields after 'op'"),
+        (SecondInfix, "broken: more than one expression class of infix syntax"),
+        (Floating, "Floating.scale: no text form for a field of type <class 'float'>"),
+        (Clashing, "the name 'exp' of Clashing is empty or taken"),
+    ],
+)
+def test_an_expression_class_without_a_text_form_is_reported(cls, message):
+    instruction_set = InstructionSet("broken", TILE_IR.instructions, (*TILE_IR.expressions, cls))
+    with pytest.raises(TypeError, match=re.escape(message)):
+        text_forms(instruction_set)
 
 
 def _sample(field: FieldForm, pointer: Var, scalar: Var) -> object:
@@ -74,8 +148,9 @@ def test_every_instruction_class_round_trips_with_any_field_values(cls: type[Ins
     pointer, scalar = Var("p", PointerType(float16)), Var("s", ScalarType(int32))
     form = instruction_forms()[cls]
     fields = {field.name: _sample(field, pointer, scalar) for field in form.fields}
-    if form.has_output:
-        fields["output"] = Var("out", TileType(float16, (16, 8), Scope.REGISTER, spatial(8, 4).local(2, 2)))
+    output = Var("out", TileType(float16, (16, 8), Scope.REGISTER, spatial(8, 4).local(2, 2)))
+    if form.output_field is not None:
+        fields[form.output_field] = output
     program = Program("k", (Param(pointer), Param(scalar)), 32, (cls(**fields),))
     text = print_program(program)
     assert parse(text) == program, text
@@ -89,4 +164,15 @@ def test_a_field_type_without_a_text_form_is_reported():
         opname = "scaled"
 
     with pytest.raises(TypeError, match=r"Scaled.factor: no text form for a field of type <class 'float'>"):
-        _form_of(Scaled)
+        _instruction_form(Scaled)
+
+
+def test_outputs_are_one_output_or_a_tuple_of_outputs():
+    @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+    class Split(Instruction):
+        results: tuple[Var, ...]
+        opname = "split"
+        defined_fields = ("results",)
+
+    with pytest.raises(TypeError, match=re.escape("Split: no text form for outputs ['results']")):
+        _instruction_form(Split)

@@ -9,6 +9,7 @@ from tilevm.ir.compute import AssignTensor, Binary, Cast, ConvertLayout, Dot, Re
 from tilevm.ir.equality import programs_equal
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
 from tilevm.ir.inst import Instruction, IRTypeError
+from tilevm.ir.instruction_set import TILE_IR, InstructionSet
 from tilevm.ir.memory import (
     AllocRegister,
     AllocShared,
@@ -25,22 +26,21 @@ from tilevm.ir.memory import (
     StoreShared,
     Sync,
 )
-from tilevm.ir.parser import parse
+from tilevm.ir.parser import check_round_trip, parse
 from tilevm.ir.printer import print_program
 from tilevm.ir.program import Param, Program
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, While
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
 from tilevm.ir.verify import verify
 
-INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
-    GlobalView, AllocShared, FreeShared, AllocRegister, SliceShared, LoadGlobal, StoreGlobal, AtomicGlobal,
-    LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync,
-    Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout,
-    DeclareScalar, AssignScalar, For, While, If,
-)  # fmt: skip
+#: Tile IR's classes, as listed by its registry ``TILE_IR``
+INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = TILE_IR.instructions
+EXPRESSION_CLASSES: tuple[type[Expr], ...] = TILE_IR.expressions
 
 __all__ = [
+    "EXPRESSION_CLASSES",
     "INSTRUCTION_CLASSES",
+    "TILE_IR",
     "AllocRegister",
     "AllocShared",
     "AssignScalar",
@@ -67,6 +67,7 @@ __all__ = [
     "IRTypeError",
     "If",
     "Instruction",
+    "InstructionSet",
     "LoadGlobal",
     "LoadShared",
     "Param",
@@ -87,6 +88,7 @@ __all__ = [
     "View",
     "Where",
     "While",
+    "check_round_trip",
     "parse",
     "print_program",
     "programs_equal",

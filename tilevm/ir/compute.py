@@ -22,7 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tilevm.dtypes import DType, boolean
-from tilevm.ir.expr import ARITHMETIC_OPS, BITWISE_OPS, COMPARISON_OPS, UNARY_OPS, Expr, Var, operator_error
+from tilevm.ir.expr import (
+    ARITHMETIC_OPS,
+    BITWISE_OPS,
+    COMPARISON_OPS,
+    ROUNDING_MODES,
+    UNARY_OPS,
+    Expr,
+    Var,
+    operator_error,
+)
 from tilevm.ir.inst import (
     Instruction,
     IRTypeError,
@@ -48,7 +57,6 @@ __all__ = [
 ]
 
 REDUCE_OPS = ("sum", "max", "min")
-ROUNDING_MODES = ("nearest", "zero")
 
 
 def operand_shape_and_dtype(value: Expr, what: str) -> tuple[tuple[int, ...], DType]:

@@ -11,16 +11,20 @@ since two variables that print alike are still different values.
 
 from __future__ import annotations
 
+import enum
 import itertools
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 from tilevm.dtypes import DType, boolean, float32, int32
 from tilevm.ir.types import ScalarType, Type
 
 __all__ = [
     "ARITHMETIC_OPS",
+    "BINARY_OPS",
     "BITWISE_OPS",
     "COMPARISON_OPS",
+    "ROUNDING_MODES",
     "UNARY_OPS",
     "BinaryExpr",
     "BlockIndex",
@@ -28,6 +32,8 @@ __all__ = [
     "Const",
     "Expr",
     "GridSize",
+    "IRTypeError",
+    "Syntax",
     "UnaryExpr",
     "Var",
     "binary_result_dtype",
@@ -36,17 +42,50 @@ __all__ = [
 ARITHMETIC_OPS = ("add", "sub", "mul", "div", "floordiv", "mod", "max", "min")
 BITWISE_OPS = ("and", "or", "xor", "shl", "shr")
 COMPARISON_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
+BINARY_OPS = (*ARITHMETIC_OPS, *BITWISE_OPS, *COMPARISON_OPS)
+#: the single list of unary operators: the DSL's builtins (tv.exp, ...) and the text form are derived from it
 UNARY_OPS = ("neg", "not", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh")
 FLOAT_ONLY_OPS = ("div", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh")
 INTEGER_ONLY_OPS = ("floordiv", "mod", *BITWISE_OPS, "not")
+#: how a cast rounds: to nearest (ties to even) or toward zero
+ROUNDING_MODES = ("nearest", "zero")
+
+
+class IRTypeError(Exception):
+    """An instruction or expression whose operands break its type rule; the verifier adds the location."""
+
+
+class Syntax(enum.Enum):
+    """How an expression class is written in the text form; ``tilevm.ir.text_forms`` derives the rest from the
+    class's dataclass fields, each written as its annotation says (see ``FieldKind``)."""
+
+    CALL = "call"  # opname(field, ...): block_index(0)
+    OPERATOR = "operator"  # the ``op`` field names the call: exp(%x), max(%a, %b)
+    INFIX = "infix"  # lhs symbol rhs for ops with a symbol, else as OPERATOR: %a + %b
+    PARAMETERIZED = "parameterized"  # opname<attributes>(operands): cast<float16, "zero">(%x)
+    VARIABLE = "variable"  # %name
+    LITERAL = "literal"  # 3, -inf, 7:int64
 
 
 class Expr:
-    """Base class of scalar expressions. Every expression has a ``type``."""
+    """Base class of scalar expressions. Every expression has a ``type``; ``result_type`` also checks the
+    expression's type rule."""
+
+    #: how the class is written in the text form
+    syntax: ClassVar[Syntax] = Syntax.CALL
+    #: the name of the call in the text form (CALL and PARAMETERIZED syntax)
+    opname: ClassVar[str] = ""
+    #: the names the ``op`` field takes (OPERATOR and INFIX syntax)
+    ops: ClassVar[tuple[str, ...]] = ()
 
     @property
     def type(self) -> Type:
         raise NotImplementedError
+
+    def result_type(self) -> Type:
+        """The type rule: the expression's type, or ``IRTypeError`` when its operands do not fit it (the
+        operands' own rules are checked by the caller, which walks the children)."""
+        return self.type
 
     def children(self) -> tuple[Expr, ...]:
         """The expressions this one is built from (none for variables and constants)."""
@@ -68,6 +107,7 @@ class Var(Expr):
     name: str
     var_type: Type
     uid: int = field(default_factory=lambda: next(_var_ids), repr=False)
+    syntax = Syntax.VARIABLE
 
     @property
     def type(self) -> Type:
@@ -84,6 +124,7 @@ class Const(Expr):
 
     value: int | float | bool
     dtype: DType = None  # type: ignore[assignment]  (filled in by __post_init__)
+    syntax = Syntax.LITERAL
 
     def __post_init__(self) -> None:
         if self.dtype is None:
@@ -106,10 +147,14 @@ class BlockIndex(Expr):
     """The index of the executing block along grid axis 0, 1 or 2."""
 
     axis: int
+    opname = "block_index"
 
     @property
     def type(self) -> ScalarType:
         return ScalarType(int32)
+
+    def result_type(self) -> ScalarType:
+        return _expect_axis(self)
 
 
 @dataclass(frozen=True)
@@ -117,20 +162,35 @@ class GridSize(Expr):
     """The number of blocks of the launch along grid axis 0, 1 or 2."""
 
     axis: int
+    opname = "grid_size"
 
     @property
     def type(self) -> ScalarType:
         return ScalarType(int32)
 
+    def result_type(self) -> ScalarType:
+        return _expect_axis(self)
+
 
 @dataclass(frozen=True)
 class UnaryExpr(Expr):
+    """``op(operand)`` on a scalar, one of ``UNARY_OPS``."""
+
     op: str
     operand: Expr
+    syntax = Syntax.OPERATOR
+    ops = UNARY_OPS
 
     @property
     def type(self) -> Type:
         return self.operand.type
+
+    def result_type(self) -> ScalarType:
+        if self.op not in UNARY_OPS:
+            raise IRTypeError(f"unknown unary op '{self.op}'; expected one of {', '.join(UNARY_OPS)}")
+        operand = _expect_scalar(self.operand, f"the operand of '{self.op}'")
+        check_operator(self.op, operand.dtype)
+        return operand
 
 
 @dataclass(frozen=True)
@@ -146,10 +206,22 @@ class BinaryExpr(Expr):
     op: str
     lhs: Expr
     rhs: Expr
+    syntax = Syntax.INFIX
+    ops = BINARY_OPS
 
     @property
     def type(self) -> ScalarType:
         return ScalarType(binary_result_dtype(self.op, self.lhs.type.dtype))
+
+    def result_type(self) -> ScalarType:
+        if self.op not in BINARY_OPS:
+            raise IRTypeError(f"unknown binary op '{self.op}'; expected one of {', '.join(BINARY_OPS)}")
+        lhs = _expect_scalar(self.lhs, f"the lhs of '{self.op}'")
+        rhs = _expect_scalar(self.rhs, f"the rhs of '{self.op}'")
+        if lhs != rhs:
+            raise IRTypeError(f"'{self.op}' of a {lhs} and a {rhs}; cast one of them")
+        check_operator(self.op, lhs.dtype)
+        return self.type
 
 
 @dataclass(frozen=True)
@@ -159,10 +231,20 @@ class CastExpr(Expr):
     operand: Expr
     dtype: DType
     rounding: str = "nearest"
+    syntax = Syntax.PARAMETERIZED
+    opname = "cast"
 
     @property
     def type(self) -> ScalarType:
         return ScalarType(self.dtype)
+
+    def result_type(self) -> ScalarType:
+        _expect_scalar(self.operand, "the operand of a cast")
+        if self.rounding not in ROUNDING_MODES:
+            raise IRTypeError(
+                f"unknown rounding '{self.rounding}'; expected one of {', '.join(ROUNDING_MODES)}"
+            )
+        return self.type
 
 
 def binary_result_dtype(op: str, operand_dtype: DType) -> DType:
@@ -170,10 +252,36 @@ def binary_result_dtype(op: str, operand_dtype: DType) -> DType:
     return boolean if op in COMPARISON_OPS else operand_dtype
 
 
+def check_operator(op: str, dtype: DType) -> None:
+    """Raise ``IRTypeError`` when ``op`` cannot apply to values of ``dtype`` (comparisons apply to any).
+
+    >>> check_operator("mod", float32)
+    Traceback (most recent call last):
+    tilevm.ir.expr.IRTypeError: 'mod' needs integer operands, got float32
+    """
+    reason = operator_error(op, dtype)
+    if reason:
+        raise IRTypeError(reason)
+
+
 def operator_error(op: str, dtype: DType) -> str | None:
     """Why ``op`` cannot apply to values of ``dtype``, or None when it can."""
     if op in FLOAT_ONLY_OPS and not dtype.is_float:
-        return f"'{op}' needs floating-point operands, got {dtype}"
+        hint = "; use '//' (floordiv) on integers" if op == "div" else ""
+        return f"'{op}' needs floating-point operands, got {dtype}{hint}"
     if op in INTEGER_ONLY_OPS and dtype.is_float:
         return f"'{op}' needs integer operands, got {dtype}"
     return None
+
+
+def _expect_scalar(operand: Expr, what: str) -> ScalarType:
+    operand_type = operand.type
+    if not isinstance(operand_type, ScalarType):
+        raise IRTypeError(f"{what} must be a scalar, got {operand_type}")
+    return operand_type
+
+
+def _expect_axis(expression: BlockIndex | GridSize) -> ScalarType:
+    if expression.axis not in (0, 1, 2):
+        raise IRTypeError(f"{expression.opname}'s axis is 0, 1 or 2, got {expression.axis}")
+    return expression.type

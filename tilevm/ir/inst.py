@@ -12,14 +12,10 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from tilevm.errors import SourceLocation
-from tilevm.ir.expr import Expr
+from tilevm.ir.expr import Expr, IRTypeError
 from tilevm.ir.types import GlobalType, ScalarType, Scope, TileType, Type
 
 __all__ = ["IRTypeError", "Instruction", "broadcast_shapes", "expect_global", "expect_scalar", "expect_tile"]
-
-
-class IRTypeError(Exception):
-    """An instruction whose operands break its type rule; the verifier adds the source location."""
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -1,4 +1,5 @@
-"""Reading the text form of Tile IR back into a program: ``parse(print_program(p)) == p``.
+"""Reading the text form of Tile IR (or of another instruction set) back into a program:
+``parse(print_program(p)) == p``.
 
 The grammar is ``grammar.lark`` (LALR); values, types and expressions are read by
 ``tilevm.ir.text_values``; this module reads the program and its statements. Syntax errors, undefined
@@ -14,7 +15,6 @@ The grammar is ``grammar.lark`` (LALR); values, types and expressions are read b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,14 @@ import lark
 
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir.inst import Instruction
+from tilevm.ir.instruction_set import TILE_IR, InstructionSet
+from tilevm.ir.printer import print_program
 from tilevm.ir.program import Param, Program
 from tilevm.ir.stmt import For, If, While
-from tilevm.ir.text_forms import BINARY_SYMBOLS, InstructionForm, forms_by_opname
+from tilevm.ir.text_forms import BINARY_SYMBOLS, FieldForm, InstructionForm, header_fields
 from tilevm.ir.text_values import ValueReader, error_at
 
-__all__ = ["parse"]
+__all__ = ["check_round_trip", "parse"]
 
 _PARSER = lark.Lark(
     (Path(__file__).parent / "grammar.lark").read_text(),
@@ -51,12 +53,13 @@ _TERMINAL_NAMES = {
     "SCOPE_SHARED": "'shared'",
     "SCOPE_REGISTER": "'register'",
     "$END": "end of text",
+    "<END-OF-FILE>": "end of text",  # what lark expects after the text's last token
 }
 _OPERATOR_SYMBOLS = frozenset(BINARY_SYMBOLS.values())
 
 
-def parse(text: str) -> Program:
-    """The program written as ``text`` (the form ``print_program`` writes).
+def parse(text: str, instruction_set: InstructionSet = TILE_IR) -> Program:
+    """The program written as ``text`` (the form ``print_program`` writes) in ``instruction_set``.
 
     Raises ``CompilationError`` with the line and column in ``text`` of a syntax error, an undefined or
     redefined ``%name``, an unknown instruction or field, or a value of the wrong kind.
@@ -65,7 +68,23 @@ def parse(text: str) -> Program:
         tree = _PARSER.parse(text)
     except lark.exceptions.UnexpectedInput as failure:
         raise _syntax_error(text, failure) from None
-    return _ProgramReader(text).program(tree)
+    return _ProgramReader(text, instruction_set).program(tree)
+
+
+def check_round_trip(program: Program, instruction_set: InstructionSet = TILE_IR) -> Program:
+    """The program parsed back from ``program``'s text, after checking that it equals ``program`` and prints
+    to the same text; raises ``AssertionError`` showing the text otherwise. Every IR's tests run it.
+
+    >>> check_round_trip(Program("k", (), 32, (), target="sm_90")).target
+    'sm_90'
+    """
+    text = print_program(program, instruction_set)
+    parsed = parse(text, instruction_set)
+    if parsed != program:
+        raise AssertionError(f"the text of {program.name} parses back to another program:\n{text}")
+    if print_program(parsed, instruction_set) != text:
+        raise AssertionError(f"the text of {program.name} prints back differently:\n{text}")
+    return parsed
 
 
 def _syntax_error(text: str, failure: lark.exceptions.UnexpectedInput) -> CompilationError:
@@ -93,11 +112,12 @@ class _ProgramReader(ValueReader):
     """Reads the statements of one program, keeping one scope of ``%names`` per nested body."""
 
     def program(self, tree: lark.Tree) -> Program:
-        name, *params, num_threads, shared_bytes, body = tree.children
-        kernel_name = json.loads(name) if name.type == "ESCAPED_STRING" else str(name)
-        read_params = tuple(self.param(param) for param in params if param is not None)
-        planned_bytes = None if shared_bytes is None else int(shared_bytes)
-        return Program(kernel_name, read_params, int(num_threads), self.body(body), planned_bytes)
+        name, *header, body = tree.children
+        kernel_name = self.string(name) if name.type == "ESCAPED_STRING" else str(name)
+        params = tuple(self.param(node) for node in header if node is not None and node.data == "param")
+        facts = [node for node in header if node is not None and node.data == "argument"]
+        values = self.keyword_fields(header_fields(), "kernel", name, facts)
+        return Program(kernel_name, params, body=self.body(body), **values)
 
     def param(self, node: lark.Tree) -> Param:
         token, type_node, divisibility = node.children
@@ -121,35 +141,46 @@ class _ProgramReader(ValueReader):
         # '# loc("file", line, column)': the file is a JSON string, the rest two integers.
         file_text, _, numbers = token[len("# loc(") : -1].rpartition('",')
         line, column = (int(number) for number in numbers.split(","))
-        return SourceLocation(json.loads(file_text + '"'), line, column)
+        return SourceLocation(self.string(token, file_text + '"'), line, column)
 
     def instruction(self, node: lark.Tree) -> Instruction:
-        output, output_type, opname, *arguments, loc = node.children
-        form = forms_by_opname().get(str(opname))
+        outputs, opname, *arguments, loc = node.children
+        form = self.forms.by_opname.get(str(opname))
         if form is None:
             raise self.error(opname, f"unknown instruction '{opname}'")
-        fields = self.arguments(form, opname, [argument for argument in arguments if argument is not None])
-        if form.has_output != (output is not None):
-            having = "defines an output" if form.has_output else "has no output"
-            raise self.error(opname, f"'{opname}' {having}")
-        if output is not None:
-            fields["output"] = self.define(output, self.type(output_type))
+        fields = self.keyword_fields(form.fields, opname, opname, arguments)
+        declarations = () if outputs is None else [declaration.children for declaration in outputs.children]
+        self.check_output_count(form, opname, len(declarations))
+        defined = tuple(self.define(variable, self.type(type_node)) for variable, type_node in declarations)
+        if form.output_field is not None:
+            fields[form.output_field] = defined if form.several_outputs else defined[0]
         return form.cls(loc=self.location(loc), **fields)
 
-    def arguments(self, form: InstructionForm, opname: lark.Token, nodes: list[lark.Tree]) -> dict[str, Any]:
-        by_name = {field.name: field for field in form.fields}
+    def check_output_count(self, form: InstructionForm, opname: lark.Token, count: int) -> None:
+        if form.output_field is None and count:
+            raise self.error(opname, f"'{opname}' has no output")
+        if form.output_field is not None and not form.several_outputs and count != 1:
+            raise self.error(opname, f"'{opname}' defines one output, got {count}")
+
+    def keyword_fields(
+        self, fields: tuple[FieldForm, ...], what: str, anchor: lark.Token, nodes: list[lark.Tree | None]
+    ) -> dict[str, Any]:
+        """The values of ``fields`` written as ``name=value`` nodes of an instruction or the header."""
+        by_name = {field.name: field for field in fields}
         values: dict[str, Any] = {}
         for node in nodes:
+            if node is None:
+                continue
             name, value = node.children
             field = by_name.get(str(name))
             if field is None:
-                raise self.error(name, f"'{form.opname}' has no field '{name}'")
+                raise self.error(name, f"'{what}' has no field '{name}'")
             if field.name in values:
                 raise self.error(name, f"field '{name}' given twice")
             values[field.name] = self.field(field, value)
-        missing = [field.name for field in form.fields if field.required and field.name not in values]
+        missing = [field.name for field in fields if field.required and field.name not in values]
         if missing:
-            raise self.error(opname, f"'{form.opname}' needs field {', '.join(map(repr, missing))}")
+            raise self.error(anchor, f"'{what}' needs field {', '.join(map(repr, missing))}")
         return values
 
     def for_loop(self, node: lark.Tree) -> For:

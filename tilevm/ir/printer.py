@@ -1,9 +1,12 @@
-"""The text form of Tile IR: ``print_program`` writes it, ``tilevm.ir.parser.parse`` reads it back.
+"""The text form of Tile IR (or of another instruction set): ``print_program`` writes it,
+``tilevm.ir.parser.parse`` reads it back.
 
-One instruction a line; every output shows its full type; nested bodies are indented inside braces; source
-locations are trailing ``# loc("file", line, column)`` comments. Variables print as ``%name``, made unique by
-appending ``.1``, ``.2``, ... to clashing names. Constants show their dtype only when it is not the default
-of their literal (int32, float32, bool): ``3``, ``-inf``, ``7:int64``, ``1.0:float16``.
+The header names the kernel, its parameters and the program's facts (``num_threads=128``, and ``target``,
+``shared_bytes`` once set). One instruction a line; every output shows its full type; nested bodies are
+indented inside braces; source locations are trailing ``# loc("file", line, column)`` comments. Variables
+print as ``%name``, made unique by appending ``.1``, ``.2``, ... to clashing names. Constants show their
+dtype only when it is not the default of their literal (int32, float32, bool): ``3``, ``-inf``, ``7:int64``,
+``1.0:float16``.
 
 >>> from tilevm.dtypes import float32, int32
 >>> from tilevm.ir.builder import ProgramBuilder
@@ -27,11 +30,20 @@ from collections.abc import Callable
 
 from tilevm.dtypes import boolean, float32, int32
 from tilevm.errors import SourceLocation
-from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
+from tilevm.ir.expr import Const, Expr, Syntax, Var
 from tilevm.ir.inst import Instruction
+from tilevm.ir.instruction_set import TILE_IR, InstructionSet
 from tilevm.ir.program import Program
 from tilevm.ir.stmt import For, If, While
-from tilevm.ir.text_forms import BINARY_SYMBOLS, FieldKind, InstructionForm, instruction_forms
+from tilevm.ir.text_forms import (
+    BINARY_SYMBOLS,
+    ExpressionForm,
+    FieldForm,
+    FieldKind,
+    InstructionForm,
+    header_fields,
+    text_forms,
+)
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, TileType, Type
 
 __all__ = ["print_program"]
@@ -41,9 +53,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_NAME_CHARACTER = re.compile(r"[^A-Za-z0-9_.]")
 
 
-def print_program(program: Program) -> str:
-    """The text of ``program``; ``tilevm.ir.parse`` reads it back to an equal program (see the module doc)."""
-    return _Printer().program(program)
+def print_program(program: Program, instruction_set: InstructionSet = TILE_IR) -> str:
+    """The text of ``program``, whose classes are those of ``instruction_set``; ``tilevm.ir.parse`` reads it
+    back to an equal program (see the module doc)."""
+    return _Printer(instruction_set).program(program)
 
 
 def location_comment(loc: SourceLocation | None) -> str:
@@ -71,7 +84,8 @@ def constant_text(constant: Const) -> str:
 class _Printer:
     """Prints one program; owns the names given to its variables."""
 
-    def __init__(self) -> None:
+    def __init__(self, instruction_set: InstructionSet) -> None:
+        self.forms = text_forms(instruction_set)
         self.names: dict[int, str] = {}
         self.used: set[str] = set()
         self.lines: list[str] = []
@@ -103,8 +117,8 @@ class _Printer:
     def program(self, program: Program) -> str:
         params = ", ".join(self.param(param.variable, param.divisibility) for param in program.params)
         name = program.name if _IDENTIFIER.fullmatch(program.name) else json.dumps(program.name)
-        planned = "" if program.shared_bytes is None else f" shared_bytes={program.shared_bytes}"
-        self.lines.append(f"kernel {name}({params}) num_threads={program.num_threads}{planned} {{")
+        facts = self.keyword_fields(header_fields(), program, " ")
+        self.lines.append(f"kernel {name}({params}) {facts} {{")
         self.body(program.body, 1)
         self.lines.append("}")
         return "\n".join(self.lines)
@@ -122,14 +136,24 @@ class _Printer:
         self.lines.append(f"{INDENT * depth}{text}{location_comment(loc)}")
 
     def instruction(self, instruction: Instruction, depth: int) -> None:
-        form = _form(instruction)
-        prefix = f"{self.declaration(instruction.output)} = " if form.has_output else ""
-        arguments = ", ".join(
-            f"{field.name}={self.value(field.kind, getattr(instruction, field.name))}"
-            for field in form.fields
-            if not field.is_default(getattr(instruction, field.name))
-        )
+        form = self.forms.instructions.get(type(instruction))
+        if form is None:
+            raise TypeError(
+                f"{type(instruction).__name__} is not an instruction of {self.forms.instruction_set.name}"
+            )
+        outputs = _outputs(form, instruction)
+        declarations = ", ".join(self.declaration(output) for output in outputs)
+        prefix = f"{declarations} = " if outputs else ""
+        arguments = self.keyword_fields(form.fields, instruction, ", ")
         self.emit(depth, f"{prefix}{form.opname}({arguments})", instruction.loc)
+
+    def keyword_fields(self, fields: tuple[FieldForm, ...], node: object, separator: str) -> str:
+        """``name=value`` for each field of ``node`` (an instruction, a program) not at its default."""
+        return separator.join(
+            f"{field.name}={self.value(field.kind, getattr(node, field.name))}"
+            for field in fields
+            if not field.is_default(getattr(node, field.name))
+        )
 
     def for_loop(self, loop: For, depth: int) -> None:
         bounds = ", ".join(self.expr(bound) for bound in (loop.start, loop.stop, loop.step))
@@ -161,18 +185,41 @@ class _Printer:
     # expressions
 
     def expr(self, expression: Expr) -> str:
-        return _EXPR_PRINTERS[type(expression)](self, expression)
+        form = self.forms.expressions.get(type(expression))
+        if form is None:
+            raise TypeError(
+                f"{type(expression).__name__} is not an expression of {self.forms.instruction_set.name}"
+            )
+        return _SYNTAX_PRINTERS[form.syntax](self, form, expression)
+
+    def positional(self, fields: tuple[FieldForm, ...], node: Expr) -> str:
+        """The values of ``fields``, comma-separated, leaving out the trailing ones at their defaults."""
+        values = [getattr(node, field.name) for field in fields]
+        while fields and fields[-1].is_default(values[-1]):
+            fields, values = fields[:-1], values[:-1]
+        return ", ".join(self.value(field.kind, value) for field, value in zip(fields, values))
+
+    def call(self, form: ExpressionForm, expression: Expr) -> str:
+        return f"{form.opname}({self.positional(form.operands, expression)})"
+
+    def operator(self, form: ExpressionForm, expression: Expr) -> str:
+        return f"{expression.op}({self.positional(form.operands, expression)})"
+
+    def infix(self, form: ExpressionForm, expression: Expr) -> str:
+        symbol = BINARY_SYMBOLS.get(expression.op)
+        if symbol is None:
+            return self.operator(form, expression)
+        lhs, rhs = (self.operand(getattr(expression, field.name)) for field in form.operands)
+        return f"{lhs} {symbol} {rhs}"
 
     def operand(self, expression: Expr) -> str:
         """An operand of an infix operator, parenthesized when itself infix: the text needs no precedence."""
         text = self.expr(expression)
         return f"({text})" if _is_infix(expression) else text
 
-    def binary(self, expression: BinaryExpr) -> str:
-        symbol = BINARY_SYMBOLS.get(expression.op)
-        if symbol is None:
-            return f"{expression.op}({self.expr(expression.lhs)}, {self.expr(expression.rhs)})"
-        return f"{self.operand(expression.lhs)} {symbol} {self.operand(expression.rhs)}"
+    def parameterized(self, form: ExpressionForm, expression: Expr) -> str:
+        attributes = self.positional(form.attributes, expression)
+        return f"{form.opname}<{attributes}>({self.positional(form.operands, expression)})"
 
     def exprs(self, expressions: tuple[Expr, ...]) -> str:
         return f"[{', '.join(self.expr(expression) for expression in expressions)}]"
@@ -191,15 +238,15 @@ class _Printer:
         return f"{value_type.scope.value}<{value_type.dtype}, {_ints(value_type.shape)}{layout}>"
 
 
-def _form(instruction: Instruction) -> InstructionForm:
-    form = instruction_forms().get(type(instruction))
-    if form is None:
-        raise TypeError(f"{type(instruction).__name__} is not in INSTRUCTION_CLASSES, so it has no text form")
-    return form
+def _outputs(form: InstructionForm, instruction: Instruction) -> tuple[Var, ...]:
+    if form.output_field is None:
+        return ()
+    value = getattr(instruction, form.output_field)
+    return value if form.several_outputs else (value,)
 
 
 def _is_infix(expression: Expr) -> bool:
-    return isinstance(expression, BinaryExpr) and expression.op in BINARY_SYMBOLS
+    return type(expression).syntax is Syntax.INFIX and expression.op in BINARY_SYMBOLS
 
 
 def _ints(values: tuple[int, ...]) -> str:
@@ -212,14 +259,13 @@ _STATEMENT_PRINTERS: dict[type[Instruction], Callable[[_Printer, Instruction, in
     If: _Printer.if_branch,
 }
 
-_EXPR_PRINTERS: dict[type[Expr], Callable[[_Printer, Expr], str]] = {
-    Var: _Printer.var,
-    Const: lambda _, constant: constant_text(constant),
-    BlockIndex: lambda _, index: f"block_index({index.axis})",
-    GridSize: lambda _, size: f"grid_size({size.axis})",
-    UnaryExpr: lambda printer, unary: f"{unary.op}({printer.expr(unary.operand)})",
-    BinaryExpr: _Printer.binary,
-    CastExpr: lambda printer, cast: f"cast<{_cast_arguments(cast)}>({printer.expr(cast.operand)})",
+_SYNTAX_PRINTERS: dict[Syntax, Callable[[_Printer, ExpressionForm, Expr], str]] = {
+    Syntax.VARIABLE: lambda printer, _, variable: printer.var(variable),
+    Syntax.LITERAL: lambda _, __, constant: constant_text(constant),
+    Syntax.CALL: _Printer.call,
+    Syntax.OPERATOR: _Printer.operator,
+    Syntax.INFIX: _Printer.infix,
+    Syntax.PARAMETERIZED: _Printer.parameterized,
 }
 
 _TYPE_PRINTERS: dict[type, Callable[[_Printer, Type], str]] = {
@@ -240,7 +286,3 @@ _VALUE_PRINTERS: dict[FieldKind, Callable[[_Printer, object], str]] = {
     FieldKind.DTYPE: lambda _, value: str(value),
     FieldKind.LAYOUT: lambda _, value: f"<{value}>",
 }
-
-
-def _cast_arguments(cast: CastExpr) -> str:
-    return str(cast.dtype) if cast.rounding == "nearest" else f"{cast.dtype}, {cast.rounding}"

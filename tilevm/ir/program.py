@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from tilevm.ir.equality import programs_equal
 from tilevm.ir.expr import Var
@@ -34,13 +34,19 @@ class Program:
 
     The grid is given at launch; ``BlockIndex`` and ``GridSize`` expressions read it. Two programs compare
     equal when they are the same up to the renaming of variables (see ``tilevm.ir.equality``).
-    ``shared_bytes`` is the block's dynamic shared memory once allocations have planned offsets.
+
+    The keyword fields are facts about the target, set by passes: ``target`` names the GPU architecture the
+    program is compiled for (``"sm_90"``), ``shared_bytes`` is the shared memory one block needs once
+    allocations are planned. Every field but the name, parameters and body is written in the text form's
+    header as ``name=value``, so a new fact is a new field here.
     """
 
     name: str
     params: tuple[Param, ...]
     num_threads: int
     body: Body
+    _: KW_ONLY
+    target: str | None = None
     shared_bytes: int | None = None
 
     def __eq__(self, other: object) -> bool:

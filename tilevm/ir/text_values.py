@@ -1,5 +1,6 @@
-"""Reading the values of Tile IR text from its parse tree: expressions, types and instruction fields, with the
-scopes that map ``%names`` to variables. ``tilevm.ir.parser`` reads the statements on top of this.
+"""Reading the values of IR text from its parse tree: expressions, types and fields, with the scopes that map
+``%names`` to variables. ``tilevm.ir.parser`` reads the statements on top of this. Expressions are read by
+their instruction set's forms (``tilevm.ir.text_forms``), so that each class's fields are read as printed.
 
 >>> import lark
 >>> from pathlib import Path
@@ -20,21 +21,9 @@ import lark
 
 from tilevm.dtypes import DType, boolean, dtype, float32, int32
 from tilevm.errors import CompilationError, SourceLocation
-from tilevm.ir.expr import (
-    ARITHMETIC_OPS,
-    BITWISE_OPS,
-    COMPARISON_OPS,
-    UNARY_OPS,
-    BinaryExpr,
-    BlockIndex,
-    CastExpr,
-    Const,
-    Expr,
-    GridSize,
-    UnaryExpr,
-    Var,
-)
-from tilevm.ir.text_forms import BINARY_SYMBOLS, FieldForm, FieldKind
+from tilevm.ir.expr import Expr, Syntax, Var
+from tilevm.ir.instruction_set import TILE_IR, InstructionSet
+from tilevm.ir.text_forms import BINARY_SYMBOLS, ExpressionForm, FieldForm, FieldKind, text_forms
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType, Type
 from tilevm.layout import RegisterLayout, SharedLayout
 from tilevm.layout import parse as parse_layout
@@ -47,8 +36,6 @@ SOURCE_NAME = "<tile ir>"
 Node = lark.Tree | lark.Token
 
 _OPS_OF_SYMBOLS = {symbol: op for op, symbol in BINARY_SYMBOLS.items()}
-_BINARY_OPS = (*ARITHMETIC_OPS, *BITWISE_OPS, *COMPARISON_OPS)
-_AXIS_EXPRS: dict[str, type[BlockIndex] | type[GridSize]] = {"block_index": BlockIndex, "grid_size": GridSize}
 _LITERALS: dict[str, tuple[Callable[[str], object], DType]] = {
     "INT": (int, int32),
     "FLOAT": (float, float32),
@@ -60,8 +47,9 @@ _LITERALS: dict[str, tuple[Callable[[str], object], DType]] = {
 class ValueReader:
     """Turns parse-tree nodes into IR values; raises ``CompilationError`` at the node's line and column."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, instruction_set: InstructionSet = TILE_IR) -> None:
         self.text = text
+        self.forms = text_forms(instruction_set)
         self.scopes: list[dict[str, Var]] = [{}]
 
     # errors
@@ -133,34 +121,61 @@ class ValueReader:
             raise self.error(node, "expected an expression")
         return reader(self, node)
 
-    def constant(self, node: lark.Tree) -> Const:
+    def syntax_form(self, syntax: Syntax, node: Node) -> ExpressionForm:
+        """The set's one expression class written in ``syntax`` (variables, literals, infix operators)."""
+        forms = self.forms.by_syntax[syntax]
+        if not forms:
+            raise self.error(node, f"{self.forms.instruction_set.name} has no {syntax.value} expressions")
+        return forms[0]
+
+    def variable(self, node: lark.Tree) -> Expr:
+        self.syntax_form(Syntax.VARIABLE, node)
+        return self.lookup(node.children[0])
+
+    def constant(self, node: lark.Tree) -> Expr:
         literal, dtype_name = node.children
         convert, default = _LITERALS[literal.type]
-        return Const(convert(str(literal)), default if dtype_name is None else self.dtype(dtype_name))
+        read_dtype = default if dtype_name is None else self.dtype(dtype_name)
+        return self.syntax_form(Syntax.LITERAL, node).cls(convert(str(literal)), read_dtype)
 
-    def binary(self, node: lark.Tree) -> BinaryExpr:
+    def infix(self, node: lark.Tree) -> Expr:
         lhs, symbol, rhs = node.children
-        return BinaryExpr(_OPS_OF_SYMBOLS[str(symbol.children[0])], self.expr(lhs), self.expr(rhs))
+        form = self.syntax_form(Syntax.INFIX, symbol)
+        op_field, lhs_field, rhs_field = form.fields
+        op = _OPS_OF_SYMBOLS[str(symbol.children[0])]
+        return form.cls(**{op_field.name: op, lhs_field.name: self.expr(lhs), rhs_field.name: self.expr(rhs)})
 
     def call(self, node: lark.Tree) -> Expr:
         name, *arguments = node.children
-        arguments = [argument for argument in arguments if argument is not None]
-        if str(name) in _AXIS_EXPRS and len(arguments) == 1 and arguments[0].data == "constant":
-            return _AXIS_EXPRS[str(name)](self.int(arguments[0]))
-        operands = [self.expr(argument) for argument in arguments]
-        if str(name) in UNARY_OPS and len(operands) == 1:
-            return UnaryExpr(str(name), operands[0])
-        if str(name) in _BINARY_OPS and len(operands) == 2:
-            return BinaryExpr(str(name), *operands)
-        raise self.error(name, f"unknown function '{name}' of {len(operands)} operand(s)")
+        form = self.call_form(name, Syntax.CALL, Syntax.OPERATOR, Syntax.INFIX)
+        values = self.positional(form.operands, name, arguments)
+        if form.syntax is not Syntax.CALL:
+            values[form.fields[0].name] = str(name)
+        return form.cls(**values)
 
-    def cast(self, node: lark.Tree) -> CastExpr:
-        dtype_name, *rounding, operand = node.children[1:]
-        if str(node.children[0]) != "cast":
-            raise self.error(node.children[0], f"expected 'cast<dtype>(...)', got '{node.children[0]}<...>'")
-        return CastExpr(
-            self.expr(operand), self.dtype(dtype_name), str(rounding[0]) if rounding else "nearest"
-        )
+    def parameterized(self, node: lark.Tree) -> Expr:
+        name, attributes, *operands = node.children
+        form = self.call_form(name, Syntax.PARAMETERIZED)
+        values = self.positional(form.attributes, name, attributes.children)
+        return form.cls(**values, **self.positional(form.operands, name, operands))
+
+    def call_form(self, name: lark.Token, *syntaxes: Syntax) -> ExpressionForm:
+        form = self.forms.calls.get(str(name))
+        if form is None:
+            raise self.error(name, f"unknown function '{name}'")
+        if form.syntax not in syntaxes:
+            brackets = "<...>" if form.syntax is Syntax.PARAMETERIZED else ""
+            raise self.error(name, f"'{name}' is written {name}{brackets}(...)")
+        return form
+
+    def positional(self, fields: tuple[FieldForm, ...], name: lark.Token, nodes: list[Node | None]) -> dict:
+        """The values of ``fields`` written in order as ``nodes``; trailing ones may be left at default."""
+        nodes = [node for node in nodes if node is not None]
+        required = sum(field.required for field in fields)
+        if not required <= len(nodes) <= len(fields):
+            count = str(required) if required == len(fields) else f"{required} to {len(fields)}"
+            raise self.error(name, f"'{name}' takes {count} argument(s), got {len(nodes)}")
+        return {field.name: self.field(field, node) for field, node in zip(fields, nodes)}
 
     # instruction fields
 
@@ -196,10 +211,14 @@ class ValueReader:
 
     def string_field(self, form: FieldForm, node: Node) -> str:
         self.expect(node.data == "string_value", node, form, 'a string "..."')
+        return self.string(node.children[0])
+
+    def string(self, token: lark.Token, text: str | None = None) -> str:
+        """The JSON string ``text`` (by default the whole ``token``), or an error at ``token``."""
         try:
-            return json.loads(node.children[0])
+            return json.loads(token if text is None else text)
         except json.JSONDecodeError:
-            raise self.error(node, f"bad string {node.children[0]}") from None
+            raise self.error(token, f"bad string {token if text is None else text}") from None
 
     def dtype_field(self, form: FieldForm, node: Node) -> DType:
         self.expect(node.data == "name_value", node, form, "a dtype")
@@ -239,11 +258,11 @@ _TYPE_READERS: dict[str, Callable[[ValueReader, lark.Tree], Type]] = {
 }
 
 _EXPR_READERS: dict[str, Callable[[ValueReader, lark.Tree], Expr]] = {
-    "var": lambda reader, node: reader.lookup(node.children[0]),
+    "var": ValueReader.variable,
     "constant": ValueReader.constant,
-    "binary": ValueReader.binary,
+    "binary": ValueReader.infix,
     "call": ValueReader.call,
-    "cast": ValueReader.cast,
+    "parameterized": ValueReader.parameterized,
 }
 
 _FIELD_READERS: dict[FieldKind, Callable[[ValueReader, FieldForm, Node], object]] = {

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from tilevm.errors import CompilationError
-from tilevm.ir.compute import ROUNDING_MODES
-from tilevm.ir.expr import BinaryExpr, CastExpr, Expr, Var, operator_error
+from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction, IRTypeError, describe
 from tilevm.ir.program import Program
 from tilevm.ir.types import GlobalType, Scope, TileType, Type
@@ -48,9 +47,9 @@ class _Verifier:
         for operand in instruction.operands():
             self.check_uses(operand, visible)
         expected = instruction.result_type()
-        output = getattr(instruction, "output", None)
-        if output is not None:
-            self.check_output(output, expected)
+        outputs = _outputs(instruction)
+        for output, output_type in zip(outputs, _expected_types(outputs, expected), strict=True):
+            self.check_output(output, output_type)
         instruction.check_layouts()
         inner = set(visible)
         for variable in instruction.body_variables():
@@ -58,7 +57,7 @@ class _Verifier:
             inner.add(variable.uid)
         for body in instruction.bodies():
             self.check_body(body, inner)
-        if output is not None:
+        for output in outputs:
             self.define(output)
             visible.add(output.uid)
 
@@ -110,16 +109,20 @@ class _Verifier:
             return
         for child in expression.children():
             self.check_uses(child, visible)
-        if isinstance(expression, CastExpr) and expression.rounding not in ROUNDING_MODES:
-            raise IRTypeError(
-                f"unknown rounding '{expression.rounding}'; expected one of {', '.join(ROUNDING_MODES)}"
-            )
-        if isinstance(expression, BinaryExpr):
-            if expression.lhs.type != expression.rhs.type:
-                raise IRTypeError(
-                    f"'{expression.op}' of a {expression.lhs.type} and a {expression.rhs.type}; "
-                    "cast one of them"
-                )
-            reason = operator_error(expression.op, expression.lhs.type.dtype)
-            if reason:
-                raise IRTypeError(reason)
+        expression.result_type()
+
+
+def _outputs(instruction: Instruction) -> tuple[Var, ...]:
+    """The variables an instruction defines for the instructions after it: its ``output`` or ``outputs``."""
+    if "outputs" in instruction.defined_fields:
+        return instruction.outputs
+    output = getattr(instruction, "output", None)
+    return () if output is None else (output,)
+
+
+def _expected_types(outputs: tuple[Var, ...], expected: Type | tuple[Type, ...] | None) -> tuple[Type, ...]:
+    """The type rule's result, one type an output: an instruction with ``outputs`` gives a tuple of types."""
+    types = expected if isinstance(expected, tuple) else () if expected is None else (expected,)
+    if len(types) != len(outputs):
+        raise IRTypeError(f"defines {len(outputs)} output(s), its type rule gives {len(types)}")
+    return types

@@ -43,8 +43,9 @@ from tilevm.ir import (
     Where,
 )
 from tilevm.ir.compute import ROUNDING_MODES
+from tilevm.ir.expr import UNARY_OPS
 from tilevm.lang.context import current
-from tilevm.lang.operators import binary_operation
+from tilevm.lang.operators import UNARY_OPERATORS, binary_operation, checked
 from tilevm.lang.values import constant, describe_value, index_expr, is_ir, literal_like
 from tilevm.layout import RegisterLayout
 
@@ -373,7 +374,7 @@ def _unary(op: str):
     def unary(value: Expr) -> Expr:
         if is_ir(value) and isinstance(value.type, ScalarType):
             current(op)
-            return UnaryExpr(op, value)
+            return checked(UnaryExpr(op, value))
         return _emit_output(op, Unary, op=op, operand=value)
 
     unary.__name__ = unary.__qualname__ = op
@@ -381,8 +382,10 @@ def _unary(op: str):
     return unary
 
 
-exp, exp2, log, log2, sqrt, rsqrt, sin, cos, tanh, abs = (
-    _unary(op) for op in ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "abs")
+# One builtin for each of the IR's unary ops that Python spells with no operator (it has -x and ~x); a new op
+# in UNARY_OPS fails this unpacking until it is named here.
+abs, exp, exp2, log, log2, sqrt, rsqrt, sin, cos, tanh = (
+    _unary(op) for op in UNARY_OPS if op not in {ir_op for ir_op, _ in UNARY_OPERATORS.values()}
 )
 
 

@@ -8,12 +8,11 @@ import ast
 import operator
 
 from tilevm.errors import CompilationError
-from tilevm.ir import Binary, BinaryExpr, Expr, ScalarType, Unary, UnaryExpr
-from tilevm.ir.expr import operator_error
+from tilevm.ir import Binary, BinaryExpr, Expr, IRTypeError, ScalarType, Unary, UnaryExpr
 from tilevm.lang.context import current
 from tilevm.lang.values import describe_value, is_ir, literal_like
 
-__all__ = ["BINARY_OPERATORS", "COMPARE_OPERATORS", "binary_operation", "unary_operation"]
+__all__ = ["BINARY_OPERATORS", "COMPARE_OPERATORS", "binary_operation", "checked", "unary_operation"]
 
 #: Python AST operator -> (IR op name, the Python function for compile-time values)
 BINARY_OPERATORS: dict[type, tuple[str, object]] = {
@@ -48,14 +47,16 @@ def binary_operation(op: str, lhs: object, rhs: object) -> object:
 
 
 def _scalar_binary(op: str, lhs: Expr, rhs: Expr) -> Expr:
-    if lhs.type != rhs.type:
-        raise CompilationError(f"'{op}' of a {lhs.type} and a {rhs.type} scalar; cast one with tv.cast")
-    if op == "div" and not lhs.type.dtype.is_float:
-        raise CompilationError(f"'/' on {lhs.type} integers; use '//' for floor division")
-    reason = operator_error(op, lhs.type.dtype)
-    if reason:
-        raise CompilationError(reason)
-    return BinaryExpr(op, lhs, rhs)
+    return checked(BinaryExpr(op, lhs, rhs))
+
+
+def checked(expression: Expr) -> Expr:
+    """``expression`` once its class's type rule holds (the rule is defined in ``tilevm.ir.expr``)."""
+    try:
+        expression.result_type()
+    except IRTypeError as error:
+        raise CompilationError(str(error)) from None
+    return expression
 
 
 def unary_operation(op: str, operand: Expr) -> Expr:
@@ -65,9 +66,7 @@ def unary_operation(op: str, operand: Expr) -> Expr:
         if operand.type.dtype.kind != "bool":
             raise CompilationError(f"'not' needs a bool, got {describe_value(operand)}; compare it first")
         op = "not"
-    if op == "not" and operand.type.dtype.is_float:
-        raise CompilationError(f"'~' or 'not' of a {operand.type.dtype} value; compare it instead")
     if isinstance(operand.type, ScalarType):
-        return UnaryExpr(op, operand)
+        return checked(UnaryExpr(op, operand))
     context = current(op)
     return context.builder.emit_output(Unary, context.name_hint, op=op, operand=operand)

@@ -1,0 +1,60 @@
+"""One registry per instruction set: the instruction and expression classes of one IR, which the printer, the
+parser and the round-trip check take as a parameter. Tile IR's is ``TILE_IR``; the per-thread Thread IR of the
+lowering defines its own and reuses the text form unchanged.
+
+>>> from tilevm.ir.memory import Sync
+>>> TILE_IR.name, Sync in TILE_IR.instructions, CastExpr in TILE_IR.expressions
+('tile', True, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tilevm.ir.compute import AssignTensor, Binary, Cast, ConvertLayout, Dot, Reduce, Unary, View, Where
+from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
+from tilevm.ir.inst import Instruction
+from tilevm.ir.memory import (
+    AllocRegister,
+    AllocShared,
+    AtomicGlobal,
+    CopyAsync,
+    CopyAsyncCommit,
+    CopyAsyncWait,
+    FreeShared,
+    GlobalView,
+    LoadGlobal,
+    LoadShared,
+    SliceShared,
+    StoreGlobal,
+    StoreShared,
+    Sync,
+)
+from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, While
+
+__all__ = ["TILE_IR", "InstructionSet"]
+
+
+@dataclass(frozen=True)
+class InstructionSet:
+    """The classes of one IR. Each instruction's text form is derived from its dataclass fields and each
+    expression's from its ``syntax`` and fields (``tilevm.ir.text_forms``), so a set is just these lists.
+
+    ``For``, ``While`` and ``If``, which hold nested bodies, have syntax of their own and may be in any set.
+    """
+
+    name: str
+    instructions: tuple[type[Instruction], ...]
+    expressions: tuple[type[Expr], ...]
+
+
+TILE_IR = InstructionSet(
+    "tile",
+    instructions=(
+        GlobalView, AllocShared, FreeShared, AllocRegister, SliceShared, LoadGlobal, StoreGlobal,
+        AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync,
+        Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout,
+        DeclareScalar, AssignScalar, For, While, If,
+    ),
+    expressions=(Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr),
+)  # fmt: skip
