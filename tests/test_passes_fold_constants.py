@@ -56,7 +56,7 @@ def fold(source: str, checks: str) -> None:
         ("max(nan, 1.0)", "1.0"),  # max and min ignore NaN
         ("1.0:float16 / 0.0:float16", "inf:float16"),
         ("cast<int4>(7.6)", "7:int4"),  # rounds to 8, saturates to 7
-        ("cast<int4, zero>(-100.0)", "-8:int4"),
+        ('cast<int4, "zero">(-100.0)', "-8:int4"),
         ("cast<uint8>(nan)", "0:uint8"),
         ("cast<uint3>(13:int32)", "5:uint3"),  # integers wrap
         ("cast<bool>(nan)", "true"),
