@@ -30,7 +30,8 @@ from tilevm.ir.expr import (
     UNARY_OPS,
     Expr,
     Var,
-    operator_error,
+    binary_result_dtype,
+    check_operator,
 )
 from tilevm.ir.inst import (
     Instruction,
@@ -126,9 +127,7 @@ class Unary(Instruction):
         if self.op not in UNARY_OPS:
             raise IRTypeError(f"unknown unary op '{self.op}'; expected one of {', '.join(UNARY_OPS)}")
         shape, dtype = broadcast_operands({"operand": self.operand})
-        reason = operator_error(self.op, dtype)
-        if reason:
-            raise IRTypeError(reason)
+        check_operator(self.op, dtype)
         return register_result(shape, dtype)
 
     def check_layouts(self) -> None:
@@ -147,10 +146,8 @@ class Binary(Instruction):
         if self.op not in (*ARITHMETIC_OPS, *BITWISE_OPS, *COMPARISON_OPS):
             raise IRTypeError(f"unknown binary op '{self.op}'")
         shape, dtype = broadcast_operands({"lhs": self.lhs, "rhs": self.rhs})
-        reason = None if self.op in COMPARISON_OPS else operator_error(self.op, dtype)
-        if reason:
-            raise IRTypeError(reason)
-        return register_result(shape, boolean if self.op in COMPARISON_OPS else dtype)
+        check_operator(self.op, dtype)
+        return register_result(shape, binary_result_dtype(self.op, dtype))
 
     def check_layouts(self) -> None:
         check_broadcast_layouts(self.output, {"lhs": self.lhs, "rhs": self.rhs})
