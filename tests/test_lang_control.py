@@ -153,7 +153,11 @@ def test_break_is_refused_with_its_line():
 def test_scalar_casts_round_as_asked():
     @tv.kernel(num_warps=1)
     def casts(out: tv.Tensor[tv.int32, 1], x: float):
-        values = [tv.cast(x, tv.int32), tv.cast(x, tv.int32, rounding="zero"), tv.cast(-x, tv.int32, "zero")]
+        values = [
+            tv.cast(x, tv.int32, rounding="nearest"),
+            tv.cast(x, tv.int32, "zero"),
+            tv.cast(-x, tv.int32),
+        ]
         for position in tv.static_range(3):
             tv.store_global(out, tv.register_tensor(tv.int32, [1], init=values[position]), offsets=[position])
 

@@ -261,8 +261,26 @@ class Dot(Instruction):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Cast(Instruction):
-    """Convert each element to ``dtype``: floats round by ``rounding`` and saturate where the target has no
-    infinity; float to integer rounds likewise and saturates (NaN gives 0); integer to integer wraps."""
+    """Convert each element to ``dtype``, rounding by ``rounding``: "nearest" (ties to even) or "zero"
+    (toward zero). The IR's rounding is always the one chosen; the DSL's ``tv.cast`` picks "zero" for float
+    to integer (as torch's ``.to(torch.int8)`` truncates) and "nearest" for every other cast. By target:
+
+    - ``int{n}``, n = 1..8, 16, 32, 64 (range ``[-2**(n-1), 2**(n-1) - 1]``; int1 holds -1 and 0): a float
+      rounds, then saturates to the range (-inf gives the minimum, +inf the maximum) and NaN gives 0; an
+      integer wraps around modulo ``2**n``; bool gives 0 or 1.
+    - ``uint{n}``, n = 1..8, 16, 32, 64 (range ``[0, 2**n - 1]``): likewise; negative floats give 0.
+    - ``bool``: ``x != 0`` whatever the rounding (NaN gives True).
+    - a float format: rounds by ``rounding``; out of range, "nearest" gives inf where the format has one and
+      every other case saturates to the largest finite value (``tilevm.dtypes.codec`` has the details).
+
+    64-bit integers reach a float through float64, so those beyond ``2**53`` round twice.
+
+    >>> import numpy as np
+    >>> from tilevm.dtypes import float32, int8
+    >>> from tilevm.runtime.reference.convert import cast
+    >>> cast(np.array([2.5, -2.5, -0.7, 300.0, -1e9, np.nan]), float32, int8, "zero").tolist()
+    [2, -2, 0, 127, -128, 0]
+    """
 
     output: Var
     operand: Expr

@@ -226,7 +226,8 @@ class BinaryExpr(Expr):
 
 @dataclass(frozen=True)
 class CastExpr(Expr):
-    """A scalar converted to ``dtype``, rounding as the ``Cast`` instruction does ("nearest" or "zero")."""
+    """A scalar converted to ``dtype`` by the ``Cast`` instruction's rules, with ``rounding`` "nearest" or
+    "zero" (the DSL's ``tv.cast`` on a scalar picks the default as it does for a tile)."""
 
     operand: Expr
     dtype: DType

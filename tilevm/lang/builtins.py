@@ -300,11 +300,17 @@ def dot(a: Expr, b: Expr, accumulator: Expr) -> Expr:
     return _emit_output("dot", Dot, a=a, b=b, accumulator=accumulator)
 
 
-def cast(value: Expr, dtype: DType, rounding: str = "nearest") -> Expr:
-    """Convert to ``dtype``; ``rounding`` is "nearest" (ties to even) or "zero"."""
+def cast(value: Expr, dtype: DType, rounding: str | None = None) -> Expr:
+    """Convert to ``dtype``; ``rounding`` is "nearest" (ties to even) or "zero". Without one, float to integer
+    truncates (rounding "zero"), as torch's ``.to(torch.int8)`` does, and every other cast rounds to nearest;
+    the IR's cast always carries the rounding chosen. Out-of-range values saturate (see ``tilevm.ir.Cast``).
+    """
+    dtype = _dtype(dtype, "cast")
+    if rounding is None:
+        source = value.type.dtype if is_ir(value) else None
+        rounding = "zero" if source and source.is_float and dtype.is_integer else "nearest"
     if rounding not in ROUNDING_MODES:
         raise CompilationError(f"cast's rounding is one of {', '.join(ROUNDING_MODES)}, got {rounding!r}")
-    dtype = _dtype(dtype, "cast")
     if is_ir(value) and isinstance(value.type, ScalarType):
         return CastExpr(value, dtype, rounding)
     return _emit_output("cast", Cast, operand=value, dtype=dtype, rounding=rounding)
