@@ -45,7 +45,7 @@ from tilevm.ir import (
 from tilevm.ir.compute import ROUNDING_MODES
 from tilevm.ir.expr import UNARY_OPS
 from tilevm.lang.context import current
-from tilevm.lang.operators import UNARY_OPERATORS, binary_operation, checked
+from tilevm.lang.operators import UNARY_OPERATORS, binary_operation, checked, promoted
 from tilevm.lang.values import constant, describe_value, index_expr, is_ir, literal_like
 from tilevm.layout import RegisterLayout
 
@@ -134,7 +134,7 @@ def cdiv(numerator: int | Expr, denominator: int | Expr) -> int | Expr:
     if not is_ir(numerator) and not is_ir(denominator):
         return -(-numerator // denominator)
     numerator = index_expr(numerator, "cdiv's numerator")
-    denominator = literal_like(denominator, numerator)
+    numerator, denominator = promoted(numerator, literal_like(denominator, numerator))
     minus_one = constant(1, numerator.type.dtype)
     total = BinaryExpr("sub", BinaryExpr("add", numerator, denominator), minus_one)
     return BinaryExpr("floordiv", total, denominator)
@@ -343,13 +343,8 @@ def where(condition: Expr, on_true: object, on_false: object) -> Expr:
     anchor = on_true if is_ir(on_true) else on_false
     if not is_ir(anchor):
         raise CompilationError("where needs at least one IR value among on_true and on_false")
-    return _emit_output(
-        "where",
-        Where,
-        condition=condition,
-        on_true=literal_like(on_true, anchor),
-        on_false=literal_like(on_false, anchor),
-    )
+    on_true, on_false = promoted(literal_like(on_true, anchor), literal_like(on_false, anchor))
+    return _emit_output("where", Where, condition=condition, on_true=on_true, on_false=on_false)
 
 
 def convert_layout(tile: Expr, layout: RegisterLayout) -> Expr:
