@@ -1,9 +1,8 @@
 """Promotion in the DSL: a Python float or a runtime float scalar beside a float16 tile takes the tile's
-dtype, an int32 scalar with an int64 scalar widens to int64, and two tiles of different dtypes are an
-error."""
+dtype, and an int32 scalar with an int64 scalar widens to int64. (Two tiles of different dtypes stay an
+error: ``test_lang_errors.test_mixed_dtypes_need_a_cast``.)"""
 
 import numpy as np
-import pytest
 import torch
 
 import tilevm as tv
@@ -81,25 +80,3 @@ def test_an_int32_scalar_and_an_int64_scalar_widen_to_int64():
     assert "%stride: int64" in text
     assert "%offset: int64 = declare(init=cast<int64>(%block) * %stride)" in text
     assert "offsets=[%offset % 10:int64]" in text
-
-
-def test_two_tiles_of_different_dtypes_are_an_error_at_the_line():
-    @tv.kernel(num_warps=1)
-    def mixed(x: tv.Tensor[tv.float16, 1], y: tv.Tensor[tv.float32, 1]):
-        halves = tv.load_global(x, offsets=[0], shape=[16])
-        singles = tv.load_global(y, offsets=[0], shape=[16])
-        tv.store_global(y, halves + singles, offsets=[0])
-
-    with pytest.raises(tv.CompilationError) as failure:
-        mixed.ir(torch.zeros(16, dtype=torch.float16), torch.zeros(16))
-    message = str(failure.value)
-    assert "operands have different dtypes (lhs: float16, rhs: float32); cast one of them" in message
-    line = mixed_line("tv.store_global(y, halves + singles")
-    assert f"test_lang_promotion.py:{line}" in message
-
-
-def mixed_line(text: str) -> int:
-    with open(__file__) as source:
-        return next(
-            number for number, line in enumerate(source, 1) if text in line and "mixed_line" not in line
-        )
