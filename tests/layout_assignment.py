@@ -1,10 +1,11 @@
 """Random layouts for every register tile of a program, and a check that they change nothing it computes.
 
 ``assign_random_layouts`` gives each register tile a layout that keeps every instruction's layout rule: a
-random one where the rule leaves a choice (tiles created from memory or constants, elementwise results, dot
-accumulators), the one the rule derives otherwise (reductions, casts, views), and a ``convert_layout`` where
-an operand's layout breaks the rule. Layouts already set are pinned and kept. ``execute_with_random_layouts``
-runs a program without and with such layouts and asserts that both leave the same bits in memory.
+random one where the rule leaves a choice (tiles created from memory or constants, iotas, elementwise results,
+dot accumulators), the one the rule derives otherwise (reductions, casts, views, permutes), and a
+``convert_layout`` where an operand's layout breaks the rule. Layouts already set are pinned and kept.
+``execute_with_random_layouts`` runs a program without and with such layouts and asserts that both leave the
+same bits in memory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from tilevm import ir
 from tilevm.ir import (
     AllocRegister,
+    Arange,
     AssignTensor,
     Binary,
     Cast,
@@ -26,6 +28,7 @@ from tilevm.ir import (
     Instruction,
     LoadGlobal,
     LoadShared,
+    Permute,
     Program,
     Reduce,
     TileType,
@@ -173,6 +176,10 @@ def _cast(assigner: _Assigner, instruction: Cast) -> None:
     assigner.define(instruction, instruction.operand.type.layout)
 
 
+def _permute(assigner: _Assigner, instruction: Permute) -> None:
+    assigner.define(instruction, instruction.operand.type.layout.permute(instruction.dims))
+
+
 def _assign(assigner: _Assigner, instruction: AssignTensor) -> None:
     value = assigner.convert(instruction.value, instruction.destination.type.layout)
     assigner.emitted.append(dataclasses.replace(instruction, value=value))
@@ -222,12 +229,14 @@ RULES: dict[type[Instruction], Callable[..., None]] = {
     AllocRegister: _fresh,
     LoadGlobal: _fresh,
     LoadShared: _fresh,
+    Arange: _fresh,
     ConvertLayout: _fresh,
     Unary: _elementwise,
     Binary: _elementwise,
     Where: _elementwise,
     Reduce: _reduce,
     Cast: _cast,
+    Permute: _permute,
     View: _view,
     Dot: _dot,
     AssignTensor: _assign,

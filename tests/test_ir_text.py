@@ -23,12 +23,14 @@ from tilevm.dtypes import (
     ue4m3,
     uint3,
     uint8,
+    uint16,
 )
 from tilevm.errors import SourceLocation
 from tilevm.ir import (
     INSTRUCTION_CLASSES,
     AllocRegister,
     AllocShared,
+    Arange,
     AssignScalar,
     AssignTensor,
     AtomicGlobal,
@@ -49,6 +51,8 @@ from tilevm.ir import (
     GridSize,
     LoadGlobal,
     LoadShared,
+    Permute,
+    PermuteShared,
     Program,
     ProgramBuilder,
     Reduce,
@@ -67,6 +71,7 @@ from tilevm.ir import (
 )
 from tilevm.ir.types import ScalarType
 from tilevm.layout import SharedLayout, local, shared, spatial
+from tilevm.layout.shared import permute_shared
 
 ZERO, ONE = Const(0), Const(1)
 WEIRD_FILE = 'my dir/k "1":2.py'
@@ -105,6 +110,10 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
     weights = b.emit_output(AllocRegister, "weights", dtype=float16, shape=(8, 16), init=Const(1, float16))
     b.emit_output(AllocRegister, "junk", dtype=uint3, shape=(32,))
     b.emit_output(AllocShared, "scales", dtype=e8m0, shape=(4, 32))
+    columns_layout = None if shared_layout is None else permute_shared(shared_layout, (1, 0))
+    b.emit_output(PermuteShared, "columns", columns_layout, tensor=smem, dims=(1, 0))
+    b.emit_output(Permute, "flipped", operand=nibbles, dims=(1, 0))
+    b.emit_output(Arange, "indices", dtype=uint16, size=300)
     total = b.emit_output(DeclareScalar, "total", init=Const(7, int64))
     b.location = None
     with b.for_range("k", ZERO, BinaryExpr("floordiv", n, Const(8)), ONE, unroll=2) as k:
@@ -125,7 +134,7 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
             b.while_loop(BinaryExpr("ne", UnaryExpr("abs", k), BinaryExpr("max", GridSize(1), n))),
         ):
             b.emit(CopyAsyncWait(pending=1))
-    reduced = b.emit_output(Reduce, "row_sums", operand=acc, op="sum", dim=1, keepdim=True)
+    reduced = b.emit_output(Reduce, "row_sums", operand=acc, op="sum", dtype=float32, dim=1, keepdim=True)
     half = b.emit_output(Cast, "half", operand=reduced, dtype=float16)
     halves = b.emit_output(Binary, "halves", op="add", lhs=half, rhs=b.emit_output(AllocRegister, "z",
                            dtype=float16, shape=(16, 8), init=Const(1, float16)))  # fmt: skip
@@ -189,7 +198,7 @@ def test_text_shows_types_layouts_names_and_locations():
     assert "    if (%k % 2) < 1 {\n      sync()\n    } else {\n" in text
     assert "while abs(%k) != max(grid_size(1), %n) {" in text
     assert "rhs=nan:float16)" in text and "rhs=-0.0:float16)" in text and "init=7:int64)" in text
-    assert 'reduce(operand=%acc, op="sum", dim=1, keepdim=true)' in text
+    assert 'reduce(operand=%acc, op="sum", dtype=float32, dim=1, keepdim=true)' in text
     assert 'cast(operand=%nibbles, dtype=float6_e3m2, rounding="zero")' in text
     assert "alloc_register(dtype=uint3, shape=[32])" in text  # a field at its default is left out
     assert (

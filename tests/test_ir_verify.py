@@ -150,7 +150,7 @@ def test_a_program_whose_layouts_keep_every_rule_passes():
         *(alloc(tile) for tile in (a, b, accumulator, row)),
         ir.Dot(output=product, a=a, b=b, accumulator=accumulator),
         Binary(output=scaled, op="mul", lhs=product, rhs=row),
-        ir.Reduce(output=total, operand=scaled, op="sum", dim=1),
+        ir.Reduce(output=total, operand=scaled, op="sum", dtype=float32, dim=1),
         ir.Cast(output=halves, operand=total, dtype=float16),
         ir.View(output=register(uint8, (32,), bits), operand=halves, dtype=uint8, shape=(32,)),
     )
@@ -178,8 +178,8 @@ def test_a_reduction_keeps_the_operand_layout_reduced():
     tile = register(float32, (4, 8), spatial(4, 8))
     body = (
         alloc(tile),
-        ir.Reduce(output=register(float32, (4,), replicated(8).spatial(4)), operand=tile, op="max", dim=1,
-                  loc=HERE),
+        ir.Reduce(output=register(float32, (4,), replicated(8).spatial(4)), operand=tile, op="max",
+                  dtype=float32, dim=1, loc=HERE),
     )  # fmt: skip
     error = layout_error(*body)
     assert error.message == (

@@ -28,7 +28,7 @@ def test_chains_of_unused_values_go_at_once():
   %t: register<float32, [4]> = alloc_register(dtype=float32, shape=[4], init=1.0)
   %u: register<float32, [4]> = binary(op="mul", lhs=%t, rhs=2.0)
   %w: register<float32, [4]> = unary(op="exp", operand=%u)
-  %s: register<float32, [1]> = reduce(operand=%w, op="sum", dim=0)
+  %s: register<float32, [1]> = reduce(operand=%w, op="sum", dtype=float32, dim=0)
   %smem: shared<float32, [4]> = alloc_shared(dtype=float32, shape=[4])
   %r: register<float32, [4]> = load_shared(tensor=%smem)""",
         "CHECK: kernel k(\nCHECK-NEXT: }",

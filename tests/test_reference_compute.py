@@ -102,7 +102,7 @@ def test_reductions_over_each_dim(op, dim, keepdim):
     out = torch.full(shape, -123.0)
     kernel = Kernel()
     reduced = kernel.builder.emit_output(
-        Reduce, "r", operand=kernel.load(values, float32), op=op, dim=dim, keepdim=keepdim
+        Reduce, "r", operand=kernel.load(values, float32), op=op, dtype=float32, dim=dim, keepdim=keepdim
     )
     kernel.store(reduced, out, float32)
     kernel.run()
@@ -118,7 +118,9 @@ def test_integer_sum_wraps_and_rank_one_reduction_keeps_its_dim():
     values = torch.tensor([100, 100, 100, -1], dtype=torch.int8)
     out = torch.zeros(1, dtype=torch.int8)
     kernel = Kernel()
-    reduced = kernel.builder.emit_output(Reduce, "r", operand=kernel.load(values, int8), op="sum", dim=0)
+    reduced = kernel.builder.emit_output(
+        Reduce, "r", operand=kernel.load(values, int8), op="sum", dtype=int8, dim=0
+    )
     kernel.store(reduced, out, int8)
     kernel.run()
     assert out.tolist() == [(299 + 128) % 256 - 128]

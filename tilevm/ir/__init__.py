@@ -5,7 +5,19 @@ A program prints to text and ``tilevm.ir.parse`` reads that text back to an equa
 """
 
 from tilevm.ir.builder import ProgramBuilder
-from tilevm.ir.compute import AssignTensor, Binary, Cast, ConvertLayout, Dot, Reduce, Unary, View, Where
+from tilevm.ir.compute import (
+    Arange,
+    AssignTensor,
+    Binary,
+    Cast,
+    ConvertLayout,
+    Dot,
+    Permute,
+    Reduce,
+    Unary,
+    View,
+    Where,
+)
 from tilevm.ir.equality import programs_equal
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
 from tilevm.ir.inst import Instruction, IRTypeError
@@ -21,6 +33,7 @@ from tilevm.ir.memory import (
     GlobalView,
     LoadGlobal,
     LoadShared,
+    PermuteShared,
     SliceShared,
     StoreGlobal,
     StoreShared,
@@ -43,6 +56,7 @@ __all__ = [
     "TILE_IR",
     "AllocRegister",
     "AllocShared",
+    "Arange",
     "AssignScalar",
     "AssignTensor",
     "AtomicGlobal",
@@ -71,6 +85,8 @@ __all__ = [
     "LoadGlobal",
     "LoadShared",
     "Param",
+    "Permute",
+    "PermuteShared",
     "PointerType",
     "Program",
     "ProgramBuilder",

@@ -12,6 +12,8 @@ rules only say which layouts a lowering can implement without moving data.
 - elementwise: each tile operand has the result's layout, reduced over the dims it is broadcast along
   (``tilevm.layout.broadcast_layout``);
 - reduce: the result has the operand's layout reduced over the dim;
+- arange: any layout;
+- permute: the result has the operand's layout permuted (``RegisterLayout.permute``);
 - dot: a, b and the accumulator fit an atom (``tilevm.layout.dot_atom``), the result has the accumulator's;
 - cast and assign keep the layout; view keeps each thread's bits (``tilevm.layout.view_layout``);
 - convert_layout: any two layouts (the output's must be set).
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilevm.dtypes import DType, boolean
+from tilevm.dtypes import DType, boolean, float32, int32, uint32
+from tilevm.dtypes.types import magnitude_value
 from tilevm.ir.expr import (
     ARITHMETIC_OPS,
     BITWISE_OPS,
@@ -40,21 +43,26 @@ from tilevm.ir.inst import (
     describe,
     expect_tile,
 )
+from tilevm.ir.memory import check_permutation
 from tilevm.ir.types import ScalarType, Scope, TileType
 from tilevm.layout import RegisterLayout, bit_layout, broadcast_layout, dot_atom, local, view_layout
 
 __all__ = [
+    "Arange",
     "AssignTensor",
     "Binary",
     "Cast",
     "ConvertLayout",
     "Dot",
+    "Permute",
     "REDUCE_OPS",
     "ROUNDING_MODES",
     "Reduce",
     "Unary",
     "View",
     "Where",
+    "holds_every_value",
+    "reduce_dtype",
 ]
 
 REDUCE_OPS = ("sum", "max", "min")
@@ -175,11 +183,78 @@ class Where(Instruction):
         check_broadcast_layouts(self.output, operands)
 
 
+def reduce_dtype(op: str, dtype: DType) -> DType:
+    """The dtype a reduction of ``dtype`` values accumulates in unless told otherwise: a sum of integers of
+    up to 32 bits (or of bools) in int32 (uint32 when unsigned), of floats in float32; sums of 64-bit
+    integers, and every ``max`` and ``min``, keep the operand's dtype.
+
+    >>> from tilevm.dtypes import bfloat16, int3, int64, uint5
+    >>> [str(reduce_dtype("sum", d)) for d in (int3, uint5, boolean, bfloat16, int64)]
+    ['int32', 'uint32', 'int32', 'float32', 'int64']
+    >>> str(reduce_dtype("max", int3))
+    'int3'
+    """
+    if op != "sum":
+        return dtype
+    if dtype.is_float:
+        return float32
+    if dtype.nbits == 64:
+        return dtype
+    return uint32 if dtype.kind == "uint" else int32
+
+
+def holds_every_value(wide: DType, narrow: DType) -> bool:
+    """Whether every value of ``narrow`` is a value of ``wide``, of the same class (integers and bools in an
+    integer dtype, floats in a float dtype), so that converting to ``wide`` is exact.
+
+    >>> from tilevm.dtypes import bfloat16, e8m0, float16, int3, int8, uint3
+    >>> holds_every_value(int8, int3), holds_every_value(int8, uint3), holds_every_value(uint32, int3)
+    (True, True, False)
+    >>> holds_every_value(float32, e8m0), holds_every_value(float16, bfloat16)
+    (True, False)
+    """
+    if narrow.is_float != wide.is_float or wide.kind == "bool":
+        return False
+    if not narrow.is_float:
+        low, high = (0, 1) if narrow.kind == "bool" else (narrow.min_value, narrow.max_value)
+        return wide.min_value <= low and high <= wide.max_value
+    return (
+        wide.mantissa_bits >= narrow.mantissa_bits
+        and wide.max_value >= narrow.max_value
+        and _smallest_positive(wide) <= _smallest_positive(narrow)
+        and (wide.is_signed or not narrow.is_signed)
+        and (wide.has_inf or not narrow.has_inf)
+        and (wide.has_nan or not narrow.has_nan)
+    )
+
+
+def _smallest_positive(dtype: DType) -> float:
+    return magnitude_value(dtype, 1 if dtype.has_subnormals else 0)
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Reduce(Instruction):
+    """The ``op`` (sum, max or min) of the operand over ``dim``, computed in ``dtype``, the result's dtype.
+
+    ``dtype`` holds every value of the operand's dtype (an integer dtype for integer and bool operands, a
+    float dtype for floats; ``reduce_dtype`` gives the default the DSL picks): each element is converted to
+    it exactly, then combined. Integer sums wrap modulo 2^n of ``dtype``, so they are exact in any order;
+    ``max`` and ``min`` are exact in any order, and over floats they ignore NaN.
+
+    Float sums: the order of the additions is unspecified, each one rounded to ``dtype``. A lowering adds
+    each thread's local elements in sequence, then combines the threads in a butterfly tree: an order its
+    layouts fix. Results may differ between orders by up to the bound of any float summation in ``dtype``,
+    ``(n - 1) * eps * sum(|x|)`` (eps: ``dtype``'s unit roundoff, 2^-24 for float32). The reference
+    executor, whose results must not depend on layouts, adds in float64 and rounds once to ``dtype``: the
+    exact sum up to float64's far smaller error, rounded once, which is within that bound of every order.
+
+    Layout rule: the result has the operand's layout reduced over the dim.
+    """
+
     output: Var
     operand: Expr
     op: str
+    dtype: DType
     dim: int
     keepdim: bool = False
     opname = "reduce"
@@ -190,12 +265,18 @@ class Reduce(Instruction):
         source = expect_tile(self.operand, "reduce's operand", Scope.REGISTER)
         if not 0 <= self.dim < source.rank:
             raise IRTypeError(f"reduce over dim {self.dim} of a rank-{source.rank} tile")
+        if not holds_every_value(self.dtype, source.dtype):
+            needed = "a float" if source.dtype.is_float else "an integer"
+            raise IRTypeError(
+                f"a {self.op} of {source.dtype} values cannot be computed in {self.dtype}: it needs {needed} "
+                f"dtype that holds every {source.dtype} value, such as {reduce_dtype('sum', source.dtype)}"
+            )
         shape = list(source.shape)
         if self.keepdim or source.rank == 1:
             shape[self.dim] = 1
         else:
             del shape[self.dim]
-        return register_result(tuple(shape), source.dtype)
+        return register_result(tuple(shape), self.dtype)
 
     def check_layouts(self) -> None:
         source, result = layout_of(self.operand), layout_of(self.output)
@@ -205,6 +286,59 @@ class Reduce(Instruction):
         if result != expected:
             raise IRTypeError(
                 f"the result has layout {result}, but {source} reduced over dim {self.dim} is {expected}"
+            )
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Arange(Instruction):
+    """The register tile ``[size]`` holding ``0, 1, ..., size - 1`` in the integer ``dtype`` (an iota).
+
+    Layout rule: any layout (each thread computes the indices of the elements it holds).
+    """
+
+    output: Var
+    dtype: DType
+    size: int
+    opname = "arange"
+
+    def result_type(self) -> TileType:
+        if not self.dtype.is_integer:
+            raise IRTypeError(f"arange needs an integer dtype, got {self.dtype}")
+        if self.size <= 0:
+            raise IRTypeError(f"arange needs a positive size, got {self.size}")
+        if self.size - 1 > self.dtype.max_value:
+            raise IRTypeError(
+                f"arange({self.size}) reaches {self.size - 1}, which does not fit in {self.dtype} "
+                f"(at most {self.dtype.max_value})"
+            )
+        return register_result((self.size,), self.dtype)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Permute(Instruction):
+    """The register tile with its dims reordered as ``numpy.transpose``: result dim ``i`` is operand dim
+    ``dims[i]``.
+
+    Layout rule: the result has the operand's layout permuted (``RegisterLayout.permute``): every thread
+    keeps its elements in the same slots, so a lowering moves no data.
+    """
+
+    output: Var
+    operand: Expr
+    dims: tuple[int, ...]
+    opname = "permute"
+
+    def result_type(self) -> TileType:
+        source = expect_tile(self.operand, "permute's operand", Scope.REGISTER)
+        check_permutation(self.dims, source.rank)
+        return register_result(tuple(source.shape[dim] for dim in self.dims), source.dtype)
+
+    def check_layouts(self) -> None:
+        source, result = layout_of(self.operand), layout_of(self.output)
+        if source is not None and result is not None and result != source.permute(self.dims):
+            raise IRTypeError(
+                f"the result has layout {result}, but {source} permuted by {list(self.dims)} is "
+                f"{source.permute(self.dims)}"
             )
 
 

@@ -11,7 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilevm.ir.compute import AssignTensor, Binary, Cast, ConvertLayout, Dot, Reduce, Unary, View, Where
+from tilevm.ir.compute import (
+    Arange,
+    AssignTensor,
+    Binary,
+    Cast,
+    ConvertLayout,
+    Dot,
+    Permute,
+    Reduce,
+    Unary,
+    View,
+    Where,
+)
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
 from tilevm.ir.inst import Instruction
 from tilevm.ir.memory import (
@@ -25,6 +37,7 @@ from tilevm.ir.memory import (
     GlobalView,
     LoadGlobal,
     LoadShared,
+    PermuteShared,
     SliceShared,
     StoreGlobal,
     StoreShared,
@@ -52,8 +65,8 @@ TILE_IR = InstructionSet(
     "tile",
     instructions=(
         GlobalView, AllocShared, FreeShared, AllocRegister, SliceShared, LoadGlobal, StoreGlobal,
-        AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync,
-        Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout,
+        AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync, PermuteShared,
+        Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout, Arange, Permute,
         DeclareScalar, AssignScalar, For, While, If,
     ),
     expressions=(Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr),

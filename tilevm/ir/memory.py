@@ -31,6 +31,7 @@ from tilevm.ir.inst import (
 )
 from tilevm.ir.types import GlobalType, PointerType, Scope, TileType
 from tilevm.layout import LayoutError, SharedLayout
+from tilevm.layout.shared import permute_shared
 
 __all__ = [
     "AllocRegister",
@@ -43,6 +44,7 @@ __all__ = [
     "GlobalView",
     "LoadGlobal",
     "LoadShared",
+    "PermuteShared",
     "SliceShared",
     "StoreGlobal",
     "StoreShared",
@@ -68,7 +70,10 @@ def check_window(
     if len(set(dims)) != len(dims) or any(not 0 <= dim < tensor.rank for dim in dims):
         raise IRTypeError(f"dims {list(dims)} must be distinct dimensions of a rank-{tensor.rank} tensor")
     if list(dims) != sorted(dims):
-        raise IRTypeError(f"dims {list(dims)} must be increasing; permute the tile instead")
+        raise IRTypeError(
+            f"dims {list(dims)} must be increasing; give them in increasing order and reorder the tile's "
+            f"dims with tv.permute(tile, dims) (or tile.T)"
+        )
 
 
 def check_extents(shape: tuple[int, ...]) -> None:
@@ -370,3 +375,41 @@ class Sync(Instruction):
     """A barrier for the threads of the block; shared-memory writes before it are seen after it."""
 
     opname = "sync"
+
+
+def check_permutation(dims: tuple[int, ...], rank: int) -> None:
+    """``dims`` names each dimension of a rank-``rank`` tile once."""
+    if sorted(dims) != list(range(rank)):
+        raise IRTypeError(f"dims {list(dims)} must name each dimension of a rank-{rank} tile once")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PermuteShared(Instruction):
+    """A view of a shared tile with its dims reordered as ``numpy.transpose`` (result dim ``i`` is dim
+    ``dims[i]`` of ``tensor``): the same memory, so writes through either are seen by both.
+
+    Placement: the tensor's layout with its dims permuted, strides with them
+    (``tilevm.layout.shared.permute_shared``), and the tensor's base: every element keeps its place. The
+    result's type carries that layout exactly when the tensor's type has one, as a slice's does.
+    """
+
+    output: Var
+    tensor: Expr
+    dims: tuple[int, ...]
+    opname = "permute_shared"
+
+    def result_type(self) -> TileType:
+        source = expect_tile(self.tensor, "permute_shared's tensor", Scope.SHARED)
+        check_permutation(self.dims, source.rank)
+        return TileType(source.dtype, tuple(source.shape[dim] for dim in self.dims), Scope.SHARED)
+
+    def check_layouts(self) -> None:
+        parent, actual = self.tensor.type.layout, self.output.type.layout
+        expected = None if parent is None else permute_shared(parent, self.dims)
+        if actual == expected:
+            return
+        if parent is None:
+            raise IRTypeError(f"a permuted view of a tensor without a layout has none, got {actual}")
+        raise IRTypeError(
+            f"the result has layout {actual}, but {parent} permuted by {list(self.dims)} is {expected}"
+        )

@@ -5,6 +5,7 @@ from tilevm.lang.annotations import Tensor, TensorAnnotation, constexpr
 from tilevm.lang.arguments import TensorArgument, view
 from tilevm.lang.builtins import (
     abs,
+    arange,
     atomic_add,
     atomic_max,
     atomic_min,
@@ -29,6 +30,7 @@ from tilevm.lang.builtins import (
     min,
     minimum,
     num_blocks,
+    permute,
     register_tensor,
     rsqrt,
     shared_tensor,
@@ -49,10 +51,10 @@ from tilevm.lang.functions import DeviceFunction, func
 __all__ = [
     "DeviceFunction",
     "func",
-    "Tensor", "TensorAnnotation", "TensorArgument", "abs", "atomic_add", "atomic_max", "atomic_min",
+    "Tensor", "TensorAnnotation", "TensorArgument", "abs", "arange", "atomic_add", "atomic_max", "atomic_min",
     "block_idx", "cast", "cdiv", "constexpr", "convert_layout", "copy_async", "copy_async_commit",
     "copy_async_wait", "cos", "dot", "exp", "exp2", "free_shared", "load_global", "load_shared",
-    "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "range", "register_tensor", "rsqrt",
-    "shared_tensor", "sin", "slice_shared", "sqrt", "static_range", "store_global", "store_shared", "sum",
-    "sync", "tanh", "view", "where",
+    "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "permute", "range", "register_tensor",
+    "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "static_range", "store_global", "store_shared",
+    "sum", "sync", "tanh", "view", "where",
 ]  # fmt: skip

@@ -9,11 +9,12 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 
-from tilevm.dtypes import DType
+from tilevm.dtypes import DType, int32
 from tilevm.errors import CompilationError
 from tilevm.ir import (
     AllocRegister,
     AllocShared,
+    Arange,
     AtomicGlobal,
     BinaryExpr,
     BlockIndex,
@@ -30,8 +31,11 @@ from tilevm.ir import (
     GridSize,
     LoadGlobal,
     LoadShared,
+    Permute,
+    PermuteShared,
     Reduce,
     ScalarType,
+    Scope,
     SliceShared,
     StoreGlobal,
     StoreShared,
@@ -42,17 +46,18 @@ from tilevm.ir import (
     View,
     Where,
 )
-from tilevm.ir.compute import ROUNDING_MODES
+from tilevm.ir.compute import ROUNDING_MODES, reduce_dtype
 from tilevm.ir.expr import UNARY_OPS
 from tilevm.lang.context import current
 from tilevm.lang.operators import UNARY_OPERATORS, binary_operation, checked, promoted
 from tilevm.lang.values import constant, describe_value, index_expr, is_ir, literal_like
 from tilevm.layout import RegisterLayout
+from tilevm.layout.shared import permute_shared
 
 __all__ = [
-    "abs", "atomic_add", "atomic_max", "atomic_min", "block_idx", "cast", "cdiv", "convert_layout",
+    "abs", "arange", "atomic_add", "atomic_max", "atomic_min", "block_idx", "cast", "cdiv", "convert_layout",
     "copy_async", "copy_async_commit", "copy_async_wait", "cos", "dot", "exp", "exp2", "free_shared",
-    "load_global", "load_shared", "log", "log2", "max", "maximum", "min", "minimum", "num_blocks",
+    "load_global", "load_shared", "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "permute",
     "register_tensor", "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "store_global",
     "store_shared", "sum", "sync", "tanh", "view_tile", "where",
 ]  # fmt: skip
@@ -359,12 +364,52 @@ def convert_layout(tile: Expr, layout: RegisterLayout) -> Expr:
     return _emit_output("convert_layout", ConvertLayout, _layout(layout, "convert_layout"), operand=tile)
 
 
+def arange(size: int, dtype: DType = int32, layout: RegisterLayout | None = None) -> Expr:
+    """The register tile ``[size]`` holding ``0, 1, ..., size - 1`` in the integer ``dtype``: masks from
+    indices, such as a ragged tail ``tv.where(tv.arange(BLOCK) + start < n, x, 0.0)``."""
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise CompilationError(f"arange's size must be a positive compile-time int, got {size!r}")
+    dtype = _dtype(dtype, "arange")
+    if not dtype.is_integer:
+        raise CompilationError(f"arange needs an integer dtype such as tv.int32, got {dtype}")
+    if size - 1 > dtype.max_value:
+        raise CompilationError(
+            f"arange({size}) reaches {size - 1}, more than {dtype} holds ({dtype.max_value})"
+        )
+    return _emit_output("arange", Arange, _layout(layout, "arange"), dtype=dtype, size=size)
+
+
+def permute(tile: Expr, dims: Sequence[int]) -> Expr:
+    """The tile with its dims reordered as ``numpy.transpose`` (result dim ``i`` is dim ``dims[i]``); for a
+    shared tile, a view of the same memory. ``tile.T`` is ``permute(tile, [1, 0])`` for a rank-2 tile."""
+    tile = _tile_or_global(tile, "permute", (TileType,))
+    if not isinstance(dims, (tuple, list)) or sorted(dims) != list(builtins.range(tile.type.rank)):
+        raise CompilationError(
+            f"permute's dims must name each of the {tile.type.rank} dims of the tile once, got {dims!r}"
+        )
+    if tile.type.scope is Scope.REGISTER:
+        return _emit_output("permute", Permute, operand=tile, dims=tuple(dims))
+    # a view of a placed shared tile is placed by the permuted layout (``PermuteShared``'s rule)
+    layout = None if tile.type.layout is None else permute_shared(tile.type.layout, dims)
+    return _emit_output("permute", PermuteShared, layout, tensor=tile, dims=tuple(dims))
+
+
 def _reduction(op: str):
-    def reduce(value: Expr, dim: int, keepdim: bool = False) -> Expr:
-        return _emit_output(op, Reduce, operand=value, op=op, dim=dim, keepdim=keepdim)
+    def reduce(value: Expr, dim: int, keepdim: bool = False, dtype: DType | None = None) -> Expr:
+        value = _tile_or_global(value, op, (TileType,))
+        dtype = reduce_dtype(op, value.type.dtype) if dtype is None else _dtype(dtype, op)
+        return _emit_output(op, Reduce, operand=value, op=op, dtype=dtype, dim=dim, keepdim=keepdim)
 
     reduce.__name__ = reduce.__qualname__ = op
-    reduce.__doc__ = f"The {op} of a register tile over ``dim``."
+    default = (
+        "int32 for integers (uint32 unsigned, 64 bits kept), float32 for floats"
+        if op == "sum"
+        else ("the operand's dtype")
+    )
+    reduce.__doc__ = (
+        f"The {op} of a register tile over ``dim``, computed in and returned as ``dtype`` (by default "
+        f"{default}; see ``tilevm.ir.Reduce``)."
+    )
     return reduce
 
 

@@ -70,6 +70,12 @@ class ExpressionEvaluator:
             return value_type.dtype
         if isinstance(value_type, TileType) and attribute in ("shape", "rank"):
             return getattr(value_type, attribute)
+        if isinstance(value_type, TileType) and attribute == "T":
+            if value_type.rank != 2:
+                raise CompilationError(
+                    f"'.T' of {describe_value(value)}; use tv.permute(tile, dims) for rank != 2"
+                )
+            return dsl.permute(value, (1, 0))
         if isinstance(value_type, GlobalType) and attribute in ("shape", "strides", "rank"):
             if attribute == "rank":
                 return value_type.rank

@@ -28,6 +28,7 @@ Text form: ``shared((64, 32), strides=(32, 1))``, with ``origin=`` when it is no
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
@@ -39,7 +40,7 @@ from tilevm.layout.errors import LayoutError
 from tilevm.layout.swizzle import Swizzle, bank_conflicts, warp_accesses
 from tilevm.layout.text import register_constructor
 
-__all__ = ["SharedLayout", "choose_swizzle", "shared"]
+__all__ = ["SharedLayout", "choose_swizzle", "permute_shared", "shared"]
 
 # A swizzle permutes at most the eight 16-byte units of a 128-byte line: that already reaches all 32 banks.
 _MAX_SWIZZLE_BITS = 3
@@ -264,3 +265,19 @@ def _text(values: tuple[int, ...]) -> str:
 
 
 register_constructor("shared", shared)
+
+
+def permute_shared(layout: SharedLayout, dims: Sequence[int]) -> SharedLayout:
+    """The layout of the same memory with its dims reordered as ``numpy.transpose`` (new dim ``i`` is dim
+    ``dims[i]``): shape and strides permuted together, the rest kept, so every element keeps its offset.
+
+    >>> layout = SharedLayout.row_major(2, 4).swizzle(1, 0, 2)
+    >>> transposed = permute_shared(layout, (1, 0))
+    >>> str(transposed), transposed.offset((3, 1)) == layout.offset((1, 3))
+    ('shared((4, 2), strides=(1, 4)).swizzle(1, 0, 2)', True)
+    """
+    if sorted(dims) != list(range(layout.rank)):
+        raise LayoutError(f"permute needs a permutation of range({layout.rank}), got {list(dims)}")
+    shape = tuple(layout.shape[dim] for dim in dims)
+    strides = tuple(layout.strides[dim] for dim in dims)
+    return dataclasses.replace(layout, shape=shape, strides=strides)

@@ -1,14 +1,15 @@
 """Handlers of the instructions that compute on register tiles (see ``tilevm.ir.compute``).
 
 Elementwise instructions follow ``arith`` (exact or float64 computation, then one rounding to the dtype)
-with numpy broadcasting. ``reduce`` sums in float64 (int64 for integers, wrapped) and rounds once; ``max``
-and ``min`` over floats ignore NaN. ``dot`` computes ``a @ b + accumulator`` in float64 and rounds once to
-the accumulator's dtype (integers: exactly, modulo 2^64, then wrapped). ``assign`` replaces the value of
-its destination variable. ``view`` reads the tile's bits row-major and ``convert_layout`` returns its
-operand: no result depends on a layout.
+with numpy broadcasting. ``reduce`` sums floats in float64 and rounds once to its ``dtype`` (integers:
+exactly, modulo 2^64, then wrapped to its ``dtype``); ``max`` and ``min`` are exact and over floats ignore
+NaN. ``dot`` computes ``a @ b + accumulator`` in float64 and rounds once to the accumulator's dtype
+(integers: exactly, modulo 2^64, then wrapped). ``assign`` replaces the value of its destination variable.
+``view`` reads the tile's bits row-major, ``permute`` transposes, ``arange`` counts, and ``convert_layout``
+returns its operand: no result depends on a layout.
 
 >>> sorted(cls.__name__ for cls in HANDLERS)[:3]
-['AssignTensor', 'Binary', 'Cast']
+['Arange', 'AssignTensor', 'Binary']
 """
 
 from __future__ import annotations
@@ -17,9 +18,22 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tilevm.ir import AssignTensor, Binary, Cast, ConvertLayout, Dot, Instruction, Reduce, Unary, View, Where
+from tilevm.ir import (
+    Arange,
+    AssignTensor,
+    Binary,
+    Cast,
+    ConvertLayout,
+    Dot,
+    Instruction,
+    Permute,
+    Reduce,
+    Unary,
+    View,
+    Where,
+)
 from tilevm.runtime.reference.arith import binary, unary
-from tilevm.runtime.reference.carrier import to_carrier
+from tilevm.runtime.reference.carrier import carrier_type, to_carrier
 from tilevm.runtime.reference.convert import cast, view
 from tilevm.runtime.reference.scalars import evaluate
 from tilevm.runtime.reference.state import BlockState
@@ -45,19 +59,31 @@ def _where(instruction: Where, state: BlockState) -> None:
 
 def _reduce(instruction: Reduce, state: BlockState) -> None:
     values = evaluate(instruction.operand, state)
-    dtype = instruction.operand.type.dtype
+    dtype = instruction.dtype
     keepdims = instruction.keepdim or values.ndim == 1
     axis = instruction.dim
     if instruction.op == "sum":
-        exact = np.float64 if dtype.is_float else np.int64 if values.dtype == np.bool_ else values.dtype
-        result = to_carrier(np.sum(values, axis=axis, keepdims=keepdims, dtype=exact), dtype)
-    elif dtype.is_float:
+        # Integers wrap modulo 2^64 in the carrier (exact modulo 2^n once wrapped); floats see the docstring.
+        exact = np.float64 if dtype.is_float else carrier_type(dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            result = np.sum(values, axis=axis, keepdims=keepdims, dtype=exact)
+    elif instruction.operand.type.dtype.is_float:
         reducer = np.fmax if instruction.op == "max" else np.fmin
         result = reducer.reduce(values, axis=axis, keepdims=keepdims)
     else:
         reducer = np.max if instruction.op == "max" else np.min
         result = reducer(values, axis=axis, keepdims=keepdims)
-    state.bind(instruction.output, np.asarray(result))
+    # dtype holds every operand value: max and min convert exactly
+    state.bind(instruction.output, to_carrier(result, dtype))
+
+
+def _arange(instruction: Arange, state: BlockState) -> None:
+    state.bind(instruction.output, np.arange(instruction.size, dtype=carrier_type(instruction.dtype)))
+
+
+def _permute(instruction: Permute, state: BlockState) -> None:
+    values = evaluate(instruction.operand, state)
+    state.bind(instruction.output, np.transpose(values, instruction.dims).copy())
 
 
 def _dot(instruction: Dot, state: BlockState) -> None:
@@ -94,6 +120,8 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     Binary: _binary,
     Where: _where,
     Reduce: _reduce,
+    Arange: _arange,
+    Permute: _permute,
     Dot: _dot,
     Cast: _cast,
     View: _view,

@@ -12,6 +12,7 @@ instruction.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -31,11 +32,13 @@ from tilevm.ir import (
     Instruction,
     LoadGlobal,
     LoadShared,
+    PermuteShared,
     SliceShared,
     StoreGlobal,
     StoreShared,
     Sync,
 )
+from tilevm.layout.shared import permute_shared
 from tilevm.runtime.reference.carrier import poison, to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.global_view import GlobalTensor, atomic_window, load_window, store_window
@@ -150,6 +153,19 @@ def _copy_async(instruction: CopyAsync, state: BlockState) -> None:
     state.copies.start(destination, apply)
 
 
+def _permute_shared(instruction: PermuteShared, state: BlockState) -> None:
+    """The same bytes and base, placed by the permuted layout (in-flight counts transposed likewise)."""
+    tile: SharedTile = evaluate(instruction.tensor, state)
+    dims = instruction.dims
+    permuted = dataclasses.replace(
+        tile,
+        layout=permute_shared(tile.layout, dims),
+        pending=tile.pending.transpose(dims),
+        name=instruction.output.name,
+    )
+    state.bind(instruction.output, permuted)
+
+
 HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     GlobalView: _global_view,
     AllocShared: _alloc_shared,
@@ -165,4 +181,5 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     CopyAsyncCommit: lambda instruction, state: state.copies.commit(),
     CopyAsyncWait: lambda instruction, state: state.copies.wait(instruction.pending),
     Sync: lambda instruction, state: None,
+    PermuteShared: _permute_shared,
 }
