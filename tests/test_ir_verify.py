@@ -3,7 +3,7 @@
 import pytest
 
 from tilevm import ir
-from tilevm.dtypes import float16, float32, int4, int32, int64, uint8
+from tilevm.dtypes import float16, float32, int4, int8, int32, int64, uint8
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import (
     AllocRegister,
@@ -282,3 +282,57 @@ def test_view_names_the_layout_that_keeps_the_bits():
     body = (alloc(source), ir.View(output=result, operand=source, dtype=int4, shape=(8, 32), loc=HERE))
     error = layout_error(*body)
     assert error.message.endswith("spatial(8, 4).local(1, 8) would keep them")
+
+
+def test_permute_permutes_the_layout():
+    tile = register(float32, (4, 8), spatial(4, 8))
+    result = register(float32, (8, 4), spatial(8, 4))
+    error = layout_error(alloc(tile), ir.Permute(output=result, operand=tile, dims=(1, 0), loc=HERE))
+    assert error.message == (
+        "permute: the result has layout spatial(8, 4), but spatial(4, 8) permuted by [1, 0] is "
+        "column_spatial(8, 4)"
+    )
+
+
+def test_permute_dims_name_each_dim_once():
+    tile = register(float32, (4, 8))
+    body = (alloc(tile), ir.Permute(output=register(float32, (4, 4)), operand=tile, dims=(0, 0), loc=HERE))
+    error = verifier_error(program(*body))
+    assert error.message == "permute: dims [0, 0] must name each dimension of a rank-2 tile once"
+    assert error.location == HERE
+
+
+def test_a_permuted_shared_view_permutes_the_strides():
+    layout = shared((4, 8)).swizzle(1, 0, 3)
+    smem = Var("s", TileType(float32, (4, 8), Scope.SHARED, layout))
+    columns = Var("c", TileType(float32, (8, 4), Scope.SHARED, shared((8, 4))))
+    body = (
+        ir.AllocShared(output=smem, dtype=float32, shape=(4, 8)),
+        ir.PermuteShared(output=columns, tensor=smem, dims=(1, 0), loc=HERE),
+    )
+    error = layout_error(*body)
+    assert error.message == (
+        "permute_shared: the result has layout shared((8, 4), strides=(4, 1)), but "
+        "shared((4, 8), strides=(8, 1)).swizzle(1, 0, 3) permuted by [1, 0] is "
+        "shared((8, 4), strides=(1, 8)).swizzle(1, 0, 3)"
+    )
+
+
+def test_arange_values_must_fit_the_dtype():
+    error = verifier_error(program(ir.Arange(output=register(int8, (200,)), dtype=int8, size=200, loc=HERE)))
+    assert error.message == "arange: arange(200) reaches 199, which does not fit in int8 (at most 127)"
+    assert error.location == HERE
+
+
+def test_a_reduction_accumulates_in_a_dtype_that_holds_every_operand_value():
+    tile = register(float16, (4, 8))
+    body = (
+        alloc(tile),
+        ir.Reduce(output=register(int32, (4,)), operand=tile, op="sum", dtype=int32, dim=1, loc=HERE),
+    )
+    error = verifier_error(program(*body))
+    assert error.message == (
+        "reduce: a sum of float16 values cannot be computed in int32: it needs a float dtype that holds "
+        "every float16 value, such as float32"
+    )
+    assert error.location == HERE
