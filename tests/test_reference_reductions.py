@@ -12,7 +12,7 @@ from layout_assignment import execute_with_random_layouts
 
 import tilevm as tv
 from tilevm import ir
-from tilevm.ir.compute import holds_every_value
+from tilevm.ir.accumulators import holds_every_value
 from tilevm.runtime import jit
 
 TORCH = {tv.int8: torch.int8, tv.int16: torch.int16, tv.int32: torch.int32, tv.int64: torch.int64}

@@ -46,7 +46,8 @@ from tilevm.ir import (
     View,
     Where,
 )
-from tilevm.ir.compute import ROUNDING_MODES, reduce_dtype
+from tilevm.ir.accumulators import reduce_dtype
+from tilevm.ir.compute import ROUNDING_MODES
 from tilevm.ir.expr import UNARY_OPS
 from tilevm.lang.context import current
 from tilevm.lang.operators import UNARY_OPERATORS, binary_operation, checked, promoted
