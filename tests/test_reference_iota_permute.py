@@ -9,7 +9,23 @@ import torch
 from layout_assignment import execute_with_random_layouts
 
 import tilevm as tv
+from tilevm.dtypes import int8
+from tilevm.ir import (
+    AllocShared,
+    Const,
+    GlobalView,
+    LoadGlobal,
+    LoadShared,
+    PermuteShared,
+    ProgramBuilder,
+    StoreGlobal,
+    StoreShared,
+    Sync,
+)
+from tilevm.layout import shared
+from tilevm.layout.shared import permute_shared
 from tilevm.runtime import jit
+from tilevm.runtime.reference import execute
 
 
 @pytest.fixture(autouse=True)
@@ -195,3 +211,37 @@ def test_decreasing_dims_name_the_permute_builtin():
         "dims with tv.permute(tile, dims) (or tile.T)"
     )
     assert error.location.line == line_of(bad, "marker")
+
+
+def test_a_permuted_view_of_a_swizzled_tile_keeps_every_elements_place():
+    # stored through the transposed view of a swizzled tile, loaded through the tile: the transpose
+    layout = shared([16, 8]).swizzle(1, 2, 2)
+    builder = ProgramBuilder("transpose", num_threads=32)
+    source, target = builder.pointer_param("source", int8), builder.pointer_param("target", int8)
+    views = [
+        builder.emit_output(
+            GlobalView,
+            "view",
+            pointer=pointer,
+            shape=(Const(rows), Const(cols)),
+            strides=(Const(cols), Const(1)),
+        )
+        for pointer, (rows, cols) in ((source, (8, 16)), (target, (16, 8)))
+    ]
+    buffer = builder.emit_output(AllocShared, "buffer", layout, dtype=int8, shape=(16, 8))
+    columns = builder.emit_output(
+        PermuteShared, "columns", permute_shared(layout, (1, 0)), tensor=buffer, dims=(1, 0)
+    )
+    origin = (Const(0), Const(0))
+    tile = builder.emit_output(
+        LoadGlobal, "tile", tensor=views[0], offsets=origin, shape=(8, 16), dims=(0, 1)
+    )
+    builder.emit(StoreShared(tensor=columns, value=tile))
+    builder.emit(Sync())
+    loaded = builder.emit_output(LoadShared, "loaded", tensor=buffer)
+    builder.emit(StoreGlobal(tensor=views[1], value=loaded, offsets=origin, dims=(0, 1)))
+    rng = np.random.default_rng(87)
+    x = torch.tensor(rng.integers(-128, 128, (8, 16)), dtype=torch.int8)
+    out = torch.zeros(16, 8, dtype=torch.int8)
+    execute(builder.build(), [x, out], grid=(1,))
+    assert torch.equal(out, x.T)
