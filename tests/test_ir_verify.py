@@ -3,7 +3,7 @@
 import pytest
 
 from tilevm import ir
-from tilevm.dtypes import float16, float32, int4, int8, int32, int64, uint8
+from tilevm.dtypes import boolean, float16, float32, int4, int8, int32, int64, uint8
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import (
     AllocRegister,
@@ -334,5 +334,18 @@ def test_a_reduction_accumulates_in_a_dtype_that_holds_every_operand_value():
     assert error.message == (
         "reduce: a sum of float16 values cannot be computed in int32: it needs a float dtype that holds "
         "every float16 value, such as float32"
+    )
+    assert error.location == HERE
+
+
+def test_a_sum_is_not_computed_in_bool():
+    tile = register(boolean, (4, 8))
+    body = (
+        alloc(tile),
+        ir.Reduce(output=register(boolean, (4,)), operand=tile, op="sum", dtype=boolean, dim=1, loc=HERE),
+    )
+    error = verifier_error(program(*body))
+    assert (
+        error.message == "reduce: a sum cannot be computed in bool (it would not count); use an integer dtype"
     )
     assert error.location == HERE

@@ -151,6 +151,22 @@ def test_holds_every_value_matches_the_value_tables():
     sets = {dtype: _value_set(dtype) for dtype in dtypes}
     for narrow in dtypes:
         for wide in dtypes:
-            same_class = narrow.is_float == wide.is_float and wide.kind != "bool"
+            same_class = narrow.is_float == wide.is_float and (wide.kind != "bool" or narrow == wide)
             expected = same_class and sets[narrow] <= sets[wide]
             assert holds_every_value(wide, narrow) == expected, (str(wide), str(narrow))
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_max_and_min_of_bools_are_any_and_all(op):
+    @tv.kernel(num_warps=1)
+    def any_all(x: tv.Tensor[tv.float32, 2], out: tv.Tensor[tv.int8, 1], OP: tv.constexpr):
+        positive = tv.load_global(x, offsets=[0, 0], shape=[8, 4]) > 0.0
+        reduced = tv.max(positive, 1) if OP == "max" else tv.min(positive, 1)
+        tv.store_global(out, tv.cast(reduced, tv.int8), offsets=[0])
+
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(96))
+    x[0], x[1] = 1.0, -1.0  # a row of all positives, a row of none
+    out = torch.full((8,), -1, dtype=torch.int8)
+    any_all[(1,)](x, out, op)
+    expected = (x > 0).any(dim=1) if op == "max" else (x > 0).all(dim=1)
+    assert torch.equal(out, expected.to(torch.int8))

@@ -33,7 +33,7 @@ def reduce_dtype(op: str, dtype: DType) -> DType:
 
 def holds_every_value(wide: DType, narrow: DType) -> bool:
     """Whether every value of ``narrow`` is a value of ``wide``, of the same class (integers and bools in an
-    integer dtype, floats in a float dtype), so that converting to ``wide`` is exact.
+    integer dtype, floats in a float dtype, a dtype in itself), so that converting to ``wide`` is exact.
 
     >>> from tilevm.dtypes import bfloat16, e8m0, float16, int3, int8, uint3
     >>> holds_every_value(int8, int3), holds_every_value(int8, uint3), holds_every_value(uint32, int3)
@@ -41,6 +41,8 @@ def holds_every_value(wide: DType, narrow: DType) -> bool:
     >>> holds_every_value(float32, e8m0), holds_every_value(float16, bfloat16)
     (True, False)
     """
+    if wide == narrow:
+        return True
     if narrow.is_float != wide.is_float or wide.kind == "bool":
         return False
     if not narrow.is_float:

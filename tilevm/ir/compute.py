@@ -216,6 +216,8 @@ class Reduce(Instruction):
         source = expect_tile(self.operand, "reduce's operand", Scope.REGISTER)
         if not 0 <= self.dim < source.rank:
             raise IRTypeError(f"reduce over dim {self.dim} of a rank-{source.rank} tile")
+        if self.op == "sum" and self.dtype.kind == "bool":
+            raise IRTypeError("a sum cannot be computed in bool (it would not count); use an integer dtype")
         if not holds_every_value(self.dtype, source.dtype):
             needed = "a float" if source.dtype.is_float else "an integer"
             raise IRTypeError(
