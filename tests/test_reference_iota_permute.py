@@ -91,14 +91,22 @@ def test_causal_mask_from_two_aranges():
     assert torch.equal(out, expected)
 
 
-def test_arange_past_its_dtype_is_an_error_at_the_line():
+def test_arange_past_its_dtype_or_of_floats_is_an_error_at_the_line():
     @tv.kernel
     def too_many(out: tv.Tensor[tv.int64, 1]):
         tv.store_global(out, tv.cast(tv.arange(300, dtype=tv.uint8), tv.int64), offsets=[0])  # marker
 
     error = compile_error(too_many, torch.zeros(300, dtype=torch.int64))
-    assert error.message == "arange(300) reaches 299, more than uint8 holds (255)"
+    assert error.message == "arange(300) reaches 299, which does not fit in uint8 (at most 255)"
     assert error.location.line == line_of(too_many, "marker")
+
+    @tv.kernel
+    def floats(out: tv.Tensor[tv.float32, 1]):
+        tv.store_global(out, tv.arange(8, dtype=tv.float32), offsets=[0])  # marker
+
+    error = compile_error(floats, torch.zeros(8))
+    assert error.message == "arange needs an integer dtype, got float32"
+    assert error.location.line == line_of(floats, "marker")
 
 
 @pytest.mark.parametrize("dims", [(2, 0, 1), (1, 2, 0), (0, 2, 1)])

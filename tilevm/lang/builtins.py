@@ -370,13 +370,7 @@ def arange(size: int, dtype: DType = int32, layout: RegisterLayout | None = None
     indices, such as a ragged tail ``tv.where(tv.arange(BLOCK) + start < n, x, 0.0)``."""
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise CompilationError(f"arange's size must be a positive compile-time int, got {size!r}")
-    dtype = _dtype(dtype, "arange")
-    if not dtype.is_integer:
-        raise CompilationError(f"arange needs an integer dtype such as tv.int32, got {dtype}")
-    if size - 1 > dtype.max_value:
-        raise CompilationError(
-            f"arange({size}) reaches {size - 1}, more than {dtype} holds ({dtype.max_value})"
-        )
+    dtype = _dtype(dtype, "arange")  # Arange's type rule checks that it is an integer dtype holding size - 1
     return _emit_output("arange", Arange, _layout(layout, "arange"), dtype=dtype, size=size)
 
 
@@ -402,11 +396,9 @@ def _reduction(op: str):
         return _emit_output(op, Reduce, operand=value, op=op, dtype=dtype, dim=dim, keepdim=keepdim)
 
     reduce.__name__ = reduce.__qualname__ = op
-    default = (
-        "int32 for integers (uint32 unsigned, 64 bits kept), float32 for floats"
-        if op == "sum"
-        else ("the operand's dtype")
-    )
+    default = "the operand's dtype"
+    if op == "sum":
+        default = "int32 for integers (uint32 unsigned, 64 bits kept), float32 for floats"
     reduce.__doc__ = (
         f"The {op} of a register tile over ``dim``, computed in and returned as ``dtype`` (by default "
         f"{default}; see ``tilevm.ir.Reduce``)."
