@@ -97,6 +97,7 @@ def test_wait_keeps_the_newest_groups_in_flight():
         builder.emit(CopyAsync(destination=stages[-1], source=source, offsets=window, dims=(0, 1)))
         builder.emit(CopyAsyncCommit())
     builder.emit(CopyAsyncWait(pending=1))  # stage 0 has landed, stage 1 may not have
+    builder.emit(Sync())
     store_shared_tile(builder, stages[0], target)
     store_shared_tile(builder, stages[1], target, offsets=(0, 4))  # too early
     builder.emit(CopyAsyncWait(pending=0))
@@ -129,6 +130,7 @@ def test_slices_are_views_of_their_allocation():
             LoadGlobal, "tile", tensor=source, offsets=(Const(row), Const(0)), shape=(3, 10), dims=(0, 1)
         )
         builder.emit(StoreShared(tensor=half, value=tile))
+    builder.emit(Sync())
     store_shared_tile(builder, whole, target)
     src, dst = inputs(75)
     execute(builder.build(), [src, dst], grid=(1,))
@@ -149,6 +151,7 @@ def test_fresh_and_freed_shared_tiles_hold_poison():
         LoadGlobal, "tile", tensor=source, offsets=(Const(0), Const(0)), shape=(6, 10), dims=(0, 1)
     )
     builder.emit(StoreShared(tensor=shared, value=tile))
+    builder.emit(Sync())
     builder.emit(FreeShared(tensor=shared))
     store_shared_tile(builder, shared, target)
     src = torch.ones(6, 10, dtype=torch.int8)
@@ -187,7 +190,9 @@ def planned_kernel(offsets, shared_bytes):
             LoadGlobal, "values", tensor=source, offsets=(Const(0), column), shape=(32, 16), dims=(0, 1)
         )
         builder.emit(StoreShared(tensor=block, value=values))
+    builder.emit(Sync())
     store_shared_tile(builder, tile, target)
+    builder.emit(Sync())  # the tile's bytes are read before the stages, which take them, are written
     builder.emit(FreeShared(tensor=tile))
 
     stages_layout = SharedLayout.row_major(2, 32, 16).swizzle(1, 3, 3)
@@ -206,6 +211,7 @@ def planned_kernel(offsets, shared_bytes):
         dims=(0, 1),
     )
     builder.emit(StoreShared(tensor=nibbles, value=nibble_values))
+    builder.emit(Sync())
     with builder.for_range("s", Const(0), Const(2), Const(1)) as s:
         stage = emit_slice(builder, "stage", stages, (s, Const(0), Const(0)), (32, 16), (1, 2))
         window = (Const(0), BinaryExpr("add", BinaryExpr("mul", s, Const(16)), Const(8)))

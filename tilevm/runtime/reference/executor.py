@@ -37,7 +37,7 @@ from tilevm.runtime.reference import compute_ops, control_ops, memory_ops
 from tilevm.runtime.reference.carrier import to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.global_memory import tensor_pointer
-from tilevm.runtime.reference.shared import block_shared_memory
+from tilevm.runtime.reference.shared import SharedMemory
 from tilevm.runtime.reference.state import BlockState
 
 __all__ = ["HANDLERS", "execute"]
@@ -67,7 +67,7 @@ def execute(program: Program, arguments: Sequence[object], grid: tuple[int, ...]
     ]
     rng = np.random.default_rng(seed)
     for z, y, x in itertools.product(*(range(extent) for extent in reversed(full_grid))):
-        memory = block_shared_memory(program.shared_bytes)
+        memory = SharedMemory.for_block(program.shared_bytes)
         state = BlockState(block_index=(x, y, z), grid=full_grid, rng=rng, run=run_body, shared_memory=memory)
         for variable, value in bound:
             state.bind(variable, value)
