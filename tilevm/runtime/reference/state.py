@@ -18,6 +18,7 @@ import numpy as np
 from tilevm.ir import Var
 from tilevm.ir.stmt import Body
 from tilevm.runtime.reference.errors import ExecutionError
+from tilevm.runtime.reference.limits import DEFAULT_WHILE_LIMIT
 from tilevm.runtime.reference.shared import AsyncCopies, SharedMemory
 
 __all__ = ["BlockState"]
@@ -29,7 +30,7 @@ class BlockState:
 
     ``run`` executes a nested body in this state; control flow instructions call it. ``shared_memory``
     holds the block's planned shared memory, when the program has a plan, and the bytes accessed since the
-    last sync (see ``shared`` and ``races``).
+    last sync (see ``shared`` and ``races``). ``while_limit`` bounds each ``while`` loop (see ``limits``).
     """
 
     block_index: tuple[int, int, int]
@@ -38,6 +39,7 @@ class BlockState:
     run: Callable[[Body, BlockState], None] | None
     values: dict[int, object] = field(default_factory=dict)
     copies: AsyncCopies = field(default_factory=AsyncCopies)
+    while_limit: int = DEFAULT_WHILE_LIMIT
     shared_memory: SharedMemory = field(default_factory=lambda: SharedMemory.for_block(None))
 
     def bind(self, variable: Var, value: object) -> None:
