@@ -24,6 +24,7 @@ from tilevm.ir.memory import (
     FreeShared,
     GlobalView,
     LoadGlobal,
+    LoadScalar,
     LoadShared,
     SliceShared,
     StoreGlobal,
@@ -55,6 +56,7 @@ TILE_IR = InstructionSet(
         AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync,
         Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout,
         DeclareScalar, AssignScalar, For, While, If,
+        LoadScalar,
     ),
     expressions=(Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr),
 )  # fmt: skip

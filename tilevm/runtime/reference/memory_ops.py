@@ -31,14 +31,16 @@ from tilevm.ir import (
     GlobalView,
     Instruction,
     LoadGlobal,
+    LoadScalar,
     LoadShared,
     SliceShared,
     StoreGlobal,
     StoreShared,
     Sync,
 )
-from tilevm.runtime.reference.carrier import poison, to_carrier
+from tilevm.runtime.reference.carrier import codes_to_carrier, poison, to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
+from tilevm.runtime.reference.global_memory import read_codes
 from tilevm.runtime.reference.global_view import GlobalTensor, atomic_window, load_window, store_window
 from tilevm.runtime.reference.races import Access
 from tilevm.runtime.reference.scalars import evaluate, evaluate_int
@@ -161,6 +163,19 @@ def _copy_async(instruction: CopyAsync, state: BlockState) -> None:
     state.copies.start(destination, apply)
 
 
+def _load_scalar(instruction: LoadScalar, state: BlockState) -> None:
+    tensor: GlobalTensor = evaluate(instruction.tensor, state)
+    indices = _ints(instruction.indices, state, "an index")
+    if any(not 0 <= index < size for index, size in zip(indices, tensor.shape)):
+        raise ExecutionError(
+            f"load_scalar of {tensor.pointer.name}{list(indices)}: the index is outside its shape "
+            f"{list(tensor.shape)}"
+        )
+    address = sum(index * stride for index, stride in zip(indices, tensor.strides))
+    codes = read_codes(tensor.pointer, np.array([address], dtype=np.int64))
+    state.bind(instruction.output, codes_to_carrier(codes, tensor.pointer.dtype).reshape(()))
+
+
 def _access(kind: str, instruction: Instruction, description: str) -> Access:
     return Access(kind, description, instruction.loc)
 
@@ -177,6 +192,7 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     LoadShared: _load_shared,
     StoreShared: _store_shared,
     CopyAsync: _copy_async,
+    LoadScalar: _load_scalar,
     CopyAsyncCommit: lambda instruction, state: state.copies.commit(),
     CopyAsyncWait: lambda instruction, state: state.copies.wait(instruction.pending),
     Sync: lambda instruction, state: state.shared_memory.sync(),
