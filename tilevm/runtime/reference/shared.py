@@ -137,11 +137,12 @@ class SharedTile:
         write_codes(self.pointer, self._addresses(), codes)
 
     def bytes(self) -> np.ndarray:
-        """The indices, in the buffer, of the bytes that hold some bit of the tile's elements."""
+        """The indices, in the buffer, of the bytes holding some bit of the tile's elements (may repeat)."""
         nbits = self.pointer.dtype.nbits
         first = 8 * self.pointer.byte_offset + self._addresses().astype(np.int64) * nbits
+        # From each element's first byte to its last (an index may repeat: the caller only reads and marks).
         spans = (first // 8)[:, None] + np.arange(-(-nbits // 8) + 1)
-        return np.unique(np.minimum(spans, ((first + nbits - 1) // 8)[:, None]))
+        return np.minimum(spans, ((first + nbits - 1) // 8)[:, None]).ravel()
 
     def _addresses(self) -> np.ndarray:
         return self.layout.shifted_by(self.base).table().ravel()
