@@ -16,6 +16,10 @@ global memory and write shared memory. Reading or writing an element with a copy
 ``ExecutionError`` (on the GPU that is a race that reads stale data), and so does a block that ends with a
 copy never committed or never waited for.
 
+**Races.** Each buffer (the planned one, or an allocation's own) also keeps, per byte, the last access since
+the block's last ``sync`` (``races``): loads, stores and copies pass their access to ``read`` and
+``write``, which raise on a race first; the poison of fresh and freed tiles is no access.
+
 >>> from tilevm.dtypes import float16
 >>> from tilevm.layout import SharedLayout
 >>> pointer, unsynced = SharedMemory.for_block(None).allocate(None, 8, float16, "buffer")
