@@ -244,14 +244,19 @@ RULES: dict[type[Instruction], Callable[..., None]] = {
 
 
 def execute_with_random_layouts(
-    program: Program, arguments: Sequence[object], grid: tuple[int, ...], seed: int = 0
+    program: Program,
+    arguments: Sequence[object],
+    grid: tuple[int, ...],
+    seed: int = 0,
+    while_limit: int | None = None,
 ) -> None:
     """``execute`` the program on ``arguments``, and a copy with random layouts (seeded by ``seed``) on a
     copy of them; assert that both leave the same bits in every tensor's storage."""
     copies = _copy_storages(arguments)
-    execute(program, arguments, grid, seed)  # first, so that a test expecting an error gets it from here
+    # first, so that a test expecting an error gets it from here
+    execute(program, arguments, grid, seed, while_limit)
     laid_out = ir.verify(assign_random_layouts(program, np.random.default_rng(seed)))
-    execute(laid_out, copies, grid, seed)
+    execute(laid_out, copies, grid, seed, while_limit)
     for position, (original, copy) in enumerate(zip(arguments, copies)):
         if isinstance(original, torch.Tensor):
             expected, actual = _bytes(original), _bytes(copy)

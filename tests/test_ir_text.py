@@ -50,6 +50,7 @@ from tilevm.ir import (
     GlobalView,
     GridSize,
     LoadGlobal,
+    LoadScalar,
     LoadShared,
     Permute,
     PermuteShared,
@@ -104,6 +105,7 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
                       other=Const(-math.inf, float16))  # fmt: skip
     b.emit(StoreShared(tensor=smem, value=y))
     packed = b.emit_output(LoadGlobal, "packed", tensor=w, offsets=(ZERO,), shape=(8,), dims=(0,))
+    b.emit_output(LoadScalar, "first_byte", tensor=w, indices=(BinaryExpr("add", n, Const(-1)),))
     nibbles = b.emit_output(View, "nibbles", operand=packed, dtype=int4, shape=(4, 4))
     b.emit_output(Cast, "wide", operand=nibbles, dtype=float6_e3m2, rounding="zero")
     acc = b.emit_output(AllocRegister, "acc", dtype=float32, shape=(16, 16), init=Const(init, float32))

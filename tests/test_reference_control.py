@@ -1,10 +1,13 @@
 """Control flow, scalar variables, the grid and dispatch of the reference executor."""
 
+import signal
+import time
+
 import pytest
 import torch
 
 from tilevm.dtypes import boolean, float32, int32
-from tilevm.errors import LaunchError
+from tilevm.errors import LaunchError, SourceLocation
 from tilevm.ir import (
     EXPRESSION_CLASSES,
     INSTRUCTION_CLASSES,
@@ -57,9 +60,9 @@ def store_scalar_program(build_body):
     return builder.build()
 
 
-def run_scalar(build_body, grid=(1,)):
+def run_scalar(build_body, grid=(1,), **options):
     out = torch.full((64,), -1, dtype=torch.int32)
-    execute(store_scalar_program(build_body), [out], grid=grid)
+    execute(store_scalar_program(build_body), [out], grid=grid, **options)
     return out
 
 
@@ -82,20 +85,67 @@ def test_for_follows_python_range(start, stop, step):
     assert int(run_scalar(body)[0]) == expected
 
 
-def test_while_and_if_else():
-    def body(builder):
-        n = builder.emit_output(DeclareScalar, "n", init=Const(27))
-        steps = builder.emit_output(DeclareScalar, "steps", init=Const(0))
-        with builder.while_loop(BinaryExpr("ne", n, Const(1))):
-            with builder.if_then(BinaryExpr("eq", BinaryExpr("mod", n, Const(2)), Const(0))):
-                builder.emit(AssignScalar(variable=n, value=BinaryExpr("floordiv", n, Const(2))))
-            with builder.otherwise():
-                three_n = BinaryExpr("mul", n, Const(3))
-                builder.emit(AssignScalar(variable=n, value=BinaryExpr("add", three_n, Const(1))))
-            builder.emit(AssignScalar(variable=steps, value=BinaryExpr("add", steps, Const(1))))
-        return steps
+def collatz_steps(builder):
+    """The number of Collatz steps from 27 to 1, counted by a while loop at kernel.py:40."""
+    n = builder.emit_output(DeclareScalar, "n", init=Const(27))
+    steps = builder.emit_output(DeclareScalar, "steps", init=Const(0))
+    builder.location = SourceLocation("kernel.py", 40, 4)
+    with builder.while_loop(BinaryExpr("ne", n, Const(1))):
+        with builder.if_then(BinaryExpr("eq", BinaryExpr("mod", n, Const(2)), Const(0))):
+            builder.emit(AssignScalar(variable=n, value=BinaryExpr("floordiv", n, Const(2))))
+        with builder.otherwise():
+            three_n = BinaryExpr("mul", n, Const(3))
+            builder.emit(AssignScalar(variable=n, value=BinaryExpr("add", three_n, Const(1))))
+        builder.emit(AssignScalar(variable=steps, value=BinaryExpr("add", steps, Const(1))))
+    builder.location = None
+    return steps
 
-    assert int(run_scalar(body)[0]) == 111  # the Collatz sequence of 27 takes 111 steps
+
+def python_collatz_steps(n):
+    steps = 0
+    while n != 1:
+        n, steps = (n // 2 if n % 2 == 0 else 3 * n + 1), steps + 1
+    return steps
+
+
+def test_while_and_if_else():
+    assert int(run_scalar(collatz_steps)[0]) == python_collatz_steps(27) == 111
+
+
+def test_a_while_past_its_iteration_limit_is_an_error_at_its_line():
+    assert int(run_scalar(collatz_steps, while_limit=111)[0]) == 111  # exactly the limit runs
+    with pytest.raises(
+        ExecutionError,
+        match=r"^kernel\.py:40:4: while loop still running after 110 iterations, the limit \(a hang\?\); "
+        r"execute's while_limit or TILEVM_WHILE_LIMIT sets it$",
+    ):
+        run_scalar(collatz_steps, while_limit=110)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(LaunchError, match=rf"while_limit must be a positive int, got {bad!r}"):
+            run_scalar(collatz_steps, while_limit=bad)
+
+
+def test_ctrl_c_stops_a_hanging_loop_and_leaves_nothing_behind():
+    def forever(builder):
+        zero = builder.emit_output(DeclareScalar, "zero", init=Const(0))
+        with builder.while_loop(BinaryExpr("eq", zero, Const(0))):
+            builder.emit(AssignScalar(variable=zero, value=BinaryExpr("mul", zero, Const(2))))
+        return zero
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt  # what Python's own SIGINT handler does on Ctrl-C
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            run_scalar(forever)
+        assert time.monotonic() - started < 10
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert int(run_scalar(collatz_steps)[0]) == 111  # the next run starts afresh
 
 
 def test_three_axis_grid_reads_block_index_and_grid_size():

@@ -97,6 +97,7 @@ def test_wait_keeps_the_newest_groups_in_flight():
         builder.emit(CopyAsync(destination=stages[-1], source=source, offsets=window, dims=(0, 1)))
         builder.emit(CopyAsyncCommit())
     builder.emit(CopyAsyncWait(pending=1))  # stage 0 has landed, stage 1 may not have
+    builder.emit(Sync())
     store_shared_tile(builder, stages[0], target)
     store_shared_tile(builder, stages[1], target, offsets=(0, 4))  # too early
     builder.emit(CopyAsyncWait(pending=0))
@@ -129,6 +130,7 @@ def test_slices_are_views_of_their_allocation():
             LoadGlobal, "tile", tensor=source, offsets=(Const(row), Const(0)), shape=(3, 10), dims=(0, 1)
         )
         builder.emit(StoreShared(tensor=half, value=tile))
+    builder.emit(Sync())
     store_shared_tile(builder, whole, target)
     src, dst = inputs(75)
     execute(builder.build(), [src, dst], grid=(1,))
@@ -149,6 +151,7 @@ def test_fresh_and_freed_shared_tiles_hold_poison():
         LoadGlobal, "tile", tensor=source, offsets=(Const(0), Const(0)), shape=(6, 10), dims=(0, 1)
     )
     builder.emit(StoreShared(tensor=shared, value=tile))
+    builder.emit(Sync())
     builder.emit(FreeShared(tensor=shared))
     store_shared_tile(builder, shared, target)
     src = torch.ones(6, 10, dtype=torch.int8)
@@ -157,13 +160,14 @@ def test_fresh_and_freed_shared_tiles_hold_poison():
     assert (dst != 1).any()  # random bits, not the stored ones
 
 
-def planned_kernel(offsets, shared_bytes):
+def planned_kernel(offsets, shared_bytes, sync_before_reuse=True):
     """A kernel that reuses freed shared bytes, slices swizzled tiles at runtime and stores 4-bit values.
 
     ``offsets`` maps each allocation to its planned byte offset (None: unplanned). It copies ``src`` to
     ``dst`` through a [32, 64] tile written one runtime [32, 16] column block at a time; copies two
     [32, 16] windows of ``src`` into the stages of a [2, 32, 16] tile with copy_async and stores them to
-    ``staged``; and moves rows ``row .. row + 8`` of a [16, 32] uint4 tile to ``nibbles_out``.
+    ``staged``; and moves rows ``row .. row + 8`` of a [16, 32] uint4 tile to ``nibbles_out``. Without
+    ``sync_before_reuse``, the writes of the tiles that take the freed tile's bytes race with its reads.
     """
     builder = ProgramBuilder("planned", num_threads=32)
     src, dst, staged = (builder.pointer_param(name, float16) for name in ("src", "dst", "staged"))
@@ -187,7 +191,10 @@ def planned_kernel(offsets, shared_bytes):
             LoadGlobal, "values", tensor=source, offsets=(Const(0), column), shape=(32, 16), dims=(0, 1)
         )
         builder.emit(StoreShared(tensor=block, value=values))
+    builder.emit(Sync())
     store_shared_tile(builder, tile, target)
+    if sync_before_reuse:  # the tile's bytes are read before the stages, which take them, are written
+        builder.emit(Sync())
     builder.emit(FreeShared(tensor=tile))
 
     stages_layout = SharedLayout.row_major(2, 32, 16).swizzle(1, 3, 3)
@@ -206,6 +213,7 @@ def planned_kernel(offsets, shared_bytes):
         dims=(0, 1),
     )
     builder.emit(StoreShared(tensor=nibbles, value=nibble_values))
+    builder.emit(Sync())
     with builder.for_range("s", Const(0), Const(2), Const(1)) as s:
         stage = emit_slice(builder, "stage", stages, (s, Const(0), Const(0)), (32, 16), (1, 2))
         window = (Const(0), BinaryExpr("add", BinaryExpr("mul", s, Const(16)), Const(8)))
@@ -289,6 +297,19 @@ def test_a_plan_that_overlaps_live_tiles_is_rejected_and_gives_wrong_results():
     # The plain executor: the test-wide wrapper that adds random layouts verifies what it runs.
     arguments, (_, _, expected_nibbles) = run_planned_kernel(overlapping, 84, 3, run=reference.execute)
     assert not np.array_equal(from_memory(arguments[4], uint4, 8 * 32), expected_nibbles)
+
+
+def test_a_tile_that_takes_freed_bytes_races_with_their_last_reader_without_a_sync():
+    racy = verify(planned_kernel(GOOD_PLAN, 4096, sync_before_reuse=False))
+    with pytest.raises(ExecutionError) as caught:
+        run_planned_kernel(racy, 85, 0)
+    assert caught.value.message == (
+        "store_shared into nibbles after load_shared of tile with no sync in between: another thread may "
+        "still be reading those bytes"
+    )
+    unplanned = planned_kernel(dict.fromkeys(GOOD_PLAN), None, sync_before_reuse=False)
+    arguments, (src, expected_staged, _) = run_planned_kernel(unplanned, 85, 0)  # own buffers: no race
+    assert torch.equal(arguments[1], src) and torch.equal(arguments[2], expected_staged)
 
 
 def test_planned_allocations_need_an_offset_inside_the_shared_bytes():

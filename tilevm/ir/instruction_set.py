@@ -36,6 +36,7 @@ from tilevm.ir.memory import (
     FreeShared,
     GlobalView,
     LoadGlobal,
+    LoadScalar,
     LoadShared,
     PermuteShared,
     SliceShared,
@@ -68,6 +69,7 @@ TILE_IR = InstructionSet(
         AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync, PermuteShared,
         Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout, Arange, Permute,
         DeclareScalar, AssignScalar, For, While, If,
+        LoadScalar,
     ),
     expressions=(Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr),
 )  # fmt: skip

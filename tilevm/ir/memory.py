@@ -29,7 +29,7 @@ from tilevm.ir.inst import (
     expect_scalar,
     expect_tile,
 )
-from tilevm.ir.types import GlobalType, PointerType, Scope, TileType
+from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
 from tilevm.layout import LayoutError, SharedLayout
 from tilevm.layout.shared import permute_shared
 
@@ -43,6 +43,7 @@ __all__ = [
     "FreeShared",
     "GlobalView",
     "LoadGlobal",
+    "LoadScalar",
     "LoadShared",
     "PermuteShared",
     "SliceShared",
@@ -413,3 +414,24 @@ class PermuteShared(Instruction):
         raise IRTypeError(
             f"the result has layout {actual}, but {parent} permuted by {list(self.dims)} is {expected}"
         )
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LoadScalar(Instruction):
+    """``tensor[indices]``: one element of a global tensor as a scalar of its dtype, for the values a kernel
+    steps by (a sequence's length, a block table's entry). An index outside the tensor is an error."""
+
+    output: Var
+    tensor: Expr
+    indices: tuple[Expr, ...]
+    opname = "load_scalar"
+
+    def result_type(self) -> ScalarType:
+        source = expect_global(self.tensor, "load_scalar's tensor")
+        if len(self.indices) != source.rank:
+            raise IRTypeError(
+                f"load_scalar needs {source.rank} indices (one per dimension), got {len(self.indices)}"
+            )
+        for position, index in enumerate(self.indices):
+            expect_scalar(index, f"load_scalar's index {position}", integer=True)
+        return ScalarType(source.dtype)

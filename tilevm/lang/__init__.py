@@ -22,6 +22,7 @@ from tilevm.lang.builtins import (
     exp2,
     free_shared,
     load_global,
+    load_scalar,
     load_shared,
     log,
     log2,
@@ -57,4 +58,5 @@ __all__ = [
     "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "permute", "range", "register_tensor",
     "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "static_range", "store_global", "store_shared",
     "sum", "sync", "tanh", "view", "where",
+    "load_scalar",
 ]  # fmt: skip

@@ -30,6 +30,7 @@ from tilevm.ir import (
     GlobalType,
     GridSize,
     LoadGlobal,
+    LoadScalar,
     LoadShared,
     Permute,
     PermuteShared,
@@ -61,6 +62,7 @@ __all__ = [
     "load_global", "load_shared", "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "permute",
     "register_tensor", "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "store_global",
     "store_shared", "sum", "sync", "tanh", "view_tile", "where",
+    "load_scalar",
 ]  # fmt: skip
 
 
@@ -247,6 +249,19 @@ def _atomic(op: str):
 
 
 atomic_add, atomic_max, atomic_min = _atomic("add"), _atomic("max"), _atomic("min")
+
+
+def load_scalar(tensor: Expr, *indices: object) -> Expr:
+    """``tensor[indices]`` as a runtime scalar of the tensor's dtype: a loop bound or an offset read from
+    memory (a sequence's length, a block table's entry). One integer index per dimension; an index outside
+    the tensor is an error when the kernel runs.
+
+    ``n = tv.load_scalar(lengths, tv.block_idx(0))`` then ``for start in range(0, n, BLOCK): ...``
+    """
+    tensor = _tile_or_global(tensor, "load_scalar", (GlobalType,))
+    return _emit_output(
+        "load_scalar", LoadScalar, tensor=tensor, indices=_offsets(indices, "load_scalar's index")
+    )
 
 
 def load_shared(tensor: Expr, layout: RegisterLayout | None = None) -> Expr:

@@ -49,6 +49,7 @@ from tilevm.ir import (
     If,
     Instruction,
     LoadGlobal,
+    LoadScalar,
     LoadShared,
     Permute,
     PermuteShared,
@@ -108,6 +109,7 @@ EFFECTS: dict[type[Instruction], Effect] = {
     For: Effect.CONTAINER,
     If: Effect.CONTAINER,
     LoadGlobal: Effect.KEPT,
+    LoadScalar: Effect.KEPT,  # an index outside the tensor is an error that removing it would hide
     StoreGlobal: Effect.KEPT,
     AtomicGlobal: Effect.KEPT,
     StoreShared: Effect.KEPT,

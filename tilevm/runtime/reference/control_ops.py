@@ -2,7 +2,8 @@
 
 ``for`` evaluates start, stop and step once, on entry, and runs Python's ``range`` over them (a negative
 step counts down; a zero step is an error); the loop variable holds the carrier of its dtype. ``while``
-evaluates its condition before every iteration; ``if`` runs one of its bodies.
+evaluates its condition before every iteration, and is an error when it would start an iteration past its
+limit (``limits``); ``if`` runs one of its bodies.
 
 >>> sorted(cls.__name__ for cls in HANDLERS)
 ['AssignScalar', 'DeclareScalar', 'For', 'If', 'While']
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from tilevm.ir import AssignScalar, DeclareScalar, For, If, Instruction, While
 from tilevm.runtime.reference.carrier import to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
+from tilevm.runtime.reference.limits import WHILE_LIMIT_VARIABLE
 from tilevm.runtime.reference.scalars import evaluate, evaluate_int
 from tilevm.runtime.reference.state import BlockState
 
@@ -34,8 +36,15 @@ def _for(instruction: For, state: BlockState) -> None:
 
 
 def _while(instruction: While, state: BlockState) -> None:
+    iterations = 0
     while bool(evaluate(instruction.condition, state)):
+        if iterations == state.while_limit:
+            raise ExecutionError(
+                f"while loop still running after {iterations} iterations, the limit (a hang?); "
+                f"execute's while_limit or {WHILE_LIMIT_VARIABLE} sets it"
+            )
         state.run_body(instruction.body)
+        iterations += 1
 
 
 def _if(instruction: If, state: BlockState) -> None:

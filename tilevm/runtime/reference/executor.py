@@ -37,7 +37,8 @@ from tilevm.runtime.reference import compute_ops, control_ops, memory_ops
 from tilevm.runtime.reference.carrier import to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.global_memory import tensor_pointer
-from tilevm.runtime.reference.shared import block_shared_memory
+from tilevm.runtime.reference.limits import check_while_limit
+from tilevm.runtime.reference.shared import SharedMemory
 from tilevm.runtime.reference.state import BlockState
 
 __all__ = ["HANDLERS", "execute"]
@@ -51,24 +52,43 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
 MAX_GRID_RANK = 3
 
 
-def execute(program: Program, arguments: Sequence[object], grid: tuple[int, ...], seed: int = 0) -> None:
+def execute(
+    program: Program,
+    arguments: Sequence[object],
+    grid: tuple[int, ...],
+    seed: int = 0,
+    while_limit: int | None = None,
+) -> None:
     """Run ``program`` over ``grid`` (1 to 3 axes of blocks), one block after another, axis 0 fastest.
 
     ``arguments`` match ``program.params``: a CPU ``torch.Tensor`` for a pointer (read and written in place,
     through the pointer's dtype), a Python int, float or bool for a scalar. ``seed`` fixes the poison that
-    fills tiles before they are written.
+    fills tiles before they are written. ``while_limit`` bounds the iterations of each ``while`` loop
+    (None: ``TILEVM_WHILE_LIMIT`` or the default, see ``limits``).
+
+    A ``KeyboardInterrupt`` (Ctrl-C) stops the run at once and propagates unchanged. Tensors are written in
+    place as blocks run, so the blocks before the interrupted one have written their outputs and that one
+    part of its own; nothing else outlives the call.
     """
     if len(arguments) != len(program.params):
         raise LaunchError(f"{program.name} takes {len(program.params)} arguments, got {len(arguments)}")
     full_grid = _grid(grid)
+    limit = check_while_limit(while_limit)
     bound = [
         (param.variable, _argument(param.variable.name, param.variable.type, value))
         for param, value in zip(program.params, arguments)
     ]
     rng = np.random.default_rng(seed)
     for z, y, x in itertools.product(*(range(extent) for extent in reversed(full_grid))):
-        memory = block_shared_memory(program.shared_bytes)
-        state = BlockState(block_index=(x, y, z), grid=full_grid, rng=rng, run=run_body, shared_memory=memory)
+        memory = SharedMemory.for_block(program.shared_bytes)
+        state = BlockState(
+            block_index=(x, y, z),
+            grid=full_grid,
+            rng=rng,
+            run=run_body,
+            while_limit=limit,
+            shared_memory=memory,
+        )
         for variable, value in bound:
             state.bind(variable, value)
         run_body(program.body, state)

@@ -3,8 +3,9 @@
 Global views evaluate their sizes and strides when they run. Fresh shared and register tiles (without
 ``init``) hold poison (``carrier.poison``), and so does a shared tile after ``free_shared``. Shared tiles
 are bytes placed as ``tilevm.ir.memory`` says, at their planned offsets when the program has a plan (see
-``shared``). ``sync`` has no effect: instructions run on whole tiles, so every write is seen by every later
-instruction.
+``shared``). Instructions run on whole tiles, so every write is seen by every later instruction; ``sync``
+only marks the point after which a read or a write of shared bytes accessed before it is no race
+(``races`` has the rules and their conservative choices).
 
 >>> sorted(cls.__name__ for cls in HANDLERS)[:3]
 ['AllocRegister', 'AllocShared', 'AtomicGlobal']
@@ -31,6 +32,7 @@ from tilevm.ir import (
     GlobalView,
     Instruction,
     LoadGlobal,
+    LoadScalar,
     LoadShared,
     PermuteShared,
     SliceShared,
@@ -39,11 +41,13 @@ from tilevm.ir import (
     Sync,
 )
 from tilevm.layout.shared import permute_shared
-from tilevm.runtime.reference.carrier import poison, to_carrier
+from tilevm.runtime.reference.carrier import codes_to_carrier, poison, to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
+from tilevm.runtime.reference.global_memory import read_codes
 from tilevm.runtime.reference.global_view import GlobalTensor, atomic_window, load_window, store_window
+from tilevm.runtime.reference.races import Access
 from tilevm.runtime.reference.scalars import evaluate, evaluate_int
-from tilevm.runtime.reference.shared import SharedTile, allocation
+from tilevm.runtime.reference.shared import SharedTile
 from tilevm.runtime.reference.state import BlockState
 
 __all__ = ["HANDLERS"]
@@ -64,8 +68,8 @@ def _global_view(instruction: GlobalView, state: BlockState) -> None:
 def _alloc_shared(instruction: AllocShared, state: BlockState) -> None:
     name = instruction.output.name
     footprint = instruction.footprint_bytes()
-    pointer = allocation(state.shared_memory, instruction.offset, footprint, instruction.dtype, name)
-    tile = SharedTile.allocate(pointer, instruction.placement())
+    pointer, unsynced = state.shared_memory.allocate(instruction.offset, footprint, instruction.dtype, name)
+    tile = SharedTile.allocate(pointer, instruction.placement(), unsynced)
     tile.write(poison(instruction.dtype, instruction.shape, state.rng))
     state.bind(instruction.output, tile)
 
@@ -131,13 +135,18 @@ def _atomic_global(instruction: AtomicGlobal, state: BlockState) -> None:
 def _load_shared(instruction: LoadShared, state: BlockState) -> None:
     tile: SharedTile = evaluate(instruction.tensor, state)
     tile.check_ready("read")
-    state.bind(instruction.output, tile.read())
+    state.bind(
+        instruction.output, tile.read(_access("read", instruction, f"load_shared of {tile.description}"))
+    )
 
 
 def _store_shared(instruction: StoreShared, state: BlockState) -> None:
     tile: SharedTile = evaluate(instruction.tensor, state)
     tile.check_ready("write")
-    tile.write(evaluate(instruction.value, state))
+    tile.write(
+        evaluate(instruction.value, state),
+        _access("write", instruction, f"store_shared into {tile.description}"),
+    )
 
 
 def _copy_async(instruction: CopyAsync, state: BlockState) -> None:
@@ -146,9 +155,13 @@ def _copy_async(instruction: CopyAsync, state: BlockState) -> None:
     # Offsets are fixed when the copy starts; the memory is read when a wait completes it.
     offsets = _ints(instruction.offsets, state, "an offset")
     zero = to_carrier(0, source.pointer.dtype)
+    # The copy may write as soon as it starts, and is seen by other threads after a sync that follows
+    # its wait: it is checked for races both when it starts and when a wait completes it.
+    access = _access("write", instruction, f"copy_async into {destination.description}")
+    destination.unsynced.access(destination.bytes(), access, record=False)
 
     def apply() -> None:
-        destination.write(load_window(source, offsets, instruction.dims, destination.shape, zero))
+        destination.write(load_window(source, offsets, instruction.dims, destination.shape, zero), access)
 
     state.copies.start(destination, apply)
 
@@ -166,6 +179,23 @@ def _permute_shared(instruction: PermuteShared, state: BlockState) -> None:
     state.bind(instruction.output, permuted)
 
 
+def _load_scalar(instruction: LoadScalar, state: BlockState) -> None:
+    tensor: GlobalTensor = evaluate(instruction.tensor, state)
+    indices = _ints(instruction.indices, state, "an index")
+    if any(not 0 <= index < size for index, size in zip(indices, tensor.shape)):
+        raise ExecutionError(
+            f"load_scalar of {tensor.pointer.name}{list(indices)}: the index is outside its shape "
+            f"{list(tensor.shape)}"
+        )
+    address = sum(index * stride for index, stride in zip(indices, tensor.strides))
+    codes = read_codes(tensor.pointer, np.array([address], dtype=np.int64))
+    state.bind(instruction.output, codes_to_carrier(codes, tensor.pointer.dtype).reshape(()))
+
+
+def _access(kind: str, instruction: Instruction, description: str) -> Access:
+    return Access(kind, description, instruction.loc)
+
+
 HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     GlobalView: _global_view,
     AllocShared: _alloc_shared,
@@ -178,8 +208,9 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     LoadShared: _load_shared,
     StoreShared: _store_shared,
     CopyAsync: _copy_async,
+    LoadScalar: _load_scalar,
     CopyAsyncCommit: lambda instruction, state: state.copies.commit(),
     CopyAsyncWait: lambda instruction, state: state.copies.wait(instruction.pending),
-    Sync: lambda instruction, state: None,
+    Sync: lambda instruction, state: state.shared_memory.sync(),
     PermuteShared: _permute_shared,
 }

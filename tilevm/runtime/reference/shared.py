@@ -16,9 +16,14 @@ global memory and write shared memory. Reading or writing an element with a copy
 ``ExecutionError`` (on the GPU that is a race that reads stale data), and so does a block that ends with a
 copy never committed or never waited for.
 
+**Races.** Each buffer (the planned one, or an allocation's own) also keeps, per byte, the last access since
+the block's last ``sync`` (``races``): loads, stores and copies pass their access to ``read`` and
+``write``, which raise on a race first; the poison of fresh and freed tiles is no access.
+
 >>> from tilevm.dtypes import float16
 >>> from tilevm.layout import SharedLayout
->>> tile = SharedTile.allocate(allocation(None, None, 8, float16, "buffer"), SharedLayout.row_major(4))
+>>> pointer, unsynced = SharedMemory.for_block(None).allocate(None, 8, float16, "buffer")
+>>> tile = SharedTile.allocate(pointer, SharedLayout.row_major(4), unsynced)
 >>> copies = AsyncCopies()
 >>> copies.start(tile, lambda: tile.write(np.full(4, 1.5)))
 >>> tile.check_ready("read")
@@ -41,68 +46,107 @@ from tilevm.layout import SharedLayout
 from tilevm.runtime.reference.carrier import carrier_to_codes, codes_to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.global_memory import Pointer, read_codes, write_codes
+from tilevm.runtime.reference.races import Access, UnsyncedBytes
 
-__all__ = ["AsyncCopies", "SharedTile", "allocation", "block_shared_memory"]
-
-
-def block_shared_memory(shared_bytes: int | None) -> np.ndarray | None:
-    """The planned shared memory of one block (zeros; fresh tiles are poisoned when allocated), or None."""
-    return None if shared_bytes is None else np.zeros(shared_bytes, dtype=np.uint8)
+__all__ = ["AsyncCopies", "SharedMemory", "SharedTile"]
 
 
-def allocation(
-    memory: np.ndarray | None, offset: int | None, footprint_bytes: int, dtype: DType, name: str
-) -> Pointer:
-    """The bytes of an allocation: at ``offset`` in the block's planned ``memory``, or a buffer of its own."""
-    if memory is None:
-        return Pointer(np.zeros(footprint_bytes, dtype=np.uint8), 0, dtype, name)
-    if offset is None:
-        raise ExecutionError(
-            f"shared tile {name} has no planned offset, but the program's shared memory is planned"
-        )
-    if not 0 <= offset <= memory.size - footprint_bytes:
-        raise ExecutionError(
-            f"shared tile {name} at bytes [{offset}, {offset + footprint_bytes}) is outside the block's "
-            f"{memory.size} bytes of shared memory"
-        )
-    return Pointer(memory, offset, dtype, name)
+@dataclass(eq=False)
+class SharedMemory:
+    """The shared memory of one block: its planned buffer (None when the program has no plan), and the
+    unsynced bytes of every buffer that ``sync`` clears (see ``races``)."""
+
+    planned: np.ndarray | None
+    buffers: list[UnsyncedBytes]
+
+    @staticmethod
+    def for_block(shared_bytes: int | None) -> SharedMemory:
+        """A block's memory: ``shared_bytes`` of zeros (fresh tiles are poisoned when allocated), or none."""
+        if shared_bytes is None:
+            return SharedMemory(None, [])
+        return SharedMemory(np.zeros(shared_bytes, dtype=np.uint8), [UnsyncedBytes.of_size(shared_bytes)])
+
+    def allocate(
+        self, offset: int | None, footprint_bytes: int, dtype: DType, name: str
+    ) -> tuple[Pointer, UnsyncedBytes]:
+        """The bytes of an allocation, at ``offset`` in the planned buffer or in a buffer of its own."""
+        if self.planned is None:
+            self.buffers.append(UnsyncedBytes.of_size(footprint_bytes))
+            return Pointer(np.zeros(footprint_bytes, dtype=np.uint8), 0, dtype, name), self.buffers[-1]
+        if offset is None:
+            raise ExecutionError(
+                f"shared tile {name} has no planned offset, but the program's shared memory is planned"
+            )
+        if not 0 <= offset <= self.planned.size - footprint_bytes:
+            raise ExecutionError(
+                f"shared tile {name} at bytes [{offset}, {offset + footprint_bytes}) is outside the block's "
+                f"{self.planned.size} bytes of shared memory"
+            )
+        return Pointer(self.planned, offset, dtype, name), self.buffers[0]
+
+    def sync(self) -> None:
+        """A barrier: every access so far is seen by every thread of the block."""
+        for buffer in self.buffers:
+            buffer.clear()
 
 
 @dataclass(frozen=True, eq=False)
 class SharedTile:
-    """A shared tile: its allocation's bytes, where its elements are, and its in-flight copy counts."""
+    """A shared tile: its allocation's bytes, where its elements are, its in-flight copy counts, and the
+    unsynced bytes of its buffer."""
 
     pointer: Pointer
     layout: SharedLayout
     base: int
     pending: np.ndarray
     name: str
+    unsynced: UnsyncedBytes
 
     @staticmethod
-    def allocate(pointer: Pointer, layout: SharedLayout) -> SharedTile:
+    def allocate(pointer: Pointer, layout: SharedLayout, unsynced: UnsyncedBytes) -> SharedTile:
         """A whole allocation, placed by ``layout`` from its first byte."""
-        return SharedTile(pointer, layout, 0, np.zeros(layout.shape, dtype=np.int64), pointer.name)
+        pending = np.zeros(layout.shape, dtype=np.int64)
+        return SharedTile(pointer, layout, 0, pending, pointer.name, unsynced)
 
     def window(
         self, index: tuple[int | slice, ...], layout: SharedLayout, base: int, name: str
     ) -> SharedTile:
         """The slice at numpy ``index`` of this tile, placed by ``layout`` at ``base`` (see the module)."""
-        return SharedTile(self.pointer, layout, base, self.pending[index], name)
+        return SharedTile(self.pointer, layout, base, self.pending[index], name, self.unsynced)
+
+    @property
+    def description(self) -> str:
+        """The tile's name in messages: its allocation's, and its own when it is a slice."""
+        allocation = self.pointer.name
+        return allocation if self.name == allocation else f"{allocation} (slice {self.name})"
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.layout.shape
 
-    def read(self) -> np.ndarray:
-        """The tile's values, as a carrier array of its shape."""
+    def read(self, access: Access | None = None) -> np.ndarray:
+        """The tile's values, as a carrier array of its shape; ``access`` is checked for races first."""
+        if access is not None:
+            self.unsynced.access(self.bytes(), access)
         codes = read_codes(self.pointer, self._addresses())
         return codes_to_carrier(codes, self.pointer.dtype).reshape(self.shape)
 
-    def write(self, values: np.ndarray) -> None:
-        """Store carrier ``values`` (broadcast to the tile's shape) into the tile's elements."""
+    def write(self, values: np.ndarray, access: Access | None = None) -> None:
+        """Store carrier ``values`` (broadcast to the tile's shape) into the tile's elements; ``access`` is
+        checked for races first (None: poison, which no thread writes)."""
+        if access is not None:
+            self.unsynced.access(self.bytes(), access)
         flat = np.broadcast_to(values, self.shape).ravel()
         codes = carrier_to_codes(flat, self.pointer.dtype)
         write_codes(self.pointer, self._addresses(), codes)
+
+    def bytes(self) -> np.ndarray:
+        """The indices, in the buffer, of the bytes holding some bit of the tile's elements (may repeat)."""
+        nbits = self.pointer.dtype.nbits
+        first = 8 * self.pointer.byte_offset + self._addresses().astype(np.int64) * nbits
+        # From each element's first byte to its last (an index may repeat: the caller only reads and marks).
+        spans = (first // 8)[:, None] + np.arange(-(-nbits // 8) + 1)
+        return np.minimum(spans, ((first + nbits - 1) // 8)[:, None]).ravel()
 
     def _addresses(self) -> np.ndarray:
         return self.layout.shifted_by(self.base).table().ravel()

@@ -18,7 +18,8 @@ import numpy as np
 from tilevm.ir import Var
 from tilevm.ir.stmt import Body
 from tilevm.runtime.reference.errors import ExecutionError
-from tilevm.runtime.reference.shared import AsyncCopies
+from tilevm.runtime.reference.limits import DEFAULT_WHILE_LIMIT
+from tilevm.runtime.reference.shared import AsyncCopies, SharedMemory
 
 __all__ = ["BlockState"]
 
@@ -28,7 +29,8 @@ class BlockState:
     """Values by variable (carrier arrays, shared tiles, pointers, global tensors) and the block's context.
 
     ``run`` executes a nested body in this state; control flow instructions call it. ``shared_memory``
-    holds the block's planned shared memory, when the program has a plan (see ``shared``).
+    holds the block's planned shared memory, when the program has a plan, and the bytes accessed since the
+    last sync (see ``shared`` and ``races``). ``while_limit`` bounds each ``while`` loop (see ``limits``).
     """
 
     block_index: tuple[int, int, int]
@@ -37,7 +39,8 @@ class BlockState:
     run: Callable[[Body, BlockState], None] | None
     values: dict[int, object] = field(default_factory=dict)
     copies: AsyncCopies = field(default_factory=AsyncCopies)
-    shared_memory: np.ndarray | None = None
+    while_limit: int = DEFAULT_WHILE_LIMIT
+    shared_memory: SharedMemory = field(default_factory=lambda: SharedMemory.for_block(None))
 
     def bind(self, variable: Var, value: object) -> None:
         self.values[variable.uid] = value
