@@ -364,7 +364,7 @@ class Cast(Instruction):
 
     >>> import numpy as np
     >>> from tilevm.dtypes import float32, int8
-    >>> from tilevm.runtime.reference.convert import cast
+    >>> from tilevm.ir.semantics import cast
     >>> cast(np.array([2.5, -2.5, -0.7, 300.0, -1e9, np.nan]), float32, int8, "zero").tolist()
     [2, -2, 0, 127, -128, 0]
     """

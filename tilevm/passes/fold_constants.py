@@ -2,7 +2,7 @@
 
 Before: any verified program. After: the same program, in which every unary, binary and cast expression
 whose operands are constants is a constant (unless the executor would raise or the target computes it
-approximately, see ``scalar_values``), and the identities that keep their operand exactly are gone:
+approximately, see ``tilevm.ir.semantics``), and the identities that keep their operand exactly are gone:
 ``x + 0``, ``x - 0``, ``x * 1``, ``x // 1``, ``x | 0``, ``x ^ 0``, ``x & ~0``, ``x << 0``, ``x >> 0`` on
 integers; ``x * 1.0``, ``x / 1.0``, ``x - 0.0`` and ``x + -0.0`` on floats (not ``x + 0.0``, which turns
 ``-0.0`` into ``0.0``). Integer offsets are gathered: ``(x + 2) - 1`` is ``x + 1``. Every result is the value
@@ -22,10 +22,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from tilevm.dtypes import DType
 from tilevm.ir import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, Program, UnaryExpr, Var
 from tilevm.ir.rewrite import map_expressions
-from tilevm.passes.scalar_values import Value, binary_value, cast_value, to_value, unary_value
+from tilevm.ir.semantics import (
+    CORRECTLY_ROUNDED_UNARY,
+    IntegerDivisionByZero,
+    binary,
+    cast,
+    to_carrier,
+    unary,
+)
 
 __all__ = ["fold_constants", "fold_expression"]
 
@@ -41,19 +50,20 @@ def fold_expression(expression: Expr) -> Expr:
     return _FOLDERS[type(expression)](expression)
 
 
-def _value(expression: Expr) -> Value | None:
-    """The value a constant holds at run time (rounded into its dtype), None for other expressions."""
+def _value(expression: Expr) -> np.ndarray | None:
+    """The value a constant holds at run time (a 0-d array rounded into its dtype, as ``tilevm.ir.semantics``
+    computes with), None for other expressions."""
     if not isinstance(expression, Const):
         return None
-    return to_value(expression.value, expression.dtype)
+    return to_carrier(expression.value, expression.dtype)
 
 
 def _fold_unary(expression: UnaryExpr) -> Expr:
     value = _value(expression.operand)
-    if value is None:
-        return expression
     dtype = expression.operand.type.dtype
-    return _constant(unary_value(expression.op, value, dtype), dtype, expression)
+    if value is None or (dtype.is_float and expression.op not in CORRECTLY_ROUNDED_UNARY):
+        return expression
+    return Const(unary(expression.op, value, dtype).item(), dtype)
 
 
 def _fold_cast(expression: CastExpr) -> Expr:
@@ -61,15 +71,17 @@ def _fold_cast(expression: CastExpr) -> Expr:
     if value is None:
         return expression
     source = expression.operand.type.dtype
-    return Const(cast_value(value, source, expression.dtype, expression.rounding), expression.dtype)
+    return Const(cast(value, source, expression.dtype, expression.rounding).item(), expression.dtype)
 
 
 def _fold_binary(expression: BinaryExpr) -> Expr:
     lhs, rhs = _value(expression.lhs), _value(expression.rhs)
     dtype = expression.lhs.type.dtype
     if lhs is not None and rhs is not None:
-        result_dtype = expression.type.dtype
-        return _constant(binary_value(expression.op, lhs, rhs, dtype), result_dtype, expression)
+        try:
+            return Const(binary(expression.op, lhs, rhs, dtype).item(), expression.type.dtype)
+        except IntegerDivisionByZero:
+            return expression  # the executor reports it where it runs
     if dtype.kind == "bool":
         return expression
     if rhs is not None and _is_identity(expression.op, rhs, dtype, _RIGHT_IDENTITIES):
@@ -81,34 +93,34 @@ def _fold_binary(expression: BinaryExpr) -> Expr:
     return expression
 
 
-def _reassociate(expression: BinaryExpr, rhs: int, dtype: DType) -> Expr:
+def _reassociate(expression: BinaryExpr, rhs: np.ndarray, dtype: DType) -> Expr:
     """``(y + a) - b`` as ``y + (a - b)``, and the like: exact, since n-bit integers add modulo 2^n."""
     inner = expression.lhs
-    if expression.op not in _SIGNS or not isinstance(inner, BinaryExpr) or inner.op not in _SIGNS:
+    if (
+        expression.op not in ("add", "sub")
+        or not isinstance(inner, BinaryExpr)
+        or inner.op not in ("add", "sub")
+    ):
         return expression
     inner_value = _value(inner.rhs)
     if inner_value is None:
         return expression
-    offset = to_value(_SIGNS[inner.op] * inner_value + _SIGNS[expression.op] * rhs, dtype)
+    signed_inner = inner_value if inner.op == "add" else unary("neg", inner_value, dtype)
+    offset = binary(expression.op, signed_inner, rhs, dtype).item()
     if offset == 0:
         return inner.lhs
     # A subtraction when the offset reads as negative (for unsigned, when it is 2^n minus a little).
     negative = offset < 0 if dtype.is_signed else offset >= 1 << (dtype.nbits - 1)
     if negative:
-        return BinaryExpr("sub", inner.lhs, Const(to_value(-offset, dtype), dtype))
+        return BinaryExpr(
+            "sub", inner.lhs, Const(unary("neg", to_carrier(offset, dtype), dtype).item(), dtype)
+        )
     return BinaryExpr("add", inner.lhs, Const(offset, dtype))
 
 
-_SIGNS = {"add": 1, "sub": -1}
-
-
-def _constant(value: Value | None, dtype: DType, unfolded: Expr) -> Expr:
-    return unfolded if value is None else Const(value, dtype)
-
-
-def _is_identity(op: str, value: Value, dtype: DType, table: dict) -> bool:
+def _is_identity(op: str, value: np.ndarray, dtype: DType, table: dict) -> bool:
     test = table.get((op, "float" if dtype.is_float else "int"))
-    return test is not None and test(value, dtype)
+    return test is not None and test(value.item(), dtype)
 
 
 def _is_negative_zero(value: float, dtype: DType) -> bool:
@@ -124,7 +136,7 @@ def _is_all_ones(value: int, dtype: DType) -> bool:
 
 
 # (op, kind of dtype) -> whether a constant operand with this value leaves the other operand unchanged.
-IdentityTest = Callable[[Value, DType], bool]
+IdentityTest = Callable[[int | float, DType], bool]
 _RIGHT_IDENTITIES: dict[tuple[str, str], IdentityTest] = {
     ("add", "int"): lambda value, _: value == 0,
     ("sub", "int"): lambda value, _: value == 0,

@@ -1,14 +1,9 @@
-"""How the executor holds values: numpy arrays in a "carrier" type, holding values already rounded to the IR
-dtype, and the conversions between carriers and the reference codec's integer codes.
+"""How the executor holds values: numpy arrays in the "carrier" types of ``tilevm.ir.semantics`` (int64 or
+uint64, float64, bool; scalars are 0-d arrays), already rounded to the IR dtype by its ``to_carrier``; here
+the conversions between carriers and the reference codec's integer codes, and the contents of memory that is
+undefined until written.
 
-Carriers: int64 for every integer dtype but uint64 (uint64), float64 for every float dtype, numpy bool for
-``bool``. A carrier of an n-bit integer dtype holds the value in its range (``wrap_integer``), a float carrier
-holds a value of the float format (``round_to_dtype``); NaN is always the canonical NaN (payloads are not
-kept), and a format without NaN never holds one. Scalars are 0-d arrays.
-
->>> from tilevm.dtypes import float4_e2m1, int4
->>> to_carrier([7.2, -0.2], float4_e2m1).tolist(), to_carrier([9, -9], int4).tolist()
-([6.0, -0.0], [-7, 7])
+>>> from tilevm.dtypes import int4
 >>> codes_to_carrier(carrier_to_codes(np.array([-1, 5]), int4), int4).tolist()
 [-1, 5]
 """
@@ -18,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from tilevm.dtypes import DType, code_storage_dtype, decode, encode, round_to_dtype, wrap_integer
+from tilevm.dtypes import DType, code_storage_dtype, decode, encode, wrap_integer
 
-__all__ = ["carrier_to_codes", "carrier_type", "codes_to_carrier", "poison", "to_carrier"]
+__all__ = ["carrier_to_codes", "carrier_type", "codes_to_carrier", "poison"]
 
 
 def carrier_type(dtype: DType) -> type[np.generic]:
@@ -35,22 +30,6 @@ def carrier_type(dtype: DType) -> type[np.generic]:
     if dtype.is_float:
         return np.float64
     return np.uint64 if dtype.kind == "uint" and dtype.nbits == 64 else np.int64
-
-
-def to_carrier(values: npt.ArrayLike, dtype: DType, rounding: str = "nearest") -> np.ndarray:
-    """``values`` (exact results: float64, or integers of any width) rounded into ``dtype``'s carrier.
-
-    Floats round by ``rounding`` (saturating where the format has no inf), integers wrap around modulo 2^n,
-    and bool is ``values != 0``.
-    """
-    array = np.asarray(values)
-    if dtype.kind == "bool":
-        return np.asarray(array != 0)
-    if dtype.is_integer:
-        return np.asarray(wrap_integer(array, dtype))
-    with np.errstate(invalid="ignore", over="ignore"):
-        rounded = round_to_dtype(array.astype(np.float64), dtype, rounding)
-    return np.asarray(rounded, dtype=np.float64)
 
 
 def codes_to_carrier(codes: npt.ArrayLike, dtype: DType) -> np.ndarray:

@@ -32,9 +32,9 @@ from tilevm.ir import (
     View,
     Where,
 )
-from tilevm.runtime.reference.arith import binary, unary
-from tilevm.runtime.reference.carrier import carrier_type, to_carrier
-from tilevm.runtime.reference.convert import cast, view
+from tilevm.ir.semantics import binary, cast, to_carrier, unary
+from tilevm.runtime.reference.carrier import carrier_type
+from tilevm.runtime.reference.convert import view
 from tilevm.runtime.reference.scalars import evaluate
 from tilevm.runtime.reference.state import BlockState
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tilevm.ir import AssignScalar, DeclareScalar, For, If, Instruction, While
-from tilevm.runtime.reference.carrier import to_carrier
+from tilevm.ir.semantics import to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.limits import WHILE_LIMIT_VARIABLE
 from tilevm.runtime.reference.scalars import evaluate, evaluate_int

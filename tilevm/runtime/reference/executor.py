@@ -32,9 +32,9 @@ import numpy as np
 from tilevm.dtypes import DType
 from tilevm.errors import LaunchError
 from tilevm.ir import Instruction, PointerType, Program
+from tilevm.ir.semantics import IntegerDivisionByZero, to_carrier
 from tilevm.ir.stmt import Body
 from tilevm.runtime.reference import compute_ops, control_ops, memory_ops
-from tilevm.runtime.reference.carrier import to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.global_memory import tensor_pointer
 from tilevm.runtime.reference.limits import check_while_limit
@@ -105,6 +105,8 @@ def run_body(body: Body, state: BlockState) -> None:
             handler(instruction, state)
         except ExecutionError as error:
             raise error.at(instruction.loc) from None
+        except IntegerDivisionByZero as error:
+            raise ExecutionError(str(error), instruction.loc) from None
 
 
 def _grid(grid: tuple[int, ...]) -> tuple[int, int, int]:

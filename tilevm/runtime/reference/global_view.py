@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tilevm.runtime.reference.arith import binary
+from tilevm.ir.semantics import binary
 from tilevm.runtime.reference.carrier import carrier_to_codes, codes_to_carrier
 from tilevm.runtime.reference.global_memory import Pointer, read_codes, write_codes
 

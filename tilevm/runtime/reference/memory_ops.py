@@ -40,8 +40,9 @@ from tilevm.ir import (
     StoreShared,
     Sync,
 )
+from tilevm.ir.semantics import to_carrier
 from tilevm.layout.shared import permute_shared
-from tilevm.runtime.reference.carrier import codes_to_carrier, poison, to_carrier
+from tilevm.runtime.reference.carrier import codes_to_carrier, poison
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.global_memory import read_codes
 from tilevm.runtime.reference.global_view import GlobalTensor, atomic_window, load_window, store_window

@@ -17,9 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tilevm.ir import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
-from tilevm.runtime.reference.arith import binary, unary
-from tilevm.runtime.reference.carrier import to_carrier
-from tilevm.runtime.reference.convert import cast
+from tilevm.ir.semantics import binary, cast, to_carrier, unary
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.state import BlockState
 
