@@ -17,9 +17,11 @@ from tilevm.ir import (
     Expr,
     For,
     GlobalType,
+    If,
     Instruction,
     ScalarType,
     Var,
+    While,
     parse,
     print_program,
     verify,
@@ -27,12 +29,13 @@ from tilevm.ir import (
 from tilevm.ir.rewrite import (
     EXPRESSION_CLASSES,
     TYPE_CLASSES,
-    FieldRole,
     Rewriter,
+    bodies,
     defined_variables,
     map_expressions,
     map_instructions,
     node_forms,
+    operands,
     rebuild,
     substitute,
     walk_expressions,
@@ -49,17 +52,46 @@ def tilevm_subclasses(cls):
         yield from tilevm_subclasses(sub)
 
 
+#: the statements' nested bodies and the variables they define for them, as the IR's spec states them
+STATEMENT_FIELDS = {
+    For: {"bodies": ("body",), "definitions": ("variable",)},
+    While: {"bodies": ("body",), "definitions": ()},
+    If: {"bodies": ("then_body", "else_body"), "definitions": ()},
+}
+
+
+def reference_bodies(instruction):
+    names = STATEMENT_FIELDS.get(type(instruction), {}).get("bodies", ())
+    return tuple(getattr(instruction, name) for name in names)
+
+
 def reference_walk(body):
-    """Program order through ``bodies()``, the instructions' own account of their nesting."""
+    """Program order through the bodies that ``STATEMENT_FIELDS`` names."""
     for instruction in body:
         yield instruction
-        for nested in instruction.bodies():
+        for nested in reference_bodies(instruction):
             yield from reference_walk(nested)
+
+
+def reference_operands(node):
+    """The expressions in ``node``'s fields outside its definitions, found from the fields' values (the
+    rewriter reads the annotations)."""
+    defined = getattr(type(node), "defined_fields", ())
+    found = []
+    for item in dataclasses.fields(node):
+        value = getattr(node, item.name)
+        if item.name not in defined:
+            found += [
+                element
+                for element in (value if isinstance(value, tuple) else (value,))
+                if isinstance(element, Expr)
+            ]
+    return tuple(found)
 
 
 def reference_expressions(expression):
     yield expression
-    for child in expression.children():
+    for child in reference_operands(expression):
         yield from reference_expressions(child)
 
 
@@ -80,22 +112,21 @@ def test_a_class_without_a_form_is_named_in_the_error():
         list(walk_expressions(Orphan(value=Const(1))))
 
 
-def test_field_roles_agree_with_the_instructions_own_accounts():
+def test_field_roles_agree_with_the_spec_and_the_field_values():
     program = build_everything()
     instructions = list(walk_instructions(program.body))
     assert instructions == list(reference_walk(program.body))
     assert {type(instruction) for instruction in instructions} == set(ir.INSTRUCTION_CLASSES)
     for instruction in instructions:
-        form = node_forms()[type(instruction)]
-        bodies = tuple(getattr(instruction, name) for name in form.names(FieldRole.BODY))
-        assert bodies == instruction.bodies(), type(instruction).__name__
-        operands = []
-        for name in form.names(FieldRole.OPERAND):
-            value = getattr(instruction, name)
-            operands += value if isinstance(value, tuple) else [] if value is None else [value]
-        assert tuple(operands) == instruction.operands(), type(instruction).__name__
-        expected_definitions = [getattr(instruction, "output", None), *instruction.body_variables()]
-        assert defined_variables(instruction) == tuple(v for v in expected_definitions if v is not None)
+        name = type(instruction).__name__
+        assert bodies(instruction) == reference_bodies(instruction), name
+        assert operands(instruction) == reference_operands(instruction), name
+        statement_definitions = STATEMENT_FIELDS.get(type(instruction), {}).get("definitions", ())
+        expected_definitions = [getattr(instruction, "output", None)]
+        expected_definitions += [getattr(instruction, field) for field in statement_definitions]
+        assert defined_variables(instruction) == tuple(v for v in expected_definitions if v is not None), name
+        for expression in walk_expressions(instruction):
+            assert operands(expression) == reference_operands(expression), type(expression).__name__
 
 
 def test_walk_expressions_reaches_every_operand_sub_expression_and_global_type():
@@ -106,7 +137,7 @@ def test_walk_expressions_reaches_every_operand_sub_expression_and_global_type()
         if output is not None and isinstance(output.type, GlobalType):  # the output's type comes first
             for extent in (*output.type.shape, *output.type.strides):
                 expected += reference_expressions(extent)
-        for operand in instruction.operands():
+        for operand in reference_operands(instruction):
             expected += reference_expressions(operand)
     assert [id(e) for e in walk_expressions(program)] == [id(e) for e in expected]
 

@@ -12,6 +12,7 @@ from layout_assignment import RULES, assign_random_layouts, execute_with_random_
 
 import tilevm as tv
 from tilevm import ir
+from tilevm.ir.rewrite import walk_instructions
 from tilevm.layout import column_spatial, spatial
 from tilevm.runtime import jit
 
@@ -36,7 +37,7 @@ def test_example_kernels_compute_the_same_with_random_layouts(path, monkeypatch,
 
 
 def register_tiles(body):
-    for instruction in body:
+    for instruction in walk_instructions(body):
         output = getattr(instruction, "output", None)
         if (
             output is not None
@@ -44,8 +45,6 @@ def register_tiles(body):
             and output.type.scope is ir.Scope.REGISTER
         ):
             yield output
-        for inner in instruction.bodies():
-            yield from register_tiles(inner)
 
 
 @pytest.mark.parametrize("seed", range(4))

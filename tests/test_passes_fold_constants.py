@@ -13,7 +13,7 @@ import pytest
 from tilevm import dtypes
 from tilevm.ir import BinaryExpr, CastExpr, Const, DeclareScalar, Param, Program, UnaryExpr, Var
 from tilevm.ir.expr import COMPARISON_OPS
-from tilevm.ir.rewrite import EXPRESSION_CLASSES
+from tilevm.ir.rewrite import EXPRESSION_CLASSES, walk_expressions
 from tilevm.ir.semantics import IntegerDivisionByZero, to_carrier
 from tilevm.ir.types import ScalarType
 from tilevm.passes.filecheck import check_pass
@@ -341,11 +341,5 @@ def test_random_expressions_fold_to_reference_and_executor_values(seed):
             continue
         assert same_bits(executor_value(expression, bound), expected), (expression, values)
         assert same_bits(executor_value(folded, bound), expected), (expression, folded, values)
-        if not any(isinstance(e, Var) for e in _subexpressions(expression)):
+        if not any(isinstance(e, Var) for e in walk_expressions(expression)):
             assert isinstance(folded, Const) and same_bits(folded.value, expected), (expression, folded)
-
-
-def _subexpressions(expression):
-    yield expression
-    for child in expression.children():
-        yield from _subexpressions(child)

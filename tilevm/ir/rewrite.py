@@ -6,6 +6,7 @@ Every instruction, expression and type class gets one ``NodeForm`` in ``node_for
 or an attribute (anything else). Walking and rebuilding read these roles, so a new node class needs no
 change here.
 
+- ``operands``, ``bodies`` and ``defined_variables`` give what one node reads, nests and defines.
 - ``walk_instructions`` and ``walk_expressions`` visit every instruction and every expression of a program.
 - ``map_expressions`` and ``map_instructions`` rebuild a program bottom-up through a function.
 - ``substitute`` replaces variables by expressions everywhere, the types of global views included: a
@@ -43,10 +44,12 @@ __all__ = [
     "FieldRole",
     "NodeForm",
     "Rewriter",
+    "bodies",
     "defined_variables",
     "map_expressions",
     "map_instructions",
     "node_forms",
+    "operands",
     "rebuild",
     "substitute",
     "walk_expressions",
@@ -168,6 +171,26 @@ def _flatten(value: object) -> Iterator[object]:
         yield value
 
 
+def operands(node: object) -> tuple[Expr, ...]:
+    """The expressions ``node`` reads directly: an instruction's operands (not its outputs, not its bodies'
+    instructions), an expression's sub-expressions, a global type's extents; flattened, in field order.
+
+    >>> from tilevm.ir.expr import BinaryExpr, Const
+    >>> [operand.value for operand in operands(BinaryExpr("add", Const(1), Const(2)))]
+    [1, 2]
+    """
+    return tuple(
+        expression
+        for name in _form(node).names(FieldRole.OPERAND)
+        for expression in _flatten(getattr(node, name))
+    )
+
+
+def bodies(instruction: Instruction) -> tuple[tuple[Instruction, ...], ...]:
+    """The nested instruction lists of a control-flow statement, in field order (none for others)."""
+    return tuple(getattr(instruction, name) for name in _form(instruction).names(FieldRole.BODY))
+
+
 def defined_variables(instruction: Instruction) -> tuple[Var, ...]:
     """Every variable ``instruction`` defines: its outputs and its bodies' variables (a loop counter)."""
     return tuple(
@@ -230,7 +253,7 @@ class Rewriter:
         params = tuple(
             dataclasses.replace(param, variable=self.definition(param.variable)) for param in program.params
         )
-        return Program(program.name, params, program.num_threads, self.body(program.body))
+        return dataclasses.replace(program, params=params, body=self.body(program.body))
 
     def body(self, body: tuple[Instruction, ...]) -> tuple[Instruction, ...]:
         rebuilt = tuple(new for old in body for new in self.instruction(old))
@@ -300,8 +323,8 @@ def walk_instructions(body: tuple[Instruction, ...]) -> Iterator[Instruction]:
     bodies)."""
     for instruction in body:
         yield instruction
-        for name in _form(instruction).names(FieldRole.BODY):
-            yield from walk_instructions(getattr(instruction, name))
+        for nested in bodies(instruction):
+            yield from walk_instructions(nested)
 
 
 def walk_expressions(node: object) -> Iterator[Expr]:

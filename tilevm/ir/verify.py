@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from tilevm.errors import CompilationError
-from tilevm.ir.expr import Expr, Var
+from tilevm.ir.expr import Var
 from tilevm.ir.inst import Instruction, IRTypeError, describe
 from tilevm.ir.program import Program
-from tilevm.ir.types import GlobalType, Scope, TileType, Type
+from tilevm.ir.rewrite import bodies, defined_variables, operands, walk_expressions
+from tilevm.ir.types import Scope, TileType, Type
 from tilevm.ir.verify_shared import check_shared_plan
 from tilevm.layout import RegisterLayout, SharedLayout
 
@@ -44,22 +45,20 @@ class _Verifier:
                 raise CompilationError(f"{instruction.opname}: {error}", instruction.loc) from None
 
     def check_instruction(self, instruction: Instruction, visible: set[int]) -> None:
-        for operand in instruction.operands():
-            self.check_uses(operand, visible)
+        self.check_uses(operands(instruction), visible)
         expected = instruction.result_type()
         outputs = _outputs(instruction)
         for output, output_type in zip(outputs, _expected_types(outputs, expected), strict=True):
             self.check_output(output, output_type)
         instruction.check_layouts()
+        # An instruction's outputs are visible after it; a statement's other definitions (a loop's counter)
+        # in its bodies only.
         inner = set(visible)
-        for variable in instruction.body_variables():
+        for variable in defined_variables(instruction):
             self.define(variable)
-            inner.add(variable.uid)
-        for body in instruction.bodies():
+            (visible if any(variable is output for output in outputs) else inner).add(variable.uid)
+        for body in bodies(instruction):
             self.check_body(body, inner)
-        for output in outputs:
-            self.define(output)
-            visible.add(output.uid)
 
     def define(self, variable: Var) -> None:
         if variable.uid in self.defined:
@@ -98,18 +97,16 @@ class _Verifier:
             if np.unique(offsets).size != offsets.size:
                 raise IRTypeError(f"shared layout {tile.layout} puts distinct elements at the same offset")
 
-    def check_uses(self, expression: Expr, visible: set[int]) -> None:
-        if isinstance(expression, Var):
-            if expression.uid not in visible:
-                raise IRTypeError(f"{expression.name} is used where it is not defined")
-            value_type = expression.type
-            if isinstance(value_type, GlobalType):
-                for extent in (*value_type.shape, *value_type.strides):
-                    self.check_uses(extent, visible)
-            return
-        for child in expression.children():
-            self.check_uses(child, visible)
-        expression.result_type()
+    def check_uses(self, node: object, visible: set[int]) -> None:
+        """Every variable in ``node`` (expressions, or a type) and in the types of those variables (a global
+        view's extents) is visible here, and every other expression keeps its type rule."""
+        for expression in walk_expressions(node):
+            if isinstance(expression, Var):
+                if expression.uid not in visible:
+                    raise IRTypeError(f"{expression.name} is used where it is not defined")
+                self.check_uses(expression.type, visible)
+            else:
+                expression.result_type()
 
 
 def _outputs(instruction: Instruction) -> tuple[Var, ...]:

@@ -35,6 +35,7 @@ from tilevm.ir.expr import Var
 from tilevm.ir.inst import Instruction
 from tilevm.ir.memory import AllocShared, FreeShared
 from tilevm.ir.program import Program
+from tilevm.ir.rewrite import bodies
 
 __all__ = ["MIN_SHARED_ALIGNMENT", "check_shared_plan"]
 
@@ -88,7 +89,7 @@ def _lifetimes(body: tuple[Instruction, ...], positions: Iterator[int]) -> Itera
         elif isinstance(instruction, FreeShared) and _freed_uid(instruction) in open_here:
             allocation, start = open_here.pop(instruction.tensor.uid)
             yield _Lifetime(allocation, start, position)
-        for nested in instruction.bodies():
+        for nested in bodies(instruction):
             yield from _lifetimes(nested, positions)
     end = next(positions)
     for allocation, start in open_here.values():

@@ -67,6 +67,7 @@ from tilevm.ir import (
 )
 from tilevm.ir.rewrite import (
     FieldRole,
+    bodies,
     defined_variables,
     map_instructions,
     node_forms,
@@ -148,7 +149,7 @@ def _mark(body: tuple[Instruction, ...], live: set[int]) -> bool:
     """Mark what the live instructions of ``body`` read, last to first; whether any of them is live."""
     any_live = False
     for instruction in reversed(body):
-        nested_live = [_mark(nested, live) for nested in instruction.bodies()]  # every body, no short cut
+        nested_live = [_mark(nested, live) for nested in bodies(instruction)]  # every body, no short cut
         if _is_live(instruction, live, any(nested_live)):
             any_live = True
             live.update(_reads(instruction))
@@ -169,7 +170,7 @@ def _is_live(instruction: Instruction, live: set[int], nested_live: bool) -> boo
 def _is_dead(instruction: Instruction, live: set[int]) -> bool:
     """Whether to remove ``instruction``, whose bodies (if any) are already pruned."""
     if _effect(instruction) is Effect.CONTAINER:
-        return not any(instruction.bodies())
+        return not any(bodies(instruction))
     return not _is_live(instruction, live, nested_live=True)
 
 
