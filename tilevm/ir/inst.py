@@ -1,14 +1,15 @@
 """The base of Tile IR instructions and the shared checks of their type rules.
 
 An instruction is a frozen dataclass compared by identity. Its fields are, in order: the output variable
-(when it defines one), the operands, then attributes; the text form is derived from these fields, so adding an
-instruction is adding a dataclass. Each instruction states its type rule in ``result_type``: the type its
-output must have (without layout), or an ``IRTypeError`` saying why its operands do not fit.
+(when it defines one), the operands, then attributes; the text form is derived from these fields, and so is
+what it reads, nests and defines (``tilevm.ir.rewrite``: ``operands``, ``bodies``, ``defined_variables``), so
+adding an instruction is adding a dataclass. Each instruction states its type rule in ``result_type``: the
+type its output must have (without layout), or an ``IRTypeError`` saying why its operands do not fit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 from tilevm.errors import SourceLocation
@@ -33,34 +34,8 @@ class Instruction:
         """The type of the output (layout left out), or None for an instruction with no output."""
         return None
 
-    def bodies(self) -> tuple[tuple[Instruction, ...], ...]:
-        """The nested instruction lists of a control-flow statement (none for other instructions)."""
-        return ()
-
-    def body_variables(self) -> tuple:
-        """Variables this instruction defines for its bodies only, like a loop's counter."""
-        return ()
-
     def check_layouts(self) -> None:
         """Rules on the layouts of operands and output, beyond the type rule (most instructions have none)."""
-
-    def operands(self) -> tuple[Expr, ...]:
-        """Every expression this instruction reads, flattened (outputs and nested bodies excluded)."""
-        found: list[Expr] = []
-        for item in fields(self):
-            if item.name == "loc" or item.name in self.defined_fields:
-                continue
-            _collect_exprs(getattr(self, item.name), found)
-        return tuple(found)
-
-
-def _collect_exprs(value: object, found: list[Expr]) -> None:
-    if isinstance(value, Expr):
-        found.append(value)
-    elif isinstance(value, tuple):
-        for element in value:
-            if not isinstance(element, Instruction):
-                _collect_exprs(element, found)
 
 
 def expect_tile(value: Expr, what: str, scope: Scope | None = None) -> TileType:
