@@ -57,12 +57,6 @@ class For(Instruction):
     opname = "for"
     defined_fields = ("variable",)
 
-    def bodies(self) -> tuple[Body, ...]:
-        return (self.body,)
-
-    def body_variables(self) -> tuple[Var, ...]:
-        return (self.variable,)
-
     def result_type(self) -> None:
         for name in ("variable", "start", "stop", "step"):
             scalar = expect_scalar(getattr(self, name), f"the loop's {name}", integer=True)
@@ -78,9 +72,6 @@ class While(Instruction):
     body: Body
     opname = "while"
 
-    def bodies(self) -> tuple[Body, ...]:
-        return (self.body,)
-
     def result_type(self) -> None:
         expect_condition(self.condition, "the while condition")
 
@@ -91,9 +82,6 @@ class If(Instruction):
     then_body: Body
     else_body: Body = ()
     opname = "if"
-
-    def bodies(self) -> tuple[Body, ...]:
-        return (self.then_body, self.else_body)
 
     def result_type(self) -> None:
         expect_condition(self.condition, "the if condition")
