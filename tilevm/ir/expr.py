@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tilevm.dtypes import DType, boolean, float32, int32
@@ -84,14 +84,8 @@ class Expr:
 
     def result_type(self) -> Type:
         """The type rule: the expression's type, or ``IRTypeError`` when its operands do not fit it (the
-        operands' own rules are checked by the caller, which walks the children)."""
+        operands' own rules are checked by the caller, which walks the sub-expressions)."""
         return self.type
-
-    def children(self) -> tuple[Expr, ...]:
-        """The expressions this one is built from (none for variables and constants)."""
-        return tuple(
-            getattr(self, item.name) for item in fields(self) if isinstance(getattr(self, item.name), Expr)
-        )
 
 
 _var_ids = itertools.count()
@@ -112,9 +106,6 @@ class Var(Expr):
     @property
     def type(self) -> Type:
         return self.var_type
-
-    def children(self) -> tuple[Expr, ...]:
-        return ()
 
 
 @dataclass(frozen=True)
