@@ -184,6 +184,18 @@ def test_map_instructions_can_expand_and_delete():
     )
 
 
+def test_a_rewritten_program_keeps_its_shared_memory_plan():
+    source = """kernel k(%n: int32) num_threads=32 shared_bytes=4096 {
+  %x: int32 = declare(init=%n + 0)
+}"""
+    result = map_expressions(parse(source), lambda e: e.lhs if isinstance(e, BinaryExpr) else e)
+    assert result.shared_bytes == 4096
+    filecheck(
+        print_program(result),
+        "CHECK: kernel k(%n: int32) num_threads=32 shared_bytes=4096 {\nCHECK-NEXT: declare(init=%n)",
+    )
+
+
 def test_map_expressions_works_bottom_up_everywhere():
     program = parse(
         """kernel k(%x: ptr<float32>, %n: int32) num_threads=32 {
