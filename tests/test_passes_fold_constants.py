@@ -11,9 +11,19 @@ import numpy as np
 import pytest
 
 from tilevm import dtypes
-from tilevm.ir import BinaryExpr, CastExpr, Const, DeclareScalar, Param, Program, UnaryExpr, Var
+from tilevm.ir import (
+    EXPRESSION_CLASSES,
+    BinaryExpr,
+    CastExpr,
+    Const,
+    DeclareScalar,
+    Param,
+    Program,
+    UnaryExpr,
+    Var,
+)
 from tilevm.ir.expr import COMPARISON_OPS
-from tilevm.ir.rewrite import EXPRESSION_CLASSES, walk_expressions
+from tilevm.ir.rewrite import walk_expressions
 from tilevm.ir.semantics import IntegerDivisionByZero, to_carrier
 from tilevm.ir.types import ScalarType
 from tilevm.passes.filecheck import check_pass

@@ -1,10 +1,10 @@
 """Walking and rewriting Tile IR, driven by the fields of its node classes.
 
-Every instruction, expression and type class gets one ``NodeForm`` in ``node_forms()``, built once from
-``INSTRUCTION_CLASSES``, ``EXPRESSION_CLASSES`` and ``TYPE_CLASSES``: each dataclass field is a definition
-(named in ``defined_fields``), an operand (holds expressions), a nested body (holds instructions), a type,
-or an attribute (anything else). Walking and rebuilding read these roles, so a new node class needs no
-change here.
+Every instruction and expression class (of any instruction set) and every type class gets one ``NodeForm``,
+``node_form(cls)``, built once from its dataclass fields: each field is a definition (named in
+``defined_fields``), an operand (holds expressions), a nested body (holds instructions), a type, or an
+attribute (anything else). Walking and rebuilding read these roles, so a new node class needs no change
+here.
 
 - ``operands``, ``bodies`` and ``defined_variables`` give what one node reads, nests and defines.
 - ``walk_instructions`` and ``walk_expressions`` visit every instruction and every expression of a program.
@@ -12,6 +12,7 @@ change here.
 - ``substitute`` replaces variables by expressions everywhere, the types of global views included: a
   variable whose type changes is defined anew, and its uses follow.
 
+>>> from tilevm.ir.expr import Const
 >>> from tilevm.ir.parser import parse
 >>> program = parse('''kernel k(%x: ptr<float32>, %n: int32) num_threads=32 {
 ...   %v: global<float32, [%n], strides=[1]> = global_view(pointer=%x, shape=[%n], strides=[1])
@@ -33,13 +34,12 @@ import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
+from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction
 from tilevm.ir.program import Program
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, TileType, Type
 
 __all__ = [
-    "EXPRESSION_CLASSES",
     "TYPE_CLASSES",
     "FieldRole",
     "NodeForm",
@@ -48,7 +48,7 @@ __all__ = [
     "defined_variables",
     "map_expressions",
     "map_instructions",
-    "node_forms",
+    "node_form",
     "operands",
     "rebuild",
     "substitute",
@@ -56,16 +56,6 @@ __all__ = [
     "walk_instructions",
 ]
 
-# Until tilevm.ir exports its own EXPRESSION_CLASSES, the expression classes are listed here, once.
-EXPRESSION_CLASSES: tuple[type[Expr], ...] = (
-    Var,
-    Const,
-    BlockIndex,
-    GridSize,
-    UnaryExpr,
-    BinaryExpr,
-    CastExpr,
-)
 TYPE_CLASSES: tuple[type, ...] = (ScalarType, PointerType, GlobalType, TileType)
 
 ExpressionFunction = Callable[[Expr], Expr]
@@ -97,19 +87,18 @@ class NodeForm:
 
 
 @functools.cache
-def node_forms() -> dict[type, NodeForm]:
-    """The form of every instruction, expression and type class, built once.
+def node_form(cls: type) -> NodeForm:
+    """The form of an instruction, expression or type class, built once.
 
     >>> from tilevm.ir.stmt import For
-    >>> node_forms()[For].names(FieldRole.BODY), node_forms()[For].names(FieldRole.DEFINITION)
+    >>> node_form(For).names(FieldRole.BODY), node_form(For).names(FieldRole.DEFINITION)
     (('body',), ('variable',))
     """
-    from tilevm.ir import INSTRUCTION_CLASSES  # the package imports this module's neighbours; read it lazily
-
-    return {cls: _form_of(cls) for cls in (*INSTRUCTION_CLASSES, *EXPRESSION_CLASSES, *TYPE_CLASSES)}
-
-
-def _form_of(cls: type) -> NodeForm:
+    if not (issubclass(cls, (Instruction, Expr)) or cls in TYPE_CLASSES) or not dataclasses.is_dataclass(cls):
+        raise TypeError(
+            f"{cls.__name__} is no instruction, expression or type dataclass, "
+            "so it cannot be walked or rewritten"
+        )
     # GlobalType names Expr only for type checkers; give it to the resolver.
     hints = typing.get_type_hints(cls, localns={"Expr": Expr})
     defined = getattr(cls, "defined_fields", ())
@@ -145,13 +134,7 @@ def _leaf_types(annotation: object) -> Iterator[object]:
 
 
 def _form(node: object) -> NodeForm:
-    form = node_forms().get(type(node))
-    if form is None:
-        raise TypeError(
-            f"{type(node).__name__} is not in INSTRUCTION_CLASSES, EXPRESSION_CLASSES or TYPE_CLASSES, "
-            "so it cannot be walked or rewritten"
-        )
-    return form
+    return node_form(type(node))
 
 
 def _map_value(value: object, function: Callable) -> object:

@@ -70,7 +70,7 @@ from tilevm.ir.rewrite import (
     bodies,
     defined_variables,
     map_instructions,
-    node_forms,
+    node_form,
     walk_expressions,
 )
 
@@ -185,7 +185,7 @@ def _reads(instruction: Instruction) -> Iterator[int]:
     """The ids of the variables ``instruction`` reads (the variable that ``set`` or ``assign`` writes is not
     read)."""
     written = WRITTEN_FIELDS.get(type(instruction))
-    for name in node_forms()[type(instruction)].names(FieldRole.OPERAND):
+    for name in node_form(type(instruction)).names(FieldRole.OPERAND):
         value = getattr(instruction, name)
         if name != written and value is not None:
             yield from (
