@@ -70,6 +70,7 @@ from tilevm.ir import (
     print_program,
     verify,
 )
+from tilevm.ir.rewrite import walk_instructions
 from tilevm.ir.types import ScalarType
 from tilevm.layout import SharedLayout, local, shared, spatial
 from tilevm.layout.shared import permute_shared
@@ -157,29 +158,17 @@ def round_trip(program: Program) -> Program:
 
 
 def locations(body: tuple) -> list[SourceLocation | None]:
-    found = []
-    for instruction in body:
-        found.append(instruction.loc)
-        for name in ("body", "then_body", "else_body"):
-            found += locations(getattr(instruction, name, ()))
-    return found
+    return [instruction.loc for instruction in walk_instructions(body)]
 
 
 def test_every_instruction_type_and_control_flow_round_trips():
     program = verify(build_everything(shared_layout=shared([16, 8]).swizzle(1, 2, 2)))
-    used = {type(instruction) for instruction in _walk(program.body)}
+    used = {type(instruction) for instruction in walk_instructions(program.body)}
     assert used == set(INSTRUCTION_CLASSES)
     parsed = round_trip(program)
     verify(parsed)
     assert locations(parsed.body) == locations(program.body)
     assert SourceLocation(WEIRD_FILE, 20, 0) in locations(parsed.body)
-
-
-def _walk(body: tuple):
-    for instruction in body:
-        yield instruction
-        for name in ("body", "then_body", "else_body"):
-            yield from _walk(getattr(instruction, name, ()))
 
 
 def test_text_shows_types_layouts_names_and_locations():
