@@ -16,11 +16,8 @@ then rounded into the dtype by ``to_carrier``: floats to nearest even, integers 
   except ``ne``.
 - ``not`` is bitwise invert on integers and logical not on bool; bool arithmetic is done on 0/1 and the
   result is ``!= 0``.
-- ``cast``: float -> float rounds by the rounding mode, saturating where the target has no inf (with
-  rounding "zero", every format saturates; only inf stays inf); float -> int rounds (nearest even, or
-  toward zero), saturates to the integer range and sends NaN to 0; int -> float rounds the integer (through
-  float64, so |x| > 2^53 rounds twice); int -> int wraps; bool -> anything is 0 or 1; anything -> bool is
-  ``x != 0``.
+- ``cast`` converts by the rules in the docstring of ``tilevm.ir.compute.Cast`` (round by the rounding
+  mode, saturate float to integer, NaN to 0, wrap integer to integer, ``x != 0`` to bool).
 
 Only ``CORRECTLY_ROUNDED_UNARY`` float functions give the target's result exactly; the target computes
 ``exp``, ``sin``, ``rsqrt``, ... approximately, so those are not computed at compile time.
@@ -170,7 +167,7 @@ def _shift(op: str, value: np.ndarray, amount: np.ndarray, dtype: DType) -> np.n
 
 
 def cast(values: np.ndarray, source: DType, target: DType, rounding: str) -> np.ndarray:
-    """Carrier ``values`` of ``source`` converted to a carrier of ``target`` (the rules in the module doc)."""
+    """Carrier ``values`` of ``source`` converted to a carrier of ``target`` (rules: ``Cast``'s docstring)."""
     if target.kind == "bool":
         return np.asarray(values != 0)
     if source.kind == "bool":
