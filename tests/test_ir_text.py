@@ -49,6 +49,7 @@ from tilevm.ir import (
     FreeShared,
     GlobalView,
     GridSize,
+    LetScalar,
     LoadGlobal,
     LoadScalar,
     LoadShared,
@@ -118,6 +119,7 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
     b.emit_output(Permute, "flipped", operand=nibbles, dims=(1, 0))
     b.emit_output(Arange, "indices", dtype=uint16, size=300)
     total = b.emit_output(DeclareScalar, "total", init=Const(7, int64))
+    b.emit_output(LetScalar, "half", value=BinaryExpr("floordiv", n, Const(2)))
     b.location = None
     with b.for_range("k", ZERO, BinaryExpr("floordiv", n, Const(8)), ONE, unroll=2) as k:
         summed = b.emit_output(Binary, "sum", op="add", lhs=x, rhs=y)

@@ -78,5 +78,5 @@ def test_an_int32_scalar_and_an_int64_scalar_widen_to_int64():
 
     text = ir.print_program(far_offsets.ir(table, offsets, picked, parts, stride))
     assert "%stride: int64" in text
-    assert "%offset: int64 = declare(init=cast<int64>(%block) * %stride)" in text
+    assert "%offset: int64 = let(value=cast<int64>(%block) * %stride)" in text
     assert "offsets=[%offset % 10:int64]" in text

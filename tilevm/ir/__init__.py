@@ -43,7 +43,7 @@ from tilevm.ir.memory import (
 from tilevm.ir.parser import check_round_trip, parse
 from tilevm.ir.printer import print_program
 from tilevm.ir.program import Param, Program
-from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, While
+from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
 from tilevm.ir.verify import verify
 
@@ -84,6 +84,7 @@ __all__ = [
     "Instruction",
     "InstructionSet",
     "LoadGlobal",
+    "LetScalar",
     "LoadScalar",
     "LoadShared",
     "Param",

@@ -24,7 +24,7 @@ from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction, IRTypeError
 from tilevm.ir.program import Param, Program
-from tilevm.ir.stmt import For, If, While
+from tilevm.ir.stmt import DeclareScalar, For, If, LetScalar, While
 from tilevm.ir.types import PointerType, ScalarType, TileType, Type
 from tilevm.layout import RegisterLayout, SharedLayout
 
@@ -99,6 +99,18 @@ class ProgramBuilder:
                 f"layout {layout} does not fit a value of type {result_type}", self.location
             )
         return result_type.with_layout(layout)
+
+    def make_mutable(self, variable: Var) -> bool:
+        """Turn the ``let`` that defines ``variable`` in the current body into a ``declare`` of the same
+        variable, so that a loop or branch emitted after it may ``set`` it. False if no such ``let`` is in
+        the current body (the caller then declares a copy)."""
+        body = self.bodies[-1]
+        for position in range(len(body) - 1, -1, -1):
+            instruction = body[position]
+            if isinstance(instruction, LetScalar) and instruction.output is variable:
+                body[position] = DeclareScalar(output=variable, init=instruction.value, loc=instruction.loc)
+                return True
+        return False
 
     # control flow
 

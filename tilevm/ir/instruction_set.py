@@ -44,7 +44,7 @@ from tilevm.ir.memory import (
     StoreShared,
     Sync,
 )
-from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, While
+from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
 
 __all__ = ["TILE_IR", "InstructionSet"]
 
@@ -68,7 +68,7 @@ TILE_IR = InstructionSet(
         GlobalView, AllocShared, FreeShared, AllocRegister, SliceShared, LoadGlobal, StoreGlobal,
         AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync, PermuteShared,
         Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout, Arange, Permute,
-        DeclareScalar, AssignScalar, For, While, If,
+        LetScalar, DeclareScalar, AssignScalar, For, While, If,
         LoadScalar,
     ),
     expressions=(Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr),

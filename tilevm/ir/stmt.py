@@ -1,7 +1,8 @@
 """Structured control flow and scalar variables of Tile IR.
 
-A body is a tuple of instructions. Scalars that change inside a loop or a branch are declared before it and
-assigned in it; tiles do the same through ``AssignTensor``.
+A body is a tuple of instructions. A scalar that never changes is bound once by ``let`` (SSA: its value is
+the one expression that defines it, so analyses need no reaching definitions); a scalar that changes inside a
+loop or a branch is declared before it and assigned in it; tiles do the same through ``AssignTensor``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction, IRTypeError, expect_scalar
 from tilevm.ir.types import ScalarType
 
-__all__ = ["AssignScalar", "Body", "DeclareScalar", "For", "If", "While"]
+__all__ = ["AssignScalar", "Body", "DeclareScalar", "For", "If", "LetScalar", "While"]
 
 Body = tuple[Instruction, ...]
 
@@ -23,7 +24,21 @@ def expect_condition(condition: Expr, what: str) -> None:
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class LetScalar(Instruction):
+    """An immutable scalar: ``output`` is ``value`` wherever it is visible (never the target of ``set``)."""
+
+    output: Var
+    value: Expr
+    opname = "let"
+
+    def result_type(self) -> ScalarType:
+        return expect_scalar(self.value, "let's value")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class DeclareScalar(Instruction):
+    """A mutable scalar, starting at ``init``: the value that a loop or a branch changes with ``set``."""
+
     output: Var
     init: Expr
     opname = "declare"

@@ -1,9 +1,10 @@
 """The front end: a kernel's Python AST to a Tile IR program (no tracing).
 
 Control flow on compile-time values runs at compile time (``if CONSTANT:``, ``for x in tv.static_range(4)``);
-on kernel values it becomes IR (``if i < n:``, ``for k in range(num_tiles):``). A name assigned inside a
-runtime loop or branch and defined before it names one mutable variable: the front end declares it before
-the region and assigns it inside. A name first defined inside a region is not visible after it.
+on kernel values it becomes IR (``if i < n:``, ``for k in range(num_tiles):``). A scalar assignment binds
+an immutable ``let``. A name assigned inside a runtime loop or branch and defined before it names one mutable
+variable: the front end declares it before the region (the ``let`` that bound it becomes that ``declare``)
+and assigns it inside. A name first defined inside a region is not visible after it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tilevm.ir import (
     Const,
     DeclareScalar,
     GlobalView,
+    LetScalar,
     Program,
     ProgramBuilder,
     ScalarType,
@@ -65,9 +67,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     """Compiles one Python function's body into the current program: the kernel itself, or a ``tv.func``
     that a kernel calls (inlined, with its own names, into the same builder)."""
 
-    def __init__(
-        self, function: Callable, context: KernelContext, owner: dict[int, str], depth: int = 0
-    ) -> None:
+    def __init__(self, function: Callable, context: KernelContext, depth: int = 0) -> None:
         self.function, self.depth = function, depth
         self.signature = inspect.signature(function, eval_str=True)
         self.file = inspect.getsourcefile(function) or "<unknown>"
@@ -78,10 +78,15 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         module = ast.parse(dedented)
         self.definition = next(node for node in module.body if isinstance(node, ast.FunctionDef))
         self.scope_globals = {**function.__globals__, **inspect.getclosurevars(function).nonlocals}
-        self.context, self.builder, self.owner = context, context.builder, owner
+        self.context, self.builder = context, context.builder
+        #: value -> the name of this function that it was first bound to (a callee owns none of its caller's
+        #: values: reassigning a parameter must not change the caller's variable)
+        self.owner: dict[int, str] = {}
         self.env: dict[str, object] = {}
         self.regions: list[Region] = []
         self.hidden: dict[str, int] = {}
+        #: the values that a name of this function may change in place (declared scalars, owned tiles)
+        self.mutable: set[int] = set()
         self.loop_variables: set[str] = set()
 
     def location(self, node: ast.AST) -> SourceLocation:
@@ -99,7 +104,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         (kernel values or Python values), and its ``return`` value is the call's value."""
         if self.depth >= MAX_INLINE_DEPTH:
             raise CompilationError(f"tv.func calls nest deeper than {MAX_INLINE_DEPTH}; is it recursive?")
-        callee = FunctionCompiler(function.function, self.context, self.owner, self.depth + 1)
+        callee = FunctionCompiler(function.function, self.context, self.depth + 1)
         try:
             bound = callee.signature.bind(*arguments, **keywords)
         except TypeError as error:
@@ -162,15 +167,16 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             self.update_outer(name, value)
             return
         self.hidden.pop(name, None)
-        if is_ir(value) and isinstance(value.type, ScalarType):
-            value = self.declare_scalar(name, value)
-        elif is_ir(value) and value.uid not in self.owner:
+        if is_ir(value) and isinstance(value.type, ScalarType) and not isinstance(value, Var):
+            value = self.builder.emit_output(LetScalar, name, value=value)  # a variable is bound as it is
+        if is_ir(value) and value.uid not in self.owner:
             self.owner[value.uid] = name
         self.env[name] = value
 
     def declare_scalar(self, name: str, init: object) -> object:
         variable = self.builder.emit_output(DeclareScalar, name, init=init)
         self.owner[variable.uid] = name
+        self.mutable.add(variable.uid)
         return variable
 
     def update_outer(self, name: str, value: object) -> None:
@@ -198,7 +204,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     def make_mutable(self, name: str, value: object) -> None:
         if python_scalar(value):
             self.env[name] = self.declare_scalar(name, constant(value))
-        elif not is_ir(value) or self.owner.get(value.uid) == name:
+        elif not is_ir(value) or self.owns_mutable(name, value):
             return
         elif isinstance(value.type, ScalarType):
             self.env[name] = self.declare_scalar(name, value)
@@ -208,7 +214,23 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             )
             self.builder.emit(AssignTensor(destination=copy, value=value))
             self.owner[copy.uid] = name
+            self.mutable.add(copy.uid)
             self.env[name] = copy
+
+    def owns_mutable(self, name: str, value: object) -> bool:
+        """Whether ``name`` may change ``value`` in place: the value is ``name``'s own, already mutable, or
+        made mutable now (a register tile, or a ``let`` of this body turned into a ``declare``). A value that
+        another name or a tuple also holds is not changed in place: they must keep seeing the old value."""
+        if self.owner.get(value.uid) != name:
+            return False
+        if value.uid in self.mutable:
+            return True
+        if any(holds(other, value) for key, other in self.env.items() if key != name):
+            return False
+        if isinstance(value.type, ScalarType) and not self.builder.make_mutable(value):
+            return False
+        self.mutable.add(value.uid)
+        return True
 
     def leave_region(self, region: Region) -> None:
         self.regions.pop()
@@ -313,6 +335,13 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     }  # fmt: skip
 
 
+def holds(container: object, value: object) -> bool:
+    """Whether ``container`` is ``value`` or a tuple or list with ``value`` inside it."""
+    if container is value:
+        return True
+    return isinstance(container, (tuple, list)) and any(holds(item, value) for item in container)
+
+
 def assigned_names(body: list[ast.stmt]) -> set[str]:
     """Names that ``body`` assigns anywhere inside it (nested loops and branches included)."""
     names = set()
@@ -326,4 +355,4 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
 def compile_kernel(function: Callable, values: dict[str, object], num_threads: int) -> Program:
     """Compile ``function`` for the given bound launch values (tensors, scalars, constexprs)."""
     context = KernelContext(ProgramBuilder(function.__name__, num_threads))
-    return FunctionCompiler(function, context, owner={}).compile_kernel(values)
+    return FunctionCompiler(function, context).compile_kernel(values)

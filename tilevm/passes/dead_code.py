@@ -2,7 +2,7 @@
 
 Before: any verified program. After: the same program without
 - instructions with no side effect whose outputs are never read (views, allocations, shared loads, compute,
-  layout conversions, ``declare``);
+  layout conversions, ``let``, ``declare``);
 - assignments (``set``, ``assign``) to variables that are never read;
 - ``for`` loops and ``if`` statements whose bodies became empty.
 A value is read when a kept instruction reads it, or an instruction that computes a value that is read: so
@@ -48,6 +48,7 @@ from tilevm.ir import (
     GlobalView,
     If,
     Instruction,
+    LetScalar,
     LoadGlobal,
     LoadScalar,
     LoadShared,
@@ -104,6 +105,7 @@ EFFECTS: dict[type[Instruction], Effect] = {
     Cast: Effect.NONE,
     View: Effect.NONE,
     ConvertLayout: Effect.NONE,
+    LetScalar: Effect.NONE,
     DeclareScalar: Effect.NONE,
     AssignScalar: Effect.WRITES_VARIABLE,
     AssignTensor: Effect.WRITES_VARIABLE,

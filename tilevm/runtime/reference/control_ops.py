@@ -6,14 +6,14 @@ evaluates its condition before every iteration, and is an error when it would st
 limit (``limits``); ``if`` runs one of its bodies.
 
 >>> sorted(cls.__name__ for cls in HANDLERS)
-['AssignScalar', 'DeclareScalar', 'For', 'If', 'While']
+['AssignScalar', 'DeclareScalar', 'For', 'If', 'LetScalar', 'While']
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from tilevm.ir import AssignScalar, DeclareScalar, For, If, Instruction, While
+from tilevm.ir import AssignScalar, DeclareScalar, For, If, Instruction, LetScalar, While
 from tilevm.ir.semantics import to_carrier
 from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.limits import WHILE_LIMIT_VARIABLE
@@ -53,6 +53,7 @@ def _if(instruction: If, state: BlockState) -> None:
 
 
 HANDLERS: dict[type[Instruction], Callable[..., None]] = {
+    LetScalar: lambda instruction, state: state.bind(instruction.output, evaluate(instruction.value, state)),
     DeclareScalar: lambda instruction, state: state.bind(
         instruction.output, evaluate(instruction.init, state)
     ),

@@ -1,0 +1,116 @@
+"""Scalars bound once are immutable ``let``s; only names that a runtime loop or branch reassigns are declared
+and set. Checked on the printed IR, and the results against the same function run by Python."""
+
+import re
+from collections import Counter
+
+import torch
+
+import tilevm as tv
+from tilevm import ir
+
+SLOTS = 10
+
+
+@tv.func
+def bump_in_loop(total, n):
+    for _ in range(n):
+        total = total + 1
+    return total
+
+
+def scalars_in_python(row: int, n: int, flag: int) -> list[int]:
+    """The kernel below, line for line, on Python ints."""
+    base = row * 10 + n
+    doubled = base * 2
+    shifted = doubled + 1
+    shifted = shifted * 3
+    kept = base
+    count = base
+    for i in range(n):
+        step = i * 2
+        count = count + step
+    if flag > 0:
+        doubled = doubled - 1
+    bumped = base + n
+    pair = (base, kept)
+    acc = saved = base
+    for _ in range(n):
+        base = base + 1
+        acc = acc + 1
+    return [*pair, base, doubled, shifted, kept, count, bumped, saved, acc]
+
+
+@tv.kernel(num_warps=1)
+def scalars(out: tv.Tensor[tv.int32, 1], n: int, flag: int):
+    row = tv.block_idx()
+    base = row * 10 + n
+    doubled = base * 2
+    shifted = doubled + 1
+    shifted = shifted * 3
+    kept = base
+    count = base
+    for i in range(n):
+        step = i * 2
+        count = count + step
+    if flag > 0:
+        doubled = doubled - 1
+    bumped = bump_in_loop(base, n)  # the callee reassigns its parameter: the caller's base stays
+    pair = (base, kept)  # the loop below reassigns base: the tuple keeps the old value
+    acc = tv.register_tensor(tv.int32, [1], init=base)
+    saved = acc  # the same for a tile
+    for _ in range(n):
+        base = base + 1
+        acc = acc + 1
+    for slot, value in enumerate((*pair, base, doubled, shifted, kept, count, bumped)):
+        tv.store_global(out, tv.register_tensor(tv.int32, [1], init=value), offsets=[row * SLOTS + slot])
+    tv.store_global(out, saved, offsets=[row * SLOTS + 8])
+    tv.store_global(out, acc, offsets=[row * SLOTS + 9])
+
+
+def bindings(text: str) -> Counter:
+    """(kind, name) of every let and declare in a printed program, the name without its '.N' suffix."""
+    found = re.findall(r"^\s*%(\w+?)(?:\.\d+)?: \S+ = (let|declare)\(", text, flags=re.MULTILINE)
+    return Counter((kind, name) for name, kind in found)
+
+
+def test_scalars_match_python():
+    rows = 3
+    for n, flag in [(0, 0), (4, 1), (7, -2)]:
+        out = torch.full((rows * SLOTS,), -1, dtype=torch.int32)
+        scalars[(rows,)](out, n, flag)
+        expected = [value for row in range(rows) for value in scalars_in_python(row, n, flag)]
+        assert out.tolist() == expected, (n, flag)
+
+
+def test_only_names_reassigned_in_a_runtime_region_are_declared():
+    text = ir.print_program(scalars.ir(torch.zeros(SLOTS, dtype=torch.int32), 3, 1))
+    assert bindings(text) == Counter({
+        ("let", "row"): 1, ("let", "base"): 1, ("let", "shifted"): 2, ("let", "step"): 1,
+        ("declare", "count"): 1,  # a copy: 'count = base' binds the name to base's variable
+        ("declare", "doubled"): 1,  # the let that bound it, now a declare
+        ("declare", "total"): 1,  # a copy: the parameter is the caller's base
+        ("declare", "base"): 1,  # a copy: the tuple pair holds base's let
+    })  # fmt: skip
+    assert re.search(r"%count: int32 = declare\(init=%base\)", text)
+    assert re.search(r"%doubled: int32 = declare\(init=%base \* 2\)", text)
+    assert re.search(r"%base\.1: int32 = declare\(init=%base\)", text)
+    assert re.search(r"%total: int32 = declare\(init=%base\)", text)
+    sets = re.findall(r"^\s*set\(variable=%(\w+)", text, flags=re.MULTILINE)
+    assert sorted(sets) == ["base", "count", "doubled", "total"]
+
+
+def test_a_name_reassigned_only_outside_regions_gets_a_let_each_time():
+    @tv.kernel(num_warps=1)
+    def straight(out: tv.Tensor[tv.int32, 1], n: int):
+        value = n + 1
+        value = value * 3
+        value = value - 2
+        tv.store_global(out, tv.register_tensor(tv.int32, [1], init=value), offsets=[0])
+
+    out = torch.zeros(1, dtype=torch.int32)
+    straight[(1,)](out, 5)
+    assert out.item() == (5 + 1) * 3 - 2
+    text = ir.print_program(straight.ir(out, 5))
+    assert bindings(text) == Counter({("let", "value"): 3})
+    assert "%value.2: int32 = let(value=%value.1 - 2)" in text
