@@ -49,8 +49,9 @@ def test_a_read_after_a_store_needs_a_sync():
     assert error.location.line == line_of(transpose_through_shared, "the read")
     store_line = line_of(transpose_through_shared, "the store")
     assert error.message == (
-        f"load_shared of staged after store_shared into staged (slice v) at {__file__}:{store_line}:8 "
-        "with no sync in between: another thread may not have written those bytes yet"
+        "load_shared of staged after store_shared into staged (slice slice_shared) "
+        f"at {__file__}:{store_line}:8 with no sync in between: another thread may not have written those "
+        "bytes yet"
     )
 
 

@@ -74,14 +74,19 @@ class ProgramBuilder:
     def emit_output(
         self,
         kind: type[Instruction],
-        name: str,
+        name: str | None,
         layout: RegisterLayout | SharedLayout | None = None,
         **fields: object,
     ) -> Var:
         """Append an instruction of ``kind`` whose output is a new variable named ``name``; return it.
 
-        The output's type is what the instruction's type rule gives, with ``layout`` when one is pinned.
+        Without a name, the output is named by what it computes: its ``op`` (``exp``, ``lt``) or the
+        instruction's name (``cast``). The output's type is what the instruction's type rule gives, with
+        ``layout`` when one is pinned.
         """
+        if name is None:
+            op = fields.get("op")
+            name = op if isinstance(op, str) else kind.opname
         probe = kind(output=_PLACEHOLDER, loc=self.location, **fields)
         try:
             result_type = probe.result_type()

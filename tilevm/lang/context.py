@@ -16,8 +16,9 @@ __all__ = ["KernelContext", "compiling", "current"]
 @dataclass
 class KernelContext:
     builder: ProgramBuilder
-    #: the name of the variable that the statement being compiled assigns, given to new values
-    name_hint: str = "v"
+    #: the Python name that the expression being compiled is bound to, given to the value it makes; None
+    #: for a temporary, which the builder names by what it computes (``%exp``, ``%cast``, ``%lt``)
+    name_hint: str | None = None
 
 
 _current: contextvars.ContextVar[KernelContext | None] = contextvars.ContextVar("tilevm_kernel", default=None)

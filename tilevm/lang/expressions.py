@@ -30,7 +30,8 @@ KERNEL_FUNCTIONS[tile_range] = tile_range
 
 
 class ExpressionEvaluator:
-    """Mixed into the front end; needs ``lookup(name, node)`` and ``location(node)``."""
+    """Mixed into the front end; needs ``lookup(name, node)``, ``location(node)``, ``context``, ``builder``
+    and ``bound``, the expression whose value the statement binds to a name (with that name)."""
 
     def evaluate(self, node: ast.expr) -> object:
         handler = self._expression_handlers.get(type(node))
@@ -38,8 +39,10 @@ class ExpressionEvaluator:
             raise CompilationError(
                 f"unsupported Python expression in a kernel: {type(node).__name__}", self.location(node)
             )
-        previous = self.builder.location
+        previous, previous_name = self.builder.location, self.context.name_hint
         self.builder.location = self.location(node)
+        # only the value that the statement binds to a name gets that name; its operands are temporaries
+        self.context.name_hint = self.bound[1] if self.bound is not None and self.bound[0] is node else None
         try:
             return handler(self, node)
         except CompilationError as error:
@@ -47,7 +50,7 @@ class ExpressionEvaluator:
                 raise CompilationError(error.message, self.location(node)) from None
             raise
         finally:
-            self.builder.location = previous
+            self.builder.location, self.context.name_hint = previous, previous_name
 
     def constant_node(self, node: ast.Constant) -> object:
         return node.value

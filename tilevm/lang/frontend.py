@@ -88,6 +88,10 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         #: the values that a name of this function may change in place (declared scalars, owned tiles)
         self.mutable: set[int] = set()
         self.loop_variables: set[str] = set()
+        #: (expression, name): the expression whose value the statement being compiled binds to a name
+        self.bound: tuple[ast.expr, str | None] | None = None
+        #: the name that the value of a ``return`` is bound to by the caller (None: a temporary)
+        self.return_name: str | None = None
 
     def location(self, node: ast.AST) -> SourceLocation:
         return SourceLocation(self.file, self.first_line + node.lineno - 1, node.col_offset + self.indent)
@@ -111,13 +115,11 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             raise CompilationError(f"{function.function.__name__}(): {error}") from None
         bound.apply_defaults()
         callee.env.update(bound.arguments)
-        name_hint = self.context.name_hint
+        callee.return_name = self.context.name_hint  # the name the call's value is bound to, if any
         try:
             callee.statements(callee.definition.body)
         except FunctionReturn as returned:
             return returned.value
-        finally:
-            self.context.name_hint = name_hint
         return None
 
     def declare_parameters(self, values: dict[str, object]) -> None:
@@ -135,7 +137,6 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
 
     def tensor_view(self, name: str, argument: TensorArgument, variables: dict[str, Var]) -> Var:
         dims = range(argument.rank)
-        self.context.name_hint = name
         return self.builder.emit_output(
             GlobalView,
             name,
@@ -260,7 +261,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
                 f"unsupported Python statement in a kernel: {type(node).__name__}", self.location(node)
             )
         self.builder.location = self.location(node)
-        self.context.name_hint = "v"
+        self.bound = None
         try:
             handler(self, node)
         except CompilationError as error:
@@ -271,7 +272,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     def assign_statement(self, node: ast.Assign) -> None:
         targets = node.targets
         if len(targets) == 1 and isinstance(targets[0], ast.Name):
-            self.context.name_hint = targets[0].id
+            self.bound = (node.value, targets[0].id)
         value = self.evaluate(node.value)
         for target in targets:
             self.bind_target(target, value)
@@ -297,10 +298,10 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     def augmented_assign_statement(self, node: ast.AugAssign) -> None:
         if not isinstance(node.target, ast.Name):
             raise CompilationError("only names can be assigned in a kernel")
-        self.context.name_hint = node.target.id
         current = ast.copy_location(ast.Name(node.target.id, ast.Load()), node.target)
-        combined = ast.BinOp(left=current, op=node.op, right=node.value)
-        self.assign(node.target.id, self.evaluate(ast.copy_location(combined, node)))
+        combined = ast.copy_location(ast.BinOp(left=current, op=node.op, right=node.value), node)
+        self.bound = (combined, node.target.id)
+        self.assign(node.target.id, self.evaluate(combined))
 
     def expression_statement(self, node: ast.Expr) -> None:
         if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
@@ -317,7 +318,10 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             if node.value is not None or node is not self.definition.body[-1]:
                 raise CompilationError("a kernel returns nothing; write results with tv.store_global")
             return
-        raise FunctionReturn(None if node.value is None else self.evaluate(node.value))
+        if node.value is None:
+            raise FunctionReturn(None)
+        self.bound = (node.value, self.return_name)
+        raise FunctionReturn(self.evaluate(node.value))
 
     def assert_statement(self, node: ast.Assert) -> None:
         condition = self.evaluate(node.test)
