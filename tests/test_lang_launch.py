@@ -120,3 +120,32 @@ def test_a_misaligned_reinterpreted_tensor_is_refused():
     storage = torch.zeros(17, dtype=torch.uint8)
     with pytest.raises(tv.LaunchError, match="not a multiple of 2 bytes"):
         reads_halves[(1,)](tv.view(storage[1:], tv.float16))
+
+
+@tv.kernel(num_warps=1)
+def fill(out: tv.Tensor[tv.float32, 1], VALUES: tv.constexpr):
+    for index, value in enumerate(VALUES):
+        tv.store_global(out, tv.register_tensor(tv.float32, [1], init=value), offsets=[index])
+
+
+def test_float_constexprs_are_told_apart_by_their_bits():
+    out = torch.full((2,), float("nan"))
+    fill[(1,)](out, VALUES=(0.0, 1.5))
+    assert out.tolist() == [0.0, 1.5] and not torch.signbit(out[0])
+    fill[(1,)](out, VALUES=(-0.0, 1.5))  # equal to (0.0, 1.5) in Python, but another program
+    assert out.tolist() == [0.0, 1.5] and torch.signbit(out[0])
+    assert fill.ir(out, VALUES=(-0.0, 1.5)) is not fill.ir(out, VALUES=(0.0, 1.5))
+    assert fill.ir(out, VALUES=(0.0, 1.5)) is fill.ir(out, VALUES=(0.0, 1.5))
+
+
+def test_a_nan_constexpr_finds_its_program_again():
+    out = torch.zeros(1)
+    first = fill.ir(out, VALUES=(float("nan"),))
+    assert fill.ir(out, VALUES=(float("nan"),)) is first  # another NaN object with the same bits
+    fill[(1,)](out, VALUES=(float("nan"),))
+    assert torch.isnan(out).all()
+
+
+def test_an_unhashable_constexpr_is_refused_by_name():
+    with pytest.raises(tv.LaunchError, match="constexpr argument 'VALUES' must be hashable, got list"):
+        fill[(1,)](torch.zeros(1), VALUES=[1.0])

@@ -1,8 +1,8 @@
 """The DSL: ``@tilevm.kernel`` parses a Python function's AST into Tile IR; the functions here are what a
-kernel's body calls. Everything is re-exported at the top level (``import tilevm as tv``)."""
+kernel's body calls. Everything is re-exported at the top level (``import tilevm as tv``). Nothing here
+imports torch: launching (``tv.kernel``, ``tv.view`` of a torch tensor) belongs to ``tilevm.runtime``."""
 
 from tilevm.lang.annotations import Tensor, TensorAnnotation, constexpr
-from tilevm.lang.arguments import TensorArgument, view
 from tilevm.lang.builtins import (
     abs,
     arange,
@@ -52,11 +52,11 @@ from tilevm.lang.functions import DeviceFunction, func
 __all__ = [
     "DeviceFunction",
     "func",
-    "Tensor", "TensorAnnotation", "TensorArgument", "abs", "arange", "atomic_add", "atomic_max", "atomic_min",
+    "Tensor", "TensorAnnotation", "abs", "arange", "atomic_add", "atomic_max", "atomic_min",
     "block_idx", "cast", "cdiv", "constexpr", "convert_layout", "copy_async", "copy_async_commit",
     "copy_async_wait", "cos", "dot", "exp", "exp2", "free_shared", "load_global", "load_shared",
     "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "permute", "range", "register_tensor",
     "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "static_range", "store_global", "store_shared",
-    "sum", "sync", "tanh", "view", "where",
+    "sum", "sync", "tanh", "where",
     "load_scalar",
 ]  # fmt: skip

@@ -9,9 +9,8 @@ from typing import ClassVar
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import Const, GlobalType, TileType
 from tilevm.lang import builtins as dsl
-from tilevm.lang.arguments import view as host_view
 from tilevm.lang.control import tile_range
-from tilevm.lang.functions import DeviceFunction
+from tilevm.lang.functions import DeviceFunction, kernel_meaning
 from tilevm.lang.operators import (
     BINARY_OPERATORS,
     COMPARE_OPERATORS,
@@ -23,9 +22,8 @@ from tilevm.lang.values import describe_value, is_ir
 
 __all__ = ["ExpressionEvaluator"]
 
-#: functions that accept kernel values; a host function with an in-kernel meaning maps to that meaning
+#: functions that accept kernel values (a host function marked with ``in_kernel`` has its own meaning too)
 KERNEL_FUNCTIONS: dict[Callable, Callable] = {getattr(dsl, name): getattr(dsl, name) for name in dsl.__all__}
-KERNEL_FUNCTIONS[host_view] = dsl.view_tile
 KERNEL_FUNCTIONS[tile_range] = tile_range
 
 
@@ -179,6 +177,7 @@ class ExpressionEvaluator:
         if isinstance(function, DeviceFunction):
             return self.inline(function, arguments, keywords)
         kernel_function = KERNEL_FUNCTIONS.get(function) if _hashable(function) else None
+        kernel_function = kernel_function or kernel_meaning(function)
         if kernel_function is not None:
             return self.call_kernel_function(kernel_function, arguments, keywords)
         if any(is_ir(value) for value in (*arguments, *keywords.values())):

@@ -34,11 +34,10 @@ from tilevm.ir import (
     Var,
     verify,
 )
-from tilevm.lang.arguments import TensorArgument
 from tilevm.lang.context import KernelContext, compiling
 from tilevm.lang.expressions import ExpressionEvaluator
 from tilevm.lang.functions import DeviceFunction
-from tilevm.lang.parameters import flat_parameters
+from tilevm.lang.parameters import ConstexprParameter, Parameter, TensorParameter, flat_parameters
 from tilevm.lang.statements import ControlFlow
 from tilevm.lang.values import constant, describe_value, is_ir, literal_like, python_scalar
 
@@ -96,10 +95,10 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     def location(self, node: ast.AST) -> SourceLocation:
         return SourceLocation(self.file, self.first_line + node.lineno - 1, node.col_offset + self.indent)
 
-    def compile_kernel(self, values: dict[str, object]) -> Program:
+    def compile_kernel(self, parameters: tuple[Parameter, ...]) -> Program:
         with compiling(self.context):
             self.builder.location = self.location(self.definition)
-            self.declare_parameters(values)
+            self.declare_parameters(parameters)
             self.statements(self.definition.body)
         return verify(self.builder.build())
 
@@ -122,21 +121,24 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             return returned.value
         return None
 
-    def declare_parameters(self, values: dict[str, object]) -> None:
-        """IR parameters for every launch value; a tensor's name is bound to its global view."""
-        declared: dict[str, dict[str, Var]] = {name: {} for name in values}
-        for parameter in flat_parameters(self.signature, values):
-            declare = self.builder.pointer_param if parameter.kind == "pointer" else self.builder.scalar_param
-            variable = declare(parameter.name, parameter.dtype, parameter.divisibility)
-            declared[parameter.owner][parameter.name] = variable
-        for name, value in values.items():
-            if isinstance(value, TensorArgument):
-                self.env[name] = self.tensor_view(name, value, declared[name])
+    def declare_parameters(self, parameters: tuple[Parameter, ...]) -> None:
+        """IR parameters for every launch value; a tensor's name is bound to its global view, a constexpr's
+        to its Python value."""
+        declared: dict[str, dict[str, Var]] = {parameter.name: {} for parameter in parameters}
+        for flat in flat_parameters(parameters):
+            declare = self.builder.pointer_param if flat.kind == "pointer" else self.builder.scalar_param
+            declared[flat.owner][flat.name] = declare(flat.name, flat.dtype, flat.divisibility)
+        for parameter in parameters:
+            name = parameter.name
+            if isinstance(parameter, TensorParameter):
+                self.env[name] = self.tensor_view(parameter, declared[name])
+            elif isinstance(parameter, ConstexprParameter):
+                self.env[name] = parameter.value
             else:
-                self.env[name] = declared[name].get(name, value)  # a constexpr is its Python value
+                self.env[name] = declared[name][name]
 
-    def tensor_view(self, name: str, argument: TensorArgument, variables: dict[str, Var]) -> Var:
-        dims = range(argument.rank)
+    def tensor_view(self, tensor: TensorParameter, variables: dict[str, Var]) -> Var:
+        name, dims = tensor.name, range(tensor.rank)
         return self.builder.emit_output(
             GlobalView,
             name,
@@ -356,7 +358,8 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-def compile_kernel(function: Callable, values: dict[str, object], num_threads: int) -> Program:
-    """Compile ``function`` for the given bound launch values (tensors, scalars, constexprs)."""
+def compile_kernel(function: Callable, parameters: tuple[Parameter, ...], num_threads: int) -> Program:
+    """Compile ``function`` for the described launch values (tensors, scalars, constexprs), given in the
+    order of its signature."""
     context = KernelContext(ProgramBuilder(function.__name__, num_threads))
-    return FunctionCompiler(function, context).compile_kernel(values)
+    return FunctionCompiler(function, context).compile_kernel(parameters)

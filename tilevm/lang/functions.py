@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["DeviceFunction", "func"]
+__all__ = ["DeviceFunction", "func", "in_kernel", "kernel_meaning"]
+
+IN_KERNEL_ATTRIBUTE = "__tilevm_in_kernel__"
 
 
 class DeviceFunction:
@@ -34,3 +36,20 @@ class DeviceFunction:
 def func(function: Callable) -> DeviceFunction:
     """Make ``function`` callable from kernels, where each call is inlined."""
     return DeviceFunction(function)
+
+
+def in_kernel(meaning: Callable) -> Callable[[Callable], Callable]:
+    """Mark a host function as meaning ``meaning`` when a kernel calls it (``tv.view`` of a torch tensor on
+    the host, of a register tile in a kernel): layers above the DSL name their functions' in-kernel
+    meaning here, so that the DSL imports nothing of them."""
+
+    def mark(host_function: Callable) -> Callable:
+        setattr(host_function, IN_KERNEL_ATTRIBUTE, meaning)
+        return host_function
+
+    return mark
+
+
+def kernel_meaning(function: object) -> Callable | None:
+    """What a host function marked by ``in_kernel`` means in a kernel (None for any other object)."""
+    return getattr(function, IN_KERNEL_ATTRIBUTE, None) if callable(function) else None

@@ -26,10 +26,10 @@ from tilevm.dtypes import DType
 from tilevm.errors import LaunchError
 from tilevm.ir import Program
 from tilevm.lang.annotations import TensorAnnotation, constexpr
-from tilevm.lang.arguments import TensorArgument, bind_arguments, specialization_key
 from tilevm.lang.frontend import compile_kernel
-from tilevm.lang.parameters import flat_parameters
+from tilevm.lang.parameters import FlatParameter, flat_parameters
 from tilevm.passes import CompileOptions, run_pipeline
+from tilevm.runtime.binding import TensorArgument, bind_arguments, describe_arguments, flat_values
 from tilevm.runtime.reference import execute
 
 __all__ = ["Kernel", "kernel"]
@@ -45,7 +45,8 @@ class Kernel:
         self.function = function
         self.num_threads = num_threads
         self.signature = inspect.signature(function, eval_str=True)  # annotations may be strings (PEP 563)
-        self.programs: dict[tuple, Program] = {}
+        #: the described launch values (``describe_arguments``) -> the program and its IR parameters
+        self.programs: dict[tuple, tuple[Program, list[FlatParameter]]] = {}
         for name, parameter in self.signature.parameters.items():
             _check_annotation(function, name, parameter.annotation)
         functools.update_wrapper(self, function)
@@ -62,20 +63,21 @@ class Kernel:
     def ir(self, *args: object, **kwargs: object) -> Program:
         """The Tile IR program that a launch with these arguments runs (compiled if needed): the front end's
         program after every pass of ``tilevm.passes.PIPELINE``."""
-        return self.program(bind_arguments(self.signature, args, kwargs))
+        return self.compiled(bind_arguments(self.signature, args, kwargs))[0]
 
-    def program(self, values: dict[str, object]) -> Program:
-        key = specialization_key(values, self.signature)
-        program = self.programs.get(key)
-        if program is None:
-            frontend_program = compile_kernel(self.function, values, self.num_threads)
+    def compiled(self, values: dict[str, object]) -> tuple[Program, list[FlatParameter]]:
+        """The program for these bound values and its IR parameters, compiled on first use."""
+        parameters = describe_arguments(values, self.signature)
+        compiled = self.programs.get(parameters)  # the descriptions are the key
+        if compiled is None:
+            frontend_program = compile_kernel(self.function, parameters, self.num_threads)
             program = run_pipeline(frontend_program, CompileOptions.from_environment())
-            self.programs[key] = program
-        return program
+            compiled = self.programs[parameters] = (program, list(flat_parameters(parameters)))
+        return compiled
 
     def launch(self, grid: object, *args: object, **kwargs: object) -> None:
         values = bind_arguments(self.signature, args, kwargs)
-        program = self.program(values)
+        program, flat = self.compiled(values)
         grid_shape = _grid(grid, values)
         device = _common_device(values)
         if device.type != "cpu":
@@ -85,8 +87,7 @@ class Kernel:
             )
         if 0 in grid_shape:
             return  # an empty grid (an empty tensor, say) runs no block, as Triton skips such launches
-        arguments = [parameter.value for parameter in flat_parameters(self.signature, values)]
-        execute(program, arguments, grid_shape)
+        execute(program, flat_values(flat, values), grid_shape)
 
 
 def kernel(function: Callable | None = None, *, num_warps: int = 4, num_threads: int | None = None):

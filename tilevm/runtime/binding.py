@@ -1,8 +1,10 @@
-"""Kernel arguments on the host: what a launch passes, what the kernel is specialized on, and checks.
+"""The launch binding: a launch's Python arguments (torch tensors, numbers, constexprs) checked against the
+kernel's annotations, described for the compiler, and flattened into the values of the IR parameters.
 
 A tensor argument becomes a pointer, its sizes and its strides (in elements of the kernel's dtype). The
 kernel is specialized on what matters for speed: dtypes and ranks, which strides are 1, whether pointers are
-16-byte aligned and whether integers are multiples of 16. A stride of 1 becomes the constant 1 in the IR.
+16-byte aligned and whether integers are multiples of 16 (see ``tilevm.lang.parameters``, the torch-free
+description the front end compiles from).
 """
 
 from __future__ import annotations
@@ -32,11 +34,28 @@ from tilevm.dtypes import (
 )
 from tilevm.errors import LaunchError
 from tilevm.lang.annotations import TensorAnnotation, constexpr
+from tilevm.lang.builtins import view_tile
+from tilevm.lang.functions import in_kernel
+from tilevm.lang.parameters import (
+    ALIGNMENT_BYTES,
+    ConstexprParameter,
+    FlatParameter,
+    Parameter,
+    ScalarParameter,
+    TensorParameter,
+    divisibility,
+    scalar_dtype,
+)
 
-__all__ = ["TensorArgument", "bind_arguments", "view", "torch_dtype_to_tilevm"]
+__all__ = [
+    "TensorArgument",
+    "bind_arguments",
+    "describe_arguments",
+    "flat_values",
+    "torch_dtype_to_tilevm",
+    "view",
+]
 
-ALIGNMENT_BYTES = 16
-DIVISOR = 16
 INT32_LIMIT = 2**31
 
 _TORCH_DTYPES = {
@@ -74,15 +93,20 @@ class TensorArgument:
         """Whether the data start at a 16-byte boundary (read once: the key and the parameters both ask)."""
         return self.tensor.data_ptr() % ALIGNMENT_BYTES == 0
 
-    def key(self) -> tuple:
-        return (
-            "tensor", self.dtype, self.rank, self.aligned,
-            tuple(stride == 1 for stride in self.strides),
-            tuple(size % DIVISOR == 0 for size in self.shape),
-            tuple(stride % DIVISOR == 0 for stride in self.strides),
-        )  # fmt: skip
+    def describe(self, name: str) -> TensorParameter:
+        """What the kernel is specialized on for this tensor, passed as parameter ``name``."""
+        return TensorParameter(
+            name,
+            self.dtype,
+            self.rank,
+            divisibility=ALIGNMENT_BYTES if self.aligned else 1,
+            unit_strides=tuple(stride == 1 for stride in self.strides),
+            size_divisibility=tuple(divisibility(size) for size in self.shape),
+            stride_divisibility=tuple(divisibility(stride) for stride in self.strides),
+        )
 
 
+@in_kernel(view_tile)
 def view(tensor: torch.Tensor, dtype: DType, shape: tuple[int, ...] | None = None) -> TensorArgument:
     """Pass ``tensor``'s bytes to a kernel as a tensor of ``dtype`` (on the host; in a kernel, ``view`` is
     the register-tile instruction).
@@ -210,25 +234,34 @@ def bind_arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> d
     return values
 
 
-def specialization_key(values: dict[str, object], signature: inspect.Signature) -> tuple:
-    """What the compiled program depends on: constexpr values, tensor properties, integer divisibility."""
-    key = []
+def describe_arguments(values: dict[str, object], signature: inspect.Signature) -> tuple[Parameter, ...]:
+    """What the compiled program depends on, parameter by parameter (the key of the program cache)."""
+    described: list[Parameter] = []
     for name, value in values.items():
         annotation = signature.parameters[name].annotation
         if annotation is constexpr:
-            key.append(("constexpr", _hashable(value)))
+            described.append(ConstexprParameter(name, value))
         elif isinstance(value, TensorArgument):
-            key.append(value.key())
-        elif isinstance(value, int) and not isinstance(value, bool):
-            key.append(("int", value % DIVISOR == 0))
+            described.append(value.describe(name))
         else:
-            key.append((type(value).__name__,))
-    return tuple(key)
+            integer = isinstance(value, int) and not isinstance(value, bool)
+            described.append(
+                ScalarParameter(name, scalar_dtype(annotation), divisibility(value) if integer else 1)
+            )
+    return tuple(described)
 
 
-def _hashable(value: object) -> object:
-    try:
-        hash(value)
-    except TypeError:
-        raise LaunchError(f"a constexpr argument must be hashable, got {type(value).__name__}") from None
-    return (type(value).__name__, value)
+def flat_values(flat: list[FlatParameter], values: dict[str, object]) -> list[object]:
+    """The launch values of the IR parameters ``flat`` (from ``flat_parameters``): a tensor's tensor, sizes
+    and strides, and the scalars."""
+    arguments = []
+    for parameter in flat:
+        value = values[parameter.owner]
+        if parameter.kind == "pointer":
+            value = value.tensor
+        elif parameter.kind == "size":
+            value = value.shape[parameter.dim]
+        elif parameter.kind == "stride":
+            value = value.strides[parameter.dim]
+        arguments.append(value)
+    return arguments
