@@ -1,4 +1,5 @@
-"""Building Tile IR programs instruction by instruction, checking each type rule as it goes.
+"""Building Tile IR programs instruction by instruction, checking each type rule as it goes (once: the
+verifier checks the whole program again at the end, with the scoping rules a builder cannot see).
 
 The DSL front end and the tests build programs through this class.
 
@@ -62,9 +63,17 @@ class ProgramBuilder:
 
     def emit(self, instruction: Instruction) -> Instruction:
         """Check the instruction's type rule and append it to the current body."""
-        instruction = dataclasses.replace(instruction, loc=instruction.loc or self.location)
+        if instruction.loc is None and self.location is not None:
+            instruction = dataclasses.replace(instruction, loc=self.location)
         try:
             instruction.result_type()
+        except IRTypeError as error:
+            raise CompilationError(str(error), instruction.loc) from None
+        return self._append(instruction)
+
+    def _append(self, instruction: Instruction) -> Instruction:
+        """Check the layout rules of an instruction whose type rule holds, and append it."""
+        try:
             instruction.check_layouts()
         except IRTypeError as error:
             raise CompilationError(str(error), instruction.loc) from None
@@ -95,7 +104,7 @@ class ProgramBuilder:
         if layout is not None:
             result_type = self._with_layout(result_type, layout)
         output = Var(name, result_type)
-        self.emit(dataclasses.replace(probe, output=output))
+        self._append(dataclasses.replace(probe, output=output))  # the type rule ran once, on the probe
         return output
 
     def _with_layout(self, result_type: Type, layout: RegisterLayout | SharedLayout) -> Type:

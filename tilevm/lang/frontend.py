@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import ast
 import builtins as python_builtins
-import inspect
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -38,6 +36,7 @@ from tilevm.lang.context import KernelContext, compiling
 from tilevm.lang.expressions import ExpressionEvaluator
 from tilevm.lang.functions import DeviceFunction
 from tilevm.lang.parameters import ConstexprParameter, Parameter, TensorParameter, flat_parameters
+from tilevm.lang.source import closure_values, parse_function, signature_of
 from tilevm.lang.statements import ControlFlow
 from tilevm.lang.values import constant, describe_value, is_ir, literal_like, python_scalar
 
@@ -68,15 +67,12 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
 
     def __init__(self, function: Callable, context: KernelContext, depth: int = 0) -> None:
         self.function, self.depth = function, depth
-        self.signature = inspect.signature(function, eval_str=True)
-        self.file = inspect.getsourcefile(function) or "<unknown>"
-        lines, self.first_line = inspect.getsourcelines(function)
-        source = "".join(lines)
-        dedented = textwrap.dedent(source)
-        self.indent = len(source.splitlines()[0]) - len(dedented.splitlines()[0])
-        module = ast.parse(dedented)
-        self.definition = next(node for node in module.body if isinstance(node, ast.FunctionDef))
-        self.scope_globals = {**function.__globals__, **inspect.getclosurevars(function).nonlocals}
+        self.signature = signature_of(function)
+        parsed = parse_function(function)
+        self.definition, self.file, self.first_line, self.indent = (
+            parsed.definition, parsed.file, parsed.first_line, parsed.indent,
+        )  # fmt: skip
+        self.nonlocals = closure_values(function)
         self.context, self.builder = context, context.builder
         #: value -> the name of this function that it was first bound to (a callee owns none of its caller's
         #: values: reassigning a parameter must not change the caller's variable)
@@ -157,8 +153,10 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
                 f"'{name}' is defined inside the loop or branch at line {self.hidden[name]} "
                 "and cannot be used after it; define it before"
             )
-        if name in self.scope_globals:
-            return self.scope_globals[name]
+        if name in self.nonlocals:
+            return self.nonlocals[name]
+        if name in self.function.__globals__:
+            return self.function.__globals__[name]
         if hasattr(python_builtins, name):
             return getattr(python_builtins, name)
         raise CompilationError(f"name '{name}' is not defined")

@@ -42,7 +42,7 @@ ALIGNMENT_BYTES = 16
 DIVISOR = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorParameter:
     """A tensor argument as the kernel is specialized on it: its dtype (the kernel's view of its bits), its
     rank, which strides are 1, and the divisibility of its pointer (in bytes), sizes and strides."""
@@ -56,7 +56,7 @@ class TensorParameter:
     stride_divisibility: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScalarParameter:
     """A runtime scalar: its IR dtype, and 16 if its value is a multiple of 16 (1 otherwise)."""
 
