@@ -95,14 +95,15 @@ class TensorArgument:
 
     def describe(self, name: str) -> TensorParameter:
         """What the kernel is specialized on for this tensor, passed as parameter ``name``."""
+        strides = self.strides
         return TensorParameter(
             name,
             self.dtype,
-            self.rank,
-            divisibility=ALIGNMENT_BYTES if self.aligned else 1,
-            unit_strides=tuple(stride == 1 for stride in self.strides),
-            size_divisibility=tuple(divisibility(size) for size in self.shape),
-            stride_divisibility=tuple(divisibility(stride) for stride in self.strides),
+            len(self.shape),
+            ALIGNMENT_BYTES if self.aligned else 1,
+            tuple([stride == 1 for stride in strides]),  # lists: this runs on every launch
+            tuple([divisibility(size) for size in self.shape]),
+            tuple([divisibility(stride) for stride in strides]),
         )
 
 
@@ -237,8 +238,9 @@ def bind_arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> d
 def describe_arguments(values: dict[str, object], signature: inspect.Signature) -> tuple[Parameter, ...]:
     """What the compiled program depends on, parameter by parameter (the key of the program cache)."""
     described: list[Parameter] = []
+    declared = signature.parameters
     for name, value in values.items():
-        annotation = signature.parameters[name].annotation
+        annotation = declared[name].annotation
         if annotation is constexpr:
             described.append(ConstexprParameter(name, value))
         elif isinstance(value, TensorArgument):
