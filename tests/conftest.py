@@ -1,13 +1,18 @@
 """Every program that a test compiles is printed, parsed back and compared after the test: the front end's
 program and the program after every pass of the pipeline. Every program that an executor test runs also runs
-with random layouts."""
+with random layouts. Hypothesis draws the same examples on every run (a failure reproduces) and has no
+deadline (a loaded machine must not fail a correct test)."""
 
 import pytest
+from hypothesis import settings
 from layout_assignment import execute_with_random_layouts
 
 from tilevm import ir
 from tilevm.passes import pipeline
 from tilevm.runtime import jit
+
+settings.register_profile("tilevm", derandomize=True, deadline=None)
+settings.load_profile("tilevm")
 
 
 @pytest.fixture(autouse=True)

@@ -33,9 +33,6 @@ from tilevm.layout import (
     spatial,
 )
 
-settings.register_profile("layout", max_examples=60, deadline=None)
-settings.load_profile("layout")
-
 
 @pytest.mark.parametrize("shape", [(4,), (2, 3), (2, 1, 3), (1, 1)])
 def test_primitive_tables_are_row_major(shape):
@@ -57,6 +54,7 @@ def test_explicit_order_lists_dims_most_significant_first():
     assert [tuple(c) for c in table.tolist()] == expected
 
 
+@settings(max_examples=60)
 @given(st.sampled_from(["spatial", "local"]), st.lists(st.integers(1, 4), min_size=1, max_size=3), st.data())
 def test_primitive_tables_with_any_order(kind, shape, data):
     order = tuple(data.draw(st.permutations(range(len(shape)))))
@@ -79,12 +77,14 @@ def test_spatial_8_4_local_2_2_by_hand():
         assert table[thread, index].tolist() == expected
 
 
+@settings(max_examples=60)
 @given(factor_lists())
 def test_product_table_is_the_kronecker_formula(factor_list):
     layout = product_of(factor_list)
     assert np.array_equal(layout.table(), product_table(factor_list))
 
 
+@settings(max_examples=60)
 @given(layouts(), layouts(rank=1))
 def test_product_pads_the_lower_rank_operand(a, b):
     expected = kron_table(a.table(), a.shape, b.table(), b.shape)
@@ -92,6 +92,7 @@ def test_product_pads_the_lower_rank_operand(a, b):
     assert np.array_equal((b * a).table(), kron_table(b.table(), b.shape, a.table(), a.shape))
 
 
+@settings(max_examples=60)
 @given(layouts(), layouts(), layouts())
 def test_product_is_associative(a, b, c):
     left, right = (a * b) * c, a * (b * c)
@@ -99,6 +100,7 @@ def test_product_is_associative(a, b, c):
     assert np.array_equal(left.table(), right.table())
 
 
+@settings(max_examples=60)
 @given(general_layouts())
 def test_every_coordinate_is_held(layout):
     assert coordinates(layout.table()) == set(np.ndindex(layout.shape))
@@ -139,6 +141,7 @@ def test_layouts_are_equal_exactly_when_their_tables_are():
     assert all(len(keys) == 1 for keys in by_layout.values())
 
 
+@settings(max_examples=60)
 @given(general_layouts())
 def test_text_round_trips(layout):
     text = str(layout)

@@ -12,9 +12,6 @@ from test_layout_register_helpers import general_layouts, kron_table, layouts, p
 
 from tilevm.layout import LayoutError, column_spatial, local, parse, replicated, spatial
 
-settings.register_profile("layout", max_examples=60, deadline=None)
-settings.load_profile("layout")
-
 
 def _quotient_table(a, b):
     """The only table a quotient could have: c(t, i) = a(t * TB, i * LB) // shape(B) (b holds 0 at (0, 0))."""
@@ -33,6 +30,7 @@ def _divisible(a, b):
     return np.array_equal(kron_table(candidate, a.shape, b.table(), b.shape), a.table())
 
 
+@settings(max_examples=60)
 @given(general_layouts(), layouts())
 def test_product_then_divide_gives_back_the_left_factor(a, b):
     padded = local(*[1] * max(a.rank, b.rank)) * a  # the product has the larger rank, so the quotient has too
@@ -40,6 +38,7 @@ def test_product_then_divide_gives_back_the_left_factor(a, b):
     assert (a * b).divide(b) == padded
 
 
+@settings(max_examples=60)
 @given(general_layouts(), layouts())
 def test_divide_finds_a_quotient_exactly_when_the_tables_allow_one(a, b):
     quotient = a.divide(b)
@@ -49,6 +48,7 @@ def test_divide_finds_a_quotient_exactly_when_the_tables_allow_one(a, b):
         assert np.array_equal((quotient * b).table(), a.table())
 
 
+@settings(max_examples=60)
 @given(layouts(), layouts(), layouts())
 def test_divide_by_a_factor_of_the_right_factor(a, b, c):
     assert (a * b * c) / (b * c) == a
@@ -86,6 +86,7 @@ def test_divide_fails_clearly(a, b):
         a / b
 
 
+@settings(max_examples=60)
 @given(general_layouts(), st.data())
 def test_permute_moves_coordinate_columns(layout, data):
     dims = data.draw(st.permutations(range(layout.rank)))
@@ -95,6 +96,7 @@ def test_permute_moves_coordinate_columns(layout, data):
     assert permuted.permute(*np.argsort(dims).tolist()) == layout
 
 
+@settings(max_examples=60)
 @given(general_layouts(), st.sampled_from([(-1,), (2, -1), (-1, 2), (3, -1), (1, -1, 1), (-1, 2, 2)]))
 def test_reshape_is_row_major(layout, new_shape):
     try:
@@ -130,6 +132,7 @@ def _unique_rows_in_order(rows):
     return seen
 
 
+@settings(max_examples=60)
 @given(general_layouts(), st.data())
 def test_reduce_zeroes_the_dims_and_keeps_local_order(layout, data):
     dims = data.draw(st.sets(st.integers(0, layout.rank - 1), min_size=1))
@@ -155,6 +158,7 @@ def test_reduce_examples():
         spatial(4, 8).reduce(0, 0)
 
 
+@settings(max_examples=60)
 @given(general_layouts(), general_layouts())
 def test_concat_puts_the_dims_side_by_side(a, b):
     result = a.concat(b)
