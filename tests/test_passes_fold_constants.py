@@ -22,7 +22,7 @@ from tilevm.ir import (
     UnaryExpr,
     Var,
 )
-from tilevm.ir.expr import COMPARISON_OPS
+from tilevm.ir.expr import COMPARISON_OPS, operator_error
 from tilevm.ir.rewrite import walk_expressions
 from tilevm.ir.semantics import IntegerDivisionByZero, to_carrier
 from tilevm.ir.types import ScalarType
@@ -71,6 +71,14 @@ def fold(source: str, checks: str) -> None:
         ("cast<bool>(nan)", "true"),
         ("cast<float4_e2m1>(100.0)", "6.0:float4_e2m1"),  # saturates: e2m1 has no infinity
         ("sqrt(2.0:float16)", "1.4140625:float16"),
+        ("floor(-0.5)", "-1.0"),  # the rounding ops are exact, so they fold
+        ("ceil(-0.5:bfloat16)", "-0.0:bfloat16"),
+        ("round(2.5:float16)", "2.0:float16"),  # half to even
+        ("round(-0.5)", "-0.0"),
+        ("trunc(-inf:float16)", "-inf:float16"),
+        ("floor(nan:float16)", "nan:float16"),
+        ("ceil(2050.0:float16)", "2050.0:float16"),  # beyond 2^11 every float16 is even
+        ("round(-7:int4)", "-7:int4"),  # the identity on integers, as torch
         ("-0.0 + -0.0", "-0.0"),
     ],
 )
@@ -244,6 +252,17 @@ def reference_cast(value, source, target):
     return reference_round(float(value), target) if target.is_float else reference_wrap(int(value), target)
 
 
+#: Python's own rounding functions (its round rounds floats half to even)
+ROUNDING_FUNCTIONS = {"floor": math.floor, "ceil": math.ceil, "round": round, "trunc": math.trunc}
+
+
+def reference_integral(op: str, value: float) -> float:
+    """IEEE's floor, ceil, roundeven and trunc: inf and NaN stay, a zero result keeps the operand's sign."""
+    if not math.isfinite(value):
+        return value
+    return math.copysign(float(ROUNDING_FUNCTIONS[op](value)), value)
+
+
 def reference(expression, values):
     if isinstance(expression, Var):
         return values[expression.uid]
@@ -256,9 +275,13 @@ def reference(expression, values):
     if isinstance(expression, UnaryExpr):
         value, dtype = reference(expression.operand, values), expression.type.dtype
         if dtype.is_float:
+            if expression.op in ROUNDING_FUNCTIONS:
+                return reference_integral(expression.op, value)
             with np.errstate(invalid="ignore"):
                 exact = {"neg": -value, "abs": abs(value), "sqrt": float(np.sqrt(np.float64(value)))}
             return reference_round(exact[expression.op], dtype)
+        if expression.op in ROUNDING_FUNCTIONS:
+            return value
         return reference_wrap({"neg": -value, "abs": abs(value), "not": ~value}[expression.op], dtype)
     lhs, rhs = reference(expression.lhs, values), reference(expression.rhs, values)
     return reference_binary(expression.op, lhs, rhs, expression.lhs.type.dtype)
@@ -301,6 +324,9 @@ class ExpressionMaker:
             return CastExpr(self.expression(source, depth - 1), dtype)
         if choice < 0.3:
             ops = ("neg", "abs", "sqrt") if dtype.is_float else ("neg", "abs", "not")
+            ops += tuple(
+                op for op in ROUNDING_FUNCTIONS if operator_error(op, dtype) is None
+            )  # e8m0: no zero
             return UnaryExpr(self.rng.choice(ops), self.expression(dtype, depth - 1))
         op = self.rng.choice(FLOAT_BINARY if dtype.is_float else INTEGER_BINARY)
         return BinaryExpr(op, self.expression(dtype, depth - 1), self.expression(dtype, depth - 1))

@@ -25,6 +25,7 @@ __all__ = [
     "BITWISE_OPS",
     "COMPARISON_OPS",
     "ROUNDING_MODES",
+    "ROUNDING_OPS",
     "UNARY_OPS",
     "BinaryExpr",
     "BlockIndex",
@@ -44,7 +45,13 @@ BITWISE_OPS = ("and", "or", "xor", "shl", "shr")
 COMPARISON_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
 BINARY_OPS = (*ARITHMETIC_OPS, *BITWISE_OPS, *COMPARISON_OPS)
 #: the single list of unary operators: the DSL's builtins (tv.exp, ...) and the text form are derived from it
-UNARY_OPS = ("neg", "not", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh")
+#: (README's "Math operators" lists each op's domain, result dtype and exactness)
+UNARY_OPS = (
+    "neg", "not", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh",
+    "floor", "ceil", "round", "trunc",
+)  # fmt: skip
+#: round to an integral value in the operand's dtype (``round``: half to even); identity on integers, as torch
+ROUNDING_OPS = ("floor", "ceil", "round", "trunc")
 FLOAT_ONLY_OPS = ("div", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh")
 INTEGER_ONLY_OPS = ("floordiv", "mod", *BITWISE_OPS, "not")
 #: how a cast rounds: to nearest (ties to even) or toward zero
@@ -263,6 +270,11 @@ def operator_error(op: str, dtype: DType) -> str | None:
         return f"'{op}' needs floating-point operands, got {dtype}{hint}"
     if op in INTEGER_ONLY_OPS and dtype.is_float:
         return f"'{op}' needs integer operands, got {dtype}"
+    if op in ROUNDING_OPS and dtype.kind == "bool":
+        return f"'{op}' needs float or integer operands, got bool"
+    if op in ROUNDING_OPS and dtype.is_float and dtype.min_value > 0:
+        # e8m0 has no zero, so floor(0.5) would have no value
+        return f"'{op}' needs a float format with zero, got {dtype}"
     return None
 
 

@@ -14,6 +14,9 @@ then rounded into the dtype by ``to_carrier``: floats to nearest even, integers 
   ``shr`` of unsigned values, and the sign fill for ``shr`` of signed values.
 - ``max`` and ``min`` on floats ignore NaN (``np.fmax``, PTX ``max.f32``); comparisons with NaN are false
   except ``ne``.
+- ``floor``, ``ceil``, ``round`` (half to even) and ``trunc`` are exact, keep the dtype, -0.0, inf and
+  NaN (``floor(-0.5)`` is -1.0, ``ceil(-0.5)`` and ``round(-0.5)`` are -0.0), and are the identity on
+  integers, as torch's.
 - ``not`` is bitwise invert on integers and logical not on bool; bool arithmetic is done on 0/1 and the
   result is ``!= 0``.
 - ``cast`` converts by the rules in the docstring of ``tilevm.ir.compute.Cast`` (round by the rounding
@@ -29,6 +32,8 @@ Only ``CORRECTLY_ROUNDED_UNARY`` float functions give the target's result exactl
 (-4, array(0))
 >>> unary("not", np.array([0]), int4).tolist(), binary("max", np.array(np.nan), np.array(1.0), float16).item()
 ([-1], 1.0)
+>>> unary("round", np.array([0.5, 1.5, 2.5, -0.5]), float16).tolist()
+[0.0, 2.0, 2.0, -0.0]
 >>> cast(np.array([7.6, -100.0, np.nan]), float32, int4, "nearest").tolist()
 [7, -8, 0]
 """
@@ -42,7 +47,7 @@ import numpy.typing as npt
 
 from tilevm.dtypes import DType, encode, round_to_dtype, wrap_integer
 from tilevm.errors import TilevmError
-from tilevm.ir.expr import COMPARISON_OPS
+from tilevm.ir.expr import COMPARISON_OPS, ROUNDING_OPS
 
 __all__ = ["CORRECTLY_ROUNDED_UNARY", "IntegerDivisionByZero", "binary", "cast", "to_carrier", "unary"]
 
@@ -66,9 +71,14 @@ FLOAT_UNARY: dict[str, Ufunc] = {
     "sin": np.sin,
     "cos": np.cos,
     "tanh": np.tanh,
+    # exact: the integral value of a float is on its format's grid (beyond 2^mantissa every value is one)
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "round": np.rint,  # half to even, as torch.round
+    "trunc": np.trunc,
 }
 #: the float functions whose rounded float64 result is the correctly rounded one, as the target computes it
-CORRECTLY_ROUNDED_UNARY = frozenset({"neg", "abs", "sqrt"})
+CORRECTLY_ROUNDED_UNARY = frozenset({"neg", "abs", "sqrt", *ROUNDING_OPS})
 INTEGER_UNARY: dict[str, Ufunc] = {"neg": np.negative, "not": np.invert, "abs": np.abs}
 
 COMPARISONS: dict[str, Ufunc] = {
@@ -130,7 +140,7 @@ def unary(op: str, value: np.ndarray, dtype: DType) -> np.ndarray:
             return to_carrier(FLOAT_UNARY[op](value.astype(np.float64)), dtype)
     if dtype.kind == "bool":
         return np.asarray(~value if op == "not" else value.copy())
-    if op == "abs" and not dtype.is_signed:
+    if op in ROUNDING_OPS or (op == "abs" and not dtype.is_signed):
         return value.copy()
     with np.errstate(all="ignore"):
         return to_carrier(INTEGER_UNARY[op](value), dtype)

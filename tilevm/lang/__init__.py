@@ -12,6 +12,7 @@ from tilevm.lang.builtins import (
     block_idx,
     cast,
     cdiv,
+    ceil,
     convert_layout,
     copy_async,
     copy_async_commit,
@@ -20,6 +21,7 @@ from tilevm.lang.builtins import (
     dot,
     exp,
     exp2,
+    floor,
     free_shared,
     load_global,
     load_scalar,
@@ -33,6 +35,7 @@ from tilevm.lang.builtins import (
     num_blocks,
     permute,
     register_tensor,
+    round,
     rsqrt,
     shared_tensor,
     sin,
@@ -43,6 +46,7 @@ from tilevm.lang.builtins import (
     sum,
     sync,
     tanh,
+    trunc,
     where,
 )  # fmt: skip
 from tilevm.lang.control import static_range
@@ -58,5 +62,5 @@ __all__ = [
     "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "permute", "range", "register_tensor",
     "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "static_range", "store_global", "store_shared",
     "sum", "sync", "tanh", "where",
-    "load_scalar",
+    "load_scalar", "floor", "ceil", "round", "trunc",
 ]  # fmt: skip

@@ -62,7 +62,7 @@ __all__ = [
     "load_global", "load_shared", "log", "log2", "max", "maximum", "min", "minimum", "num_blocks", "permute",
     "register_tensor", "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "store_global",
     "store_shared", "sum", "sync", "tanh", "view_tile", "where",
-    "load_scalar",
+    "load_scalar", "floor", "ceil", "round", "trunc",
 ]  # fmt: skip
 
 
@@ -438,7 +438,7 @@ def _unary(op: str):
 
 # One builtin for each of the IR's unary ops that Python spells with no operator (it has -x and ~x); a new op
 # in UNARY_OPS fails this unpacking until it is named here.
-abs, exp, exp2, log, log2, sqrt, rsqrt, sin, cos, tanh = (
+abs, exp, exp2, log, log2, sqrt, rsqrt, sin, cos, tanh, floor, ceil, round, trunc = (
     _unary(op) for op in UNARY_OPS if op not in {ir_op for ir_op, _ in UNARY_OPERATORS.values()}
 )
 
