@@ -91,7 +91,10 @@ def test_convert_layout_needs_a_register_layout():
 
     with pytest.raises(tv.CompilationError) as caught:
         bad.ir(torch.zeros(32).half())
-    assert "convert_layout's layout must be a register layout, got 'spatial(32)'" in caught.value.message
+    assert (
+        "convert_layout's layout must be a register layout, got the Python str 'spatial(32)'"
+        in caught.value.message
+    )
     lines, first = inspect.getsourcelines(bad.function)
     assert caught.value.location.line == first + next(i for i, text in enumerate(lines) if "marker" in text)
 

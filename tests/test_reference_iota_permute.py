@@ -190,7 +190,9 @@ def test_permute_dims_must_be_a_permutation():
         tv.store_global(x, tv.permute(tile, [0, 0]), offsets=[0, 0])  # marker
 
     error = compile_error(bad, torch.zeros(4, 4))
-    assert error.message == "permute's dims must name each of the 2 dims of the tile once, got [0, 0]"
+    assert error.message == (
+        "permute's dims must name each of the 2 dims of the tile once, got the Python list [0, 0]"
+    )
     assert error.location.line == line_of(bad, "marker")
 
 

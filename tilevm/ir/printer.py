@@ -234,8 +234,7 @@ class _Printer:
         return f"global<{value_type.dtype}, {shape}, strides={strides}>"
 
     def tile_type(self, value_type: TileType) -> str:
-        layout = "" if value_type.layout is None else f", {value_type.layout}"
-        return f"{value_type.scope.value}<{value_type.dtype}, {_ints(value_type.shape)}{layout}>"
+        return str(value_type)
 
 
 def _outputs(form: InstructionForm, instruction: Instruction) -> tuple[Var, ...]:

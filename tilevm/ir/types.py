@@ -59,6 +59,9 @@ class GlobalType:
     def rank(self) -> int:
         return len(self.shape)
 
+    def __str__(self) -> str:  # for messages; the printer shows the sizes and strides too
+        return f"global<{self.dtype}, rank {self.rank}>"
+
 
 @dataclass(frozen=True)
 class TileType:
@@ -79,6 +82,11 @@ class TileType:
         for extent in self.shape:
             count *= extent
         return count
+
+    def __str__(self) -> str:
+        """The type as the IR text writes it: ``register<float32, [4, 8]>``, with the layout once known."""
+        layout = "" if self.layout is None else f", {self.layout}"
+        return f"{self.scope.value}<{self.dtype}, [{', '.join(map(str, self.shape))}]{layout}>"
 
     def with_layout(self, layout: RegisterLayout | SharedLayout | None) -> TileType:
         return replace(self, layout=layout)

@@ -81,7 +81,10 @@ def _shape(shape: object, what: str) -> tuple[int, ...]:
     if not isinstance(shape, (tuple, list)) or not all(
         isinstance(extent, int) and not isinstance(extent, bool) and extent > 0 for extent in shape
     ):
-        raise CompilationError(f"{what} must be a list of positive compile-time ints, got {shape!r}")
+        raise CompilationError(
+            f"{what} must be a list of positive compile-time ints (constexprs, not tensor sizes), "
+            f"got {describe_value(shape)}"
+        )
     return tuple(shape)
 
 
@@ -106,13 +109,15 @@ def _dims(dims: Sequence[int] | None, source_rank: int, tile_rank: int) -> tuple
 
 def _dtype(dtype: object, builtin: str) -> DType:
     if not isinstance(dtype, DType):
-        raise CompilationError(f"{builtin} needs a tilevm dtype such as tv.float16, got {dtype!r}")
+        raise CompilationError(
+            f"{builtin} needs a tilevm dtype such as tv.float16, got {describe_value(dtype)}"
+        )
     return dtype
 
 
 def _layout(layout: object, builtin: str) -> RegisterLayout | None:
     if layout is not None and not isinstance(layout, RegisterLayout):
-        raise CompilationError(f"{builtin}'s layout must be a register layout, got {layout!r}")
+        raise CompilationError(f"{builtin}'s layout must be a register layout, got {describe_value(layout)}")
     return layout
 
 
@@ -133,7 +138,7 @@ def num_blocks(axis: int = 0) -> Expr:
 
 def _axis(axis: object) -> int:
     if axis not in (0, 1, 2):
-        raise CompilationError(f"a grid axis is 0, 1 or 2, got {axis!r}")
+        raise CompilationError(f"a grid axis is 0, 1 or 2, got {describe_value(axis)}")
     return axis
 
 
@@ -384,7 +389,9 @@ def arange(size: int, dtype: DType = int32, layout: RegisterLayout | None = None
     """The register tile ``[size]`` holding ``0, 1, ..., size - 1`` in the integer ``dtype``: masks from
     indices, such as a ragged tail ``tv.where(tv.arange(BLOCK) + start < n, x, 0.0)``."""
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise CompilationError(f"arange's size must be a positive compile-time int, got {size!r}")
+        raise CompilationError(
+            f"arange's size must be a positive compile-time int, got {describe_value(size)}"
+        )
     dtype = _dtype(dtype, "arange")  # Arange's type rule checks that it is an integer dtype holding size - 1
     return _emit_output("arange", Arange, _layout(layout, "arange"), dtype=dtype, size=size)
 
@@ -395,7 +402,8 @@ def permute(tile: Expr, dims: Sequence[int]) -> Expr:
     tile = _tile_or_global(tile, "permute", (TileType,))
     if not isinstance(dims, (tuple, list)) or sorted(dims) != list(builtins.range(tile.type.rank)):
         raise CompilationError(
-            f"permute's dims must name each of the {tile.type.rank} dims of the tile once, got {dims!r}"
+            f"permute's dims must name each of the {tile.type.rank} dims of the tile once, "
+            f"got {describe_value(dims)}"
         )
     if tile.type.scope is Scope.REGISTER:
         return _emit_output("permute", Permute, operand=tile, dims=tuple(dims))

@@ -53,7 +53,10 @@ def _parse(function: Callable) -> ParsedFunction:
         lines, first_line = inspect.getsourcelines(function)
     except OSError:
         raise CompilationError(
-            f"the source of {function.__qualname__} cannot be read; kernels must be defined in a file"
+            f"the source of {function.__qualname__} cannot be read (defined in "
+            f"{function.__code__.co_filename}): tilevm compiles a kernel or tv.func from its source, so "
+            "define it in a .py file, or compile() its text under a file name whose lines are in "
+            "linecache.cache (as IPython does)"
         ) from None
     source = "".join(lines)
     dedented = textwrap.dedent(source)

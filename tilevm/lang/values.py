@@ -32,7 +32,7 @@ def constant(value: bool | int | float, dtype: DType | None = None) -> Const:
     dtype = dtype or default_dtype(value)
     if dtype.kind == "bool":
         if not isinstance(value, bool):
-            raise CompilationError(f"cannot use {value!r} as a bool; compare it instead")
+            raise CompilationError(f"cannot use {describe_value(value)} as a bool; compare it instead")
         return Const(value, dtype)
     if dtype.is_float:
         if isinstance(value, bool):
@@ -41,7 +41,7 @@ def constant(value: bool | int | float, dtype: DType | None = None) -> Const:
         rounded = as_float if math.isnan(as_float) else float(round_to_dtype(as_float, dtype))
         return Const(rounded, dtype)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise CompilationError(f"cannot use {value!r} as a {dtype} value")
+        raise CompilationError(f"cannot use {describe_value(value)} as a {dtype} value")
     if not dtype.min_value <= value <= dtype.max_value:
         raise CompilationError(f"{value} does not fit in {dtype} [{dtype.min_value}, {dtype.max_value}]")
     return Const(value, dtype)
@@ -66,6 +66,15 @@ def index_expr(value: object, what: str) -> Expr:
 
 
 def describe_value(value: object) -> str:
+    """What ``value`` is, in words for an error message (never the repr of an IR object).
+
+    >>> from tilevm.ir import Var
+    >>> describe_value([4, Var("n", ScalarType(int32))])
+    'a list of (the Python int 4, a runtime int32 scalar, known only at launch)'
+    """
+    if isinstance(value, (list, tuple)) and any(is_ir(item) for item in value):
+        kind = "list" if isinstance(value, list) else "tuple"
+        return f"a {kind} of ({', '.join(describe_value(item) for item in value)})"
     if not is_ir(value):
         return f"the Python {type(value).__name__} {value!r}"
     value_type = value.type
@@ -74,4 +83,6 @@ def describe_value(value: object) -> str:
         return f"a {scope} tile {value_type.dtype}{list(value_type.shape)}"
     if isinstance(value_type, GlobalType):
         return f"a global {value_type.dtype} tensor of rank {value_type.rank}"
-    return f"a {value_type} scalar"
+    if isinstance(value, Const):
+        return f"the {value_type} constant {value.value}"
+    return f"a runtime {value_type} scalar, known only at launch"

@@ -13,6 +13,7 @@ import functools
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from tilevm.dtypes import (
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 INT32_LIMIT = 2**31
+#: numpy scalars that stand for the Python int, float or bool they hold (``.item()``)
+NUMPY_NUMBERS = (np.integer, np.floating, np.bool_)
 
 _TORCH_DTYPES = {
     torch.float16: float16, torch.bfloat16: bfloat16, torch.float32: float32,
@@ -114,11 +117,17 @@ def view(tensor: torch.Tensor, dtype: DType, shape: tuple[int, ...] | None = Non
 
     Without ``shape``, the last dimension is rescaled: a ``[4, 8]`` uint8 tensor viewed as int4 is
     ``[4, 16]``.
-    The tensor must be contiguous and its bits must hold exactly the elements of the view.
+    The tensor must be contiguous and hold the view's elements densely, as ``tilevm.dtypes.pack`` lays them
+    out: the bits after the last element are padding if they are fewer than one of the tensor's own elements
+    (13 x 10 int3 elements are 390 bits, packed in 49 bytes). Without ``shape`` no padding is allowed, since
+    the number of elements would be a guess.
 
-    >>> import torch, tilevm as tv
+    >>> import numpy as np, torch, tilevm as tv
     >>> tv.view(torch.zeros(4, 3, dtype=torch.uint8), tv.int3).shape
     (4, 8)
+    >>> packed = tv.dtypes.pack(np.zeros(130, np.int8), tv.int3)
+    >>> packed.size, tv.view(torch.from_numpy(packed), tv.int3, (13, 10)).shape
+    (49, (13, 10))
     """
     if not isinstance(tensor, torch.Tensor):
         raise LaunchError(f"view takes a torch tensor, got {type(tensor).__name__}")
@@ -133,16 +142,20 @@ def view(tensor: torch.Tensor, dtype: DType, shape: tuple[int, ...] | None = Non
         row_bits = tensor.shape[-1] * tensor.element_size() * 8
         if row_bits % dtype.nbits:
             raise LaunchError(
-                f"a row of {row_bits} bits does not hold a whole number of {dtype} elements; give a shape"
+                f"a row of {row_bits} bits does not hold a whole number of {dtype} elements; give the "
+                f"shape: tv.view(tensor, tv.{dtype}, shape)"
             )
         shape = (*tensor.shape[:-1], row_bits // dtype.nbits)
     shape = tuple(int(extent) for extent in shape)
     count = 1
     for extent in shape:
         count *= extent
-    if count * dtype.nbits != total_bits:
+    padding = total_bits - count * dtype.nbits
+    container_bits = tensor.element_size() * 8
+    if not 0 <= padding < container_bits:
         raise LaunchError(
-            f"view as {dtype}{list(shape)} needs {count * dtype.nbits} bits, the tensor has {total_bits}"
+            f"view as {dtype}{list(shape)} needs {count * dtype.nbits} bits, the tensor has {total_bits} "
+            f"(padding after the last element must be fewer than {container_bits} bits)"
         )
     strides = tuple(_row_major_strides(shape))
     return TensorArgument(tensor, dtype, shape, strides)
@@ -217,6 +230,8 @@ def bind_arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> d
     """Match the call's arguments to the kernel's parameters, checking each against its annotation.
 
     Tensors become ``TensorArgument``; scalars are checked against their type; constexprs pass unchanged.
+    A numpy number (``np.int64(8)``, ``np.float32(0.5)``, ``np.bool_(True)``), as a scalar or a constexpr, is
+    taken as the Python number it holds.
     """
     try:
         bound = signature.bind(*args, **kwargs)
@@ -226,6 +241,8 @@ def bind_arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> d
     values: dict[str, object] = {}
     for name, value in bound.arguments.items():
         annotation = signature.parameters[name].annotation
+        if isinstance(value, NUMPY_NUMBERS):
+            value = value.item()
         if annotation is constexpr:
             values[name] = value
         elif isinstance(annotation, TensorAnnotation):

@@ -107,9 +107,10 @@ def _check_annotation(function: Callable, name: str, annotation: object) -> None
         return
     if annotation in SCALAR_ANNOTATIONS:
         return
+    found = "it has none" if annotation is inspect.Parameter.empty else f"it has {annotation!r}"
     raise TypeError(
         f"{function.__qualname__}: parameter '{name}' needs an annotation: tv.Tensor (or tv.Tensor[dtype]), "
-        f"tv.constexpr, int, float, bool or a tilevm dtype; got {annotation!r}"
+        f"tv.constexpr, int, float, bool or a tilevm dtype; {found}"
     )
 
 
