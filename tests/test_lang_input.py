@@ -88,6 +88,23 @@ def test_numpy_numbers_are_taken_as_the_python_numbers_they_hold(negate):
     assert scale_and_shift.ir(x, out, 0.25, 5, bool(negate), BLOCK=32, BIAS=1.5) is as_numpy  # one program
 
 
+GLOBAL_BLOCK = np.int64(16)
+GLOBAL_SCALE = np.float16(0.5)
+
+
+def test_numpy_numbers_a_kernel_reads_from_its_module_are_python_numbers():
+    @tv.kernel(num_warps=1)
+    def halve(x: tv.Tensor):
+        tile = tv.load_global(x, offsets=[0], shape=[GLOBAL_BLOCK])
+        tv.store_global(x, tile * GLOBAL_SCALE, offsets=[0])
+
+    x = torch.randn(20, generator=torch.Generator().manual_seed(3))
+    expected = x.numpy().copy()
+    halve[(1,)](x)
+    expected[:16] *= np.float32(0.5)
+    np.testing.assert_array_equal(x.numpy(), expected)
+
+
 def test_a_runtime_size_as_a_shape_says_the_shape_must_be_a_compile_time_int():
     @tv.kernel
     def shape_from_size(x: tv.Tensor):

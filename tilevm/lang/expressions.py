@@ -18,7 +18,7 @@ from tilevm.lang.operators import (
     binary_operation,
     unary_operation,
 )
-from tilevm.lang.values import describe_value, is_ir
+from tilevm.lang.values import describe_value, from_numpy, is_ir
 
 __all__ = ["ExpressionEvaluator"]
 
@@ -54,14 +54,14 @@ class ExpressionEvaluator:
         return node.value
 
     def name_node(self, node: ast.Name) -> object:
-        return self.lookup(node.id, node)
+        return from_numpy(self.lookup(node.id, node))  # a global or captured np.int64 is a Python int
 
     def attribute_node(self, node: ast.Attribute) -> object:
         value = self.evaluate(node.value)
         if is_ir(value):
             return self.ir_attribute(value, node.attr)
         try:
-            return getattr(value, node.attr)
+            return from_numpy(getattr(value, node.attr))
         except AttributeError as error:
             raise CompilationError(str(error)) from None
 

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tilevm.dtypes import DType, boolean, float32, int32, round_to_dtype
 from tilevm.errors import CompilationError
 from tilevm.ir import Const, Expr, GlobalType, ScalarType, Scope, TileType
 
-__all__ = ["constant", "describe_value", "index_expr", "is_ir", "literal_like", "python_scalar"]
+__all__ = [
+    "constant",
+    "describe_value",
+    "from_numpy",
+    "index_expr",
+    "is_ir",
+    "literal_like",
+    "python_scalar",
+]
 
 PYTHON_SCALARS = (bool, int, float)
+#: numpy scalars that stand for the Python int, float or bool they hold
+NUMPY_NUMBERS = (np.integer, np.floating, np.bool_)
 
 
 def is_ir(value: object) -> bool:
@@ -19,6 +31,16 @@ def is_ir(value: object) -> bool:
 
 def python_scalar(value: object) -> bool:
     return isinstance(value, PYTHON_SCALARS)
+
+
+def from_numpy(value: object) -> object:
+    """A numpy number (``np.int64(8)``, ``np.float32(0.5)``, ``np.bool_(True)``) as the Python number it
+    holds; any other value unchanged. Kernel arguments and the globals a kernel reads pass through here.
+
+    >>> from_numpy(np.int64(8)), from_numpy(np.bool_(True)), from_numpy("text")
+    (8, True, 'text')
+    """
+    return value.item() if isinstance(value, NUMPY_NUMBERS) else value
 
 
 def default_dtype(value: bool | int | float) -> DType:

@@ -13,7 +13,6 @@ import functools
 import inspect
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from tilevm.dtypes import (
@@ -47,6 +46,7 @@ from tilevm.lang.parameters import (
     divisibility,
     scalar_dtype,
 )
+from tilevm.lang.values import from_numpy
 
 __all__ = [
     "TensorArgument",
@@ -58,8 +58,6 @@ __all__ = [
 ]
 
 INT32_LIMIT = 2**31
-#: numpy scalars that stand for the Python int, float or bool they hold (``.item()``)
-NUMPY_NUMBERS = (np.integer, np.floating, np.bool_)
 
 _TORCH_DTYPES = {
     torch.float16: float16, torch.bfloat16: bfloat16, torch.float32: float32,
@@ -241,8 +239,7 @@ def bind_arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> d
     values: dict[str, object] = {}
     for name, value in bound.arguments.items():
         annotation = signature.parameters[name].annotation
-        if isinstance(value, NUMPY_NUMBERS):
-            value = value.item()
+        value = from_numpy(value)
         if annotation is constexpr:
             values[name] = value
         elif isinstance(annotation, TensorAnnotation):
