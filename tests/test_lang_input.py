@@ -115,9 +115,46 @@ def test_a_runtime_size_as_a_shape_says_the_shape_must_be_a_compile_time_int():
         shape_from_size.ir(torch.zeros(8))
     assert caught.value.message == (
         "shape must be a list of positive compile-time ints (constexprs, not tensor sizes), got a list of "
-        "(a runtime int32 scalar, known only at launch)"
+        "[a runtime int32 scalar (known only at launch)]"
     )
     assert caught.value.location.line == line_of(shape_from_size, "marker")
+
+
+@tv.kernel(num_warps=1)
+def runtime_where_compile_time(x: tv.Tensor, n: int, CASE: tv.constexpr):
+    tile = tv.load_global(x, offsets=[0, 0], shape=[8, 8])
+    if CASE == "dims":
+        tv.store_global(x, tv.load_global(x, offsets=[0, 0], shape=[8], dims=[n]), offsets=[0, 0])  # dims
+    if CASE == "sum":
+        tv.store_global(x, tv.sum(tile, dim=n), offsets=[0, 0])  # sum
+    if CASE == "permute":
+        tv.store_global(x, tv.permute(tile, [n, 0]), offsets=[0, 0])  # permute
+    if CASE == "unroll":
+        for row in tv.range(0, 8, unroll=n):  # unroll
+            tv.store_global(x, tile, offsets=[row, 0])
+
+
+RUNTIME = "a runtime int32 scalar (known only at launch)"
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("dims", f"dims must be a list of compile-time ints, got a list of [{RUNTIME}]"),
+        ("sum", f"sum's dim must be a compile-time int, got {RUNTIME}"),
+        (
+            "permute",
+            f"permute's dims must be a list of compile-time ints, got a list of [{RUNTIME}, "
+            "the Python int 0]",
+        ),
+        ("unroll", f"unroll must be a positive compile-time int, got {RUNTIME}"),
+    ],
+)
+def test_a_runtime_scalar_where_a_compile_time_int_is_required_is_named(case, message):
+    with pytest.raises(tv.CompilationError) as caught:
+        runtime_where_compile_time.ir(torch.zeros(8, 8), 3, CASE=case)
+    assert caught.value.message == message
+    assert caught.value.location.line == line_of(runtime_where_compile_time, f"# {case}")
 
 
 def test_a_layout_of_the_wrong_shape_names_the_tile_type():

@@ -104,7 +104,18 @@ def _tile_or_global(value: object, builtin: str, kinds: tuple[type, ...]) -> Exp
 def _dims(dims: Sequence[int] | None, source_rank: int, tile_rank: int) -> tuple[int, ...]:
     if dims is None:
         return tuple(builtins.range(source_rank - tile_rank, source_rank))
-    return tuple(dims)
+    return _ints(dims, "dims")
+
+
+def _ints(values: object, what: str) -> tuple[int, ...]:
+    """``values`` as a tuple of compile-time ints (dims, say), or an error saying what they are instead."""
+    if not isinstance(values, (tuple, list)) or not all(_is_int(value) for value in values):
+        raise CompilationError(f"{what} must be a list of compile-time ints, got {describe_value(values)}")
+    return tuple(values)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _dtype(dtype: object, builtin: str) -> DType:
@@ -400,7 +411,7 @@ def permute(tile: Expr, dims: Sequence[int]) -> Expr:
     """The tile with its dims reordered as ``numpy.transpose`` (result dim ``i`` is dim ``dims[i]``); for a
     shared tile, a view of the same memory. ``tile.T`` is ``permute(tile, [1, 0])`` for a rank-2 tile."""
     tile = _tile_or_global(tile, "permute", (TileType,))
-    if not isinstance(dims, (tuple, list)) or sorted(dims) != list(builtins.range(tile.type.rank)):
+    if sorted(_ints(dims, "permute's dims")) != list(builtins.range(tile.type.rank)):
         raise CompilationError(
             f"permute's dims must name each of the {tile.type.rank} dims of the tile once, "
             f"got {describe_value(dims)}"
@@ -415,6 +426,8 @@ def permute(tile: Expr, dims: Sequence[int]) -> Expr:
 def _reduction(op: str):
     def reduce(value: Expr, dim: int, keepdim: bool = False, dtype: DType | None = None) -> Expr:
         value = _tile_or_global(value, op, (TileType,))
+        if not _is_int(dim):
+            raise CompilationError(f"{op}'s dim must be a compile-time int, got {describe_value(dim)}")
         dtype = reduce_dtype(op, value.type.dtype) if dtype is None else _dtype(dtype, op)
         return _emit_output(op, Reduce, operand=value, op=op, dtype=dtype, dim=dim, keepdim=keepdim)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tilevm.errors import CompilationError
+from tilevm.lang.values import describe_value
+
 __all__ = ["TileRange", "static_range", "tile_range"]
 
 
@@ -24,7 +27,7 @@ def tile_range(start: object, stop: object = None, step: object = 1, unroll: int
     if stop is None:
         start, stop = 0, start
     if unroll is not None and (not isinstance(unroll, int) or unroll < 1):
-        raise ValueError(f"unroll must be a positive int, got {unroll!r}")
+        raise CompilationError(f"unroll must be a positive compile-time int, got {describe_value(unroll)}")
     return TileRange(start, stop, step, unroll)
 
 

@@ -92,11 +92,11 @@ def describe_value(value: object) -> str:
 
     >>> from tilevm.ir import Var
     >>> describe_value([4, Var("n", ScalarType(int32))])
-    'a list of (the Python int 4, a runtime int32 scalar, known only at launch)'
+    'a list of [the Python int 4, a runtime int32 scalar (known only at launch)]'
     """
     if isinstance(value, (list, tuple)) and any(is_ir(item) for item in value):
         kind = "list" if isinstance(value, list) else "tuple"
-        return f"a {kind} of ({', '.join(describe_value(item) for item in value)})"
+        return f"a {kind} of [{', '.join(describe_value(item) for item in value)}]"
     if not is_ir(value):
         return f"the Python {type(value).__name__} {value!r}"
     value_type = value.type
@@ -107,4 +107,4 @@ def describe_value(value: object) -> str:
         return f"a global {value_type.dtype} tensor of rank {value_type.rank}"
     if isinstance(value, Const):
         return f"the {value_type} constant {value.value}"
-    return f"a runtime {value_type} scalar, known only at launch"
+    return f"a runtime {value_type} scalar (known only at launch)"
