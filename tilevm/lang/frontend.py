@@ -33,6 +33,7 @@ from tilevm.ir import (
     verify,
 )
 from tilevm.lang.context import KernelContext, compiling
+from tilevm.lang.exits import LoopExits, RuntimeLoop, UnrolledLoop
 from tilevm.lang.expressions import ExpressionEvaluator
 from tilevm.lang.functions import DeviceFunction
 from tilevm.lang.parameters import ConstexprParameter, Parameter, TensorParameter, flat_parameters
@@ -83,6 +84,8 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         #: the values that a name of this function may change in place (declared scalars, owned tiles)
         self.mutable: set[int] = set()
         self.loop_variables: set[str] = set()
+        #: the loops around the statement being compiled, innermost last (see ``tilevm.lang.exits``)
+        self.loops: list[RuntimeLoop | UnrolledLoop] = []
         #: (expression, name): the expression whose value the statement being compiled binds to a name
         self.bound: tuple[ast.expr, str | None] | None = None
         #: the name that the value of a ``return`` is bound to by the caller (None: a temporary)
@@ -240,19 +243,27 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
                 del self.env[name]
                 self.hidden[name] = region.line
 
-    def region_statements(self, body: list[ast.stmt], region_line: int) -> None:
+    def region_statements(
+        self, body: list[ast.stmt], region_line: int, broke: Var | None = None, guard_all: bool | None = None
+    ) -> None:
+        """Compile a runtime branch (``guard_all`` None) or loop body (``broke``: its break flag, if any)."""
         region = Region(frozenset(self.env), region_line)
         self.regions.append(region)
         try:
-            self.statements(body)
+            if guard_all is None:
+                self.statements(body)
+            else:
+                self.runtime_loop_body(body, broke, guard_all)
         finally:
             self.leave_region(region)
 
     # statements
 
     def statements(self, body: list[ast.stmt]) -> None:
-        for node in body:
+        for position, node in enumerate(body):
             self.statement(node)
+            if self.statements_then_guard(body, position):
+                return
 
     def statement(self, node: ast.stmt) -> None:
         handler = self._statement_handlers.get(type(node))
@@ -336,6 +347,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         ast.AugAssign: augmented_assign_statement, ast.Expr: expression_statement, ast.Pass: pass_statement,
         ast.Return: return_statement, ast.Assert: assert_statement, ast.If: ControlFlow.if_statement,
         ast.For: ControlFlow.for_statement, ast.While: ControlFlow.while_statement,
+        ast.Break: LoopExits.break_statement, ast.Continue: LoopExits.continue_statement,
     }  # fmt: skip
 
 
