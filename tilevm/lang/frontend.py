@@ -32,12 +32,13 @@ from tilevm.ir import (
     Var,
     verify,
 )
+from tilevm.lang.captures import ABSENT, Captures
 from tilevm.lang.context import KernelContext, compiling
 from tilevm.lang.exits import LoopExits, RuntimeLoop, UnrolledLoop
 from tilevm.lang.expressions import ExpressionEvaluator
 from tilevm.lang.functions import DeviceFunction
 from tilevm.lang.parameters import ConstexprParameter, Parameter, TensorParameter, flat_parameters
-from tilevm.lang.source import closure_values, parse_function, signature_of
+from tilevm.lang.source import closure_cells, parse_function, signature_of
 from tilevm.lang.statements import ControlFlow
 from tilevm.lang.values import constant, describe_value, is_ir, literal_like, python_scalar
 
@@ -73,7 +74,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         self.definition, self.file, self.first_line, self.indent = (
             parsed.definition, parsed.file, parsed.first_line, parsed.indent,
         )  # fmt: skip
-        self.nonlocals = closure_values(function)
+        self.cells = closure_cells(function)
         self.context, self.builder = context, context.builder
         #: value -> the name of this function that it was first bound to (a callee owns none of its caller's
         #: values: reassigning a parameter must not change the caller's variable)
@@ -156,10 +157,12 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
                 f"'{name}' is defined inside the loop or branch at line {self.hidden[name]} "
                 "and cannot be used after it; define it before"
             )
-        if name in self.nonlocals:
-            return self.nonlocals[name]
-        if name in self.function.__globals__:
-            return self.function.__globals__[name]
+        captures = self.context.captures
+        value = captures.read_cell(self.cells[name]) if name in self.cells else ABSENT
+        if value is ABSENT:
+            value = captures.read_global(self.function.__globals__, name)
+        if value is not ABSENT:
+            return value
         if hasattr(python_builtins, name):
             return getattr(python_builtins, name)
         raise CompilationError(f"name '{name}' is not defined")
@@ -368,8 +371,12 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-def compile_kernel(function: Callable, parameters: tuple[Parameter, ...], num_threads: int) -> Program:
+def compile_kernel(
+    function: Callable, parameters: tuple[Parameter, ...], num_threads: int, captures: Captures | None = None
+) -> Program:
     """Compile ``function`` for the described launch values (tensors, scalars, constexprs), given in the
-    order of its signature."""
+    order of its signature; ``captures``, if given, records the globals and closure variables it read."""
     context = KernelContext(ProgramBuilder(function.__name__, num_threads))
+    if captures is not None:
+        context.captures = captures
     return FunctionCompiler(function, context).compile_kernel(parameters)
