@@ -115,10 +115,13 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         bound.apply_defaults()
         callee.env.update(bound.arguments)
         callee.return_name = self.context.name_hint  # the name the call's value is bound to, if any
+        call_site = self.builder.location
         try:
             callee.statements(callee.definition.body)
         except FunctionReturn as returned:
             return returned.value
+        except CompilationError as error:
+            raise error.called_from(call_site) from None
         return None
 
     def declare_parameters(self, parameters: tuple[Parameter, ...]) -> None:
