@@ -7,11 +7,13 @@ from tilevm.dtypes import boolean, float16, float32, int4, int8, int32, int64, u
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import (
     AllocRegister,
+    AssignScalar,
     Binary,
     BinaryExpr,
     Const,
     DeclareScalar,
     For,
+    LetScalar,
     Param,
     Program,
     ScalarType,
@@ -98,6 +100,26 @@ def test_a_variable_is_defined_once():
     )
     assert "defined twice" in error.message
     assert error.location == HERE
+
+
+def test_set_assigns_only_a_declared_variable():
+    n = Var("n", ScalarType(int32))
+    bound = Var("bound", ScalarType(int32))
+    declared = Var("declared", ScalarType(int32))
+    fine = (DeclareScalar(output=declared, init=n), AssignScalar(variable=declared, value=Const(2)))
+    assert ir.verify(program(*fine, params=(n,))).body == fine
+    for target, defined_by in ((bound, LetScalar(output=bound, value=n)), (n, None)):
+        body = (
+            *fine,
+            *([defined_by] if defined_by else []),
+            AssignScalar(variable=target, value=Const(1), loc=HERE),
+        )
+        error = verifier_error(program(*body, params=(n,)))
+        assert (
+            error.message
+            == f"set: {target.name} is not a declared variable; only a declare's variable can be set"
+        )
+        assert error.location == HERE
 
 
 def test_scalar_operands_share_a_dtype():

@@ -140,16 +140,6 @@ def test_scalar_arithmetic_follows_python():
         assert out.tolist() == expected, (a, b)
 
 
-def test_break_is_refused_with_its_line():
-    @tv.kernel
-    def breaks(x: tv.Tensor, n: int):
-        for _i in range(n):
-            break
-
-    with pytest.raises(tv.CompilationError, match="unsupported Python statement in a kernel: Break"):
-        breaks.ir(torch.zeros(4), 3)
-
-
 def test_scalar_casts_round_as_asked():
     @tv.kernel(num_warps=1)
     def casts(out: tv.Tensor[tv.int32, 1], x: float):

@@ -89,3 +89,35 @@ def test_wrong_arguments_and_calls_outside_kernels():
         bad_call.ir(torch.zeros(4))
     with pytest.raises(TypeError, match=r"call it from a @tilevm\.kernel"):
         dequantize(1, 2, 3)
+
+
+def test_an_error_in_a_helper_names_the_calls_that_led_to_it():
+    @tv.func
+    def inner(tile):
+        return tile % 2  # inner marker
+
+    @tv.func
+    def outer(tile):
+        return inner(tile) + 1.0  # outer marker
+
+    @tv.kernel
+    def calls_outer(x: tv.Tensor[tv.float32, 1]):
+        tv.store_global(x, outer(tv.load_global(x, offsets=[0], shape=[4])), offsets=[0])  # kernel marker
+
+    def line(function, marker):
+        lines, first = inspect.getsourcelines(function)
+        return first + next(i for i, text in enumerate(lines) if marker in text)
+
+    with pytest.raises(tv.CompilationError) as caught:
+        calls_outer.ir(torch.zeros(4))
+    error = caught.value
+    assert error.message == "'mod' needs integer operands, got float32"
+    assert error.location.line == line(inner.function, "inner marker")
+    assert [site.line for site in error.call_sites] == [
+        line(outer.function, "outer marker"),
+        line(calls_outer.function, "kernel marker"),
+    ]
+    rendered = str(error).splitlines()
+    assert rendered[0].endswith(": 'mod' needs integer operands, got float32")
+    called = [text.strip() for text in rendered if text.strip().startswith("called from")]
+    assert called == [f"called from {__file__}:{site.line}:{site.column}" for site in error.call_sites]

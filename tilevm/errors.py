@@ -50,10 +50,36 @@ class LocatedError(TilevmError):
 class CompilationError(LocatedError):
     """A kernel that breaks a rule of the DSL or of the IR, reported at the user's source line.
 
+    An error inside a ``tv.func`` also names the calls that led to it, innermost first, as a Python
+    traceback does in reverse: ``call_sites``, each shown as ``called from file:line:column``.
+
     >>> err = CompilationError("unknown name 'x'", SourceLocation("k.py", 3, 4))
     >>> print(str(err).splitlines()[0])
     k.py:3:4: unknown name 'x'
+    >>> print(err.called_from(SourceLocation("k.py", 9, 8)))
+    k.py:3:4: unknown name 'x'
+      called from k.py:9:8
     """
+
+    def __init__(
+        self,
+        message: str,
+        location: SourceLocation | None = None,
+        call_sites: tuple[SourceLocation, ...] = (),
+    ) -> None:
+        self.call_sites = call_sites
+        super().__init__(message, location)
+
+    def _render(self) -> str:
+        lines = [super()._render()]
+        for site in self.call_sites:
+            excerpt = site.excerpt()
+            lines.append(f"  called from {site}\n{excerpt}" if excerpt else f"  called from {site}")
+        return "\n".join(lines)
+
+    def called_from(self, site: SourceLocation) -> CompilationError:
+        """This error, raised in a function called at ``site``."""
+        return CompilationError(self.message, self.location, (*self.call_sites, site))
 
 
 class LaunchError(TilevmError):

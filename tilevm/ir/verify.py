@@ -2,10 +2,11 @@
 
 Rules: each instruction's type rule holds and its output has the type the rule gives; every variable is
 defined before it is used and only where its definition is visible (a loop's or branch's values stay
-inside it); a variable is defined once; layouts have their tile's shape, register layouts spread over
-exactly the program's ``num_threads``, a shared layout gives distinct elements distinct offsets; each
-instruction's layout rule holds between the layouts that are set (``Instruction.check_layouts``); and a
-shared-memory plan keeps the rules of ``tilevm.ir.verify_shared``.
+inside it); a variable is defined once; ``set`` assigns only a variable that ``declare`` defined (a
+``let``'s value, a parameter or a loop's counter never changes); layouts have their tile's shape, register
+layouts spread over exactly the program's ``num_threads``, a shared layout gives distinct elements distinct
+offsets; each instruction's layout rule holds between the layouts that are set
+(``Instruction.check_layouts``); and a shared-memory plan keeps the rules of ``tilevm.ir.verify_shared``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tilevm.ir.expr import Var
 from tilevm.ir.inst import Instruction, IRTypeError, describe
 from tilevm.ir.program import Program
 from tilevm.ir.rewrite import bodies, defined_variables, operands, walk_expressions
+from tilevm.ir.stmt import AssignScalar, DeclareScalar
 from tilevm.ir.types import Scope, TileType, Type
 from tilevm.ir.verify_shared import check_shared_plan
 from tilevm.layout import RegisterLayout, SharedLayout
@@ -35,6 +37,8 @@ class _Verifier:
     def __init__(self, program: Program) -> None:
         self.program = program
         self.defined: set[int] = set()
+        #: the variables that ``set`` may assign: those that ``declare`` defined
+        self.declared: set[int] = set()
 
     def check_body(self, body: tuple[Instruction, ...], visible: set[int]) -> None:
         visible = set(visible)
@@ -46,6 +50,7 @@ class _Verifier:
 
     def check_instruction(self, instruction: Instruction, visible: set[int]) -> None:
         self.check_uses(operands(instruction), visible)
+        self.check_assignment(instruction)
         expected = instruction.result_type()
         outputs = _outputs(instruction)
         for output, output_type in zip(outputs, _expected_types(outputs, expected), strict=True):
@@ -59,6 +64,13 @@ class _Verifier:
             (visible if any(variable is output for output in outputs) else inner).add(variable.uid)
         for body in bodies(instruction):
             self.check_body(body, inner)
+
+    def check_assignment(self, instruction: Instruction) -> None:
+        if isinstance(instruction, DeclareScalar):
+            self.declared.add(instruction.output.uid)
+        elif isinstance(instruction, AssignScalar) and instruction.variable.uid not in self.declared:
+            name = instruction.variable.name
+            raise IRTypeError(f"{name} is not a declared variable; only a declare's variable can be set")
 
     def define(self, variable: Var) -> None:
         if variable.uid in self.defined:

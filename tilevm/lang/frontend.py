@@ -32,11 +32,13 @@ from tilevm.ir import (
     Var,
     verify,
 )
+from tilevm.lang.captures import ABSENT, Captures
 from tilevm.lang.context import KernelContext, compiling
+from tilevm.lang.exits import LoopExits, RuntimeLoop, UnrolledLoop
 from tilevm.lang.expressions import ExpressionEvaluator
 from tilevm.lang.functions import DeviceFunction
 from tilevm.lang.parameters import ConstexprParameter, Parameter, TensorParameter, flat_parameters
-from tilevm.lang.source import closure_values, parse_function, signature_of
+from tilevm.lang.source import closure_cells, parse_function, signature_of
 from tilevm.lang.statements import ControlFlow
 from tilevm.lang.values import constant, describe_value, is_ir, literal_like, python_scalar
 
@@ -72,7 +74,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         self.definition, self.file, self.first_line, self.indent = (
             parsed.definition, parsed.file, parsed.first_line, parsed.indent,
         )  # fmt: skip
-        self.nonlocals = closure_values(function)
+        self.cells = closure_cells(function)
         self.context, self.builder = context, context.builder
         #: value -> the name of this function that it was first bound to (a callee owns none of its caller's
         #: values: reassigning a parameter must not change the caller's variable)
@@ -83,6 +85,8 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         #: the values that a name of this function may change in place (declared scalars, owned tiles)
         self.mutable: set[int] = set()
         self.loop_variables: set[str] = set()
+        #: the loops around the statement being compiled, innermost last (see ``tilevm.lang.exits``)
+        self.loops: list[RuntimeLoop | UnrolledLoop] = []
         #: (expression, name): the expression whose value the statement being compiled binds to a name
         self.bound: tuple[ast.expr, str | None] | None = None
         #: the name that the value of a ``return`` is bound to by the caller (None: a temporary)
@@ -111,10 +115,13 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         bound.apply_defaults()
         callee.env.update(bound.arguments)
         callee.return_name = self.context.name_hint  # the name the call's value is bound to, if any
+        call_site = self.builder.location
         try:
             callee.statements(callee.definition.body)
         except FunctionReturn as returned:
             return returned.value
+        except CompilationError as error:
+            raise error.called_from(call_site) from None
         return None
 
     def declare_parameters(self, parameters: tuple[Parameter, ...]) -> None:
@@ -153,10 +160,12 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
                 f"'{name}' is defined inside the loop or branch at line {self.hidden[name]} "
                 "and cannot be used after it; define it before"
             )
-        if name in self.nonlocals:
-            return self.nonlocals[name]
-        if name in self.function.__globals__:
-            return self.function.__globals__[name]
+        captures = self.context.captures
+        value = captures.read_cell(self.cells[name]) if name in self.cells else ABSENT
+        if value is ABSENT:
+            value = captures.read_global(self.function.__globals__, name)
+        if value is not ABSENT:
+            return value
         if hasattr(python_builtins, name):
             return getattr(python_builtins, name)
         raise CompilationError(f"name '{name}' is not defined")
@@ -240,19 +249,27 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
                 del self.env[name]
                 self.hidden[name] = region.line
 
-    def region_statements(self, body: list[ast.stmt], region_line: int) -> None:
+    def region_statements(
+        self, body: list[ast.stmt], region_line: int, broke: Var | None = None, guard_all: bool | None = None
+    ) -> None:
+        """Compile a runtime branch (``guard_all`` None) or loop body (``broke``: its break flag, if any)."""
         region = Region(frozenset(self.env), region_line)
         self.regions.append(region)
         try:
-            self.statements(body)
+            if guard_all is None:
+                self.statements(body)
+            else:
+                self.runtime_loop_body(body, broke, guard_all)
         finally:
             self.leave_region(region)
 
     # statements
 
     def statements(self, body: list[ast.stmt]) -> None:
-        for node in body:
+        for position, node in enumerate(body):
             self.statement(node)
+            if self.statements_then_guard(body, position):
+                return
 
     def statement(self, node: ast.stmt) -> None:
         handler = self._statement_handlers.get(type(node))
@@ -336,6 +353,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         ast.AugAssign: augmented_assign_statement, ast.Expr: expression_statement, ast.Pass: pass_statement,
         ast.Return: return_statement, ast.Assert: assert_statement, ast.If: ControlFlow.if_statement,
         ast.For: ControlFlow.for_statement, ast.While: ControlFlow.while_statement,
+        ast.Break: LoopExits.break_statement, ast.Continue: LoopExits.continue_statement,
     }  # fmt: skip
 
 
@@ -356,8 +374,12 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-def compile_kernel(function: Callable, parameters: tuple[Parameter, ...], num_threads: int) -> Program:
+def compile_kernel(
+    function: Callable, parameters: tuple[Parameter, ...], num_threads: int, captures: Captures | None = None
+) -> Program:
     """Compile ``function`` for the described launch values (tensors, scalars, constexprs), given in the
-    order of its signature."""
+    order of its signature; ``captures``, if given, records the globals and closure variables it read."""
     context = KernelContext(ProgramBuilder(function.__name__, num_threads))
+    if captures is not None:
+        context.captures = captures
     return FunctionCompiler(function, context).compile_kernel(parameters)

@@ -16,11 +16,11 @@ import textwrap
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import CodeType
+from types import CellType, CodeType
 
 from tilevm.errors import CompilationError
 
-__all__ = ["ParsedFunction", "closure_values", "parse_function", "signature_of"]
+__all__ = ["ParsedFunction", "closure_cells", "parse_function", "signature_of"]
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,6 @@ def signature_of(function: Callable) -> inspect.Signature:
     return signature
 
 
-def closure_values(function: Callable) -> dict[str, object]:
-    """The variables of enclosing functions that ``function`` reads, with their current values (a cell not
-    yet assigned is left out, as Python would raise on reading it)."""
-    values = {}
-    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or ()):
-        try:
-            values[name] = cell.cell_contents
-        except ValueError:
-            continue
-    return values
+def closure_cells(function: Callable) -> dict[str, CellType]:
+    """The cells of the enclosing functions' variables that ``function`` reads, by name."""
+    return dict(zip(function.__code__.co_freevars, function.__closure__ or ()))

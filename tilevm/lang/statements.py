@@ -6,8 +6,9 @@ from __future__ import annotations
 import ast
 
 from tilevm.errors import CompilationError
-from tilevm.ir import ScalarType
+from tilevm.ir import BinaryExpr, ScalarType
 from tilevm.lang.control import TileRange, tile_range
+from tilevm.lang.exits import LoopExits, not_set
 from tilevm.lang.values import describe_value, index_expr, is_ir, literal_like
 
 __all__ = ["ControlFlow"]
@@ -15,7 +16,7 @@ __all__ = ["ControlFlow"]
 MAX_COMPILE_TIME_ITERATIONS = 100_000
 
 
-class ControlFlow:
+class ControlFlow(LoopExits):
     def if_statement(self, node: ast.If) -> None:
         condition = self.evaluate(node.test)
         if not is_ir(condition):
@@ -48,7 +49,8 @@ class ControlFlow:
             raise CompilationError(f"cannot iterate over {describe_value(iterable)}") from None
         for item in items:
             self.bind_target(node.target, item)
-            self.statements(node.body)
+            if not self.unrolled_iteration(node.body):
+                break
 
     def evaluate_iterable(self, node: ast.expr) -> object:
         """``range(...)`` in a for header is an IR loop, even with constant bounds; ``tv.static_range``
@@ -66,8 +68,9 @@ class ControlFlow:
         start, stop, step = self.loop_bounds(bounds)
         name = node.target.id
         self.prepare_region(node.body)
+        broke = self.broke_flag(node.body)
         with self.builder.for_range(name, start, stop, step, bounds.unroll) as variable:
-            self.env_with_loop_variable(name, variable, node)
+            self.env_with_loop_variable(name, variable, node, broke)
 
     def loop_bounds(self, bounds: TileRange) -> tuple:
         anchor = next((value for value in (bounds.start, bounds.stop, bounds.step) if is_ir(value)), None)
@@ -82,13 +85,13 @@ class ControlFlow:
         index_expr(anchor, "a loop bound")
         return tuple(literal_like(value, anchor) for value in (bounds.start, bounds.stop, bounds.step))
 
-    def env_with_loop_variable(self, name: str, variable: object, node: ast.For) -> None:
+    def env_with_loop_variable(self, name: str, variable: object, node: ast.For, broke: object) -> None:
         """The loop variable is visible in the body only: after the loop its value is not known at compile
         time, so the name is hidden there, even if it named something before the loop."""
         self.env[name] = variable
         self.loop_variables.add(name)
         try:
-            self.region_statements(node.body, self.location(node).line)
+            self.region_statements(node.body, self.location(node).line, broke, guard_all=True)
         finally:
             self.loop_variables.discard(name)
             self.env.pop(name, None)
@@ -107,10 +110,13 @@ class ControlFlow:
                 "a runtime while condition must be a scalar expression (no tile operations)"
             )
         self.prepare_region(node.body)
+        broke = self.broke_flag(node.body)
         condition = self.evaluate(node.test)  # again: the names it reads may now be loop variables
         self.expect_bool_scalar(condition, "a while condition")
+        if broke is not None:
+            condition = BinaryExpr("and", condition, not_set([broke]))
         with self.builder.while_loop(condition):
-            self.region_statements(node.body, self.location(node).line)
+            self.region_statements(node.body, self.location(node).line, broke, guard_all=False)
 
     def compile_time_while(self, node: ast.While, condition: object) -> None:
         iterations = 0
@@ -120,7 +126,8 @@ class ControlFlow:
                 raise CompilationError(
                     f"a compile-time while loop ran over {MAX_COMPILE_TIME_ITERATIONS} times"
                 )
-            self.statements(node.body)
+            if not self.unrolled_iteration(node.body):
+                return
             condition = self.evaluate(node.test)
             if is_ir(condition):
                 raise CompilationError(

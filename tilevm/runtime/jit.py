@@ -26,6 +26,7 @@ from tilevm.dtypes import DType
 from tilevm.errors import LaunchError
 from tilevm.ir import Program
 from tilevm.lang.annotations import TensorAnnotation, constexpr
+from tilevm.lang.captures import Captures
 from tilevm.lang.frontend import compile_kernel
 from tilevm.lang.parameters import FlatParameter, flat_parameters
 from tilevm.passes import CompileOptions, run_pipeline
@@ -45,8 +46,9 @@ class Kernel:
         self.function = function
         self.num_threads = num_threads
         self.signature = inspect.signature(function, eval_str=True)  # annotations may be strings (PEP 563)
-        #: the described launch values (``describe_arguments``) -> the program and its IR parameters
-        self.programs: dict[tuple, tuple[Program, list[FlatParameter]]] = {}
+        #: the described launch values (``describe_arguments``) -> the program, its IR parameters and the
+        #: globals it read (a program whose globals changed is compiled again: ``tilevm.lang.captures``)
+        self.programs: dict[tuple, tuple[Program, list[FlatParameter], Captures]] = {}
         for name, parameter in self.signature.parameters.items():
             _check_annotation(function, name, parameter.annotation)
         functools.update_wrapper(self, function)
@@ -66,14 +68,16 @@ class Kernel:
         return self.compiled(bind_arguments(self.signature, args, kwargs))[0]
 
     def compiled(self, values: dict[str, object]) -> tuple[Program, list[FlatParameter]]:
-        """The program for these bound values and its IR parameters, compiled on first use."""
+        """The program for these bound values and its IR parameters, compiled on first use and again when a
+        global or closure variable that it read has changed."""
         parameters = describe_arguments(values, self.signature)
         compiled = self.programs.get(parameters)  # the descriptions are the key
-        if compiled is None:
-            frontend_program = compile_kernel(self.function, parameters, self.num_threads)
+        if compiled is None or not compiled[2].unchanged():
+            captures = Captures()
+            frontend_program = compile_kernel(self.function, parameters, self.num_threads, captures)
             program = run_pipeline(frontend_program, CompileOptions.from_environment())
-            compiled = self.programs[parameters] = (program, list(flat_parameters(parameters)))
-        return compiled
+            compiled = self.programs[parameters] = (program, list(flat_parameters(parameters)), captures)
+        return compiled[0], compiled[1]
 
     def launch(self, grid: object, *args: object, **kwargs: object) -> None:
         values = bind_arguments(self.signature, args, kwargs)

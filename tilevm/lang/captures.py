@@ -1,0 +1,79 @@
+"""The module globals and closure variables that compiling a kernel read, with the values it read: the
+compiled program holds while each still has its value (the launcher compiles again when one changed).
+
+Values compare by what they are: ints, floats, bools, strings, bytes, None and tuples of them by type and
+value (``BLOCK = 64`` assigned again is the same); anything else by identity: a module, a ``tv.func`` (defined
+again, it is another object, so the kernel compiles again with the new body), a dtype, a class. A list or a
+tensor changed in place is not noticed (its identity stays): make such values launch arguments. A name read
+from Python's builtins is recorded as absent from the module, so that a global defined later over it counts
+as a change. Attributes read through a module (``config.BLOCK``) are not tracked, only the names themselves.
+
+>>> namespace = {"SHAPE": (64, 2**40)}
+>>> captures = Captures()
+>>> captures.read_global(namespace, "SHAPE")
+(64, 1099511627776)
+>>> namespace["SHAPE"] = (64, int("1099511627776")); captures.unchanged()  # another object, equal
+True
+>>> namespace["SHAPE"] = (128, 2**40); captures.unchanged()
+False
+"""
+
+from __future__ import annotations
+
+from types import CellType
+
+__all__ = ["ABSENT", "Captures"]
+
+#: what a name not defined in a module reads as
+ABSENT = object()
+VALUE_TYPES = (int, float, bool, str, bytes, type(None), complex)
+
+
+def same(old: object, new: object) -> bool:
+    """Whether ``new`` is the value ``old`` was, as ``Captures`` compares them."""
+    if old is new:
+        return True
+    if type(old) is not type(new):
+        return False
+    if isinstance(old, VALUE_TYPES):
+        return old == new
+    if isinstance(old, tuple):
+        return len(old) == len(new) and all(same(left, right) for left, right in zip(old, new))
+    return False
+
+
+class Captures:
+    """What a compilation read from outside the kernel's arguments (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.globals: dict[tuple[int, str], tuple[dict, str, object]] = {}
+        self.cells: dict[int, tuple[CellType, object]] = {}
+
+    def read_global(self, namespace: dict, name: str) -> object:
+        """``namespace[name]`` (``ABSENT`` if it has none), recorded."""
+        value = namespace.get(name, ABSENT)
+        self.globals[(id(namespace), name)] = (namespace, name, value)
+        return value
+
+    def read_cell(self, cell: CellType) -> object:
+        """A closure variable's value (``ABSENT`` while it has none), recorded."""
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            value = ABSENT
+        self.cells[id(cell)] = (cell, value)
+        return value
+
+    def unchanged(self) -> bool:
+        """Whether every name read still has the value it had."""
+        for namespace, name, value in self.globals.values():
+            if not same(value, namespace.get(name, ABSENT)):
+                return False
+        for cell, value in self.cells.values():
+            try:
+                current = cell.cell_contents
+            except ValueError:
+                current = ABSENT
+            if not same(value, current):
+                return False
+        return True
