@@ -7,11 +7,14 @@ import runpy
 import pytest
 
 import tilevm
-from tilevm import lang
+from tilevm import dtypes
 
 DOC = pathlib.Path(__file__).parent.parent / "docs" / "dsl.md"
 TEXT = DOC.read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, flags=re.DOTALL)
+# what tilevm exports besides the kernel language: the data types (tilevm.dtypes) and host classes
+NOT_KERNEL_LANGUAGE = {*dtypes.__all__, "dtypes", "__version__", "Kernel", "CompilationError", "LaunchError",
+                       "SourceLocation", "TilevmError"}  # fmt: skip
 
 
 def documented_names() -> set[str]:
@@ -21,7 +24,7 @@ def documented_names() -> set[str]:
 
 
 def test_every_kernel_builtin_has_a_heading():
-    missing = sorted({*lang.__all__, "kernel"} - documented_names())
+    missing = sorted(set(tilevm.__all__) - NOT_KERNEL_LANGUAGE - documented_names())
     assert not missing, f"docs/dsl.md has no heading for tv.{', tv.'.join(missing)}"
 
 
