@@ -98,3 +98,26 @@ def test_a_global_defined_over_a_builtin_compiles_again(monkeypatch, compilation
     monkeypatch.setattr(MODULE, "min", max, raising=False)
     np.testing.assert_array_equal(run(clamped, x, BLOCK=8), x * 8)
     assert compilations[0] == 2
+
+
+BIAS = 0.0
+
+
+@tv.kernel(num_warps=1)
+def biased(x: tv.Tensor[tv.float32, 1], out: tv.Tensor[tv.float32, 1], BLOCK: tv.constexpr):
+    tv.store_global(out, tv.load_global(x, offsets=[0], shape=[BLOCK]) * BIAS, offsets=[0])
+
+
+def test_a_float_global_is_compared_by_its_bits(monkeypatch, compilations):
+    x = np.array([1.0, -2.0, 3.0, -4.0], dtype=np.float32)
+    out = torch.full((4,), 7.0)
+    biased[(1,)](torch.from_numpy(x), out, BLOCK=4)
+    np.testing.assert_array_equal(np.signbit(out.numpy()), np.signbit(x * np.float32(0.0)))
+    monkeypatch.setattr(MODULE, "BIAS", -0.0)  # equal to 0.0, but another value: the signs of the zeros flip
+    biased[(1,)](torch.from_numpy(x), out, BLOCK=4)
+    np.testing.assert_array_equal(np.signbit(out.numpy()), np.signbit(x * np.float32(-0.0)))
+    monkeypatch.setattr(MODULE, "BIAS", float("nan"))
+    for _ in range(2):  # a NaN is itself: the second launch finds the program
+        biased[(1,)](torch.from_numpy(x), out, BLOCK=4)
+        assert np.isnan(out.numpy()).all()
+    assert compilations[0] == 3

@@ -1,8 +1,9 @@
 """The module globals and closure variables that compiling a kernel read, with the values it read: the
 compiled program holds while each still has its value (the launcher compiles again when one changed).
 
-Values compare by what they are: ints, floats, bools, strings, bytes, None and tuples of them by type and
-value (``BLOCK = 64`` assigned again is the same); anything else by identity: a module, a ``tv.func`` (defined
+Values compare by what they are: ints, bools, strings, bytes, None and tuples of them by type and value
+(``BLOCK = 64`` assigned again is the same), floats by their bits (``-0.0`` is not ``0.0``, and a NaN is
+itself, as constexprs are keyed); anything else by identity: a module, a ``tv.func`` (defined
 again, it is another object, so the kernel compiles again with the new body), a dtype, a class. A list or a
 tensor changed in place is not noticed (its identity stays): make such values launch arguments. A name read
 from Python's builtins is recorded as absent from the module, so that a global defined later over it counts
@@ -20,13 +21,14 @@ False
 
 from __future__ import annotations
 
+import struct
 from types import CellType
 
 __all__ = ["ABSENT", "Captures"]
 
 #: what a name not defined in a module reads as
 ABSENT = object()
-VALUE_TYPES = (int, float, bool, str, bytes, type(None), complex)
+VALUE_TYPES = (int, bool, str, bytes, type(None))
 
 
 def same(old: object, new: object) -> bool:
@@ -37,6 +39,8 @@ def same(old: object, new: object) -> bool:
         return False
     if isinstance(old, VALUE_TYPES):
         return old == new
+    if isinstance(old, (float, complex)):
+        return _bits(old) == _bits(new)
     if isinstance(old, tuple):
         return len(old) == len(new) and all(same(left, right) for left, right in zip(old, new))
     return False
@@ -77,3 +81,8 @@ class Captures:
             if not same(value, current):
                 return False
         return True
+
+
+def _bits(number: float | complex) -> bytes:
+    parts = (number.real, number.imag) if isinstance(number, complex) else (number,)
+    return struct.pack(f"<{len(parts)}d", *parts)
