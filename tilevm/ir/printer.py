@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from tilevm.dtypes import boolean, float32, int32
 from tilevm.errors import SourceLocation
@@ -53,10 +53,15 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_NAME_CHARACTER = re.compile(r"[^A-Za-z0-9_.]")
 
 
-def print_program(program: Program, instruction_set: InstructionSet = TILE_IR) -> str:
+def print_program(
+    program: Program,
+    instruction_set: InstructionSet = TILE_IR,
+    comments: Mapping[Instruction, str] | None = None,
+) -> str:
     """The text of ``program``, whose classes are those of ``instruction_set``; ``tilevm.ir.parse`` reads it
-    back to an equal program (see the module doc)."""
-    return _Printer(instruction_set).program(program)
+    back to an equal program (see the module doc). ``comments`` (by instruction) are printed as ``# ...``
+    lines right above their instructions, to show what an analysis found (text to read, not to parse)."""
+    return _Printer(instruction_set, comments or {}).program(program)
 
 
 def location_comment(loc: SourceLocation | None) -> str:
@@ -84,7 +89,8 @@ def constant_text(constant: Const) -> str:
 class _Printer:
     """Prints one program; owns the names given to its variables."""
 
-    def __init__(self, instruction_set: InstructionSet) -> None:
+    def __init__(self, instruction_set: InstructionSet, comments: Mapping[Instruction, str]) -> None:
+        self.comments = comments
         self.forms = text_forms(instruction_set)
         self.names: dict[int, str] = {}
         self.used: set[str] = set()
@@ -129,6 +135,9 @@ class _Printer:
 
     def body(self, body: tuple[Instruction, ...], depth: int) -> None:
         for instruction in body:
+            comment = self.comments.get(instruction)
+            if comment is not None:
+                self.lines.append(f"{INDENT * depth}# {comment}")
             handler = _STATEMENT_PRINTERS.get(type(instruction), _Printer.instruction)
             handler(self, instruction, depth)
 
