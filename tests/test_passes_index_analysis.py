@@ -25,6 +25,7 @@ from tilevm.ir import (
     SliceShared,
     UnaryExpr,
     Var,
+    memory,
     parse,
 )
 from tilevm.ir.semantics import IntegerDivisionByZero, to_carrier
@@ -39,9 +40,13 @@ from tilevm.runtime.reference.state import BlockState
 EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
 
 
-def test_every_expression_class_has_a_rule_and_every_handler_an_instruction():
+def test_every_expression_class_has_a_rule_and_every_memory_instruction_a_handler():
     assert set(_RULES) == set(EXPRESSION_CLASSES)
     assert set(_HANDLERS) <= set(INSTRUCTION_CLASSES)
+    # the memory instructions that neither define a view nor move tile data (a new one must be classified)
+    unaddressed = {"FreeShared", "AllocRegister", "CopyAsyncCommit", "CopyAsyncWait", "Sync"}
+    handled = {cls.__name__ for cls in _HANDLERS}
+    assert set(memory.__all__) - unaddressed == handled & set(memory.__all__)
 
 
 # -- scalar rules by brute force
@@ -312,3 +317,40 @@ def test_sub_byte_elements_may_start_inside_a_byte():
         CHECK-NEXT: %b: register<int4, [8, 8]>
         """,
     )
+
+
+GLOBAL_DTYPES = [dtypes.int4, dtypes.uint8, dtypes.float16, dtypes.float32, dtypes.float6_e3m2, dtypes.int2]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_global_access_facts_hold_at_every_element(seed):
+    """A rank-3 window at offsets and strides of random known divisibility (the last stride the constant 1 or
+    a parameter): each claim checked on the bit addresses of its elements, for values that satisfy them."""
+    rng = random.Random(seed)
+    dtype = GLOBAL_DTYPES[seed % len(GLOBAL_DTYPES)]
+    power = [1 << rng.randint(0, 5) for _ in range(8)]  # pointer, sizes 0-2, strides 0-1, offsets
+    last_stride = "1" if rng.random() < 0.6 else "%s2"
+    program = parse(
+        f"""kernel k(%p: ptr<{dtype}> divisibility={power[0]}, %n0: int32 divisibility={power[1]},
+  %n1: int32 divisibility={power[2]}, %n2: int32 divisibility={power[3]}, %s0: int32 divisibility={power[4]},
+  %s1: int32 divisibility={power[5]}, %s2: int32, %o: int32 divisibility={power[6]},
+  %q: int32 divisibility={power[7]}) num_threads=32 {{
+  %g: global<{dtype}, [%n0, %n1, %n2], strides=[%s0, %s1, {last_stride}]> = global_view(pointer=%p,
+    shape=[%n0, %n1, %n2], strides=[%s0, %s1, {last_stride}])
+  %t: register<{dtype}, [4, 8]> = load_global(tensor=%g, offsets=[%o, 3, %q], shape=[4, 8], dims=[0, 2])
+}}"""
+    )
+    (access,) = analyze_indices(program).accesses[program.body[-1]]
+    assert access.dims[1].contiguity == (8 if last_stride == "1" else 1)
+    for _ in range(50):
+        p, n0, _, n2, s0, s1, o, q = (power_i * rng.randint(-3, 40) for power_i in power)
+        s2 = 1 if last_stride == "1" else rng.randint(-5, 50)
+        rows = np.arange(4)[:, None] + o
+        columns = np.arange(8)[None, :] + q
+        bits = p * 8 + dtype.nbits * (rows * s0 + 3 * s1 + columns * s2)
+        assert bits[0, 0] % access.start_bits == 0
+        assert np.all(np.diff(bits, axis=0) % access.dims[0].step_bits == 0)
+        assert np.all(np.diff(bits, axis=1) % access.dims[1].step_bits == 0)
+        if last_stride == "1":
+            assert np.all(np.diff(bits, axis=1) == dtype.nbits)
+        assert (n0 - o) % access.dims[0].remaining == 0 and (n2 - q) % access.dims[1].remaining == 0
