@@ -153,8 +153,9 @@ def _expect_same(values: tuple[Expr, ...], names: str, opname: str) -> ScalarTyp
 class Shuffle(Instruction):
     """``output`` = ``value`` of another lane of the warp (PTX ``shfl.sync.<mode>.b32`` with all lanes in
     the member mask), within segments of ``width`` lanes as CUDA's ``__shfl_sync``: ``idx`` reads lane
-    ``lane``, ``up`` lane - ``lane``, ``down`` lane + ``lane``, ``xor`` lane ^ ``lane``; a source outside the
-    segment leaves the thread's own value. ``value`` is any 32-bit register (a float, an f16x2)."""
+    ``lane % width`` of the thread's segment, ``up`` lane - ``lane``, ``down`` lane + ``lane``, ``xor``
+    lane ^ ``lane``; a source outside the segment leaves the thread's own value (PTX's predicate false).
+    ``value`` is any 32-bit register (a float, an f16x2)."""
 
     output: Var
     mode: str
