@@ -146,23 +146,23 @@ c=[0.0, 0.0, 0.0, 0.0])
 
 
 def test_a_test_instruction_set_prints_parses_and_round_trips():
-    program = verify(build())
+    program = verify(build(), THREAD_TEST)
     assert print_program(program, THREAD_TEST) == EXPECTED_TEXT
     parsed = check_round_trip(program, THREAD_TEST)
     mma = parsed.body[5]
     assert [output.name for output in mma.outputs] == ["d", "d.1", "d.2", "d.3"]
     assert parsed.body[6].init.a.value is mma.outputs[0] and parsed.body[6].init.b is mma.outputs[3]
-    verify(parsed)
+    verify(parsed, THREAD_TEST)
 
 
 def test_several_outputs_are_each_checked_and_defined():
     with pytest.raises(CompilationError, match=re.escape("mma: defines 3 output(s), its type rule gives 4")):
-        verify(build(outputs=3))
+        verify(build(outputs=3), THREAD_TEST)
     program = build()
     again = Mma(outputs=program.body[5].outputs, a=(), b=(), c=(Const(0.0),) * 4)
     reused = Program("k", program.params, 32, (*program.body[:6], again))
     with pytest.raises(CompilationError, match="variable d is defined twice"):
-        verify(reused)
+        verify(reused, THREAD_TEST)
     with pytest.raises(IRTypeError, match="an mma operand must be a scalar"):
         Mma(outputs=(), a=(Var("p", PointerType(float32)),), b=(), c=()).result_type()
 

@@ -62,7 +62,13 @@ def test_every_expression_class_syntax_type_and_field_kind_has_handlers():
     assert expression_classes == set(EXPRESSION_CLASSES) == set(text_forms().expressions)
     assert set(printer._SYNTAX_PRINTERS) == set(Syntax)
     assert set(typing.get_args(Type)) == set(printer._TYPE_PRINTERS)
-    assert set(text_values._TYPE_READERS) == {"scalar_type", "pointer_type", "global_type", "tile_type"}
+    assert set(text_values._TYPE_READERS) == {
+        "scalar_type",
+        "pointer_type",
+        "vector_type",
+        "global_type",
+        "tile_type",
+    }
     assert set(text_values._EXPR_READERS) == {"var", "constant", "binary", "call", "parameterized"}
     assert set(printer._VALUE_PRINTERS) == set(FieldKind) == set(text_values._FIELD_READERS)
 

@@ -68,7 +68,9 @@ def describe(value_type: Type) -> str:
         return f"{value_type.scope.value} tile {value_type.dtype}{list(value_type.shape)}"
     if isinstance(value_type, GlobalType):
         return f"global tensor {value_type.dtype} of rank {value_type.rank}"
-    return f"scalar {value_type}"
+    if isinstance(value_type, ScalarType):
+        return f"scalar {value_type}"
+    return str(value_type)  # a pointer or a vector: ptr<float16, shared>, vector<float16, 2>
 
 
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:

@@ -44,7 +44,7 @@ from tilevm.ir.text_forms import (
     header_fields,
     text_forms,
 )
-from tilevm.ir.types import GlobalType, PointerType, ScalarType, TileType, Type
+from tilevm.ir.types import GlobalType, PointerType, ScalarType, TileType, Type, VectorType
 
 __all__ = ["print_program"]
 
@@ -278,7 +278,8 @@ _SYNTAX_PRINTERS: dict[Syntax, Callable[[_Printer, ExpressionForm, Expr], str]] 
 
 _TYPE_PRINTERS: dict[type, Callable[[_Printer, Type], str]] = {
     ScalarType: lambda _, scalar: str(scalar.dtype),
-    PointerType: lambda _, pointer: f"ptr<{pointer.dtype}>",
+    PointerType: lambda _, pointer: str(pointer),
+    VectorType: lambda _, vector: str(vector),
     GlobalType: _Printer.global_type,
     TileType: _Printer.tile_type,
 }

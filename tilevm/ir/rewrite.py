@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction
 from tilevm.ir.program import Program
-from tilevm.ir.types import GlobalType, PointerType, ScalarType, TileType, Type
+from tilevm.ir.types import GlobalType, PointerType, ScalarType, TileType, Type, VectorType
 
 __all__ = [
     "TYPE_CLASSES",
@@ -56,7 +56,7 @@ __all__ = [
     "walk_instructions",
 ]
 
-TYPE_CLASSES: tuple[type, ...] = (ScalarType, PointerType, GlobalType, TileType)
+TYPE_CLASSES: tuple[type, ...] = (ScalarType, PointerType, VectorType, GlobalType, TileType)
 
 ExpressionFunction = Callable[[Expr], Expr]
 InstructionFunction = Callable[[Instruction], "Instruction | Sequence[Instruction]"]

@@ -3,6 +3,10 @@
 A body is a tuple of instructions. A scalar that never changes is bound once by ``let`` (SSA: its value is
 the one expression that defines it, so analyses need no reaching definitions); a scalar that changes inside a
 loop or a branch is declared before it and assigned in it; tiles do the same through ``AssignTensor``.
+
+Thread IR (``tilevm.ir.thread``) reuses these statements unchanged, run by each thread on its own values:
+``let``, ``declare`` and ``set`` hold any register value there (a scalar, a short vector or a pointer), and
+``if``/``while`` conditions may differ between threads.
 """
 
 from __future__ import annotations
@@ -10,12 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tilevm.ir.expr import Expr, Var
-from tilevm.ir.inst import Instruction, IRTypeError, expect_scalar
-from tilevm.ir.types import ScalarType
+from tilevm.ir.inst import Instruction, IRTypeError, describe, expect_scalar
+from tilevm.ir.types import PointerType, ScalarType, VectorType
 
 __all__ = ["AssignScalar", "Body", "DeclareScalar", "For", "If", "LetScalar", "While"]
 
 Body = tuple[Instruction, ...]
+
+
+def expect_register(value: Expr, what: str) -> ScalarType | VectorType | PointerType:
+    """A value a register holds: a scalar, or (in Thread IR) a short vector or a pointer."""
+    value_type = value.type
+    if not isinstance(value_type, (ScalarType, VectorType, PointerType)):
+        raise IRTypeError(f"{what} must be a scalar, got {describe(value_type)}")
+    return value_type
 
 
 def expect_condition(condition: Expr, what: str) -> None:
@@ -31,8 +43,8 @@ class LetScalar(Instruction):
     value: Expr
     opname = "let"
 
-    def result_type(self) -> ScalarType:
-        return expect_scalar(self.value, "let's value")
+    def result_type(self) -> ScalarType | VectorType | PointerType:
+        return expect_register(self.value, "let's value")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -43,8 +55,8 @@ class DeclareScalar(Instruction):
     init: Expr
     opname = "declare"
 
-    def result_type(self) -> ScalarType:
-        return expect_scalar(self.init, "declare's init")
+    def result_type(self) -> ScalarType | VectorType | PointerType:
+        return expect_register(self.init, "declare's init")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -54,8 +66,8 @@ class AssignScalar(Instruction):
     opname = "set"
 
     def result_type(self) -> None:
-        target = expect_scalar(self.variable, "the assigned variable")
-        if expect_scalar(self.value, "the assigned value") != target:
+        target = expect_register(self.variable, "the assigned variable")
+        if expect_register(self.value, "the assigned value") != target:
             raise IRTypeError(f"cannot assign a {self.value.type} value to {self.variable.name}: {target}")
 
 

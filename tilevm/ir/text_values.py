@@ -24,7 +24,16 @@ from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir.expr import Expr, Syntax, Var
 from tilevm.ir.instruction_set import TILE_IR, InstructionSet
 from tilevm.ir.text_forms import BINARY_SYMBOLS, ExpressionForm, FieldForm, FieldKind, text_forms
-from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType, Type
+from tilevm.ir.types import (
+    AddressSpace,
+    GlobalType,
+    PointerType,
+    ScalarType,
+    Scope,
+    TileType,
+    Type,
+    VectorType,
+)
 from tilevm.layout import RegisterLayout, SharedLayout
 from tilevm.layout import parse as parse_layout
 
@@ -96,6 +105,15 @@ class ValueReader:
         scope, dtype_name, shape, layout = node.children
         layout_value = None if layout is None else self.layout(layout, (RegisterLayout, SharedLayout))
         return TileType(self.dtype(dtype_name), self.ints(shape), Scope(str(scope)), layout_value)
+
+    def pointer_type(self, node: lark.Tree) -> PointerType:
+        dtype_name, space = node.children
+        if space is None:
+            return PointerType(self.dtype(dtype_name))
+        spaces = [item.value for item in AddressSpace]
+        if str(space) not in spaces:
+            raise self.error(space, f"unknown address space '{space}'; expected one of {', '.join(spaces)}")
+        return PointerType(self.dtype(dtype_name), AddressSpace(str(space)))
 
     def layout(self, token: lark.Token, kinds: tuple[type, ...]) -> RegisterLayout | SharedLayout:
         try:
@@ -250,7 +268,8 @@ def _position(node: Node | None) -> tuple[int, int]:
 
 _TYPE_READERS: dict[str, Callable[[ValueReader, lark.Tree], Type]] = {
     "scalar_type": lambda reader, node: ScalarType(reader.dtype(node.children[0])),
-    "pointer_type": lambda reader, node: PointerType(reader.dtype(node.children[0])),
+    "pointer_type": ValueReader.pointer_type,
+    "vector_type": lambda reader, node: VectorType(reader.dtype(node.children[0]), int(node.children[1])),
     "global_type": lambda reader, node: GlobalType(
         reader.dtype(node.children[0]), reader.exprs(node.children[1]), reader.exprs(node.children[2])
     ),

@@ -1,4 +1,5 @@
-"""Types of Tile IR values: scalars, pointers, global tensors and tiles (shared or register).
+"""Types of IR values: scalars, pointers, global tensors and tiles (shared or register) of Tile IR, and the
+short vectors and address spaces of the per-thread Thread IR (``tilevm.ir.thread``).
 
 Types are frozen dataclasses compared structurally. A tile's layout is part of its type and is ``None``
 until a pass fixes it; a layout set before layout inference (by the DSL's ``layout=`` arguments or
@@ -17,7 +18,16 @@ from tilevm.layout import RegisterLayout, SharedLayout
 if TYPE_CHECKING:
     from tilevm.ir.expr import Expr
 
-__all__ = ["GlobalType", "PointerType", "ScalarType", "Scope", "TileType", "Type"]
+__all__ = [
+    "AddressSpace",
+    "GlobalType",
+    "PointerType",
+    "ScalarType",
+    "Scope",
+    "TileType",
+    "Type",
+    "VectorType",
+]
 
 
 class Scope(enum.Enum):
@@ -37,14 +47,43 @@ class ScalarType:
         return str(self.dtype)
 
 
+class AddressSpace(enum.Enum):
+    """The memory a pointer addresses: device memory, or the block's shared memory (PTX's state spaces)."""
+
+    GLOBAL = "global"
+    SHARED = "shared"
+
+
 @dataclass(frozen=True)
 class PointerType:
-    """The address of device memory holding elements of ``dtype`` (densely packed when sub-byte)."""
+    """The address of memory holding elements of ``dtype`` (densely packed when sub-byte), in ``space``.
+
+    Tile IR's pointers (kernel parameters) are global; Thread IR also holds shared-memory addresses.
+    """
 
     dtype: DType
+    space: AddressSpace = AddressSpace.GLOBAL
 
     def __str__(self) -> str:
-        return f"ptr<{self.dtype}>"
+        """``ptr<float16>`` (global, as Tile IR writes it) or ``ptr<float16, shared>``."""
+        space = "" if self.space is AddressSpace.GLOBAL else f", {self.space.value}"
+        return f"ptr<{self.dtype}{space}>"
+
+
+@dataclass(frozen=True)
+class VectorType:
+    """``length`` values of ``dtype`` in one thread's registers, packed: element 0 in the lowest bits, as PTX
+    packs ``.f16x2`` (``vector<float16, 2>`` is one 32-bit register, ``vector<uint32, 4>`` four)."""
+
+    dtype: DType
+    length: int
+
+    @property
+    def nbits(self) -> int:
+        return self.dtype.nbits * self.length
+
+    def __str__(self) -> str:
+        return f"vector<{self.dtype}, {self.length}>"
 
 
 @dataclass(frozen=True)
@@ -92,4 +131,4 @@ class TileType:
         return replace(self, layout=layout)
 
 
-Type = ScalarType | PointerType | GlobalType | TileType
+Type = ScalarType | PointerType | VectorType | GlobalType | TileType

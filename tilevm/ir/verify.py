@@ -16,6 +16,7 @@ import numpy as np
 from tilevm.errors import CompilationError
 from tilevm.ir.expr import Var
 from tilevm.ir.inst import Instruction, IRTypeError, describe
+from tilevm.ir.instruction_set import TILE_IR, InstructionSet
 from tilevm.ir.program import Program
 from tilevm.ir.rewrite import bodies, defined_variables, operands, walk_expressions
 from tilevm.ir.stmt import AssignScalar, DeclareScalar
@@ -26,16 +27,23 @@ from tilevm.layout import RegisterLayout, SharedLayout
 __all__ = ["verify"]
 
 
-def verify(program: Program) -> Program:
-    """Raise ``CompilationError`` at the first broken rule; return the program unchanged otherwise."""
-    _Verifier(program).check_body(program.body, {param.variable.uid for param in program.params})
+def verify(program: Program, instruction_set: InstructionSet = TILE_IR) -> Program:
+    """Raise ``CompilationError`` at the first broken rule; return the program unchanged otherwise.
+
+    Every instruction and expression must be of ``instruction_set`` (Tile IR's, or Thread IR's
+    ``tilevm.ir.thread.THREAD_IR``); the rules are the classes' own, so one walk serves every set.
+    """
+    _Verifier(program, instruction_set).check_body(
+        program.body, {param.variable.uid for param in program.params}
+    )
     check_shared_plan(program)
     return program
 
 
 class _Verifier:
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, instruction_set: InstructionSet) -> None:
         self.program = program
+        self.instruction_set = instruction_set
         self.defined: set[int] = set()
         #: the variables that ``set`` may assign: those that ``declare`` defined
         self.declared: set[int] = set()
@@ -49,6 +57,10 @@ class _Verifier:
                 raise CompilationError(f"{instruction.opname}: {error}", instruction.loc) from None
 
     def check_instruction(self, instruction: Instruction, visible: set[int]) -> None:
+        if type(instruction) not in self.instruction_set.instructions:
+            raise IRTypeError(
+                f"{type(instruction).__name__} is not an instruction of {self.instruction_set.name}"
+            )
         self.check_uses(operands(instruction), visible)
         self.check_assignment(instruction)
         expected = instruction.result_type()
@@ -113,6 +125,9 @@ class _Verifier:
         """Every variable in ``node`` (expressions, or a type) and in the types of those variables (a global
         view's extents) is visible here, and every other expression keeps its type rule."""
         for expression in walk_expressions(node):
+            if type(expression) not in self.instruction_set.expressions:
+                name = type(expression).__name__
+                raise IRTypeError(f"{name} is not an expression of {self.instruction_set.name}")
             if isinstance(expression, Var):
                 if expression.uid not in visible:
                     raise IRTypeError(f"{expression.name} is used where it is not defined")

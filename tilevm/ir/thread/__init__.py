@@ -1,0 +1,81 @@
+"""Thread IR: the per-thread instruction set that lowering produces from Tile IR and the SIMT interpreter and
+code generation run. Each thread holds scalar, short-vector and pointer registers (``ScalarType``,
+``VectorType``, ``PointerType`` with its ``AddressSpace``), reads its indices (``thread_index()``,
+``lane_index()``, ``warp_index()``, Tile IR's ``block_index(axis)``), and runs the PTX-like instructions
+of ``tilevm.ir.thread.memory`` and ``tilevm.ir.thread.compute``.
+
+Thread IR reuses Tile IR's scalar expressions and its structured statements (``for``, ``while``, ``if``,
+``let``, ``declare``, ``set``), run by each thread on its own values, and the text form, the round-trip
+check and the verifier, which take ``THREAD_IR`` as their instruction set.
+
+>>> from tilevm.ir import parse, print_program, verify
+>>> text = '''kernel copy(%x: ptr<float16>) num_threads=32 {
+...   %v: vector<float16, 8> = load(pointer=pointer_add(%x, thread_index() * 16), width=16)
+...   store(pointer=shared_pointer<float16>(thread_index() * 16), value=%v)
+... }'''
+>>> print_program(verify(parse(text, THREAD_IR), THREAD_IR), THREAD_IR) == text
+True
+"""
+
+from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, GridSize, UnaryExpr, Var
+from tilevm.ir.instruction_set import InstructionSet
+from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
+from tilevm.ir.thread.compute import ConvertPack, Lop3, Mma, Prmt, Shuffle
+from tilevm.ir.thread.memory import (
+    Atomic,
+    Barrier,
+    CopyAsyncCommitGroup,
+    CopyAsyncGroup,
+    CopyAsyncWaitGroup,
+    Ldmatrix,
+    Load,
+    Store,
+)
+from tilevm.ir.thread.values import (
+    Bitcast,
+    Element,
+    LaneIndex,
+    Pack,
+    PointerAdd,
+    SharedPointer,
+    ThreadIndex,
+    WarpIndex,
+)
+
+THREAD_IR = InstructionSet(
+    "thread",
+    instructions=(
+        Load, Store, CopyAsyncGroup, CopyAsyncCommitGroup, CopyAsyncWaitGroup, Barrier, Atomic, Ldmatrix,
+        Mma, Shuffle, Lop3, Prmt, ConvertPack,
+        LetScalar, DeclareScalar, AssignScalar, For, While, If,
+    ),
+    expressions=(
+        Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr,
+        ThreadIndex, LaneIndex, WarpIndex, SharedPointer, PointerAdd, Element, Pack, Bitcast,
+    ),
+)  # fmt: skip
+
+__all__ = [
+    "THREAD_IR",
+    "Atomic",
+    "Barrier",
+    "Bitcast",
+    "ConvertPack",
+    "CopyAsyncCommitGroup",
+    "CopyAsyncGroup",
+    "CopyAsyncWaitGroup",
+    "Element",
+    "LaneIndex",
+    "Ldmatrix",
+    "Load",
+    "Lop3",
+    "Mma",
+    "Pack",
+    "PointerAdd",
+    "Prmt",
+    "SharedPointer",
+    "Shuffle",
+    "Store",
+    "ThreadIndex",
+    "WarpIndex",
+]
