@@ -1,0 +1,316 @@
+"""``infer_layouts``: every register tile without a layout gets one, keeping every instruction's layout rule.
+
+Before: any verified program. After: the same program, computing the same values, with a register layout on
+every register tile; pinned layouts (given in the kernel) are kept. One walk in program order decides each
+tile's layout when it is defined:
+
+- a global load's tile gets :func:`vectorized_layout`: each thread holds 16 contiguous bytes of the last dim,
+  threads spread over the rest, so that the load moves 16 bytes a thread; so does any other tile made from
+  memory or nothing (shared loads, allocations, iotas) unless a dot reads it, which makes it in the layout
+  the dot wants (a loop's accumulator is then never converted);
+- an elementwise result takes the layout of its full-shape operand holding the most bits (so that the
+  largest tile is never moved), and the other operands are converted to what the broadcast rule
+  (:func:`tilevm.layout.broadcast_layout`) then demands;
+- casts, reductions and permutes derive their result from the operand's layout; a view keeps the operand's
+  layout when :func:`tilevm.layout.view_layout` allows, and converts it first otherwise;
+- a dot takes the largest mma atom for its operand type whose fragments tile its shapes (the scalar atom
+  where none does), and converts operands that are not in the atom's layouts.
+
+Where an operand's layout breaks the rule of the instruction reading it, a ``convert_layout`` is inserted in
+front of that instruction; a pinned result layout the rule does not give is reached by one after it. The
+choices are made by a :class:`LayoutChooser`; a subclass may choose differently (the tests choose at random
+to show that layouts never change what a program computes).
+
+>>> from tilevm.ir import parse
+>>> program = infer_layouts(parse('''kernel k(%x: ptr<float16>) num_threads=128 {
+...   %v: global<float16, [64, 64], strides=[64, 1]> = global_view(
+...       pointer=%x, shape=[64, 64], strides=[64, 1])
+...   %t: register<float16, [64, 64]> = load_global(tensor=%v, offsets=[0, 0], shape=[64, 64], dims=[0, 1])
+...   store_global(tensor=%v, value=%t, offsets=[0, 0], dims=[0, 1])
+... }'''))
+>>> print(program.body[1].output.type)
+register<float16, [64, 64], local(4, 1).spatial(16, 8).local(1, 8)>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+from tilevm import ir
+from tilevm.ir import (
+    AllocRegister,
+    Arange,
+    AssignTensor,
+    Binary,
+    Cast,
+    ConvertLayout,
+    Dot,
+    Instruction,
+    LoadGlobal,
+    LoadShared,
+    Permute,
+    Program,
+    Reduce,
+    TileType,
+    Unary,
+    Var,
+    View,
+    Where,
+)
+from tilevm.ir.rewrite import walk_instructions
+from tilevm.layout import (
+    MmaFragments,
+    RegisterLayout,
+    broadcast_layout,
+    local,
+    mma_fragments,
+    replicated,
+    spatial,
+    view_layout,
+)
+from tilevm.layout.mma import DTYPE_NAMES, MMA_OPERANDS
+
+__all__ = ["RULES", "LayoutChooser", "assign_layouts", "infer_layouts", "vectorized_layout"]
+
+#: the bits a thread moves in one global access at best (a 16-byte vector load or store)
+VECTOR_BITS = 128
+
+#: the elementwise instructions' tile operands
+_ELEMENTWISE_OPERANDS = ("operand", "lhs", "rhs", "condition", "on_true", "on_false")
+
+
+def vectorized_layout(shape: Sequence[int], nbits: int, num_threads: int) -> RegisterLayout:
+    """A layout of ``shape`` over exactly ``num_threads`` threads in which each thread holds up to 16 bytes
+    (``VECTOR_BITS``) contiguous along the last dim, threads spread over the rest innermost first, a tile too
+    large for the threads repeated locally and threads left over by a small tile replicating it.
+
+    >>> vectorized_layout((64, 64), 16, 128)
+    local(4, 1).spatial(16, 8).local(1, 8)
+    >>> vectorized_layout((4, 32), 4, 128)
+    replicated(32).spatial(4, 1).local(1, 32)
+    """
+    if not shape:
+        return replicated(num_threads)
+    vector = math.gcd(shape[-1], max(1, VECTOR_BITS // nbits))
+    rest = [*shape[:-1], shape[-1] // vector]
+    threads, left = [1] * len(shape), num_threads
+    for dim in reversed(range(len(shape))):
+        threads[dim] = math.gcd(rest[dim], left)
+        left //= threads[dim]
+    repeats = [extent // count for extent, count in zip(rest, threads)]
+    layout = local(*repeats) * spatial(*threads) * local(*[1] * (len(shape) - 1), vector)
+    return replicated(left) * layout if left > 1 else layout
+
+
+class LayoutChooser:
+    """The choices the layout rules leave open, made to keep global accesses wide and conversions few."""
+
+    def __init__(self, num_threads: int) -> None:
+        self.num_threads = num_threads
+
+    def fresh(self, tile: TileType, demanded: RegisterLayout | None = None) -> RegisterLayout:
+        """The layout of a tile made from memory or nothing: the layout a dot ``demanded`` of it where one
+        does (so that neither a dot's accumulator nor its operands loaded from shared memory are converted on
+        every iteration), else :func:`vectorized_layout`."""
+        return demanded or vectorized_layout(tile.shape, tile.dtype.nbits, self.num_threads)
+
+    def elementwise(self, result: TileType, operands: Sequence[TileType]) -> RegisterLayout:
+        """The layout of an elementwise result: that of its full-shape operand with the most bits."""
+        full = [operand for operand in operands if operand.shape == result.shape]
+        if not full:
+            return self.fresh(result)
+        return max(full, key=lambda operand: operand.dtype.nbits).layout
+
+    def dot_atom(self, fitting: Sequence[MmaFragments]) -> MmaFragments | None:
+        """The mma atom of a dot among those that tile its shapes (None: the scalar atom)."""
+        return max(fitting, key=lambda atom: atom.c.local_size * atom.a.local_size, default=None)
+
+    def quotient(self, shape: tuple[int, int], num_groups: int) -> RegisterLayout:
+        """The layout of a dot's atoms, of ``shape``, over ``num_groups`` thread groups (warps for mma)."""
+        return vectorized_layout(shape, VECTOR_BITS, num_groups)
+
+    def view_candidates(self, operand: TileType) -> list[RegisterLayout]:
+        """Operand layouts to try for a view, in order of preference, before replicating the whole tile."""
+        return [operand.layout, self.fresh(operand)]
+
+
+def infer_layouts(program: Program) -> Program:
+    """``program`` with a layout on every register tile, chosen by :class:`LayoutChooser`."""
+    return assign_layouts(program, LayoutChooser(program.num_threads))
+
+
+def assign_layouts(program: Program, chooser: LayoutChooser) -> Program:
+    """``program`` with a layout on every register tile, following each instruction's layout rule, with the
+    open choices made by ``chooser``."""
+    assigner = _Assigner(program.num_threads, chooser)
+    # The layouts each dot wants are known from shapes and types alone: chosen first, they are what the
+    # tiles feeding a dot are made in.
+    for instruction in walk_instructions(program.body):
+        if isinstance(instruction, Dot):
+            layouts = assigner.dot_layouts[instruction.output.uid] = _dot_layouts(assigner, instruction)
+            for key, layout in layouts.items():
+                assigner.demanded.setdefault(getattr(instruction, key).uid, layout)
+    return dataclasses.replace(program, body=assigner.body(program.body))
+
+
+class _Assigner:
+    def __init__(self, num_threads: int, chooser: LayoutChooser) -> None:
+        self.num_threads = num_threads
+        self.chooser = chooser
+        self.renamed: dict[int, Var] = {}
+        self.dot_layouts: dict[int, dict[str, RegisterLayout]] = {}
+        self.demanded: dict[int, RegisterLayout] = {}
+        self.emitted: list[Instruction] = []
+
+    def body(self, body: tuple[Instruction, ...]) -> tuple[Instruction, ...]:
+        outer, self.emitted = self.emitted, []
+        for instruction in body:
+            RULES[type(instruction)](self, self.substitute(instruction))
+        emitted, self.emitted = self.emitted, outer
+        return tuple(emitted)
+
+    def substitute(self, instruction: Instruction) -> Instruction:
+        """The instruction reading the laid-out tiles, with its nested bodies laid out."""
+        changes = {}
+        for item in dataclasses.fields(instruction):
+            value = getattr(instruction, item.name)
+            if isinstance(value, Var) and value.uid in self.renamed:
+                changes[item.name] = self.renamed[value.uid]
+            elif isinstance(value, tuple) and value and isinstance(value[0], Instruction):
+                changes[item.name] = self.body(value)
+        return dataclasses.replace(instruction, **changes)
+
+    def convert(self, value: object, layout: RegisterLayout) -> object:
+        """``value`` in ``layout``: itself when it has it (or is a scalar), else through a convert_layout."""
+        if not isinstance(value, Var) or not isinstance(value.type, TileType) or value.type.layout == layout:
+            return value
+        converted = Var(value.name, value.type.with_layout(layout))
+        self.emitted.append(ConvertLayout(output=converted, operand=value, loc=None))
+        return converted
+
+    def define(self, instruction: Instruction, layout: RegisterLayout, field: str = "output") -> None:
+        """Emit ``instruction`` with its output in ``layout``; a pinned output layout is reached through a
+        convert_layout after it."""
+        output: Var = getattr(instruction, field)
+        pinned = output.type.layout
+        laid_out = Var(output.name, output.type.with_layout(layout))
+        self.emitted.append(dataclasses.replace(instruction, **{field: laid_out}))
+        if pinned is not None and pinned != layout:
+            laid_out = self.convert(laid_out, pinned)
+        self.renamed[output.uid] = laid_out
+
+    def chosen(self, output: Var) -> RegisterLayout:
+        """The output's pinned layout, or the chooser's for a fresh tile."""
+        return output.type.layout or self.chooser.fresh(output.type, self.demanded.get(output.uid))
+
+
+def _keep(assigner: _Assigner, instruction: Instruction) -> None:
+    assigner.emitted.append(instruction)
+
+
+def _fresh(assigner: _Assigner, instruction: Instruction) -> None:
+    assigner.define(instruction, assigner.chosen(instruction.output))
+
+
+def _load_global(assigner: _Assigner, instruction: LoadGlobal) -> None:
+    # A global load is an anchor of its own: wide accesses, and a convert to what a dot demands after it.
+    output = instruction.output
+    assigner.define(instruction, output.type.layout or assigner.chooser.fresh(output.type))
+
+
+def _elementwise(assigner: _Assigner, instruction: Instruction) -> None:
+    operands = {
+        name: value
+        for name in _ELEMENTWISE_OPERANDS
+        if isinstance(value := getattr(instruction, name, None), Var) and isinstance(value.type, TileType)
+    }
+    output = instruction.output
+    result = output.type.layout or assigner.chooser.elementwise(
+        output.type, [value.type for value in operands.values()]
+    )
+    changes = {
+        name: assigner.convert(value, broadcast_layout(result, value.type.shape))
+        for name, value in operands.items()
+    }
+    assigner.define(dataclasses.replace(instruction, **changes), result)
+
+
+def _reduce(assigner: _Assigner, instruction: Reduce) -> None:
+    keepdim = instruction.keepdim or instruction.operand.type.rank == 1
+    assigner.define(instruction, instruction.operand.type.layout.reduce(instruction.dim, keepdim=keepdim))
+
+
+def _cast(assigner: _Assigner, instruction: Cast) -> None:
+    assigner.define(instruction, instruction.operand.type.layout)
+
+
+def _permute(assigner: _Assigner, instruction: Permute) -> None:
+    assigner.define(instruction, instruction.operand.type.layout.permute(instruction.dims))
+
+
+def _assign(assigner: _Assigner, instruction: AssignTensor) -> None:
+    value = assigner.convert(instruction.value, instruction.destination.type.layout)
+    assigner.emitted.append(dataclasses.replace(instruction, value=value))
+
+
+def _view(assigner: _Assigner, instruction: View) -> None:
+    operand = instruction.operand
+    bits = operand.type.dtype.nbits, instruction.dtype.nbits
+    candidates = assigner.chooser.view_candidates(operand.type)
+    # every thread holding the whole tile keeps its bits under any view
+    candidates.append(replicated(assigner.num_threads) * local(*operand.type.shape))
+    for candidate in candidates:
+        result = view_layout(candidate, *bits, instruction.shape)
+        if result is not None:
+            operand = assigner.convert(operand, candidate)
+            assigner.define(dataclasses.replace(instruction, operand=operand), result)
+            return
+
+
+def _dot(assigner: _Assigner, instruction: Dot) -> None:
+    layouts = assigner.dot_layouts[instruction.output.uid]
+    changes = {key: assigner.convert(getattr(instruction, key), layout) for key, layout in layouts.items()}
+    assigner.define(dataclasses.replace(instruction, **changes), layouts["accumulator"])
+
+
+def _dot_layouts(assigner: _Assigner, instruction: Dot) -> dict[str, RegisterLayout]:
+    """The layouts of the dot's ``a``, ``b`` and ``accumulator``: an atom's fragments over thread groups."""
+    (m, k), n = instruction.a.type.shape, instruction.b.type.shape[1]
+    name = DTYPE_NAMES.get(str(instruction.a.type.dtype), str(instruction.a.type.dtype))
+    atoms = [mma_fragments(shape, name) for shape, types in MMA_OPERANDS.items() if name in types]
+    fitting = [a for a in atoms if m % a.c.shape[0] == 0 and n % a.c.shape[1] == 0 and k % a.a.shape[1] == 0]
+    atom = assigner.chooser.dot_atom(fitting)
+    atom_m, atom_n, atom_k = (1, 1, 1) if atom is None else (*atom.c.shape, atom.a.shape[1])
+    groups = assigner.num_threads // (1 if atom is None else 32)
+    quotient = assigner.chooser.quotient((m // atom_m, n // atom_n), groups)
+    layouts = {
+        "a": quotient.reduce(1) * local(1, k // atom_k),
+        "b": local(k // atom_k, 1) * quotient.reduce(0),
+        "accumulator": quotient,
+    }
+    if atom is not None:
+        fragments = {"a": atom.a, "b": atom.b, "accumulator": atom.c}
+        layouts = {key: layout * fragments[key] for key, layout in layouts.items()}
+    return layouts
+
+
+#: how each instruction class gets its layouts
+RULES: dict[type[Instruction], Callable[..., None]] = {
+    **{kind: _keep for kind in ir.INSTRUCTION_CLASSES},
+    AllocRegister: _fresh,
+    LoadGlobal: _load_global,
+    LoadShared: _fresh,
+    Arange: _fresh,
+    ConvertLayout: _fresh,
+    Unary: _elementwise,
+    Binary: _elementwise,
+    Where: _elementwise,
+    Reduce: _reduce,
+    Cast: _cast,
+    Permute: _permute,
+    View: _view,
+    Dot: _dot,
+    AssignTensor: _assign,
+}
