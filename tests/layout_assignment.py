@@ -88,6 +88,9 @@ class RandomChooser(LayoutChooser):
             return demanded
         return random_layout(tile.shape, self.num_threads, self.rng)
 
+    def global_access(self, tile: TileType, contiguous_dim: int) -> RegisterLayout:
+        return self.fresh(tile)
+
     def elementwise(self, result: TileType, operands: Sequence[TileType]) -> RegisterLayout:
         return self.fresh(result)
 

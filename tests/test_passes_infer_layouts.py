@@ -25,6 +25,19 @@ def inferred(kernel, *arguments):
     return ir.verify(infer_layouts(kernel.ir(*arguments)))
 
 
+def launch_with_inferred_layouts(monkeypatch, kernel, *arguments):
+    """Launch ``kernel`` on one block, checking that its program computes the same bits with inferred
+    layouts; return the laid-out program."""
+    laid_out = []
+
+    def execute_both(program, arguments, grid, seed=0):
+        laid_out.append(execute_with_layouts(program, infer_layouts, arguments, grid, seed))
+
+    monkeypatch.setattr(jit, "execute", execute_both)
+    kernel[(1,)](*arguments)
+    return laid_out[0]
+
+
 def test_a_load_cast_store_chain_moves_16_bytes_a_thread_and_the_cast_keeps_the_layout():
     @tv.kernel(num_warps=4)
     def widen(x: tv.Tensor[tv.float16, 2], out: tv.Tensor[tv.float32, 2]):
@@ -40,6 +53,22 @@ def test_a_load_cast_store_chain_moves_16_bytes_a_thread_and_the_cast_keeps_the_
         CHECK-NEXT: register<float32, [64, 64], local(4, 1).spatial(16, 8).local(1, 8)> = cast(operand=%TILE
         CHECK-NEXT: store_global(
         """,
+    )
+
+
+def test_a_load_from_a_transposed_tensor_moves_16_bytes_a_thread_down_its_columns(monkeypatch):
+    @tv.kernel(num_warps=1)
+    def copy(x: tv.Tensor[tv.float16, 2], out: tv.Tensor[tv.float16, 2]):
+        tv.store_global(out, tv.load_global(x, offsets=[0, 0], shape=[64, 8]), offsets=[0, 0])
+
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(3)).half().t()  # strides (1, 64)
+    out = torch.zeros(64, 8).half()
+    laid_out = launch_with_inferred_layouts(monkeypatch, copy, x, out)
+    assert torch.equal(out, x)
+    # 8 halves of a column a thread, 8 threads down a column, 4 columns at once, twice
+    filecheck(
+        ir.print_program(laid_out),
+        "CHECK: register<float16, [64, 8], local(1, 2).column_spatial(8, 4).local(8, 1)> = load_global(",
     )
 
 

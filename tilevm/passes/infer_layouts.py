@@ -4,10 +4,11 @@ Before: any verified program. After: the same program, computing the same values
 every register tile; pinned layouts (given in the kernel) are kept. One walk in program order decides each
 tile's layout when it is defined:
 
-- a global load's tile gets :func:`vectorized_layout`: each thread holds 16 contiguous bytes of the last dim,
-  threads spread over the rest, so that the load moves 16 bytes a thread; so does any other tile made from
-  memory or nothing (shared loads, allocations, iotas) unless a dot reads it, which makes it in the layout
-  the dot wants (a loop's accumulator is then never converted);
+- a global load's tile gets :func:`vectorized_layout`: each thread holds 16 contiguous bytes of the dim whose
+  stride is 1 (the last when no stride is known), threads spread over the rest, so that the load moves 16
+  bytes a thread; so does any other tile made from memory or nothing (shared loads, allocations, iotas)
+  unless a dot reads it, which makes it in the layout the dot wants (a loop's accumulator is then never
+  converted);
 - an elementwise result takes the layout of its full-shape operand holding the most bits (so that the
   largest tile is never moved), and the other operands are converted to what the broadcast rule
   (:func:`tilevm.layout.broadcast_layout`) then demands;
@@ -45,6 +46,7 @@ from tilevm.ir import (
     AssignTensor,
     Binary,
     Cast,
+    Const,
     ConvertLayout,
     Dot,
     Instruction,
@@ -81,18 +83,28 @@ VECTOR_BITS = 128
 _ELEMENTWISE_OPERANDS = ("operand", "lhs", "rhs", "condition", "on_true", "on_false")
 
 
-def vectorized_layout(shape: Sequence[int], nbits: int, num_threads: int) -> RegisterLayout:
+def vectorized_layout(
+    shape: Sequence[int], nbits: int, num_threads: int, contiguous_dim: int = -1
+) -> RegisterLayout:
     """A layout of ``shape`` over exactly ``num_threads`` threads in which each thread holds up to 16 bytes
-    (``VECTOR_BITS``) contiguous along the last dim, threads spread over the rest innermost first, a tile too
-    large for the threads repeated locally and threads left over by a small tile replicating it.
+    (``VECTOR_BITS``) contiguous along ``contiguous_dim``, threads spread over the rest innermost first, a
+    tile too large for the threads repeated locally and threads left over by a small tile replicating it.
 
     >>> vectorized_layout((64, 64), 16, 128)
     local(4, 1).spatial(16, 8).local(1, 8)
     >>> vectorized_layout((4, 32), 4, 128)
     replicated(32).spatial(4, 1).local(1, 32)
+    >>> vectorized_layout((64, 8), 16, 32, contiguous_dim=0)
+    local(1, 2).column_spatial(8, 4).local(8, 1)
     """
     if not shape:
         return replicated(num_threads)
+    contiguous_dim %= len(shape)
+    if contiguous_dim != len(shape) - 1:
+        # laid out with the contiguous dim last, then permuted back
+        order = [dim for dim in range(len(shape)) if dim != contiguous_dim] + [contiguous_dim]
+        moved = vectorized_layout([shape[dim] for dim in order], nbits, num_threads)
+        return moved.permute([order.index(dim) for dim in range(len(shape))])
     vector = math.gcd(shape[-1], max(1, VECTOR_BITS // nbits))
     rest = [*shape[:-1], shape[-1] // vector]
     threads, left = [1] * len(shape), num_threads
@@ -115,6 +127,10 @@ class LayoutChooser:
         does (so that neither a dot's accumulator nor its operands loaded from shared memory are converted on
         every iteration), else :func:`vectorized_layout`."""
         return demanded or vectorized_layout(tile.shape, tile.dtype.nbits, self.num_threads)
+
+    def global_access(self, tile: TileType, contiguous_dim: int) -> RegisterLayout:
+        """The layout of a tile loaded from global memory, contiguous there along ``contiguous_dim``."""
+        return vectorized_layout(tile.shape, tile.dtype.nbits, self.num_threads, contiguous_dim)
 
     def elementwise(self, result: TileType, operands: Sequence[TileType]) -> RegisterLayout:
         """The layout of an elementwise result: that of its full-shape operand with the most bits."""
@@ -217,7 +233,11 @@ def _fresh(assigner: _Assigner, instruction: Instruction) -> None:
 def _load_global(assigner: _Assigner, instruction: LoadGlobal) -> None:
     # A global load is an anchor of its own: wide accesses, and a convert to what a dot demands after it.
     output = instruction.output
-    assigner.define(instruction, output.type.layout or assigner.chooser.fresh(output.type))
+    strides = instruction.tensor.type.strides
+    # the tile dim whose global stride is known to be 1; the last when none is (a runtime stride)
+    contiguous = [dim for dim, source in enumerate(instruction.dims) if strides[source] == Const(1)]
+    chosen = assigner.chooser.global_access(output.type, contiguous[0] if contiguous else -1)
+    assigner.define(instruction, output.type.layout or chosen)
 
 
 def _elementwise(assigner: _Assigner, instruction: Instruction) -> None:
@@ -261,12 +281,13 @@ def _view(assigner: _Assigner, instruction: View) -> None:
     candidates = assigner.chooser.view_candidates(operand.type)
     # every thread holding the whole tile keeps its bits under any view
     candidates.append(replicated(assigner.num_threads) * local(*operand.type.shape))
-    for candidate in candidates:
-        result = view_layout(candidate, *bits, instruction.shape)
-        if result is not None:
-            operand = assigner.convert(operand, candidate)
-            assigner.define(dataclasses.replace(instruction, operand=operand), result)
-            return
+    candidate, result = next(
+        (candidate, result)
+        for candidate in candidates
+        if (result := view_layout(candidate, *bits, instruction.shape)) is not None
+    )
+    operand = assigner.convert(operand, candidate)
+    assigner.define(dataclasses.replace(instruction, operand=operand), result)
 
 
 def _dot(assigner: _Assigner, instruction: Dot) -> None:
