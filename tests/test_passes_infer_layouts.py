@@ -2,6 +2,7 @@
 thread along the last dim for global loads, the mma fragments for dots, the operand with the most bits for
 elementwise results), and on every example kernel a verified program that computes the same bits."""
 
+import inspect
 import pathlib
 import runpy
 
@@ -166,10 +167,11 @@ def test_two_pinned_layouts_meet_through_one_conversion_of_the_operand_with_fewe
     def masked(mask: tv.Tensor[tv.uint8, 2], x: tv.Tensor[tv.float32, 2], out: tv.Tensor[tv.float32, 2]):
         keep = tv.load_global(mask, offsets=[0, 0], shape=[16, 16], layout=LAYOUT_A) > 0
         values = tv.load_global(x, offsets=[0, 0], shape=[16, 16], layout=LAYOUT_B)
-        tv.store_global(out, tv.where(keep, values, 0.0), offsets=[0, 0])
+        tv.store_global(out, tv.where(keep, values, 0.0), offsets=[0, 0])  # marker
 
     arguments = torch.zeros(16, 16, dtype=torch.uint8), torch.zeros(16, 16), torch.zeros(16, 16)
-    text = ir.print_program(inferred(masked, *arguments))
+    program = inferred(masked, *arguments)
+    text = ir.print_program(program)
     filecheck(
         text,
         f"""
@@ -180,6 +182,10 @@ def test_two_pinned_layouts_meet_through_one_conversion_of_the_operand_with_fewe
         """,
     )
     assert text.count("convert_layout") == 1
+    # the conversion is made for the where, on its line
+    convert = next(i for i in program.body if isinstance(i, ir.ConvertLayout))
+    lines, first = inspect.getsourcelines(masked.function)
+    assert convert.loc.line == first + next(i for i, line in enumerate(lines) if "marker" in line)
 
 
 def test_a_laid_out_program_is_left_as_it_is():

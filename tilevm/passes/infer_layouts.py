@@ -40,6 +40,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from tilevm import ir
+from tilevm.errors import SourceLocation
 from tilevm.ir import (
     AllocRegister,
     Arange,
@@ -179,11 +180,15 @@ class _Assigner:
         self.dot_layouts: dict[int, dict[str, RegisterLayout]] = {}
         self.demanded: dict[int, RegisterLayout] = {}
         self.emitted: list[Instruction] = []
+        self.location: SourceLocation | None = None
 
     def body(self, body: tuple[Instruction, ...]) -> tuple[Instruction, ...]:
         outer, self.emitted = self.emitted, []
         for instruction in body:
-            RULES[type(instruction)](self, self.substitute(instruction))
+            substituted = self.substitute(instruction)
+            # conversions made for an instruction carry its source line
+            self.location = instruction.loc
+            RULES[type(instruction)](self, substituted)
         emitted, self.emitted = self.emitted, outer
         return tuple(emitted)
 
@@ -203,7 +208,7 @@ class _Assigner:
         if not isinstance(value, Var) or not isinstance(value.type, TileType) or value.type.layout == layout:
             return value
         converted = Var(value.name, value.type.with_layout(layout))
-        self.emitted.append(ConvertLayout(output=converted, operand=value, loc=None))
+        self.emitted.append(ConvertLayout(output=converted, operand=value, loc=self.location))
         return converted
 
     def define(self, instruction: Instruction, layout: RegisterLayout, field: str = "output") -> None:
