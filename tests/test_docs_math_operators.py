@@ -1,4 +1,4 @@
-"""README's "Math operators" table lists every unary and binary operator of the IR, once, and says
+"""The "Math operators" table of docs/dsl.md lists every unary and binary operator of the IR, once, and says
 "approximate" exactly for the float functions that fold_constants may not evaluate (their GPU result is not
 the correctly rounded one)."""
 
@@ -9,12 +9,12 @@ from tilevm import lang
 from tilevm.ir.expr import BINARY_OPS, FLOAT_ONLY_OPS, UNARY_OPS
 from tilevm.ir.semantics import CORRECTLY_ROUNDED_UNARY
 
-README = pathlib.Path(__file__).parent.parent / "README.md"
+DSL_REFERENCE = pathlib.Path(__file__).parent.parent / "docs" / "dsl.md"
 
 
 def table_rows() -> dict[str, list[str]]:
-    """The rows of the table in README's "## Math operators" section: op -> its cells."""
-    section = README.read_text().split("\n## Math operators\n")[1].split("\n## ")[0]
+    """The rows of the table in docs/dsl.md's "## Math operators" section: op -> its cells."""
+    section = DSL_REFERENCE.read_text().split("\n## Math operators\n")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     cells = [[cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
     ops = [row[0].strip("`") for row in cells]
