@@ -45,7 +45,7 @@ BITWISE_OPS = ("and", "or", "xor", "shl", "shr")
 COMPARISON_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
 BINARY_OPS = (*ARITHMETIC_OPS, *BITWISE_OPS, *COMPARISON_OPS)
 #: the single list of unary operators: the DSL's builtins (tv.exp, ...) and the text form are derived from it
-#: (README's "Math operators" lists each op's domain, result dtype and exactness)
+#: (docs/dsl.md's "Math operators" lists each op's domain, result dtype and exactness)
 UNARY_OPS = (
     "neg", "not", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh",
     "floor", "ceil", "round", "trunc",
