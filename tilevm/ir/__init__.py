@@ -4,45 +4,53 @@ verifier, and its text form.
 A program prints to text and ``tilevm.ir.parse`` reads that text back to an equal program.
 """
 
+from tilevm.ir.async_copies import (
+    CopyAsync,
+    CopyAsyncCommit,
+    CopyAsyncWait,
+    Sync,
+)
 from tilevm.ir.builder import ProgramBuilder
-from tilevm.ir.compute import (
+from tilevm.ir.elementwise import (
     Arange,
-    AssignTensor,
     Binary,
     Cast,
-    ConvertLayout,
-    Dot,
-    Permute,
-    Reduce,
     Unary,
-    View,
     Where,
 )
 from tilevm.ir.equality import programs_equal
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
-from tilevm.ir.inst import Instruction, IRTypeError
-from tilevm.ir.instruction_set import TILE_IR, InstructionSet
-from tilevm.ir.memory import (
-    AllocRegister,
-    AllocShared,
+from tilevm.ir.global_access import (
     AtomicGlobal,
-    CopyAsync,
-    CopyAsyncCommit,
-    CopyAsyncWait,
-    FreeShared,
     GlobalView,
     LoadGlobal,
     LoadScalar,
-    LoadShared,
-    PermuteShared,
-    SliceShared,
     StoreGlobal,
-    StoreShared,
-    Sync,
+)
+from tilevm.ir.inst import Instruction, IRTypeError
+from tilevm.ir.instruction_set import TILE_IR, InstructionSet
+from tilevm.ir.layout_ops import (
+    AssignTensor,
+    ConvertLayout,
+    Permute,
+    View,
 )
 from tilevm.ir.parser import check_round_trip, parse
 from tilevm.ir.printer import print_program
 from tilevm.ir.program import Param, Program
+from tilevm.ir.reductions import (
+    Dot,
+    Reduce,
+)
+from tilevm.ir.shared_tiles import (
+    AllocRegister,
+    AllocShared,
+    FreeShared,
+    LoadShared,
+    PermuteShared,
+    SliceShared,
+    StoreShared,
+)
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
 from tilevm.ir.verify import verify

@@ -2,7 +2,7 @@
 parser and the round-trip check take as a parameter. Tile IR's is ``TILE_IR``; the per-thread Thread IR of the
 lowering defines its own and reuses the text form unchanged.
 
->>> from tilevm.ir.memory import Sync
+>>> from tilevm.ir.async_copies import Sync
 >>> TILE_IR.name, Sync in TILE_IR.instructions, CastExpr in TILE_IR.expressions
 ('tile', True, True)
 """
@@ -11,38 +11,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilevm.ir.compute import (
-    Arange,
-    AssignTensor,
-    Binary,
-    Cast,
-    ConvertLayout,
-    Dot,
-    Permute,
-    Reduce,
-    Unary,
-    View,
-    Where,
-)
-from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
-from tilevm.ir.inst import Instruction
-from tilevm.ir.memory import (
-    AllocRegister,
-    AllocShared,
-    AtomicGlobal,
+from tilevm.ir.async_copies import (
     CopyAsync,
     CopyAsyncCommit,
     CopyAsyncWait,
-    FreeShared,
+    Sync,
+)
+from tilevm.ir.elementwise import (
+    Arange,
+    Binary,
+    Cast,
+    Unary,
+    Where,
+)
+from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
+from tilevm.ir.global_access import (
+    AtomicGlobal,
     GlobalView,
     LoadGlobal,
     LoadScalar,
+    StoreGlobal,
+)
+from tilevm.ir.inst import Instruction
+from tilevm.ir.layout_ops import (
+    AssignTensor,
+    ConvertLayout,
+    Permute,
+    View,
+)
+from tilevm.ir.reductions import (
+    Dot,
+    Reduce,
+)
+from tilevm.ir.shared_tiles import (
+    AllocRegister,
+    AllocShared,
+    FreeShared,
     LoadShared,
     PermuteShared,
     SliceShared,
-    StoreGlobal,
     StoreShared,
-    Sync,
 )
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
 

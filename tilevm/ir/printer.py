@@ -11,7 +11,7 @@ dtype only when it is not the default of their literal (int32, float32, bool): `
 >>> from tilevm.dtypes import float32, int32
 >>> from tilevm.ir.builder import ProgramBuilder
 >>> from tilevm.ir.expr import Const
->>> from tilevm.ir.memory import AllocRegister
+>>> from tilevm.ir.shared_tiles import AllocRegister
 >>> builder = ProgramBuilder("fill", num_threads=32)
 >>> n = builder.scalar_param("n", int32, divisibility=4)
 >>> tile = builder.emit_output(AllocRegister, "acc", dtype=float32, shape=(4, 8), init=Const(0.0, float32))

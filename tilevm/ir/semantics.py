@@ -19,7 +19,7 @@ then rounded into the dtype by ``to_carrier``: floats to nearest even, integers 
   integers, as torch's.
 - ``not`` is bitwise invert on integers and logical not on bool; bool arithmetic is done on 0/1 and the
   result is ``!= 0``.
-- ``cast`` converts by the rules in the docstring of ``tilevm.ir.compute.Cast`` (round by the rounding
+- ``cast`` converts by the rules in the docstring of ``tilevm.ir.elementwise.Cast`` (round by the rounding
   mode, saturate float to integer, NaN to 0, wrap integer to integer, ``x != 0`` to bool).
 
 Only ``CORRECTLY_ROUNDED_UNARY`` float functions give the target's result exactly; the target computes

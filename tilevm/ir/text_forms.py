@@ -7,7 +7,7 @@ with several ``outputs``); each field's annotation picks how its value is writte
 expression prints in its class's ``syntax`` (``tilevm.ir.expr.Syntax``), its fields written by the same kinds.
 The program header's facts (``num_threads=128 target="sm_90"``) are ``Program``'s fields, written likewise.
 
->>> from tilevm.ir.memory import AllocRegister
+>>> from tilevm.ir.shared_tiles import AllocRegister
 >>> form = text_forms().instructions[AllocRegister]
 >>> form.opname, form.output_field, [(field.name, field.kind.value, field.optional) for field in form.fields]
 ('alloc_register', 'output', [('dtype', 'dtype', False), ('shape', 'ints', False), ('init', 'expr', True)])

@@ -33,9 +33,9 @@ from collections.abc import Iterator
 from tilevm.errors import CompilationError
 from tilevm.ir.expr import Var
 from tilevm.ir.inst import Instruction
-from tilevm.ir.memory import AllocShared, FreeShared
 from tilevm.ir.program import Program
 from tilevm.ir.rewrite import bodies
+from tilevm.ir.shared_tiles import AllocShared, FreeShared
 
 __all__ = ["MIN_SHARED_ALIGNMENT", "check_shared_plan"]
 

@@ -48,8 +48,7 @@ from tilevm.ir import (
     Where,
 )
 from tilevm.ir.accumulators import reduce_dtype
-from tilevm.ir.compute import ROUNDING_MODES
-from tilevm.ir.expr import UNARY_OPS
+from tilevm.ir.expr import ROUNDING_MODES, UNARY_OPS
 from tilevm.lang.context import current
 from tilevm.lang.operators import UNARY_OPERATORS, binary_operation, checked, promoted
 from tilevm.lang.values import constant, describe_value, index_expr, is_ir, literal_like

@@ -10,7 +10,7 @@ has offsets ``swizzle(origin + linear(offsets) + linear'(c))``, which equals ``l
 swizzle(linear'(c))`` only when ``linear(offsets)`` is a multiple of the swizzle's ``period``. That is why
 ``origin`` sits *inside* the swizzle: :meth:`SharedLayout.slice` keeps the exact offsets of every element of
 the window, and :meth:`SharedLayout.shifted_by` adds a runtime term the same way (see ``SliceShared`` in
-``tilevm.ir.memory``). This is CuTe's ``ComposedLayout(swizzle, offset, layout)``.
+``tilevm.ir.shared_tiles``). This is CuTe's ``ComposedLayout(swizzle, offset, layout)``.
 
 Text form: ``shared((64, 32), strides=(32, 1))``, with ``origin=`` when it is not 0 and
 ``.swizzle(bits, base, shift)`` when swizzled.

@@ -1,4 +1,5 @@
-"""Handlers of the instructions that compute on register tiles (see ``tilevm.ir.compute``).
+"""Handlers of the instructions that compute on register tiles (see ``tilevm.ir.elementwise``,
+``reductions`` and ``layout_ops``).
 
 Elementwise instructions follow ``arith`` (exact or float64 computation, then one rounding to the dtype)
 with numpy broadcasting. ``reduce`` sums floats in float64 and rounds once to its ``dtype`` (integers:

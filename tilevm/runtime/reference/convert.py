@@ -3,7 +3,7 @@
 
 View reads the tile's bits in row-major order (element 0 in the lowest bits) as the new dtype and shape:
 encode to codes, pack, unpack as the new dtype, decode. Layouts do not enter: the view's layout rule (see
-``tilevm.ir.compute.View``) makes sure that a lowering reading each thread's own bits computes the same.
+``tilevm.ir.layout_ops.View``) makes sure that a lowering reading each thread's own bits computes the same.
 
 >>> from tilevm.dtypes import uint8, int4
 >>> view(np.array([0x21, 0xF3]), uint8, int4, (4,)).tolist()

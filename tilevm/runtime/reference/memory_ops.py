@@ -1,8 +1,9 @@
-"""Handlers of the instructions that create views and tiles and move data (see ``tilevm.ir.memory``).
+"""Handlers of the instructions that create views and tiles and move data (see ``tilevm.ir.global_access``,
+``shared_tiles`` and ``async_copies``).
 
 Global views evaluate their sizes and strides when they run. Fresh shared and register tiles (without
 ``init``) hold poison (``carrier.poison``), and so does a shared tile after ``free_shared``. Shared tiles
-are bytes placed as ``tilevm.ir.memory`` says, at their planned offsets when the program has a plan (see
+are bytes placed as ``tilevm.ir.shared_tiles`` says, at their planned offsets when the program has a plan (see
 ``shared``). Instructions run on whole tiles, so every write is seen by every later instruction; ``sync``
 only marks the point after which a read or a write of shared bytes accessed before it is no race
 (``races`` has the rules and their conservative choices).

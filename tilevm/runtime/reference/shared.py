@@ -2,12 +2,12 @@
 
 **Bytes.** A shared tile holds bytes, as on the GPU: its allocation is a ``Pointer`` into a byte buffer
 (bit-exact reads and writes, as for global memory), and element ``c`` lies where its placement says
-(``tilevm.ir.memory``): ``layout.shifted_by(base).offset(c)`` elements from the allocation's first byte. A
-slice is the same pointer with the slice's layout and base, so writes through either are seen by both. A
+(``tilevm.ir.shared_tiles``): ``layout.shifted_by(base).offset(c)`` elements from the allocation's first byte.
+A slice is the same pointer with the slice's layout and base, so writes through either are seen by both. A
 program whose shared memory is planned has one buffer of ``shared_bytes`` per block, and each allocation
-points to its planned offset in it; otherwise each allocation has a buffer of its own. Both go through
-the same placement, so every run checks the layouts and bases of slices that lowering will use, and a
-plan that overlaps two live tiles corrupts one of them, as it would on the GPU, instead of going unnoticed.
+points to its planned offset in it; otherwise each allocation has a buffer of its own. Both go through the
+same placement, so every run checks the layouts and bases of slices that lowering will use, and a plan that
+overlaps two live tiles corrupts one of them, as it would on the GPU, instead of going unnoticed.
 
 **Copies.** Beside the bytes, each allocation keeps a count per element of the copies still in flight
 into it. ``copy_async`` belongs to the open group; ``copy_async_commit`` closes the group;

@@ -1,0 +1,145 @@
+"""Tile IR instructions that reduce register tiles: reduce over a dim, and dot.
+
+Layout rules (see ``tilevm.ir.elementwise`` for how they are checked):
+
+- reduce: the result has the operand's layout reduced over the dim;
+- dot: a, b and the accumulator fit an atom (``tilevm.layout.dot_atom``), the result has the accumulator's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tilevm.dtypes import DType
+from tilevm.ir.accumulators import holds_every_value, reduce_dtype
+from tilevm.ir.elementwise import check_same_layout, layout_of, register_result
+from tilevm.ir.expr import (
+    Expr,
+    Var,
+)
+from tilevm.ir.inst import (
+    Instruction,
+    IRTypeError,
+    expect_tile,
+)
+from tilevm.ir.types import Scope, TileType
+from tilevm.layout import dot_atom, local
+
+__all__ = [
+    "Dot",
+    "REDUCE_OPS",
+    "Reduce",
+]
+
+
+REDUCE_OPS = ("sum", "max", "min")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Reduce(Instruction):
+    """The ``op`` (sum, max or min) of the operand over ``dim``, computed in ``dtype``, the result's dtype.
+
+    ``dtype`` holds every value of the operand's dtype (an integer dtype for integer and bool operands, a
+    float dtype for floats; ``reduce_dtype`` gives the default the DSL picks): each element is converted to
+    it exactly, then combined. Integer sums wrap modulo 2^n of ``dtype``, so they are exact in any order;
+    ``max`` and ``min`` are exact in any order, and over floats they ignore NaN.
+
+    Float sums: the order of the additions is unspecified, each one rounded to ``dtype``. A lowering adds
+    each thread's local elements in sequence, then combines the threads in a butterfly tree: an order its
+    layouts fix. Results may differ between orders by up to the bound of any float summation in ``dtype``,
+    ``(n - 1) * eps * sum(|x|)`` (eps: ``dtype``'s unit roundoff, 2^-24 for float32). The reference
+    executor, whose results must not depend on layouts, adds in float64 and rounds once to ``dtype``: the
+    exact sum up to float64's far smaller error, rounded once, which is within that bound of every order.
+
+    Layout rule: the result has the operand's layout reduced over the dim.
+    """
+
+    output: Var
+    operand: Expr
+    op: str
+    dtype: DType
+    dim: int
+    keepdim: bool = False
+    opname = "reduce"
+
+    def result_type(self) -> TileType:
+        if self.op not in REDUCE_OPS:
+            raise IRTypeError(f"unknown reduction '{self.op}'; expected one of {', '.join(REDUCE_OPS)}")
+        source = expect_tile(self.operand, "reduce's operand", Scope.REGISTER)
+        if not 0 <= self.dim < source.rank:
+            raise IRTypeError(f"reduce over dim {self.dim} of a rank-{source.rank} tile")
+        if self.op == "sum" and self.dtype.kind == "bool":
+            raise IRTypeError("a sum cannot be computed in bool (it would not count); use an integer dtype")
+        if not holds_every_value(self.dtype, source.dtype):
+            needed = "a float" if source.dtype.is_float else "an integer"
+            raise IRTypeError(
+                f"a {self.op} of {source.dtype} values cannot be computed in {self.dtype}: it needs {needed} "
+                f"dtype that holds every {source.dtype} value, such as {reduce_dtype('sum', source.dtype)}"
+            )
+        shape = list(source.shape)
+        if self.keepdim or source.rank == 1:
+            shape[self.dim] = 1
+        else:
+            del shape[self.dim]
+        return register_result(tuple(shape), self.dtype)
+
+    def check_layouts(self) -> None:
+        source, result = layout_of(self.operand), layout_of(self.output)
+        if source is None or result is None:
+            return
+        expected = source.reduce(self.dim, keepdim=self.keepdim or self.operand.type.rank == 1)
+        if result != expected:
+            raise IRTypeError(
+                f"the result has layout {result}, but {source} reduced over dim {self.dim} is {expected}"
+            )
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Dot(Instruction):
+    """``a @ b + accumulator`` for a [m, k], b [k, n], accumulator [m, n]; products summed exactly, then
+    rounded once to the accumulator's dtype per step of the hardware (the CPU executor rounds once).
+
+    Layout rule: the three layouts fit one atom, an mma shape for the operands' dtype or one multiply-add
+    per thread (``tilevm.layout.dot_atom`` says how), and the result has the accumulator's layout.
+    """
+
+    output: Var
+    a: Expr
+    b: Expr
+    accumulator: Expr
+    opname = "dot"
+
+    def result_type(self) -> TileType:
+        a = expect_tile(self.a, "dot's a", Scope.REGISTER)
+        b = expect_tile(self.b, "dot's b", Scope.REGISTER)
+        accumulator = expect_tile(self.accumulator, "dot's accumulator", Scope.REGISTER)
+        if not a.rank == b.rank == accumulator.rank == 2:
+            raise IRTypeError("dot needs rank-2 tiles a [m, k], b [k, n] and accumulator [m, n]")
+        (m, k), (k_b, n) = a.shape, b.shape
+        if k != k_b or accumulator.shape != (m, n):
+            raise IRTypeError(
+                f"dot shapes do not match: a {list(a.shape)}, b {list(b.shape)}, "
+                f"accumulator {list(accumulator.shape)}"
+            )
+        if a.dtype != b.dtype:
+            raise IRTypeError(f"dot operands have different dtypes ({a.dtype} and {b.dtype}); cast one")
+        if a.dtype.kind == "bool":
+            raise IRTypeError("dot of bool tiles; cast them to an integer or float dtype")
+        if a.dtype.is_float != accumulator.dtype.is_float:
+            raise IRTypeError(f"dot of {a.dtype} operands cannot accumulate into {accumulator.dtype}")
+        return accumulator.with_layout(None)
+
+    def check_layouts(self) -> None:
+        check_same_layout(self.accumulator, self.output, "the accumulator", "the result")
+        a, b = layout_of(self.a), layout_of(self.b)
+        accumulator = layout_of(self.accumulator) or layout_of(self.output)
+        if a is None or b is None or accumulator is None:
+            return
+        dtype = self.a.type.dtype
+        if dot_atom(a, b, accumulator, dtype) is None:
+            k = self.a.type.shape[1]
+            raise IRTypeError(
+                f"the layouts of a ({a}), b ({b}) and the accumulator ({accumulator}) fit no {dtype} "
+                f"dot atom; one multiply-add per thread needs a {accumulator.reduce(1) * local(1, k)} and "
+                f"b {local(k, 1) * accumulator.reduce(0)}"
+            )
