@@ -22,7 +22,7 @@ from tilevm.ir import (
 from tilevm.ir.expr import UNARY_OPS
 from tilevm.ir.inst import Instruction
 from tilevm.ir.thread import THREAD_IR
-from tilevm.lang import builtins
+from tilevm.lang import math_builtins
 from tilevm.runtime.reference import HANDLERS
 
 #: instructions with no operands and no attributes: nothing for a type rule to check
@@ -59,7 +59,7 @@ def test_every_instruction_has_a_type_rule_and_an_executor_handler():
 def test_unary_builtins_are_the_ir_unary_ops_python_has_no_operator_for():
     python_operators = {"neg", "not"}  # -x and ~x
     for op in UNARY_OPS:
-        builtin = getattr(builtins, op, None)
+        builtin = getattr(math_builtins, op, None)
         assert (builtin is None) == (op in python_operators), op
         assert builtin is None or builtin.__name__ == op
 

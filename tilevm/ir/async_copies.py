@@ -8,12 +8,7 @@ from dataclasses import dataclass
 
 from tilevm.ir.expr import Expr
 from tilevm.ir.global_access import check_window
-from tilevm.ir.inst import (
-    Instruction,
-    IRTypeError,
-    expect_global,
-    expect_tile,
-)
+from tilevm.ir.inst import Instruction, IRTypeError, expect_global, expect_tile
 from tilevm.ir.types import Scope
 
 __all__ = [

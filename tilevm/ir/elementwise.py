@@ -34,12 +34,7 @@ from tilevm.ir.expr import (
     binary_result_dtype,
     check_operator,
 )
-from tilevm.ir.inst import (
-    Instruction,
-    IRTypeError,
-    broadcast_shapes,
-    expect_tile,
-)
+from tilevm.ir.inst import Instruction, IRTypeError, broadcast_shapes, expect_tile
 from tilevm.ir.types import ScalarType, Scope, TileType
 from tilevm.layout import RegisterLayout, broadcast_layout
 

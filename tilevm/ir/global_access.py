@@ -12,13 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tilevm.ir.expr import Expr, Var
-from tilevm.ir.inst import (
-    Instruction,
-    IRTypeError,
-    expect_global,
-    expect_scalar,
-    expect_tile,
-)
+from tilevm.ir.inst import Instruction, IRTypeError, expect_global, expect_scalar, expect_tile
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
 
 __all__ = [

@@ -13,16 +13,8 @@ from dataclasses import dataclass
 
 from tilevm.dtypes import DType
 from tilevm.ir.elementwise import check_same_layout, layout_of, register_result
-from tilevm.ir.expr import (
-    Expr,
-    Var,
-)
-from tilevm.ir.inst import (
-    Instruction,
-    IRTypeError,
-    describe,
-    expect_tile,
-)
+from tilevm.ir.expr import Expr, Var
+from tilevm.ir.inst import Instruction, IRTypeError, describe, expect_tile
 from tilevm.ir.shared_tiles import check_permutation
 from tilevm.ir.types import Scope, TileType
 from tilevm.layout import bit_layout, view_layout

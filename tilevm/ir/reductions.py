@@ -13,15 +13,8 @@ from dataclasses import dataclass
 from tilevm.dtypes import DType
 from tilevm.ir.accumulators import holds_every_value, reduce_dtype
 from tilevm.ir.elementwise import check_same_layout, layout_of, register_result
-from tilevm.ir.expr import (
-    Expr,
-    Var,
-)
-from tilevm.ir.inst import (
-    Instruction,
-    IRTypeError,
-    expect_tile,
-)
+from tilevm.ir.expr import Expr, Var
+from tilevm.ir.inst import Instruction, IRTypeError, expect_tile
 from tilevm.ir.types import Scope, TileType
 from tilevm.layout import dot_atom, local
 

@@ -19,12 +19,7 @@ from dataclasses import dataclass
 from tilevm.dtypes import DType, int32
 from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr, Var
 from tilevm.ir.global_access import check_extents, check_window
-from tilevm.ir.inst import (
-    Instruction,
-    IRTypeError,
-    expect_scalar,
-    expect_tile,
-)
+from tilevm.ir.inst import Instruction, IRTypeError, expect_scalar, expect_tile
 from tilevm.ir.types import Scope, TileType
 from tilevm.layout import LayoutError, SharedLayout
 from tilevm.layout.shared import permute_shared

@@ -3,55 +3,59 @@ kernel's body calls. Everything is re-exported at the top level (``import tilevm
 imports torch: launching (``tv.kernel``, ``tv.view`` of a torch tensor) belongs to ``tilevm.runtime``."""
 
 from tilevm.lang.annotations import Tensor, TensorAnnotation, constexpr
-from tilevm.lang.builtins import (
-    abs,
+from tilevm.lang.compute_builtins import (
     arange,
-    atomic_add,
-    atomic_max,
-    atomic_min,
     block_idx,
     cast,
     cdiv,
-    ceil,
     convert_layout,
-    copy_async,
-    copy_async_commit,
-    copy_async_wait,
-    cos,
     dot,
+    num_blocks,
+    permute,
+    where,
+)
+from tilevm.lang.control import static_range
+from tilevm.lang.control import tile_range as range
+from tilevm.lang.functions import DeviceFunction, func
+from tilevm.lang.math_builtins import (
+    abs,
+    ceil,
+    cos,
     exp,
     exp2,
     floor,
-    free_shared,
-    load_global,
-    load_scalar,
-    load_shared,
     log,
     log2,
     max,
     maximum,
     min,
     minimum,
-    num_blocks,
-    permute,
-    register_tensor,
     round,
     rsqrt,
-    shared_tensor,
     sin,
-    slice_shared,
     sqrt,
-    store_global,
-    store_shared,
     sum,
-    sync,
     tanh,
     trunc,
-    where,
-)  # fmt: skip
-from tilevm.lang.control import static_range
-from tilevm.lang.control import tile_range as range
-from tilevm.lang.functions import DeviceFunction, func
+)
+from tilevm.lang.memory_builtins import (
+    atomic_add,
+    atomic_max,
+    atomic_min,
+    copy_async,
+    copy_async_commit,
+    copy_async_wait,
+    free_shared,
+    load_global,
+    load_scalar,
+    load_shared,
+    register_tensor,
+    shared_tensor,
+    slice_shared,
+    store_global,
+    store_shared,
+    sync,
+)
 
 __all__ = [
     "DeviceFunction",

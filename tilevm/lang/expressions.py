@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from tilevm.errors import CompilationError, SourceLocation
 from tilevm.ir import Const, GlobalType, TileType
-from tilevm.lang import builtins as dsl
+from tilevm.lang import compute_builtins, math_builtins, memory_builtins
 from tilevm.lang.control import tile_range
 from tilevm.lang.functions import DeviceFunction, kernel_meaning
 from tilevm.lang.operators import (
@@ -23,7 +23,11 @@ from tilevm.lang.values import describe_value, from_numpy, is_ir
 __all__ = ["ExpressionEvaluator"]
 
 #: functions that accept kernel values (a host function marked with ``in_kernel`` has its own meaning too)
-KERNEL_FUNCTIONS: dict[Callable, Callable] = {getattr(dsl, name): getattr(dsl, name) for name in dsl.__all__}
+KERNEL_FUNCTIONS: dict[Callable, Callable] = {
+    getattr(module, name): getattr(module, name)
+    for module in (memory_builtins, compute_builtins, math_builtins)
+    for name in module.__all__
+}
 KERNEL_FUNCTIONS[tile_range] = tile_range
 
 
@@ -76,7 +80,7 @@ class ExpressionEvaluator:
                 raise CompilationError(
                     f"'.T' of {describe_value(value)}; use tv.permute(tile, dims) for rank != 2"
                 )
-            return dsl.permute(value, (1, 0))
+            return compute_builtins.permute(value, (1, 0))
         if isinstance(value_type, GlobalType) and attribute in ("shape", "strides", "rank"):
             if attribute == "rank":
                 return value_type.rank

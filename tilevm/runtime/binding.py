@@ -34,7 +34,7 @@ from tilevm.dtypes import (
 )
 from tilevm.errors import LaunchError
 from tilevm.lang.annotations import TensorAnnotation, constexpr
-from tilevm.lang.builtins import view_tile
+from tilevm.lang.compute_builtins import view_tile
 from tilevm.lang.functions import in_kernel
 from tilevm.lang.parameters import (
     ALIGNMENT_BYTES,
