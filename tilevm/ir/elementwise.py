@@ -33,6 +33,7 @@ from tilevm.ir.expr import (
     Var,
     binary_result_dtype,
     check_operator,
+    expect_choice,
 )
 from tilevm.ir.inst import Instruction, IRTypeError, broadcast_shapes, expect_tile
 from tilevm.ir.types import ScalarType, Scope, TileType
@@ -111,8 +112,7 @@ class Unary(Instruction):
     opname = "unary"
 
     def result_type(self) -> TileType:
-        if self.op not in UNARY_OPS:
-            raise IRTypeError(f"unknown unary op '{self.op}'; expected one of {', '.join(UNARY_OPS)}")
+        expect_choice(self.op, UNARY_OPS, "unary op")
         shape, dtype = broadcast_operands({"operand": self.operand})
         check_operator(self.op, dtype)
         return register_result(shape, dtype)
@@ -192,10 +192,7 @@ class Cast(Instruction):
     opname = "cast"
 
     def result_type(self) -> TileType:
-        if self.rounding not in ROUNDING_MODES:
-            raise IRTypeError(
-                f"unknown rounding '{self.rounding}'; expected one of {', '.join(ROUNDING_MODES)}"
-            )
+        expect_choice(self.rounding, ROUNDING_MODES, "rounding")
         source = expect_tile(self.operand, "cast's operand", Scope.REGISTER)
         return register_result(source.shape, self.dtype)
 

@@ -20,6 +20,7 @@ from tilevm.dtypes import DType, boolean, float32, int32
 from tilevm.ir.types import ScalarType, Type
 
 __all__ = [
+    "expect_choice",
     "ARITHMETIC_OPS",
     "BINARY_OPS",
     "BITWISE_OPS",
@@ -60,6 +61,18 @@ ROUNDING_MODES = ("nearest", "zero")
 
 class IRTypeError(Exception):
     """An instruction or expression whose operands break its type rule; the verifier adds the location."""
+
+
+def expect_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    """Raise ``IRTypeError`` unless ``value`` is one of ``choices`` (an op name, a mode, a shape).
+
+    >>> expect_choice("fma", ("add", "mul"), "binary op")
+    Traceback (most recent call last):
+        ...
+    tilevm.ir.expr.IRTypeError: unknown binary op 'fma'; expected one of add, mul
+    """
+    if value not in choices:
+        raise IRTypeError(f"unknown {what} '{value}'; expected one of {', '.join(choices)}")
 
 
 class Syntax(enum.Enum):
@@ -184,8 +197,7 @@ class UnaryExpr(Expr):
         return self.operand.type
 
     def result_type(self) -> ScalarType:
-        if self.op not in UNARY_OPS:
-            raise IRTypeError(f"unknown unary op '{self.op}'; expected one of {', '.join(UNARY_OPS)}")
+        expect_choice(self.op, UNARY_OPS, "unary op")
         operand = _expect_scalar(self.operand, f"the operand of '{self.op}'")
         check_operator(self.op, operand.dtype)
         return operand
@@ -212,8 +224,7 @@ class BinaryExpr(Expr):
         return ScalarType(binary_result_dtype(self.op, self.lhs.type.dtype))
 
     def result_type(self) -> ScalarType:
-        if self.op not in BINARY_OPS:
-            raise IRTypeError(f"unknown binary op '{self.op}'; expected one of {', '.join(BINARY_OPS)}")
+        expect_choice(self.op, BINARY_OPS, "binary op")
         lhs = _expect_scalar(self.lhs, f"the lhs of '{self.op}'")
         rhs = _expect_scalar(self.rhs, f"the rhs of '{self.op}'")
         if lhs != rhs:
@@ -239,10 +250,7 @@ class CastExpr(Expr):
 
     def result_type(self) -> ScalarType:
         _expect_scalar(self.operand, "the operand of a cast")
-        if self.rounding not in ROUNDING_MODES:
-            raise IRTypeError(
-                f"unknown rounding '{self.rounding}'; expected one of {', '.join(ROUNDING_MODES)}"
-            )
+        expect_choice(self.rounding, ROUNDING_MODES, "rounding")
         return self.type
 
 

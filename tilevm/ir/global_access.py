@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilevm.ir.expr import Expr, Var
+from tilevm.ir.expr import Expr, Var, expect_choice
 from tilevm.ir.inst import Instruction, IRTypeError, expect_global, expect_scalar, expect_tile
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
 
@@ -128,8 +128,7 @@ class AtomicGlobal(Instruction):
     opname = "atomic_global"
 
     def result_type(self) -> None:
-        if self.op not in ATOMIC_OPS:
-            raise IRTypeError(f"unknown atomic op '{self.op}'; expected one of {', '.join(ATOMIC_OPS)}")
+        expect_choice(self.op, ATOMIC_OPS, "atomic op")
         check_global_write(self.tensor, self.value, self.offsets, self.dims, "atomic_global")
 
 

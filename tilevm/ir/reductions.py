@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tilevm.dtypes import DType
 from tilevm.ir.accumulators import holds_every_value, reduce_dtype
 from tilevm.ir.elementwise import check_same_layout, layout_of, register_result
-from tilevm.ir.expr import Expr, Var
+from tilevm.ir.expr import Expr, Var, expect_choice
 from tilevm.ir.inst import Instruction, IRTypeError, expect_tile
 from tilevm.ir.types import Scope, TileType
 from tilevm.layout import dot_atom, local
@@ -56,8 +56,7 @@ class Reduce(Instruction):
     opname = "reduce"
 
     def result_type(self) -> TileType:
-        if self.op not in REDUCE_OPS:
-            raise IRTypeError(f"unknown reduction '{self.op}'; expected one of {', '.join(REDUCE_OPS)}")
+        expect_choice(self.op, REDUCE_OPS, "reduction")
         source = expect_tile(self.operand, "reduce's operand", Scope.REGISTER)
         if not 0 <= self.dim < source.rank:
             raise IRTypeError(f"reduce over dim {self.dim} of a rank-{source.rank} tile")

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from tilevm.dtypes import DType, bfloat16, float8_e4m3, float8_e5m2, float16, float32, int32
-from tilevm.ir.expr import ROUNDING_MODES, Expr, IRTypeError, Var
+from tilevm.ir.expr import ROUNDING_MODES, Expr, IRTypeError, Var, expect_choice
 from tilevm.ir.inst import Instruction, describe, expect_scalar
 from tilevm.ir.thread.values import WARP_SIZE, register_bits
 from tilevm.ir.types import ScalarType, VectorType
@@ -90,8 +90,7 @@ class Mma(Instruction):
     defined_fields = ("outputs",)
 
     def result_type(self) -> tuple[ScalarType | VectorType, ...]:
-        if self.shape not in MMA_SHAPES:
-            raise IRTypeError(f"unknown mma shape '{self.shape}'; expected one of {', '.join(MMA_SHAPES)}")
+        expect_choice(self.shape, MMA_SHAPES, "mma shape")
         a_dtype, b_dtype = (
             _operand_dtype(operands, name) for operands, name in ((self.a, "a"), (self.b, "b"))
         )
@@ -165,10 +164,7 @@ class Shuffle(Instruction):
     opname = "shuffle"
 
     def result_type(self) -> ScalarType | VectorType:
-        if self.mode not in SHUFFLE_MODES:
-            raise IRTypeError(
-                f"unknown shuffle mode '{self.mode}'; expected one of {', '.join(SHUFFLE_MODES)}"
-            )
+        expect_choice(self.mode, SHUFFLE_MODES, "shuffle mode")
         value = self.value.type
         if register_bits(value) != 32:
             raise IRTypeError(f"a shuffle moves 32 bits, got {describe(value)}")
@@ -212,8 +208,7 @@ class Prmt(Instruction):
     opname = "prmt"
 
     def result_type(self) -> ScalarType:
-        if self.mode not in PRMT_MODES:
-            raise IRTypeError(f"unknown prmt mode '{self.mode}'; expected one of {', '.join(PRMT_MODES)}")
+        expect_choice(self.mode, PRMT_MODES, "prmt mode")
         _expect_32_bit_integer(self.selector, "prmt's selector")
         return _expect_same((self.a, self.b), "ab", "prmt")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tilevm.dtypes import DType
-from tilevm.ir.expr import Expr, IRTypeError, Var
+from tilevm.ir.expr import Expr, IRTypeError, Var, expect_choice
 from tilevm.ir.expr import operator_error as scalar_operator_error
 from tilevm.ir.inst import Instruction, describe, expect_scalar
 from tilevm.ir.stmt import expect_condition
@@ -181,8 +181,7 @@ class Atomic(Instruction):
         pointer = expect_pointer(self.pointer, "atomic's pointer", *_BOTH_SPACES)
         expect_predicate(self.predicate)
         value = expect_scalar(self.value, "atomic's value")
-        if self.op not in ATOMIC_OPS:
-            raise IRTypeError(f"unknown atomic op '{self.op}'; expected one of {', '.join(ATOMIC_OPS)}")
+        expect_choice(self.op, ATOMIC_OPS, "atomic op")
         if value.dtype != pointer.dtype:
             raise IRTypeError(f"atomic {self.op} of a {value} value through a {pointer}")
         if value.dtype.nbits not in (16, 32, 64):
