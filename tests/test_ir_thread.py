@@ -51,6 +51,9 @@ mma(shape="m16n8k16", a=[%a0, %a1, %a2, %a3], b=[%b0, %b1], c=[%acc, %acc, %acc,
   %bytes: uint32 = prmt(a=%bits, b=%bits, selector=12816:uint32)
   %v: vector<float16, 8> = load(pointer=%row, width=16, predicate=%tid < %n)
   store(pointer=%tile, value=pack([element(%v, 7), cast<float16>(%bytes)]))
+  %halves: vector<float16, 4> = let(value=gather([%v, element(%v, 0)], [8, 0, 1, 8]))
+  %wide: vector<float32, 4> = let(value=cast<float32>(%halves + %halves))
+  %picked: vector<float32, 4> = let(value=select(%wide < neg(%wide), %wide, neg(%wide)))
   if %lane == 0 {
     %old: float32 = atomic(op="add", pointer=%y, value=%sum)
   }
@@ -151,6 +154,16 @@ BROKEN = [
      "let: pack's element 1 is a float32, element 0"),
     ("%m: float32 = let(value=bitcast<float32, 1>(%x))",
      "let: the operand of a bitcast to float32 must be a 32-bit"),
+    ("%m: vector<float16, 2> = let(value=gather([%h], [0, 2]))",
+     "let: gather's index 2 is outside its 2 source elements"),
+    ("%m: vector<float16, 2> = let(value=gather([%h, 1.0], [0, 1]))",
+     "let: gather's source 1 holds float32, source 0 float16"),
+    ("%m: vector<float16, 2> = let(value=select(true, %h, pack([1.0, 2.0])))",
+     "let: select of a vector<float16, 2> and a vector<float32, 2>"),
+    ("%m: vector<float16, 2> = let(value=select(1.0, %h, %h))",
+     "let: select's condition must be a bool or vector<bool, 2>, got scalar float32"),
+    ("%m: vector<float16, 2> = let(value=%h + pack([1.0, 2.0]))",
+     "let: 'add' of a vector<float16, 2> and a vector<float32, 2>; cast one of them"),
     ("%m: ptr<float16> = let(value=pointer_add(%x, 1.5))",
      "let: a pointer offset must be an integer, got float32"),
     ("%m: ptr<float16, shared> = let(value=shared_pointer<float16>(%s))",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tilevm.dtypes import DType, boolean, float32, int32
-from tilevm.ir.types import ScalarType, Type
+from tilevm.ir.types import ScalarType, Type, VectorType
 
 __all__ = [
     "expect_choice",
@@ -185,7 +185,7 @@ class GridSize(Expr):
 
 @dataclass(frozen=True)
 class UnaryExpr(Expr):
-    """``op(operand)`` on a scalar, one of ``UNARY_OPS``."""
+    """``op(operand)`` on a scalar, one of ``UNARY_OPS``; in Thread IR also on a vector, elementwise."""
 
     op: str
     operand: Expr
@@ -198,14 +198,15 @@ class UnaryExpr(Expr):
 
     def result_type(self) -> ScalarType:
         expect_choice(self.op, UNARY_OPS, "unary op")
-        operand = _expect_scalar(self.operand, f"the operand of '{self.op}'")
+        operand = _expect_register(self.operand, f"the operand of '{self.op}'")
         check_operator(self.op, operand.dtype)
         return operand
 
 
 @dataclass(frozen=True)
 class BinaryExpr(Expr):
-    """``lhs op rhs`` on two scalars of the same dtype; comparisons give ``bool``.
+    """``lhs op rhs`` on two scalars of the same dtype; comparisons give ``bool``. In Thread IR the operands
+    may be two vectors of one type, computed element by element (packed ``add.f16x2`` and the like).
 
     Integer ``floordiv`` and ``mod`` follow Python (floor division; the remainder has the divisor's sign);
     a zero divisor is an error in the reference executor and undefined on the GPU. Shift amounts are
@@ -220,13 +221,13 @@ class BinaryExpr(Expr):
     ops = BINARY_OPS
 
     @property
-    def type(self) -> ScalarType:
-        return ScalarType(binary_result_dtype(self.op, self.lhs.type.dtype))
+    def type(self) -> ScalarType | VectorType:
+        return _like(self.lhs.type, binary_result_dtype(self.op, self.lhs.type.dtype))
 
-    def result_type(self) -> ScalarType:
+    def result_type(self) -> ScalarType | VectorType:
         expect_choice(self.op, BINARY_OPS, "binary op")
-        lhs = _expect_scalar(self.lhs, f"the lhs of '{self.op}'")
-        rhs = _expect_scalar(self.rhs, f"the rhs of '{self.op}'")
+        lhs = _expect_register(self.lhs, f"the lhs of '{self.op}'")
+        rhs = _expect_register(self.rhs, f"the rhs of '{self.op}'")
         if lhs != rhs:
             raise IRTypeError(f"'{self.op}' of a {lhs} and a {rhs}; cast one of them")
         check_operator(self.op, lhs.dtype)
@@ -236,7 +237,8 @@ class BinaryExpr(Expr):
 @dataclass(frozen=True)
 class CastExpr(Expr):
     """A scalar converted to ``dtype`` by the ``Cast`` instruction's rules, with ``rounding`` "nearest" or
-    "zero" (the DSL's ``tv.cast`` on a scalar picks the default as it does for a tile)."""
+    "zero" (the DSL's ``tv.cast`` on a scalar picks the default as it does for a tile). In Thread IR the
+    operand may be a vector, converted element by element to a vector of ``dtype`` of the same length."""
 
     operand: Expr
     dtype: DType
@@ -245,11 +247,11 @@ class CastExpr(Expr):
     opname = "cast"
 
     @property
-    def type(self) -> ScalarType:
-        return ScalarType(self.dtype)
+    def type(self) -> ScalarType | VectorType:
+        return _like(self.operand.type, self.dtype)
 
-    def result_type(self) -> ScalarType:
-        _expect_scalar(self.operand, "the operand of a cast")
+    def result_type(self) -> ScalarType | VectorType:
+        _expect_register(self.operand, "the operand of a cast")
         expect_choice(self.rounding, ROUNDING_MODES, "rounding")
         return self.type
 
@@ -286,11 +288,19 @@ def operator_error(op: str, dtype: DType) -> str | None:
     return None
 
 
-def _expect_scalar(operand: Expr, what: str) -> ScalarType:
+def _expect_register(operand: Expr, what: str) -> ScalarType | VectorType:
+    """A scalar, or a Thread IR vector (Tile IR has no vector values, so there this means a scalar)."""
     operand_type = operand.type
-    if not isinstance(operand_type, ScalarType):
+    if not isinstance(operand_type, ScalarType | VectorType):
         raise IRTypeError(f"{what} must be a scalar, got {operand_type}")
     return operand_type
+
+
+def _like(shape_of: Type, dtype: DType) -> ScalarType | VectorType:
+    """A scalar of ``dtype``, or a vector of ``dtype`` as long as ``shape_of`` when that is a vector."""
+    if isinstance(shape_of, VectorType):
+        return VectorType(dtype, shape_of.length)
+    return ScalarType(dtype)
 
 
 def _expect_axis(expression: BlockIndex | GridSize) -> ScalarType:

@@ -34,9 +34,11 @@ from tilevm.ir.thread.memory import (
 from tilevm.ir.thread.values import (
     Bitcast,
     Element,
+    Gather,
     LaneIndex,
     Pack,
     PointerAdd,
+    Select,
     SharedPointer,
     ThreadIndex,
     WarpIndex,
@@ -52,6 +54,7 @@ THREAD_IR = InstructionSet(
     expressions=(
         Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr,
         ThreadIndex, LaneIndex, WarpIndex, SharedPointer, PointerAdd, Element, Pack, Bitcast,
+        Select, Gather,
     ),
 )  # fmt: skip
 
@@ -65,6 +68,7 @@ __all__ = [
     "CopyAsyncGroup",
     "CopyAsyncWaitGroup",
     "Element",
+    "Gather",
     "LaneIndex",
     "Ldmatrix",
     "Load",
@@ -73,6 +77,7 @@ __all__ = [
     "Pack",
     "PointerAdd",
     "Prmt",
+    "Select",
     "SharedPointer",
     "Shuffle",
     "Store",

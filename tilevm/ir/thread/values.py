@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilevm.dtypes import DType, int32
+from tilevm.dtypes import DType, boolean, int32
 from tilevm.ir.expr import Expr, IRTypeError, Syntax
 from tilevm.ir.inst import describe, expect_scalar
 from tilevm.ir.types import AddressSpace, PointerType, ScalarType, Type, VectorType
@@ -21,9 +21,11 @@ __all__ = [
     "WARP_SIZE",
     "Bitcast",
     "Element",
+    "Gather",
     "LaneIndex",
     "Pack",
     "PointerAdd",
+    "Select",
     "SharedPointer",
     "ThreadIndex",
     "WarpIndex",
@@ -193,4 +195,78 @@ class Bitcast(Expr):
             raise IRTypeError(f"bitcast's length must be positive, got {self.length}")
         bits = self.dtype.nbits * self.length
         expect_bits(self.operand, f"the operand of a bitcast to {self.type}", bits)
+        return self.type
+
+
+@dataclass(frozen=True)
+class Select(Expr):
+    """``if_true`` where ``condition`` holds, else ``if_false``, element by element (PTX ``selp``, LLVM
+    ``select``): the two values share a type, scalar or vector, and the condition is a bool scalar or a
+    bool vector of their length."""
+
+    condition: Expr
+    if_true: Expr
+    if_false: Expr
+    opname = "select"
+
+    @property
+    def type(self) -> Type:
+        return self.if_true.type
+
+    def result_type(self) -> ScalarType | VectorType:
+        value = self.if_true.type
+        if not isinstance(value, ScalarType | VectorType):
+            raise IRTypeError(f"select's values must be scalars or vectors, got {describe(value)}")
+        if self.if_false.type != value:
+            raise IRTypeError(f"select of a {describe(value)} and a {describe(self.if_false.type)}")
+        condition = self.condition.type
+        length = value.length if isinstance(value, VectorType) else 1
+        allowed = (ScalarType(boolean), VectorType(boolean, length))
+        if condition not in allowed:
+            expected = " or ".join(str(option) for option in allowed[: 1 + (length > 1)])
+            raise IRTypeError(f"select's condition must be a {expected}, got {describe(condition)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Gather(Expr):
+    """Elements picked from registers by static positions (LLVM ``shufflevector``): the ``sources`` (scalars
+    and vectors of one dtype) are read as one row of elements, source 0 first, and element ``j`` of the
+    result is element ``indices[j]`` of that row; a scalar when there is one index. It slices, concatenates,
+    reorders and broadcasts the per-thread registers of a tile without computing anything.
+
+    >>> from tilevm.dtypes import float16
+    >>> from tilevm.ir.expr import Var
+    >>> halves = Var("h", VectorType(float16, 4))
+    >>> str(Gather((halves, Var("s", ScalarType(float16))), (4, 0, 1, 4)).result_type())
+    'vector<float16, 4>'
+    """
+
+    sources: tuple[Expr, ...]
+    indices: tuple[int, ...]
+    opname = "gather"
+
+    @property
+    def type(self) -> ScalarType | VectorType:
+        dtype = self.sources[0].type.dtype
+        return ScalarType(dtype) if len(self.indices) == 1 else VectorType(dtype, len(self.indices))
+
+    def result_type(self) -> ScalarType | VectorType:
+        if not self.sources or not self.indices:
+            raise IRTypeError("gather needs at least one source and one index")
+        dtype = None
+        available = 0
+        for position, source in enumerate(self.sources):
+            source_type = source.type
+            if not isinstance(source_type, ScalarType | VectorType):
+                raise IRTypeError(
+                    f"gather's source {position} must be a scalar or vector, got {describe(source_type)}"
+                )
+            if dtype is not None and source_type.dtype != dtype:
+                raise IRTypeError(f"gather's source {position} holds {source_type.dtype}, source 0 {dtype}")
+            dtype = source_type.dtype
+            available += source_type.length if isinstance(source_type, VectorType) else 1
+        for index in self.indices:
+            if not 0 <= index < available:
+                raise IRTypeError(f"gather's index {index} is outside its {available} source elements")
         return self.type
