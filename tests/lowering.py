@@ -1,0 +1,83 @@
+"""Test helpers for lowering: a Tile IR program through every pass to Thread IR, and a kernel launch
+run twice, by the block-level reference executor and by the SIMT interpreter on the lowered program, on
+copies of the same tensors, with the results compared byte for byte.
+
+``tilevm.runtime.cpu.execute(program, arguments, grid)`` is the interpreter's entry point; it takes the flat
+arguments the reference executor takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from tilevm.ir import Program, check_round_trip, verify
+from tilevm.ir.thread import THREAD_IR
+from tilevm.passes import CompileOptions, run_pipeline
+from tilevm.passes.infer_layouts import infer_layouts
+from tilevm.passes.lower import lower_to_threads
+from tilevm.passes.plan_shared_memory import plan_shared_memory
+from tilevm.runtime.binding import bind_arguments, flat_values
+from tilevm.runtime.jit import Kernel, _grid
+from tilevm.runtime.reference import execute as execute_reference
+
+__all__ = ["lower", "lowered_kernel", "run_both", "assert_same_bytes"]
+
+
+def lower(program: Program) -> Program:
+    """The Thread IR of a front-end program, verified and checked to round-trip through its text form."""
+    tile_program = plan_shared_memory(infer_layouts(run_pipeline(program, CompileOptions())))
+    thread_program = verify(lower_to_threads(verify(tile_program)), THREAD_IR)
+    check_round_trip(thread_program, THREAD_IR)
+    return thread_program
+
+
+def lowered_kernel(kernel: Kernel, *args: object, **kwargs: object) -> Program:
+    """The Thread IR that a launch of ``kernel`` with these arguments runs."""
+    return lower(kernel.ir(*args, **kwargs))
+
+
+def run_both(
+    kernel: Kernel, grid: object, *args: object, **kwargs: object
+) -> tuple[list[object], list[object]]:
+    """Launch ``kernel`` on two copies of its arguments: the reference executor runs the Tile IR, the SIMT
+    interpreter the lowered Thread IR. Returns both copies of the arguments (tensors as written)."""
+    from tilevm.runtime.cpu import execute as execute_threads
+
+    copies = []
+    for run in (_reference_run, _interpreter_run(execute_threads)):
+        cloned_args = [_clone(value) for value in args]
+        cloned_kwargs = {name: _clone(value) for name, value in kwargs.items()}
+        values = bind_arguments(kernel.signature, tuple(cloned_args), cloned_kwargs)
+        program, flat = kernel.compiled(values)
+        run(program, flat_values(flat, values), _grid(grid, values))
+        copies.append(cloned_args)
+    return copies[0], copies[1]
+
+
+def assert_same_bytes(reference: list[object], lowered: list[object]) -> None:
+    """Every tensor argument holds the same bytes after both runs (NaNs compared by their bits)."""
+    for position, (expected, actual) in enumerate(zip(reference, lowered, strict=True)):
+        if isinstance(expected, torch.Tensor):
+            same = torch.equal(_bytes(expected), _bytes(actual))
+            assert same, f"argument {position} differs:\nreference {expected}\nlowered {actual}"
+
+
+def _reference_run(program: Program, arguments: list[object], grid: tuple[int, ...]) -> None:
+    execute_reference(program, arguments, grid)
+
+
+def _interpreter_run(execute_threads: Callable) -> Callable:
+    def run(program: Program, arguments: list[object], grid: tuple[int, ...]) -> None:
+        execute_threads(lower(program), arguments, grid)
+
+    return run
+
+
+def _clone(value: object) -> object:
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
+def _bytes(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.contiguous().view(-1).view(torch.uint8)

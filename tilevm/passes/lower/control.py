@@ -1,0 +1,76 @@
+"""Lowering of the instructions that keep their shape in Thread IR: scalar statements, control flow,
+register tiles that a loop or branch overwrites, and global views.
+
+Tile IR's control flow is the same in every thread of a block (its conditions are scalars), so each thread
+runs the same loops and branches; a register tile that a loop overwrites (``alloc_register`` then ``assign``)
+becomes a mutable register (``declare`` then ``set``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tilevm.ir import (
+    AllocRegister,
+    AssignScalar,
+    AssignTensor,
+    DeclareScalar,
+    For,
+    GlobalView,
+    If,
+    LetScalar,
+    While,
+)
+from tilevm.ir.expr import Const
+from tilevm.passes.lower.lowering import GlobalTensor, Handler, Lowering, splat, tile_layout
+
+__all__ = ["HANDLERS"]
+
+
+def _unchanged(lowering: Lowering, statement: LetScalar | DeclareScalar | AssignScalar) -> None:
+    lowering.emit(statement)
+
+
+def _for(lowering: Lowering, loop: For) -> None:
+    lowering.emit(dataclasses.replace(loop, body=lowering.lower_body(loop.body)))
+
+
+def _while(lowering: Lowering, loop: While) -> None:
+    lowering.emit(dataclasses.replace(loop, body=lowering.lower_body(loop.body)))
+
+
+def _if(lowering: Lowering, branch: If) -> None:
+    then_body = lowering.lower_body(branch.then_body)
+    else_body = lowering.lower_body(branch.else_body)
+    lowering.emit(dataclasses.replace(branch, then_body=then_body, else_body=else_body))
+
+
+def _alloc_register(lowering: Lowering, allocation: AllocRegister) -> None:
+    # An allocation without init holds unspecified values; zero is as good as any and keeps runs reproducible.
+    init = allocation.init if allocation.init is not None else Const(0, allocation.dtype)
+    length = tile_layout(allocation.output).local_size
+    register = lowering.define(DeclareScalar, allocation.output.name, init=splat(init, length))
+    lowering.bind(allocation.output, register)
+
+
+def _assign_tensor(lowering: Lowering, assignment: AssignTensor) -> None:
+    destination = lowering.tile(assignment.destination)
+    lowering.emit(AssignScalar(variable=destination, value=lowering.tile(assignment.value)))
+
+
+def _global_view(lowering: Lowering, view: GlobalView) -> None:
+    tensor = GlobalTensor(view.pointer, view.output.type.dtype, view.shape, view.strides)
+    lowering.bind_global(view.output, tensor)
+
+
+HANDLERS: dict[type, Handler] = {
+    LetScalar: _unchanged,
+    DeclareScalar: _unchanged,
+    AssignScalar: _unchanged,
+    For: _for,
+    While: _while,
+    If: _if,
+    AllocRegister: _alloc_register,
+    AssignTensor: _assign_tensor,
+    GlobalView: _global_view,
+}

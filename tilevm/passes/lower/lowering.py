@@ -1,0 +1,261 @@
+"""The state of one lowering from Tile IR to Thread IR, and the helpers every instruction's lowering uses.
+
+A handler lowers one Tile IR instruction: it reads the Thread IR values its operands became
+(``Lowering.tile``, ``Lowering.shared_tile``, ``Lowering.global_tensor``), emits Thread IR instructions
+(``emit``, ``define``, ``let``) and binds its output (``bind``, ``bind_shared``, ``bind_global``).
+
+How Tile IR values become Thread IR values:
+
+- a **register tile** with layout ``L`` becomes one register per thread holding the thread's ``L.local_size``
+  elements in local-index order: a ``vector<dtype, n>``, or a scalar when ``n`` is 1 (``register_type``);
+  sub-byte elements are packed, element 0 in the lowest bits, so a ``view`` that keeps each thread's bits
+  is a ``bitcast``;
+- a **shared tile** becomes a :class:`SharedTile`: its dtype, its shared layout and the byte offset of its
+  origin in the block's shared memory (a scalar expression: slices at runtime offsets move it);
+- a **global view** becomes a :class:`GlobalTensor`: its pointer, sizes and strides (scalar expressions);
+- **scalars** stay what they are: Tile IR's scalar expressions are Thread IR's, evaluated by every thread.
+
+Instructions emitted while a Tile IR instruction is lowered carry its source location, so an error found in
+Thread IR (a race, a barrier in divergent code) is reported at the user's line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from tilevm.dtypes import DType, int32
+from tilevm.errors import CompilationError, SourceLocation
+from tilevm.ir import Instruction, Program, TileType
+from tilevm.ir.expr import Const, Expr, Var
+from tilevm.ir.stmt import Body, LetScalar
+from tilevm.ir.thread import Gather, ThreadIndex
+from tilevm.ir.types import ScalarType, Type, VectorType
+from tilevm.layout import RegisterLayout, SharedLayout
+from tilevm.passes.lower.coordinates import thread_coordinates
+
+__all__ = [
+    "GlobalTensor",
+    "Handler",
+    "Lowering",
+    "LoweringError",
+    "SharedTile",
+    "register_type",
+    "splat",
+    "tile_layout",
+    "vector_length",
+]
+
+#: lowers one Tile IR instruction into the lowering's current body
+Handler = Callable[["Lowering", Instruction], None]
+
+#: the alignment of the scratch area that lowering takes for itself (reductions, layout conversions)
+SCRATCH_ALIGNMENT = 16
+
+
+class LoweringError(CompilationError):
+    """A Tile IR instruction that this lowering cannot turn into Thread IR (reported at its source line)."""
+
+
+@dataclass(frozen=True)
+class SharedTile:
+    """A shared tile in Thread IR: element ``c`` is at byte ``base + layout(c) * dtype.nbits / 8`` of the
+    block's shared memory (sub-byte elements packed, ``layout`` counting elements from the tile's origin)."""
+
+    dtype: DType
+    layout: SharedLayout
+    base: Expr
+
+
+@dataclass(frozen=True)
+class GlobalTensor:
+    """A global view in Thread IR: element ``c`` is at byte ``sum(c[d] * strides[d]) * dtype.nbits / 8`` from
+    ``pointer``; ``shape`` bounds the coordinates (elements outside are masked off, never touched)."""
+
+    pointer: Expr
+    dtype: DType
+    shape: tuple[Expr, ...]
+    strides: tuple[Expr, ...]
+
+
+def register_type(dtype: DType, length: int) -> ScalarType | VectorType:
+    """The type of a thread's ``length`` elements of ``dtype``: a scalar for one, else a vector."""
+    return ScalarType(dtype) if length == 1 else VectorType(dtype, length)
+
+
+def vector_length(value_type: Type) -> int:
+    """The number of elements a register of ``value_type`` holds (1 for a scalar)."""
+    return value_type.length if isinstance(value_type, VectorType) else 1
+
+
+def splat(value: Expr, length: int) -> Expr:
+    """``value`` (a scalar) repeated ``length`` times; the scalar itself when ``length`` is 1."""
+    return value if length == 1 else Gather((value,), (0,) * length)
+
+
+class Lowering:
+    """One lowering of a Tile IR program: the values bound so far and the Thread IR body being built."""
+
+    def __init__(self, program: Program, handlers: dict[type[Instruction], Handler]) -> None:
+        self.program = program
+        self.handlers = handlers
+        self.location: SourceLocation | None = None
+        self._tiles: dict[Var, Expr] = {}
+        self._shared: dict[Var, SharedTile] = {}
+        self._globals: dict[Var, GlobalTensor] = {}
+        self._prologue: list[Instruction] = []
+        self._bodies: list[list[Instruction]] = []
+        self._coordinates: dict[RegisterLayout, tuple[Expr, ...]] = {}
+        self._scratch_start = _aligned(program.shared_bytes or 0, SCRATCH_ALIGNMENT)
+        self._scratch_bytes = 0
+        self.thread = self._hoist("tid", ThreadIndex())
+
+    # -- the result ------------------------------------------------------------------------------------
+
+    def lower_program(self) -> Program:
+        """The Thread IR program: the hoisted per-thread values, then the lowered body."""
+        body = self.lower_body(self.program.body)
+        shared_bytes = self._scratch_start + self._scratch_bytes
+        return dataclasses.replace(
+            self.program,
+            body=(*self._prologue, *body),
+            shared_bytes=shared_bytes if shared_bytes else self.program.shared_bytes,
+        )
+
+    def lower_body(self, body: Body) -> Body:
+        """The Thread IR of a Tile IR body (a loop's, a branch's), in a body of its own."""
+        with self.collect() as lowered:
+            for instruction in body:
+                self.lower(instruction)
+        return tuple(lowered)
+
+    def lower(self, instruction: Instruction) -> None:
+        handler = self.handlers.get(type(instruction))
+        if handler is None:
+            raise LoweringError(
+                f"lowering to Thread IR does not handle {type(instruction).__name__} yet", instruction.loc
+            )
+        outer = self.location
+        self.location = instruction.loc or outer
+        try:
+            handler(self, instruction)
+        finally:
+            self.location = outer
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[list[Instruction]]:
+        """Instructions emitted inside the ``with`` go to the yielded list (a nested body) instead."""
+        self._bodies.append([])
+        try:
+            yield self._bodies[-1]
+        finally:
+            self._bodies.pop()
+
+    # -- emitting --------------------------------------------------------------------------------------
+
+    def emit(self, instruction: Instruction) -> Instruction:
+        """Append ``instruction`` to the current body, at the current source location unless it has one."""
+        if instruction.loc is None and self.location is not None:
+            instruction = dataclasses.replace(instruction, loc=self.location)
+        self._bodies[-1].append(instruction)
+        return instruction
+
+    def define(self, cls: type[Instruction], name: str, **fields: object) -> Var:
+        """Emit ``cls(output=..., **fields)`` and return its output, typed by the instruction's type rule."""
+        placeholder = Var(name, ScalarType(int32))
+        output_type = cls(output=placeholder, **fields).result_type()
+        output = Var(name, output_type)
+        self.emit(cls(output=output, **fields))
+        return output
+
+    def let(self, name: str, value: Expr) -> Expr:
+        """``value`` bound to a new variable (so that it is computed once), or ``value`` itself when it is
+        already a variable or a constant."""
+        if isinstance(value, Var | Const):
+            return value
+        return self.define(LetScalar, name, value=value)
+
+    def thread_coordinates(self, layout: RegisterLayout) -> tuple[Expr, ...]:
+        """Per dim, the running thread's part of the coordinates of its elements in a tile of ``layout``
+        (``tilevm.passes.lower.coordinates``), computed once per program at its start."""
+        coordinates = self._coordinates.get(layout)
+        if coordinates is None:
+            coordinates = tuple(
+                self._hoist(f"coord{dim}", expression)
+                for dim, expression in enumerate(thread_coordinates(layout, self.thread))
+            )
+            self._coordinates[layout] = coordinates
+        return coordinates
+
+    def scratch(self, nbytes: int) -> int:
+        """The byte offset of ``nbytes`` of shared memory that this lowering may use between two barriers of
+        its own (a reduction across warps, a layout conversion): it lies above every planned allocation,
+        and every use shares it, so a user brackets its writes and reads with barriers."""
+        self._scratch_bytes = max(self._scratch_bytes, _aligned(nbytes, SCRATCH_ALIGNMENT))
+        return self._scratch_start
+
+    # -- values ----------------------------------------------------------------------------------------
+
+    def tile(self, variable: Expr) -> Expr:
+        """The thread's register holding its elements of the register tile ``variable``."""
+        try:
+            return self._tiles[variable]
+        except KeyError:
+            raise LoweringError(
+                f"register tile {_name(variable)} has no Thread IR value", self.location
+            ) from None
+
+    def bind(self, variable: Var, value: Expr) -> None:
+        """The register tile ``variable`` is ``value`` (of ``register_type(dtype, local_size)``)."""
+        expected = register_type(variable.type.dtype, tile_layout(variable).local_size)
+        if value.type != expected:
+            raise LoweringError(
+                f"register tile {variable.name} was lowered to a {value.type}, expected {expected}",
+                self.location,
+            )
+        self._tiles[variable] = value
+
+    def shared_tile(self, variable: Expr) -> SharedTile:
+        try:
+            return self._shared[variable]
+        except KeyError:
+            raise LoweringError(
+                f"shared tile {_name(variable)} has no Thread IR value", self.location
+            ) from None
+
+    def bind_shared(self, variable: Var, tile: SharedTile) -> None:
+        self._shared[variable] = tile
+
+    def global_tensor(self, variable: Expr) -> GlobalTensor:
+        try:
+            return self._globals[variable]
+        except KeyError:
+            raise LoweringError(
+                f"global view {_name(variable)} has no Thread IR value", self.location
+            ) from None
+
+    def bind_global(self, variable: Var, tensor: GlobalTensor) -> None:
+        self._globals[variable] = tensor
+
+    def _hoist(self, name: str, value: Expr) -> Var:
+        variable = Var(name, value.result_type())
+        self._prologue.append(LetScalar(output=variable, value=value))
+        return variable
+
+
+def tile_layout(variable: Expr) -> RegisterLayout:
+    """The register layout of a register tile, which layout inference has set."""
+    tile_type = variable.type
+    if not isinstance(tile_type, TileType) or not isinstance(tile_type.layout, RegisterLayout):
+        raise LoweringError(f"{_name(variable)} is not a register tile with a layout: {tile_type}", None)
+    return tile_type.layout
+
+
+def _name(variable: Expr) -> str:
+    return variable.name if isinstance(variable, Var) else str(variable)
+
+
+def _aligned(value: int, alignment: int) -> int:
+    return -(-value // alignment) * alignment
