@@ -119,9 +119,10 @@ def _data() -> torch.Tensor:
         ),
     ],
     ids=[
-        "read-after-write", "write-after-read", "write-after-reads", "same-instruction-writes", "partial-barrier",
-        "global-bounds", "global-alignment", "shared-bounds", "shared-alignment", "cp-async-pending", "cp-async-race",
-        "cp-async-never-waited", "cp-async-source-size", "while-limit", "division-by-zero",
+        "read-after-write", "write-after-read", "write-after-reads", "same-instruction-writes",
+        "partial-barrier", "global-bounds", "global-alignment", "shared-bounds", "shared-alignment",
+        "cp-async-pending", "cp-async-race", "cp-async-never-waited", "cp-async-source-size", "while-limit",
+        "division-by-zero",
     ],
 )  # fmt: skip
 def test_error_at_its_line(lines, line, message):
