@@ -99,8 +99,8 @@ def _load_ragged(lowering: Lowering, window: ThreadWindow, plan: AccessPlan, loc
         lowering.emit(AssignScalar(variable=register, value=value))
     with lowering.collect() as elements:
         values = [
-            _load_group(lowering, window, local + step, 1, other, window.in_bounds(local + step))
-            for step in range(plan.group)
+            _load_group(lowering, window, local + step, plan.unit, other, window.in_bounds(local + step))
+            for step in range(0, plan.group, plan.unit)
         ]
         lowering.emit(AssignScalar(variable=register, value=_concat(values)))
     lowering.emit(If(condition=full, then_body=tuple(whole), else_body=tuple(elements)))
@@ -148,7 +148,9 @@ def _store_global(lowering: Lowering, instruction: StoreGlobal) -> None:
     layout = tile_layout(instruction.value)
     window = thread_window(lowering, tensor, instruction.offsets, instruction.dims, layout)
     plan = _plan(lowering, instruction, window)
-    if tensor.dtype.nbits < 8 and not (plan.whole_bytes and plan.exact):
+    if tensor.dtype.nbits < 8 and not (
+        plan.whole_bytes and (plan.exact or plan.unit * tensor.dtype.nbits == 8)
+    ):
         raise LoweringError(_partial_byte_message(tensor.dtype, plan), lowering.location)
     value = lowering.tile(instruction.value)
     writer = lowering.let("writer", replica_condition(layout, lowering.thread))
@@ -167,10 +169,10 @@ def _store_ragged(
     with lowering.collect() as whole:
         _store_at(lowering, window, local, piece, writer)
     with lowering.collect() as elements:
-        for step in range(plan.group):
-            element = _slice(piece, step, 1, plan.group)
+        for step in range(0, plan.group, plan.unit):
+            unit = _slice(piece, step, plan.unit, plan.group)
             in_bounds = binary("and", writer, window.in_bounds(local + step))
-            _store_at(lowering, window, local + step, element, in_bounds)
+            _store_at(lowering, window, local + step, unit, in_bounds)
     lowering.emit(If(condition=full, then_body=tuple(whole), else_body=tuple(elements)))
 
 
@@ -238,7 +240,7 @@ def _partial_byte_message(dtype: DType, plan: AccessPlan) -> str:
         f"a thread holds {plan.group} consecutive element(s) along the unit-stride dim ({plan.bits} bits)"
         if not plan.whole_bytes
         else "the tensor's size along the unit-stride dim, or the window's offset, is not known to be a "
-        f"multiple of {plan.group}, so a byte may hold elements inside and outside the tensor"
+        f"multiple of {8 // dtype.nbits}, so a byte may hold elements inside and outside the tensor"
     )
     return (
         f"store_global of {dtype} elements would write part of a byte, which races with the threads writing "

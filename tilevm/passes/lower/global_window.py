@@ -27,12 +27,13 @@ TRUE = Const(True, boolean)
 
 
 def binary(op: str, lhs: Expr, rhs: Expr) -> Expr:
-    """``lhs op rhs``, folded where the operands allow (``x + 0`` is ``x``, ``2 * 3`` is ``6``, ``true and
-    c`` is ``c``)."""
-    if op == "and" and lhs == TRUE:
-        return rhs
-    if op == "and" and rhs == TRUE:
-        return lhs
+    """``lhs op rhs``, folded where the operands allow (``x + 0`` is ``x``, ``2 * 3`` is ``6``, ``0 * x``
+    is ``0`` for int32, ``true and c`` is ``c``)."""
+    if op == "and" and TRUE in (lhs, rhs):
+        return rhs if lhs == TRUE else lhs
+    zero = Const(0, int32)
+    if op == "mul" and zero in (lhs, rhs):
+        return zero  # index arithmetic: an element's offset along a dim it does not move in
     return fold_expression(BinaryExpr(op, lhs, rhs))
 
 

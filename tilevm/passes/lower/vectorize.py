@@ -13,7 +13,9 @@ exists. One group is one access of ``group * nbits`` bits when four things allow
 - the bounds: a group is *exact* when it lies wholly inside or wholly outside the tensor, which holds when
   the group divides what is known to divide the distance from the window's start to the tensor's end
   (``DimensionInfo.remaining``); a group that is not exact may straddle the end, and the lowering then
-  falls back to one element at a time for the groups that are not wholly in bounds.
+  falls back to narrower accesses of ``unit`` elements for the groups that are not wholly in bounds: one
+  element, or one byte of sub-byte elements when no byte can straddle the end (so that stores still
+  write whole bytes).
 
 >>> from tilevm.layout import spatial
 >>> group_size(spatial(8, 4).local(2, 4), dim=1, limit=8)
@@ -36,12 +38,14 @@ __all__ = ["AccessPlan", "group_size", "plan_access"]
 class AccessPlan:
     """How one thread moves its elements of a window: groups of ``group`` consecutive locals along tile dim
     ``dim`` (None: one element at a time), each in one access of ``bits`` bits (less than 8 for a group
-    inside one byte), wholly in or out of bounds when ``exact``."""
+    inside one byte), wholly in or out of bounds when ``exact``; otherwise a group that is not wholly in
+    bounds is moved ``unit`` elements at a time, each unit wholly in or out."""
 
     dim: int | None
     group: int
     bits: int
     exact: bool
+    unit: int = 1
 
     @property
     def whole_bytes(self) -> bool:
@@ -72,8 +76,10 @@ def plan_access(
     axis = unit[0]
     limit = min(MAX_VECTOR_BITS, info.vector_bits(dim=axis)) // nbits
     group = group_size(layout, axis, max(limit, 1))
-    exact = info.dims[axis].remaining % group == 0
-    return AccessPlan(axis, group, group * nbits, exact)
+    remaining = info.dims[axis].remaining
+    per_byte = max(1, 8 // nbits)
+    unit = per_byte if group % per_byte == 0 and remaining % per_byte == 0 else 1
+    return AccessPlan(axis, group, group * nbits, remaining % group == 0, unit)
 
 
 def _unit_run(rank: int, dim: int, size: int) -> RegisterLayout:
