@@ -1,8 +1,7 @@
 """Global loads, stores, atomics and scalar loads run through lowering and the SIMT interpreter, bit for bit
 against the reference executor (``tests/lowering.py::run_both``): random offsets (negative, unaligned, and
 multiples of 16 for the wide paths), ragged shapes, sliced and transposed views, sub-byte dtypes, masked
-tails with ``other``, atomics over replicated layouts and across blocks, and offsets read by
-``load_scalar``. Outputs start as poison bytes (0xAB); the window of every copy is also checked against
+tails with ``other``, and offsets read by ``load_scalar`` (atomics: ``test_lower_global_atomics.py``). Outputs start as poison bytes (0xAB); the window of every copy is also checked against
 torch, so that an element neither executor wrote would show.
 """
 
@@ -14,9 +13,6 @@ import torch
 from lowering import assert_same_bytes, run_both
 
 import tilevm as tv
-
-# the SIMT interpreter lands on main separately; these tests run from then on
-pytest.importorskip("tilevm.runtime.cpu")
 
 POISON = 0xAB
 
@@ -116,28 +112,6 @@ def test_sub_byte_copies_match_the_reference(seed):
     args = (source, destination, m0, n0, d0, d1)
     reference, lowered = run_both(shifted_copy, grid, *args, BM=block_m, BN=block_n, OTHER=1)
     assert_same_bytes(reference, lowered)
-
-
-@tv.kernel(num_warps=1)
-def accumulate(out: tv.Tensor, values: tv.Tensor, m0: int, n0: int, BM: tv.constexpr, BN: tv.constexpr):
-    tile = tv.load_global(values, offsets=[0, 0], shape=[BM, BN])
-    tv.atomic_add(out, tile, offsets=[m0, n0])
-    tv.atomic_max(out, tile, offsets=[m0 + 1, n0])
-
-
-@pytest.mark.parametrize(
-    ("dtype", "block_m", "block_n"),
-    [(torch.int32, 2, 4), (torch.float32, 8, 8), (torch.int64, 16, 4), (torch.float16, 4, 16)],
-)
-def test_atomics_across_blocks_and_replicas_match_the_reference(dtype, block_m, block_n):
-    """Every block adds the same tile (a [2, 4] tile over 32 threads is held 4 times: one replica adds),
-    then takes a maximum one row down; small integers keep float sums exact in any order."""
-    rng = np.random.default_rng(block_m * block_n)
-    out = torch.from_numpy(rng.integers(-20, 20, size=(13, 11))).to(dtype)
-    values = torch.from_numpy(rng.integers(-4, 5, size=(block_m, block_n))).to(dtype)
-    for m0, n0 in [(0, 0), (9, 5), (-1, 3)]:
-        reference, lowered = run_both(accumulate, (3,), out, values, m0, n0, BM=block_m, BN=block_n)
-        assert_same_bytes(reference, lowered)
 
 
 @tv.kernel(num_warps=1)
