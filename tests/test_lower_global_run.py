@@ -1,8 +1,9 @@
-"""Global loads, stores, atomics and scalar loads run through lowering and the SIMT interpreter, bit for bit
-against the reference executor (``tests/lowering.py::run_both``): random offsets (negative, unaligned, and
-multiples of 16 for the wide paths), ragged shapes, sliced and transposed views, sub-byte dtypes, masked
-tails with ``other``, and offsets read by ``load_scalar`` (atomics: ``test_lower_global_atomics.py``). Outputs start as poison bytes (0xAB); the window of every copy is also checked against
-torch, so that an element neither executor wrote would show.
+"""Global loads, stores and scalar loads run through lowering and the SIMT interpreter, bit for bit against
+the reference executor (``tests/lowering.py::run_both``): random offsets (negative, unaligned, and multiples
+of 16 for the wide paths), ragged shapes, sliced and transposed views, sub-byte dtypes, masked tails with
+``other``, and offsets read by ``load_scalar`` (atomics: ``test_lower_global_atomics.py``). Outputs start
+as poison bytes (0xAB); the window of every copy is also checked against torch, so that an element neither
+executor wrote would show.
 """
 
 from __future__ import annotations
