@@ -19,7 +19,7 @@ pytest.importorskip("tilevm.runtime.cpu.atomics")
 def accumulate(out: tv.Tensor, values: tv.Tensor, m0: int, n0: int, BM: tv.constexpr, BN: tv.constexpr):
     tile = tv.load_global(values, offsets=[0, 0], shape=[BM, BN])
     tv.atomic_add(out, tile, offsets=[m0, n0])
-    tv.atomic_max(out, tile, offsets=[m0 + 1, n0])
+    tv.atomic_max(out, tile, offsets=[m0, n0 + BN])  # beside the sums: max and add do not commute
 
 
 @pytest.mark.parametrize(
@@ -28,10 +28,10 @@ def accumulate(out: tv.Tensor, values: tv.Tensor, m0: int, n0: int, BM: tv.const
 )
 def test_atomics_across_blocks_and_replicas_match_the_reference(dtype, block_m, block_n):
     """Every block adds the same tile (a [2, 4] tile over 32 threads is held 4 times: one replica adds),
-    then takes a maximum one row down; small integers keep float sums exact in any order."""
+    and takes a maximum with it beside; small integers keep float sums exact in any order."""
     rng = np.random.default_rng(block_m * block_n)
-    out = torch.from_numpy(rng.integers(-20, 20, size=(13, 11))).to(dtype)
+    out = torch.from_numpy(rng.integers(-20, 20, size=(13, 37))).to(dtype)
     values = torch.from_numpy(rng.integers(-4, 5, size=(block_m, block_n))).to(dtype)
-    for m0, n0 in [(0, 0), (9, 5), (-1, 3)]:
+    for m0, n0 in [(0, 0), (9, 5), (-1, 3), (4, 30)]:
         reference, lowered = run_both(accumulate, (3,), out, values, m0, n0, BM=block_m, BN=block_n)
         assert_same_bytes(reference, lowered)
