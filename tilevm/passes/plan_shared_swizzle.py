@@ -86,10 +86,23 @@ def choose_layouts(program: Program) -> dict[int, SharedLayout]:
     for allocation, found in accesses.items():
         if allocation.output.type.layout is not None:
             continue
-        candidates = _layouts(allocation)
-        costs = [sum((_cost(program, analysis, access, c) for access in found), (0, 0)) for c in candidates]
-        chosen[allocation.output.uid] = candidates[costs.index(min(costs))]
+        best, best_cost = None, None
+        for candidate in _layouts(allocation):
+            cost = _total_cost(program, analysis, found, candidate)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = candidate, cost
+            if cost == (0, 0):  # nothing is better: stop at the first
+                break
+        chosen[allocation.output.uid] = best
     return chosen
+
+
+def _total_cost(program: Program, analysis: IndexAnalysis, found: list[_Access], placement: SharedLayout):
+    strict = total = 0
+    for access in found:
+        more_strict, more = _cost(program, analysis, access, placement)
+        strict, total = strict + more_strict, total + more
+    return strict, total
 
 
 def _layouts(allocation: AllocShared) -> list[SharedLayout]:

@@ -42,7 +42,7 @@ from tilevm.ir.thread import (
 from tilevm.layout import SharedLayout
 from tilevm.passes.index_divisibility import DIVISIBILITY_CAP, power_of_two_part
 from tilevm.passes.lower.lowering import GlobalTensor, Handler, Lowering, LoweringError, SharedTile
-from tilevm.passes.lower.shared_access import MAX_ACCESS_BITS
+from tilevm.passes.lower.shared_access import MAX_ACCESS_BITS, offset_table
 from tilevm.passes.lower.shared_address import (
     add,
     base_elements,
@@ -101,7 +101,7 @@ class CopyPlan:
         cells = self.chunk_origins(chunks)[:, None, :] + np.multiply.outer(
             np.arange(self.width), np.eye(len(self.shape), dtype=np.int64)[self.dim]
         )
-        return shared.table()[tuple(np.moveaxis(cells, -1, 0))]
+        return offset_table(shared)[tuple(np.moveaxis(cells, -1, 0))]
 
 
 def copy_plan(

@@ -50,6 +50,7 @@ __all__ = [
     "lane_vectors",
     "ldmatrix_plan",
     "local_offsets",
+    "offset_table",
     "primary_threads",
     "replica_digits",
     "request_conflicts",
@@ -180,7 +181,7 @@ def lane_ldmatrix_rows(plan: LdmatrixPlan, shared: SharedLayout, warp: int, firs
     step = np.zeros(2, dtype=np.int64)
     step[1 - plan.row_dim] = 1
     cells = coordinates[:, None, :] + np.arange(LDMATRIX_ROW)[None, :, None] * step
-    return shared.table()[cells[..., 0], cells[..., 1]]
+    return offset_table(shared)[cells[..., 0], cells[..., 1]]
 
 
 def _group_index(plan: LdmatrixPlan, first: int) -> int:
@@ -216,7 +217,7 @@ def lane_vectors(
     if store:
         threads = threads[primary_threads(register)[threads]]
     cells = register.table()[threads][:, group * width : (group + 1) * width]
-    return shared.table()[tuple(np.moveaxis(cells, -1, 0))]
+    return offset_table(shared)[tuple(np.moveaxis(cells, -1, 0))]
 
 
 class _LaneRows:
@@ -232,5 +233,20 @@ class _LaneRows:
 def request_conflicts(rows: np.ndarray, nbits: int) -> int:
     """The extra wavefronts of one warp request whose lane ``l`` touches the elements at offsets
     ``rows[l]`` (contiguous, of 4, 8 or 16 bytes): ``tilevm.layout.bank_conflicts`` on these addresses."""
-    access_bytes = rows.shape[1] * nbits // 8
-    return bank_conflicts(_LaneRows(rows), nbits, [(lane, 0) for lane in range(len(rows))], access_bytes)
+    return _conflicts(rows.shape, rows.astype(np.int64).tobytes(), nbits)
+
+
+@lru_cache(maxsize=65536)
+def _conflicts(shape: tuple[int, int], rows: bytes, nbits: int) -> int:
+    """``request_conflicts`` by value: warps and candidate layouts often repeat a request."""
+    table = np.frombuffer(rows, dtype=np.int64).reshape(shape)
+    access_bytes = shape[1] * nbits // 8
+    return bank_conflicts(_LaneRows(table), nbits, [(lane, 0) for lane in range(shape[0])], access_bytes)
+
+
+@lru_cache(maxsize=1024)
+def offset_table(layout: SharedLayout) -> np.ndarray:
+    """``layout.table()``, computed once per layout (read-only)."""
+    table = layout.table()
+    table.setflags(write=False)
+    return table
