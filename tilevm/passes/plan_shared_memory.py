@@ -14,7 +14,7 @@ Before: a verified program with register layouts, whose allocations have no offs
   to the end of that body. So memory is reused after a free and after a loop body or branch ends;
 - ``shared_bytes`` is the end of the highest allocation.
 
-A program whose allocations are all planned already is returned unchanged.
+A program whose allocations are all planned already, or that has none, is returned unchanged.
 
 >>> from tilevm.ir import parse
 >>> program = plan_shared_memory(parse('''kernel k() num_threads=32 {
@@ -49,8 +49,9 @@ __all__ = ["plan_shared_memory"]
 def plan_shared_memory(program: Program) -> Program:
     """``program`` with every shared allocation laid out and placed (see the module)."""
     allocations = [item for item in walk_instructions(program.body) if isinstance(item, AllocShared)]
-    if program.shared_bytes is not None and all(item.offset is not None for item in allocations):
-        return program
+    planned = program.shared_bytes is not None and all(item.offset is not None for item in allocations)
+    if planned or not allocations:
+        return program  # a program without allocations needs no shared memory: it keeps no plan
     laid_out = _with_layouts(program, choose_layouts(program))
     offsets, end = _offsets(laid_out)
     placed = Rewriter(instruction=lambda instruction: _place(instruction, offsets)).program(laid_out)
