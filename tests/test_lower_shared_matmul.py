@@ -34,12 +34,9 @@ from tilevm.ir.thread import (
 )
 from tilevm.ir.types import ScalarType
 from tilevm.layout import bank_conflicts
-from tilevm.passes import CompileOptions, run_pipeline
 from tilevm.passes.filecheck import filecheck
-from tilevm.passes.infer_layouts import infer_layouts
 from tilevm.passes.lower import HANDLERS, Lowering
 from tilevm.passes.lower.lowering import splat, tile_layout
-from tilevm.passes.plan_shared_memory import plan_shared_memory
 
 _EXAMPLE = Path(__file__).parents[1] / "examples" / "matmul_fp16.py"
 _SPEC = importlib.util.spec_from_file_location("matmul_fp16", _EXAMPLE)
@@ -62,8 +59,7 @@ def _stand_in(lowering, instruction):
 
 def lowered_matmul():
     a, b, c = torch.zeros(M, K).half(), torch.zeros(K, N).half(), torch.zeros(M, N).half()
-    program = matmul.ir(a, b, c, BM=BLOCK, BN=BLOCK, BK=BLOCK, STAGES=2)
-    tile_program = verify(plan_shared_memory(infer_layouts(run_pipeline(program, CompileOptions()))))
+    tile_program = matmul.ir(a, b, c, BM=BLOCK, BN=BLOCK, BK=BLOCK, STAGES=2)  # after the Tile IR passes
     handlers = {
         **HANDLERS,
         Dot: HANDLERS.get(Dot, _stand_in),
