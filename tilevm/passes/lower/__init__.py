@@ -8,7 +8,7 @@ Each Tile IR instruction class has one handler, in the module of its family; ``H
 from __future__ import annotations
 
 from tilevm.ir import Instruction, Program
-from tilevm.passes.lower import casts, control
+from tilevm.passes.lower import casts, control, dot, reductions
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError
 
 __all__ = ["HANDLERS", "LoweringError", "lower_to_threads"]
@@ -17,6 +17,8 @@ __all__ = ["HANDLERS", "LoweringError", "lower_to_threads"]
 HANDLERS: dict[type[Instruction], Handler] = {
     **control.HANDLERS,
     **casts.HANDLERS,
+    **dot.HANDLERS,
+    **reductions.HANDLERS,
 }
 
 
