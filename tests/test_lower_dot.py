@@ -10,7 +10,6 @@ import pytest
 from layout_assignment import random_layout
 
 from tilevm import ir
-from tilevm.errors import CompilationError
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.ir.thread import THREAD_IR, Mma
 from tilevm.layout import SCALAR_ATOM, local, mma_fragments
@@ -127,10 +126,27 @@ def test_shapes_no_mma_tiles_take_one_multiply_add_per_thread_and_k():
     )
 
 
-def test_float8_mma_on_sm_80_is_an_error_at_the_users_line():
-    with pytest.raises(CompilationError, match="mma on float8_e4m3 needs sm_89 or later") as error:
-        lowered(dot_program("float8_e4m3", "float32", 16, 8, 32, num_threads=32), target="sm_80")
-    assert (error.value.location.file, error.value.location.line) == ("user.py", 7)
+def test_float8_on_sm_80_takes_two_float16_mma_per_atom_from_the_same_lane_registers():
+    # sm_80's tensor cores take no float8: each half of k32 is one m16n8k16 on the lane's elements, widened
+    program = lowered(dot_program("float8_e4m3", "float32", 16, 8, 32, num_threads=32), target="sm_80")
+    filecheck(
+        ir.print_program(program, THREAD_IR),
+        """
+        CHECK: %F0: vector<float8_e4m3, 2> = let(value=gather([%a], [0, 1]))
+        CHECK-NEXT: %A0: vector<float16, 2> = let(value=cast<float16>(%F0))
+        CHECK: gather([%a], [4, 5])
+        CHECK: gather([%a], [2, 3])
+        CHECK: gather([%a], [6, 7])
+        CHECK: gather([%b], [0, 1])
+        CHECK: gather([%b], [2, 3])
+        CHECK: %D0: float32, %D1: float32, %D2: float32, %D3: float32 = mma(shape="m16n8k16", a=[%A0,
+        CHECK: gather([%a], [8, 9])
+        CHECK: gather([%b], [6, 7])
+        CHECK: mma(shape="m16n8k16", {{.*}} c=[%D0, %D1, %D2, %D3])
+        CHECK-NOT: mma(
+        """,
+    )
+    assert len(mmas(lowered(dot_program("float8_e4m3", "float32", 16, 8, 32, num_threads=32)))) == 1
 
 
 @pytest.mark.parametrize("seed", range(6))

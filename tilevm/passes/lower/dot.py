@@ -12,10 +12,12 @@ that the quotients agree.
 
 - **mma**: for each ``k`` and each accumulator atom, one ``mma`` whose fragment registers are gathered from
   the operands' registers (``vector<float16, 2>``, ``vector<int8, 4>``, ``vector<int4, 8>``); the outputs
-  are gathered back into the accumulator's local order. The chain accumulates in the instruction's float32
-  or int32; an accumulator of another dtype that float32 or int32 holds is converted in and out (integers
-  wrap back, exactly, as Tile IR's do; a float16 or bfloat16 accumulator is rounded once per dot), and one
-  that they do not hold (int64, uint64, uint32) gets the sum of the products added at the end.
+  are gathered back into the accumulator's local order. Float8 atoms where the target's tensor cores take
+  no float8 (sm_80) are two float16 mma on the same elements, widened (``mma_steps``). The chain
+  accumulates in the instruction's float32 or int32; an accumulator of another dtype that float32 or int32
+  holds is converted in and out (integers wrap back, exactly, as Tile IR's do; a float16 or bfloat16
+  accumulator is rounded once per dot), and one that they do not hold (int64, uint64, uint32) gets the sum
+  of the products added at the end.
 - **fma**: per ``k``, the thread's a and b elements for its accumulator elements are gathered into two
   vectors and ``accumulator + a * b`` is computed elementwise, in float32, or in int32 (int64 where a dtype
   has 64 bits), the operands converted exactly first; the result is converted to the accumulator's
@@ -30,9 +32,10 @@ accumulator whose partial sums over one dot overflow int32 (more than 2^31 / 255
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
-from tilevm.dtypes import DType, float32, int32, int64
+from tilevm.dtypes import DType, float16, float32, int32, int64
 from tilevm.ir import Dot
 from tilevm.ir.accumulators import holds_every_value
 from tilevm.ir.expr import BinaryExpr, Const, Expr, Var
@@ -43,7 +46,7 @@ from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError, tile_layout
 from tilevm.passes.lower.reduction_values import pick
 
-__all__ = ["HANDLERS", "atom_pairs"]
+__all__ = ["HANDLERS", "MmaSteps", "atom_pairs", "mma_steps"]
 
 #: the targets whose tensor cores take float8 operands (sm_89 and later); None and "cpu" run anything
 FLOAT8_MMA_TARGETS = (None, "cpu", "sm_90")
@@ -96,14 +99,9 @@ def _dot(lowering: Lowering, dot: Dot) -> None:
     if atom == "fma":
         result = _lower_fma(lowering, dot, atom_pairs(*layouts, SCALAR_ATOM))
     else:
-        if operand.is_float and operand.nbits == 8 and lowering.program.target not in FLOAT8_MMA_TARGETS:
-            raise LoweringError(
-                f"mma on {operand} needs sm_89 or later, not {lowering.program.target}; cast the operands "
-                f"to float16",
-                lowering.location,
-            )
         fragments = mma_fragments(atom, operand)
-        result = _lower_mma(lowering, dot, atom, fragments, atom_pairs(*layouts, fragments))
+        steps = mma_steps(atom, operand, lowering.program.target)
+        result = _lower_mma(lowering, dot, steps, fragments, atom_pairs(*layouts, fragments))
     lowering.bind(dot.output, result)
 
 
@@ -133,7 +131,56 @@ def _fma_dtype(operand: DType, accumulator: DType) -> DType:
 # -- tensor-core atoms -------------------------------------------------------------------------------------
 
 
-def _lower_mma(lowering: Lowering, dot: Dot, shape: str, fragments: MmaFragments, pairs: AtomPairs) -> Expr:
+#: elements of a fragment, one tuple per register
+Registers = tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class MmaSteps:
+    """How one mma atom is computed: ``mma`` instructions of ``shape`` on ``dtype``, one per step, each
+    reading its a and b registers from the elements of the atom's fragments (positions in the fragment,
+    one tuple per 32-bit register) converted to ``dtype``."""
+
+    shape: str
+    dtype: DType
+    steps: tuple[tuple[Registers, Registers], ...]
+
+
+def mma_steps(shape: str, operand: DType, target: str | None) -> MmaSteps:
+    """The instructions of one mma atom of ``shape`` on ``operand`` for ``target``: the atom's own, or, for
+    float8 where the tensor cores take none (before sm_89), two m16n8k16 on its elements converted to float16.
+
+    The float8 m16n8k32 fragments hold, per lane, four consecutive k in each register (a0, a1: rows g and
+    g + 8 at k 4t..4t+3; a2, a3: the same at k 16 + 4t..; b0, b1 likewise), the float16 m16n8k16 ones two
+    (a0, a1 at k' 2t, 2t + 1; a2, a3 at k' 8 + 2t..; b0, b1). Reading k' = 2t + j as k = 4t + j and
+    k' = 8 + 2t + j as k = 4t + 2 + j (the same for a and b, so that the sum over k is the same) makes each
+    half of k32 one k16 atom of the elements the lane already holds.
+
+    >>> from tilevm.dtypes import float8_e4m3
+    >>> mma_steps("m16n8k32", float8_e4m3, "sm_80").steps[1]
+    (((8, 9), (12, 13), (10, 11), (14, 15)), ((4, 5), (6, 7)))
+    """
+    if operand.is_float and operand.nbits == 8 and target not in FLOAT8_MMA_TARGETS:
+        halves = tuple(
+            (
+                ((a, a + 1), (a + 4, a + 5), (a + 2, a + 3), (a + 6, a + 7)),
+                ((b, b + 1), (b + 2, b + 3)),
+            )
+            for a, b in ((0, 0), (8, 4))
+        )
+        return MmaSteps("m16n8k16", float16, halves)
+    fragments = mma_fragments(shape, operand)
+    per_register = 32 // operand.nbits
+
+    def registers(size: int) -> Registers:
+        return tuple(tuple(range(first, first + per_register)) for first in range(0, size, per_register))
+
+    return MmaSteps(shape, operand, ((registers(fragments.a.local_size), registers(fragments.b.local_size)),))
+
+
+def _lower_mma(
+    lowering: Lowering, dot: Dot, steps: MmaSteps, fragments: MmaFragments, pairs: AtomPairs
+) -> Expr:
     operand = dot.a.type.dtype
     native = int32 if operand.is_integer else float32
     accumulator = lowering.tile(dot.accumulator)
@@ -148,12 +195,16 @@ def _lower_mma(lowering: Lowering, dot: Dot, shape: str, fragments: MmaFragments
         [pick(initial, [atom * per_atom + j]) if start else initial for j in range(per_atom)]
         for atom in range(len(pairs))
     ]
-    a_fragment = _FragmentRegisters(lowering, lowering.tile(dot.a), fragments.a.local_size, "a")
-    b_fragment = _FragmentRegisters(lowering, lowering.tile(dot.b), fragments.b.local_size, "b")
+    a_fragment, b_fragment = (
+        _FragmentRegisters(lowering, lowering.tile(tile), fragment.local_size, list(registers), steps.dtype)
+        for tile, fragment, registers in zip((dot.a, dot.b), (fragments.a, fragments.b), zip(*steps.steps))
+    )
     for k in range(len(pairs[0])):
         for atom, per_k in enumerate(pairs):
             a_atom, b_atom = per_k[k]
-            chains[atom] = _emit_mma(lowering, shape, a_fragment[a_atom], b_fragment[b_atom], chains[atom])
+            for step in range(len(steps.steps)):
+                a, b = a_fragment.registers(a_atom, step), b_fragment.registers(b_atom, step)
+                chains[atom] = _emit_mma(lowering, steps.shape, a, b, chains[atom])
     outputs = tuple(register for chain in chains for register in chain)
     total = lowering.let("mma_result", Gather(outputs, tuple(range(len(outputs)))))
     if start:
@@ -163,22 +214,25 @@ def _lower_mma(lowering: Lowering, dot: Dot, shape: str, fragments: MmaFragments
 
 
 class _FragmentRegisters:
-    """The 32-bit registers of each atom's fragment of an operand, gathered from the thread's register of
-    the tile the first time an mma reads them."""
+    """The registers of an operand's fragment of each atom, for each step, gathered from the thread's
+    register of the tile (and converted) the first time an mma reads them."""
 
-    def __init__(self, lowering: Lowering, tile: Expr, fragment_size: int, name: str) -> None:
-        self.lowering, self.tile, self.fragment_size, self.name = lowering, tile, fragment_size, name
-        self.per_register = 32 // tile.type.dtype.nbits
-        self.registers: dict[int, tuple[Expr, ...]] = {}
+    def __init__(
+        self, lowering: Lowering, tile: Expr, fragment_size: int, steps: list[Registers], dtype: DType
+    ) -> None:
+        self.lowering, self.tile, self.fragment_size = lowering, tile, fragment_size
+        self.steps, self.dtype = steps, dtype
+        self.cache: dict[tuple[int, int], tuple[Expr, ...]] = {}
 
-    def __getitem__(self, atom: int) -> tuple[Expr, ...]:
-        if atom not in self.registers:
+    def registers(self, atom: int, step: int) -> tuple[Expr, ...]:
+        if (atom, step) not in self.cache:
             start = atom * self.fragment_size
-            self.registers[atom] = tuple(
-                self.lowering.let(self.name, pick(self.tile, range(first, first + self.per_register)))
-                for first in range(start, start + self.fragment_size, self.per_register)
+            gathered = (
+                self.lowering.let("fragment", pick(self.tile, [start + element for element in register]))
+                for register in self.steps[step]
             )
-        return self.registers[atom]
+            self.cache[atom, step] = tuple(convert(self.lowering, value, self.dtype) for value in gathered)
+        return self.cache[atom, step]
 
 
 def _emit_mma(
