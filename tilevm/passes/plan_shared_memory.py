@@ -3,7 +3,7 @@
 Before: a verified program whose allocations have no offsets. After: the same program with each allocation
 placed at a multiple of ``MIN_SHARED_ALIGNMENT`` (and of its element size), in program order, one after
 another, and ``shared_bytes`` the end of the last; the plan keeps the rules of ``tilevm.ir.verify_shared``.
-A program whose allocations are all planned already is returned unchanged.
+A program whose allocations are all planned already, or that has none, is returned unchanged.
 
 >>> from tilevm.ir import parse
 >>> program = plan_shared_memory(parse('''kernel k() num_threads=32 {
@@ -29,8 +29,9 @@ __all__ = ["plan_shared_memory"]
 def plan_shared_memory(program: Program) -> Program:
     """``program`` with every shared allocation placed (see the module)."""
     allocations = [item for item in walk_instructions(program.body) if isinstance(item, AllocShared)]
-    if program.shared_bytes is not None and all(item.offset is not None for item in allocations):
-        return program
+    planned = program.shared_bytes is not None and all(item.offset is not None for item in allocations)
+    if planned or not allocations:
+        return program  # a program without allocations needs no shared memory: it keeps no plan
     offsets: dict[Var, int] = {}  # by output variable, which rewriting keeps
     end = 0
     for allocation in allocations:

@@ -110,7 +110,7 @@ class Lowering:
         self._coordinates: dict[RegisterLayout, tuple[Expr, ...]] = {}
         self._scratch_start = _aligned(program.shared_bytes or 0, SCRATCH_ALIGNMENT)
         self._scratch_bytes = 0
-        self.thread = self._hoist("tid", ThreadIndex())
+        self._thread: Var | None = None
 
     # -- the result ------------------------------------------------------------------------------------
 
@@ -176,6 +176,13 @@ class Lowering:
         if isinstance(value, Var | Const):
             return value
         return self.define(LetScalar, name, value=value)
+
+    @property
+    def thread(self) -> Var:
+        """The running thread's index in its block, computed once at the program's start."""
+        if self._thread is None:
+            self._thread = self._hoist("tid", ThreadIndex())
+        return self._thread
 
     def thread_coordinates(self, layout: RegisterLayout) -> tuple[Expr, ...]:
         """Per dim, the running thread's part of the coordinates of its elements in a tile of ``layout``
