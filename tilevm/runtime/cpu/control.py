@@ -163,7 +163,7 @@ def _if(compiler: Compiler, instruction: If) -> Step:
 
 
 def _unmasked_if_all(threads: np.ndarray, outer: np.ndarray | None) -> np.ndarray | None:
-    """The mask of a body that ``threads`` run: None (every thread, the fast paths) when that is all of them."""
+    """The mask of a body that ``threads`` run: None (the fast paths) when they are every thread."""
     return None if outer is None and threads.all() else threads
 
 
