@@ -23,6 +23,9 @@ one element until they meet a per-thread one.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 from tilevm.dtypes import (
@@ -43,7 +46,16 @@ from tilevm.dtypes import (
 )
 from tilevm.runtime.reference.carrier import carrier_to_codes, codes_to_carrier
 
-__all__ = ["bitcast", "codes_of", "from_carrier", "from_codes", "holder", "to_carrier"]
+__all__ = [
+    "bitcast",
+    "carrier_reader",
+    "codes_of",
+    "from_carrier",
+    "from_codes",
+    "holder",
+    "register_writer",
+    "to_carrier",
+]
 
 _NATIVE: dict[DType, type[np.generic]] = {
     boolean: np.bool_,
@@ -69,32 +81,67 @@ def holder(dtype: DType) -> type[np.generic]:
 
 def to_carrier(value: np.ndarray, dtype: DType) -> np.ndarray:
     """The semantics carrier (int64 / uint64, float64, bool) of a register of ``dtype``."""
-    native = _NATIVE.get(dtype)
-    if native is not None and not dtype.is_float:
-        return value if dtype.kind == "bool" or dtype == uint64 else value.astype(np.int64)
-    with np.errstate(invalid="ignore"):  # signalling NaNs quietly become NaN, as the codec decodes them
-        if native is not None:
-            return value.astype(np.float64)
-        if dtype == bfloat16:
-            # A bfloat16 is the high half of the float32 with the same bits.
-            return (value.astype(np.uint32) << np.uint32(16)).view(np.float32).astype(np.float64)
-    return codes_to_carrier(value, dtype)
+    return carrier_reader(dtype)(value)
 
 
 def from_carrier(carrier: np.ndarray, dtype: DType) -> np.ndarray:
     """The register of ``dtype`` holding a carrier already rounded to ``dtype`` (as the semantics return
     them). NaN becomes the codec's canonical NaN, as the reference executor stores it."""
-    carrier = np.asarray(carrier)
+    return register_writer(dtype)(carrier)
+
+
+@functools.cache
+def carrier_reader(dtype: DType) -> Callable[[np.ndarray], np.ndarray]:
+    """``to_carrier`` for one dtype, chosen once (compiled instructions call it without looking it up)."""
     native = _NATIVE.get(dtype)
+    if native is not None and not dtype.is_float:
+        return _same if dtype.kind == "bool" or dtype == uint64 else _int64
     if native is not None:
-        if dtype.is_float:
-            return _canonical_nan(carrier).astype(native)
-        return carrier.astype(native)
+        return _float64
     if dtype == bfloat16:
-        # Exact: a bfloat16 value is a float32 whose low 16 bits are zero.
-        wide = _canonical_nan(carrier).astype(np.float32).view(np.uint32)
-        return (wide >> np.uint32(16)).astype(np.uint16)
-    return carrier_to_codes(carrier, dtype)
+        return _bfloat16_carrier
+    return functools.partial(_codes_to_carrier, dtype=dtype)
+
+
+@functools.cache
+def register_writer(dtype: DType) -> Callable[[np.ndarray], np.ndarray]:
+    """``from_carrier`` for one dtype, chosen once."""
+    native = _NATIVE.get(dtype)
+    if native is not None and dtype.is_float:
+        return lambda carrier: _canonical_nan(np.asarray(carrier)).astype(native)
+    if native is not None:
+        return lambda carrier: np.asarray(carrier).astype(native)
+    if dtype == bfloat16:
+        return _bfloat16_register
+    return lambda carrier: carrier_to_codes(np.asarray(carrier), dtype)
+
+
+def _same(value: np.ndarray) -> np.ndarray:
+    return value
+
+
+def _int64(value: np.ndarray) -> np.ndarray:
+    return value.astype(np.int64)
+
+
+def _float64(value: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):  # signalling NaNs quietly become NaN, as the codec decodes them
+        return value.astype(np.float64)
+
+
+def _bfloat16_carrier(value: np.ndarray) -> np.ndarray:
+    # A bfloat16 is the high half of the float32 with the same bits.
+    return _float64((value.astype(np.uint32) << np.uint32(16)).view(np.float32))
+
+
+def _bfloat16_register(carrier: np.ndarray) -> np.ndarray:
+    # Exact: a bfloat16 value is a float32 whose low 16 bits are zero.
+    wide = _canonical_nan(np.asarray(carrier)).astype(np.float32).view(np.uint32)
+    return (wide >> np.uint32(16)).astype(np.uint16)
+
+
+def _codes_to_carrier(value: np.ndarray, dtype: DType) -> np.ndarray:
+    return codes_to_carrier(value, dtype)
 
 
 def _canonical_nan(carrier: np.ndarray) -> np.ndarray:
