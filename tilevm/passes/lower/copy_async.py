@@ -39,8 +39,9 @@ from tilevm.ir.thread import (
     Select,
     Store,
 )
-from tilevm.layout import SharedLayout
+from tilevm.layout import LayoutError, RegisterLayout, SharedLayout, local, spatial
 from tilevm.passes.index_divisibility import DIVISIBILITY_CAP, power_of_two_part
+from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.lowering import GlobalTensor, Handler, Lowering, LoweringError, SharedTile
 from tilevm.passes.lower.shared_access import MAX_ACCESS_BITS, offset_table
 from tilevm.passes.lower.shared_address import (
@@ -115,7 +116,7 @@ def copy_plan(
     """The chunks of a copy into a tile of ``shape`` placed by ``shared`` (whose runtime base
     ``shared_base`` divides, in elements). ``source[d]`` is, for tile dim ``d``, a power of two dividing
     every global element offset of a chunk's start when chunks run along ``d`` and the global stride there
-    is 1, else None; the global edge is the caller's (``_edge_ok``)."""
+    is 1, else None. ``resolve_copy`` then accounts for the tensor's edge."""
     dims = [d for d in reversed(range(len(shape))) if shared.strides[d] == 1 and source[d] is not None]
     if not dims or nbits != power_of_two_part(nbits):
         return CopyPlan(shape, len(shape) - 1, 1, num_threads, False)
@@ -197,11 +198,19 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
             f"{8 // nbits} elements together",
             lowering.location,
         )
+    layout = _chunk_layout(resolved)
+    if layout is not None:  # the chunks' coordinates: hoisted thread parts plus constants per round
+        thread_part = lowering.thread_coordinates(layout)
+        for round_ in range(resolved.rounds):
+            local_part = local_coordinates(layout)[round_ * resolved.width]
+            coordinates = tuple(add(c, Const(int(k), int32)) for c, k in zip(thread_part, local_part))
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates)
+        return
     for round_ in range(resolved.rounds):
         first = round_ * resolved.num_threads
         chunk = lowering.let("chunk", add(lowering.thread, Const(first, int32)))
         with lowering.collect() as body:
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, chunk)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, _unraveled(lowering, resolved, chunk))
         if first + resolved.num_threads <= resolved.num_chunks:
             for statement in body:
                 lowering.emit(statement)
@@ -210,15 +219,23 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
             lowering.emit(If(condition=inside, then_body=tuple(body)))
 
 
-def _copy_chunk(
-    lowering: Lowering,
-    instruction: CopyAsync,
-    tile: SharedTile,
-    tensor: GlobalTensor,
-    plan: CopyPlan,
-    chunk: Expr,
-) -> None:
-    nbits = tile.dtype.nbits
+def _chunk_layout(plan: CopyPlan) -> RegisterLayout | None:
+    """The chunks as a register layout (thread ``t``'s round ``r`` chunk is chunk ``r * num_threads + t``,
+    its ``width`` elements consecutive locals), when every thread has as many and the row-major chunk
+    order splits into the layout's digits; None otherwise."""
+    if plan.num_chunks % plan.num_threads:
+        return None
+    try:
+        grid = (local(plan.num_chunks // plan.num_threads) * spatial(plan.num_threads)).reshape(
+            *plan.chunk_shape
+        )
+    except LayoutError:
+        return None
+    return grid * local(*(plan.width if d == plan.dim else 1 for d in range(len(plan.shape))))
+
+
+def _unraveled(lowering: Lowering, plan: CopyPlan, chunk: Expr) -> tuple[Expr, ...]:
+    """The tile coordinates of the first element of chunk number ``chunk`` (row-major chunk order)."""
     coordinates = []
     suffix = 1
     for dim in reversed(range(len(plan.shape))):
@@ -227,8 +244,20 @@ def _copy_chunk(
         digit = BinaryExpr("mod", above, Const(extent, int32))
         coordinates.append(lowering.let(f"c{dim}", scale(digit, plan.width if dim == plan.dim else 1)))
         suffix *= extent
-    coordinates.reverse()
-    offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, tuple(coordinates)))
+    return tuple(reversed(coordinates))
+
+
+def _copy_chunk(
+    lowering: Lowering,
+    instruction: CopyAsync,
+    tile: SharedTile,
+    tensor: GlobalTensor,
+    plan: CopyPlan,
+    coordinates: tuple[Expr, ...],
+) -> None:
+    """Copy the chunk whose first element is at tile ``coordinates``."""
+    nbits = tile.dtype.nbits
+    offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, coordinates))
     destination = byte_pointer(tile, offset)
     indices = list(instruction.offsets)
     for axis, global_dim in enumerate(instruction.dims):
