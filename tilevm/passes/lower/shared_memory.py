@@ -164,9 +164,12 @@ def primary_predicate(lowering: Lowering, register: RegisterLayout) -> Expr | No
     holds elements of its own."""
     condition = None
     for divisor, size in replica_digits(register):
-        digit = BinaryExpr(
-            "mod", BinaryExpr("floordiv", lowering.thread, Const(divisor, int32)), Const(size, int32)
+        above = (
+            lowering.thread
+            if divisor == 1
+            else BinaryExpr("floordiv", lowering.thread, Const(divisor, int32))
         )
+        digit = BinaryExpr("mod", above, Const(size, int32))
         test = BinaryExpr("eq", digit, Const(0, int32))
         condition = test if condition is None else BinaryExpr("and", condition, test)
     return None if condition is None else lowering.let("primary", condition)
