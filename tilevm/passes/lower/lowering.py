@@ -210,6 +210,12 @@ class Lowering:
         self._scratch_bytes = max(self._scratch_bytes, _aligned(nbytes, SCRATCH_ALIGNMENT))
         return self._scratch_start
 
+    @functools.cached_property
+    def indices(self) -> IndexAnalysis:
+        """The index analysis of the program being lowered (made on first use): what is known of each
+        memory access's alignment, contiguity and bounds, from which accesses are vectorized."""
+        return analyze_indices(self.program)
+
     # -- values ----------------------------------------------------------------------------------------
 
     def tile(self, variable: Expr) -> Expr:
