@@ -16,7 +16,9 @@ end on a byte, so that the edge is a whole number of bytes.
 **Otherwise** (chunks under 4 bytes, or a sub-byte edge inside a byte), each chunk is a predicated load
 from global memory and a store to shared memory, made synchronously: the copy then completes early, which
 no race-free program can tell. These chunks never straddle the tensor's edge (``width`` divides what is
-known of the size); sub-byte elements then need whole bytes per chunk, else lowering raises.
+known of the size), except single bytes of sub-byte elements, whose bits past the edge are cleared after
+the load. Sub-byte elements need the two sides to keep a byte's elements together (aligned to a byte),
+else lowering raises.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tilevm.dtypes import int32
+from tilevm.dtypes import DType, int32, uint8
 from tilevm.ir import CopyAsync, CopyAsyncCommit, CopyAsyncWait, If, Program
-from tilevm.ir.expr import BinaryExpr, Const, Expr
+from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
 from tilevm.ir.thread import (
+    Bitcast,
     CopyAsyncCommitGroup,
     CopyAsyncGroup,
     CopyAsyncWaitGroup,
@@ -69,13 +72,15 @@ __all__ = [
 @dataclass(frozen=True)
 class CopyPlan:
     """Chunks of ``width`` elements along tile dim ``dim`` of a tile of ``shape``, dealt to ``num_threads``
-    threads; ``asynchronous`` when each is one ``cp.async``."""
+    threads; ``asynchronous`` when each is one ``cp.async``; ``masked`` when a chunk (one byte of sub-byte
+    elements) may hold elements past the tensor's edge, whose bits are then cleared."""
 
     shape: tuple[int, ...]
     dim: int
     width: int
     num_threads: int
     asynchronous: bool
+    masked: bool = False
 
     @property
     def chunk_shape(self) -> tuple[int, ...]:
@@ -164,15 +169,18 @@ def pointer_divisibility(program: Program, pointer: Expr) -> int:
 def resolve_copy(plan: CopyPlan, nbits: int, size_known: int) -> CopyPlan | None:
     """``plan`` as lowering runs it, given what divides the tensor's size along the chunks' dim: cp.async
     when its edge falls on a byte, else loads and stores of chunks that never straddle the edge, of whole
-    bytes; None when no chunk of whole bytes fits."""
+    bytes; for sub-byte elements whose edge may fall inside a byte, chunks of one byte whose bits past
+    the edge are cleared (``masked``); None when the sides do not keep a byte's elements together."""
     if plan.asynchronous and (nbits >= 8 or size_known * nbits % 8 == 0):
         return plan
     width = plan.width
     while width > 1 and size_known % width:
         width //= 2
-    if width * nbits % 8:
-        return None
-    return CopyPlan(plan.shape, plan.dim, width, plan.num_threads, False)
+    if width * nbits % 8 == 0:
+        return CopyPlan(plan.shape, plan.dim, width, plan.num_threads, False)
+    if plan.width * nbits >= 8:
+        return CopyPlan(plan.shape, plan.dim, 8 // nbits, plan.num_threads, False, masked=True)
+    return None
 
 
 def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
@@ -284,7 +292,22 @@ def _copy_chunk(
         )
         return
     value = lowering.define(Load, "copied", pointer=source, width=plan.width * nbits // 8, predicate=inside)
+    if plan.masked:
+        value = _cleared_past(lowering, value, tile.dtype, tensor.shape[edge_dim], indices[edge_dim])
     lowering.emit(Store(pointer=destination, value=value))
+
+
+def _cleared_past(lowering: Lowering, value: Expr, dtype: DType, size: Expr, index: Expr) -> Expr:
+    """One byte of sub-byte elements from ``index`` on, its elements at ``size`` and after cleared (the
+    reference copies zeros there): ``byte & ((1 << (inside * nbits)) - 1)``."""
+    nbits = dtype.nbits
+    inside = BinaryExpr(
+        "max", BinaryExpr("min", BinaryExpr("sub", size, index), Const(8 // nbits, int32)), Const(0, int32)
+    )
+    mask = BinaryExpr("sub", BinaryExpr("shl", Const(1, int32), scale(inside, nbits)), Const(1, int32))
+    byte = Bitcast(uint8, 1, value)
+    cleared = BinaryExpr("and", byte, CastExpr(mask, uint8))
+    return lowering.let("copied", Bitcast(dtype, 8 // nbits, cleared))
 
 
 def scale_by(index: Expr, stride: Expr) -> Expr:
