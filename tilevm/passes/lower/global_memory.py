@@ -13,12 +13,14 @@ Each thread moves its elements in the groups that ``tilevm.passes.lower.vectoriz
   inside an ``if`` so that only the threads at the end run the narrow accesses;
 - a group of sub-byte elements narrower than a byte is loaded with the byte that holds it, shifted down.
 
-Sub-byte stores write whole bytes only, each holding elements of one thread and nothing else: the groups
-must be exact and of whole bytes, which the index analysis shows when the pointer, the offsets and the
-sizes and strides are known multiples of 16 and the layout gives each thread runs of a byte or more.
-A store that would write part of a byte (a ragged tail, elements of several threads in one byte) raises a
-``LoweringError``: writing part of a byte needs a read-modify-write, which races with the threads (of any
-block) writing the rest of the byte. Elements of 3, 5, 6 or 7 bits straddle bytes and are not lowered.
+Sub-byte stores write whole bytes only, each holding elements of one thread and nothing else: groups of
+whole bytes, and no byte across the tensor's end, which the index analysis shows when the pointer, the
+offsets, the sizes and the strides are known multiples of 16 (the launch's specialization) and the layout
+gives each thread runs of a byte or more. A store that would write part of a byte (elements of several
+threads in one byte, a byte across a ragged end) raises a ``LoweringError`` at its line: writing part of a
+byte needs a read-modify-write, which races with the threads (of any block) writing the rest of the byte.
+Elements of 3, 5, 6 or 7 bits straddle bytes and are not lowered (``LoweringError``): no access of 1 to 16
+bytes through their pointer holds a whole number of them.
 
 Replicated layouts write once: only the first replica of each element stores it or adds it atomically.
 """
@@ -54,6 +56,7 @@ from tilevm.passes.lower.global_window import (
     thread_window,
 )
 from tilevm.passes.lower.lowering import (
+    GlobalTensor,
     Handler,
     Lowering,
     LoweringError,
@@ -84,42 +87,37 @@ def _load_global(lowering: Lowering, instruction: LoadGlobal) -> None:
     for local in range(0, layout.local_size, plan.group):
         if plan.exact:
             # the whole group is in bounds when its first element is
-            pieces.append(_load_group(lowering, window, local, plan.group, other, window.in_bounds(local)))
+            address, in_bounds = window.address(local), window.in_bounds(local)
+            pieces.append(_load_at(lowering, window.tensor, address, plan.group, other, in_bounds))
         else:
             pieces.append(_load_ragged(lowering, window, plan, local, other))
     lowering.bind(instruction.output, lowering.let(instruction.output.name, _concat(pieces)))
 
 
 def _load_ragged(lowering: Lowering, window: ThreadWindow, plan: AccessPlan, local: int, other: Expr) -> Var:
-    """A group that may straddle the end: one access when it is wholly in bounds, else one an element."""
+    """A group that may straddle the end: one access when it is wholly in bounds, else one a unit."""
     full = lowering.let("full", window.in_bounds(local, plan.group, plan.dim))
     register = lowering.define(DeclareScalar, "group", init=splat(other, plan.group))
     with lowering.collect() as whole:
-        value = _load_group(lowering, window, local, plan.group, other, TRUE)
+        value = _load_at(lowering, window.tensor, window.address(local), plan.group, other, TRUE)
         lowering.emit(AssignScalar(variable=register, value=value))
     with lowering.collect() as elements:
         values = [
-            _load_group(lowering, window, local + step, plan.unit, other, window.in_bounds(local + step))
+            _load_at(lowering, window.tensor, window.address(local + step), plan.unit, other,
+                     window.in_bounds(local + step))
             for step in range(0, plan.group, plan.unit)
-        ]
+        ]  # fmt: skip
         lowering.emit(AssignScalar(variable=register, value=_concat(values)))
     lowering.emit(If(condition=full, then_body=tuple(whole), else_body=tuple(elements)))
     return register
 
 
-def _load_group(
-    lowering: Lowering, window: ThreadWindow, local: int, count: int, other: Expr, predicate: Expr
-) -> Expr:
-    """The ``count`` elements from ``local`` on, in one access where ``predicate`` holds, else ``other``."""
-    return _load_at(lowering, window.tensor.pointer, window.tensor.dtype, window.address(local), count,
-                     other, predicate)  # fmt: skip
-
-
 def _load_at(
-    lowering: Lowering, pointer: Expr, dtype: DType, address: Expr, count: int, other: Expr, predicate: Expr
+    lowering: Lowering, tensor: GlobalTensor, address: Expr, count: int, other: Expr, predicate: Expr
 ) -> Expr:
-    """``count`` consecutive elements of ``dtype`` at element ``address`` from ``pointer``, where
-    ``predicate`` holds; ``other`` in each element elsewhere, and nothing is read."""
+    """``count`` consecutive elements of ``tensor`` from element ``address``, in one access where
+    ``predicate`` holds; ``other`` in each element elsewhere, where nothing is read."""
+    pointer, dtype = tensor.pointer, tensor.dtype
     address = lowering.let("element", address)
     predicate = lowering.let("in_bounds", predicate)
     keep = predicate == TRUE or _is_zero_code(other)  # a load that reads nothing gives zero
@@ -148,9 +146,7 @@ def _store_global(lowering: Lowering, instruction: StoreGlobal) -> None:
     layout = tile_layout(instruction.value)
     window = thread_window(lowering, tensor, instruction.offsets, instruction.dims, layout)
     plan = _plan(lowering, instruction, window)
-    if tensor.dtype.nbits < 8 and not (
-        plan.whole_bytes and (plan.exact or plan.unit * tensor.dtype.nbits == 8)
-    ):
+    if not plan.writes_whole_bytes:
         raise LoweringError(_partial_byte_message(tensor.dtype, plan), lowering.location)
     value = lowering.tile(instruction.value)
     writer = lowering.let("writer", replica_condition(layout, lowering.thread))
@@ -217,7 +213,7 @@ def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
         inside = binary("and", inside, binary("ge", index, Const(0)))
         inside = binary("and", inside, binary("lt", index, size))
     zero = Const(0, tensor.dtype)
-    value = _load_at(lowering, tensor.pointer, tensor.dtype, address, 1, zero, lowering.let("inside", inside))
+    value = _load_at(lowering, tensor, address, 1, zero, inside)
     lowering.emit(LetScalar(output=instruction.output, value=value))
 
 
