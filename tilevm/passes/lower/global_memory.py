@@ -9,8 +9,9 @@ Each thread moves its elements in the groups that ``tilevm.passes.lower.vectoriz
 - a group known to lie wholly in or wholly out of bounds (*exact*) is one access, predicated on its first
   element being in bounds;
 - a group that may straddle the tensor's end (a ragged size whose divisibility is unknown) is one access
-  when it lies wholly in bounds and one access per element otherwise, each predicated on its own bounds,
-  inside an ``if`` so that only the threads at the end run the narrow accesses;
+  when it lies wholly in bounds, and narrower accesses otherwise (an element, or a byte of sub-byte
+  elements when no byte straddles the end), each predicated on its own bounds, inside an ``if`` so that
+  only the threads at the end run the narrow accesses;
 - a group of sub-byte elements narrower than a byte is loaded with the byte that holds it, shifted down.
 
 Sub-byte stores write whole bytes only, each holding elements of one thread and nothing else: groups of
