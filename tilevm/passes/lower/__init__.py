@@ -8,7 +8,7 @@ Each Tile IR instruction class has one handler, in the module of its family; ``H
 from __future__ import annotations
 
 from tilevm.ir import Instruction, Program
-from tilevm.passes.lower import casts, control, global_memory
+from tilevm.passes.lower import casts, control, copy_async, dot, global_memory, reductions, registers, shared_memory
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError
 
 __all__ = ["HANDLERS", "LoweringError", "lower_to_threads"]
@@ -18,6 +18,11 @@ HANDLERS: dict[type[Instruction], Handler] = {
     **control.HANDLERS,
     **casts.HANDLERS,
     **global_memory.HANDLERS,
+    **registers.HANDLERS,
+    **shared_memory.HANDLERS,
+    **copy_async.HANDLERS,
+    **dot.HANDLERS,
+    **reductions.HANDLERS,
 }
 
 

@@ -198,6 +198,11 @@ class Lowering:
             self._coordinates[layout] = coordinates
         return coordinates
 
+    @functools.cached_property
+    def index_analysis(self) -> IndexAnalysis:
+        """The index analysis of the Tile IR program (what divides its scalars), computed once."""
+        return analyze_indices(self.program)
+
     def scratch(self, nbytes: int) -> int:
         """The byte offset of ``nbytes`` of shared memory that this lowering may use between two barriers of
         its own (a reduction across warps, a layout conversion): it lies above every planned allocation,
