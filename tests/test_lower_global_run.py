@@ -8,6 +8,9 @@ executor wrote would show.
 
 from __future__ import annotations
 
+import pathlib
+import runpy
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +19,7 @@ from lowering import assert_same_bytes, run_both
 import tilevm as tv
 
 POISON = 0xAB
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
 
 
 @tv.kernel(num_warps=2)
@@ -134,3 +138,15 @@ def test_offsets_read_by_load_scalar_match_the_reference():
     assert_same_bytes(reference, lowered)
     expected = torch.stack([source[r] if r < 10 else torch.full((40,), -1.0) for r in table.tolist()])
     assert torch.equal(reference[2], expected)
+
+
+@pytest.mark.parametrize("n", [1000, 1024, 37])
+def test_the_vector_add_example_matches_the_reference(n):
+    """The example through the whole lowering: 16-byte groups, the ragged end one float at a time."""
+    vector_add = runpy.run_path(str(EXAMPLES / "vector_add.py"), run_name="example")["vector_add"]
+    generator = torch.Generator().manual_seed(n)
+    a, b = torch.randn(n, generator=generator), torch.randn(n, generator=generator)
+    out = poisoned((n,), torch.float32)
+    reference, lowered = run_both(vector_add, (tv.cdiv(n, 256),), a, b, out, BLOCK=256)
+    assert_same_bytes(reference, lowered)
+    assert torch.equal(reference[2], a + b)
