@@ -1,9 +1,9 @@
 """Global loads, stores and scalar loads run through lowering and the SIMT interpreter, bit for bit against
 the reference executor (``tests/lowering.py::run_both``): random offsets (negative, unaligned, and multiples
-of 16 for the wide paths), ragged shapes, sliced and transposed views, sub-byte dtypes, masked tails with
-``other``, and offsets read by ``load_scalar`` (atomics: ``test_lower_global_atomics.py``). Outputs start
-as poison bytes (0xAB); the window of every copy is also checked against torch, so that an element neither
-executor wrote would show.
+of 16 for the wide paths), ragged shapes, sliced, transposed and broadcast (stride 0) views, sub-byte
+dtypes, masked tails with ``other``, and offsets read by ``load_scalar`` (atomics:
+``test_lower_global_atomics.py``). Outputs start as poison bytes (0xAB); the window of every copy is also
+checked against torch, so that an element neither executor wrote would show.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def test_copies_of_random_windows_match_the_reference(seed):
         source = random_values(rng, (rows, columns + 16), dtype)[:, 3 : 3 + columns]
     if seed % 3 == 2:  # a transposed view: unit stride down the columns
         source = random_values(rng, (columns, rows), dtype).t()
+    if seed % 4 == 3:  # one row read again and again: a stride of 0
+        source = random_values(rng, (1, columns), dtype).expand(rows, columns)
     block_m, block_n = int(rng.choice([4, 8, 16])), int(rng.choice([8, 16, 32]))
     m0, n0 = random_offset(rng, rows), random_offset(rng, columns)
     d0, d1 = random_offset(rng, rows), random_offset(rng, columns)
