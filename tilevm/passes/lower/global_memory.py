@@ -20,8 +20,7 @@ offsets, the sizes and the strides are known multiples of 16 (the launch's speci
 gives each thread runs of a byte or more. A store that would write part of a byte (elements of several
 threads in one byte, a byte across a ragged end) raises a ``LoweringError`` at its line: writing part of a
 byte needs a read-modify-write, which races with the threads (of any block) writing the rest of the byte.
-Elements of 3, 5, 6 or 7 bits straddle bytes and are not lowered (``LoweringError``): no access of 1 to 16
-bytes through their pointer holds a whole number of them.
+Elements of 3, 5, 6 or 7 bits straddle bytes and move as bytes (``global_straddling``).
 
 Replicated layouts write once: only the first replica of each element stores it or adds it atomically.
 """
@@ -48,6 +47,7 @@ from tilevm.ir import AtomicGlobal, LoadGlobal, LoadScalar, StoreGlobal
 from tilevm.ir.expr import CastExpr, Const, Expr, Var
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, If, LetScalar
 from tilevm.ir.thread import Atomic, Bitcast, Element, Gather, Load, PointerAdd, Select, Store
+from tilevm.passes.lower.global_straddling import byte_groups, load_codes, pack_codes, store_byte_groups
 from tilevm.passes.lower.global_window import (
     TRUE,
     ThreadWindow,
@@ -79,20 +79,34 @@ _ATOMIC_BITS = (16, 32, 64)
 
 def _load_global(lowering: Lowering, instruction: LoadGlobal) -> None:
     tensor = lowering.global_tensor(instruction.tensor)
-    _check_width(tensor.dtype, "load_global", lowering)
     layout = tile_layout(instruction.output)
     window = thread_window(lowering, tensor, instruction.offsets, instruction.dims, layout)
-    plan = _plan(lowering, instruction, window)
     other = instruction.other if instruction.other is not None else Const(0, tensor.dtype)
+    if _straddles(tensor.dtype):
+        codes = [
+            load_codes(lowering, tensor, window.address(local), window.in_bounds(local), other)
+            for local in range(layout.local_size)
+        ]
+        value = pack_codes(codes, tensor.dtype)
+    else:
+        value = _concat(_load_groups(lowering, instruction, window, other))
+    lowering.bind(instruction.output, lowering.let(instruction.output.name, value))
+
+
+def _load_groups(
+    lowering: Lowering, instruction: LoadGlobal, window: ThreadWindow, other: Expr
+) -> list[Expr]:
+    """The thread's elements, a register a group, in the accesses that vectorization plans."""
+    plan = _plan(lowering, instruction, window)
     pieces = []
-    for local in range(0, layout.local_size, plan.group):
+    for local in range(0, window.layout.local_size, plan.group):
         if plan.exact:
             # the whole group is in bounds when its first element is
             address, in_bounds = window.address(local), window.in_bounds(local)
             pieces.append(_load_at(lowering, window.tensor, address, plan.group, other, in_bounds))
         else:
             pieces.append(_load_ragged(lowering, window, plan, local, other))
-    lowering.bind(instruction.output, lowering.let(instruction.output.name, _concat(pieces)))
+    return pieces
 
 
 def _load_ragged(lowering: Lowering, window: ThreadWindow, plan: AccessPlan, local: int, other: Expr) -> Var:
@@ -143,14 +157,19 @@ def _load_at(
 
 def _store_global(lowering: Lowering, instruction: StoreGlobal) -> None:
     tensor = lowering.global_tensor(instruction.tensor)
-    _check_width(tensor.dtype, "store_global", lowering)
     layout = tile_layout(instruction.value)
     window = thread_window(lowering, tensor, instruction.offsets, instruction.dims, layout)
+    value = lowering.tile(instruction.value)
+    writer = lowering.let("writer", replica_condition(layout, lowering.thread))
+    if _straddles(tensor.dtype):
+        (info,) = lowering.indices.accesses[instruction]
+        if byte_groups(window, info) is None:
+            raise LoweringError(_straddling_message(tensor.dtype), lowering.location)
+        store_byte_groups(lowering, window, value, writer)
+        return
     plan = _plan(lowering, instruction, window)
     if not plan.writes_whole_bytes:
         raise LoweringError(_partial_byte_message(tensor.dtype, plan), lowering.location)
-    value = lowering.tile(instruction.value)
-    writer = lowering.let("writer", replica_condition(layout, lowering.thread))
     for local in range(0, layout.local_size, plan.group):
         piece = _slice(value, local, plan.group, layout.local_size)
         if plan.exact:
@@ -205,7 +224,6 @@ def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
     """Every thread loads the element (a uniform load); an index outside the tensor, an error for the
     reference executor, reads nothing and gives zero."""
     tensor = lowering.global_tensor(instruction.tensor)
-    _check_width(tensor.dtype, "load_scalar", lowering)
     address: Expr = Const(0)
     inside: Expr = TRUE
     for index, size, stride in zip(instruction.indices, tensor.shape, tensor.strides):
@@ -214,7 +232,10 @@ def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
         inside = binary("and", inside, binary("ge", index, Const(0)))
         inside = binary("and", inside, binary("lt", index, size))
     zero = Const(0, tensor.dtype)
-    value = _load_at(lowering, tensor, address, 1, zero, inside)
+    if _straddles(tensor.dtype):
+        value = pack_codes([load_codes(lowering, tensor, address, inside, zero)], tensor.dtype)
+    else:
+        value = _load_at(lowering, tensor, address, 1, zero, inside)
     lowering.emit(LetScalar(output=instruction.output, value=value))
 
 
@@ -223,13 +244,18 @@ def _plan(lowering: Lowering, instruction: LoadGlobal | StoreGlobal, window: Thr
     return plan_access(window.layout, window.tensor.dtype, window.dims, window.tensor.strides, info)
 
 
-def _check_width(dtype: DType, what: str, lowering: Lowering) -> None:
-    if dtype.nbits & (dtype.nbits - 1):
-        raise LoweringError(
-            f"{what} of {dtype} elements is not lowered: elements of {dtype.nbits} bits straddle bytes, and "
-            f"no access of 1 to 16 bytes holds a whole number of them",
-            lowering.location,
-        )
+def _straddles(dtype: DType) -> bool:
+    """Whether elements of ``dtype`` may straddle bytes (3, 5, 6 or 7 bits): see ``global_straddling``."""
+    return bool(dtype.nbits & (dtype.nbits - 1))
+
+
+def _straddling_message(dtype: DType) -> str:
+    return (
+        f"store_global of {dtype} elements would write part of a byte, which races with the threads writing "
+        f"the rest of it: {dtype} elements are stored as whole bytes, 8 consecutive elements a thread that "
+        "start on a byte and lie wholly in or out of the tensor (offsets, sizes and strides that are "
+        "multiples of 16, a layout whose threads hold runs of 8 elements along the unit-stride dim)"
+    )
 
 
 def _partial_byte_message(dtype: DType, plan: AccessPlan) -> str:
