@@ -152,3 +152,42 @@ def test_the_vector_add_example_matches_the_reference(n):
     reference, lowered = run_both(vector_add, (tv.cdiv(n, 256),), a, b, out, BLOCK=256)
     assert_same_bytes(reference, lowered)
     assert torch.equal(reference[2], a + b)
+
+
+@tv.kernel(num_warps=1)
+def narrow(source: tv.Tensor, destination: tv.Tensor, m0: int, n0: int, BM: tv.constexpr, BN: tv.constexpr):
+    tile = tv.load_global(source, offsets=[m0, n0], shape=[BM, BN])
+    tv.store_global(destination, tv.cast(tile, destination.dtype), offsets=[m0, n0])
+
+
+@tv.kernel(num_warps=1)
+def widen(source: tv.Tensor, destination: tv.Tensor, m0: int, n0: int, BM: tv.constexpr, BN: tv.constexpr):
+    tile = tv.load_global(source, offsets=[m0, n0], shape=[BM, BN], other=3)
+    tv.store_global(destination, tv.cast(tile, tv.int32), offsets=[0, 0])
+
+
+STRADDLING = [tv.int3, tv.uint5, tv.int6, tv.float6_e3m2, tv.int7, tv.uint3]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_elements_that_straddle_bytes_match_the_reference(seed):
+    """3, 5, 6 and 7-bit elements: loads at any offset (one or two bytes an element), from a tensor packed
+    with padding bits; stores of 16 consecutive elements a thread (cast from int8 loaded 16 a thread), in
+    byte-aligned groups of 8, at column offsets that are multiples of 16."""
+    rng = np.random.default_rng(200 + seed)
+    dtype = STRADDLING[seed]
+    rows, columns = int(rng.integers(3, 20)), int(rng.integers(3, 40))
+    packed = torch.from_numpy(
+        rng.integers(0, 256, size=(rows * columns * dtype.nbits + 7) // 8, dtype=np.uint8)
+    )
+    source = tv.view(packed, dtype, (rows, columns))
+    destination = poisoned((16, 32), torch.int32)
+    m0, n0 = int(rng.integers(-2, rows)), int(rng.integers(-2, columns))
+    reference, lowered = run_both(widen, (1,), source, destination, m0, n0, BM=16, BN=32)
+    assert_same_bytes(reference, lowered)
+    small = torch.from_numpy(rng.integers(-3, 4, size=(rows, 64))).to(torch.int8)
+    stored_bytes = torch.full((rows * 64 * dtype.nbits // 8,), POISON, dtype=torch.uint8)
+    stored = tv.view(stored_bytes, dtype, (rows, 64))
+    grid = (tv.cdiv(rows, 8),)
+    reference, lowered = run_both(narrow, grid, small, stored, int(rng.integers(-1, 3)), 16, BM=8, BN=32)
+    assert_same_bytes(reference, lowered)
