@@ -42,7 +42,7 @@ from tilevm.ir.thread import (
     WarpIndex,
 )
 from tilevm.ir.types import AddressSpace, VectorType
-from tilevm.runtime.cpu.registers import bitcast, from_carrier, to_carrier
+from tilevm.runtime.cpu.registers import bitcast, carrier_reader, from_carrier, register_writer
 from tilevm.runtime.cpu.state import Batch
 
 if TYPE_CHECKING:
@@ -70,21 +70,22 @@ def _const(compiler: Compiler, expr: Const) -> Evaluator:
 
 def _unary(compiler: Compiler, expr: UnaryExpr) -> Evaluator:
     operand, op, dtype = compiler.expression(expr.operand), expr.op, expr.operand.type.dtype
-    return lambda batch: from_carrier(unary(op, to_carrier(operand(batch), dtype), dtype), dtype)
+    read, write = carrier_reader(dtype), register_writer(dtype)
+    return lambda batch: write(unary(op, read(operand(batch)), dtype))
 
 
 def _binary(compiler: Compiler, expr: BinaryExpr) -> Evaluator:
     lhs, rhs, op = compiler.expression(expr.lhs), compiler.expression(expr.rhs), expr.op
     dtype = expr.lhs.type.dtype
     result = binary_result_dtype(op, dtype)
+    read, write = carrier_reader(dtype), register_writer(result)
     if op in COMPARISON_OPS:
-        return lambda batch: binary(op, to_carrier(lhs(batch), dtype), to_carrier(rhs(batch), dtype), dtype)
+        return lambda batch: binary(op, read(lhs(batch)), read(rhs(batch)), dtype)
     if op in ("floordiv", "mod") and dtype.is_integer:
         rhs = _divisor_of_active_threads(rhs, isinstance(expr.type, VectorType))
 
     def evaluate(batch: Batch) -> np.ndarray:
-        carrier = binary(op, to_carrier(lhs(batch), dtype), to_carrier(rhs(batch), dtype), dtype)
-        return from_carrier(carrier, result)
+        return write(binary(op, read(lhs(batch)), read(rhs(batch)), dtype))
 
     return evaluate
 
@@ -108,9 +109,8 @@ def _cast(compiler: Compiler, expr: CastExpr) -> Evaluator:
     rounding = expr.rounding
     if source == target:
         return operand
-    return lambda batch: from_carrier(
-        cast(to_carrier(operand(batch), source), source, target, rounding), target
-    )
+    read, write = carrier_reader(source), register_writer(target)
+    return lambda batch: write(cast(read(operand(batch)), source, target, rounding))
 
 
 def _block_index(compiler: Compiler, expr: BlockIndex) -> Evaluator:
