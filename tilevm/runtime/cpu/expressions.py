@@ -35,6 +35,7 @@ from tilevm.ir.thread import (
     LaneIndex,
     Pack,
     PointerAdd,
+    PointerCast,
     Select,
     SharedPointer,
     ThreadIndex,
@@ -139,6 +140,11 @@ def _pointer_add(compiler: Compiler, expr: PointerAdd) -> Evaluator:
     return evaluate
 
 
+def _pointer_cast(compiler: Compiler, expr: PointerCast) -> Evaluator:
+    # the same address: a pointer's dtype only says what its loads and stores move
+    return compiler.expression(expr.pointer)
+
+
 def _element(compiler: Compiler, expr: Element) -> Evaluator:
     vector, index = compiler.expression(expr.vector), expr.index
     return lambda batch: vector(batch)[..., index]
@@ -213,6 +219,7 @@ EXPRESSIONS: dict[type, Callable[[Compiler, object], Evaluator]] = {
     WarpIndex: _thread_value("warp_index"),
     SharedPointer: _shared_pointer,
     PointerAdd: _pointer_add,
+    PointerCast: _pointer_cast,
     Element: _element,
     Pack: _pack,
     Bitcast: _bitcast,
