@@ -8,6 +8,7 @@ arguments the reference executor takes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -15,7 +16,7 @@ import torch
 from tilevm.ir import Program, check_round_trip
 from tilevm.ir.thread import THREAD_IR
 from tilevm.passes import CompileOptions, run_pipeline
-from tilevm.runtime.binding import bind_arguments, flat_values
+from tilevm.runtime.binding import TensorArgument, bind_arguments, flat_values
 from tilevm.runtime.jit import Kernel, Specialization, _grid
 from tilevm.runtime.reference import execute as execute_reference
 
@@ -56,7 +57,7 @@ def run_both(
 def assert_same_bytes(reference: list[object], lowered: list[object]) -> None:
     """Every tensor argument holds the same bytes after both runs (NaNs compared by their bits)."""
     for position, (expected, actual) in enumerate(zip(reference, lowered, strict=True)):
-        if isinstance(expected, torch.Tensor):
+        if isinstance(expected, torch.Tensor | TensorArgument):
             same = torch.equal(_bytes(expected), _bytes(actual))
             assert same, f"argument {position} differs:\nreference {expected}\nlowered {actual}"
 
@@ -75,8 +76,12 @@ def _interpreter_run(execute_threads: Callable) -> Callable:
 
 
 def _clone(value: object) -> object:
+    if isinstance(value, TensorArgument):  # a tensor passed through tv.view: its own copy of the bytes
+        return dataclasses.replace(value, tensor=value.tensor.clone())
     return value.clone() if isinstance(value, torch.Tensor) else value
 
 
-def _bytes(tensor: torch.Tensor) -> torch.Tensor:
+def _bytes(tensor: torch.Tensor | TensorArgument) -> torch.Tensor:
+    if isinstance(tensor, TensorArgument):
+        tensor = tensor.tensor
     return tensor.contiguous().view(-1).view(torch.uint8)

@@ -60,7 +60,21 @@ def round_to_dtype(
     >>> round_to_dtype([1.07, 1000.0], float8_e4m3)  # the step above 1 is 1/8; 1000 saturates
     array([  1.125, 448.   ], dtype=float32)
     """
+    dtype = as_dtype(dtype)
+    native = _NUMPY_FLOATS.get(dtype.name)
+    if native is not None and rounding == "nearest":
+        # numpy's float64 -> float16 / float32 conversions round to nearest even, with IEEE overflow to inf,
+        # in one step: the codec's result, bit for bit (checked on every code, the midpoints between codes
+        # and their neighbours), hundreds of times faster. NaN comes out as the codec's positive NaN.
+        with np.errstate(over="ignore", invalid="ignore"):
+            rounded = np.asarray(x, dtype=np.float64).astype(native).astype(np.float32)
+        nan = np.isnan(rounded)
+        return np.where(nan, np.float32(np.nan), rounded) if nan.any() else rounded
     return decode(encode(x, dtype, rounding, rng), dtype)
+
+
+#: the formats numpy has a type for, whose conversion from float64 rounds as the codec does
+_NUMPY_FLOATS = {"float16": np.float16, "float32": np.float32}
 
 
 def representable_values(dtype: DType | str) -> np.ndarray:

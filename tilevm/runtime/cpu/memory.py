@@ -85,7 +85,8 @@ def _load(compiler: Compiler, instruction: Load) -> Step:
         else:
             raw = global_spans(batch, *address, threads, width, "load")
             raw = address[0].storage[raw]
-        value = bitcast(raw, uint8, width, dtype, count)
+        # one byte is a scalar uint8 to bitcast, not a vector of one
+        value = bitcast(raw if width > 1 else raw[..., 0], uint8, width, dtype, count)
         if active is not None:
             full = np.zeros((batch.size, *shape), dtype=holder(dtype))
             full[threads] = value
@@ -111,6 +112,7 @@ def _store(compiler: Compiler, instruction: Store) -> Step:
         if not threads.size:
             return
         raw = bitcast(value(batch), dtype, count, uint8, width)
+        raw = raw if width > 1 else raw[..., None]  # a scalar uint8 for one byte: its one column
         raw = np.broadcast_to(raw, (batch.size, width))[threads]
         if shared:
             batch.shared.write(shared_first(batch, address, threads, width, "store"), raw, threads, site)

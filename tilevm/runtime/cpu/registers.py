@@ -148,6 +148,8 @@ def _regroup_bits(
     """Codes of ``source`` (``lead`` + [source_length]) cut into codes of ``target``, LSB first."""
     shifts = np.arange(source.nbits, dtype=np.uint64)
     bits = (codes.reshape(*lead, source_length, 1).astype(np.uint64) >> shifts) & np.uint64(1)
-    grouped = bits.reshape(*lead, -1, target.nbits)
+    grouped = bits.reshape(
+        *lead, source_length * source.nbits // target.nbits, target.nbits
+    )  # no -1: lead may be 0
     weights = np.uint64(1) << np.arange(target.nbits, dtype=np.uint64)
     return (grouped * weights).sum(axis=-1, dtype=np.uint64)
