@@ -68,7 +68,15 @@ from tilevm.passes.lower.cast_wide import to_float32
 from tilevm.passes.lower.cast_words import pack_codes, unpack_codes
 from tilevm.passes.lower.lowering import Handler, Lowering
 
-__all__ = ["HANDLERS", "MACHINE_DTYPES", "SEQUENCES", "CastSequence", "convert", "sequence_for"]
+__all__ = [
+    "HANDLERS",
+    "MACHINE_DTYPES",
+    "SEQUENCES",
+    "CastSequence",
+    "convert",
+    "plain_cast",
+    "sequence_for",
+]
 
 #: the dtypes of PTX's registers and ``cvt``: a plain cast converts between these only
 MACHINE_DTYPES = frozenset(
@@ -107,7 +115,7 @@ def _machine(dtype: DType) -> bool:
     return dtype in MACHINE_DTYPES
 
 
-def _plain(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+def plain_cast(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
     return lowering.let("cast", CastExpr(value, target, rounding))
 
 
@@ -167,7 +175,7 @@ SEQUENCES: tuple[CastSequence, ...] = (
     CastSequence(
         "machine dtypes (one cvt)",
         lambda source, target, rounding: _machine(source) and _machine(target),
-        _plain,
+        plain_cast,
     ),
     CastSequence(
         "low-bit to bool (code != 0)",
