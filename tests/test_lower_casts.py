@@ -35,8 +35,8 @@ WHOLE, PART, ONE = tuple(range(LENGTH)), (3, 4, 5, 6, 7), (11,)
 FORM_DTYPES = tuple(
     dtype(name)
     for name in (
-        "bool", "int1", "uint3", "int4", "int5", "uint7", "int8", "int16", "uint32", "int64", "float16",
-        "bfloat16", "float32", "f4e2m1", "f6e3m2", "f7e1m5", "f8e4m3", "f8e5m2", "e8m0", "ue4m3",
+        "bool", "int1", "uint3", "int4", "int8", "int16", "int64", "float16", "bfloat16", "float32",
+        "f4e2m1", "f7e1m5", "f8e4m3", "f8e5m2", "e8m0", "ue4m3",
     )
 )  # fmt: skip
 DTYPES = all_dtypes()
