@@ -23,7 +23,7 @@ int8 -> float16            the same, after one xor of the sign bits per 4 elemen
 int8 -> bfloat16           prmt + lop3 (7 low bits) + lop3 (the sign's weight) + sub                2
 uint8 -> bfloat16          int8's, the weight from a sign-replicating prmt                          2.5
 float4_e2m1 -> f16 / bf16  prmt + lop3 + shift + lop3 (sign) + mul; one shift per 8 elements        2.625
-float8_e4m3 -> f16 / bf16  prmt + lop3 + shift + lop3 + mul, + abs, compare and select for NaN      4
+float8_e4m3 -> f16 / bf16  prmt + lop3 + shift + lop3 + mul, + compare (the magnitude) and select    3.5
 float8_e5m2 -> float16     prmt (the byte is the high half) + compare and select for NaN            1.5
 float32 -> f16 / bf16      cvt_pack (cvt.rn.f16x2.f32)                                              0.5
 float32 -> float8_e4m3     cvt_pack (cvt.rn.satfinite.e4m3x2.f32)                                   0.5
