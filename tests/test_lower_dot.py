@@ -10,8 +10,10 @@ import pytest
 from layout_assignment import random_layout
 
 from tilevm import ir
+from tilevm.dtypes import float16, float32
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.ir.thread import THREAD_IR, Mma
+from tilevm.ir.types import VectorType
 from tilevm.layout import SCALAR_ATOM, local, mma_fragments
 from tilevm.passes.filecheck import filecheck
 from tilevm.passes.infer_layouts import infer_layouts
@@ -83,13 +85,14 @@ def test_a_float16_accumulator_is_accumulated_in_float32_and_rounded_once_per_do
     filecheck(
         ir.print_program(program, THREAD_IR),
         """
-        CHECK: %C: vector<float32, 4> = let(value=cast<float32>(%c))
         CHECK: %D: float32, {{.*}} = mma(shape="m16n8k16", {{.*}} c=[gather([%C], [0]),
         CHECK: mma(
         CHECK: %R: vector<float32, 4> = let(value=gather(
-        CHECK-NEXT: vector<float16, 4> = let(value=cast<float16>(%R))
+        CHECK: vector<float16, 4> = let(
         """,
     )
+    first = mmas(program)[0]
+    assert first.c[0].sources[0].type == VectorType(float32, 4)  # the accumulator widened once
 
 
 def test_a_64_bit_accumulator_adds_the_int32_sum_of_the_products():
@@ -132,21 +135,38 @@ def test_float8_on_sm_80_takes_two_float16_mma_per_atom_from_the_same_lane_regis
     filecheck(
         ir.print_program(program, THREAD_IR),
         """
-        CHECK: %F0: vector<float8_e4m3, 2> = let(value=gather([%a], [0, 1]))
-        CHECK-NEXT: %A0: vector<float16, 2> = let(value=cast<float16>(%F0))
-        CHECK: gather([%a], [4, 5])
-        CHECK: gather([%a], [2, 3])
-        CHECK: gather([%a], [6, 7])
-        CHECK: gather([%b], [0, 1])
-        CHECK: gather([%b], [2, 3])
-        CHECK: %D0: float32, %D1: float32, %D2: float32, %D3: float32 = mma(shape="m16n8k16", a=[%A0,
-        CHECK: gather([%a], [8, 9])
-        CHECK: gather([%b], [6, 7])
-        CHECK: mma(shape="m16n8k16", {{.*}} c=[%D0, %D1, %D2, %D3])
+        CHECK: %A0: vector<float16, 2> = let(value=gather([%HA], [0, 1]))
+        CHECK-NEXT: %A1: vector<float16, 2> = let(value=gather([%HA], [4, 5]))
+        CHECK-NEXT: %A2: vector<float16, 2> = let(value=gather([%HA], [2, 3]))
+        CHECK-NEXT: %A3: vector<float16, 2> = let(value=gather([%HA], [6, 7]))
+        CHECK: %B0: vector<float16, 2> = let(value=gather([%HB], [0, 1]))
+        CHECK-NEXT: %B1: vector<float16, 2> = let(value=gather([%HB], [2, 3]))
+        CHECK-NEXT: %D0: float32, %D1: float32, %D2: float32, %D3: float32 = mma(shape="m16n8k16",
+        CHECK-SAME: a=[%A0, %A1, %A2, %A3], b=[%B0, %B1], c=[gather([%c], [0]),
+        CHECK-NEXT: gather([%HA], [8, 9])
+        CHECK-NEXT: gather([%HA], [12, 13])
+        CHECK-NEXT: gather([%HA], [10, 11])
+        CHECK-NEXT: gather([%HA], [14, 15])
+        CHECK-NEXT: gather([%HB], [4, 5])
+        CHECK-NEXT: gather([%HB], [6, 7])
+        CHECK-NEXT: mma(shape="m16n8k16", {{.*}} c=[%D0, %D1, %D2, %D3])
         CHECK-NOT: mma(
         """,
     )
+    first = mmas(program)[0]
+    # the whole fragments widened at once: 16 elements of a, 8 of b
+    assert first.a[0].type == VectorType(float16, 2)
+    widened = [value.type for value in _let_outputs(program)]
+    assert VectorType(float16, 16) in widened and VectorType(float16, 8) in widened
     assert len(mmas(lowered(dot_program("float8_e4m3", "float32", 16, 8, 32, num_threads=32)))) == 1
+
+
+def _let_outputs(program: ir.Program) -> list:
+    return [
+        instruction.output
+        for instruction in walk_instructions(program.body)
+        if hasattr(instruction, "output")
+    ]
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -215,7 +215,8 @@ def _lower_mma(
 
 class _FragmentRegisters:
     """The registers of an operand's fragment of each atom, for each step, gathered from the thread's
-    register of the tile (and converted) the first time an mma reads them."""
+    register of the tile the first time an mma reads them (after converting the atom's elements, all at
+    once, where the steps take another dtype)."""
 
     def __init__(
         self, lowering: Lowering, tile: Expr, fragment_size: int, steps: list[Registers], dtype: DType
@@ -223,16 +224,26 @@ class _FragmentRegisters:
         self.lowering, self.tile, self.fragment_size = lowering, tile, fragment_size
         self.steps, self.dtype = steps, dtype
         self.cache: dict[tuple[int, int], tuple[Expr, ...]] = {}
+        self.converted: dict[int, Expr] = {}
 
     def registers(self, atom: int, step: int) -> tuple[Expr, ...]:
         if (atom, step) not in self.cache:
-            start = atom * self.fragment_size
-            gathered = (
-                self.lowering.let("fragment", pick(self.tile, [start + element for element in register]))
+            source, start = self._source(atom)
+            self.cache[atom, step] = tuple(
+                self.lowering.let("fragment", pick(source, [start + element for element in register]))
                 for register in self.steps[step]
             )
-            self.cache[atom, step] = tuple(convert(self.lowering, value, self.dtype) for value in gathered)
         return self.cache[atom, step]
+
+    def _source(self, atom: int) -> tuple[Expr, int]:
+        """The register holding the atom's fragment, and where the fragment starts in it."""
+        start = atom * self.fragment_size
+        if self.tile.type.dtype == self.dtype:
+            return self.tile, start
+        if atom not in self.converted:
+            elements = pick(self.tile, range(start, start + self.fragment_size))
+            self.converted[atom] = convert(self.lowering, self.lowering.let("fragment", elements), self.dtype)
+        return self.converted[atom], 0
 
 
 def _emit_mma(
