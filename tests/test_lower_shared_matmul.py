@@ -8,7 +8,8 @@ its integer ``let`` expressions, below), and the instructions are replayed by th
 elements ``(l / 4, 2 (l % 4) + {0, 1})`` of each matrix whose rows the lanes addressed (transposed with
 ``.trans``). The copies must place every element of the global window (zeros outside the tensor) where the
 Tile IR's shared layout puts it, the fragments must hold the elements their register layouts say, and
-every warp request must be conflict-free by the bank model (``tilevm.layout.bank_conflicts``).
+every warp request must be conflict-free by the bank model (``tilevm.layout.bank_conflicts``). And the
+whole example runs through lowering and the SIMT interpreter bit for bit as the reference executor runs it.
 """
 
 import importlib.util
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lowering import assert_same_bytes, run_both
 
 from tilevm.dtypes import boolean
-from tilevm.ir import Dot, For, LetScalar, LoadShared, SliceShared, StoreGlobal, verify
+from tilevm.ir import For, LetScalar, LoadShared, SliceShared
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Var
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.ir.thread import (
@@ -35,8 +37,7 @@ from tilevm.ir.thread import (
 from tilevm.ir.types import ScalarType
 from tilevm.layout import bank_conflicts
 from tilevm.passes.filecheck import filecheck
-from tilevm.passes.lower import HANDLERS, Lowering
-from tilevm.passes.lower.lowering import splat, tile_layout
+from tilevm.passes.lower.lowering import tile_layout
 
 _EXAMPLE = Path(__file__).parents[1] / "examples" / "matmul_fp16.py"
 _SPEC = importlib.util.spec_from_file_location("matmul_fp16", _EXAMPLE)
@@ -48,29 +49,34 @@ BLOCK = 32
 M, N, K = 70, 96, 208  # ragged in M; K a multiple of 16 so that A's rows are 16-byte aligned
 
 
-def _stand_in(lowering, instruction):
-    """The instructions other than shared memory's (the dot, the global store) as zeros or nothing: this
-    test reads only the shared-memory traffic."""
-    output = getattr(instruction, "output", None)
-    if output is not None:
-        length = tile_layout(output).local_size
-        lowering.bind(output, lowering.let("zero", splat(Const(0.0, output.type.dtype), length)))
+def arguments(generator=None):
+    """A, B and C of the example; small integers when a generator is given, so that every sum is exact."""
+    if generator is None:
+        return torch.zeros(M, K).half(), torch.zeros(K, N).half(), torch.zeros(M, N).half()
+    a = torch.randint(-3, 4, (M, K), generator=generator).half()
+    b = torch.randint(-3, 4, (K, N), generator=generator).half()
+    return a, b, torch.full((M, N), float("nan")).half()
+
+
+SIZES = {"BM": BLOCK, "BN": BLOCK, "BK": BLOCK, "STAGES": 2}
 
 
 def lowered_matmul():
-    a, b, c = torch.zeros(M, K).half(), torch.zeros(K, N).half(), torch.zeros(M, N).half()
-    tile_program = matmul.ir(a, b, c, BM=BLOCK, BN=BLOCK, BK=BLOCK, STAGES=2)  # after the Tile IR passes
-    handlers = {
-        **HANDLERS,
-        Dot: HANDLERS.get(Dot, _stand_in),
-        StoreGlobal: HANDLERS.get(StoreGlobal, _stand_in),
-    }
-    return tile_program, verify(Lowering(tile_program, handlers).lower_program(), THREAD_IR)
+    """The example's Tile IR (after the Tile IR passes) and its Thread IR."""
+    return matmul.ir(*arguments(), **SIZES), matmul.thread_ir(*arguments(), **SIZES)
 
 
 @pytest.fixture(scope="module")
 def programs():
     return lowered_matmul()
+
+
+def test_the_example_runs_through_lowering_bit_for_bit():
+    a, b, c = arguments(torch.Generator().manual_seed(4))
+    grid = (-(-M // BLOCK), -(-N // BLOCK))
+    reference, lowered = run_both(matmul, grid, a, b, c, **SIZES)
+    assert_same_bytes(reference, lowered)
+    assert torch.equal(lowered[2], (a.double() @ b.double()).half())
 
 
 def test_the_stages_are_filled_by_16_byte_cp_async_and_read_by_ldmatrix_x4(programs):

@@ -236,3 +236,27 @@ def test_sub_byte_tiles(load):
     reference, lowered = run_both(nibbles, (1,), x, y, LOAD=load, STORE=spatial(8, 4).local(1, 8))
     assert_same_bytes(reference, lowered)
     assert torch.equal(lowered[1], x)
+
+
+@tv.kernel(num_warps=1)
+def nibble_window(x: tv.Tensor[tv.int4, 1], y: tv.Tensor[tv.int4, 1]):
+    """y = x's 64 elements from 16 on (zeros past x's end), through copy_async."""
+    tile = tv.shared_tensor(tv.int4, [64])
+    tv.copy_async(tile, x, offsets=[16])
+    tv.copy_async_commit()
+    tv.copy_async_wait(0)
+    tv.sync()
+    tv.store_global(y, tv.load_shared(tile, layout=spatial(32).local(2)), offsets=[0])
+
+
+@pytest.mark.parametrize("size", [33, 48, 90])  # odd sizes end inside a byte
+def test_sub_byte_copies_clear_the_elements_past_the_edge(size):
+    generator = torch.Generator().manual_seed(size)
+    packed = torch.randint(0, 256, (-(-size // 2),), generator=generator, dtype=torch.uint8)
+    y = torch.full((32,), 0xAB, dtype=torch.uint8)  # 64 nibbles
+    reference, lowered = run_both(nibble_window, (1,), tv.view(packed, tv.int4, shape=(size,)), y)
+    assert_same_bytes(reference, lowered)
+    nibbles = torch.stack([packed & 15, packed >> 4], dim=1).flatten()[:size]
+    expected = torch.zeros(64, dtype=torch.uint8)
+    expected[: max(0, min(64, size - 16))] = nibbles[16 : 16 + 64]
+    assert torch.equal(lowered[1], expected[0::2] | (expected[1::2] << 4))

@@ -78,9 +78,19 @@ class _Access:
     instruction: Instruction
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every access's replay reads: the program, its index analysis, and its global views."""
+
+    program: Program
+    analysis: IndexAnalysis
+    global_views: dict[Var, GlobalView]
+
+
 def choose_layouts(program: Program) -> dict[int, SharedLayout]:
     """The layout of each allocation without one (by its output's uid): the best candidate (module doc)."""
-    analysis = analyze_indices(program)
+    views = {item.output: item for item in walk_instructions(program.body) if isinstance(item, GlobalView)}
+    context = _Context(program, analyze_indices(program), views)
     accesses = _accesses(program)
     chosen = {}
     for allocation, found in accesses.items():
@@ -88,7 +98,7 @@ def choose_layouts(program: Program) -> dict[int, SharedLayout]:
             continue
         best, best_cost = None, None
         for candidate in _layouts(allocation):
-            cost = _total_cost(program, analysis, found, candidate)
+            cost = _total_cost(context, found, candidate)
             if best_cost is None or cost < best_cost:
                 best, best_cost = candidate, cost
             if cost == (0, 0):  # nothing is better: stop at the first
@@ -97,10 +107,10 @@ def choose_layouts(program: Program) -> dict[int, SharedLayout]:
     return chosen
 
 
-def _total_cost(program: Program, analysis: IndexAnalysis, found: list[_Access], placement: SharedLayout):
+def _total_cost(context: _Context, found: list[_Access], placement: SharedLayout) -> tuple[int, int]:
     strict = total = 0
     for access in found:
-        more_strict, more = _cost(program, analysis, access, placement)
+        more_strict, more = _cost(context, access, placement)
         strict, total = strict + more_strict, total + more
     return strict, total
 
@@ -130,15 +140,13 @@ def _accesses(program: Program) -> dict[AllocShared, list[_Access]]:
     return accesses
 
 
-def _cost(
-    program: Program, analysis: IndexAnalysis, access: _Access, placement: SharedLayout
-) -> tuple[int, int]:
+def _cost(context: _Context, access: _Access, placement: SharedLayout) -> tuple[int, int]:
     """(conflicts in strict requests, conflicts in all) of ``access`` when its allocation is ``placement``."""
     layout, base = access.view.layout(placement)
     nbits = access.view.allocation.dtype.nbits
-    base_divisibility = analysis.of(base)
+    base_divisibility = context.analysis.of(base)
     strict = total = 0
-    for rows in _requests(program, analysis, access.instruction, layout, nbits, base_divisibility):
+    for rows in _requests(context, access.instruction, layout, nbits, base_divisibility):
         access_bytes = rows.shape[1] * nbits // 8
         if rows.size == 0 or access_bytes not in (4, 8, 16):
             continue
@@ -148,10 +156,10 @@ def _cost(
     return strict, total
 
 
-def _requests(program, analysis, instruction, layout: SharedLayout, nbits: int, base_divisibility: int):
+def _requests(context: _Context, instruction, layout: SharedLayout, nbits: int, base_divisibility: int):
     """The lane tables of every warp request that lowering makes for ``instruction``."""
     if isinstance(instruction, CopyAsync):
-        yield from _copy_requests(program, analysis, instruction, layout, nbits, base_divisibility)
+        yield from _copy_requests(context, instruction, layout, nbits, base_divisibility)
         return
     value = instruction.output if isinstance(instruction, LoadShared) else instruction.value
     register = value.type.layout
@@ -177,8 +185,9 @@ def _requests(program, analysis, instruction, layout: SharedLayout, nbits: int, 
             yield lane_vectors(register, layout, width, warp, group, store)
 
 
-def _copy_requests(program, analysis, instruction: CopyAsync, layout, nbits: int, base_divisibility: int):
-    view = _global_view(program, instruction.source)
+def _copy_requests(context: _Context, instruction: CopyAsync, layout, nbits: int, base_divisibility: int):
+    program, analysis = context.program, context.analysis
+    view = context.global_views[instruction.source]
     source = source_alignment(
         analysis.of, pointer_divisibility(program, view.pointer), nbits, instruction, view.strides
     )
@@ -190,10 +199,3 @@ def _copy_requests(program, analysis, instruction: CopyAsync, layout, nbits: int
     for round_ in range(resolved.rounds):
         for warp in range(-(-resolved.num_threads // WARP_SIZE)):
             yield resolved.lane_chunks(layout, warp, round_)
-
-
-def _global_view(program: Program, source: Var) -> GlobalView:
-    for instruction in walk_instructions(program.body):
-        if isinstance(instruction, GlobalView) and instruction.output is source:
-            return instruction
-    raise ValueError(f"copy_async's source {source.name} is not a global view of the program")

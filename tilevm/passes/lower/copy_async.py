@@ -16,7 +16,9 @@ end on a byte, so that the edge is a whole number of bytes.
 **Otherwise** (chunks under 4 bytes, or a sub-byte edge inside a byte), each chunk is a predicated load
 from global memory and a store to shared memory, made synchronously: the copy then completes early, which
 no race-free program can tell. These chunks never straddle the tensor's edge (``width`` divides what is
-known of the size); sub-byte elements then need whole bytes per chunk, else lowering raises.
+known of the size), except single bytes of sub-byte elements, whose bits past the edge are cleared after
+the load. Sub-byte elements need the two sides to keep a byte's elements together (aligned to a byte),
+else lowering raises.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tilevm.dtypes import int32
+from tilevm.dtypes import DType, int32, uint8
 from tilevm.ir import CopyAsync, CopyAsyncCommit, CopyAsyncWait, If, Program
-from tilevm.ir.expr import BinaryExpr, Const, Expr
+from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
 from tilevm.ir.thread import (
+    Bitcast,
     CopyAsyncCommitGroup,
     CopyAsyncGroup,
     CopyAsyncWaitGroup,
@@ -39,8 +42,9 @@ from tilevm.ir.thread import (
     Select,
     Store,
 )
-from tilevm.layout import SharedLayout
+from tilevm.layout import LayoutError, RegisterLayout, SharedLayout, local, spatial
 from tilevm.passes.index_divisibility import DIVISIBILITY_CAP, power_of_two_part
+from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.lowering import GlobalTensor, Handler, Lowering, LoweringError, SharedTile
 from tilevm.passes.lower.shared_access import MAX_ACCESS_BITS, offset_table
 from tilevm.passes.lower.shared_address import (
@@ -68,13 +72,15 @@ __all__ = [
 @dataclass(frozen=True)
 class CopyPlan:
     """Chunks of ``width`` elements along tile dim ``dim`` of a tile of ``shape``, dealt to ``num_threads``
-    threads; ``asynchronous`` when each is one ``cp.async``."""
+    threads; ``asynchronous`` when each is one ``cp.async``; ``masked`` when a chunk (one byte of sub-byte
+    elements) may hold elements past the tensor's edge, whose bits are then cleared."""
 
     shape: tuple[int, ...]
     dim: int
     width: int
     num_threads: int
     asynchronous: bool
+    masked: bool = False
 
     @property
     def chunk_shape(self) -> tuple[int, ...]:
@@ -115,7 +121,7 @@ def copy_plan(
     """The chunks of a copy into a tile of ``shape`` placed by ``shared`` (whose runtime base
     ``shared_base`` divides, in elements). ``source[d]`` is, for tile dim ``d``, a power of two dividing
     every global element offset of a chunk's start when chunks run along ``d`` and the global stride there
-    is 1, else None; the global edge is the caller's (``_edge_ok``)."""
+    is 1, else None. ``resolve_copy`` then accounts for the tensor's edge."""
     dims = [d for d in reversed(range(len(shape))) if shared.strides[d] == 1 and source[d] is not None]
     if not dims or nbits != power_of_two_part(nbits):
         return CopyPlan(shape, len(shape) - 1, 1, num_threads, False)
@@ -163,15 +169,18 @@ def pointer_divisibility(program: Program, pointer: Expr) -> int:
 def resolve_copy(plan: CopyPlan, nbits: int, size_known: int) -> CopyPlan | None:
     """``plan`` as lowering runs it, given what divides the tensor's size along the chunks' dim: cp.async
     when its edge falls on a byte, else loads and stores of chunks that never straddle the edge, of whole
-    bytes; None when no chunk of whole bytes fits."""
+    bytes; for sub-byte elements whose edge may fall inside a byte, chunks of one byte whose bits past
+    the edge are cleared (``masked``); None when the sides do not keep a byte's elements together."""
     if plan.asynchronous and (nbits >= 8 or size_known * nbits % 8 == 0):
         return plan
     width = plan.width
     while width > 1 and size_known % width:
         width //= 2
-    if width * nbits % 8:
-        return None
-    return CopyPlan(plan.shape, plan.dim, width, plan.num_threads, False)
+    if width * nbits % 8 == 0:
+        return CopyPlan(plan.shape, plan.dim, width, plan.num_threads, False)
+    if plan.width * nbits >= 8:
+        return CopyPlan(plan.shape, plan.dim, 8 // nbits, plan.num_threads, False, masked=True)
+    return None
 
 
 def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
@@ -197,11 +206,19 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
             f"{8 // nbits} elements together",
             lowering.location,
         )
+    layout = _chunk_layout(resolved)
+    if layout is not None:  # the chunks' coordinates: hoisted thread parts plus constants per round
+        thread_part = lowering.thread_coordinates(layout)
+        for round_ in range(resolved.rounds):
+            local_part = local_coordinates(layout)[round_ * resolved.width]
+            coordinates = tuple(add(c, Const(int(k), int32)) for c, k in zip(thread_part, local_part))
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates)
+        return
     for round_ in range(resolved.rounds):
         first = round_ * resolved.num_threads
         chunk = lowering.let("chunk", add(lowering.thread, Const(first, int32)))
         with lowering.collect() as body:
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, chunk)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, _unraveled(lowering, resolved, chunk))
         if first + resolved.num_threads <= resolved.num_chunks:
             for statement in body:
                 lowering.emit(statement)
@@ -210,15 +227,23 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
             lowering.emit(If(condition=inside, then_body=tuple(body)))
 
 
-def _copy_chunk(
-    lowering: Lowering,
-    instruction: CopyAsync,
-    tile: SharedTile,
-    tensor: GlobalTensor,
-    plan: CopyPlan,
-    chunk: Expr,
-) -> None:
-    nbits = tile.dtype.nbits
+def _chunk_layout(plan: CopyPlan) -> RegisterLayout | None:
+    """The chunks as a register layout (thread ``t``'s round ``r`` chunk is chunk ``r * num_threads + t``,
+    its ``width`` elements consecutive locals), when every thread has as many and the row-major chunk
+    order splits into the layout's digits; None otherwise."""
+    if plan.num_chunks % plan.num_threads:
+        return None
+    try:
+        grid = (local(plan.num_chunks // plan.num_threads) * spatial(plan.num_threads)).reshape(
+            *plan.chunk_shape
+        )
+    except LayoutError:
+        return None
+    return grid * local(*(plan.width if d == plan.dim else 1 for d in range(len(plan.shape))))
+
+
+def _unraveled(lowering: Lowering, plan: CopyPlan, chunk: Expr) -> tuple[Expr, ...]:
+    """The tile coordinates of the first element of chunk number ``chunk`` (row-major chunk order)."""
     coordinates = []
     suffix = 1
     for dim in reversed(range(len(plan.shape))):
@@ -227,8 +252,20 @@ def _copy_chunk(
         digit = BinaryExpr("mod", above, Const(extent, int32))
         coordinates.append(lowering.let(f"c{dim}", scale(digit, plan.width if dim == plan.dim else 1)))
         suffix *= extent
-    coordinates.reverse()
-    offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, tuple(coordinates)))
+    return tuple(reversed(coordinates))
+
+
+def _copy_chunk(
+    lowering: Lowering,
+    instruction: CopyAsync,
+    tile: SharedTile,
+    tensor: GlobalTensor,
+    plan: CopyPlan,
+    coordinates: tuple[Expr, ...],
+) -> None:
+    """Copy the chunk whose first element is at tile ``coordinates``."""
+    nbits = tile.dtype.nbits
+    offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, coordinates))
     destination = byte_pointer(tile, offset)
     indices = list(instruction.offsets)
     for axis, global_dim in enumerate(instruction.dims):
@@ -255,7 +292,22 @@ def _copy_chunk(
         )
         return
     value = lowering.define(Load, "copied", pointer=source, width=plan.width * nbits // 8, predicate=inside)
+    if plan.masked:
+        value = _cleared_past(lowering, value, tile.dtype, tensor.shape[edge_dim], indices[edge_dim])
     lowering.emit(Store(pointer=destination, value=value))
+
+
+def _cleared_past(lowering: Lowering, value: Expr, dtype: DType, size: Expr, index: Expr) -> Expr:
+    """One byte of sub-byte elements from ``index`` on, its elements at ``size`` and after cleared (the
+    reference copies zeros there): ``byte & ((1 << (inside * nbits)) - 1)``."""
+    nbits = dtype.nbits
+    inside = BinaryExpr(
+        "max", BinaryExpr("min", BinaryExpr("sub", size, index), Const(8 // nbits, int32)), Const(0, int32)
+    )
+    mask = BinaryExpr("sub", BinaryExpr("shl", Const(1, int32), scale(inside, nbits)), Const(1, int32))
+    byte = Bitcast(uint8, 1, value)
+    cleared = BinaryExpr("and", byte, CastExpr(mask, uint8))
+    return lowering.let("copied", Bitcast(dtype, 8 // nbits, cleared))
 
 
 def scale_by(index: Expr, stride: Expr) -> Expr:

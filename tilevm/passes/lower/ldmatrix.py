@@ -19,7 +19,7 @@ from tilevm.ir.types import VectorType
 from tilevm.layout import spatial
 from tilevm.passes.lower.lowering import Lowering, SharedTile
 from tilevm.passes.lower.shared_access import LDMATRIX_ROW, LdmatrixPlan, local_offsets
-from tilevm.passes.lower.shared_address import add, byte_pointer, linear_offset, scale, swizzled
+from tilevm.passes.lower.shared_address import SwizzledOffsets, add, byte_pointer, linear_offset, scale
 
 __all__ = ["load_matrices"]
 
@@ -36,11 +36,16 @@ def load_matrices(lowering: Lowering, tile: SharedTile, plan: LdmatrixPlan, loca
     )
     start = linear_offset(lowering, tile, coordinates, "row")
     outputs: list[Var] = []
+    lanes: dict[tuple[int, ...], SwizzledOffsets] = {}
     for count in plan.counts():
         selector = lowering.thread_coordinates(spatial(count, LDMATRIX_ROW))[0]
         first = len(outputs)
-        picked = _pick(selector, matrix_offsets[first : first + count])
-        offset = swizzled(lowering, tile.layout, lowering.let("linear", add(start, picked)))
+        offsets = matrix_offsets[first : first + count]
+        steps = tuple(value - offsets[0] for value in offsets)
+        if steps not in lanes:  # the lane's matrix among the instruction's, the same for most of them
+            lane = lowering.let("lane", add(start, _pick(selector, list(steps))))
+            lanes[steps] = SwizzledOffsets(lowering, tile.layout, lane)
+        offset = lanes[steps](offsets[0])
         group = tuple(Var("matrix", VectorType(tile.dtype, 2)) for _ in range(count))
         lowering.emit(
             Ldmatrix(outputs=group, pointer=byte_pointer(tile, offset), count=count, transpose=plan.transpose)

@@ -31,6 +31,7 @@ __all__ = [
     "linear_offset",
     "scale",
     "swizzled",
+    "SwizzledOffsets",
 ]
 
 
@@ -86,9 +87,28 @@ def element_base(tile: SharedTile) -> Expr:
     nbits = tile.dtype.nbits
     if nbits <= 8:
         return scale(tile.base, 8 // nbits)
-    if isinstance(tile.base, Const):
-        return Const(int(tile.base.value) * 8 // nbits, int32)
-    return BinaryExpr("floordiv", tile.base, Const(nbits // 8, int32))
+    return _divided(tile.base, nbits // 8)
+
+
+def _divided(expression: Expr, divisor: int) -> Expr:
+    """``expression / divisor`` for an ``expression`` that ``divisor`` divides: sums and products by
+    constants divided term by term (a slice's base is ``offset + index * stride * size``), else a
+    division."""
+    if isinstance(expression, Const):
+        return Const(int(expression.value) // divisor, int32)
+    if isinstance(expression, BinaryExpr) and expression.op == "mul" and isinstance(expression.rhs, Const):
+        factor = int(expression.rhs.value)
+        if factor % divisor == 0:
+            return scale(expression.lhs, factor // divisor)
+    if isinstance(expression, BinaryExpr) and expression.op == "add":
+        lhs, rhs = _divided(expression.lhs, divisor), _divided(expression.rhs, divisor)
+        if not _is_division(lhs) and not _is_division(rhs):
+            return add(lhs, rhs)
+    return BinaryExpr("floordiv", expression, Const(divisor, int32))
+
+
+def _is_division(expression: Expr) -> bool:
+    return isinstance(expression, BinaryExpr) and expression.op == "floordiv"
 
 
 def element_divisibility(lowering: Lowering, tile: SharedTile) -> int:
@@ -121,6 +141,27 @@ def swizzled(lowering: Lowering, layout: SharedLayout, linear: Expr, name: str =
     mask = ((1 << swizzle.bits) - 1) << (swizzle.base + swizzle.shift)
     moved = BinaryExpr("shr", BinaryExpr("and", linear, Const(mask, int32)), Const(swizzle.shift, int32))
     return lowering.let(name, BinaryExpr("xor", linear, moved))
+
+
+class SwizzledOffsets:
+    """The element offsets ``swizzle(start + c)`` for constants ``c``: adding a multiple of the swizzle's
+    period commutes with it (``Swizzle.period``), so ``swizzle(start + c % period) + (c - c % period)`` lets
+    one swizzle serve every constant of a remainder."""
+
+    def __init__(self, lowering: Lowering, layout: SharedLayout, start: Expr) -> None:
+        self.lowering, self.layout, self.start = lowering, layout, start
+        swizzle = layout.swizzling
+        self.period = None if swizzle is None or swizzle.bits == 0 else swizzle.period
+        self.swizzled: dict[int, Expr] = {}
+
+    def __call__(self, constant: int) -> Expr:
+        if self.period is None:
+            return add(self.start, Const(constant, int32))
+        remainder = constant % self.period
+        if remainder not in self.swizzled:
+            linear = self.lowering.let("linear", add(self.start, Const(remainder, int32)))
+            self.swizzled[remainder] = swizzled(self.lowering, self.layout, linear)
+        return add(self.swizzled[remainder], Const(constant - remainder, int32))
 
 
 def byte_pointer(tile: SharedTile, offset: Expr) -> Expr:

@@ -39,6 +39,7 @@ from tilevm.passes.lower.shared_access import (
     vector_width,
 )
 from tilevm.passes.lower.shared_address import (
+    SwizzledOffsets,
     add,
     base_elements,
     byte_pointer,
@@ -46,7 +47,6 @@ from tilevm.passes.lower.shared_address import (
     divisibility,
     element_divisibility,
     linear_offset,
-    swizzled,
 )
 
 __all__ = ["HANDLERS", "primary_predicate"]
@@ -134,10 +134,8 @@ def _load_vectors(
 
 def _group_offsets(lowering: Lowering, tile: SharedTile, start: Expr, offsets, width: int) -> list[Expr]:
     """The swizzled element offset of the first element of each group of ``width`` local elements."""
-    return [
-        swizzled(lowering, tile.layout, lowering.let("linear", add(start, Const(int(offsets[first]), int32))))
-        for first in range(0, len(offsets), width)
-    ]
+    through = SwizzledOffsets(lowering, tile.layout, start)
+    return [through(int(offsets[first])) for first in range(0, len(offsets), width)]
 
 
 def _load_bits(lowering: Lowering, tile: SharedTile, offset: Expr) -> Expr:
@@ -166,9 +164,12 @@ def primary_predicate(lowering: Lowering, register: RegisterLayout) -> Expr | No
     holds elements of its own."""
     condition = None
     for divisor, size in replica_digits(register):
-        digit = BinaryExpr(
-            "mod", BinaryExpr("floordiv", lowering.thread, Const(divisor, int32)), Const(size, int32)
+        above = (
+            lowering.thread
+            if divisor == 1
+            else BinaryExpr("floordiv", lowering.thread, Const(divisor, int32))
         )
+        digit = BinaryExpr("mod", above, Const(size, int32))
         test = BinaryExpr("eq", digit, Const(0, int32))
         condition = test if condition is None else BinaryExpr("and", condition, test)
     return None if condition is None else lowering.let("primary", condition)
