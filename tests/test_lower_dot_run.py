@@ -218,6 +218,18 @@ def test_the_fp16_matmul_example_multiplies_with_m16n8k16():
     assert len(instructions) == 4 and {instruction.shape for instruction in instructions} == {"m16n8k16"}
 
 
+def test_the_fp16_matmul_example_is_exact_on_small_integers():
+    # every partial sum of small integers is exact in float32: the same bits in any order
+    example = load_example("matmul_fp16")
+    generator = torch.Generator().manual_seed(3)
+    a = torch.randint(-3, 4, (70, 200), generator=generator).half()
+    b = torch.randint(-3, 4, (200, 96), generator=generator).half()
+    c = torch.full((70, 96), float("nan")).half()
+    reference, threads = run_both(example.matmul, (3, 3), a, b, c, BM=32, BN=32, BK=32, STAGES=2)
+    assert_same_bytes(reference, threads)
+    assert torch.equal(threads[2], (a.double() @ b.double()).half())
+
+
 def test_the_w4a16_example_multiplies_with_m16n8k16():
     example = load_example("w4a16_matmul")
     x, scales = torch.zeros(5, 256).half(), torch.zeros(4, 96).half()
