@@ -73,20 +73,14 @@ def atom_pairs(
     depth = quotient_a.shape[1]
     pairs = []
     for m, n in local_coordinates(accumulator / fragments.c).tolist():
-        try:
-            pairs.append(tuple((a_atoms[m, k], b_atoms[k, n]) for k in range(depth)))
-        except KeyError:
-            raise LoweringError(
-                f"the dot's layouts a {a}, b {b} and accumulator {accumulator} do not give each thread "
-                f"the atoms of its accumulator rows and columns",
-                None,
-            ) from None
+        pairs.append(tuple((a_atoms[m, k], b_atoms[k, n]) for k in range(depth)))
     return tuple(pairs)
 
 
 def _by_coordinate(quotient: RegisterLayout) -> dict[tuple[int, int], int]:
-    """The local index of each local coordinate of ``quotient`` (whose thread part is the same for the
-    operand and the accumulator, as ``dot_atom`` checked)."""
+    """The local index of each local coordinate of ``quotient``. Local coordinates suffice: ``dot_atom``
+    checked that the operand's quotient reduced over k is the accumulator's reduced over n (or m), so the
+    thread parts of their rows (or columns) are the same, and k lies in the local part."""
     return {(row, column): index for index, (row, column) in enumerate(local_coordinates(quotient).tolist())}
 
 

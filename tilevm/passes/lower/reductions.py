@@ -18,7 +18,9 @@ elements travel four or two to a word, 64-bit ones as two words.
 
 Float sums round at every step, in the order above, where the reference executor sums in float64 and rounds
 once: results agree with it within the bound of any float summation in the dtype (``Reduce``'s docstring),
-and exactly where every partial sum is exact. Integer sums (wrapping) and max and min agree bit for bit.
+and exactly where every partial sum is exact. Integer sums (wrapping) and max and min agree bit for bit,
+but for the sign of a float zero where +0.0 and -0.0 tie (each is the maximum of the two; which one
+comes out depends on the order of comparisons, which differs from the reference's).
 """
 
 from __future__ import annotations
