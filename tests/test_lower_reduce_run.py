@@ -27,25 +27,32 @@ TORCH = {
 NUMPY = {"sum": np.sum, "max": np.max, "min": np.min}
 
 
-@tv.kernel(num_warps=4)
-def reduce_dims(
-    x: tv.Tensor,
-    out: tv.Tensor,
-    OP: tv.constexpr,
-    SHAPE: tv.constexpr,
-    DIMS: tv.constexpr,
-    DTYPE: tv.constexpr,
-    LAYOUT: tv.constexpr,
-):
-    tile = tv.load_global(x, offsets=[0] * len(SHAPE), shape=SHAPE, layout=LAYOUT)
-    for dim in DIMS:
-        if OP == "sum":
-            tile = tv.sum(tile, dim, keepdim=True, dtype=DTYPE)
-        elif OP == "max":
-            tile = tv.max(tile, dim, keepdim=True, dtype=DTYPE)
-        else:
-            tile = tv.min(tile, dim, keepdim=True, dtype=DTYPE)
-    tv.store_global(out, tile, offsets=[0] * len(SHAPE))
+def reduce_kernel(num_warps: int):
+    @tv.kernel(num_warps=num_warps)
+    def reduce_dims(
+        x: tv.Tensor,
+        out: tv.Tensor,
+        OP: tv.constexpr,
+        SHAPE: tv.constexpr,
+        DIMS: tv.constexpr,
+        DTYPE: tv.constexpr,
+        LAYOUT: tv.constexpr,
+    ):
+        tile = tv.load_global(x, offsets=[0] * len(SHAPE), shape=SHAPE, layout=LAYOUT)
+        for dim in DIMS:
+            if OP == "sum":
+                tile = tv.sum(tile, dim, keepdim=True, dtype=DTYPE)
+            elif OP == "max":
+                tile = tv.max(tile, dim, keepdim=True, dtype=DTYPE)
+            else:
+                tile = tv.min(tile, dim, keepdim=True, dtype=DTYPE)
+        tv.store_global(out, tile, offsets=[0] * len(SHAPE))
+
+    return reduce_dims
+
+
+#: 4 warps (shuffles, then shared memory), 3 (thread digits of 3: shared memory), 1 (shuffles only)
+KERNELS = {num_warps: reduce_kernel(num_warps) for num_warps in (4, 3, 1)}
 
 
 def packed(values: np.ndarray, dtype) -> tv.TensorArgument:
@@ -108,12 +115,13 @@ COMBINATIONS = [(shape, dims) for shape in SHAPES for dims in all_dim_sets(len(s
 )
 def test_reductions_over_every_dim_set_of_random_layouts_match_the_reference(position, shape, dims):
     operand, op, dtype, bound = CASES[position % len(CASES)]
+    num_warps = list(KERNELS)[position % len(KERNELS)]
     rng = np.random.default_rng(position)
     values = small_values(rng, operand, shape, bound)
-    layout = random_layout(shape, 128, rng)
+    layout = random_layout(shape, 32 * num_warps, rng)
     out = poisoned(tuple(1 if dim in dims else size for dim, size in enumerate(shape)), dtype)
     reference, threads = run_both(
-        reduce_dims,
+        KERNELS[num_warps],
         (1,),
         packed(values, operand),
         out,
@@ -136,7 +144,7 @@ def test_float_sums_of_random_values_are_within_float32_summation_bounds():
         out = torch.full(reduced, float("nan"))
         layout = random_layout(shape, 128, rng)
         arguments = {"OP": "sum", "SHAPE": shape, "DIMS": dims, "DTYPE": tv.float32, "LAYOUT": layout}
-        _, threads = run_both(reduce_dims, (1,), torch.from_numpy(values), out, **arguments)
+        _, threads = run_both(KERNELS[4], (1,), torch.from_numpy(values), out, **arguments)
         exact = values.astype(np.float64).sum(axis=dims, keepdims=True)
         count = np.prod([shape[dim] for dim in dims])
         bound = (count - 1) * 2.0**-24 * np.abs(values.astype(np.float64)).sum(axis=dims, keepdims=True)
