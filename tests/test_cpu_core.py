@@ -221,3 +221,30 @@ def test_grids_of_three_axes_and_block_batches():
     assert np.array_equal(out[..., 0].numpy(), x * t)
     assert np.array_equal(out[..., 1].numpy(), y)
     assert np.array_equal(out[..., 2].numpy(), z)
+
+
+def test_one_byte_loads_and_stores_of_bytes_nibbles_and_bools():
+    # A byte is a scalar uint8, two int4 nibbles or eight bools: each is loaded, changed and stored back.
+    rng = np.random.default_rng(6)
+    data = torch.from_numpy(rng.integers(0, 256, size=3 * 40, dtype=np.uint8))
+    out = torch.zeros(3 * 40, dtype=torch.uint8)
+    text = _kernel(
+        "%x: ptr<uint8>, %nibbles: ptr<int4>, %flags: ptr<bool>, %out: ptr<uint8>",
+        40,
+        """
+  %t: int32 = let(value=thread_index())
+  %byte: uint8 = load(pointer=pointer_add(%x, %t), width=1)
+  store(pointer=pointer_add(%out, %t), value=%byte + 1:uint8)
+  %pair: vector<int4, 2> = load(pointer=pointer_add(%nibbles, %t + 40), width=1)
+  store(pointer=pointer_add(%nibbles, %t + 40), value=gather([%pair], [1, 0]))
+  %bits: vector<bool, 8> = load(pointer=pointer_add(%flags, %t + 80), width=1)
+  store(pointer=pointer_add(%flags, %t + 80), value=select(%bits, gather([false], [0, 0, 0, 0, 0, 0, 0, 0]), \
+gather([true], [0, 0, 0, 0, 0, 0, 0, 0])))
+""",
+    )
+    expected = data.numpy().copy()
+    run(text, [data, data, data, out])
+    assert np.array_equal(out.numpy()[:40], (expected[:40] + 1).astype(np.uint8))
+    swapped = ((expected[40:80] & 0xF) << 4) | (expected[40:80] >> 4)
+    assert np.array_equal(data.numpy()[40:80], swapped.astype(np.uint8))
+    assert np.array_equal(data.numpy()[80:], ~expected[80:])

@@ -37,10 +37,16 @@ def _data() -> torch.Tensor:
             r".*store at k.py:3",
         ),
         (  # write after another thread's read
-            ("  %v: float32 = load(pointer=shared_pointer<float32>(0), width=4)",
+            ("  %v: float32 = load(pointer=shared_pointer<float32>(0), width=4, predicate=%t == 0)",
              "  store(pointer=shared_pointer<float32>(0), value=1.0, predicate=%t == 5)"),
             4,
-            r"thread 5 .* writes shared byte 0 of block 0, read by thread 0",
+            r"thread 5 .* writes shared byte 0 of block 0, read by thread 0 of block \(0, 0, 0\) with no",
+        ),
+        (  # write after several threads' reads
+            ("  %v: float32 = load(pointer=shared_pointer<float32>(0), width=4)",
+             "  store(pointer=shared_pointer<float32>(0), value=1.0, predicate=%t == 0)"),
+            4,
+            r"thread 0 .* writes shared byte 0 of block 0, read by other threads",
         ),
         (  # two threads writing one byte in one instruction
             ("  store(pointer=shared_pointer<float32>((%t // 2) * 4), value=1.0)",),
@@ -113,9 +119,10 @@ def _data() -> torch.Tensor:
         ),
     ],
     ids=[
-        "read-after-write", "write-after-read", "same-instruction-writes", "partial-barrier", "global-bounds",
-        "global-alignment", "shared-bounds", "shared-alignment", "cp-async-pending", "cp-async-race",
-        "cp-async-never-waited", "cp-async-source-size", "while-limit", "division-by-zero",
+        "read-after-write", "write-after-read", "write-after-reads", "same-instruction-writes",
+        "partial-barrier", "global-bounds", "global-alignment", "shared-bounds", "shared-alignment",
+        "cp-async-pending", "cp-async-race", "cp-async-never-waited", "cp-async-source-size", "while-limit",
+        "division-by-zero",
     ],
 )  # fmt: skip
 def test_error_at_its_line(lines, line, message):

@@ -1,15 +1,16 @@
 """``round_to_dtype``'s numpy path for float16 and float32 (which the interpreter's arithmetic, through
 ``tilevm.ir.semantics``, spends most of its time in) against the reference codec, ``decode(encode(x))``:
 every float16 code, the midpoints between neighbouring values and the doubles next to them, random values
-over the whole exponent range, and the overflow, underflow and NaN edges."""
+over the whole exponent range, and the overflow, underflow and NaN edges; and ``wrap_integer``'s numpy path
+for 8-, 16- and 32-bit integers against Python's exact residues."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tilevm.dtypes import decode, encode, float16, float32
-from tilevm.dtypes.values import round_to_dtype
+from tilevm.dtypes import decode, encode, float16, float32, int_type
+from tilevm.dtypes.values import round_to_dtype, wrap_integer
 
 
 def _grid(dtype, rng):
@@ -37,3 +38,21 @@ def test_the_numpy_rounding_path_is_the_codec_bit_for_bit(dtype):
         got = round_to_dtype(values, dtype)
         assert got.dtype == expected.dtype
         assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32])
+@pytest.mark.parametrize("signed", [True, False])
+def test_wrapping_to_a_numpy_integer_width_is_the_residue_in_twos_complement(bits, signed):
+    rng = np.random.default_rng(bits + signed)
+    inputs = [
+        rng.integers(-(2**63), 2**63 - 1, 100_000, endpoint=True),
+        rng.integers(0, 2**64 - 1, 100_000, dtype=np.uint64, endpoint=True),
+        np.array([-(2**63), 2**63 - 1, 0, -1, 1, 2**31, -(2**31) - 1, 255, 256, -129, 2**bits, -(2**bits)]),
+    ]
+    for values in inputs:
+        exact = [int(value) % 2**bits for value in values.tolist()]  # Python ints: the residue, exactly
+        if signed:
+            exact = [value - 2**bits if value >= 2 ** (bits - 1) else value for value in exact]
+        got = wrap_integer(values, int_type(bits, signed))
+        assert got.dtype == np.int64
+        assert got.tolist() == exact

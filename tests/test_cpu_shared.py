@@ -77,3 +77,29 @@ def test_predicated_off_accesses_touch_nothing_and_load_zero():
 }"""
     run(text, [data, out, 20])
     assert torch.equal(out, data + 1)
+
+
+def test_loops_whose_trip_count_differs_between_blocks_keep_each_blocks_barriers():
+    # Block b runs b + 2 iterations; in each, every thread writes its slot, passes a barrier, reads its
+    # neighbour's, and passes another barrier. Several blocks share a batch, so the loop diverges across
+    # the batch while staying uniform within each block.
+    out = torch.full((5, 64), -1, dtype=torch.int32)
+    text = """kernel k(%out: ptr<int32>) num_threads=64 shared_bytes=256 {
+  %t: int32 = let(value=thread_index())
+  %sum: int32 = declare(init=0)
+  for %i: int32 in range(0, block_index(0) + 2, 1) {
+    store(pointer=shared_pointer<int32>(%t * 4), value=(%i * %t) + block_index(0))
+    barrier()
+    %next: int32 = load(pointer=shared_pointer<int32>(((%t + 1) % 64) * 4), width=4)
+    set(variable=%sum, value=%sum + %next)
+    barrier()
+  }
+  store(pointer=pointer_add(%out, ((block_index(0) * 64) + %t) * 4), value=%sum)
+}"""
+    run(text, [out], grid=(5,))
+    neighbour = (np.arange(64) + 1) % 64
+    expected = np.zeros((5, 64), dtype=np.int64)
+    for b in range(5):
+        for i in range(b + 2):
+            expected[b] += i * neighbour + b
+    assert np.array_equal(out.numpy(), expected)

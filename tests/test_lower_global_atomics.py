@@ -11,9 +11,6 @@ from lowering import assert_same_bytes, run_both
 
 import tilevm as tv
 
-# the interpreter's atomics land on main separately; these tests run from then on
-pytest.importorskip("tilevm.runtime.cpu.atomics")
-
 
 @tv.kernel(num_warps=1)
 def accumulate(out: tv.Tensor, values: tv.Tensor, m0: int, n0: int, BM: tv.constexpr, BN: tv.constexpr):

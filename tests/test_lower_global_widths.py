@@ -297,10 +297,27 @@ def test_a_store_that_writes_part_of_a_byte_is_an_error_at_its_line():
     )  # fmt: skip
 
 
-def test_elements_of_3_bits_are_an_error_at_their_line():
+def test_a_store_of_3_bit_elements_that_shares_bytes_is_an_error_at_its_line():
+    """A loaded int3 tile holds 2 consecutive elements a thread: 6 bits, sharing bytes with other threads."""
     data = tv.view(torch.zeros(64, 3, dtype=torch.uint8), tv.int3)
-    _raises_at(copy, "tv.load_global(source", "elements of 3 bits straddle bytes", data, data, BM=8, BN=8,
-               START=0)  # fmt: skip
+    _raises_at(copy, "tv.store_global(destination, tile", "int3 elements are stored as whole bytes", data,
+               data, BM=8, BN=8, START=0)  # fmt: skip
+
+
+def test_3_bit_elements_load_the_one_or_two_bytes_that_hold_them():
+    data = tv.view(torch.zeros(64, 3, dtype=torch.uint8), tv.int3)
+    text = lower_memory(widen.ir(data, torch.zeros(8, 1, dtype=torch.int8), START=1))
+    filecheck(
+        text,
+        """
+        CHECK: %BIT: int32 = let(value=%A * 3)
+        CHECK-NEXT: %B0: uint8 = load(pointer=pointer_add(pointer_cast<uint8>(%source), %BIT >> 3), width=1,
+        CHECK-NEXT: %B1: uint8 = load(pointer=pointer_add(pointer_cast<uint8>(%source), (%BIT >> 3) + 1),
+        CHECK-SAME: predicate=%IN & ((%BIT & 7) > 5))
+        CHECK-NEXT: ((cast<uint32>(%B0) | (cast<uint32>(%B1) << 8:uint32)) >> cast<uint32>(%BIT & 7))
+        CHECK-SAME: & 7:uint32
+        """,
+    )
 
 
 @tv.kernel(num_warps=1)

@@ -12,27 +12,13 @@ import torch
 from lowering import assert_same_bytes, lowered_kernel, run_both
 
 import tilevm as tv
-from tilevm.ir import LoadGlobal, StoreGlobal, print_program
-from tilevm.ir.thread import THREAD_IR, Atomic, Ldmatrix
+from tilevm.ir import print_program
+from tilevm.ir.thread import THREAD_IR
 from tilevm.layout import local, mma_fragments, spatial
-from tilevm.passes.lower import HANDLERS
-from tilevm.runtime.cpu.compiler import INSTRUCTIONS
-
-pytestmark = pytest.mark.skipif(
-    LoadGlobal not in HANDLERS or StoreGlobal not in HANDLERS,
-    reason="the kernels move data in and out with load_global/store_global, lowered by another helper",
-)
 
 
 def thread_text(program):
     return print_program(program, THREAD_IR)
-
-
-def interpreter_runs(instruction):
-    return pytest.mark.skipif(
-        instruction not in INSTRUCTIONS,
-        reason=f"the SIMT interpreter does not run {instruction.__name__} yet",
-    )
 
 
 @tv.kernel(num_warps=2)
@@ -186,7 +172,6 @@ def transposed_fragments(
     tv.store_global(y, tv.load_shared(tile.T, layout=LAYOUT), offsets=[0, 0])
 
 
-@interpreter_runs(Ldmatrix)
 @pytest.mark.parametrize("kernel", [fragments, transposed_fragments], ids=["rows", "columns"])
 @pytest.mark.parametrize(
     "fragment",
@@ -226,7 +211,7 @@ def nibbles(x: tv.Tensor[tv.int4, 2], y: tv.Tensor[tv.int4, 2], LOAD: tv.constex
         spatial(8, 4).local(1, 8),  # 4 bytes per thread
         spatial(8, 4).column_local(1, 8),
         spatial(4, 8).local(2, 4),  # 2 bytes per row
-        pytest.param(spatial(1, 32).local(8, 1), id="half-bytes", marks=interpreter_runs(Atomic)),
+        pytest.param(spatial(1, 32).local(8, 1), id="half-bytes"),
     ],
 )
 def test_sub_byte_tiles(load):

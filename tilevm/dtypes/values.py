@@ -41,6 +41,11 @@ def wrap_integer(values: npt.ArrayLike, dtype: DType | str) -> np.ndarray:
         return (wide != 0).astype(np.int64)
     if dtype.nbits == 64:
         return wide if dtype.is_signed else wide.view(np.uint64)
+    native = _NUMPY_INTEGERS.get((dtype.nbits, dtype.is_signed))
+    if native is not None:
+        # numpy's narrowing cast keeps the low bits and reads them in two's complement: the same residue as
+        # below, in two casts (the executors' integer arithmetic spends much of its time here).
+        return wide.astype(native).astype(np.int64)
     # `&` on int64 takes the low n bits of the two's complement form: the residue modulo 2^n.
     residue = wide & ((1 << dtype.nbits) - 1)
     if not dtype.is_signed:
@@ -72,6 +77,16 @@ def round_to_dtype(
         return np.where(nan, np.float32(np.nan), rounded) if nan.any() else rounded
     return decode(encode(x, dtype, rounding, rng), dtype)
 
+
+#: the integer widths numpy has a type for, by (bits, signed)
+_NUMPY_INTEGERS = {
+    (8, True): np.int8,
+    (16, True): np.int16,
+    (32, True): np.int32,
+    (8, False): np.uint8,
+    (16, False): np.uint16,
+    (32, False): np.uint32,
+}
 
 #: the formats numpy has a type for, whose conversion from float64 rounds as the codec does
 _NUMPY_FLOATS = {"float16": np.float16, "float32": np.float32}

@@ -37,8 +37,7 @@ import itertools
 from tilevm.ir import AllocShared, Instruction, PermuteShared, Program, SliceShared
 from tilevm.ir.expr import Var
 from tilevm.ir.rewrite import Rewriter, walk_instructions
-from tilevm.ir.verify_shared import MIN_SHARED_ALIGNMENT
-from tilevm.ir.verify_shared import _lifetimes as lifetimes
+from tilevm.ir.verify_shared import MIN_SHARED_ALIGNMENT, allocation_lifetimes
 from tilevm.layout import SharedLayout
 from tilevm.layout.shared import permute_shared
 from tilevm.passes.plan_shared_swizzle import choose_layouts
@@ -69,7 +68,9 @@ def _offsets(program: Program) -> tuple[dict[int, int], int]:
     """The offset of each allocation (by output uid), first fit in program order, and the end of all."""
     placed: list[tuple[int, int, int, int]] = []  # (start, end) in program positions, then bytes
     offsets: dict[int, int] = {}
-    for lifetime in sorted(lifetimes(program.body, itertools.count()), key=lambda item: item.start):
+    for lifetime in sorted(
+        allocation_lifetimes(program.body, itertools.count()), key=lambda item: item.start
+    ):
         allocation = lifetime.allocation
         size, alignment = allocation.footprint_bytes(), _alignment(allocation)
         live = [(low, high) for start, end, low, high in placed if start < lifetime.start < end]

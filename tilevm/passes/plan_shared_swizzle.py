@@ -34,8 +34,7 @@ from tilevm.ir import (
 from tilevm.ir.expr import Const, Expr, Var
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.layout import RegisterLayout, SharedLayout
-from tilevm.layout.shared import _candidates as swizzle_candidates
-from tilevm.layout.shared import permute_shared
+from tilevm.layout.shared import permute_shared, swizzle_candidates
 from tilevm.passes.index_analysis import IndexAnalysis, analyze_indices
 from tilevm.passes.index_divisibility import power_of_two_part
 from tilevm.passes.lower.copy_async import copy_plan, pointer_divisibility, resolve_copy, source_alignment

@@ -9,16 +9,18 @@ Each thread moves its elements in the groups that ``tilevm.passes.lower.vectoriz
 - a group known to lie wholly in or wholly out of bounds (*exact*) is one access, predicated on its first
   element being in bounds;
 - a group that may straddle the tensor's end (a ragged size whose divisibility is unknown) is one access
-  when it lies wholly in bounds and one access per element otherwise, each predicated on its own bounds,
-  inside an ``if`` so that only the threads at the end run the narrow accesses;
+  when it lies wholly in bounds, and narrower accesses otherwise (an element, or a byte of sub-byte
+  elements when no byte straddles the end), each predicated on its own bounds, inside an ``if`` so that
+  only the threads at the end run the narrow accesses;
 - a group of sub-byte elements narrower than a byte is loaded with the byte that holds it, shifted down.
 
-Sub-byte stores write whole bytes only, each holding elements of one thread and nothing else: the groups
-must be exact and of whole bytes, which the index analysis shows when the pointer, the offsets and the
-sizes and strides are known multiples of 16 and the layout gives each thread runs of a byte or more.
-A store that would write part of a byte (a ragged tail, elements of several threads in one byte) raises a
-``LoweringError``: writing part of a byte needs a read-modify-write, which races with the threads (of any
-block) writing the rest of the byte. Elements of 3, 5, 6 or 7 bits straddle bytes and are not lowered.
+Sub-byte stores write whole bytes only, each holding elements of one thread and nothing else: groups of
+whole bytes, and no byte across the tensor's end, which the index analysis shows when the pointer, the
+offsets, the sizes and the strides are known multiples of 16 (the launch's specialization) and the layout
+gives each thread runs of a byte or more. A store that would write part of a byte (elements of several
+threads in one byte, a byte across a ragged end) raises a ``LoweringError`` at its line: writing part of a
+byte needs a read-modify-write, which races with the threads (of any block) writing the rest of the byte.
+Elements of 3, 5, 6 or 7 bits straddle bytes and move as bytes (``global_straddling``).
 
 Replicated layouts write once: only the first replica of each element stores it or adds it atomically.
 """
@@ -45,6 +47,7 @@ from tilevm.ir import AtomicGlobal, LoadGlobal, LoadScalar, StoreGlobal
 from tilevm.ir.expr import CastExpr, Const, Expr, Var
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, If, LetScalar
 from tilevm.ir.thread import Atomic, Bitcast, Element, Gather, Load, PointerAdd, Select, Store
+from tilevm.passes.lower.global_straddling import byte_groups, load_codes, pack_codes, store_byte_groups
 from tilevm.passes.lower.global_window import (
     TRUE,
     ThreadWindow,
@@ -54,6 +57,7 @@ from tilevm.passes.lower.global_window import (
     thread_window,
 )
 from tilevm.passes.lower.lowering import (
+    GlobalTensor,
     Handler,
     Lowering,
     LoweringError,
@@ -75,51 +79,60 @@ _ATOMIC_BITS = (16, 32, 64)
 
 def _load_global(lowering: Lowering, instruction: LoadGlobal) -> None:
     tensor = lowering.global_tensor(instruction.tensor)
-    _check_width(tensor.dtype, "load_global", lowering)
     layout = tile_layout(instruction.output)
     window = thread_window(lowering, tensor, instruction.offsets, instruction.dims, layout)
-    plan = _plan(lowering, instruction, window)
     other = instruction.other if instruction.other is not None else Const(0, tensor.dtype)
+    if _straddles(tensor.dtype):
+        codes = [
+            load_codes(lowering, tensor, window.address(local), window.in_bounds(local), other)
+            for local in range(layout.local_size)
+        ]
+        value = pack_codes(codes, tensor.dtype)
+    else:
+        value = _concat(_load_groups(lowering, instruction, window, other))
+    lowering.bind(instruction.output, lowering.let(instruction.output.name, value))
+
+
+def _load_groups(
+    lowering: Lowering, instruction: LoadGlobal, window: ThreadWindow, other: Expr
+) -> list[Expr]:
+    """The thread's elements, a register a group, in the accesses that vectorization plans."""
+    plan = _plan(lowering, instruction, window)
     pieces = []
-    for local in range(0, layout.local_size, plan.group):
+    for local in range(0, window.layout.local_size, plan.group):
         if plan.exact:
             # the whole group is in bounds when its first element is
-            pieces.append(_load_group(lowering, window, local, plan.group, other, window.in_bounds(local)))
+            address, in_bounds = window.address(local), window.in_bounds(local)
+            pieces.append(_load_at(lowering, window.tensor, address, plan.group, other, in_bounds))
         else:
             pieces.append(_load_ragged(lowering, window, plan, local, other))
-    lowering.bind(instruction.output, lowering.let(instruction.output.name, _concat(pieces)))
+    return pieces
 
 
 def _load_ragged(lowering: Lowering, window: ThreadWindow, plan: AccessPlan, local: int, other: Expr) -> Var:
-    """A group that may straddle the end: one access when it is wholly in bounds, else one an element."""
+    """A group that may straddle the end: one access when it is wholly in bounds, else one a unit."""
     full = lowering.let("full", window.in_bounds(local, plan.group, plan.dim))
     register = lowering.define(DeclareScalar, "group", init=splat(other, plan.group))
     with lowering.collect() as whole:
-        value = _load_group(lowering, window, local, plan.group, other, TRUE)
+        value = _load_at(lowering, window.tensor, window.address(local), plan.group, other, TRUE)
         lowering.emit(AssignScalar(variable=register, value=value))
     with lowering.collect() as elements:
         values = [
-            _load_group(lowering, window, local + step, plan.unit, other, window.in_bounds(local + step))
+            _load_at(lowering, window.tensor, window.address(local + step), plan.unit, other,
+                     window.in_bounds(local + step))
             for step in range(0, plan.group, plan.unit)
-        ]
+        ]  # fmt: skip
         lowering.emit(AssignScalar(variable=register, value=_concat(values)))
     lowering.emit(If(condition=full, then_body=tuple(whole), else_body=tuple(elements)))
     return register
 
 
-def _load_group(
-    lowering: Lowering, window: ThreadWindow, local: int, count: int, other: Expr, predicate: Expr
-) -> Expr:
-    """The ``count`` elements from ``local`` on, in one access where ``predicate`` holds, else ``other``."""
-    return _load_at(lowering, window.tensor.pointer, window.tensor.dtype, window.address(local), count,
-                     other, predicate)  # fmt: skip
-
-
 def _load_at(
-    lowering: Lowering, pointer: Expr, dtype: DType, address: Expr, count: int, other: Expr, predicate: Expr
+    lowering: Lowering, tensor: GlobalTensor, address: Expr, count: int, other: Expr, predicate: Expr
 ) -> Expr:
-    """``count`` consecutive elements of ``dtype`` at element ``address`` from ``pointer``, where
-    ``predicate`` holds; ``other`` in each element elsewhere, and nothing is read."""
+    """``count`` consecutive elements of ``tensor`` from element ``address``, in one access where
+    ``predicate`` holds; ``other`` in each element elsewhere, where nothing is read."""
+    pointer, dtype = tensor.pointer, tensor.dtype
     address = lowering.let("element", address)
     predicate = lowering.let("in_bounds", predicate)
     keep = predicate == TRUE or _is_zero_code(other)  # a load that reads nothing gives zero
@@ -144,16 +157,19 @@ def _load_at(
 
 def _store_global(lowering: Lowering, instruction: StoreGlobal) -> None:
     tensor = lowering.global_tensor(instruction.tensor)
-    _check_width(tensor.dtype, "store_global", lowering)
     layout = tile_layout(instruction.value)
     window = thread_window(lowering, tensor, instruction.offsets, instruction.dims, layout)
-    plan = _plan(lowering, instruction, window)
-    if tensor.dtype.nbits < 8 and not (
-        plan.whole_bytes and (plan.exact or plan.unit * tensor.dtype.nbits == 8)
-    ):
-        raise LoweringError(_partial_byte_message(tensor.dtype, plan), lowering.location)
     value = lowering.tile(instruction.value)
     writer = lowering.let("writer", replica_condition(layout, lowering.thread))
+    if _straddles(tensor.dtype):
+        (info,) = lowering.indices.accesses[instruction]
+        if byte_groups(window, info) is None:
+            raise LoweringError(_straddling_message(tensor.dtype), lowering.location)
+        store_byte_groups(lowering, window, value, writer)
+        return
+    plan = _plan(lowering, instruction, window)
+    if not plan.writes_whole_bytes:
+        raise LoweringError(_partial_byte_message(tensor.dtype, plan), lowering.location)
     for local in range(0, layout.local_size, plan.group):
         piece = _slice(value, local, plan.group, layout.local_size)
         if plan.exact:
@@ -208,7 +224,6 @@ def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
     """Every thread loads the element (a uniform load); an index outside the tensor, an error for the
     reference executor, reads nothing and gives zero."""
     tensor = lowering.global_tensor(instruction.tensor)
-    _check_width(tensor.dtype, "load_scalar", lowering)
     address: Expr = Const(0)
     inside: Expr = TRUE
     for index, size, stride in zip(instruction.indices, tensor.shape, tensor.strides):
@@ -217,7 +232,10 @@ def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
         inside = binary("and", inside, binary("ge", index, Const(0)))
         inside = binary("and", inside, binary("lt", index, size))
     zero = Const(0, tensor.dtype)
-    value = _load_at(lowering, tensor.pointer, tensor.dtype, address, 1, zero, lowering.let("inside", inside))
+    if _straddles(tensor.dtype):
+        value = pack_codes([load_codes(lowering, tensor, address, inside, zero)], tensor.dtype)
+    else:
+        value = _load_at(lowering, tensor, address, 1, zero, inside)
     lowering.emit(LetScalar(output=instruction.output, value=value))
 
 
@@ -226,13 +244,18 @@ def _plan(lowering: Lowering, instruction: LoadGlobal | StoreGlobal, window: Thr
     return plan_access(window.layout, window.tensor.dtype, window.dims, window.tensor.strides, info)
 
 
-def _check_width(dtype: DType, what: str, lowering: Lowering) -> None:
-    if dtype.nbits & (dtype.nbits - 1):
-        raise LoweringError(
-            f"{what} of {dtype} elements is not lowered: elements of {dtype.nbits} bits straddle bytes, and "
-            f"no access of 1 to 16 bytes holds a whole number of them",
-            lowering.location,
-        )
+def _straddles(dtype: DType) -> bool:
+    """Whether elements of ``dtype`` may straddle bytes (3, 5, 6 or 7 bits): see ``global_straddling``."""
+    return bool(dtype.nbits & (dtype.nbits - 1))
+
+
+def _straddling_message(dtype: DType) -> str:
+    return (
+        f"store_global of {dtype} elements would write part of a byte, which races with the threads writing "
+        f"the rest of it: {dtype} elements are stored as whole bytes, 8 consecutive elements a thread that "
+        "start on a byte and lie wholly in or out of the tensor (offsets, sizes and strides that are "
+        "multiples of 16, a layout whose threads hold runs of 8 elements along the unit-stride dim)"
+    )
 
 
 def _partial_byte_message(dtype: DType, plan: AccessPlan) -> str:

@@ -52,6 +52,13 @@ class AccessPlan:
         """Whether each access moves whole bytes that hold the group's elements and nothing else."""
         return self.bits % 8 == 0
 
+    @property
+    def writes_whole_bytes(self) -> bool:
+        """Whether every access, the fallback's included, writes whole bytes of the tensor and nothing else
+        (so that no two threads write one byte)."""
+        unit_bits = self.bits // self.group * self.unit
+        return self.whole_bytes and (self.exact or unit_bits % 8 == 0)
+
 
 def group_size(layout: RegisterLayout, dim: int, limit: int) -> int:
     """The largest power of two ``g`` at most ``limit`` such that ``layout / local(.., g, ..)`` (``g``

@@ -7,7 +7,9 @@
 - ``state``: the batch, its active mask and thread indices;
 - ``expressions``, ``control``: expressions and structured control flow, divergent by masks;
 - ``memory``, ``shared_memory``, ``copies``: loads, stores, bounds, alignment, races, cp.async groups,
-  barriers;
+  barriers; ``atomics``: read-modify-writes in thread order;
+- ``collectives``: ``mma``, ``ldmatrix`` and ``shuffle`` from the PTX ISA's definitions, independently of
+  ``tilevm.layout``; ``bit_ops``: ``lop3``, ``prmt``, ``cvt_pack``;
 - ``compiler``: the program translated once into closures; ``executor``: arguments, the grid, batches.
 
 >>> import torch

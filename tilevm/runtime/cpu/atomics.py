@@ -23,7 +23,7 @@ from tilevm.ir.semantics import binary
 from tilevm.ir.thread import Atomic
 from tilevm.ir.types import AddressSpace
 from tilevm.runtime.cpu.control import Step
-from tilevm.runtime.cpu.memory import global_spans, shared_first
+from tilevm.runtime.cpu.memory import global_rows, shared_rows
 from tilevm.runtime.cpu.registers import bitcast, from_carrier, holder, to_carrier
 from tilevm.runtime.cpu.state import Batch
 
@@ -40,20 +40,21 @@ def _combine(op: str, old: np.ndarray, value: np.ndarray, dtype: DType) -> np.nd
 
 
 def _apply_in_order(
-    memory: np.ndarray, spans: np.ndarray, values: np.ndarray, op: str, dtype: DType
+    memory: np.ndarray, rows: np.ndarray, values: np.ndarray, op: str, dtype: DType
 ) -> np.ndarray:
-    """Apply the atomics of the rows of ``spans`` in row order; returns the old value of each row. Each round
-    applies the first remaining atomic of every address at once, so a round touches each address once."""
-    width = spans.shape[1]
+    """Apply the atomics on the ``rows`` of ``memory`` (rows of the value's bytes) in order; returns the old
+    value of each. Each round applies the first remaining atomic of every row at once, so a round touches
+    each row once."""
+    width = memory.shape[1]
     olds = np.zeros(values.shape, dtype=holder(dtype))
-    remaining = np.arange(spans.shape[0])
+    remaining = np.arange(rows.size)
     while remaining.size:
-        _, first = np.unique(spans[remaining, 0], return_index=True)
+        _, first = np.unique(rows[remaining], return_index=True)
         now = remaining[first]
-        old = bitcast(memory[spans[now]], uint8, width, dtype, 1)
-        memory[spans[now]] = bitcast(_combine(op, old, values[now], dtype), dtype, 1, uint8, width)
+        old = bitcast(memory[rows[now]], uint8, width, dtype, 1)
+        memory[rows[now]] = bitcast(_combine(op, old, values[now], dtype), dtype, 1, uint8, width)
         olds[now] = old
-        done = np.zeros(spans.shape[0], dtype=bool)
+        done = np.zeros(rows.size, dtype=bool)
         done[now] = True
         remaining = remaining[~done[remaining]]
     return olds
@@ -72,14 +73,13 @@ def _atomic(compiler: Compiler, instruction: Atomic) -> Step:
         active = batch.active(None if predicate is None else predicate(batch))
         threads = batch.threads(active)
         if shared:
-            spans = shared_first(batch, address, threads, width, "atomic")[:, None] + np.arange(width)
-            batch.shared.check_pending(spans, threads, "updates")
-            memory = batch.shared.data
+            rows = shared_rows(batch, address, threads, width, "atomic")
+            batch.shared.check_pending(rows, width, threads, "updates")
+            memory = batch.shared.data.reshape(-1, width)
         else:
-            spans = global_spans(batch, *address, threads, width, "atomic")
-            memory = address[0].storage
+            memory, rows = global_rows(batch, *address, threads, width, "atomic")
         values = np.broadcast_to(value(batch), (batch.size,))[threads]
-        olds = _apply_in_order(memory, spans, values, op, dtype)
+        olds = _apply_in_order(memory, rows, values, op, dtype)
         result = np.zeros(batch.size, dtype=holder(dtype))
         result[threads] = olds
         batch.registers[slot] = result

@@ -47,7 +47,7 @@ from tilevm.ir.semantics import to_carrier as semantic_carrier
 from tilevm.ir.thread import Ldmatrix, Mma, Shuffle
 from tilevm.runtime.cpu.control import Step
 from tilevm.runtime.cpu.expressions import length
-from tilevm.runtime.cpu.memory import shared_first
+from tilevm.runtime.cpu.memory import shared_rows
 from tilevm.runtime.cpu.registers import from_carrier, from_codes, holder, to_carrier
 from tilevm.runtime.cpu.state import WARP_SIZE, Batch
 from tilevm.runtime.reference.errors import ExecutionError
@@ -185,10 +185,8 @@ def _ldmatrix(compiler: Compiler, instruction: Ldmatrix) -> Step:
             return
         warps = threads.reshape(-1, WARP_SIZE)
         givers = warps[:, : 8 * count].reshape(-1)  # lane 8 i + r: row r of matrix i
-        first = shared_first(batch, pointer(batch), givers, 16, "ldmatrix")
-        readers_low = np.repeat(warps[:, 0], 8 * count)
-        readers_high = np.repeat(warps[:, -1], 8 * count)
-        raw = batch.shared.read(first, 16, readers_low, readers_high)
+        rows = shared_rows(batch, pointer(batch), givers, 16, "ldmatrix")
+        raw = batch.shared.read(rows, 16, givers, warp_wide=True)
         codes = np.ascontiguousarray(raw).view(np.uint16).reshape(-1, count, 8, 8)
         picked = codes[:, matrix, row, column]  # [warps, 32, count, 2]
         values = from_codes(picked.reshape(threads.size, count, 2), dtype)

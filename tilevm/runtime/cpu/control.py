@@ -105,7 +105,7 @@ def _diverging_for(
             running = inside & np.where(step > 0, counter < stop, counter > stop)
             if not running.any():
                 break
-            batch.mask = running
+            batch.mask = _unmasked_if_all(running, outer)
             batch.registers[slot] = counter.astype(counter_type)
             body(batch)
             counter = counter + step
@@ -125,7 +125,7 @@ def _while(compiler: Compiler, instruction: While) -> Step:
                 if running is not None and not running.any():
                     break
                 batch.check_while_limit(iterations)
-                batch.mask = running
+                batch.mask = running if running is None else _unmasked_if_all(running, outer)
                 body(batch)
                 iterations += 1
         finally:
@@ -154,12 +154,17 @@ def _if(compiler: Compiler, instruction: If) -> Step:
         try:
             for threads, branch in ((inside & taken, then_body), (inside & ~taken, else_body)):
                 if threads.any():
-                    batch.mask = threads
+                    batch.mask = _unmasked_if_all(threads, outer)
                     branch(batch)
         finally:
             batch.mask = outer
 
     return run
+
+
+def _unmasked_if_all(threads: np.ndarray, outer: np.ndarray | None) -> np.ndarray | None:
+    """The mask of a body that ``threads`` run: None (the fast paths) when they are every thread."""
+    return None if outer is None and threads.all() else threads
 
 
 STATEMENTS: dict[type, Callable[[Compiler, object], Step]] = {

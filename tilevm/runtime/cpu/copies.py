@@ -13,7 +13,7 @@ A batch that ends with copies never waited for is an error at the ``cp_async`` t
 >>> memory = SharedMemory.of(1, 16, None, str)
 >>> copies = AsyncCopies(2)
 >>> data = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], dtype=np.uint8)
->>> copies.start(np.array([0, 1]), np.array([0, 4]), data, memory, "cp_async", None)
+>>> copies.start(np.array([0, 1]), np.array([0, 1]), data, memory, "cp_async", None)
 >>> copies.commit(np.array([0, 1])); copies.wait(np.array([0]), 0, memory)
 >>> memory.data[:4].tolist(), int(memory.pending[4])
 ([1, 2, 3, 4], 1)
@@ -35,11 +35,12 @@ __all__ = ["AsyncCopies"]
 
 @dataclass(eq=False)
 class _Copies:
-    """The copies of one ``cp_async`` execution still in flight: one row per thread."""
+    """The copies of one ``cp_async`` execution still in flight: one per thread, to a row of shared memory
+    (``SharedMemory``'s rows of the copy's size)."""
 
     threads: np.ndarray
     groups: np.ndarray
-    spans: np.ndarray
+    rows: np.ndarray
     data: np.ndarray
     site: str
     location: SourceLocation | None
@@ -59,19 +60,19 @@ class AsyncCopies:
     def start(
         self,
         threads: np.ndarray,
-        first: np.ndarray,
+        rows: np.ndarray,
         data: np.ndarray,
         memory: SharedMemory,
         site: str,
         location: SourceLocation | None,
     ) -> None:
-        """Copies by ``threads`` of the rows of ``data`` to the shared bytes from ``first``, in flight."""
-        spans = first[:, None] + np.arange(data.shape[1])
-        memory.check_pending(spans, threads, "writes")
-        memory.check_write(spans, threads)
-        memory.mark_written(spans, threads, site)
-        np.add.at(memory.pending, spans, 1)
-        self.in_flight.append(_Copies(threads, self.committed[threads], spans, data, site, location))
+        """Copies by ``threads`` of the rows of ``data`` to the shared memory ``rows``, in flight."""
+        width = data.shape[1]
+        memory.check_pending(rows, width, threads, "writes")
+        memory.check_write(rows, width, threads)
+        memory.mark_written(rows, width, threads, site)
+        memory.set_pending(rows, width, True)
+        self.in_flight.append(_Copies(threads, self.committed[threads], rows, data, site, location))
 
     def commit(self, threads: np.ndarray) -> None:
         self.committed[threads] += 1
@@ -86,14 +87,14 @@ class AsyncCopies:
         for copies in self.in_flight:
             lands = copies.groups < threshold[copies.threads]
             if lands.any():
-                spans = copies.spans[lands]
-                memory.data[spans] = copies.data[lands]
-                np.subtract.at(memory.pending, spans, 1)
-                memory.mark_written(spans, copies.threads[lands], copies.site)
+                rows, width = copies.rows[lands], copies.data.shape[1]
+                memory.data.reshape(-1, width)[rows] = copies.data[lands]
+                memory.set_pending(rows, width, False)
+                memory.mark_written(rows, width, copies.threads[lands], copies.site)
                 copies = _Copies(
                     copies.threads[~lands],
                     copies.groups[~lands],
-                    copies.spans[~lands],
+                    copies.rows[~lands],
                     copies.data[~lands],
                     copies.site,
                     copies.location,

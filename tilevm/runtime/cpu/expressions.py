@@ -35,13 +35,14 @@ from tilevm.ir.thread import (
     LaneIndex,
     Pack,
     PointerAdd,
+    PointerCast,
     Select,
     SharedPointer,
     ThreadIndex,
     WarpIndex,
 )
 from tilevm.ir.types import AddressSpace, VectorType
-from tilevm.runtime.cpu.registers import bitcast, from_carrier, to_carrier
+from tilevm.runtime.cpu.registers import bitcast, carrier_reader, from_carrier, register_writer
 from tilevm.runtime.cpu.state import Batch
 
 if TYPE_CHECKING:
@@ -69,21 +70,22 @@ def _const(compiler: Compiler, expr: Const) -> Evaluator:
 
 def _unary(compiler: Compiler, expr: UnaryExpr) -> Evaluator:
     operand, op, dtype = compiler.expression(expr.operand), expr.op, expr.operand.type.dtype
-    return lambda batch: from_carrier(unary(op, to_carrier(operand(batch), dtype), dtype), dtype)
+    read, write = carrier_reader(dtype), register_writer(dtype)
+    return lambda batch: write(unary(op, read(operand(batch)), dtype))
 
 
 def _binary(compiler: Compiler, expr: BinaryExpr) -> Evaluator:
     lhs, rhs, op = compiler.expression(expr.lhs), compiler.expression(expr.rhs), expr.op
     dtype = expr.lhs.type.dtype
     result = binary_result_dtype(op, dtype)
+    read, write = carrier_reader(dtype), register_writer(result)
     if op in COMPARISON_OPS:
-        return lambda batch: binary(op, to_carrier(lhs(batch), dtype), to_carrier(rhs(batch), dtype), dtype)
+        return lambda batch: binary(op, read(lhs(batch)), read(rhs(batch)), dtype)
     if op in ("floordiv", "mod") and dtype.is_integer:
         rhs = _divisor_of_active_threads(rhs, isinstance(expr.type, VectorType))
 
     def evaluate(batch: Batch) -> np.ndarray:
-        carrier = binary(op, to_carrier(lhs(batch), dtype), to_carrier(rhs(batch), dtype), dtype)
-        return from_carrier(carrier, result)
+        return write(binary(op, read(lhs(batch)), read(rhs(batch)), dtype))
 
     return evaluate
 
@@ -107,9 +109,8 @@ def _cast(compiler: Compiler, expr: CastExpr) -> Evaluator:
     rounding = expr.rounding
     if source == target:
         return operand
-    return lambda batch: from_carrier(
-        cast(to_carrier(operand(batch), source), source, target, rounding), target
-    )
+    read, write = carrier_reader(source), register_writer(target)
+    return lambda batch: write(cast(read(operand(batch)), source, target, rounding))
 
 
 def _block_index(compiler: Compiler, expr: BlockIndex) -> Evaluator:
@@ -137,6 +138,11 @@ def _pointer_add(compiler: Compiler, expr: PointerAdd) -> Evaluator:
         return storage, offsets + offset(batch).astype(np.int64)
 
     return evaluate
+
+
+def _pointer_cast(compiler: Compiler, expr: PointerCast) -> Evaluator:
+    # the same address: a pointer's dtype only says what its loads and stores move
+    return compiler.expression(expr.pointer)
 
 
 def _element(compiler: Compiler, expr: Element) -> Evaluator:
@@ -213,6 +219,7 @@ EXPRESSIONS: dict[type, Callable[[Compiler, object], Evaluator]] = {
     WarpIndex: _thread_value("warp_index"),
     SharedPointer: _shared_pointer,
     PointerAdd: _pointer_add,
+    PointerCast: _pointer_cast,
     Element: _element,
     Pack: _pack,
     Bitcast: _bitcast,

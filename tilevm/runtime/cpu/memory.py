@@ -30,13 +30,30 @@ from tilevm.runtime.reference.global_memory import Pointer
 if TYPE_CHECKING:
     from tilevm.runtime.cpu.compiler import Compiler
 
-__all__ = ["MEMORY", "global_spans", "shared_first"]
+__all__ = ["MEMORY", "global_rows", "shared_rows"]
 
 
-def global_spans(
+def global_rows(
     batch: Batch, pointer: Pointer, offsets: np.ndarray, threads: np.ndarray, width: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The storage viewed as rows of ``width`` bytes, and the row that each of ``threads`` accesses at its
+    offset from ``pointer``, after checking alignment and bounds."""
+    first = _checked_first(batch, pointer, offsets, threads, width, width, what)
+    size = pointer.storage.size
+    return pointer.storage[: size - size % width].reshape(-1, width), first // width
+
+
+def _checked_first(
+    batch: Batch,
+    pointer: Pointer,
+    offsets: np.ndarray,
+    threads: np.ndarray,
+    width: int,
+    extents: int | np.ndarray,
+    what: str,
 ) -> np.ndarray:
-    """The storage bytes ``[k, width]`` that ``threads`` access at ``offsets`` from ``pointer``, checked."""
+    """The storage byte where each of ``threads``' access of ``width`` bytes starts, after checking that
+    it is a multiple of ``width`` and that the ``extents`` bytes read from there lie inside the storage."""
     first = pointer.byte_offset + (offsets if offsets.ndim == 0 else offsets[threads])
     first = np.broadcast_to(first, threads.shape)
     misaligned = first % width != 0
@@ -46,21 +63,22 @@ def global_spans(
             f"{what} of {width} bytes by {batch.describe_thread(int(threads[index]))} at storage byte "
             f"{int(first[index])} of {pointer.name}, which is not a multiple of {width} (misaligned)"
         )
-    outside = (first < 0) | (first > pointer.storage.size - width)
+    size = pointer.storage.size
+    outside = (first < 0) | (first > size - extents)
     if outside.any():
         index = int(np.flatnonzero(outside)[0])
         raise ExecutionError(
             f"{what} of {width} bytes by {batch.describe_thread(int(threads[index]))} at byte "
             f"{int(first[index]) - pointer.byte_offset} from {pointer.name} falls outside the tensor's "
-            f"storage ({pointer.storage.size} bytes, the tensor from byte {pointer.byte_offset})"
+            f"storage ({size} bytes, the tensor from byte {pointer.byte_offset})"
         )
-    return first[:, None] + np.arange(width)
+    return first
 
 
-def shared_first(batch: Batch, offsets: np.ndarray, threads: np.ndarray, width: int, what: str) -> np.ndarray:
-    """The first bytes, in the batch's shared memory, of ``threads``' accesses at ``offsets``, checked."""
+def shared_rows(batch: Batch, offsets: np.ndarray, threads: np.ndarray, width: int, what: str) -> np.ndarray:
+    """The shared-memory rows (``SharedMemory``) of ``threads``' accesses at ``offsets``, checked."""
     mine = np.broadcast_to(offsets if offsets.ndim == 0 else offsets[threads], threads.shape)
-    return batch.shared.addresses(mine, batch.block_of_thread[threads], width, what)
+    return batch.shared.rows(mine, batch.block_of_thread[threads], width, what)
 
 
 def _site(instruction: object) -> str:
@@ -80,11 +98,10 @@ def _load(compiler: Compiler, instruction: Load) -> Step:
         active = batch.active(None if predicate is None else predicate(batch))
         threads = batch.threads(active)
         if shared:
-            first = shared_first(batch, address, threads, width, "load")
-            raw = batch.shared.read(first, width, threads, threads)
+            raw = batch.shared.read(shared_rows(batch, address, threads, width, "load"), width, threads)
         else:
-            raw = global_spans(batch, *address, threads, width, "load")
-            raw = address[0].storage[raw]
+            storage, rows = global_rows(batch, *address, threads, width, "load")
+            raw = storage[rows]
         # one byte is a scalar uint8 to bitcast, not a vector of one
         value = bitcast(raw if width > 1 else raw[..., 0], uint8, width, dtype, count)
         if active is not None:
@@ -115,9 +132,10 @@ def _store(compiler: Compiler, instruction: Store) -> Step:
         raw = raw if width > 1 else raw[..., None]  # a scalar uint8 for one byte: its one column
         raw = np.broadcast_to(raw, (batch.size, width))[threads]
         if shared:
-            batch.shared.write(shared_first(batch, address, threads, width, "store"), raw, threads, site)
+            batch.shared.write(shared_rows(batch, address, threads, width, "store"), raw, threads, site)
         else:
-            address[0].storage[global_spans(batch, *address, threads, width, "store")] = raw
+            storage, rows = global_rows(batch, *address, threads, width, "store")
+            storage[rows] = raw
 
     return run
 
@@ -142,20 +160,30 @@ def _copy_async(compiler: Compiler, instruction: CopyAsyncGroup) -> Step:
                 f"cp.async of {size} bytes by {batch.describe_thread(int(threads[index]))} with a source "
                 f"size of {int(sizes[index])}: it is 0 to {size}"
             )
-        first = shared_first(batch, destination(batch), threads, size, "cp.async into shared memory")
+        rows = shared_rows(batch, destination(batch), threads, size, "cp.async into shared memory")
         data = np.zeros((threads.size, size), dtype=np.uint8)
-        reading = sizes > 0  # a source size of 0 reads nothing: its address may be anything
-        if reading.any():
-            storage, offsets = source(batch)
-            rows = threads[reading]
-            spans = global_spans(batch, storage, offsets, rows, size, "cp.async from global memory")
-            # Only the first source-size bytes are read (and so checked); the rest is zero-filled.
-            valid = np.arange(size) < sizes[reading][:, None]
-            spans = np.where(valid, spans, spans[:, :1])
-            data[reading] = np.where(valid, storage.storage[spans], 0)
-        batch.copies.start(threads, first, data, batch.shared, site, location)
+        whole = sizes == size
+        if whole.any():
+            storage, sources = global_rows(
+                batch, *source(batch), threads[whole], size, "cp.async from global memory"
+            )
+            data[whole] = storage[sources]
+        partial = ~whole & (sizes > 0)  # a source size of 0 reads nothing: its address may be anything
+        if partial.any():
+            data[partial] = _read_partial(batch, *source(batch), threads[partial], sizes[partial], size)
+        batch.copies.start(threads, rows, data, batch.shared, site, location)
 
     return run
+
+
+def _read_partial(
+    batch: Batch, pointer: Pointer, offsets: np.ndarray, threads: np.ndarray, sizes: np.ndarray, size: int
+) -> np.ndarray:
+    """The first ``sizes`` bytes of each thread's source, then zeros: only the bytes read are checked."""
+    first = _checked_first(batch, pointer, offsets, threads, size, sizes, "cp.async from global memory")
+    spans = first[:, None] + np.arange(size)
+    valid = np.arange(size) < sizes[:, None]
+    return np.where(valid, pointer.storage[np.where(valid, spans, spans[:, :1])], 0).astype(np.uint8)
 
 
 def _commit(compiler: Compiler, instruction: CopyAsyncCommitGroup) -> Step:

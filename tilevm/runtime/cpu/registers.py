@@ -23,6 +23,9 @@ one element until they meet a per-thread one.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 from tilevm.dtypes import (
@@ -43,7 +46,16 @@ from tilevm.dtypes import (
 )
 from tilevm.runtime.reference.carrier import carrier_to_codes, codes_to_carrier
 
-__all__ = ["bitcast", "codes_of", "from_carrier", "from_codes", "holder", "to_carrier"]
+__all__ = [
+    "bitcast",
+    "carrier_reader",
+    "codes_of",
+    "from_carrier",
+    "from_codes",
+    "holder",
+    "register_writer",
+    "to_carrier",
+]
 
 _NATIVE: dict[DType, type[np.generic]] = {
     boolean: np.bool_,
@@ -69,33 +81,67 @@ def holder(dtype: DType) -> type[np.generic]:
 
 def to_carrier(value: np.ndarray, dtype: DType) -> np.ndarray:
     """The semantics carrier (int64 / uint64, float64, bool) of a register of ``dtype``."""
-    native = _NATIVE.get(dtype)
-    if native is not None:
-        if dtype.is_float:
-            return value.astype(np.float64)
-        if dtype.kind == "bool" or dtype == uint64:
-            return value
-        return value.astype(np.int64)
-    if dtype == bfloat16:
-        # A bfloat16 is the high half of the float32 with the same bits.
-        return (value.astype(np.uint32) << np.uint32(16)).view(np.float32).astype(np.float64)
-    return codes_to_carrier(value, dtype)
+    return carrier_reader(dtype)(value)
 
 
 def from_carrier(carrier: np.ndarray, dtype: DType) -> np.ndarray:
     """The register of ``dtype`` holding a carrier already rounded to ``dtype`` (as the semantics return
     them). NaN becomes the codec's canonical NaN, as the reference executor stores it."""
-    carrier = np.asarray(carrier)
+    return register_writer(dtype)(carrier)
+
+
+@functools.cache
+def carrier_reader(dtype: DType) -> Callable[[np.ndarray], np.ndarray]:
+    """``to_carrier`` for one dtype, chosen once (compiled instructions call it without looking it up)."""
     native = _NATIVE.get(dtype)
+    if native is not None and not dtype.is_float:
+        return _same if dtype.kind == "bool" or dtype == uint64 else _int64
     if native is not None:
-        if dtype.is_float:
-            return _canonical_nan(carrier).astype(native)
-        return carrier.astype(native)
+        return _float64
     if dtype == bfloat16:
-        # Exact: a bfloat16 value is a float32 whose low 16 bits are zero.
-        wide = _canonical_nan(carrier).astype(np.float32).view(np.uint32)
-        return (wide >> np.uint32(16)).astype(np.uint16)
-    return carrier_to_codes(carrier, dtype)
+        return _bfloat16_carrier
+    return functools.partial(_codes_to_carrier, dtype=dtype)
+
+
+@functools.cache
+def register_writer(dtype: DType) -> Callable[[np.ndarray], np.ndarray]:
+    """``from_carrier`` for one dtype, chosen once."""
+    native = _NATIVE.get(dtype)
+    if native is not None and dtype.is_float:
+        return lambda carrier: _canonical_nan(np.asarray(carrier)).astype(native)
+    if native is not None:
+        return lambda carrier: np.asarray(carrier).astype(native)
+    if dtype == bfloat16:
+        return _bfloat16_register
+    return lambda carrier: carrier_to_codes(np.asarray(carrier), dtype)
+
+
+def _same(value: np.ndarray) -> np.ndarray:
+    return value
+
+
+def _int64(value: np.ndarray) -> np.ndarray:
+    return value.astype(np.int64)
+
+
+def _float64(value: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):  # signalling NaNs quietly become NaN, as the codec decodes them
+        return value.astype(np.float64)
+
+
+def _bfloat16_carrier(value: np.ndarray) -> np.ndarray:
+    # A bfloat16 is the high half of the float32 with the same bits.
+    return _float64((value.astype(np.uint32) << np.uint32(16)).view(np.float32))
+
+
+def _bfloat16_register(carrier: np.ndarray) -> np.ndarray:
+    # Exact: a bfloat16 value is a float32 whose low 16 bits are zero.
+    wide = _canonical_nan(np.asarray(carrier)).astype(np.float32).view(np.uint32)
+    return (wide >> np.uint32(16)).astype(np.uint16)
+
+
+def _codes_to_carrier(value: np.ndarray, dtype: DType) -> np.ndarray:
+    return codes_to_carrier(value, dtype)
 
 
 def _canonical_nan(carrier: np.ndarray) -> np.ndarray:
@@ -131,25 +177,31 @@ def bitcast(
     """The bits of a register of ``source_length`` elements of ``source`` read as ``target_length`` elements
     of ``target`` (a scalar when the length is 1); element 0 is in the lowest bits on both sides."""
     lead = value.shape if source_length == 1 else value.shape[:-1]
-    if source.nbits % 8 == 0 and target.nbits % 8 == 0 and source.kind != "bool":
+    if source.nbits % 8 == 0 and target.nbits % 8 == 0:
         # Little-endian memory order is element order: a numpy view of the holder's bytes is the bitcast.
         raw = np.ascontiguousarray(value).reshape(*lead, source_length)
-        result = raw.view(holder(target) if target.kind != "bool" else np.uint8)
+        result = raw.view(holder(target))
     else:
-        result = from_codes(
-            _regroup_bits(codes_of(value, source), lead, source, source_length, target), target
-        )
+        codes = codes_of(value, source).reshape(*lead, source_length)
+        result = from_codes(_regroup_bits(codes, source.nbits, target.nbits), target)
     return result.reshape(lead) if target_length == 1 else result.reshape(*lead, target_length)
 
 
-def _regroup_bits(
-    codes: np.ndarray, lead: tuple[int, ...], source: DType, source_length: int, target: DType
-) -> np.ndarray:
-    """Codes of ``source`` (``lead`` + [source_length]) cut into codes of ``target``, LSB first."""
-    shifts = np.arange(source.nbits, dtype=np.uint64)
-    bits = (codes.reshape(*lead, source_length, 1).astype(np.uint64) >> shifts) & np.uint64(1)
-    grouped = bits.reshape(
-        *lead, source_length * source.nbits // target.nbits, target.nbits
-    )  # no -1: lead may be 0
-    weights = np.uint64(1) << np.arange(target.nbits, dtype=np.uint64)
+def _regroup_bits(codes: np.ndarray, source_bits: int, target_bits: int) -> np.ndarray:
+    """Codes of ``source_bits`` bits (along the last axis) cut into codes of ``target_bits``, LSB first."""
+    wide = codes.astype(np.uint64)
+    lead = codes.shape[:-1]
+    if source_bits % target_bits == 0:  # each code splits into whole target codes: int4 from bytes
+        shifts = np.arange(source_bits // target_bits, dtype=np.uint64) * np.uint64(target_bits)
+        mask = np.uint64((1 << target_bits) - 1)
+        return ((wide[..., None] >> shifts) & mask).reshape(*lead, codes.shape[-1] * shifts.size)
+    if target_bits % source_bits == 0:  # whole codes join into each target code: bytes from int4
+        shifts = np.arange(target_bits // source_bits, dtype=np.uint64) * np.uint64(source_bits)
+        grouped = wide.reshape(*lead, codes.shape[-1] // shifts.size, shifts.size)
+        return np.bitwise_or.reduce(grouped << shifts, axis=-1)
+    # Widths that do not divide (6-bit codes in bytes): through single bits.
+    shifts = np.arange(source_bits, dtype=np.uint64)
+    bits = (wide[..., None] >> shifts) & np.uint64(1)
+    grouped = bits.reshape(*lead, codes.shape[-1] * source_bits // target_bits, target_bits)  # lead may be 0
+    weights = np.uint64(1) << np.arange(target_bits, dtype=np.uint64)
     return (grouped * weights).sum(axis=-1, dtype=np.uint64)

@@ -4,12 +4,16 @@ Every access is bounds-checked and alignment-checked (a misaligned address is an
 checked for **races** at byte granularity: between two barriers of a block, a byte written by one thread and
 then read or written by another, or read by one thread and then written by another, is an error at the
 second access. A thread may read and rewrite its own bytes. Per byte, the tracker keeps the last writer
-since the block's last barrier (and where it wrote) and the lowest and highest thread that read it: another
-thread is among the readers exactly when the lowest is below it or the highest above it. Two threads writing
-one byte in the same instruction race too. A barrier forgets its block's accesses.
+since the block's last barrier (and where it wrote) and its reader: none, one thread, or several (a warp's
+``ldmatrix`` reads for all its lanes at once). Two threads writing one byte in one instruction race too. A
+barrier forgets its block's accesses.
 
 Bytes that a ``cp.async`` will write are *pending* until the thread waits for the copy's group
 (``copies``): any access to them before that is an error.
+
+Every access of ``width`` bytes is aligned to ``width``, so it is one row of the memory viewed as rows of
+``width`` bytes: accesses are numbered by that row (``rows``), and numpy moves whole rows. Each block's
+memory starts at a multiple of 16 bytes, so that its rows never straddle two blocks.
 
 Memory starts as seeded random bytes: a program reading shared memory nobody wrote gets garbage that tests
 notice, as on the GPU.
@@ -17,11 +21,11 @@ notice, as on the GPU.
 >>> memory = SharedMemory.of(1, 64, poison=None, describe=lambda thread: f"thread {thread}")
 >>> memory.write(np.array([0]), np.arange(4, dtype=np.uint8)[None], np.array([3]), "store at k.py:3")
 >>> try:
-...     memory.read(np.array([2]), 4, np.array([5]), np.array([5]))
+...     memory.read(np.array([0]), 4, np.array([5]))
 ... except ExecutionError as error:
 ...     print(error.message)
-thread 5 reads shared byte 2 of block 0, written by thread 3 (store at k.py:3) with no barrier in between
->>> memory.barrier(np.array([True])); memory.read(np.array([2]), 2, np.array([5]), np.array([5])).tolist()
+thread 5 reads shared byte 0 of block 0, written by thread 3 (store at k.py:3) with no barrier in between
+>>> memory.barrier(np.array([True])); memory.read(np.array([1]), 2, np.array([5])).tolist()
 [[2, 3]]
 """
 
@@ -37,19 +41,20 @@ from tilevm.runtime.reference.errors import ExecutionError
 __all__ = ["SharedMemory"]
 
 _NOBODY = -1
-_NO_READER_LOW = np.iinfo(np.int64).max
+_SEVERAL = -2  # a byte read by more than one thread
+_BLOCK_ALIGNMENT = 16  # the widest access
 
 
 @dataclass(eq=False)
 class SharedMemory:
-    """``data[b * shared_bytes + i]`` is byte i of block b's shared memory; the other arrays are per byte."""
+    """``data[b * stride + i]`` is byte i of block b's shared memory; the other arrays are per byte."""
 
     shared_bytes: int
+    stride: int
     data: np.ndarray
     writer: np.ndarray
     writer_site: np.ndarray
-    reader_low: np.ndarray
-    reader_high: np.ndarray
+    reader: np.ndarray
     pending: np.ndarray
     describe: Callable[[int], str]
     sites: list[str] = field(default_factory=list)
@@ -59,22 +64,23 @@ class SharedMemory:
     def of(
         blocks: int, shared_bytes: int, poison: np.random.Generator | None, describe: Callable[[int], str]
     ) -> SharedMemory:
-        size = blocks * shared_bytes
+        stride = -(-shared_bytes // _BLOCK_ALIGNMENT) * _BLOCK_ALIGNMENT
+        size = blocks * stride
         rng = poison if poison is not None else np.random.default_rng(0)
         return SharedMemory(
             shared_bytes=shared_bytes,
+            stride=stride,
             data=rng.integers(0, 256, size=size, dtype=np.uint8),
-            writer=np.full(size, _NOBODY, dtype=np.int64),
-            writer_site=np.zeros(size, dtype=np.int64),
-            reader_low=np.full(size, _NO_READER_LOW, dtype=np.int64),
-            reader_high=np.full(size, _NOBODY, dtype=np.int64),
-            pending=np.zeros(size, dtype=np.int64),
+            writer=np.full(size, _NOBODY, dtype=np.int32),
+            writer_site=np.zeros(size, dtype=np.int32),
+            reader=np.full(size, _NOBODY, dtype=np.int32),
+            pending=np.zeros(size, dtype=np.int8),
             describe=describe,
         )
 
-    def addresses(self, offsets: np.ndarray, blocks: np.ndarray, width: int, what: str) -> np.ndarray:
-        """The first bytes, in ``data``, of accesses of ``width`` bytes at ``offsets`` (bytes into each
-        thread's block's memory, of the batch's ``blocks``), after checking their bounds and alignment."""
+    def rows(self, offsets: np.ndarray, blocks: np.ndarray, width: int, what: str) -> np.ndarray:
+        """The rows (see the module) of accesses of ``width`` bytes at ``offsets`` (bytes into the memory of
+        each thread's block, of the batch's ``blocks``), after checking their alignment and bounds."""
         misaligned = offsets % width != 0
         if misaligned.any():
             index = int(np.flatnonzero(misaligned)[0])
@@ -89,85 +95,109 @@ class SharedMemory:
                 f"{what} of {width} bytes at shared byte {int(offsets[index])} is outside the block's "
                 f"{self.shared_bytes} bytes of shared memory"
             )
-        return blocks * self.shared_bytes + offsets
+        return (blocks * self.stride + offsets) // width
 
-    def read(self, first: np.ndarray, width: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """The ``width`` bytes from each of ``first``, read by threads ``low`` to ``high`` (one thread, or the
-        lanes of a warp that all receive the bytes of a warp-collective load), after the race checks."""
-        spans = first[:, None] + np.arange(width)
-        self.check_pending(spans, low, "reads")
-        writers = self.writer[spans]
-        alone = (low == high)[:, None] & (writers == low[:, None])
-        bad = (writers != _NOBODY) & ~alone
-        if bad.any():
-            row, column = (int(axis[0]) for axis in np.nonzero(bad))
-            self._race(int(low[row]), "reads", int(spans[row, column]), "written")
-        np.minimum.at(self.reader_low, spans, low[:, None])
-        np.maximum.at(self.reader_high, spans, high[:, None])
+    def read(self, rows: np.ndarray, width: int, threads: np.ndarray, warp_wide: bool = False) -> np.ndarray:
+        """The bytes ``[k, width]`` of ``rows``, read by ``threads`` (or, ``warp_wide``, by every lane of
+        each thread's warp, which all receive the bytes of a warp-collective load), after the checks."""
+        self.check_pending(rows, width, threads, "reads")
+        writers = self.writer.reshape(-1, width)[rows]
+        others = writers != _NOBODY
+        if not warp_wide:
+            others &= writers != threads[:, None]
+        if others.any():
+            self._race(rows, width, threads, others, "reads", "written")
+        self._mark_read(rows, width, threads, warp_wide)
         self.touched = True
-        return self.data[spans]
+        return self.data.reshape(-1, width)[rows]
 
-    def write(self, first: np.ndarray, values: np.ndarray, threads: np.ndarray, site: str) -> None:
-        """Write the rows of ``values`` (uint8 ``[k, width]``) at ``first``, each by its thread."""
-        spans = first[:, None] + np.arange(values.shape[1])
-        self.check_pending(spans, threads, "writes")
-        self.check_write(spans, threads)
-        self.data[spans] = values
-        self.mark_written(spans, threads, site)
+    def _mark_read(self, rows: np.ndarray, width: int, threads: np.ndarray, warp_wide: bool) -> None:
+        readers = self.reader.reshape(-1, width)
+        if warp_wide:
+            readers[rows] = _SEVERAL
+            return
+        current = readers[rows]
+        column = threads[:, None].astype(np.int32)
+        intended = np.where((current == _NOBODY) | (current == column), column, _SEVERAL).astype(np.int32)
+        readers[rows] = intended
+        # Two threads reading one byte in this instruction: the later row overwrote the earlier one's thread.
+        clash = np.nonzero(readers[rows] != intended)
+        readers[rows[clash[0]], clash[1]] = _SEVERAL
 
-    def mark_written(self, spans: np.ndarray, threads: np.ndarray, site: str) -> None:
-        """Record ``threads`` as the writers of the bytes ``spans`` (one row per thread)."""
-        owners = np.broadcast_to(threads[:, None], spans.shape)
-        self.writer[spans] = owners
-        collided = self.writer[spans] != owners
+    def write(self, rows: np.ndarray, values: np.ndarray, threads: np.ndarray, site: str) -> None:
+        """Write the rows of ``values`` (uint8 ``[k, width]``) at ``rows``, each by its thread."""
+        width = values.shape[1]
+        self.check_pending(rows, width, threads, "writes")
+        self.check_write(rows, width, threads)
+        self.data.reshape(-1, width)[rows] = values
+        self.mark_written(rows, width, threads, site)
+
+    def mark_written(self, rows: np.ndarray, width: int, threads: np.ndarray, site: str) -> None:
+        """Record ``threads`` as the writers of ``rows``."""
+        writers = self.writer.reshape(-1, width)
+        column = threads[:, None].astype(np.int32)
+        writers[rows] = column
+        collided = writers[rows] != column
         if collided.any():
-            row, column = (int(axis[0]) for axis in np.nonzero(collided))
-            other = int(self.writer[spans[row, column]])
+            row, byte = (int(axis[0]) for axis in np.nonzero(collided))
+            other = int(writers[rows[row], byte])
             raise ExecutionError(
                 f"{self.describe(int(threads[row]))} and {self.describe(other)} write shared byte "
-                f"{self._byte(int(spans[row, column]))} in the same instruction: their writes race"
+                f"{self._byte(int(rows[row]) * width + byte)} in the same instruction: their writes race"
             )
-        self.writer_site[spans] = self._site(site)
+        self.writer_site.reshape(-1, width)[rows] = self._site(site)
         self.touched = True
 
-    def check_write(self, spans: np.ndarray, threads: np.ndarray) -> None:
+    def check_write(self, rows: np.ndarray, width: int, threads: np.ndarray) -> None:
         """A write races with another thread's write, or another thread's read, since the last barrier."""
         column = threads[:, None]
-        writers = self.writer[spans]
+        writers = self.writer.reshape(-1, width)[rows]
         written = (writers != _NOBODY) & (writers != column)
         if written.any():
-            row, col = (int(axis[0]) for axis in np.nonzero(written))
-            self._race(int(threads[row]), "writes", int(spans[row, col]), "written")
-        read = (self.reader_low[spans] < column) | (self.reader_high[spans] > column)
+            self._race(rows, width, threads, written, "writes", "written")
+        readers = self.reader.reshape(-1, width)[rows]
+        read = (readers != _NOBODY) & (readers != column)
         if read.any():
-            row, col = (int(axis[0]) for axis in np.nonzero(read))
-            self._race(int(threads[row]), "writes", int(spans[row, col]), "read")
+            self._race(rows, width, threads, read, "writes", "read")
 
-    def check_pending(self, spans: np.ndarray, threads: np.ndarray, verb: str) -> None:
-        waiting = self.pending[spans] > 0
+    def check_pending(self, rows: np.ndarray, width: int, threads: np.ndarray, verb: str) -> None:
+        waiting = self.pending.reshape(-1, width)[rows] != 0
         if waiting.any():
-            row, column = (int(axis[0]) for axis in np.nonzero(waiting))
+            row, byte = (int(axis[0]) for axis in np.nonzero(waiting))
             raise ExecutionError(
                 f"{self.describe(int(threads[row]))} {verb} shared byte "
-                f"{self._byte(int(spans[row, column]))}, the destination of a cp.async whose group was not "
-                f"waited for (cp_async_wait_group)"
+                f"{self._byte(int(rows[row]) * width + byte)}, the destination of a cp.async whose group was "
+                f"not waited for (cp_async_wait_group)"
             )
 
-    def _race(self, thread: int, verb: str, byte: int, earlier: str) -> None:
+    def set_pending(self, rows: np.ndarray, width: int, pending: bool) -> None:
+        self.pending.reshape(-1, width)[rows] = pending
+
+    def _race(
+        self,
+        rows: np.ndarray,
+        width: int,
+        threads: np.ndarray,
+        conflicts: np.ndarray,
+        verb: str,
+        earlier: str,
+    ) -> None:
+        row, column = (int(axis[0]) for axis in np.nonzero(conflicts))
+        byte, thread = int(rows[row]) * width + column, int(threads[row])
         if earlier == "written":
-            other = int(self.writer[byte])
-            before = f"written by {self.describe(other)} ({self.sites[self.writer_site[byte]]})"
+            before = (
+                f"written by {self.describe(int(self.writer[byte]))} ({self.sites[self.writer_site[byte]]})"
+            )
         else:
-            low, high = int(self.reader_low[byte]), int(self.reader_high[byte])
-            other = low if low != thread else high
-            before = f"read by {self.describe(other)}"
+            reader = int(self.reader[byte])
+            before = "read by other threads" if reader == _SEVERAL else f"read by {self.describe(reader)}"
         raise ExecutionError(
-            f"{self.describe(thread)} {verb} shared byte {self._byte(byte)}, {before} with no barrier "
-            f"in between"
+            f"{self.describe(thread)} {verb} shared byte {self._byte(byte)}, {before} with no barrier in "
+            f"between"
         )
 
     def _byte(self, index: int) -> str:
-        return f"{index % self.shared_bytes} of block {index // self.shared_bytes}"
+        return f"{index % self.stride} of block {index // self.stride}"
 
     def _site(self, site: str) -> int:
         if not self.sites or self.sites[-1] != site:
@@ -180,10 +210,8 @@ class SharedMemory:
             return
         if blocks.all():
             self.writer.fill(_NOBODY)
-            self.reader_low.fill(_NO_READER_LOW)
-            self.reader_high.fill(_NOBODY)
+            self.reader.fill(_NOBODY)
             self.touched = False
             return
-        per_block = (arr.reshape(blocks.size, -1) for arr in (self.writer, self.reader_low, self.reader_high))
-        for array, clear in zip(per_block, (_NOBODY, _NO_READER_LOW, _NOBODY)):
-            array[blocks] = clear
+        for array in (self.writer, self.reader):
+            array.reshape(blocks.size, -1)[blocks] = _NOBODY

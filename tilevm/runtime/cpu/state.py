@@ -17,6 +17,7 @@ a bool array ``[N]`` of the threads that run the current instruction: a divergen
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,7 +66,7 @@ class Batch:
         """A fresh batch of ``blocks`` with ``slots`` registers, none written yet."""
         count = len(blocks)
         size = count * num_threads
-        thread = np.tile(np.arange(num_threads, dtype=np.int32), count)
+        thread, lane, warp, block_of_thread, all_threads = _thread_indices(count, num_threads)
         coordinates = np.asarray(blocks, dtype=np.int32)
         # One block: its indices are uniform (0-d), which keeps the values computed from them uniform too.
         block_index = tuple(
@@ -80,11 +81,11 @@ class Batch:
             registers=[None] * slots,
             mask=None,
             thread_index=thread,
-            lane_index=thread % WARP_SIZE,
-            warp_index=thread // WARP_SIZE,
+            lane_index=lane,
+            warp_index=warp,
             block_index=block_index,
-            block_of_thread=np.repeat(np.arange(count, dtype=np.int64), num_threads),
-            all_threads=np.arange(size),
+            block_of_thread=block_of_thread,
+            all_threads=all_threads,
             shared=SharedMemory.of(count, shared_bytes, poison, _describer(blocks, num_threads)),
             copies=AsyncCopies(size),
             while_limit=while_limit,
@@ -98,7 +99,9 @@ class Batch:
             if bool(predicate):
                 return self.mask
             return np.zeros(self.size, dtype=bool)
-        return predicate if self.mask is None else self.mask & predicate
+        if self.mask is None:
+            return None if predicate.all() else predicate
+        return self.mask & predicate
 
     def threads(self, active: np.ndarray | None) -> np.ndarray:
         """The indices of the ``active`` threads, in order."""
@@ -121,3 +124,20 @@ def _describer(blocks: list[tuple[int, int, int]], num_threads: int) -> Callable
         return f"thread {thread % num_threads} of block {blocks[thread // num_threads]}"
 
     return describe
+
+
+@functools.lru_cache(maxsize=16)
+def _thread_indices(blocks: int, num_threads: int) -> tuple[np.ndarray, ...]:
+    """Per thread of a batch of ``blocks``: its index in its block, lane, warp, block in the batch, and its
+    index in the batch (shared by every batch of the size; never written)."""
+    thread = np.tile(np.arange(num_threads, dtype=np.int32), blocks)
+    arrays = (
+        thread,
+        thread % WARP_SIZE,
+        thread // WARP_SIZE,
+        np.repeat(np.arange(blocks, dtype=np.int64), num_threads),
+        np.arange(blocks * num_threads),
+    )
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
