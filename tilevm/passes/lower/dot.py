@@ -208,9 +208,9 @@ def _lower_mma(
 
 
 class _FragmentRegisters:
-    """The registers of an operand's fragment of each atom, for each step, gathered from the thread's
-    register of the tile the first time an mma reads them (after converting the atom's elements, all at
-    once, where the steps take another dtype)."""
+    """The registers of an operand's fragment of each atom, for each step: gathers from the thread's
+    register of the tile (after converting the atom's elements, all at once, the first time an mma reads
+    them, where the steps take another dtype)."""
 
     def __init__(
         self, lowering: Lowering, tile: Expr, fragment_size: int, steps: list[Registers], dtype: DType
@@ -223,9 +223,9 @@ class _FragmentRegisters:
     def registers(self, atom: int, step: int) -> tuple[Expr, ...]:
         if (atom, step) not in self.cache:
             source, start = self._source(atom)
+            # gathers of whole 32-bit registers cost nothing on the GPU: inline in the mma, not bound
             self.cache[atom, step] = tuple(
-                self.lowering.let("fragment", pick(source, [start + element for element in register]))
-                for register in self.steps[step]
+                pick(source, [start + element for element in register]) for register in self.steps[step]
             )
         return self.cache[atom, step]
 
