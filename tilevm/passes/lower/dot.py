@@ -44,7 +44,7 @@ from tilevm.layout import SCALAR_ATOM, MmaFragments, RegisterLayout, dot_atom, m
 from tilevm.passes.lower.casts import convert
 from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError, tile_layout
-from tilevm.passes.lower.reduction_values import pick
+from tilevm.passes.lower.registers import gather
 
 __all__ = ["HANDLERS", "MmaSteps", "atom_pairs", "mma_steps"]
 
@@ -109,8 +109,8 @@ def _lower_fma(lowering: Lowering, dot: Dot, pairs: AtomPairs) -> Expr:
     b = convert(lowering, lowering.tile(dot.b), compute)
     total = convert(lowering, lowering.tile(dot.accumulator), compute)
     for k in range(len(pairs[0])):
-        lhs = pick(a, [per_k[k][0] for per_k in pairs])
-        rhs = pick(b, [per_k[k][1] for per_k in pairs])
+        lhs = gather(a, tuple(per_k[k][0] for per_k in pairs))
+        rhs = gather(b, tuple(per_k[k][1] for per_k in pairs))
         total = lowering.let("fma", BinaryExpr("add", total, BinaryExpr("mul", lhs, rhs)))
     return convert(lowering, total, accumulator_dtype)
 
@@ -186,7 +186,7 @@ def _lower_mma(
     )
     per_atom = fragments.c.local_size
     chains = [
-        [pick(initial, [atom * per_atom + j]) if start else initial for j in range(per_atom)]
+        [gather(initial, (atom * per_atom + j,)) if start else initial for j in range(per_atom)]
         for atom in range(len(pairs))
     ]
     a_fragment, b_fragment = (
@@ -225,7 +225,8 @@ class _FragmentRegisters:
             source, start = self._source(atom)
             # gathers of whole 32-bit registers cost nothing on the GPU: inline in the mma, not bound
             self.cache[atom, step] = tuple(
-                pick(source, [start + element for element in register]) for register in self.steps[step]
+                gather(source, tuple(start + element for element in register))
+                for register in self.steps[step]
             )
         return self.cache[atom, step]
 
@@ -235,7 +236,7 @@ class _FragmentRegisters:
         if self.tile.type.dtype == self.dtype:
             return self.tile, start
         if atom not in self.converted:
-            elements = pick(self.tile, range(start, start + self.fragment_size))
+            elements = gather(self.tile, tuple(range(start, start + self.fragment_size)))
             self.converted[atom] = convert(self.lowering, self.lowering.let("fragment", elements), self.dtype)
         return self.converted[atom], 0
 
