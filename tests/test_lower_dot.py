@@ -10,8 +10,10 @@ import pytest
 from layout_assignment import random_layout
 
 from tilevm import ir
+from tilevm.dtypes import float16, float32
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.ir.thread import THREAD_IR, Mma
+from tilevm.ir.types import VectorType
 from tilevm.layout import SCALAR_ATOM, local, mma_fragments
 from tilevm.passes.filecheck import filecheck
 from tilevm.passes.infer_layouts import infer_layouts
@@ -64,18 +66,22 @@ def test_a_dot_becomes_one_mma_per_atom_with_the_lane_fragments(
     program = lowered(dot_program(operand, accumulator, 64, 32, 2 * k))
     instructions = mmas(program)
     assert len(instructions) == 4 * 4 // 4 * 2
-    a_registers = ", ".join(["%{{[a-z_.0-9]+}}"] * a_count)
+    # each register a gather of the 32 bits' worth of elements (2 float16, 4 int8, 8 int4) of the operand
+    elements = int(register.rstrip(">").split(", ")[1])
+    element_list = "{{[0-9]+" + ", [0-9]+" * (elements - 1) + "}}"
+    a_registers = ", ".join([f"gather([%a], [{element_list}])"] * a_count)
+    b_registers = ", ".join([f"gather([%b], [{element_list}])"] * b_count)
     filecheck(
         ir.print_program(program, THREAD_IR),
         f"""
-        CHECK: %A0: {register} = let(value=gather([%a], [{{{{[0-9, ]+}}}}]))
         CHECK: %D0: {accumulator}, %D1: {accumulator}, %D2: {accumulator}, %D3: {accumulator} = mma(
-        CHECK-SAME: shape="{shape}", a=[{a_registers}], b=[{", ".join(["%{{[a-z_.0-9]+}}"] * b_count)}]
+        CHECK-SAME: shape="{shape}", a=[{a_registers}], b=[{b_registers}]
         CHECK-SAME: c=[gather([%c], [0]), gather([%c], [1]), gather([%c], [2]), gather([%c], [3])]
         CHECK: mma({{{{.*}}}} c=[%D0, %D1, %D2, %D3])
         CHECK: = let(value=gather([
         """,
     )
+    assert {str(operand.type) for instruction in instructions for operand in instruction.a} == {register}
 
 
 def test_a_float16_accumulator_is_accumulated_in_float32_and_rounded_once_per_dot():
@@ -83,13 +89,14 @@ def test_a_float16_accumulator_is_accumulated_in_float32_and_rounded_once_per_do
     filecheck(
         ir.print_program(program, THREAD_IR),
         """
-        CHECK: %C: vector<float32, 4> = let(value=cast<float32>(%c))
         CHECK: %D: float32, {{.*}} = mma(shape="m16n8k16", {{.*}} c=[gather([%C], [0]),
         CHECK: mma(
         CHECK: %R: vector<float32, 4> = let(value=gather(
-        CHECK-NEXT: vector<float16, 4> = let(value=cast<float16>(%R))
+        CHECK: vector<float16, 4> = let(
         """,
     )
+    first = mmas(program)[0]
+    assert first.c[0].sources[0].type == VectorType(float32, 4)  # the accumulator widened once
 
 
 def test_a_64_bit_accumulator_adds_the_int32_sum_of_the_products():
@@ -132,21 +139,30 @@ def test_float8_on_sm_80_takes_two_float16_mma_per_atom_from_the_same_lane_regis
     filecheck(
         ir.print_program(program, THREAD_IR),
         """
-        CHECK: %F0: vector<float8_e4m3, 2> = let(value=gather([%a], [0, 1]))
-        CHECK-NEXT: %A0: vector<float16, 2> = let(value=cast<float16>(%F0))
-        CHECK: gather([%a], [4, 5])
-        CHECK: gather([%a], [2, 3])
-        CHECK: gather([%a], [6, 7])
-        CHECK: gather([%b], [0, 1])
-        CHECK: gather([%b], [2, 3])
-        CHECK: %D0: float32, %D1: float32, %D2: float32, %D3: float32 = mma(shape="m16n8k16", a=[%A0,
-        CHECK: gather([%a], [8, 9])
-        CHECK: gather([%b], [6, 7])
-        CHECK: mma(shape="m16n8k16", {{.*}} c=[%D0, %D1, %D2, %D3])
+        CHECK: %D0: float32, %D1: float32, %D2: float32, %D3: float32 = mma(shape="m16n8k16",
+        CHECK-SAME: a=[gather([%HA], [0, 1]), gather([%HA], [4, 5]),
+        CHECK-SAME: gather([%HA], [2, 3]), gather([%HA], [6, 7])]
+        CHECK-SAME: b=[gather([%HB], [0, 1]), gather([%HB], [2, 3])], c=[gather([%c], [0]),
+        CHECK-NEXT: mma(shape="m16n8k16",
+        CHECK-SAME: a=[gather([%HA], [8, 9]), gather([%HA], [12, 13]),
+        CHECK-SAME: gather([%HA], [10, 11]), gather([%HA], [14, 15])]
+        CHECK-SAME: b=[gather([%HB], [4, 5]), gather([%HB], [6, 7])], c=[%D0, %D1, %D2, %D3])
         CHECK-NOT: mma(
         """,
     )
+    first = mmas(program)[0]
+    # the whole fragments widened at once: 16 elements of a, 8 of b
+    assert first.a[0].sources[0].type == VectorType(float16, 16)
+    assert first.b[0].sources[0].type == VectorType(float16, 8)
     assert len(mmas(lowered(dot_program("float8_e4m3", "float32", 16, 8, 32, num_threads=32)))) == 1
+
+
+def _let_outputs(program: ir.Program) -> list:
+    return [
+        instruction.output
+        for instruction in walk_instructions(program.body)
+        if hasattr(instruction, "output")
+    ]
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -44,7 +44,7 @@ from tilevm.layout import SCALAR_ATOM, MmaFragments, RegisterLayout, dot_atom, m
 from tilevm.passes.lower.casts import convert
 from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError, tile_layout
-from tilevm.passes.lower.reduction_values import pick
+from tilevm.passes.lower.registers import gather
 
 __all__ = ["HANDLERS", "MmaSteps", "atom_pairs", "mma_steps"]
 
@@ -73,20 +73,14 @@ def atom_pairs(
     depth = quotient_a.shape[1]
     pairs = []
     for m, n in local_coordinates(accumulator / fragments.c).tolist():
-        try:
-            pairs.append(tuple((a_atoms[m, k], b_atoms[k, n]) for k in range(depth)))
-        except KeyError:
-            raise LoweringError(
-                f"the dot's layouts a {a}, b {b} and accumulator {accumulator} do not give each thread "
-                f"the atoms of its accumulator rows and columns",
-                None,
-            ) from None
+        pairs.append(tuple((a_atoms[m, k], b_atoms[k, n]) for k in range(depth)))
     return tuple(pairs)
 
 
 def _by_coordinate(quotient: RegisterLayout) -> dict[tuple[int, int], int]:
-    """The local index of each local coordinate of ``quotient`` (whose thread part is the same for the
-    operand and the accumulator, as ``dot_atom`` checked)."""
+    """The local index of each local coordinate of ``quotient``. Local coordinates suffice: ``dot_atom``
+    checked that the operand's quotient reduced over k is the accumulator's reduced over n (or m), so the
+    thread parts of their rows (or columns) are the same, and k lies in the local part."""
     return {(row, column): index for index, (row, column) in enumerate(local_coordinates(quotient).tolist())}
 
 
@@ -115,8 +109,8 @@ def _lower_fma(lowering: Lowering, dot: Dot, pairs: AtomPairs) -> Expr:
     b = convert(lowering, lowering.tile(dot.b), compute)
     total = convert(lowering, lowering.tile(dot.accumulator), compute)
     for k in range(len(pairs[0])):
-        lhs = pick(a, [per_k[k][0] for per_k in pairs])
-        rhs = pick(b, [per_k[k][1] for per_k in pairs])
+        lhs = gather(a, tuple(per_k[k][0] for per_k in pairs))
+        rhs = gather(b, tuple(per_k[k][1] for per_k in pairs))
         total = lowering.let("fma", BinaryExpr("add", total, BinaryExpr("mul", lhs, rhs)))
     return convert(lowering, total, accumulator_dtype)
 
@@ -192,7 +186,7 @@ def _lower_mma(
     )
     per_atom = fragments.c.local_size
     chains = [
-        [pick(initial, [atom * per_atom + j]) if start else initial for j in range(per_atom)]
+        [gather(initial, (atom * per_atom + j,)) if start else initial for j in range(per_atom)]
         for atom in range(len(pairs))
     ]
     a_fragment, b_fragment = (
@@ -214,8 +208,9 @@ def _lower_mma(
 
 
 class _FragmentRegisters:
-    """The registers of an operand's fragment of each atom, for each step, gathered from the thread's
-    register of the tile (and converted) the first time an mma reads them."""
+    """The registers of an operand's fragment of each atom, for each step: gathers from the thread's
+    register of the tile (after converting the atom's elements, all at once, the first time an mma reads
+    them, where the steps take another dtype)."""
 
     def __init__(
         self, lowering: Lowering, tile: Expr, fragment_size: int, steps: list[Registers], dtype: DType
@@ -223,16 +218,27 @@ class _FragmentRegisters:
         self.lowering, self.tile, self.fragment_size = lowering, tile, fragment_size
         self.steps, self.dtype = steps, dtype
         self.cache: dict[tuple[int, int], tuple[Expr, ...]] = {}
+        self.converted: dict[int, Expr] = {}
 
     def registers(self, atom: int, step: int) -> tuple[Expr, ...]:
         if (atom, step) not in self.cache:
-            start = atom * self.fragment_size
-            gathered = (
-                self.lowering.let("fragment", pick(self.tile, [start + element for element in register]))
+            source, start = self._source(atom)
+            # gathers of whole 32-bit registers cost nothing on the GPU: inline in the mma, not bound
+            self.cache[atom, step] = tuple(
+                gather(source, tuple(start + element for element in register))
                 for register in self.steps[step]
             )
-            self.cache[atom, step] = tuple(convert(self.lowering, value, self.dtype) for value in gathered)
         return self.cache[atom, step]
+
+    def _source(self, atom: int) -> tuple[Expr, int]:
+        """The register holding the atom's fragment, and where the fragment starts in it."""
+        start = atom * self.fragment_size
+        if self.tile.type.dtype == self.dtype:
+            return self.tile, start
+        if atom not in self.converted:
+            elements = gather(self.tile, tuple(range(start, start + self.fragment_size)))
+            self.converted[atom] = convert(self.lowering, self.lowering.let("fragment", elements), self.dtype)
+        return self.converted[atom], 0
 
 
 def _emit_mma(

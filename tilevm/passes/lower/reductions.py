@@ -12,13 +12,15 @@ of the operand's layout lie (``tilevm.passes.lower.coordinates``):
    in those digits, in one fixed order, so that every replica of a result element computes the same bits.
 
 The result is thus complete in every thread that holds a replica. The combination is computed in
-``arithmetic_dtype`` of the reduction's dtype (its values widened exactly where that is a low-bit dtype or
+``accumulation_dtype`` of the reduction's dtype (its values widened exactly where that is a low-bit dtype or
 bool; integer sums wrap back into it when converted at the end). Shuffles move 32 bits: 8- and 16-bit
 elements travel four or two to a word, 64-bit ones as two words.
 
 Float sums round at every step, in the order above, where the reference executor sums in float64 and rounds
 once: results agree with it within the bound of any float summation in the dtype (``Reduce``'s docstring),
-and exactly where every partial sum is exact. Integer sums (wrapping) and max and min agree bit for bit.
+and exactly where every partial sum is exact. Integer sums (wrapping) and max and min agree bit for bit,
+but for the sign of a float zero where +0.0 and -0.0 tie (each is the maximum of the two; which one
+comes out depends on the order of comparisons, which differs from the reference's).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
-from tilevm.dtypes import int32, uint32
+from tilevm.dtypes import DType, float32, int32, uint32
 from tilevm.ir import Reduce
 from tilevm.ir.expr import BinaryExpr, Const, Expr
 from tilevm.ir.thread import Barrier, Bitcast, Element, Gather, Load, Pack, SharedPointer, Shuffle, Store
@@ -35,9 +37,10 @@ from tilevm.layout import RegisterLayout
 from tilevm.passes.lower.casts import convert
 from tilevm.passes.lower.coordinates import ThreadDigit, local_coordinates, thread_digits
 from tilevm.passes.lower.lowering import Handler, Lowering, tile_layout, vector_length
-from tilevm.passes.lower.reduction_values import arithmetic_dtype, pick
+from tilevm.passes.lower.registers import gather
+from tilevm.passes.lower.widening import is_machine
 
-__all__ = ["HANDLERS", "local_groups"]
+__all__ = ["HANDLERS", "accumulation_dtype", "local_groups"]
 
 #: the binary operator that combines two partial results of each reduction
 COMBINE = {"sum": "add", "max": "max", "min": "min"}
@@ -49,7 +52,7 @@ Combine = Callable[[Expr, Expr], Expr]
 
 def _reduce(lowering: Lowering, reduce: Reduce) -> None:
     layout = tile_layout(reduce.operand)
-    compute = arithmetic_dtype(reduce.dtype)
+    compute = accumulation_dtype(reduce.dtype)
 
     def combine(lhs: Expr, rhs: Expr) -> Expr:
         return lowering.let(reduce.op, BinaryExpr(COMBINE[reduce.op], lhs, rhs))
@@ -62,6 +65,20 @@ def _reduce(lowering: Lowering, reduce: Reduce) -> None:
     if across:
         value = _combine_across_threads(lowering, value, across, combine)
     lowering.bind(reduce.output, convert(lowering, value, reduce.dtype))
+
+
+def accumulation_dtype(dtype: DType) -> DType:
+    """The dtype a reduction into ``dtype`` combines in: ``dtype`` where Thread IR computes in it, else
+    float32 for a low-bit float and int32 for a low-bit integer or a bool (each holds every value exactly;
+    integer sums wrap back into ``dtype`` when converted to it, as Tile IR's do).
+
+    >>> from tilevm.dtypes import boolean, float8_e4m3, float16, int3
+    >>> [str(accumulation_dtype(dtype)) for dtype in (float16, float8_e4m3, int3, boolean)]
+    ['float16', 'float32', 'int32', 'int32']
+    """
+    if is_machine(dtype) and dtype.kind != "bool":
+        return dtype
+    return float32 if dtype.is_float else int32
 
 
 def local_groups(operand: RegisterLayout, result: RegisterLayout, dim: int) -> tuple[tuple[int, ...], ...]:
@@ -87,9 +104,9 @@ def _without(row: list[int], dim: int) -> tuple[int, ...]:
 
 def _combine_locals(value: Expr, groups: tuple[tuple[int, ...], ...], combine: Combine) -> Expr:
     """Step 1: the thread's elements of each group combined in order, all groups at once (vectorized)."""
-    total = pick(value, [group[0] for group in groups])
+    total = gather(value, tuple(group[0] for group in groups))
     for position in range(1, len(groups[0])):
-        total = combine(total, pick(value, [group[position] for group in groups]))
+        total = combine(total, gather(value, tuple(group[position] for group in groups)))
     return total
 
 
@@ -123,7 +140,7 @@ def _shuffle_xor(lowering: Lowering, value: Expr, mask: int) -> Expr:
     if dtype.nbits == 64:
         moved = []
         for index in range(length):
-            words = lowering.let("words", Bitcast(uint32, 2, pick(value, [index])))
+            words = lowering.let("words", Bitcast(uint32, 2, gather(value, (index,))))
             halves = Pack(tuple(shuffle(Element(words, half)) for half in (0, 1)))
             moved.append(lowering.let("moved", Bitcast(dtype, 1, halves)))
         return _concatenate(lowering, moved, length)
@@ -131,7 +148,8 @@ def _shuffle_xor(lowering: Lowering, value: Expr, mask: int) -> Expr:
     # a last partial word repeats the last element, which is moved and dropped
     indices = [min(index, length - 1) for index in range(-(-length // per_word) * per_word)]
     words = [
-        shuffle(pick(value, indices[start : start + per_word])) for start in range(0, len(indices), per_word)
+        shuffle(gather(value, tuple(indices[start : start + per_word])))
+        for start in range(0, len(indices), per_word)
     ]
     return _concatenate(lowering, words, length)
 
@@ -139,7 +157,7 @@ def _shuffle_xor(lowering: Lowering, value: Expr, mask: int) -> Expr:
 def _concatenate(lowering: Lowering, parts: list[Expr], length: int) -> Expr:
     """The first ``length`` elements of ``parts`` read as one row, as one register."""
     if len(parts) == 1:
-        return pick(parts[0], range(length))
+        return gather(parts[0], tuple(range(length)))
     return lowering.let("joined", Gather(tuple(parts), tuple(range(length))))
 
 
@@ -191,7 +209,7 @@ def _store_row(lowering: Lowering, address: Expr, value: Expr) -> None:
     address = lowering.let("row", address)
     for start in range(0, length, chunk):
         pointer = SharedPointer(dtype, _offset(address, start * element_bytes))
-        lowering.emit(Store(pointer=pointer, value=pick(value, range(start, start + chunk))))
+        lowering.emit(Store(pointer=pointer, value=gather(value, tuple(range(start, start + chunk)))))
 
 
 def _load_row(lowering: Lowering, address: Expr, like: Expr) -> Expr:
