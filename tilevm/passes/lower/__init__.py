@@ -8,7 +8,7 @@ Each Tile IR instruction class has one handler, in the module of its family; ``H
 from __future__ import annotations
 
 from tilevm.ir import Instruction, Program
-from tilevm.passes.lower import casts, control, registers
+from tilevm.passes.lower import casts, control, convert_layout, registers
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError
 
 __all__ = ["HANDLERS", "LoweringError", "lower_to_threads"]
@@ -18,6 +18,7 @@ HANDLERS: dict[type[Instruction], Handler] = {
     **control.HANDLERS,
     **casts.HANDLERS,
     **registers.HANDLERS,
+    **convert_layout.HANDLERS,
 }
 
 
