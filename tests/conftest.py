@@ -19,8 +19,9 @@ settings.load_profile("tilevm")
 def round_trip_every_compiled_program(monkeypatch):
     compiled = []
 
-    def run_and_record(program, options):
-        for stage, result in pipeline.stages(program, options):
+    def run_and_record(program, options, passes=None):
+        result = program
+        for stage, result in pipeline.stages(program, options, passes):
             compiled.append((stage, result))
         return result
 
@@ -28,7 +29,7 @@ def round_trip_every_compiled_program(monkeypatch):
     yield
     for stage, program in compiled:
         try:
-            ir.check_round_trip(program)
+            ir.check_round_trip(program, pipeline.instruction_set_of(stage))
         except AssertionError as failure:
             raise AssertionError(f"after {stage}: {failure}") from None
 

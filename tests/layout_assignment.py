@@ -18,7 +18,9 @@ import torch
 from tilevm import ir
 from tilevm.ir import Program, TileType
 from tilevm.layout import MmaFragments, RegisterLayout, register_layout
+from tilevm.passes import TILE_PASSES, infer_layouts
 from tilevm.passes.infer_layouts import RULES, LayoutChooser, assign_layouts
+from tilevm.runtime import jit
 from tilevm.runtime.reference import execute
 
 __all__ = [
@@ -27,8 +29,22 @@ __all__ = [
     "assign_random_layouts",
     "execute_with_layouts",
     "execute_with_random_layouts",
+    "launch_through",
     "random_layout",
 ]
+
+#: the Tile IR passes before layout inference: launches compiled with only these reach the executor
+#: without layouts, so that a test can lay the program out itself
+PASSES_BEFORE_LAYOUTS = TILE_PASSES[: TILE_PASSES.index(infer_layouts)]
+
+
+def launch_through(monkeypatch, execute_function: Callable[..., None]) -> None:
+    """Make kernel launches compile without layout inference and run on the reference executor's contract
+    through ``execute_function`` (which lays programs out as a test wants)."""
+    monkeypatch.setattr(jit, "TILE_PASSES", PASSES_BEFORE_LAYOUTS)
+    monkeypatch.setattr(jit, "execute_reference", execute_function)
+    monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
+
 
 # tries at a random operand layout whose view keeps each thread's bits, before falling back to replication
 VIEW_TRIES = 8

@@ -8,27 +8,25 @@ arguments the reference executor takes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
 
-from tilevm.ir import Program, check_round_trip, verify
+from tilevm.ir import Program, check_round_trip
 from tilevm.ir.thread import THREAD_IR
 from tilevm.passes import CompileOptions, run_pipeline
-from tilevm.passes.infer_layouts import infer_layouts
-from tilevm.passes.lower import lower_to_threads
-from tilevm.passes.plan_shared_memory import plan_shared_memory
-from tilevm.runtime.binding import bind_arguments, flat_values
-from tilevm.runtime.jit import Kernel, _grid
+from tilevm.runtime.binding import TensorArgument, bind_arguments, flat_values
+from tilevm.runtime.jit import Kernel, Specialization, _grid
 from tilevm.runtime.reference import execute as execute_reference
 
 __all__ = ["lower", "lowered_kernel", "run_both", "assert_same_bytes"]
 
 
 def lower(program: Program) -> Program:
-    """The Thread IR of a front-end program, verified and checked to round-trip through its text form."""
-    tile_program = plan_shared_memory(infer_layouts(run_pipeline(program, CompileOptions())))
-    thread_program = verify(lower_to_threads(verify(tile_program)), THREAD_IR)
+    """The Thread IR of a Tile IR program (from the front end or any Tile IR pass), through every pass,
+    verified and checked to round-trip through its text form."""
+    thread_program = run_pipeline(program, CompileOptions())
     check_round_trip(thread_program, THREAD_IR)
     return thread_program
 
@@ -50,8 +48,8 @@ def run_both(
         cloned_args = [_clone(value) for value in args]
         cloned_kwargs = {name: _clone(value) for name, value in kwargs.items()}
         values = bind_arguments(kernel.signature, tuple(cloned_args), cloned_kwargs)
-        program, flat = kernel.compiled(values)
-        run(program, flat_values(flat, values), _grid(grid, values))
+        compiled = kernel.compiled(values)
+        run(compiled, flat_values(compiled.parameters, values), _grid(grid, values))
         copies.append(cloned_args)
     return copies[0], copies[1]
 
@@ -59,25 +57,31 @@ def run_both(
 def assert_same_bytes(reference: list[object], lowered: list[object]) -> None:
     """Every tensor argument holds the same bytes after both runs (NaNs compared by their bits)."""
     for position, (expected, actual) in enumerate(zip(reference, lowered, strict=True)):
-        if isinstance(expected, torch.Tensor):
+        if isinstance(expected, torch.Tensor | TensorArgument):
             same = torch.equal(_bytes(expected), _bytes(actual))
             assert same, f"argument {position} differs:\nreference {expected}\nlowered {actual}"
 
 
-def _reference_run(program: Program, arguments: list[object], grid: tuple[int, ...]) -> None:
-    execute_reference(program, arguments, grid)
+def _reference_run(compiled: Specialization, arguments: list[object], grid: tuple[int, ...]) -> None:
+    execute_reference(compiled.tile_program, arguments, grid)
 
 
 def _interpreter_run(execute_threads: Callable) -> Callable:
-    def run(program: Program, arguments: list[object], grid: tuple[int, ...]) -> None:
-        execute_threads(lower(program), arguments, grid)
+    def run(compiled: Specialization, arguments: list[object], grid: tuple[int, ...]) -> None:
+        thread_program = compiled.thread_program()
+        check_round_trip(thread_program, THREAD_IR)
+        execute_threads(thread_program, arguments, grid)
 
     return run
 
 
 def _clone(value: object) -> object:
+    if isinstance(value, TensorArgument):  # a tensor passed through tv.view: its own copy of the bytes
+        return dataclasses.replace(value, tensor=value.tensor.clone())
     return value.clone() if isinstance(value, torch.Tensor) else value
 
 
-def _bytes(tensor: torch.Tensor) -> torch.Tensor:
+def _bytes(tensor: torch.Tensor | TensorArgument) -> torch.Tensor:
+    if isinstance(tensor, TensorArgument):
+        tensor = tensor.tensor
     return tensor.contiguous().view(-1).view(torch.uint8)

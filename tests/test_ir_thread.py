@@ -50,6 +50,7 @@ mma(shape="m16n8k16", a=[%a0, %a1, %a2, %a3], b=[%b0, %b1], c=[%acc, %acc, %acc,
   %bits: uint32 = lop3(a=bitcast<uint32, 1>(%h), b=4294901760:uint32, c=1:uint32, table=234)
   %bytes: uint32 = prmt(a=%bits, b=%bits, selector=12816:uint32)
   %v: vector<float16, 8> = load(pointer=%row, width=16, predicate=%tid < %n)
+  %raw: uint32 = load(pointer=pointer_cast<uint32>(%row), width=4)
   store(pointer=%tile, value=pack([element(%v, 7), cast<float16>(%bytes)]))
   %halves: vector<float16, 4> = let(value=gather([%v, element(%v, 0)], [8, 0, 1, 8]))
   %wide: vector<float32, 4> = let(value=cast<float32>(%halves + %halves))

@@ -8,13 +8,12 @@ import runpy
 import numpy as np
 import pytest
 import torch
-from layout_assignment import RULES, assign_random_layouts, execute_with_random_layouts
+from layout_assignment import RULES, assign_random_layouts, execute_with_random_layouts, launch_through
 
 import tilevm as tv
 from tilevm import ir
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.layout import column_spatial, spatial
-from tilevm.runtime import jit
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 
@@ -31,7 +30,7 @@ def test_example_kernels_compute_the_same_with_random_layouts(path, monkeypatch,
         launched.append(program)
         execute_with_random_layouts(program, arguments, grid, seed=len(launched))
 
-    monkeypatch.setattr(jit, "execute", execute_both)
+    launch_through(monkeypatch, execute_both)
     runpy.run_path(str(path), run_name="__main__")
     assert launched and "match" in capsys.readouterr().out
 

@@ -45,7 +45,7 @@ def same(expected: np.ndarray, actual: np.ndarray, dtype) -> bool:
 
 
 def widened(op: str, operands: list[np.ndarray], dtype) -> np.ndarray:
-    """``op`` computed as lowering does: operands cast to the wide dtype, the op there, the result cast back."""
+    """``op`` as lowering computes it: operands cast to the wide dtype, the op there, the result cast back."""
     wide = arithmetic_dtype(op, dtype)
     assert wide in MACHINE_DTYPES
     wide_operands = [cast(operand, dtype, wide, "nearest") for operand in operands]

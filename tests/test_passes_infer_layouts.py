@@ -8,7 +8,7 @@ import runpy
 
 import pytest
 import torch
-from layout_assignment import execute_with_layouts
+from layout_assignment import execute_with_layouts, launch_through
 from test_layout_independence import register_tiles
 
 import tilevm as tv
@@ -17,7 +17,6 @@ from tilevm.ir.rewrite import walk_instructions
 from tilevm.layout import dot_atom, parse, spatial
 from tilevm.passes.filecheck import filecheck
 from tilevm.passes.infer_layouts import infer_layouts
-from tilevm.runtime import jit
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 
@@ -34,7 +33,7 @@ def launch_with_inferred_layouts(monkeypatch, kernel, *arguments):
     def execute_both(program, arguments, grid, seed=0):
         laid_out.append(execute_with_layouts(program, infer_layouts, arguments, grid, seed))
 
-    monkeypatch.setattr(jit, "execute", execute_both)
+    launch_through(monkeypatch, execute_both)
     kernel[(1,)](*arguments)
     return laid_out[0]
 
@@ -208,7 +207,7 @@ def test_example_kernels_verify_and_compute_the_same_bits_with_inferred_layouts(
     def execute_both(program, arguments, grid, seed=0):
         laid_out.append(execute_with_layouts(program, infer_layouts, arguments, grid, seed))
 
-    monkeypatch.setattr(jit, "execute", execute_both)
+    launch_through(monkeypatch, execute_both)
     runpy.run_path(str(path), run_name="__main__")
     assert laid_out and "match" in capsys.readouterr().out
     for program in laid_out:

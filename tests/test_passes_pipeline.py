@@ -45,23 +45,39 @@ def test_options_from_the_environment():
 
 def test_a_launch_dumps_every_stage_and_runs_the_last(tmp_path, monkeypatch):
     monkeypatch.setenv("TILEVM_DUMP_IR", str(tmp_path))
+    monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")  # which runs the last Tile IR stage
     x = torch.arange(10, dtype=torch.float32)
     out = torch.zeros(10)
     scale[(3,)](x, out, BLOCK=4)
     assert torch.equal(out, x * 2)
     names = sorted(path.name for path in (tmp_path / "scale").iterdir())
-    assert names == ["00-frontend.tir", "01-fold_constants.tir", "02-remove_dead_code.tir"]
-    frontend, folded, final = (ir.parse((tmp_path / "scale" / name).read_text()) for name in names)
+    assert names == [
+        "00-frontend.tir",
+        "01-fold_constants.tir",
+        "02-remove_dead_code.tir",
+        "03-infer_layouts.tir",
+        "04-plan_shared_memory.tir",
+    ]
+    frontend, folded, dead_code_removed, laid_out, final = (
+        ir.parse((tmp_path / "scale" / name).read_text()) for name in names
+    )
     assert "%unused" in str(frontend) and "offsets=[%start + 0]" in str(frontend)
     assert "offsets=[%start]" in str(folded) and "%unused" in str(folded)
-    assert "%unused" not in str(final)
+    assert "%unused" not in str(dead_code_removed) and "spatial" not in str(dead_code_removed)
+    assert "register<float32, [4], replicated(32).local(4)>" in str(laid_out)  # 16 bytes in each thread
     assert final == scale.ir(x, out, BLOCK=4)
 
 
 def test_disabled_passes_are_skipped_and_unknown_ones_named(monkeypatch):
     program = ir.parse("kernel k(%n: int32) num_threads=32 {\n  %x: int32 = declare(init=1 + 2)\n}")
     options = CompileOptions(disabled_passes=frozenset({"remove_dead_code"}))
-    assert [name for name, _ in pipeline.stages(program, options)] == ["frontend", "fold_constants"]
+    assert [name for name, _ in pipeline.stages(program, options)] == [
+        "frontend",
+        "fold_constants",
+        "infer_layouts",
+        "plan_shared_memory",
+        "lower_to_threads",
+    ]
     assert "declare(init=3)" in str(pipeline.run_pipeline(program, options))
     with pytest.raises(ValueError, match=r"cannot disable unknown passes \['fold'\]; the passes are"):
         pipeline.run_pipeline(program, CompileOptions(disabled_passes=frozenset({"fold"})))
@@ -96,10 +112,10 @@ def test_a_pass_that_breaks_the_program_is_named_at_the_line(monkeypatch, tmp_pa
 def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, monkeypatch, capsys):
     frontend_of = {}
     launches = []
-    run_pipeline, execute = jit.run_pipeline, jit.execute
+    run_pipeline, execute = jit.run_pipeline, jit.execute_reference
 
-    def record_pipeline(program, options):
-        result = run_pipeline(program, options)
+    def record_pipeline(program, options, passes=None):
+        result = run_pipeline(program, options, passes)
         frontend_of[id(result)] = program
         return result
 
@@ -109,11 +125,12 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
         launches.append((program, before, [_clone(argument) for argument in arguments], grid))
 
     monkeypatch.setattr(jit, "run_pipeline", record_pipeline)
-    monkeypatch.setattr(jit, "execute", record_launch)
+    monkeypatch.setattr(jit, "execute_reference", record_launch)
+    monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
     runpy.run_path(str(path), run_name="__main__")
     assert "match" in capsys.readouterr().out and launches
     for final, before, after, grid in launches:
-        stages = list(pipeline.stages(frontend_of[id(final)], CompileOptions()))
+        stages = list(pipeline.stages(frontend_of[id(final)], CompileOptions(), pipeline.TILE_PASSES))
         assert stages[-1][1] == final
         previous = None
         for name, program in stages[:-1]:

@@ -6,7 +6,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from layout_assignment import execute_with_random_layouts
+from layout_assignment import execute_with_random_layouts, launch_through
 
 import tilevm as tv
 from tilevm.dtypes import int8
@@ -24,13 +24,12 @@ from tilevm.ir import (
 )
 from tilevm.layout import shared
 from tilevm.layout.shared import permute_shared
-from tilevm.runtime import jit
 from tilevm.runtime.reference import execute
 
 
 @pytest.fixture(autouse=True)
 def launch_with_random_layouts_too(monkeypatch):
-    monkeypatch.setattr(jit, "execute", execute_with_random_layouts)
+    launch_through(monkeypatch, execute_with_random_layouts)
 
 
 def line_of(function, marker: str) -> int:

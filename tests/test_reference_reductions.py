@@ -8,19 +8,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from layout_assignment import execute_with_random_layouts
+from layout_assignment import execute_with_random_layouts, launch_through
 
 import tilevm as tv
 from tilevm import ir
 from tilevm.ir.accumulators import holds_every_value
-from tilevm.runtime import jit
 
 TORCH = {tv.int8: torch.int8, tv.int16: torch.int16, tv.int32: torch.int32, tv.int64: torch.int64}
 
 
 @pytest.fixture(autouse=True)
 def launch_with_random_layouts_too(monkeypatch):
-    monkeypatch.setattr(jit, "execute", execute_with_random_layouts)
+    launch_through(monkeypatch, execute_with_random_layouts)
 
 
 @tv.kernel(num_warps=2)

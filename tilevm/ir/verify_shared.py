@@ -37,14 +37,14 @@ from tilevm.ir.program import Program
 from tilevm.ir.rewrite import bodies
 from tilevm.ir.shared_tiles import AllocShared, FreeShared
 
-__all__ = ["MIN_SHARED_ALIGNMENT", "check_shared_plan"]
+__all__ = ["MIN_SHARED_ALIGNMENT", "AllocationLifetime", "allocation_lifetimes", "check_shared_plan"]
 
 #: the alignment of every planned allocation, in bytes: 16-byte vector accesses need it
 MIN_SHARED_ALIGNMENT = 16
 
 
 @dataclasses.dataclass(frozen=True)
-class _Lifetime:
+class AllocationLifetime:
     """An allocation and the program-order positions ``[start, end)`` where it is live."""
 
     allocation: AllocShared
@@ -63,7 +63,9 @@ class _Lifetime:
 
 def check_shared_plan(program: Program) -> None:
     """Raise ``CompilationError`` at the first allocation that breaks a rule of the plan (see the module)."""
-    lifetimes = sorted(_lifetimes(program.body, itertools.count()), key=lambda lifetime: lifetime.start)
+    lifetimes = sorted(
+        allocation_lifetimes(program.body, itertools.count()), key=lambda lifetime: lifetime.start
+    )
     planned = [lifetime for lifetime in lifetimes if lifetime.allocation.offset is not None]
     if program.shared_bytes is None and not planned:
         return
@@ -79,7 +81,9 @@ def check_shared_plan(program: Program) -> None:
                 _check_apart(earlier, later)
 
 
-def _lifetimes(body: tuple[Instruction, ...], positions: Iterator[int]) -> Iterator[_Lifetime]:
+def allocation_lifetimes(
+    body: tuple[Instruction, ...], positions: Iterator[int]
+) -> Iterator[AllocationLifetime]:
     """The lifetime of every allocation in ``body`` and its nested bodies, numbered in program order."""
     open_here: dict[int, tuple[AllocShared, int]] = {}
     for instruction in body:
@@ -88,12 +92,12 @@ def _lifetimes(body: tuple[Instruction, ...], positions: Iterator[int]) -> Itera
             open_here[instruction.output.uid] = (instruction, position)
         elif isinstance(instruction, FreeShared) and _freed_uid(instruction) in open_here:
             allocation, start = open_here.pop(instruction.tensor.uid)
-            yield _Lifetime(allocation, start, position)
+            yield AllocationLifetime(allocation, start, position)
         for nested in bodies(instruction):
-            yield from _lifetimes(nested, positions)
+            yield from allocation_lifetimes(nested, positions)
     end = next(positions)
     for allocation, start in open_here.values():
-        yield _Lifetime(allocation, start, end)
+        yield AllocationLifetime(allocation, start, end)
 
 
 def _freed_uid(free: FreeShared) -> int | None:
@@ -101,7 +105,7 @@ def _freed_uid(free: FreeShared) -> int | None:
     return free.tensor.uid if isinstance(free.tensor, Var) else None
 
 
-def _check_placement(lifetime: _Lifetime, shared_bytes: int) -> None:
+def _check_placement(lifetime: AllocationLifetime, shared_bytes: int) -> None:
     offset = lifetime.allocation.offset
     if offset is None:
         _fail(lifetime, f"{lifetime.name} has no offset, but the program's shared memory is planned")
@@ -113,7 +117,7 @@ def _check_placement(lifetime: _Lifetime, shared_bytes: int) -> None:
         _fail(lifetime, f"{lifetime.name} spans bytes [{start}, {end}), past shared_bytes {shared_bytes}")
 
 
-def _check_apart(earlier: _Lifetime, later: _Lifetime) -> None:
+def _check_apart(earlier: AllocationLifetime, later: AllocationLifetime) -> None:
     (earlier_start, earlier_end), (later_start, later_end) = earlier.byte_range(), later.byte_range()
     if earlier_start < later_end and later_start < earlier_end:
         _fail(
@@ -123,5 +127,5 @@ def _check_apart(earlier: _Lifetime, later: _Lifetime) -> None:
         )
 
 
-def _fail(lifetime: _Lifetime, message: str) -> None:
+def _fail(lifetime: AllocationLifetime, message: str) -> None:
     raise CompilationError(f"{lifetime.allocation.opname}: {message}", lifetime.allocation.loc)

@@ -40,7 +40,7 @@ from tilevm.layout.errors import LayoutError
 from tilevm.layout.swizzle import Swizzle, bank_conflicts, warp_accesses
 from tilevm.layout.text import register_constructor
 
-__all__ = ["SharedLayout", "choose_swizzle", "permute_shared", "shared"]
+__all__ = ["SharedLayout", "choose_swizzle", "permute_shared", "shared", "swizzle_candidates"]
 
 # A swizzle permutes at most the eight 16-byte units of a 128-byte line: that already reaches all 32 banks.
 _MAX_SWIZZLE_BITS = 3
@@ -228,7 +228,7 @@ def choose_swizzle(shape: Sequence[int], dtype_bits: int, access: str | Sequence
     patterns = (access,) if isinstance(access, str) else tuple(access)
     warps = [warp for pattern in patterns for warp in warp_accesses(shape, dtype_bits, pattern)]
     plain = SharedLayout.row_major(*shape)
-    for candidate in _candidates(plain, dtype_bits):
+    for candidate in swizzle_candidates(plain, dtype_bits):
         if all(bank_conflicts(candidate, dtype_bits, warp) == 0 for warp in warps):
             return candidate
     raise LayoutError(
@@ -237,7 +237,7 @@ def choose_swizzle(shape: Sequence[int], dtype_bits: int, access: str | Sequence
     )
 
 
-def _candidates(plain: SharedLayout, dtype_bits: int) -> list[SharedLayout]:
+def swizzle_candidates(plain: SharedLayout, dtype_bits: int) -> list[SharedLayout]:
     """``plain`` unswizzled, then with every swizzle that keeps 16-byte units and fits its size."""
     base = (128 // dtype_bits).bit_length() - 1
     candidates = [plain]

@@ -106,18 +106,20 @@ class AccessInfo:
         """The start's alignment in bytes; 0 when the start may fall inside a byte (sub-byte elements)."""
         return self.start_bits // 8
 
-    def vector_bits(self, limit: int = MAX_VECTOR_BITS) -> int:
+    def vector_bits(self, limit: int = MAX_VECTOR_BITS, dim: int = -1) -> int:
         """The widest access (in bits, at most ``limit``) that one thread can make over consecutive elements
-        of the last tile dimension, at every chunk of the window: the chunk is contiguous and aligned to its
-        own size wherever it starts (the start and every step along the other dimensions keep the
-        alignment). One element when nothing wider is known, or when the element bits are not a power of
-        two. The layout (which elements a thread holds) and the bounds (``remaining``) are the caller's.
+        of tile dimension ``dim`` (the last by default), at every chunk of the window: the chunk is
+        contiguous and aligned to its own size wherever it starts (the start and every step along the other
+        dimensions keep the alignment). One element when nothing wider is known, or when the element bits
+        are not a power of two. The layout (which elements a thread holds) and the bounds (``remaining``)
+        are the caller's.
         """
         element = self.element_bits
         if element != power_of_two_part(element):
             return element
-        others = [info.step_bits for info in self.dims[:-1] if info.extent > 1]
-        alignment = min([self.start_bits, *others, power_of_two_part(self.dims[-1].contiguity) * element])
+        dim %= len(self.dims)
+        others = [info.step_bits for other, info in enumerate(self.dims) if other != dim and info.extent > 1]
+        alignment = min([self.start_bits, *others, power_of_two_part(self.dims[dim].contiguity) * element])
         width = min(alignment, limit)
         return max(width, element)
 

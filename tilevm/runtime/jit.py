@@ -1,7 +1,9 @@
 """``@tilevm.kernel``: a Python function compiled per specialization and launched as ``kernel[grid](...)``.
 
 The hot path of a launch is: bind and check the arguments, look the program up by its specialization key,
-run it on the target of the tensors.
+run it on the target of the tensors. On CPU tensors the program runs on one of two executors, which
+``TILEVM_CPU_EXECUTOR`` picks: ``simt`` runs the lowered Thread IR in the SIMT interpreter (what the GPU would
+run), ``reference`` the Tile IR in the block-level reference executor (the specification).
 
 >>> import torch, tilevm as tv
 >>> @tv.kernel(num_warps=1)
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -29,14 +33,47 @@ from tilevm.lang.annotations import TensorAnnotation, constexpr
 from tilevm.lang.captures import Captures
 from tilevm.lang.frontend import compile_kernel
 from tilevm.lang.parameters import FlatParameter, flat_parameters
-from tilevm.passes import CompileOptions, run_pipeline
+from tilevm.passes import TILE_PASSES, CompileOptions, lower_to_threads, run_pipeline
 from tilevm.runtime.binding import TensorArgument, bind_arguments, describe_arguments, flat_values
-from tilevm.runtime.reference import execute
+from tilevm.runtime.reference import execute as execute_reference
 
-__all__ = ["Kernel", "kernel"]
+__all__ = ["CPU_EXECUTORS", "CPU_EXECUTOR_VARIABLE", "Kernel", "Specialization", "cpu_executor", "kernel"]
 
 SCALAR_ANNOTATIONS = (int, float, bool)
 WARP_SIZE = 32
+
+#: which executor runs launches on CPU tensors: "simt" (lowered Thread IR) or "reference" (Tile IR)
+CPU_EXECUTOR_VARIABLE = "TILEVM_CPU_EXECUTOR"
+CPU_EXECUTORS = ("simt", "reference")
+#: the executor when the variable is unset
+DEFAULT_CPU_EXECUTOR = "reference"
+
+
+def cpu_executor(environment: dict[str, str] | None = None) -> str:
+    """The executor ``TILEVM_CPU_EXECUTOR`` names (``os.environ`` when ``environment`` is None)."""
+    environment = os.environ if environment is None else environment
+    name = environment.get(CPU_EXECUTOR_VARIABLE, "") or DEFAULT_CPU_EXECUTOR
+    if name not in CPU_EXECUTORS:
+        raise LaunchError(f"{CPU_EXECUTOR_VARIABLE}={name!r}; expected one of {', '.join(CPU_EXECUTORS)}")
+    return name
+
+
+@dataclass(eq=False)
+class Specialization:
+    """One compiled specialization of a kernel: its Tile IR after every Tile IR pass, its IR parameters, the
+    globals it read, and its Thread IR once a launch or a caller has asked for it."""
+
+    tile_program: Program
+    parameters: list[FlatParameter]
+    captures: Captures
+    options: CompileOptions
+    _thread_program: Program | None = None
+
+    def thread_program(self) -> Program:
+        """The Thread IR: ``tile_program`` lowered (once)."""
+        if self._thread_program is None:
+            self._thread_program = run_pipeline(self.tile_program, self.options, (lower_to_threads,))
+        return self._thread_program
 
 
 class Kernel:
@@ -46,9 +83,9 @@ class Kernel:
         self.function = function
         self.num_threads = num_threads
         self.signature = inspect.signature(function, eval_str=True)  # annotations may be strings (PEP 563)
-        #: the described launch values (``describe_arguments``) -> the program, its IR parameters and the
-        #: globals it read (a program whose globals changed is compiled again: ``tilevm.lang.captures``)
-        self.programs: dict[tuple, tuple[Program, list[FlatParameter], Captures]] = {}
+        #: the described launch values (``describe_arguments``) -> the compiled specialization (compiled
+        #: again when a global that it read has changed: ``tilevm.lang.captures``)
+        self.programs: dict[tuple, Specialization] = {}
         for name, parameter in self.signature.parameters.items():
             _check_annotation(function, name, parameter.annotation)
         functools.update_wrapper(self, function)
@@ -63,25 +100,33 @@ class Kernel:
         return functools.partial(self.launch, grid)
 
     def ir(self, *args: object, **kwargs: object) -> Program:
-        """The Tile IR program that a launch with these arguments runs (compiled if needed): the front end's
-        program after every pass of ``tilevm.passes.PIPELINE``."""
-        return self.compiled(bind_arguments(self.signature, args, kwargs))[0]
+        """The Tile IR program for a launch with these arguments (compiled if needed): the front end's
+        program after every Tile IR pass (``tilevm.passes.TILE_PASSES``), with layouts and a shared-memory
+        plan; what the reference executor runs."""
+        return self.compiled(bind_arguments(self.signature, args, kwargs)).tile_program
 
-    def compiled(self, values: dict[str, object]) -> tuple[Program, list[FlatParameter]]:
-        """The program for these bound values and its IR parameters, compiled on first use and again when a
-        global or closure variable that it read has changed."""
+    def thread_ir(self, *args: object, **kwargs: object) -> Program:
+        """The Thread IR program for a launch with these arguments: the Tile IR of ``ir`` lowered to the
+        per-thread instructions that the SIMT interpreter and the GPU run."""
+        return self.compiled(bind_arguments(self.signature, args, kwargs)).thread_program()
+
+    def compiled(self, values: dict[str, object]) -> Specialization:
+        """The specialization for these bound values, compiled on first use and again when a global or
+        closure variable that it read has changed."""
         parameters = describe_arguments(values, self.signature)
         compiled = self.programs.get(parameters)  # the descriptions are the key
-        if compiled is None or not compiled[2].unchanged():
+        if compiled is None or not compiled.captures.unchanged():
             captures = Captures()
             frontend_program = compile_kernel(self.function, parameters, self.num_threads, captures)
-            program = run_pipeline(frontend_program, CompileOptions.from_environment())
-            compiled = self.programs[parameters] = (program, list(flat_parameters(parameters)), captures)
-        return compiled[0], compiled[1]
+            options = CompileOptions.from_environment()
+            program = run_pipeline(frontend_program, options, TILE_PASSES)
+            compiled = Specialization(program, list(flat_parameters(parameters)), captures, options)
+            self.programs[parameters] = compiled
+        return compiled
 
     def launch(self, grid: object, *args: object, **kwargs: object) -> None:
         values = bind_arguments(self.signature, args, kwargs)
-        program, flat = self.compiled(values)
+        compiled = self.compiled(values)
         grid_shape = _grid(grid, values)
         device = _common_device(values)
         if device.type != "cpu":
@@ -91,7 +136,13 @@ class Kernel:
             )
         if 0 in grid_shape:
             return  # an empty grid (an empty tensor, say) runs no block, as Triton skips such launches
-        execute(program, flat_values(flat, values), grid_shape)
+        arguments = flat_values(compiled.parameters, values)
+        if cpu_executor() == "reference":
+            execute_reference(compiled.tile_program, arguments, grid_shape)
+        else:
+            from tilevm.runtime.cpu import execute as execute_threads  # numpy-heavy; loaded when first used
+
+            execute_threads(compiled.thread_program(), arguments, grid_shape)
 
 
 def kernel(function: Callable | None = None, *, num_warps: int = 4, num_threads: int | None = None):

@@ -38,6 +38,7 @@ from tilevm.ir.thread.values import (
     LaneIndex,
     Pack,
     PointerAdd,
+    PointerCast,
     Select,
     SharedPointer,
     ThreadIndex,
@@ -53,7 +54,7 @@ THREAD_IR = InstructionSet(
     ),
     expressions=(
         Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr,
-        ThreadIndex, LaneIndex, WarpIndex, SharedPointer, PointerAdd, Element, Pack, Bitcast,
+        ThreadIndex, LaneIndex, WarpIndex, SharedPointer, PointerAdd, PointerCast, Element, Pack, Bitcast,
         Select, Gather,
     ),
 )  # fmt: skip
@@ -76,6 +77,7 @@ __all__ = [
     "Mma",
     "Pack",
     "PointerAdd",
+    "PointerCast",
     "Prmt",
     "Select",
     "SharedPointer",

@@ -107,7 +107,9 @@ class Mma(Instruction):
         if accumulator not in allowed:
             expected = " or ".join(map(str, allowed))
             raise IRTypeError(f"mma on {a_dtype} accumulates in {expected}, got {describe(accumulator)}")
-        expected_types = mma_fragment_types(self.shape, a_dtype, accumulator)
+        a_types, _, c_types = mma_fragment_types(self.shape, a_dtype, accumulator)
+        # B's registers hold B's dtype, which may differ from A's in signedness or float8 format.
+        expected_types = (a_types, mma_fragment_types(self.shape, b_dtype, accumulator)[1], c_types)
         for operands, name, types in zip((self.a, self.b, self.c), "abc", expected_types, strict=True):
             actual = tuple(operand.type for operand in operands)
             if actual != types:

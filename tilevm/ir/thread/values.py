@@ -25,6 +25,7 @@ __all__ = [
     "LaneIndex",
     "Pack",
     "PointerAdd",
+    "PointerCast",
     "Select",
     "SharedPointer",
     "ThreadIndex",
@@ -130,6 +131,26 @@ class PointerAdd(Expr):
     def result_type(self) -> PointerType:
         expect_scalar(self.offset, "a pointer offset", integer=True)
         return expect_pointer(self.pointer, "pointer_add's pointer", *AddressSpace)
+
+
+@dataclass(frozen=True)
+class PointerCast(Expr):
+    """``pointer``'s address, read as a pointer to elements of ``dtype`` in the same address space (LLVM: no
+    instruction, pointers are opaque): how lowering reads the bytes of a global tensor whose elements
+    straddle bytes (3, 5, 6 or 7 bits), which no access of whole elements can load."""
+
+    dtype: DType
+    pointer: Expr
+    syntax = Syntax.PARAMETERIZED
+    opname = "pointer_cast"
+
+    @property
+    def type(self) -> PointerType:
+        return PointerType(self.dtype, self.pointer.type.space)
+
+    def result_type(self) -> PointerType:
+        expect_pointer(self.pointer, "pointer_cast's pointer", *AddressSpace)
+        return self.type
 
 
 @dataclass(frozen=True)

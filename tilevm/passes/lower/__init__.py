@@ -8,7 +8,17 @@ Each Tile IR instruction class has one handler, in the module of its family; ``H
 from __future__ import annotations
 
 from tilevm.ir import Instruction, Program
-from tilevm.passes.lower import casts, control, convert_layout, registers
+from tilevm.passes.lower import (
+    casts,
+    control,
+    convert_layout,
+    copy_async,
+    dot,
+    global_memory,
+    reductions,
+    registers,
+    shared_memory,
+)
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError
 
 __all__ = ["HANDLERS", "LoweringError", "lower_to_threads"]
@@ -17,8 +27,13 @@ __all__ = ["HANDLERS", "LoweringError", "lower_to_threads"]
 HANDLERS: dict[type[Instruction], Handler] = {
     **control.HANDLERS,
     **casts.HANDLERS,
+    **global_memory.HANDLERS,
     **registers.HANDLERS,
     **convert_layout.HANDLERS,
+    **shared_memory.HANDLERS,
+    **copy_async.HANDLERS,
+    **dot.HANDLERS,
+    **reductions.HANDLERS,
 }
 
 

@@ -1,23 +1,210 @@
-"""Lowering of ``cast``: a thread's register of one dtype converted to another, element by element.
+"""Lowering of ``cast``: a thread's register of one dtype converted to another, element by element, by the
+rules of Tile IR's ``cast`` (``tilevm.ir.semantics.cast``).
 
-``convert`` is what every lowering that changes a dtype calls, so that casts are chosen in one place.
+``convert`` is what every lowering that changes a dtype calls, so that casts are chosen in one place:
+``SEQUENCES``, a table read top to bottom whose first row that applies to the (source, target) pair gives
+the Thread IR sequence. A plain ``cast<...>`` expression (one PTX ``cvt``) only converts between machine
+dtypes (bool, 8- to 64-bit integers, float16, bfloat16, float32); every other pair is a sequence on 32-bit
+words, or goes through a machine dtype that holds the source exactly (int32 for low-bit integers, float32
+for low-bit floats) and converts from there, so that only one step rounds.
+
+Instructions per element of the packed sequences (on the GPU, the 32-bit words in registers; gathers and
+bitcasts are register renaming; ``tests/test_lower_casts_sequences.py`` counts them on a 16-byte load):
+
+=========================  =======================================================================  =====
+pair                       sequence per two elements (one f16x2 / bf16x2 register)                  /elem
+=========================  =======================================================================  =====
+uint8 -> float16           prmt (the bytes under the magic byte 0x64) + sub                         1
+int8 -> float16            the same, after one xor of the sign bits per 4 elements                  1.25
+(u)int4 -> float16         prmt + lop3 (mask, magic, sign flip) + sub                               1.5
+(u)int2 -> float16         prmt (one per 4 elements) + lop3 + sub                                   1.25
+(u)int3 -> float16         prmt + lop3 + sub                                                        1.5
+(u)int4 -> bfloat16        as float16, and one shift per 8 elements                                 1.625
+int8 -> bfloat16           prmt + lop3 (7 low bits) + lop3 (the sign's weight) + sub                2
+uint8 -> bfloat16          int8's, the weight from a sign-replicating prmt                          2.5
+float4_e2m1 -> f16 / bf16  prmt + lop3 + shift + lop3 (sign) + mul; one shift per 8 elements        2.625
+float8_e4m3 -> f16 / bf16  prmt + lop3 + shift + lop3 + mul, + compare (the magnitude) and select    3.5
+float8_e5m2 -> float16     prmt (the byte is the high half) + compare and select for NaN            1.5
+float32 -> f16 / bf16      cvt_pack (cvt.rn.f16x2.f32)                                              0.5
+float32 -> float8_e4m3     cvt_pack (cvt.rn.satfinite.e4m3x2.f32)                                   0.5
+=========================  =======================================================================  =====
+
+The elements come out in their natural order (element 0 in the low half), as ``convert`` promises. An
+interleaved order (elements i and i + 4 of a word in one register, LOWBIT.md) would save the prmt of the
+nibble sequences (9 instructions per 8 int4 instead of 12); that is for a pre-layout of the weights to ask
+for.
 """
 
 from __future__ import annotations
 
-from tilevm.dtypes import DType
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tilevm.dtypes import (
+    DType,
+    bfloat16,
+    boolean,
+    float8_e4m3,
+    float16,
+    float32,
+    int8,
+    int16,
+    int32,
+    int64,
+    uint8,
+    uint16,
+    uint32,
+    uint64,
+)
 from tilevm.ir import Cast
 from tilevm.ir.expr import CastExpr, Expr
+from tilevm.passes.lower import cast_packed
+from tilevm.passes.lower.cast_general import (
+    decode_float,
+    encode_float,
+    integer_codes,
+    is_nonzero,
+    sign_extend,
+)
+from tilevm.passes.lower.cast_wide import to_float32
+from tilevm.passes.lower.cast_words import pack_codes, unpack_codes
 from tilevm.passes.lower.lowering import Handler, Lowering
 
-__all__ = ["HANDLERS", "convert"]
+__all__ = [
+    "HANDLERS",
+    "MACHINE_DTYPES",
+    "SEQUENCES",
+    "CastSequence",
+    "convert",
+    "plain_cast",
+    "sequence_for",
+]
+
+#: the dtypes of PTX's registers and ``cvt``: a plain cast converts between these only
+MACHINE_DTYPES = frozenset(
+    {boolean, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float16, bfloat16, float32}
+)
+HALVES = (float16, bfloat16)
+
+#: ``lower(lowering, value, target, rounding)``: the converted register
+Lower = Callable[[Lowering, Expr, DType, str], Expr]
+
+
+@dataclass(frozen=True)
+class CastSequence:
+    """One row of the table: the sequence ``lower`` for the pairs where ``applies(source, target,
+    rounding)``."""
+
+    name: str
+    applies: Callable[[DType, DType, str], bool]
+    lower: Lower
 
 
 def convert(lowering: Lowering, value: Expr, target: DType, rounding: str = "nearest") -> Expr:
-    """``value`` (a scalar or vector register) converted to ``target`` by the rules of Tile IR's ``cast``."""
+    """``value`` (a scalar or vector register) converted to ``target`` by the rules of Tile IR's ``cast``,
+    element by element, with the sequence that ``SEQUENCES`` picks for the pair."""
     if value.type.dtype == target:
         return value
+    return sequence_for(value.type.dtype, target, rounding).lower(lowering, value, target, rounding)
+
+
+def sequence_for(source: DType, target: DType, rounding: str) -> CastSequence:
+    """The first row of ``SEQUENCES`` that applies to the pair."""
+    return next(row for row in SEQUENCES if row.applies(source, target, rounding))
+
+
+def _machine(dtype: DType) -> bool:
+    return dtype in MACHINE_DTYPES
+
+
+def plain_cast(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
     return lowering.let("cast", CastExpr(value, target, rounding))
+
+
+def _low_bit_to_bool(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    return is_nonzero(lowering, unpack_codes(lowering, value), value.type.dtype)
+
+
+def _through_int32(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    """A low-bit integer is exact in int32: sign-extend its codes, then convert from there."""
+    ints = sign_extend(lowering, unpack_codes(lowering, value), value.type.dtype)
+    return convert(lowering, ints, target, rounding)
+
+
+def _through_float32(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    """A low-bit float is exact in float32: decode its codes, then convert from there."""
+    floats = decode_float(lowering, unpack_codes(lowering, value), value.type.dtype)
+    return convert(lowering, floats, target, rounding)
+
+
+def _to_low_bit_integer(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    return pack_codes(lowering, integer_codes(lowering, value, target, rounding), target)
+
+
+def _to_low_bit_float(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    codes = encode_float(lowering, to_float32(lowering, value), target, rounding)
+    return pack_codes(lowering, codes, target)
+
+
+SEQUENCES: tuple[CastSequence, ...] = (
+    CastSequence(
+        "packed float32 to f16x2 / bf16x2 (cvt_pack)",
+        lambda source, target, rounding: source == float32 and target in HALVES,
+        cast_packed.float32_pairs,
+    ),
+    CastSequence(
+        "float to e4m3x2 (cvt_pack, satfinite)",
+        lambda source, target, rounding: (
+            source in (float16, bfloat16, float32) and target == float8_e4m3 and rounding == "nearest"
+        ),
+        cast_packed.float32_pairs,
+    ),
+    CastSequence(
+        "integers to f16x2 / bf16x2 (prmt, lop3 and a magic-number subtract)",
+        lambda source, target, rounding: source.is_integer and cast_packed.has_magic(source, target),
+        cast_packed.integers_to_halves,
+    ),
+    CastSequence(
+        "bytes to bf16x2 (the 7 low bits under a magic number, the top bit's weight subtracted)",
+        lambda source, target, rounding: source in (int8, uint8) and target == bfloat16,
+        cast_packed.bytes_to_bfloat16,
+    ),
+    CastSequence(
+        "small floats to f16x2 / bf16x2 (fields moved into place, a power-of-two multiply)",
+        lambda source, target, rounding: cast_packed.moves_exactly(source, target),
+        cast_packed.small_floats_to_halves,
+    ),
+    CastSequence(
+        "machine dtypes (one cvt)",
+        lambda source, target, rounding: _machine(source) and _machine(target),
+        plain_cast,
+    ),
+    CastSequence(
+        "low-bit to bool (code != 0)",
+        lambda source, target, rounding: target == boolean,
+        _low_bit_to_bool,
+    ),
+    CastSequence(
+        "low-bit integers through int32",
+        lambda source, target, rounding: source.is_integer and not _machine(source),
+        _through_int32,
+    ),
+    CastSequence(
+        "low-bit floats through float32",
+        lambda source, target, rounding: source.is_float and not _machine(source),
+        _through_float32,
+    ),
+    CastSequence(
+        "to low-bit integers (saturate or wrap, then pack)",
+        lambda source, target, rounding: target.is_integer,
+        _to_low_bit_integer,
+    ),
+    CastSequence(
+        "to low-bit floats (round the float32 bits, then pack)",
+        lambda source, target, rounding: target.is_float,
+        _to_low_bit_float,
+    ),
+)
 
 
 def _cast(lowering: Lowering, cast: Cast) -> None:

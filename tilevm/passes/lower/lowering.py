@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from tilevm.ir.stmt import Body, LetScalar
 from tilevm.ir.thread import Gather, ThreadIndex
 from tilevm.ir.types import ScalarType, Type, VectorType
 from tilevm.layout import RegisterLayout, SharedLayout
+from tilevm.passes.index_analysis import IndexAnalysis, analyze_indices
 from tilevm.passes.lower.coordinates import thread_coordinates
 
 __all__ = [
@@ -110,7 +112,7 @@ class Lowering:
         self._coordinates: dict[RegisterLayout, tuple[Expr, ...]] = {}
         self._scratch_start = _aligned(program.shared_bytes or 0, SCRATCH_ALIGNMENT)
         self._scratch_bytes = 0
-        self.thread = self._hoist("tid", ThreadIndex())
+        self._thread: Var | None = None
 
     # -- the result ------------------------------------------------------------------------------------
 
@@ -177,6 +179,13 @@ class Lowering:
             return value
         return self.define(LetScalar, name, value=value)
 
+    @property
+    def thread(self) -> Var:
+        """The running thread's index in its block, computed once at the program's start."""
+        if self._thread is None:
+            self._thread = self._hoist("tid", ThreadIndex())
+        return self._thread
+
     def thread_coordinates(self, layout: RegisterLayout) -> tuple[Expr, ...]:
         """Per dim, the running thread's part of the coordinates of its elements in a tile of ``layout``
         (``tilevm.passes.lower.coordinates``), computed once per program at its start."""
@@ -189,12 +198,23 @@ class Lowering:
             self._coordinates[layout] = coordinates
         return coordinates
 
+    @functools.cached_property
+    def index_analysis(self) -> IndexAnalysis:
+        """The index analysis of the Tile IR program (what divides its scalars), computed once."""
+        return analyze_indices(self.program)
+
     def scratch(self, nbytes: int) -> int:
         """The byte offset of ``nbytes`` of shared memory that this lowering may use between two barriers of
         its own (a reduction across warps, a layout conversion): it lies above every planned allocation,
         and every use shares it, so a user brackets its writes and reads with barriers."""
         self._scratch_bytes = max(self._scratch_bytes, _aligned(nbytes, SCRATCH_ALIGNMENT))
         return self._scratch_start
+
+    @functools.cached_property
+    def indices(self) -> IndexAnalysis:
+        """The index analysis of the program being lowered (made on first use): what is known of each
+        memory access's alignment, contiguity and bounds, from which accesses are vectorized."""
+        return analyze_indices(self.program)
 
     # -- values ----------------------------------------------------------------------------------------
 

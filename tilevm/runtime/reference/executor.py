@@ -24,19 +24,17 @@ reported at that instruction's source location.
 from __future__ import annotations
 
 import itertools
-import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tilevm.dtypes import DType
 from tilevm.errors import LaunchError
-from tilevm.ir import Instruction, PointerType, Program
-from tilevm.ir.semantics import IntegerDivisionByZero, to_carrier
+from tilevm.ir import Instruction, Program
+from tilevm.ir.semantics import IntegerDivisionByZero
 from tilevm.ir.stmt import Body
 from tilevm.runtime.reference import compute_ops, control_ops, memory_ops
+from tilevm.runtime.reference.arguments import bind_argument, launch_grid
 from tilevm.runtime.reference.errors import ExecutionError
-from tilevm.runtime.reference.global_memory import tensor_pointer
 from tilevm.runtime.reference.limits import check_while_limit
 from tilevm.runtime.reference.shared import SharedMemory
 from tilevm.runtime.reference.state import BlockState
@@ -48,8 +46,6 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     **compute_ops.HANDLERS,
     **control_ops.HANDLERS,
 }
-
-MAX_GRID_RANK = 3
 
 
 def execute(
@@ -72,10 +68,10 @@ def execute(
     """
     if len(arguments) != len(program.params):
         raise LaunchError(f"{program.name} takes {len(program.params)} arguments, got {len(arguments)}")
-    full_grid = _grid(grid)
+    full_grid = launch_grid(grid)
     limit = check_while_limit(while_limit)
     bound = [
-        (param.variable, _argument(param.variable.name, param.variable.type, value))
+        (param.variable, bind_argument(param.variable.name, param.variable.type, value))
         for param, value in zip(program.params, arguments)
     ]
     rng = np.random.default_rng(seed)
@@ -107,37 +103,3 @@ def run_body(body: Body, state: BlockState) -> None:
             raise error.at(instruction.loc) from None
         except IntegerDivisionByZero as error:
             raise ExecutionError(str(error), instruction.loc) from None
-
-
-def _grid(grid: tuple[int, ...]) -> tuple[int, int, int]:
-    extents = tuple(grid)
-    if not 1 <= len(extents) <= MAX_GRID_RANK or any(
-        not isinstance(extent, numbers.Integral) or extent < 1 for extent in extents
-    ):
-        raise LaunchError(f"a grid is 1 to 3 positive ints, got {grid!r}")
-    padded = (*(int(extent) for extent in extents), 1, 1)
-    return padded[0], padded[1], padded[2]
-
-
-def _argument(name: str, param_type: object, value: object) -> object:
-    if isinstance(param_type, PointerType):
-        return tensor_pointer(value, param_type.dtype, name)
-    return _scalar(name, param_type.dtype, value)
-
-
-def _scalar(name: str, dtype: DType, value: object) -> np.ndarray:
-    """A scalar argument as a carrier, after checking it is a number that ``dtype`` holds."""
-    if dtype.kind == "bool":
-        if not isinstance(value, (bool, np.bool_)):
-            raise LaunchError(f"argument {name} must be a bool, got {value!r}")
-        return np.asarray(bool(value))
-    if dtype.is_integer:
-        if not isinstance(value, numbers.Integral) or not dtype.min_value <= value <= dtype.max_value:
-            raise LaunchError(
-                f"argument {name} must be an int in [{dtype.min_value}, {dtype.max_value}]"
-                f" ({dtype}), got {value!r}"
-            )
-        return to_carrier(int(value), dtype)
-    if not isinstance(value, numbers.Real):
-        raise LaunchError(f"argument {name} must be a number ({dtype}), got {value!r}")
-    return to_carrier(float(value), dtype)

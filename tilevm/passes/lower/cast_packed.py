@@ -1,0 +1,270 @@
+"""The packed cast sequences: two elements per 32-bit operation, into or out of f16x2 / bf16x2 registers.
+
+- ``integers_to_halves``: a ``b``-bit integer under a magic exponent. A half whose exponent field is
+  ``E`` and whose mantissa holds the field ``x`` at bit ``j`` is ``2**(M - j) + x`` when ``E = bias + M - j``
+  (M mantissa bits): 0x6400 is 1024.0 in f16 (j = 0), 0x5400 64.0 (j = 4); 0x4300 is 128.0 in bf16. One
+  ``lop3`` masks the two fields and ors the two magic exponents in, one packed subtract removes the
+  magic values. A two's-complement field has its sign bit flipped in the same ``lop3`` (``(w & m) ^ c``),
+  which adds ``2**(b-1)``, subtracted too.
+- ``bytes_to_bfloat16``: a byte has one bit too many for bf16's mantissa: the low 7 bits go under 128.0,
+  and the top bit's weight is subtracted as a second bf16 (128.0 or 256.0 for int8).
+- ``small_floats_to_halves``: the code goes to the top of its half (the sign on bit 15), the magnitude
+  is shifted down into the half's exponent and mantissa fields, and a multiply by ``2**(bias_T - bias_S)``
+  rescales it, subnormals included (LOWBIT.md); the source's infinity and NaN codes are selected in.
+- ``float32_pairs``: ``cvt_pack``, two float32 to f16x2, bf16x2 or e4m3x2 in one instruction.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from tilevm.dtypes import DType, bfloat16, decode, encode, float16, float32, uint32
+from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
+from tilevm.ir.thread import Bitcast, ConvertPack, Element, Gather, Lop3, Prmt, Select
+from tilevm.passes.lower.cast_placement import HALF_BITS, LEFT_FIRST, RIGHT_FIRST, Stream
+from tilevm.passes.lower.cast_words import binary, constant, word_list, words
+from tilevm.passes.lower.lowering import Lowering, vector_length
+
+__all__ = [
+    "bytes_to_bfloat16",
+    "float32_pairs",
+    "has_magic",
+    "integers_to_halves",
+    "moves_exactly",
+    "small_floats_to_halves",
+]
+
+#: lop3 tables: (a & b) | c, (a & b) ^ c, ~a & b
+AND_OR, AND_XOR, NOT_AND = 0xEA, 0x6A, 0x0C
+#: prmt's selector nibble bit that copies the picked byte's sign bit into all eight bits
+SIGN_REPLICATE = 8
+#: bfloat16's magic word (128.0 in both halves) and int8's top-bit mask
+BFLOAT16_MAGIC, TOP_BITS = 0x4300_4300, 0x0080_0080
+
+
+def _elements(value: Expr) -> list[Expr]:
+    length = vector_length(value.type)
+    return [value] if length == 1 else [Element(value, index) for index in range(length)]
+
+
+def _pairs(length: int) -> list[tuple[int, int]]:
+    """The element indices of each output pair; an odd last element is paired with itself."""
+    return [(first, min(first + 1, length - 1)) for first in range(0, length, 2)]
+
+
+def _concatenate(lowering: Lowering, pairs: list[Expr], length: int) -> Expr:
+    return lowering.let("halves", Gather(tuple(pairs), tuple(range(length))))
+
+
+def _both_halves(low: int, high: int) -> int:
+    """A 32-bit constant of two 16-bit halves."""
+    return low | high << HALF_BITS
+
+
+def _selector(low: int, high: int) -> int:
+    """A prmt selector from the two nibbles that pick each half's bytes."""
+    return low | high << 8
+
+
+def float32_pairs(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    """``cvt_pack`` of each pair of elements (float16 and bfloat16 sources are widened exactly first)."""
+    elements = _elements(value)
+    if value.type.dtype != float32:
+        elements = [CastExpr(element, float32) for element in elements]
+    pairs = [
+        lowering.define(
+            ConvertPack, "pair", high=elements[high], low=elements[low], dtype=target, rounding=rounding
+        )
+        for low, high in _pairs(len(elements))
+    ]
+    return _concatenate(lowering, pairs, len(elements))
+
+
+def has_magic(source: DType, target: DType) -> bool:
+    """Whether ``source`` integers fit under a magic exponent of ``target`` (f16: up to 8 bits, bf16: 7)."""
+    return target in (float16, bfloat16) and source.nbits <= target.mantissa_bits and source.nbits <= 8
+
+
+def _magic(target: DType, position: int) -> tuple[int, float]:
+    """The exponent bits that make the field at mantissa bit ``position`` count in units, and the value
+    they add."""
+    mantissa = target.mantissa_bits
+    return (target.bias + mantissa - position) << mantissa, 2.0 ** (mantissa - position)
+
+
+def integers_to_halves(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    """Integers of at most 8 bits (7 for bfloat16) to f16x2 / bf16x2: prmt, lop3, packed subtract."""
+    source, length = value.type.dtype, vector_length(value.type)
+    bits = source.nbits
+    word_exprs = word_list(words(lowering, value))
+    if bits == 8 and target == float16:
+        return _bytes_to_float16(lowering, word_exprs, source.is_signed, length)
+    stream = Stream(lowering, word_exprs, bits)
+    fits = lambda position: position + bits <= target.mantissa_bits  # noqa: E731
+    pairs = []
+    for low, high in _pairs(length):
+        word, *placed = stream.pair_word(
+            stream.placements(low * bits, fits, RIGHT_FIRST),
+            stream.placements(high * bits, fits, RIGHT_FIRST),
+        )
+        mask = flip = magic = 0
+        offsets = []
+        for half, placement in enumerate(placed):
+            exponent, magic_value = _magic(target, placement.position)
+            mask |= ((1 << bits) - 1) << (placement.position + HALF_BITS * half)
+            magic |= exponent << (HALF_BITS * half)
+            if source.is_signed:
+                flip |= 1 << (placement.position + bits - 1 + HALF_BITS * half)
+            offsets.append(magic_value + (2.0 ** (bits - 1) if source.is_signed else 0.0))
+        table = AND_XOR if source.is_signed else AND_OR
+        masked = lowering.define(
+            Lop3, "magic", a=word, b=Const(mask, uint32), c=Const(magic | flip, uint32), table=table
+        )
+        pairs.append(lowering.let("pair", binary("sub", Bitcast(target, 2, masked), offsets)))
+    return _concatenate(lowering, pairs, length)
+
+
+def _bytes_to_float16(lowering: Lowering, word_exprs: list[Expr], signed: bool, length: int) -> Expr:
+    """Bytes to f16x2 with a prmt that puts each byte under the magic byte 0x64 (1024.0): the magic word
+    is prmt's second operand, so no lop3 is needed; int8's sign bits are flipped once per word."""
+    if signed:
+        word_exprs = [lowering.let("flipped", binary("xor", word, 0x8080_8080)) for word in word_exprs]
+    pairs = []
+    for low, high in _pairs(length):
+        selector = _selector(low % 4 | 4 << 4, high % 4 | 4 << 4)
+        pair = lowering.define(
+            Prmt,
+            "magic",
+            a=word_exprs[low // 4],
+            b=Const(0x6464_6464, uint32),
+            selector=Const(selector, uint32),
+        )
+        offset = 1024.0 + (128.0 if signed else 0.0)
+        pairs.append(lowering.let("pair", binary("sub", Bitcast(float16, 2, pair), offset)))
+    return _concatenate(lowering, pairs, length)
+
+
+def bytes_to_bfloat16(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    """int8 / uint8 to bf16x2: ``128 + low7 - weight`` where the weight is 128.0 plus the int8 sign bit at
+    bfloat16's exponent bit 7 (256.0), or, for uint8, 128.0 unless the top bit is set (a sign-replicating
+    prmt and an and-not)."""
+    length = vector_length(value.type)
+    word_exprs = word_list(words(lowering, value))
+    pairs = []
+    for low, high in _pairs(length):
+        word = word_exprs[low // 4]
+        spread = lowering.define(
+            Prmt, "bytes", a=word, b=word, selector=Const(_selector(low % 4 * 0x11, high % 4 * 0x11), uint32)
+        )
+        low_bits = lowering.define(
+            Lop3,
+            "magic",
+            a=spread,
+            b=Const(0x007F_007F, uint32),
+            c=Const(BFLOAT16_MAGIC, uint32),
+            table=AND_OR,
+        )
+        if value.type.dtype.is_signed:
+            weight = lowering.define(
+                Lop3,
+                "weight",
+                a=spread,
+                b=Const(TOP_BITS, uint32),
+                c=Const(BFLOAT16_MAGIC, uint32),
+                table=AND_OR,
+            )
+        else:
+            signs = _selector((low % 4 | SIGN_REPLICATE) * 0x11, (high % 4 | SIGN_REPLICATE) * 0x11)
+            replicated = lowering.define(Prmt, "signs", a=word, b=word, selector=Const(signs, uint32))
+            weight = lowering.define(
+                Lop3,
+                "weight",
+                a=replicated,
+                b=Const(BFLOAT16_MAGIC, uint32),
+                c=Const(0, uint32),
+                table=NOT_AND,
+            )
+        difference = BinaryExpr("sub", Bitcast(bfloat16, 2, low_bits), Bitcast(bfloat16, 2, weight))
+        pairs.append(lowering.let("pair", difference))
+    return _concatenate(lowering, pairs, length)
+
+
+@functools.cache
+def moves_exactly(source: DType, target: DType) -> bool:
+    """Whether ``small_floats_to_halves`` converts ``source`` to ``target`` exactly: a low-bit float with
+    subnormals, fewer exponent bits than the target (or float8_e5m2 to float16, the same fields), every
+    value of which the target holds."""
+    if (
+        target not in (float16, bfloat16)
+        or not source.is_float
+        or source.nbits > 8
+        or not source.has_subnormals
+    ):
+        return False
+    same_fields = source.has_inf and source.exponent_bits == target.exponent_bits
+    if source.exponent_bits >= target.exponent_bits and not same_fields:
+        return False
+    values = decode(np.arange(source.num_codes), source)
+    finite = np.isfinite(values)
+    again = decode(encode(values[finite], target), target)
+    return bool(np.array_equal(again, values[finite]))
+
+
+def small_floats_to_halves(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    """Low-bit floats to f16x2 / bf16x2 by moving fields (see the module's docstring)."""
+    source, length = value.type.dtype, vector_length(value.type)
+    bits, stride = source.value_bits, source.nbits
+    magnitude_bits = source.exponent_bits + source.mantissa_bits
+    top = HALF_BITS - bits  # the code's place: its top bit on the half's bit 15
+    stream = Stream(lowering, word_list(words(lowering, value)), bits)
+    down = top - (target.mantissa_bits - source.mantissa_bits)
+    magnitude_mask = _both_halves(*[((1 << magnitude_bits) - 1) << top] * 2)
+    sign_mask = 0x8000_8000 if source.is_signed else 0
+    pairs = []
+    for low, high in _pairs(length):
+        word, _, _ = stream.pair_word(
+            stream.placements(low * stride, lambda position: position == top, LEFT_FIRST),
+            stream.placements(high * stride, lambda position: position == top, LEFT_FIRST),
+        )
+        magnitude = None
+        if down:
+            masked = lowering.define(
+                Lop3, "magnitude", a=word, b=Const(magnitude_mask, uint32), c=Const(0, uint32), table=AND_OR
+            )
+            moved = lowering.let("moved", binary("shr", masked, down))
+            word = lowering.define(Lop3, "fields", a=word, b=Const(sign_mask, uint32), c=moved, table=AND_OR)
+            magnitude = Bitcast(target, 2, moved)
+        half = Bitcast(target, 2, word)
+        scale = target.bias - source.bias
+        if scale:
+            half = binary("mul", half, 2.0**scale)
+        pairs.append(_specials(lowering, lowering.let("pair", half), magnitude, source, 2.0**-scale))
+    return _concatenate(lowering, pairs, length)
+
+
+def _specials(lowering: Lowering, pair: Expr, magnitude: Expr | None, source: DType, unscale: float) -> Expr:
+    """The source's infinity and NaN codes, which the fields moved as finite numbers, made inf and NaN.
+    They are found on ``magnitude``, the pair's magnitudes before the rescaling, where the code ``c`` is
+    the value it would have as a finite number (``2**(e - bias) * 1.m``) times ``unscale``."""
+    nan = constant([float("nan")] * 2, pair.type.dtype)
+    all_ones = (1 << (source.exponent_bits + source.mantissa_bits)) - 1
+    if magnitude is None:
+        if source.has_inf:  # the same fields: infinity is infinity, NaN needs only its canonical code
+            return lowering.let("pair", Select(binary("ne", pair, pair), nan, pair))
+        return pair
+    if source.has_inf:
+        infinity = _finite_value(source, all_ones & ~((1 << source.mantissa_bits) - 1)) * unscale
+        pair = Select(binary("eq", magnitude, infinity), binary("mul", pair, float("inf")), pair)
+        return lowering.let("pair", Select(binary("gt", magnitude, infinity), nan, pair))
+    if source.has_nan:
+        return lowering.let(
+            "pair", Select(binary("eq", magnitude, _finite_value(source, all_ones) * unscale), nan, pair)
+        )
+    return pair
+
+
+def _finite_value(source: DType, code: int) -> float:
+    exponent = (code >> source.mantissa_bits) - source.bias
+    return 2.0**exponent * (1 + (code & ((1 << source.mantissa_bits) - 1)) / 2**source.mantissa_bits)
