@@ -43,16 +43,15 @@ def test_a_sum_over_rows_adds_locals_then_the_lane_bit_then_the_four_warps():
         CHECK-NEXT: %M: float32 = shuffle(mode="xor", value=%S3, lane=16)
         CHECK-NEXT: %S4: float32 = let(value=%S3 + %M)
         CHECK-NEXT: barrier()
-        CHECK-NEXT: %ROW: int32 = let(value=%tid * 4)
-        CHECK-NEXT: store(pointer=shared_pointer<float32>(%ROW), value=%S4)
+        CHECK-NEXT: store(pointer=shared_pointer<float32>(%tid * 4), value=%S4)
         CHECK-NEXT: barrier()
         CHECK-NEXT: %FIRST: int32 = let(value=%tid - (((%tid // 32) % 4) * 32))
-        CHECK: %P0: float32 = load(pointer=shared_pointer<float32>(%R0), width=4)
-        CHECK: %P1: float32 = load(
+        CHECK-NEXT: %P0: float32 = load(pointer=shared_pointer<float32>(%FIRST * 4), width=4)
+        CHECK-NEXT: %P1: float32 = load(pointer=shared_pointer<float32>((%FIRST + 32) * 4), width=4)
         CHECK-NEXT: %T1: float32 = let(value=%P0 + %P1)
-        CHECK: %P2: float32 = load(
+        CHECK-NEXT: %P2: float32 = load(pointer=shared_pointer<float32>((%FIRST + 64) * 4), width=4)
         CHECK-NEXT: %T2: float32 = let(value=%T1 + %P2)
-        CHECK: %P3: float32 = load(
+        CHECK-NEXT: %P3: float32 = load(pointer=shared_pointer<float32>((%FIRST + 96) * 4), width=4)
         CHECK-NEXT: float32 = let(value=%T2 + %P3)
         CHECK-NOT: shuffle
         """,
