@@ -248,3 +248,31 @@ gather([true], [0, 0, 0, 0, 0, 0, 0, 0])))
     swapped = ((expected[40:80] & 0xF) << 4) | (expected[40:80] >> 4)
     assert np.array_equal(data.numpy()[40:80], swapped.astype(np.uint8))
     assert np.array_equal(data.numpy()[80:], ~expected[80:])
+
+
+def test_a_load_every_thread_makes_from_one_address_gives_every_thread_the_value():
+    # A uniform address (a scalar parameter's element) is read once; the value reaches all threads of
+    # every block, in one and in several batches, and for every width.
+    data = torch.from_numpy(np.arange(16, dtype=np.uint8) * 17)
+    out = torch.full((3, 64, 32), 7, dtype=torch.uint8)
+    text = _kernel(
+        "%x: ptr<uint8>, %out: ptr<uint8>",
+        64,
+        """
+  %row: ptr<uint8> = let(value=pointer_add(%out, ((block_index(0) * 64) + thread_index()) * 32))
+  %one: uint8 = load(pointer=pointer_add(%x, 3), width=1)
+  store(pointer=%row, value=%one)
+  %two: vector<uint8, 2> = load(pointer=pointer_add(%x, 2), width=2)
+  store(pointer=pointer_add(%row, 2), value=%two)
+  %four: vector<uint8, 4> = load(pointer=pointer_add(%x, 4), width=4)
+  store(pointer=pointer_add(%row, 4), value=%four)
+  %eight: vector<uint8, 8> = load(pointer=pointer_add(%x, 8), width=8)
+  store(pointer=pointer_add(%row, 8), value=%eight)
+  %sixteen: vector<uint8, 16> = load(pointer=%x, width=16)
+  store(pointer=pointer_add(%row, 16), value=%sixteen)
+""",
+    )
+    run(text, [data, out], grid=(3,))
+    bytes_ = data.numpy()
+    expected = np.concatenate([bytes_[3:4], [7], bytes_[2:4], bytes_[4:8], bytes_[8:16], bytes_])
+    assert np.array_equal(out.numpy(), np.broadcast_to(expected, (3, 64, 32)))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.cpu_programs import assert_error_at, run
+from tilevm.errors import LaunchError
 
 HEADER = "kernel k(%x: ptr<float32>) num_threads=64 shared_bytes=512 {"
 
@@ -153,3 +154,23 @@ def test_a_barrier_between_accesses_and_a_thread_reading_its_own_write_are_no_ra
 def test_errors_of_threads_in_later_blocks_name_their_block():
     text = _text("  %v: float32 = load(pointer=pointer_add(%x, ((block_index(0) * 64) + %t) * 4), width=4)")
     assert_error_at(text, [torch.zeros(64 * 3 - 1)], 3, r"thread 63 of block \(2, 0, 0\)", grid=(3,))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "grid", "message"),
+    [
+        ([], (1,), "k takes 1 arguments, got 0"),
+        ([torch.zeros(4)], (1, 1, 1, 1), "a grid is 1 to 3 positive ints"),
+        ([torch.zeros(4)], (0,), "a grid is 1 to 3 positive ints"),
+        ([3], (1,), "argument x must be a torch.Tensor, got int"),
+    ],
+)
+def test_launch_arguments_are_checked_as_the_reference_executor_checks_them(arguments, grid, message):
+    with pytest.raises(LaunchError, match=message):
+        run(_text(), arguments, grid)
+
+
+def test_a_scalar_argument_must_fit_its_dtype():
+    text = "kernel k(%n: int8) num_threads=32 {\n  %m: int8 = let(value=%n)\n}"
+    with pytest.raises(LaunchError, match=r"argument n must be an int in \[-128, 127\] \(int8\), got 200"):
+        run(text, [200])

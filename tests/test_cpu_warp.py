@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.cpu_programs import assert_error_at, run
+from tilevm.layout.ldmatrix import ldmatrix_layout
 
 
 @pytest.mark.parametrize("count", [1, 2, 4])
@@ -138,3 +139,32 @@ def test_a_collective_in_a_branch_that_whole_warps_take_runs():
 }"""
     run(text, [out])
     assert out.tolist() == [*range(32), *range(33, 64), 63]
+
+
+@pytest.mark.parametrize("count", [1, 2, 4])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_ldmatrix_agrees_with_tilevm_layouts_fragment(count, transpose):
+    # The interpreter reads the ISA; tilevm.layout's ldmatrix_layout was derived from it separately: lane
+    # 8 j + r naming row r of matrix j (rows 8 j + r of a stacked tile), register j of each lane holds the
+    # tile's elements at the layout's slots 2 j and 2 j + 1.
+    tile = np.random.default_rng(count + 3 * transpose).standard_normal((8 * count, 8)).astype(np.float16)
+    text = (
+        f"""kernel k(%x: ptr<float16>, %out: ptr<float16>) num_threads=32 shared_bytes={16 * 8 * count} {{
+  %t: int32 = let(value=thread_index())
+  %first: vector<float16, 8> = load(pointer=pointer_add(%x, (%t % {8 * count}) * 16), width=16)
+  store(pointer=shared_pointer<float16>((%t % {8 * count}) * 16), value=%first, predicate=%t < {8 * count})
+  barrier()
+  {", ".join(f"%m{j}: vector<float16, 2>" for j in range(count))} = ldmatrix(\
+pointer=shared_pointer<float16>((%t % {8 * count}) * 16), count={count}, transpose={str(transpose).lower()})
+"""
+        + "".join(
+            f"  store(pointer=pointer_add(%out, ((%t * {count}) + {j}) * 4), value=%m{j})\n"
+            for j in range(count)
+        )
+        + "}"
+    )
+    out = torch.full((32, count, 2), float("nan"), dtype=torch.float16)
+    run(text, [torch.from_numpy(tile), out])
+    table = ldmatrix_layout(count, trans=transpose).table()  # [lane, slot, (row, column)]
+    expected = tile[table[..., 0], table[..., 1]].reshape(32, count, 2)
+    assert np.array_equal(out.numpy(), expected)

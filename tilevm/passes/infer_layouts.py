@@ -106,7 +106,7 @@ def vectorized_layout(
         order = [dim for dim in range(len(shape)) if dim != contiguous_dim] + [contiguous_dim]
         moved = vectorized_layout([shape[dim] for dim in order], nbits, num_threads)
         return moved.permute([order.index(dim) for dim in range(len(shape))])
-    vector = math.gcd(shape[-1], max(1, VECTOR_BITS // nbits))
+    vector = _vector_length(shape[-1], nbits)
     rest = [*shape[:-1], shape[-1] // vector]
     threads, left = [1] * len(shape), num_threads
     for dim in reversed(range(len(shape))):
@@ -115,6 +115,21 @@ def vectorized_layout(
     repeats = [extent // count for extent, count in zip(rest, threads)]
     layout = local(*repeats) * spatial(*threads) * local(*[1] * (len(shape) - 1), vector)
     return replicated(left) * layout if left > 1 else layout
+
+
+def _vector_length(extent: int, nbits: int) -> int:
+    """How many elements of a dim of ``extent`` one thread holds in a vectorized layout: at most 16 bytes,
+    and for widths that do not divide a byte (3, 5, 6, 7 bits) a multiple of 8 elements where the extent
+    allows, so that a thread's elements fill whole bytes (no byte shared with another thread's store).
+
+    >>> _vector_length(64, 16), _vector_length(64, 3), _vector_length(12, 3)
+    (8, 32, 6)
+    """
+    if nbits < 8 and 8 % nbits:
+        whole_bytes = [count for count in range(8, VECTOR_BITS // nbits + 1, 8) if extent % count == 0]
+        if whole_bytes:
+            return whole_bytes[-1]
+    return math.gcd(extent, max(1, VECTOR_BITS // nbits))
 
 
 class LayoutChooser:

@@ -11,6 +11,7 @@ from tilevm.ir import Instruction, Program
 from tilevm.passes.lower import (
     casts,
     control,
+    convert_layout,
     copy_async,
     dot,
     global_memory,
@@ -28,6 +29,7 @@ HANDLERS: dict[type[Instruction], Handler] = {
     **casts.HANDLERS,
     **global_memory.HANDLERS,
     **registers.HANDLERS,
+    **convert_layout.HANDLERS,
     **shared_memory.HANDLERS,
     **copy_async.HANDLERS,
     **dot.HANDLERS,

@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from tilevm.dtypes import DType, bfloat16, decode, encode, float16, float32, uint32
-from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr, UnaryExpr
+from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
 from tilevm.ir.thread import Bitcast, ConvertPack, Element, Gather, Lop3, Prmt, Select
 from tilevm.passes.lower.cast_placement import HALF_BITS, LEFT_FIRST, RIGHT_FIRST, Stream
 from tilevm.passes.lower.cast_words import binary, constant, word_list, words
@@ -228,42 +228,40 @@ def small_floats_to_halves(lowering: Lowering, value: Expr, target: DType, round
             stream.placements(low * stride, lambda position: position == top, LEFT_FIRST),
             stream.placements(high * stride, lambda position: position == top, LEFT_FIRST),
         )
+        magnitude = None
         if down:
-            magnitude = lowering.define(
+            masked = lowering.define(
                 Lop3, "magnitude", a=word, b=Const(magnitude_mask, uint32), c=Const(0, uint32), table=AND_OR
             )
-            word = lowering.define(
-                Lop3,
-                "fields",
-                a=word,
-                b=Const(sign_mask, uint32),
-                c=binary("shr", magnitude, down),
-                table=AND_OR,
-            )
+            moved = lowering.let("moved", binary("shr", masked, down))
+            word = lowering.define(Lop3, "fields", a=word, b=Const(sign_mask, uint32), c=moved, table=AND_OR)
+            magnitude = Bitcast(target, 2, moved)
         half = Bitcast(target, 2, word)
         scale = target.bias - source.bias
         if scale:
             half = binary("mul", half, 2.0**scale)
-        pairs.append(_specials(lowering, lowering.let("pair", half), source))
+        pairs.append(_specials(lowering, lowering.let("pair", half), magnitude, source, 2.0**-scale))
     return _concatenate(lowering, pairs, length)
 
 
-def _specials(lowering: Lowering, pair: Expr, source: DType) -> Expr:
+def _specials(lowering: Lowering, pair: Expr, magnitude: Expr | None, source: DType, unscale: float) -> Expr:
     """The source's infinity and NaN codes, which the fields moved as finite numbers, made inf and NaN.
-    Each of them decoded as finite would be the value ``2**(e_max - bias) * 1.m``; it is compared for."""
+    They are found on ``magnitude``, the pair's magnitudes before the rescaling, where the code ``c`` is
+    the value it would have as a finite number (``2**(e - bias) * 1.m``) times ``unscale``."""
     nan = constant([float("nan")] * 2, pair.type.dtype)
     all_ones = (1 << (source.exponent_bits + source.mantissa_bits)) - 1
-    if source.has_inf and source.exponent_bits == pair.type.dtype.exponent_bits:
-        # the same fields: infinity is already infinity, NaN only needs its canonical code
-        return lowering.let("pair", Select(binary("ne", pair, pair), nan, pair))
-    size = UnaryExpr("abs", pair)
+    if magnitude is None:
+        if source.has_inf:  # the same fields: infinity is infinity, NaN needs only its canonical code
+            return lowering.let("pair", Select(binary("ne", pair, pair), nan, pair))
+        return pair
     if source.has_inf:
-        infinity_code = all_ones & ~((1 << source.mantissa_bits) - 1)
-        infinity_value = _finite_value(source, infinity_code)
-        pair = Select(binary("eq", size, infinity_value), binary("mul", pair, float("inf")), pair)
-        return lowering.let("pair", Select(binary("gt", size, infinity_value), nan, pair))
+        infinity = _finite_value(source, all_ones & ~((1 << source.mantissa_bits) - 1)) * unscale
+        pair = Select(binary("eq", magnitude, infinity), binary("mul", pair, float("inf")), pair)
+        return lowering.let("pair", Select(binary("gt", magnitude, infinity), nan, pair))
     if source.has_nan:
-        return lowering.let("pair", Select(binary("eq", size, _finite_value(source, all_ones)), nan, pair))
+        return lowering.let(
+            "pair", Select(binary("eq", magnitude, _finite_value(source, all_ones) * unscale), nan, pair)
+        )
     return pair
 
 

@@ -51,13 +51,14 @@ class Stream:
         self.words = list(words)
         self.field_bits = field_bits
         self._shifted: dict[tuple[int, int, bool], Expr] = {}
+        self._permuted: dict[tuple[tuple[Expr, ...], int], Expr] = {}
 
     def placements(self, bit: int, fits: Callable[[int], bool], shifts: Sequence[int]) -> list[Placement]:
         """The ways to bring the field at stream ``bit`` into a half at a position that ``fits``."""
         found = []
         for shift in shifts:
             start = bit - shift
-            for first_byte in (start // 8 - 1, start // 8):
+            for first_byte in (start // 8, start // 8 - 1):
                 position = start - 8 * first_byte
                 if position + self.field_bits > HALF_BITS or not fits(position):
                     continue
@@ -95,7 +96,12 @@ class Stream:
                     nibble = 4 * slot + byte % 4
                 selector |= nibble << (4 * (2 * half + offset))
         second = operands[1] if len(operands) == 2 else Const(0, uint32)
-        return self.lowering.define(Prmt, "pair", a=operands[0], b=second, selector=Const(selector, uint32))
+        key = ((operands[0], second), selector)
+        if key not in self._permuted:  # two pairs of 2-bit elements share their byte
+            self._permuted[key] = self.lowering.define(
+                Prmt, "pair", a=operands[0], b=second, selector=Const(selector, uint32)
+            )
+        return self._permuted[key]
 
     def _needs_neighbour(self, shift: int, index: int, placements: tuple[Placement, Placement]) -> bool:
         """Whether a field read from word ``index`` of the stream shifted by ``shift`` has bits from the

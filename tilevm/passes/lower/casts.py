@@ -8,29 +8,31 @@ dtypes (bool, 8- to 64-bit integers, float16, bfloat16, float32); every other pa
 words, or goes through a machine dtype that holds the source exactly (int32 for low-bit integers, float32
 for low-bit floats) and converts from there, so that only one step rounds.
 
-Instructions per element of the packed sequences (on the GPU, with the 32-bit words in registers):
+Instructions per element of the packed sequences (on the GPU, the 32-bit words in registers; gathers and
+bitcasts are register renaming; ``tests/test_lower_casts_sequences.py`` counts them on a 16-byte load):
 
-==========================  =====================================================================  ========
-pair                        sequence per two elements (one f16x2 / bf16x2 register)                per elem
-==========================  =====================================================================  ========
-uint8 -> float16            prmt (bytes under the magic byte 0x64) + sub                           1
-int8 -> float16             the same, after one xor of the sign bits per 4 elements                1.25
-uint4 / int4 -> float16     prmt + lop3 (mask, magic, sign flip) + sub                             1.5
-uint2 / int2 -> float16     prmt (one per 4 elements) + lop3 + sub                                 1.25
-uint3 / int3 -> float16     prmt + lop3 + sub                                                      1.5
-uint4 / int4 -> bfloat16    as float16, and one shift per 8 elements                               1.625
-int8 -> bfloat16            prmt + lop3 (7 low bits) + lop3 (the sign's weight) + sub              2
-uint8 -> bfloat16           int8's, with a sign-replicating prmt                                   2.5
-float4_e2m1 -> float16      prmt + lop3 + shift + lop3 (sign) + mul (2**14)                        2.5 (+)
-float8_e4m3 -> float16      as e2m1, + compare and select for NaN                                  3.5
-float8_e5m2 -> float16      prmt (the byte is the high half) + compare and select for NaN          1.5
-float32 -> f16 / bf16       cvt_pack (cvt.rn.f16x2.f32)                                            0.5
-float32 -> float8_e4m3      cvt_pack (cvt.rn.satfinite.e4m3x2.f32)                                 0.5
-==========================  =====================================================================  ========
+=========================  =======================================================================  =====
+pair                       sequence per two elements (one f16x2 / bf16x2 register)                  /elem
+=========================  =======================================================================  =====
+uint8 -> float16           prmt (the bytes under the magic byte 0x64) + sub                         1
+int8 -> float16            the same, after one xor of the sign bits per 4 elements                  1.25
+(u)int4 -> float16         prmt + lop3 (mask, magic, sign flip) + sub                               1.5
+(u)int2 -> float16         prmt (one per 4 elements) + lop3 + sub                                   1.25
+(u)int3 -> float16         prmt + lop3 + sub                                                        1.5
+(u)int4 -> bfloat16        as float16, and one shift per 8 elements                                 1.625
+int8 -> bfloat16           prmt + lop3 (7 low bits) + lop3 (the sign's weight) + sub                2
+uint8 -> bfloat16          int8's, the weight from a sign-replicating prmt                          2.5
+float4_e2m1 -> f16 / bf16  prmt + lop3 + shift + lop3 (sign) + mul; one shift per 8 elements        2.625
+float8_e4m3 -> f16 / bf16  prmt + lop3 + shift + lop3 + mul, + compare (the magnitude) and select    3.5
+float8_e5m2 -> float16     prmt (the byte is the high half) + compare and select for NaN            1.5
+float32 -> f16 / bf16      cvt_pack (cvt.rn.f16x2.f32)                                              0.5
+float32 -> float8_e4m3     cvt_pack (cvt.rn.satfinite.e4m3x2.f32)                                   0.5
+=========================  =======================================================================  =====
 
-(+): and one shift per word when the code must move within its byte. The elements come out in their
-natural order (element 0 in the low half), as ``convert`` promises; an interleaved order would save the
-prmt of the nibble sequences, and is for a pre-layout of the weights to ask for.
+The elements come out in their natural order (element 0 in the low half), as ``convert`` promises. An
+interleaved order (elements i and i + 4 of a word in one register, LOWBIT.md) would save the prmt of the
+nibble sequences (9 instructions per 8 int4 instead of 12); that is for a pre-layout of the weights to ask
+for.
 """
 
 from __future__ import annotations
@@ -68,7 +70,15 @@ from tilevm.passes.lower.cast_wide import to_float32
 from tilevm.passes.lower.cast_words import pack_codes, unpack_codes
 from tilevm.passes.lower.lowering import Handler, Lowering
 
-__all__ = ["HANDLERS", "MACHINE_DTYPES", "SEQUENCES", "CastSequence", "convert", "sequence_for"]
+__all__ = [
+    "HANDLERS",
+    "MACHINE_DTYPES",
+    "SEQUENCES",
+    "CastSequence",
+    "convert",
+    "plain_cast",
+    "sequence_for",
+]
 
 #: the dtypes of PTX's registers and ``cvt``: a plain cast converts between these only
 MACHINE_DTYPES = frozenset(
@@ -107,7 +117,7 @@ def _machine(dtype: DType) -> bool:
     return dtype in MACHINE_DTYPES
 
 
-def _plain(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+def plain_cast(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
     return lowering.let("cast", CastExpr(value, target, rounding))
 
 
@@ -167,7 +177,7 @@ SEQUENCES: tuple[CastSequence, ...] = (
     CastSequence(
         "machine dtypes (one cvt)",
         lambda source, target, rounding: _machine(source) and _machine(target),
-        _plain,
+        plain_cast,
     ),
     CastSequence(
         "low-bit to bool (code != 0)",

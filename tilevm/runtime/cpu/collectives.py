@@ -37,6 +37,7 @@ gives the thread its own value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -131,13 +132,12 @@ def _mma(compiler: Compiler, instruction: Mma) -> Step:
     accumulator = instruction.c[0].type
     c_dtype, c_each = accumulator.dtype, length(accumulator)
     rows, columns, depth = (
-        int(part) for part in instruction.shape[1:].replace("n", " ").replace("k", " ").split()
+        int(extent) for extent in re.fullmatch(r"m(\d+)n(\d+)k(\d+)", instruction.shape).groups()
     )
     a_rows, a_columns = _operand_positions(a_dtype.nbits, len(instruction.a), "a")
     b_rows, b_columns = _operand_positions(b_dtype.nbits, len(instruction.b), "b")
     c_rows, c_columns = _accumulator_positions(c_each)
-    integer = a_dtype.is_integer
-    carrier = np.int64 if integer else np.float64
+    carrier = np.int64 if a_dtype.is_integer else np.float64
     where = f"mma {instruction.shape}"
 
     def run(batch: Batch) -> None:

@@ -2,8 +2,11 @@
 
 The program is translated once into closures (``compiler``, cached per program object). The grid's blocks
 run in batches of consecutive blocks (axis 0 fastest, as the reference executor orders them), each batch as
-one array of threads with a shared memory per block; blocks of a batch are independent, as on the GPU, and
-atomics run in thread order across the batch, so a block's atomics come before the next block's.
+one array of threads with a shared memory per block, every instruction for the whole batch at once. Blocks
+are independent, as on the GPU: the threads of one atomic instruction act in batch order (block by block),
+but a block's second atomic comes after the next block's first, an order the GPU allows too; and a block
+that reads global memory another block of its batch writes (a race on the GPU) may see other values than
+the reference executor, which runs blocks one after another.
 """
 
 from __future__ import annotations

@@ -99,6 +99,10 @@ def _load(compiler: Compiler, instruction: Load) -> Step:
         threads = batch.threads(active)
         if shared:
             raw = batch.shared.read(shared_rows(batch, address, threads, width, "load"), width, threads)
+        elif active is None and address[1].ndim == 0:
+            # Every thread reads the same bytes: read them once and keep the value uniform.
+            storage, rows = global_rows(batch, *address, threads[:1], width, "load")
+            raw = storage[rows[0]]
         else:
             storage, rows = global_rows(batch, *address, threads, width, "load")
             raw = storage[rows]

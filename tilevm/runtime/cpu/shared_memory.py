@@ -116,13 +116,10 @@ class SharedMemory:
         if warp_wide:
             readers[rows] = _SEVERAL
             return
+        rows, reader = _reader_per_row(rows, threads)
         current = readers[rows]
-        column = threads[:, None].astype(np.int32)
-        intended = np.where((current == _NOBODY) | (current == column), column, _SEVERAL).astype(np.int32)
-        readers[rows] = intended
-        # Two threads reading one byte in this instruction: the later row overwrote the earlier one's thread.
-        clash = np.nonzero(readers[rows] != intended)
-        readers[rows[clash[0]], clash[1]] = _SEVERAL
+        column = reader[:, None]
+        readers[rows] = np.where((current == _NOBODY) | (current == column), column, _SEVERAL)
 
     def write(self, rows: np.ndarray, values: np.ndarray, threads: np.ndarray, site: str) -> None:
         """Write the rows of ``values`` (uint8 ``[k, width]``) at ``rows``, each by its thread."""
@@ -215,3 +212,18 @@ class SharedMemory:
             return
         for array in (self.writer, self.reader):
             array.reshape(blocks.size, -1)[blocks] = _NOBODY
+
+
+def _reader_per_row(rows: np.ndarray, threads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``rows`` and, for each, its one reading thread or ``_SEVERAL`` (many threads reading one
+    value, as after a reduction, read the same row)."""
+    reader = threads.astype(np.int32)
+    if rows.size < 2 or (rows[1:] > rows[:-1]).all():  # one row per thread, in order: the usual case
+        return rows, reader
+    order = np.argsort(rows, kind="stable")
+    rows, reader = rows[order], reader[order]
+    starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+    first = reader[starts]
+    differs = reader != np.repeat(first, np.diff(np.append(starts, rows.size)))
+    several = np.logical_or.reduceat(differs, starts)
+    return rows[starts], np.where(several, np.int32(_SEVERAL), first)
