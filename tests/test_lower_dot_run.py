@@ -230,6 +230,24 @@ def test_the_fp16_matmul_example_is_exact_on_small_integers():
     assert torch.equal(threads[2], (a.double() @ b.double()).half())
 
 
+def test_the_w4a16_example_is_exact_on_small_integers():
+    # int4 codes scaled by powers of two times small-integer activations: every partial sum exact
+    example = load_example("w4a16_matmul")
+    generator = torch.Generator().manual_seed(4)
+    m, n, k, group = 5, 64, 128, 32
+    x = torch.randint(-4, 5, (m, k), generator=generator).half()
+    codes = torch.randint(-8, 8, (k, n), generator=generator)
+    nibbles = (codes & 0xF).to(torch.uint8)
+    packed_weights = nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)
+    scales = (2.0 ** torch.randint(-2, 2, (k // group, n), generator=generator)).half()
+    out = torch.full((m, n), float("nan")).half()
+    arguments = (x, packed_weights, scales, out)
+    reference, threads = run_both(example.w4a16_matmul, (1, 2), *arguments, BM=16, BN=32, GROUP=group)
+    assert_same_bytes(reference, threads)
+    weights = codes.double() * scales.double().repeat_interleave(group, dim=0)
+    assert torch.equal(threads[3], (x.double() @ weights).half())
+
+
 def test_the_w4a16_example_multiplies_with_m16n8k16():
     example = load_example("w4a16_matmul")
     x, scales = torch.zeros(5, 256).half(), torch.zeros(4, 96).half()

@@ -5,6 +5,7 @@ bit of the reduced dim, then shared scratch between barriers for the warps; 16-b
 import numpy as np
 import pytest
 from layout_assignment import random_layout
+from test_lower_dot import printed
 
 from tilevm import ir
 from tilevm.ir.rewrite import walk_instructions
@@ -35,7 +36,7 @@ def test_a_sum_over_rows_adds_locals_then_the_lane_bit_then_the_four_warps():
     # upper 4 of the 8 across the 4 warps (threads 32 apart)
     program = lowered_reduce("float32", [32, 16], "spatial(8, 16).local(4, 1)", "sum", "float32", 0)
     filecheck(
-        ir.print_program(program, THREAD_IR),
+        printed(program),
         """
         CHECK: %S1: float32 = let(value=gather([%x], [0]) + gather([%x], [1]))
         CHECK-NEXT: %S2: float32 = let(value=%S1 + gather([%x], [2]))
@@ -43,16 +44,15 @@ def test_a_sum_over_rows_adds_locals_then_the_lane_bit_then_the_four_warps():
         CHECK-NEXT: %M: float32 = shuffle(mode="xor", value=%S3, lane=16)
         CHECK-NEXT: %S4: float32 = let(value=%S3 + %M)
         CHECK-NEXT: barrier()
-        CHECK-NEXT: %ROW: int32 = let(value=%tid * 4)
-        CHECK-NEXT: store(pointer=shared_pointer<float32>(%ROW), value=%S4)
+        CHECK-NEXT: store(pointer=shared_pointer<float32>(%tid * 4), value=%S4)
         CHECK-NEXT: barrier()
         CHECK-NEXT: %FIRST: int32 = let(value=%tid - (((%tid // 32) % 4) * 32))
-        CHECK: %P0: float32 = load(pointer=shared_pointer<float32>(%R0), width=4)
-        CHECK: %P1: float32 = load(
+        CHECK-NEXT: %P0: float32 = load(pointer=shared_pointer<float32>(%FIRST * 4), width=4)
+        CHECK-NEXT: %P1: float32 = load(pointer=shared_pointer<float32>((%FIRST + 32) * 4), width=4)
         CHECK-NEXT: %T1: float32 = let(value=%P0 + %P1)
-        CHECK: %P2: float32 = load(
+        CHECK-NEXT: %P2: float32 = load(pointer=shared_pointer<float32>((%FIRST + 64) * 4), width=4)
         CHECK-NEXT: %T2: float32 = let(value=%T1 + %P2)
-        CHECK: %P3: float32 = load(
+        CHECK-NEXT: %P3: float32 = load(pointer=shared_pointer<float32>((%FIRST + 96) * 4), width=4)
         CHECK-NEXT: float32 = let(value=%T2 + %P3)
         CHECK-NOT: shuffle
         """,
@@ -64,7 +64,7 @@ def test_a_maximum_within_a_warp_takes_five_shuffles_of_float16_pairs_and_no_bar
     # columns: 2 local, then 32 lanes; 4 rows a warp's threads do not share
     program = lowered_reduce("float16", [4, 64], "spatial(4, 32).local(1, 2)", "max", "float16", 1)
     filecheck(
-        ir.print_program(program, THREAD_IR),
+        printed(program),
         """
         CHECK: %M0: float16 = let(value=max(gather([%x], [0]), gather([%x], [1])))
         CHECK-NEXT: %W: vector<float16, 2> = shuffle(mode="xor", value=gather([%M0], [0, 0]), lane=1)
@@ -81,12 +81,12 @@ def test_a_maximum_within_a_warp_takes_five_shuffles_of_float16_pairs_and_no_bar
 def test_64_bit_values_cross_lanes_as_two_32_bit_words():
     program = lowered_reduce("int64", [64], "replicated(4).spatial(32).local(2)", "sum", "int64", 0)
     filecheck(
-        ir.print_program(program, THREAD_IR),
+        printed(program),
         """
         CHECK: %S: int64 = let(value=gather([%x], [0]) + gather([%x], [1]))
         CHECK-NEXT: %W: vector<uint32, 2> = let(value=bitcast<uint32, 2>(%S))
-        CHECK-NEXT: %LO: uint32 = shuffle(mode="xor", value=element(%W, 0), lane=1)
-        CHECK-NEXT: %HI: uint32 = shuffle(mode="xor", value=element(%W, 1), lane=1)
+        CHECK-NEXT: %LO: uint32 = shuffle(mode="xor", value=gather([%W], [0]), lane=1)
+        CHECK-NEXT: %HI: uint32 = shuffle(mode="xor", value=gather([%W], [1]), lane=1)
         CHECK-NEXT: %V: int64 = let(value=bitcast<int64, 1>(pack([%LO, %HI])))
         CHECK-NEXT: int64 = let(value=%S + %V)
         """,
@@ -96,7 +96,7 @@ def test_64_bit_values_cross_lanes_as_two_32_bit_words():
 def test_a_low_bit_maximum_is_computed_widened_and_narrowed_back():
     program = lowered_reduce("int3", [4, 8], "local(4, 8).replicated(128)", "max", "int3", 0)
     filecheck(
-        ir.print_program(program, THREAD_IR),
+        printed(program),
         """
         CHECK: %M1: vector<int32, 8> = let(value=max(gather([%W], [0, 1, 2, 3, 4, 5, 6, 7]),
         CHECK-SAME: gather([%W], [8, 9,

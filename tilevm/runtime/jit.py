@@ -46,7 +46,7 @@ WARP_SIZE = 32
 CPU_EXECUTOR_VARIABLE = "TILEVM_CPU_EXECUTOR"
 CPU_EXECUTORS = ("simt", "reference")
 #: the executor when the variable is unset
-DEFAULT_CPU_EXECUTOR = "reference"
+DEFAULT_CPU_EXECUTOR = "simt"
 
 
 def cpu_executor(environment: dict[str, str] | None = None) -> str:

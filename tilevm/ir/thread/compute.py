@@ -155,7 +155,8 @@ class Shuffle(Instruction):
     """``output`` = ``value`` of another lane of the warp (PTX ``shfl.sync.<mode>.b32`` with all lanes in
     the member mask), within segments of ``width`` lanes as CUDA's ``__shfl_sync``: ``idx`` reads lane
     ``lane % width`` of the thread's segment, ``up`` lane - ``lane``, ``down`` lane + ``lane``, ``xor``
-    lane ^ ``lane``; a source outside the segment leaves the thread's own value (PTX's predicate false).
+    lane ^ ``lane``. A source before the segment's start (``up``) or past its end (``down``, ``xor``) leaves
+    the thread its own value (PTX's predicate false); ``xor`` may read an earlier segment, as in CUDA.
     ``value`` is any 32-bit register (a float, an f16x2)."""
 
     output: Var

@@ -206,7 +206,8 @@ def _store_row(lowering: Lowering, address: Expr, value: Expr) -> None:
     dtype, length = value.type.dtype, vector_length(value.type)
     element_bytes = dtype.nbits // 8
     chunk = _chunk_length(length, element_bytes)
-    address = lowering.let("row", address)
+    if length > chunk:  # the address is shared by several accesses
+        address = lowering.let("row", address)
     for start in range(0, length, chunk):
         pointer = SharedPointer(dtype, _offset(address, start * element_bytes))
         lowering.emit(Store(pointer=pointer, value=gather(value, tuple(range(start, start + chunk)))))
@@ -216,7 +217,8 @@ def _load_row(lowering: Lowering, address: Expr, like: Expr) -> Expr:
     dtype, length = like.type.dtype, vector_length(like.type)
     element_bytes = dtype.nbits // 8
     chunk = _chunk_length(length, element_bytes)
-    address = lowering.let("row", address)
+    if length > chunk:  # the address is shared by several accesses
+        address = lowering.let("row", address)
     parts = [
         lowering.define(
             Load,
