@@ -39,5 +39,8 @@ def run_executor_tests_again_with_random_layouts(request, monkeypatch):
     """In the executor's tests, every program also runs with random layouts and must compute the same bits
     (see ``layout_assignment``)."""
     module = request.module
-    if module.__name__.startswith("test_reference_") and hasattr(module, "execute"):
-        monkeypatch.setattr(module, "execute", execute_with_random_layouts)
+    if module.__name__.startswith("test_reference_"):
+        # these test the reference executor: launches run on it, not on the SIMT interpreter
+        monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
+        if hasattr(module, "execute"):
+            monkeypatch.setattr(module, "execute", execute_with_random_layouts)

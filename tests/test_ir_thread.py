@@ -58,6 +58,7 @@ mma(shape="m16n8k16", a=[%a0, %a1, %a2, %a3], b=[%b0, %b1], c=[%acc, %acc, %acc,
   if %lane == 0 {
     %old: float32 = atomic(op="add", pointer=%y, value=%sum)
   }
+  trap(condition=%n < 0, message="a negative size")
   while %n > 0 {
     store(pointer=%y, value=element(bitcast<float32, 4>(%v), 1), predicate=false)
   }
@@ -165,6 +166,8 @@ BROKEN = [
      "let: select's condition must be a bool or vector<bool, 2>, got scalar float32"),
     ("%m: vector<float16, 2> = let(value=%h + pack([1.0, 2.0]))",
      "let: 'add' of a vector<float16, 2> and a vector<float32, 2>; cast one of them"),
+    ('trap(condition=%n, message="bad")', "trap: trap's condition must be a bool scalar"),
+    ('trap(condition=true, message="")', "trap: trap needs a message"),
     ("%m: ptr<float16> = let(value=pointer_add(%x, 1.5))",
      "let: a pointer offset must be an integer, got float32"),
     ("%m: ptr<float16, shared> = let(value=shared_pointer<float16>(%s))",

@@ -84,13 +84,21 @@ def test_the_scalar_has_the_tensors_dtype():
     assert int(out[0]) == int(x[1, 2])
 
 
-def test_an_index_outside_the_tensor_is_an_error_at_its_line():
+@pytest.mark.parametrize(
+    ("executor", "message"),
+    [
+        ("reference", "load_scalar of lengths[2]: the index is outside its shape [2]"),
+        ("simt", "load_scalar of lengths: an index is outside its shape"),  # a trap in the lowered code
+    ],
+)
+def test_an_index_outside_the_tensor_is_an_error_at_its_line(executor, message, monkeypatch):
+    monkeypatch.setenv("TILEVM_CPU_EXECUTOR", executor)
     cache, block_table, lengths, scales = paged_inputs(5, [6, 2])
     arguments = [torch.from_numpy(array) for array in (cache, block_table, lengths, scales)]
     with pytest.raises(ExecutionError) as caught:  # one block more than there are sequences
         paged_sum[(3,)](*arguments, torch.zeros(3, DIM), PAGE=PAGE, DIM=DIM)
     assert caught.value.location.line == line_of(paged_sum, "the length")
-    assert caught.value.message == "load_scalar of lengths[2]: the index is outside its shape [2]"
+    assert caught.value.message == message
 
 
 def test_load_scalar_needs_one_integer_index_per_dimension_of_a_global_tensor():

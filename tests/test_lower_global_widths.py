@@ -290,16 +290,16 @@ def _raises_at(kernel, line: str, match: str, *args, **kwargs) -> None:
 
 
 def test_a_store_that_writes_part_of_a_byte_is_an_error_at_its_line():
-    data = tv.view(torch.zeros(64, 31, dtype=torch.uint8), tv.int4)  # 62 int4 a row: not a multiple of 16
+    data = tv.view(torch.zeros(46, dtype=torch.uint8), tv.int4, (13, 7))  # rows of 7 int4 start mid-byte
     _raises_at(
         copy, "tv.store_global(destination, tile", "would write part of a byte",
-        data, data, BM=8, BN=64, START=0,
+        data, data, BM=8, BN=8, START=0,
     )  # fmt: skip
 
 
 def test_a_store_of_3_bit_elements_that_shares_bytes_is_an_error_at_its_line():
-    """A loaded int3 tile holds 2 consecutive elements a thread: 6 bits, sharing bytes with other threads."""
-    data = tv.view(torch.zeros(64, 3, dtype=torch.uint8), tv.int3)
+    """Rows of 7 int3 elements (21 bits) start inside bytes, which neighbouring rows' threads also write."""
+    data = tv.view(torch.zeros(35, dtype=torch.uint8), tv.int3, (13, 7))
     _raises_at(copy, "tv.store_global(destination, tile", "int3 elements are stored as whole bytes", data,
                data, BM=8, BN=8, START=0)  # fmt: skip
 

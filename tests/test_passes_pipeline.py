@@ -13,8 +13,10 @@ import torch
 import tilevm as tv
 from tilevm import ir
 from tilevm.errors import CompilationError
+from tilevm.ir.thread import THREAD_IR
 from tilevm.passes import CompileOptions, pipeline
 from tilevm.runtime import jit
+from tilevm.runtime.cpu import execute as execute_threads
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 
@@ -66,6 +68,14 @@ def test_a_launch_dumps_every_stage_and_runs_the_last(tmp_path, monkeypatch):
     assert "%unused" not in str(dead_code_removed) and "spatial" not in str(dead_code_removed)
     assert "register<float32, [4], replicated(32).local(4)>" in str(laid_out)  # 16 bytes in each thread
     assert final == scale.ir(x, out, BLOCK=4)
+    # the SIMT interpreter runs the lowered program, which the first launch on it lowers and dumps
+    monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "simt")
+    out.zero_()
+    scale[(3,)](x, out, BLOCK=4)
+    assert torch.equal(out, x * 2)
+    lowered = ir.parse((tmp_path / "scale" / "05-lower_to_threads.tir").read_text(), THREAD_IR)
+    assert lowered == scale.thread_ir(x, out, BLOCK=4)
+    assert "vector<float32, 4> = load(" in ir.print_program(lowered, THREAD_IR)
 
 
 def test_disabled_passes_are_skipped_and_unknown_ones_named(monkeypatch):
@@ -143,6 +153,25 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
                     f"{path.stem}: the program after {name} differs from the last"
                 )
             previous = program
+        _check_lowered(path.stem, final, before, after, grid)
+
+
+#: examples whose arithmetic is exact in any order (no float sums), whose lowering gives the same bits
+EXACT_EXAMPLES = {"vector_add"}
+
+
+def _check_lowered(example, final, before, after, grid):
+    """The lowered program, on the SIMT interpreter, computes what the last Tile IR stage computed: the same
+    bits where the arithmetic is exact, else within float32 summation error (dots and reductions add in the
+    order their layouts give, the reference executor in float64)."""
+    thread_program = pipeline.run_pipeline(final, CompileOptions(), (pipeline.lower_to_threads,))
+    arguments = [_clone(argument) for argument in before]
+    execute_threads(thread_program, arguments, grid)
+    for got, expected in zip(arguments, after):
+        if example in EXACT_EXAMPLES or not isinstance(got, torch.Tensor) or not got.is_floating_point():
+            assert _same_bits(got, expected), f"{example}: the lowered program differs from the last stage"
+        else:
+            torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3, equal_nan=True)
 
 
 def _clone(argument):

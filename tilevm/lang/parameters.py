@@ -16,6 +16,7 @@ False
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -106,8 +107,18 @@ def scalar_dtype(annotation: object) -> DType:
     return {int: int32, float: float32, bool: boolean}[annotation]
 
 
-def divisibility(value: int) -> int:
-    """16 for a multiple of 16, else 1: what a size, a stride or an int scalar is known to divide by."""
+def divisibility(value: int, sub_byte: bool = False) -> int:
+    """16 for a multiple of 16, else 1: what a size, a stride or an int scalar is known to divide by.
+
+    A size or stride of a tensor of sub-byte elements (``sub_byte``) is known more finely, as the largest
+    power of two up to 16 that divides it, since whether a row ends inside a byte decides how it can be
+    stored (a byte shared with elements outside the tensor cannot be written by one plain store).
+
+    >>> divisibility(48), divisibility(40), divisibility(40, sub_byte=True)
+    (16, 1, 8)
+    """
+    if sub_byte:
+        return math.gcd(value, DIVISOR) if value else DIVISOR
     return DIVISOR if value % DIVISOR == 0 else 1
 
 

@@ -56,6 +56,7 @@ from tilevm.ir import (
     Permute,
     Program,
     Reduce,
+    StoreGlobal,
     TileType,
     Unary,
     Var,
@@ -253,11 +254,45 @@ def _fresh(assigner: _Assigner, instruction: Instruction) -> None:
 def _load_global(assigner: _Assigner, instruction: LoadGlobal) -> None:
     # A global load is an anchor of its own: wide accesses, and a convert to what a dot demands after it.
     output = instruction.output
-    strides = instruction.tensor.type.strides
-    # the tile dim whose global stride is known to be 1; the last when none is (a runtime stride)
-    contiguous = [dim for dim, source in enumerate(instruction.dims) if strides[source] == Const(1)]
-    chosen = assigner.chooser.global_access(output.type, contiguous[0] if contiguous else -1)
+    chosen = assigner.chooser.global_access(output.type, _contiguous_dim(instruction))
     assigner.define(instruction, output.type.layout or chosen)
+
+
+def _store_global(assigner: _Assigner, instruction: StoreGlobal) -> None:
+    # Sub-byte elements are stored in whole bytes a thread: a thread writing part of a byte would race with
+    # the thread writing the rest of it, so a tile whose threads hold parts of bytes is converted first.
+    value = instruction.value
+    tile = value.type
+    if isinstance(tile, TileType) and not _whole_bytes(
+        tile.layout, tile.dtype.nbits, _contiguous_dim(instruction)
+    ):
+        dim = _contiguous_dim(instruction)
+        layout = assigner.chooser.global_access(tile, dim)
+        if not _whole_bytes(layout, tile.dtype.nbits, dim):
+            layout = vectorized_layout(tile.shape, tile.dtype.nbits, assigner.num_threads, dim)
+        value = assigner.convert(value, layout)
+    assigner.emitted.append(dataclasses.replace(instruction, value=value))
+
+
+def _contiguous_dim(instruction: LoadGlobal | StoreGlobal) -> int:
+    """The tile dim whose global stride is known to be 1; the last when none is (a runtime stride)."""
+    strides = instruction.tensor.type.strides
+    contiguous = [dim for dim, source in enumerate(instruction.dims) if strides[source] == Const(1)]
+    return contiguous[0] if contiguous else -1
+
+
+def _whole_bytes(layout: RegisterLayout, nbits: int, dim: int) -> bool:
+    """Whether every thread of ``layout`` holds its elements along ``dim`` in runs that fill whole bytes."""
+    if nbits >= 8:
+        return True
+    dim %= layout.rank
+    run = 1
+    while run * nbits % 8 and layout.shape[dim] % (run * 2) == 0:
+        run *= 2
+    if run * nbits % 8:
+        return False
+    unit = local(*(run if axis == dim else 1 for axis in range(layout.rank)))
+    return layout.divide(unit) is not None
 
 
 def _elementwise(assigner: _Assigner, instruction: Instruction) -> None:
@@ -342,6 +377,7 @@ RULES: dict[type[Instruction], Callable[..., None]] = {
     **{kind: _keep for kind in ir.INSTRUCTION_CLASSES},
     AllocRegister: _fresh,
     LoadGlobal: _load_global,
+    StoreGlobal: _store_global,
     LoadShared: _fresh,
     Arange: _fresh,
     ConvertLayout: _fresh,

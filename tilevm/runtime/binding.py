@@ -97,14 +97,15 @@ class TensorArgument:
     def describe(self, name: str) -> TensorParameter:
         """What the kernel is specialized on for this tensor, passed as parameter ``name``."""
         strides = self.strides
+        sub_byte = self.dtype.nbits < 8
         return TensorParameter(
             name,
             self.dtype,
             len(self.shape),
             ALIGNMENT_BYTES if self.aligned else 1,
             tuple([stride == 1 for stride in strides]),  # lists: this runs on every launch
-            tuple([divisibility(size) for size in self.shape]),
-            tuple([divisibility(stride) for stride in strides]),
+            tuple([divisibility(size, sub_byte) for size in self.shape]),
+            tuple([divisibility(stride, sub_byte) for stride in strides]),
         )
 
 

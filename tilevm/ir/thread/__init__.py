@@ -20,7 +20,7 @@ True
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, GridSize, UnaryExpr, Var
 from tilevm.ir.instruction_set import InstructionSet
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
-from tilevm.ir.thread.compute import ConvertPack, Lop3, Mma, Prmt, Shuffle
+from tilevm.ir.thread.compute import ConvertPack, Lop3, Mma, Prmt, Shuffle, Trap
 from tilevm.ir.thread.memory import (
     Atomic,
     Barrier,
@@ -49,7 +49,7 @@ THREAD_IR = InstructionSet(
     "thread",
     instructions=(
         Load, Store, CopyAsyncGroup, CopyAsyncCommitGroup, CopyAsyncWaitGroup, Barrier, Atomic, Ldmatrix,
-        Mma, Shuffle, Lop3, Prmt, ConvertPack,
+        Mma, Shuffle, Lop3, Prmt, ConvertPack, Trap,
         LetScalar, DeclareScalar, AssignScalar, For, While, If,
     ),
     expressions=(
@@ -84,5 +84,6 @@ __all__ = [
     "Shuffle",
     "Store",
     "ThreadIndex",
+    "Trap",
     "WarpIndex",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from tilevm.dtypes import DType, bfloat16, float8_e4m3, float8_e5m2, float16, float32, int32
 from tilevm.ir.expr import ROUNDING_MODES, Expr, IRTypeError, Var, expect_choice
 from tilevm.ir.inst import Instruction, describe, expect_scalar
+from tilevm.ir.stmt import expect_condition
 from tilevm.ir.thread.values import WARP_SIZE, register_bits
 from tilevm.ir.types import ScalarType, VectorType
 
@@ -24,6 +25,7 @@ __all__ = [
     "Mma",
     "Prmt",
     "Shuffle",
+    "Trap",
     "mma_fragment_types",
 ]
 
@@ -243,3 +245,20 @@ class ConvertPack(Instruction):
                 f"cvt_pack to {self.dtype} rounds {' or '.join(roundings)}, not '{self.rounding}'"
             )
         return VectorType(self.dtype, 2)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Trap(Instruction):
+    """Stop the kernel with an error when ``condition`` holds in any thread (PTX ``@%p trap;``): what a
+    lowered program does where Tile IR says an execution is an error (an index outside a tensor) and the
+    GPU has no exception to raise. The SIMT interpreter raises ``message`` at the instruction's line; on the
+    GPU the launch fails (the driver reports an illegal instruction), so a result is never silently wrong."""
+
+    condition: Expr
+    message: str
+    opname = "trap"
+
+    def result_type(self) -> None:
+        expect_condition(self.condition, "trap's condition")
+        if not self.message:
+            raise IRTypeError("trap needs a message saying what went wrong")

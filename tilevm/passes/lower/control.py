@@ -49,8 +49,7 @@ def _alloc_register(lowering: Lowering, allocation: AllocRegister) -> None:
     # An allocation without init holds unspecified values; zero is as good as any and keeps runs reproducible.
     init = allocation.init if allocation.init is not None else Const(0, allocation.dtype)
     length = tile_layout(allocation.output).local_size
-    register = lowering.define(DeclareScalar, allocation.output.name, init=splat(init, length))
-    lowering.bind(allocation.output, register)
+    lowering.bind(allocation.output, lowering.let(allocation.output.name, splat(init, length)))
 
 
 def _assign_tensor(lowering: Lowering, assignment: AssignTensor) -> None:

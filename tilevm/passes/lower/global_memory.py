@@ -44,9 +44,9 @@ from tilevm.dtypes import (
 )
 from tilevm.dtypes.codec import encode
 from tilevm.ir import AtomicGlobal, LoadGlobal, LoadScalar, StoreGlobal
-from tilevm.ir.expr import CastExpr, Const, Expr, Var
+from tilevm.ir.expr import CastExpr, Const, Expr, UnaryExpr, Var
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, If, LetScalar
-from tilevm.ir.thread import Atomic, Bitcast, Element, Gather, Load, PointerAdd, Select, Store
+from tilevm.ir.thread import Atomic, Bitcast, Element, Gather, Load, PointerAdd, Select, Store, Trap
 from tilevm.passes.lower.global_straddling import byte_groups, load_codes, pack_codes, store_byte_groups
 from tilevm.passes.lower.global_window import (
     TRUE,
@@ -221,8 +221,8 @@ def _atomic_global(lowering: Lowering, instruction: AtomicGlobal) -> None:
 
 
 def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
-    """Every thread loads the element (a uniform load); an index outside the tensor, an error for the
-    reference executor, reads nothing and gives zero."""
+    """Every thread loads the element (a uniform load); an index outside the tensor, an error in Tile IR,
+    reads nothing and traps (an error at the line in the SIMT interpreter, a failed launch on the GPU)."""
     tensor = lowering.global_tensor(instruction.tensor)
     address: Expr = Const(0)
     inside: Expr = TRUE
@@ -231,6 +231,9 @@ def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
         address = binary("add", address, binary("mul", index, as_int32(stride)))
         inside = binary("and", inside, binary("ge", index, Const(0)))
         inside = binary("and", inside, binary("lt", index, size))
+    name = instruction.tensor.name if isinstance(instruction.tensor, Var) else "a tensor"
+    message = f"load_scalar of {name}: an index is outside its shape"
+    lowering.emit(Trap(condition=UnaryExpr("not", inside), message=message))
     zero = Const(0, tensor.dtype)
     if _straddles(tensor.dtype):
         value = pack_codes([load_codes(lowering, tensor, address, inside, zero)], tensor.dtype)

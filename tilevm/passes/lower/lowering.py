@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from tilevm.dtypes import DType, int32
 from tilevm.errors import CompilationError, SourceLocation
-from tilevm.ir import Instruction, Program, TileType
+from tilevm.ir import AssignTensor, Instruction, Program, TileType
 from tilevm.ir.expr import Const, Expr, Var
-from tilevm.ir.stmt import Body, LetScalar
+from tilevm.ir.rewrite import walk_instructions
+from tilevm.ir.stmt import Body, DeclareScalar, LetScalar
 from tilevm.ir.thread import Gather, ThreadIndex
 from tilevm.ir.types import ScalarType, Type, VectorType
 from tilevm.layout import RegisterLayout, SharedLayout
@@ -105,6 +106,11 @@ class Lowering:
         self.handlers = handlers
         self.location: SourceLocation | None = None
         self._tiles: dict[Var, Expr] = {}
+        self._assigned = {
+            instruction.destination
+            for instruction in walk_instructions(program.body)
+            if isinstance(instruction, AssignTensor)
+        }
         self._shared: dict[Var, SharedTile] = {}
         self._globals: dict[Var, GlobalTensor] = {}
         self._prologue: list[Instruction] = []
@@ -228,13 +234,16 @@ class Lowering:
             ) from None
 
     def bind(self, variable: Var, value: Expr) -> None:
-        """The register tile ``variable`` is ``value`` (of ``register_type(dtype, local_size)``)."""
+        """The register tile ``variable`` is ``value`` (of ``register_type(dtype, local_size)``). A tile that
+        the program overwrites later (``assign``) becomes a mutable register (``declare``) holding it."""
         expected = register_type(variable.type.dtype, tile_layout(variable).local_size)
         if value.type != expected:
             raise LoweringError(
                 f"register tile {variable.name} was lowered to a {value.type}, expected {expected}",
                 self.location,
             )
+        if variable in self._assigned:
+            value = self.define(DeclareScalar, variable.name, init=value)
         self._tiles[variable] = value
 
     def shared_tile(self, variable: Expr) -> SharedTile:

@@ -1,4 +1,4 @@
-"""Loads, stores, ``cp.async`` and its groups, and the block barrier.
+"""Loads, stores, ``cp.async`` and its groups, the block barrier, and ``trap``.
 
 Each active thread accesses ``width`` bytes at its own address, which must lie inside the memory (a
 tensor's storage, or the block's ``shared_bytes``) and be a multiple of ``width`` (PTX's alignment rule:
@@ -7,7 +7,7 @@ tensor's storage, which torch aligns to 64 bytes. Where the predicate is false, 
 nothing is touched and a load gives zero. Shared accesses go through ``SharedMemory``'s race checks.
 
 >>> sorted(cls.__name__ for cls in MEMORY)
-['Barrier', 'CopyAsyncCommitGroup', 'CopyAsyncGroup', 'CopyAsyncWaitGroup', 'Load', 'Store']
+['Barrier', 'CopyAsyncCommitGroup', 'CopyAsyncGroup', 'CopyAsyncWaitGroup', 'Load', 'Store', 'Trap']
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tilevm.dtypes import uint8
-from tilevm.ir.thread import Barrier, CopyAsyncCommitGroup, CopyAsyncGroup, CopyAsyncWaitGroup, Load, Store
+from tilevm.ir.thread import (
+    Barrier,
+    CopyAsyncCommitGroup,
+    CopyAsyncGroup,
+    CopyAsyncWaitGroup,
+    Load,
+    Store,
+    Trap,
+)
 from tilevm.ir.types import AddressSpace
 from tilevm.runtime.cpu.control import Step
 from tilevm.runtime.cpu.expressions import length
@@ -218,7 +226,21 @@ def _barrier(compiler: Compiler, instruction: Barrier) -> Step:
     return run
 
 
+def _trap(compiler: Compiler, instruction: Trap) -> Step:
+    condition = compiler.expression(instruction.condition)
+
+    def run(batch: Batch) -> None:
+        trapped = np.broadcast_to(condition(batch), (batch.size,))
+        if batch.mask is not None:
+            trapped = trapped & batch.mask
+        if trapped.any():
+            raise ExecutionError(instruction.message)
+
+    return run
+
+
 MEMORY: dict[type, Callable[[Compiler, object], Step]] = {
+    Trap: _trap,
     Load: _load,
     Store: _store,
     CopyAsyncGroup: _copy_async,
