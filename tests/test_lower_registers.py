@@ -21,7 +21,7 @@ def lowered(body: str, params: str = "", shared_bytes: str = "") -> str:
 
 
 def tile(name: str, dtype: str, layout=LAYOUT, init: str = "1") -> str:
-    """A register tile of ``layout`` made by alloc_register (a declared register in Thread IR)."""
+    """A register tile of ``layout`` made by alloc_register (a register in Thread IR)."""
     shape = ", ".join(map(str, layout.shape))
     return (
         f"  %{name}: register<{dtype}, [{shape}], {layout}> = "
@@ -46,8 +46,8 @@ def test_a_binary_on_float16_is_one_vector_expression():
     filecheck(
         text,
         """
-        CHECK: %A: vector<float16, 8> = declare(
-        CHECK: %B: vector<float16, 8> = declare(
+        CHECK: %A: vector<float16, 8> = let(
+        CHECK: %B: vector<float16, 8> = let(
         CHECK-NEXT: %C: vector<float16, 8> = let(value=%A + %B)
         CHECK-NOT: cast
         """,
@@ -66,7 +66,7 @@ def test_a_broadcast_column_is_gathered_into_the_result_slots():
     filecheck(
         lowered("\n".join(body)),
         """
-        CHECK: %COLUMN: vector<float32, 4> = declare(
+        CHECK: %COLUMN: vector<float32, 4> = let(
         CHECK-NEXT: %C: vector<float32, 8> = let(value=%A * gather([%COLUMN], [0, 0, 1, 1, 2, 2, 3, 3]))
         """,
     )
@@ -77,7 +77,7 @@ def test_a_scalar_operand_is_splat_and_a_low_bit_integer_is_computed_in_8_bits()
     filecheck(
         lowered("\n".join(body), params="%n: int4"),
         """
-        CHECK: %A: vector<int4, 8> = declare(
+        CHECK: %A: vector<int4, 8> = let(
         CHECK: %N: int8 = let(
         CHECK: %WIDE: vector<int8, 8> = let(
         CHECK-NEXT: %C: vector<int8, 8> = let(value=gather([%N], [0, 0, 0, 0, 0, 0, 0, 0]) - %WIDE)
@@ -147,7 +147,7 @@ def test_permute_moves_nothing_and_view_is_a_bitcast():
     filecheck(
         lowered("\n".join(body)),
         """
-        CHECK: %A: vector<uint8, 8> = declare(
+        CHECK: %A: vector<uint8, 8> = let(
         CHECK-NEXT: vector<uint8, 8> = let(value=%A ^ %A)
         CHECK-NEXT: vector<int4, 16> = let(value=bitcast<int4, 16>(%A))
         """,
@@ -160,7 +160,7 @@ def test_a_conversion_within_each_thread_is_a_gather():
     filecheck(
         lowered("\n".join(body)),
         """
-        CHECK: %A: vector<float32, 6> = declare(
+        CHECK: %A: vector<float32, 6> = let(
         CHECK-NEXT: vector<float32, 6> = let(value=gather([%A], [0, 3, 1, 4, 2, 5]))
         CHECK-NOT: barrier
         """,
@@ -177,7 +177,7 @@ def test_a_conversion_across_threads_goes_through_shared_memory_once_per_element
         """
         CHECK: kernel k() num_threads=32 shared_bytes=128 {
         CHECK: %TID: int32 = let(value=thread_index())
-        CHECK: %A: vector<float16, 4> = declare(
+        CHECK: %A: vector<float16, 4> = let(
         CHECK-NEXT: barrier()
         CHECK-NEXT: %FIRST: bool = let(value=(%TID % 2) < 1)
         CHECK-NEXT: %WRITE: int32 = let(value=((%ROW * 8) + %COLUMN) * 2)
@@ -204,7 +204,6 @@ def test_a_sub_byte_conversion_with_no_whole_bytes_a_thread_goes_through_one_byt
         CHECK-NEXT: %TID: int32 = let(value=thread_index())
         CHECK: %COORD: int32 = let(value=%TID % 32)
         CHECK-NEXT: %ZERO: int32 = let(value=0)
-        CHECK-NEXT: %A: int4 = declare(
         CHECK: %BYTE: uint8 = let(
         CHECK-NEXT: barrier()
         CHECK-NEXT: store(pointer=shared_pointer<uint8>(%COORD), value=%BYTE)
