@@ -4,11 +4,11 @@
 - every thread already holds its new elements (the layouts differ in the order of the slots, or the new one
   holds fewer copies of them): a static ``gather`` of the thread's register (``local_maps.conversion_map``);
 - otherwise through shared memory (``Lowering.scratch``): a barrier (the scratch may still be read by its
-  previous user), each element written once, by the copy of the first thread that holds it (the other
-  replicas' stores are predicated off, so no two threads write one byte), a barrier, each thread reading its
-  new elements, and a barrier (the next user may write at once). The tile lies in the scratch row-major in
-  the dim order that needs the fewest accesses: the widest (up to 16 bytes) that both layouts allow, as runs
-  of a thread's slots contiguous and aligned in that order.
+  previous user; every user of the scratch, reductions too, starts with one), each element written once, by
+  the copy of the first thread that holds it (the other replicas' stores are predicated off, so no two
+  threads write one byte), a barrier, and each thread reading its new elements. The tile lies in the
+  scratch row-major in the dim order that needs the fewest accesses: the widest (up to 16 bytes) that both
+  layouts allow, as runs of a thread's slots contiguous and aligned in that order.
 
 Sub-byte elements are written in whole bytes only (a thread's run of slots covers whole bytes, which no other
 thread writes); where a layout has no such runs (one int4 a thread, or 6-bit elements, which no access holds
@@ -90,7 +90,6 @@ def _move(
         lowering.define(Load, "part", pointer=pointer, width=width)
         for _, pointer in _runs(lowering, target, plan.strides, plan.load_run, dtype, base)
     )
-    lowering.emit(Barrier())
     if len(parts) == 1:
         return parts[0]
     return lowering.let("converted", Gather(parts, tuple(range(target.local_size))))

@@ -25,8 +25,7 @@ from collections.abc import Callable
 from tilevm.dtypes import DType, uint8
 from tilevm.ir import Arange, Binary, Permute, TileType, Unary, View, Where
 from tilevm.ir.expr import BinaryExpr, Const, Expr, UnaryExpr
-from tilevm.ir.thread import Bitcast, Element, Gather, Pack, Select
-from tilevm.ir.types import VectorType
+from tilevm.ir.thread import Bitcast, Gather, Pack, Select
 from tilevm.layout import RegisterLayout, bit_layout
 from tilevm.passes.lower.casts import convert
 from tilevm.passes.lower.coordinates import local_coordinates
@@ -46,12 +45,9 @@ __all__ = ["HANDLERS", "as_codes", "byte_codes", "from_byte_codes", "from_codes"
 
 
 def gather(register: Expr, indices: tuple[int, ...]) -> Expr:
-    """The elements ``indices`` of ``register``: the register itself when that is all, an ``element`` when
-    there is one, else a ``gather``."""
+    """The elements ``indices`` of ``register`` (a ``gather``), or ``register`` itself when that is all."""
     if is_identity(indices, vector_length(register.type)):
         return register
-    if len(indices) == 1 and isinstance(register.type, VectorType):
-        return Element(register, indices[0])
     return Gather((register,), indices)
 
 
