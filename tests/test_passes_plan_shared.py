@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import tilevm as tv
 from tilevm.dtypes import float16, float32, int4, int64, uint8
-from tilevm.ir import AllocShared, Const, FreeShared, ProgramBuilder, SliceShared, verify
+from tilevm.ir import AllocShared, Const, FreeShared, ProgramBuilder, SliceShared, Sync, verify
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.layout import SharedLayout, bank_conflicts, mma_fragments, spatial, warp_accesses
 from tilevm.passes.plan_shared_memory import plan_shared_memory
@@ -159,3 +159,31 @@ def test_a_planned_program_is_returned_unchanged():
     builder.emit_output(AllocShared, "a", dtype=float16, shape=(64,), offset=32)
     program = dataclasses.replace(builder.build(), shared_bytes=160)
     assert plan_shared_memory(program) is program
+
+
+@tv.kernel(num_warps=2)
+def reuse_after_free(x: tv.Tensor[tv.float32, 2], out: tv.Tensor[tv.float32, 2]):
+    first = tv.shared_tensor(tv.float32, [16, 16])
+    tv.store_shared(first, tv.load_global(x, offsets=[0, 0], shape=[16, 16]))
+    tv.sync()
+    transposed = tv.load_shared(tv.permute(first, [1, 0]))
+    tv.free_shared(first)
+    second = tv.shared_tensor(tv.float32, [16, 16])  # the bytes of first, which threads may still read
+    tv.store_shared(second, transposed * 2.0)
+    tv.sync()
+    tv.store_global(out, tv.load_shared(second), offsets=[0, 0])
+
+
+def test_an_allocation_that_takes_freed_bytes_waits_for_their_readers():
+    """In Tile IR ``second`` is memory of its own; the plan gives it ``first``'s bytes, so it puts a sync in
+    front of it, and the lowered program runs race-free with the reference's result."""
+    x = torch.randn(16, 16, generator=torch.Generator().manual_seed(4))
+    program = reuse_after_free.ir(x, x)
+    (_, first), (position, second) = [
+        (position, item) for position, item in enumerate(program.body) if isinstance(item, AllocShared)
+    ]
+    assert first.offset == second.offset
+    assert isinstance(program.body[position - 1], Sync)
+    out = torch.full((16, 16), float("nan"))
+    reuse_after_free[(1,)](x, out)  # the SIMT interpreter checks every shared byte for races
+    assert torch.equal(out, x.t() * 2.0)

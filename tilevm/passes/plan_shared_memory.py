@@ -11,7 +11,9 @@ Before: a verified program with register layouts, whose allocations have no offs
   swizzle's period (so that the offset commutes with the swizzle: ``tilevm.passes.lower.shared_address``),
   whose bytes no allocation live at the same time holds. Lifetimes are the verifier's
   (``tilevm.ir.verify_shared``): from ``alloc_shared`` to the ``free_shared`` of it in the same body, or
-  to the end of that body. So memory is reused after a free and after a loop body or branch ends;
+  to the end of that body. So memory is reused after a free and after a loop body or branch ends; an
+  allocation that takes bytes an earlier one held starts with a ``sync``, so that no thread writes them
+  while another may still read the earlier tile (in Tile IR the two are different memory: no race);
 - ``shared_bytes`` is the end of the highest allocation.
 
 A program whose allocations are all planned already, or that has none, is returned unchanged.
@@ -25,6 +27,8 @@ A program whose allocations are all planned already, or that has none, is return
 ... }'''))
 >>> [instruction.offset for instruction in program.body if hasattr(instruction, "offset")]  # b reuses a's
 [0, 0, 16]
+>>> [instruction.opname for instruction in program.body]  # b and c take bytes a held
+['alloc_shared', 'free_shared', 'sync', 'alloc_shared', 'sync', 'alloc_shared']
 >>> program.shared_bytes  # a's 30 bytes
 30
 """
@@ -34,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-from tilevm.ir import AllocShared, Instruction, PermuteShared, Program, SliceShared
+from tilevm.ir import AllocShared, Instruction, PermuteShared, Program, SliceShared, Sync
 from tilevm.ir.expr import Var
 from tilevm.ir.rewrite import Rewriter, walk_instructions
 from tilevm.ir.verify_shared import MIN_SHARED_ALIGNMENT, allocation_lifetimes
@@ -52,8 +56,8 @@ def plan_shared_memory(program: Program) -> Program:
     if planned or not allocations:
         return program  # a program without allocations needs no shared memory: it keeps no plan
     laid_out = _with_layouts(program, choose_layouts(program))
-    offsets, end = _offsets(laid_out)
-    placed = Rewriter(instruction=lambda instruction: _place(instruction, offsets)).program(laid_out)
+    offsets, reusing, end = _offsets(laid_out)
+    placed = Rewriter(instruction=lambda instruction: _place(instruction, offsets, reusing)).program(laid_out)
     return dataclasses.replace(placed, shared_bytes=end)
 
 
@@ -64,10 +68,12 @@ def _alignment(allocation: AllocShared) -> int:
     return max(MIN_SHARED_ALIGNMENT, allocation.dtype.nbits // 8, period)
 
 
-def _offsets(program: Program) -> tuple[dict[int, int], int]:
-    """The offset of each allocation (by output uid), first fit in program order, and the end of all."""
+def _offsets(program: Program) -> tuple[dict[int, int], set[int], int]:
+    """The offset of each allocation (by output uid), first fit in program order; the allocations that take
+    bytes an earlier allocation held; and the end of all."""
     placed: list[tuple[int, int, int, int]] = []  # (start, end) in program positions, then bytes
     offsets: dict[int, int] = {}
+    reusing: set[int] = set()
     for lifetime in sorted(
         allocation_lifetimes(program.body, itertools.count()), key=lambda item: item.start
     ):
@@ -78,14 +84,21 @@ def _offsets(program: Program) -> tuple[dict[int, int], int]:
         while clash := [high for low, high in live if low < offset + size and offset < high]:
             offset = -(-max(clash) // alignment) * alignment
         offsets[allocation.output.uid] = offset
+        if any(low < offset + size and offset < high for *_, low, high in placed):
+            reusing.add(allocation.output.uid)
         placed.append((lifetime.start, lifetime.end, offset, offset + size))
-    return offsets, max((high for *_, high in placed), default=0)
+    return offsets, reusing, max((high for *_, high in placed), default=0)
 
 
-def _place(instruction: Instruction, offsets: dict[int, int]) -> Instruction:
-    if isinstance(instruction, AllocShared):
-        return dataclasses.replace(instruction, offset=offsets[instruction.output.uid])
-    return instruction
+def _place(
+    instruction: Instruction, offsets: dict[int, int], reusing: set[int]
+) -> Instruction | tuple[Instruction, ...]:
+    if not isinstance(instruction, AllocShared):
+        return instruction
+    placed = dataclasses.replace(instruction, offset=offsets[instruction.output.uid])
+    if instruction.output.uid in reusing:
+        return Sync(loc=instruction.loc), placed
+    return placed
 
 
 def _with_layouts(program: Program, layouts: dict[int, SharedLayout]) -> Program:
