@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.cpu_programs import run
+from tilevm.runtime.reference.errors import ExecutionError
 
 GLOBAL = """kernel k(%table: ptr<{dtype}>, %slots: ptr<int32>, %values: ptr<{dtype}>, %old: ptr<{dtype}>) \
 num_threads=64 {{
@@ -75,3 +76,19 @@ def test_shared_memory_histogram_with_atomic_adds():
 }"""
     run(text, [torch.from_numpy(keys), out], grid=(2,))
     assert np.array_equal(out.numpy(), np.stack([np.bincount(row, minlength=16) for row in keys]))
+
+
+PAST_THE_END = """kernel k(%bytes: ptr<uint8>, %mask: uint32) num_threads=32 {
+  %word: ptr<uint32> = let(value=pointer_cast<uint32>(%bytes))
+  %o: uint32 = atomic(op="or", pointer=pointer_add(%word, 4), value=%mask, predicate=thread_index() == 0)
+}"""
+
+
+def test_a_bitwise_atomic_may_span_the_storage_end_when_it_leaves_the_bytes_there_alone():
+    """A 6-byte tensor: the word at byte 4 holds bytes 4 and 5 and two bytes past the end, which an ``or``
+    of zeros there leaves as they are (on the GPU the word lies inside the allocation)."""
+    data = torch.tensor([1, 2, 3, 4, 0x10, 0x20], dtype=torch.uint8)
+    run(PAST_THE_END, [data, 0x0000_0F0F])
+    assert data.tolist() == [1, 2, 3, 4, 0x1F, 0x2F]
+    with pytest.raises(ExecutionError, match="changes bytes past the end of the tensor's storage"):
+        run(PAST_THE_END, [data, 0x0100_0000])

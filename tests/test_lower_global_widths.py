@@ -14,8 +14,10 @@ import runpy
 
 import pytest
 import torch
+from lowering import assert_same_bytes, run_both
 
 import tilevm as tv
+from tilevm import dtypes
 from tilevm.errors import CompilationError
 from tilevm.ir import INSTRUCTION_CLASSES, Program, TileType, check_round_trip, print_program, verify
 from tilevm.ir.expr import Const
@@ -289,12 +291,27 @@ def _raises_at(kernel, line: str, match: str, *args, **kwargs) -> None:
     assert line in str(error.value)
 
 
-def test_a_store_that_writes_part_of_a_byte_is_an_error_at_its_line():
-    data = tv.view(torch.zeros(46, dtype=torch.uint8), tv.int4, (13, 7))  # rows of 7 int4 start mid-byte
-    _raises_at(
-        copy, "tv.store_global(destination, tile", "would write part of a byte",
-        data, data, BM=8, BN=8, START=0,
-    )  # fmt: skip
+def test_a_store_that_writes_part_of_a_byte_goes_through_atomics_on_its_word():
+    """Rows of 7 int4 start inside bytes that the neighbouring rows' threads also write: each element is
+    cleared and set in its aligned 32-bit word by two atomics, and the result is the reference's."""
+    generator = torch.Generator().manual_seed(9)
+    source = torch.randint(0, 256, (46,), dtype=torch.uint8, generator=generator)
+    poison = torch.randint(0, 256, (46,), dtype=torch.uint8, generator=generator)
+    arguments = [tv.view(source, tv.int4, (13, 7)), tv.view(poison.clone(), tv.int4, (13, 7))]
+    text = print_program(copy.thread_ir(*arguments, BM=8, BN=8, START=0), THREAD_IR)
+    filecheck(
+        text,
+        """
+        CHECK: %SHIFT: int32 = let(value=%BIT & 31)
+        CHECK: atomic(op="and", pointer=pointer_add(pointer_cast<uint32>(%destination), (%BIT >> 5) << 2)
+        CHECK: atomic(op="or", pointer=pointer_add(pointer_cast<uint32>(%destination), (%BIT >> 5) << 2)
+        CHECK-NOT: store(
+        """,
+    )
+    reference, lowered = run_both(copy, (2,), *arguments, BM=8, BN=8, START=0)
+    assert_same_bytes(reference, lowered)
+    expected = dtypes.unpack(source.numpy(), tv.int4, 91)
+    assert (dtypes.unpack(lowered[1].tensor.numpy(), tv.int4, 91) == expected).all()
 
 
 def test_a_store_of_3_bit_elements_that_shares_bytes_is_an_error_at_its_line():

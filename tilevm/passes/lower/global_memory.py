@@ -47,6 +47,7 @@ from tilevm.ir import AtomicGlobal, LoadGlobal, LoadScalar, StoreGlobal
 from tilevm.ir.expr import CastExpr, Const, Expr, UnaryExpr, Var
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, If, LetScalar
 from tilevm.ir.thread import Atomic, Bitcast, Element, Gather, Load, PointerAdd, Select, Store, Trap
+from tilevm.passes.lower.global_partial_bytes import store_through_words
 from tilevm.passes.lower.global_straddling import byte_groups, load_codes, pack_codes, store_byte_groups
 from tilevm.passes.lower.global_window import (
     TRUE,
@@ -169,7 +170,9 @@ def _store_global(lowering: Lowering, instruction: StoreGlobal) -> None:
         return
     plan = _plan(lowering, instruction, window)
     if not plan.writes_whole_bytes:
-        raise LoweringError(_partial_byte_message(tensor.dtype, plan), lowering.location)
+        # bytes shared with other threads, or with what lies past a ragged end: atomics on their words
+        store_through_words(lowering, window, value, writer, _pointer_divisibility(lowering, tensor))
+        return
     for local in range(0, layout.local_size, plan.group):
         piece = _slice(value, local, plan.group, layout.local_size)
         if plan.exact:
@@ -261,18 +264,12 @@ def _straddling_message(dtype: DType) -> str:
     )
 
 
-def _partial_byte_message(dtype: DType, plan: AccessPlan) -> str:
-    reason = (
-        f"a thread holds {plan.group} consecutive element(s) along the unit-stride dim ({plan.bits} bits)"
-        if not plan.whole_bytes
-        else "the tensor's size along the unit-stride dim, or the window's offset, is not known to be a "
-        f"multiple of {8 // dtype.nbits}, so a byte may hold elements inside and outside the tensor"
-    )
-    return (
-        f"store_global of {dtype} elements would write part of a byte, which races with the threads writing "
-        f"the rest of it: {reason}; store whole bytes (sizes, strides and offsets that are multiples of 16, "
-        "a layout whose threads hold runs of whole bytes)"
-    )
+def _pointer_divisibility(lowering: Lowering, tensor: GlobalTensor) -> int:
+    """What the launch guarantees the tensor's address (in bytes) divides by: its parameter's promise."""
+    for param in lowering.program.params:
+        if param.variable is tensor.pointer:
+            return param.divisibility
+    return 1
 
 
 def _byte_pointer(pointer: Expr, dtype: DType, address: Expr) -> Expr:

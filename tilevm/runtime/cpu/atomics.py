@@ -7,6 +7,12 @@ Where the predicate is false nothing happens and ``output`` is zero. Addresses a
 (bounds, alignment to the value's size); atomics on shared memory respect pending cp.async bytes but are
 left out of the race checks, since atomics of different threads do not race with each other.
 
+A global ``and`` or ``or`` may span the end of a tensor's storage when it leaves the bytes past the end as
+they are (an ``and`` with all their bits set, an ``or`` with none): the lowering updates the sub-byte
+elements of a partly written byte that way, through the aligned 32-bit word holding it, which on the GPU
+always lies inside the allocation (allocations are whole multiples of 256 bytes). The bytes past the end
+read as zero.
+
 >>> sorted(cls.__name__ for cls in ATOMICS)
 ['Atomic']
 """
@@ -26,6 +32,7 @@ from tilevm.runtime.cpu.control import Step
 from tilevm.runtime.cpu.memory import global_rows, shared_rows
 from tilevm.runtime.cpu.registers import bitcast, from_carrier, holder, to_carrier
 from tilevm.runtime.cpu.state import Batch
+from tilevm.runtime.reference.errors import ExecutionError
 
 if TYPE_CHECKING:
     from tilevm.runtime.cpu.compiler import Compiler
@@ -76,15 +83,55 @@ def _atomic(compiler: Compiler, instruction: Atomic) -> Step:
             rows = shared_rows(batch, address, threads, width, "atomic")
             batch.shared.check_pending(rows, width, threads, "updates")
             memory = batch.shared.data.reshape(-1, width)
-        else:
-            memory, rows = global_rows(batch, *address, threads, width, "atomic")
         values = np.broadcast_to(value(batch), (batch.size,))[threads]
-        olds = _apply_in_order(memory, rows, values, op, dtype)
+        if not shared and op in _BITWISE_IDENTITY and _past_the_end(address, threads, width):
+            olds = _apply_past_the_end(batch, address, threads, values, op, dtype, width)
+        else:
+            if not shared:
+                memory, rows = global_rows(batch, *address, threads, width, "atomic")
+            olds = _apply_in_order(memory, rows, values, op, dtype)
         result = np.zeros(batch.size, dtype=holder(dtype))
         result[threads] = olds
         batch.registers[slot] = result
 
     return run
+
+
+#: the byte a bitwise atomic leaves unchanged
+_BITWISE_IDENTITY = {"and": 0xFF, "or": 0x00}
+
+
+def _past_the_end(address: tuple, threads: np.ndarray, width: int) -> bool:
+    pointer, offsets = address
+    first = pointer.byte_offset + (offsets if offsets.ndim == 0 else offsets[threads])
+    return bool(np.any(first + width > pointer.storage.size))
+
+
+def _apply_past_the_end(
+    batch: Batch, address: tuple, threads: np.ndarray, values: np.ndarray, op: str, dtype: DType, width: int
+) -> np.ndarray:
+    """``and``/``or`` atomics of which some span the storage's end: applied to the storage padded with
+    zeros, after checking that they leave every padding byte as it is."""
+    pointer, offsets = address
+    size = pointer.storage.size
+    first = pointer.byte_offset + (offsets if offsets.ndim == 0 else offsets[threads])
+    first = np.broadcast_to(first, threads.shape)
+    value_bytes = bitcast(values, dtype, 1, uint8, width).reshape(-1, width)
+    beyond = first[:, None] + np.arange(width) >= size
+    changed = beyond & (value_bytes != _BITWISE_IDENTITY[op])
+    if changed.any():
+        index = int(np.flatnonzero(changed.any(axis=1))[0])
+        raise ExecutionError(
+            f"atomic {op} of {width} bytes by {batch.describe_thread(int(threads[index]))} at byte "
+            f"{int(first[index]) - pointer.byte_offset} from {pointer.name} changes bytes past the end of "
+            f"the tensor's storage ({size} bytes)"
+        )
+    padded = np.concatenate([pointer.storage, np.zeros(-(-size // width) * width + width - size, np.uint8)])
+    inside = type(pointer)(padded, pointer.byte_offset, pointer.dtype, pointer.name)
+    memory, rows = global_rows(batch, inside, offsets, threads, width, "atomic")
+    olds = _apply_in_order(memory, rows, values, op, dtype)
+    pointer.storage[:] = padded[:size]
+    return olds
 
 
 ATOMICS: dict[type, Callable[[Compiler, object], Step]] = {Atomic: _atomic}
