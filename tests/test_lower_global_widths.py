@@ -314,11 +314,30 @@ def test_a_store_that_writes_part_of_a_byte_goes_through_atomics_on_its_word():
     assert (dtypes.unpack(lowered[1].tensor.numpy(), tv.int4, 91) == expected).all()
 
 
-def test_a_store_of_3_bit_elements_that_shares_bytes_is_an_error_at_its_line():
-    """Rows of 7 int3 elements (21 bits) start inside bytes, which neighbouring rows' threads also write."""
-    data = tv.view(torch.zeros(35, dtype=torch.uint8), tv.int3, (13, 7))
-    _raises_at(copy, "tv.store_global(destination, tile", "int3 elements are stored as whole bytes", data,
-               data, BM=8, BN=8, START=0)  # fmt: skip
+@pytest.mark.parametrize("dtype", [tv.int3, tv.uint5, tv.float6_e3m2, tv.int7], ids=str)
+def test_elements_that_straddle_shared_bytes_go_through_atomics_on_one_or_two_words(dtype):
+    """Rows of 7 elements of 3, 5, 6 or 7 bits start inside bytes that the neighbouring rows' threads also
+    write, and some elements straddle two 32-bit words: both words are updated, and the result is the
+    reference's, every bit around the tile kept."""
+    count = 13 * 7
+    nbytes = -(-count * dtype.nbits // 8)
+    generator = torch.Generator().manual_seed(dtype.nbits)
+    source = torch.randint(0, 256, (nbytes,), dtype=torch.uint8, generator=generator)
+    poison = torch.randint(0, 256, (nbytes,), dtype=torch.uint8, generator=generator)
+    arguments = [tv.view(source, dtype, (13, 7)), tv.view(poison.clone(), dtype, (13, 7))]
+    text = print_program(copy.thread_ir(*arguments, BM=8, BN=8, START=0), THREAD_IR)
+    filecheck(
+        text,
+        """
+        CHECK: atomic(op="and", pointer=pointer_add(pointer_cast<uint32>(%destination), (%BIT >> 5) << 2)
+        CHECK: atomic(op="or", pointer=pointer_add(pointer_cast<uint32>(%destination), (%BIT >> 5) << 2)
+        CHECK: atomic(op="and", pointer=pointer_add(pointer_add(pointer_cast<uint32>(%destination)
+        """,
+    )
+    reference, lowered = run_both(copy, (2,), *arguments, BM=8, BN=8, START=0)
+    assert_same_bytes(reference, lowered)
+    expected = dtypes.unpack(source.numpy(), dtype, count)
+    assert (dtypes.unpack(lowered[1].tensor.numpy(), dtype, count) == expected).all()
 
 
 def test_3_bit_elements_load_the_one_or_two_bytes_that_hold_them():

@@ -165,8 +165,9 @@ def _store_global(lowering: Lowering, instruction: StoreGlobal) -> None:
     if _straddles(tensor.dtype):
         (info,) = lowering.indices.accesses[instruction]
         if byte_groups(window, info) is None:
-            raise LoweringError(_straddling_message(tensor.dtype), lowering.location)
-        store_byte_groups(lowering, window, value, writer)
+            store_through_words(lowering, window, value, writer, _pointer_divisibility(lowering, tensor))
+        else:
+            store_byte_groups(lowering, window, value, writer)
         return
     plan = _plan(lowering, instruction, window)
     if not plan.writes_whole_bytes:
@@ -253,15 +254,6 @@ def _plan(lowering: Lowering, instruction: LoadGlobal | StoreGlobal, window: Thr
 def _straddles(dtype: DType) -> bool:
     """Whether elements of ``dtype`` may straddle bytes (3, 5, 6 or 7 bits): see ``global_straddling``."""
     return bool(dtype.nbits & (dtype.nbits - 1))
-
-
-def _straddling_message(dtype: DType) -> str:
-    return (
-        f"store_global of {dtype} elements would write part of a byte, which races with the threads writing "
-        f"the rest of it: {dtype} elements are stored as whole bytes, 8 consecutive elements a thread that "
-        "start on a byte and lie wholly in or out of the tensor (offsets, sizes and strides that are "
-        "multiples of 16, a layout whose threads hold runs of 8 elements along the unit-stride dim)"
-    )
 
 
 def _pointer_divisibility(lowering: Lowering, tensor: GlobalTensor) -> int:

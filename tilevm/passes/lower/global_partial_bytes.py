@@ -1,7 +1,8 @@
-"""Stores of sub-byte elements (1, 2 or 4 bits) into bytes that other threads, other blocks or the tensor's
-neighbours also hold: each element is written into the aligned 32-bit word holding it with an atomic ``and``
-that clears its bits and an atomic ``or`` that sets them, so that no update of the rest of the word is lost
-(a plain read-modify-write of the byte would race). It costs two atomics an element, so it serves only the
+"""Stores of sub-byte elements into bytes that other threads, other blocks or the tensor's neighbours also
+hold: each element is written into the aligned 32-bit word holding it with an atomic ``and`` that clears its
+bits and an atomic ``or`` that sets them, so that no update of the rest of the word is lost (a plain
+read-modify-write of the byte would race). An element of 3, 5, 6 or 7 bits may straddle two words: its
+high bits then go to the next word the same way. It costs two atomics an element, so it serves only the
 stores that cannot write whole bytes: a thread holding part of a byte, or a byte at a ragged end of the
 tensor. The word may reach past the tensor's last byte; the two atomics leave those bytes as they are, and on
 the GPU the word lies inside the allocation, which is a whole number of 256-byte units.
@@ -46,12 +47,21 @@ def store_through_words(
         shift = lowering.let("shift", binary("and", bit, Const(31, int32)))
         word = PointerAdd(words, binary("shl", binary("shr", bit, Const(5, int32)), Const(2, int32)))
         predicate = lowering.let("in_bounds", binary("and", writer, window.in_bounds(local)))
-        code = convert(lowering, Bitcast(code_type, 1, element), uint32)
+        code = lowering.let("code", convert(lowering, Bitcast(code_type, 1, element), uint32))
         amount = convert(lowering, shift, uint32)
-        mask = binary("shl", Const((1 << nbits) - 1, uint32), amount)
-        lowering.define(
-            Atomic, "old", op="and", pointer=word, value=UnaryExpr("not", mask), predicate=predicate
-        )
-        lowering.define(
-            Atomic, "old", op="or", pointer=word, value=binary("shl", code, amount), predicate=predicate
-        )
+        ones = Const((1 << nbits) - 1, uint32)
+        _update_word(lowering, word, binary("shl", ones, amount), binary("shl", code, amount), predicate)
+        if 32 % nbits:
+            # the bits past the word's end, shifted down into the next word (a shift by 32 gives 0)
+            rest = convert(lowering, binary("sub", Const(32, int32), shift), uint32)
+            spans = binary(
+                "and", predicate, binary("gt", binary("add", shift, Const(nbits, int32)), Const(32, int32))
+            )
+            next_word = PointerAdd(word, Const(4, int32))
+            _update_word(lowering, next_word, binary("shr", ones, rest), binary("shr", code, rest), spans)
+
+
+def _update_word(lowering: Lowering, word: Expr, mask: Expr, bits: Expr, predicate: Expr) -> None:
+    """Clear ``mask`` in the word, then set ``bits`` (inside ``mask``), each atomically."""
+    for op, operand in (("and", UnaryExpr("not", mask)), ("or", bits)):
+        lowering.define(Atomic, "old", op=op, pointer=word, value=operand, predicate=predicate)
