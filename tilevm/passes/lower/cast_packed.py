@@ -10,7 +10,8 @@
   and the top bit's weight is subtracted as a second bf16 (128.0 or 256.0 for int8).
 - ``small_floats_to_halves``: the code goes to the top of its half (the sign on bit 15), the magnitude
   is shifted down into the half's exponent and mantissa fields, and a multiply by ``2**(bias_T - bias_S)``
-  rescales it, subnormals included (LOWBIT.md); the source's infinity and NaN codes are selected in.
+  rescales it, subnormals included (exact: the intermediate half is subnormal and the multiply by a power
+  of two is exact); the source's infinity and NaN codes are selected in.
 - ``float32_pairs``: ``cvt_pack``, two float32 to f16x2, bf16x2 or e4m3x2 in one instruction.
 """
 

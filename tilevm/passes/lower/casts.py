@@ -30,7 +30,7 @@ float32 -> float8_e4m3     cvt_pack (cvt.rn.satfinite.e4m3x2.f32)               
 =========================  =======================================================================  =====
 
 The elements come out in their natural order (element 0 in the low half), as ``convert`` promises. An
-interleaved order (elements i and i + 4 of a word in one register, LOWBIT.md) would save the prmt of the
+interleaved order (elements i and i + 4 of a word in one register) would save the prmt of the
 nibble sequences (9 instructions per 8 int4 instead of 12); that is for a pre-layout of the weights to ask
 for.
 """
