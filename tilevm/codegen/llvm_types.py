@@ -16,14 +16,13 @@ import os
 
 os.environ["LLVMLITE_ENABLE_IR_LAYER_TYPED_POINTERS"] = "0"
 
-from llvmlite import ir  # noqa: E402  (after the environment variable that it reads at import)
+import numpy as np
+from llvmlite import ir
 
-import numpy as np  # noqa: E402
+from tilevm.dtypes import DType, bfloat16, encode, float16, float32
+from tilevm.ir.types import AddressSpace, PointerType, ScalarType, Type, VectorType
 
-from tilevm.dtypes import DType, bfloat16, encode, float16, float32  # noqa: E402
-from tilevm.ir.types import AddressSpace, PointerType, ScalarType, Type, VectorType  # noqa: E402
-
-__all__ = ["ADDRESS_SPACES", "BFloatType", "ir", "llvm_dtype", "llvm_type", "storage_int"]
+__all__ = ["ADDRESS_SPACES", "BFloatType", "ir", "llvm_dtype", "llvm_type"]
 
 #: PTX's state spaces as NVPTX address spaces
 ADDRESS_SPACES = {AddressSpace.GLOBAL: 1, AddressSpace.SHARED: 3}
@@ -52,10 +51,6 @@ def bfloat16_bits(value: float) -> int:
 
 
 _FLOATS = {float16: ir.HalfType(), bfloat16: BFloatType(), float32: ir.FloatType()}
-
-
-def storage_int(nbits: int) -> ir.IntType:
-    return ir.IntType(nbits)
 
 
 def llvm_dtype(dtype: DType) -> ir.Type:

@@ -1,7 +1,7 @@
 """The GPUs tilevm generates code for, and what each one's PTX can express.
 
 A ``Target`` is a compute capability with the PTX ISA version that code for it is emitted in. LLVM aborts the
-whole process on an instruction the target cannot select (``../NVPTX``'s traps), so code generation asks
+whole process on an instruction the target cannot select (an abort, not an exception), so code generation asks
 ``Target.require`` before it emits anything that not every target has, and fails with a ``CodegenError``
 instead. ``FEATURES`` is that table: each feature, the oldest chip and the oldest PTX version that have it.
 ``tests/test_codegen_targets.py`` checks the table against LLVM itself, emitting each feature for each
@@ -29,7 +29,7 @@ class CodegenError(LocatedError):
 
 @dataclass(frozen=True)
 class Feature:
-    """What a feature needs: a compute capability (``80`` for sm_80) and a PTX ISA version (``81`` for 8.1)."""
+    """What a feature needs: a compute capability (80 for sm_80) and a PTX ISA version (81 for 8.1)."""
 
     capability: int
     ptx_version: int
