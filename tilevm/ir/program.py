@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
+from typing import TYPE_CHECKING
 
 from tilevm.ir.equality import programs_equal
 from tilevm.ir.expr import Var
 from tilevm.ir.stmt import Body
 from tilevm.ir.types import PointerType, ScalarType
 
-__all__ = ["Param", "Program"]
+if TYPE_CHECKING:
+    from tilevm.ir.instruction_set import InstructionSet
+
+__all__ = ["Param", "Program", "instruction_set_of"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,28 @@ class Program:
         return hash((self.name, len(self.params), self.num_threads, len(self.body)))
 
     def __str__(self) -> str:
+        """The text form, in the instruction set the program is written in (``instruction_set_of``)."""
         from tilevm.ir.printer import print_program  # the printer imports this module
 
-        return print_program(self)
+        return print_program(self, instruction_set_of(self))
+
+
+def instruction_set_of(program: Program) -> InstructionSet:
+    r"""Thread IR if ``program`` uses an instruction or expression that Tile IR does not have, else Tile IR
+    (a program of only the statements and scalar expressions both share reads the same in either).
+
+    >>> from tilevm.ir import parse
+    >>> from tilevm.ir.thread import THREAD_IR
+    >>> text = 'kernel k() num_threads=32 {\n  %i: int32 = let(value=thread_index())\n}'
+    >>> instruction_set_of(parse(text, THREAD_IR)).name, str(parse(text, THREAD_IR)) == text
+    ('thread', True)
+    """
+    # these modules import this one
+    from tilevm.ir.instruction_set import TILE_IR
+    from tilevm.ir.rewrite import walk_expressions, walk_instructions
+    from tilevm.ir.thread import THREAD_IR
+
+    tile_classes = {*TILE_IR.instructions, *TILE_IR.expressions}
+    used = {type(node) for node in walk_instructions(program.body)}
+    used.update(type(node) for node in walk_expressions(program))
+    return TILE_IR if used <= tile_classes else THREAD_IR
