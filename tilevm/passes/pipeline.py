@@ -39,6 +39,7 @@ __all__ = [
     "PIPELINE",
     "TILE_PASSES",
     "Pass",
+    "dump_stage",
     "instruction_set_of",
     "run_pipeline",
     "stages",
@@ -95,6 +96,16 @@ def stages(
         yield pass_function.__name__, _checked(program, pass_function.__name__, number, options)
 
 
+def dump_stage(options: CompileOptions, kernel: str, file_name: str, text: str) -> None:
+    """Write ``text`` as ``file_name`` in kernel ``kernel``'s folder of the dump directory, if there is one;
+    code generation writes its stages (``06-llvm_ir.ll``, ``07-ptx.ptx``) beside the passes' this way."""
+    if options.dump_directory is None:
+        return
+    folder = options.dump_directory / (_NOT_FILE_NAME_CHARACTER.sub("_", kernel) or "kernel")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / file_name).write_text(text + "\n")
+
+
 def instruction_set_of(stage: str) -> InstructionSet:
     """The instruction set of the program a stage gives: Thread IR from the lowering on, Tile IR before."""
     return THREAD_IR if stage == lower_to_threads.__name__ else TILE_IR
@@ -104,9 +115,9 @@ def _checked(program: Program, stage: str, number: int, options: CompileOptions)
     instruction_set = instruction_set_of(stage)
     if options.dump_directory is not None:
         # Written before verifying, so that the text of a program a pass broke can be read.
-        folder = options.dump_directory / (_NOT_FILE_NAME_CHARACTER.sub("_", program.name) or "kernel")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{number:02d}-{stage}.tir").write_text(print_program(program, instruction_set) + "\n")
+        dump_stage(
+            options, program.name, f"{number:02d}-{stage}.tir", print_program(program, instruction_set)
+        )
     try:
         return verify(program, instruction_set)
     except CompilationError as error:
