@@ -49,31 +49,36 @@ from tilevm.lang.parameters import (
 from tilevm.lang.values import from_numpy
 
 __all__ = [
+    "INT32_LIMIT",
+    "TORCH_DTYPES",
     "TensorArgument",
     "bind_arguments",
     "describe_arguments",
     "flat_values",
+    "reinterprets",
     "torch_dtype_to_tilevm",
     "view",
 ]
 
+#: sizes and strides are passed as int32: they must be below this
 INT32_LIMIT = 2**31
 
-_TORCH_DTYPES = {
+#: the torch dtypes a kernel reads, and the tilevm dtype of each
+TORCH_DTYPES = {
     torch.float16: float16, torch.bfloat16: bfloat16, torch.float32: float32,
     torch.int8: int8, torch.int16: int16, torch.int32: int32, torch.int64: int64,
     torch.uint8: uint8, torch.uint16: uint16, torch.uint32: uint32, torch.uint64: uint64,
     torch.float8_e4m3fn: float8_e4m3, torch.float8_e5m2: float8_e5m2,
 }  # fmt: skip
 if hasattr(torch, "float8_e8m0fnu"):
-    _TORCH_DTYPES[torch.float8_e8m0fnu] = e8m0
+    TORCH_DTYPES[torch.float8_e8m0fnu] = e8m0
 
 
 def torch_dtype_to_tilevm(dtype: torch.dtype, what: str = "tensor") -> DType:
-    if dtype not in _TORCH_DTYPES:
+    if dtype not in TORCH_DTYPES:
         hint = " (pass it as uint8)" if dtype is torch.bool else ""
         raise LaunchError(f"{what} has torch dtype {dtype}, which tilevm does not read{hint}")
-    return _TORCH_DTYPES[dtype]
+    return TORCH_DTYPES[dtype]
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ def _row_major_strides(shape: tuple[int, ...]) -> list[int]:
 def tensor_argument(name: str, value: object, annotation: TensorAnnotation) -> TensorArgument:
     if isinstance(value, torch.Tensor):
         dtype = torch_dtype_to_tilevm(value.dtype, f"argument '{name}'")
-        if _reinterprets(dtype, annotation.dtype):
+        if reinterprets(dtype, annotation.dtype):
             argument = view(value, annotation.dtype)
         else:
             argument = TensorArgument(value, dtype, tuple(value.shape), tuple(value.stride()))
@@ -201,7 +206,7 @@ def tensor_argument(name: str, value: object, annotation: TensorAnnotation) -> T
     return argument
 
 
-def _reinterprets(container: DType, wanted: DType | None) -> bool:
+def reinterprets(container: DType, wanted: DType | None) -> bool:
     """Integer containers (uint8 bytes, int32 words) carry narrower dtypes' bits; other dtypes are values."""
     return (
         wanted is not None
@@ -222,6 +227,13 @@ def scalar_argument(name: str, value: object, annotation: object) -> object:
         )
     if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise LaunchError(f"argument '{name}' must be an int, got {value!r}")
+    dtype = scalar_dtype(annotation)
+    if dtype.is_integer and not dtype.min_value <= value <= dtype.max_value:
+        # checked here, before compiling, for every target (a GPU launch would pass its low bits)
+        raise LaunchError(
+            f"argument {name} must be an int in [{dtype.min_value}, {dtype.max_value}] ({dtype}), "
+            f"got {value!r}"
+        )
     return expected(value)
 
 
@@ -268,14 +280,16 @@ def describe_arguments(values: dict[str, object], signature: inspect.Signature) 
     return tuple(described)
 
 
-def flat_values(flat: list[FlatParameter], values: dict[str, object]) -> list[object]:
-    """The launch values of the IR parameters ``flat`` (from ``flat_parameters``): a tensor's tensor, sizes
-    and strides, and the scalars."""
+def flat_values(
+    flat: list[FlatParameter], values: dict[str, object], addresses: bool = False
+) -> list[object]:
+    """The launch values of the IR parameters ``flat`` (from ``flat_parameters``): a tensor's tensor (its
+    address, with ``addresses``: what a GPU launch passes), sizes and strides, and the scalars."""
     arguments = []
     for parameter in flat:
         value = values[parameter.owner]
         if parameter.kind == "pointer":
-            value = value.tensor
+            value = value.tensor.data_ptr() if addresses else value.tensor
         elif parameter.kind == "size":
             value = value.shape[parameter.dim]
         elif parameter.kind == "stride":

@@ -1,9 +1,13 @@
 """``@tilevm.kernel``: a Python function compiled per specialization and launched as ``kernel[grid](...)``.
 
-The hot path of a launch is: bind and check the arguments, look the program up by its specialization key,
-run it on the target of the tensors. On CPU tensors the program runs on one of two executors, which
-``TILEVM_CPU_EXECUTOR`` picks: ``simt`` runs the lowered Thread IR in the SIMT interpreter (what the GPU would
-run), ``reference`` the Tile IR in the block-level reference executor (the specification).
+The hot path of a launch is the kernel's generated binder (``tilevm.runtime.launcher_binder``: the
+specialization key and the launch values in one pass over the arguments), a dict lookup, and the launch of
+what that key found (``tilevm.runtime.launcher``): on CUDA tensors the program's PTX on their GPU, on CPU
+tensors one of two executors, which ``TILEVM_CPU_EXECUTOR`` picks: ``simt`` runs the lowered Thread IR in
+the SIMT interpreter (what the GPU would run), ``reference`` the Tile IR in the block-level reference
+executor (the specification). Anything else (a first launch, an unusual argument, a changed global) takes
+the slow path: bind and check the arguments (``bind_arguments``), describe them (``describe_arguments``),
+compile the specialization if needed, and file its launch under the binder's key.
 
 >>> import torch, tilevm as tv
 >>> @tv.kernel(num_warps=1)
@@ -18,11 +22,12 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -32,48 +37,73 @@ from tilevm.ir import Program
 from tilevm.lang.annotations import TensorAnnotation, constexpr
 from tilevm.lang.captures import Captures
 from tilevm.lang.frontend import compile_kernel
-from tilevm.lang.parameters import FlatParameter, flat_parameters
+from tilevm.lang.parameters import FlatParameter, Parameter, flat_parameters
 from tilevm.passes import TILE_PASSES, CompileOptions, lower_to_threads, run_pipeline
-from tilevm.runtime.binding import TensorArgument, bind_arguments, describe_arguments, flat_values
-from tilevm.runtime.reference import execute as execute_reference
+from tilevm.runtime.binding import TensorArgument, bind_arguments, describe_arguments
+from tilevm.runtime.launcher import (
+    CPU_EXECUTOR_VARIABLE,
+    CPU_EXECUTORS,
+    CpuLaunch,
+    CudaLaunch,
+    checked_grid,
+    cpu_executor,
+)
+from tilevm.runtime.launcher_binder import Layout, make_binder
+from tilevm.runtime.launcher_ptx import compile_ptx
+
+if TYPE_CHECKING:
+    from tilevm.codegen import CompiledPtx
 
 __all__ = ["CPU_EXECUTORS", "CPU_EXECUTOR_VARIABLE", "Kernel", "Specialization", "cpu_executor", "kernel"]
 
 SCALAR_ANNOTATIONS = (int, float, bool)
 WARP_SIZE = 32
 
-#: which executor runs launches on CPU tensors: "simt" (lowered Thread IR) or "reference" (Tile IR)
-CPU_EXECUTOR_VARIABLE = "TILEVM_CPU_EXECUTOR"
-CPU_EXECUTORS = ("simt", "reference")
-#: the executor when the variable is unset
-DEFAULT_CPU_EXECUTOR = "simt"
-
-
-def cpu_executor(environment: dict[str, str] | None = None) -> str:
-    """The executor ``TILEVM_CPU_EXECUTOR`` names (``os.environ`` when ``environment`` is None)."""
-    environment = os.environ if environment is None else environment
-    name = environment.get(CPU_EXECUTOR_VARIABLE, "") or DEFAULT_CPU_EXECUTOR
-    if name not in CPU_EXECUTORS:
-        raise LaunchError(f"{CPU_EXECUTOR_VARIABLE}={name!r}; expected one of {', '.join(CPU_EXECUTORS)}")
-    return name
+Launch = CpuLaunch | CudaLaunch
 
 
 @dataclass(eq=False)
 class Specialization:
-    """One compiled specialization of a kernel: its Tile IR after every Tile IR pass, its IR parameters, the
-    globals it read, and its Thread IR once a launch or a caller has asked for it."""
+    """One compiled specialization of a kernel: its Tile IR after every Tile IR pass, the descriptions of
+    the arguments it was compiled for and its IR parameters, the globals it read; then, as launches and
+    callers ask, its Thread IR and PTX per target and its launch per device."""
 
     tile_program: Program
+    described: tuple[Parameter, ...]
     parameters: list[FlatParameter]
     captures: Captures
     options: CompileOptions
-    _thread_program: Program | None = None
+    thread_programs: dict[str | None, Program] = field(default_factory=dict)
+    ptx: dict[str, CompiledPtx] = field(default_factory=dict)
+    launches: dict[torch.device, Launch] = field(default_factory=dict)
 
-    def thread_program(self) -> Program:
-        """The Thread IR: ``tile_program`` lowered (once)."""
-        if self._thread_program is None:
-            self._thread_program = run_pipeline(self.tile_program, self.options, (lower_to_threads,))
-        return self._thread_program
+    def thread_program(self, target: str | None = None) -> Program:
+        """The Thread IR: ``tile_program`` lowered (once per target) for ``target`` (None: any; the CPU
+        executors run every instruction)."""
+        if target not in self.thread_programs:
+            tile_program = dataclasses.replace(self.tile_program, target=target)
+            self.thread_programs[target] = run_pipeline(tile_program, self.options, (lower_to_threads,))
+        return self.thread_programs[target]
+
+    def compiled_ptx(self, target: str, disk: bool = True) -> CompiledPtx:
+        """The PTX for ``target`` (``"sm_90"``), compiled once (see ``tilevm.runtime.launcher_ptx``)."""
+        if target not in self.ptx:
+            self.ptx[target] = compile_ptx(self.thread_program(target), target, self.options, disk)
+        return self.ptx[target]
+
+    def launch_on(self, device: torch.device, names: list[str]) -> Launch:
+        """What runs this specialization on ``device`` (made once per device)."""
+        launch = self.launches.get(device)
+        if launch is None:
+            layout = Layout.of(self.described, self.parameters, names)
+            if device.type == "cpu":
+                launch = CpuLaunch(self, layout, names)
+            elif device.type == "cuda":
+                launch = CudaLaunch(self, layout, names, device.index)
+            else:
+                raise LaunchError(f"tensors are on {device}; tilevm runs kernels on CPU and CUDA tensors")
+            self.launches[device] = launch
+        return launch
 
 
 class Kernel:
@@ -88,6 +118,10 @@ class Kernel:
         self.programs: dict[tuple, Specialization] = {}
         for name, parameter in self.signature.parameters.items():
             _check_annotation(function, name, parameter.annotation)
+        self.names = list(self.signature.parameters)
+        #: the binder's key -> the launch of its specialization on its device (the hot path's table)
+        self.launches: dict[tuple, Launch] = {}
+        self.binder = make_binder(self.signature) or _unusual
         functools.update_wrapper(self, function)
 
     def __repr__(self) -> str:
@@ -110,6 +144,19 @@ class Kernel:
         per-thread instructions that the SIMT interpreter and the GPU run."""
         return self.compiled(bind_arguments(self.signature, args, kwargs)).thread_program()
 
+    def ptx(self, *args: object, target: str = "sm_90", **kwargs: object) -> str:
+        """The PTX of the specialization these arguments select, for ``target``; needs no GPU (the
+        tensors may be CPU or ``meta`` tensors: a meta tensor's address is 0, so aligned)."""
+        return self._compiled_ptx(target, args, kwargs).ptx
+
+    def llvm_ir(self, *args: object, target: str = "sm_90", **kwargs: object) -> str:
+        """The LLVM IR that ``ptx`` compiles, after LLVM's optimizations."""
+        return self._compiled_ptx(target, args, kwargs).llvm_ir
+
+    def _compiled_ptx(self, target: str, args: tuple, kwargs: dict) -> CompiledPtx:
+        # the disk cache is keyed by the driver's version: a machine without one compiles afresh
+        return self.compiled(bind_arguments(self.signature, args, kwargs)).compiled_ptx(target, disk=False)
+
     def compiled(self, values: dict[str, object]) -> Specialization:
         """The specialization for these bound values, compiled on first use and again when a global or
         closure variable that it read has changed."""
@@ -120,29 +167,33 @@ class Kernel:
             frontend_program = compile_kernel(self.function, parameters, self.num_threads, captures)
             options = CompileOptions.from_environment()
             program = run_pipeline(frontend_program, options, TILE_PASSES)
-            compiled = Specialization(program, list(flat_parameters(parameters)), captures, options)
+            flat = list(flat_parameters(parameters))
+            compiled = Specialization(program, parameters, flat, captures, options)
             self.programs[parameters] = compiled
         return compiled
 
     def launch(self, grid: object, *args: object, **kwargs: object) -> None:
-        values = bind_arguments(self.signature, args, kwargs)
-        compiled = self.compiled(values)
-        grid_shape = _grid(grid, values)
-        device = _common_device(values)
-        if device.type != "cpu":
-            raise LaunchError(
-                f"tensors are on {device}; this version of tilevm runs kernels on CPU tensors only "
-                "(the CUDA back end is not built yet)"
-            )
-        if 0 in grid_shape:
-            return  # an empty grid (an empty tensor, say) runs no block, as Triton skips such launches
-        arguments = flat_values(compiled.parameters, values)
-        if cpu_executor() == "reference":
-            execute_reference(compiled.tile_program, arguments, grid_shape)
-        else:
-            from tilevm.runtime.cpu import execute as execute_threads  # numpy-heavy; loaded when first used
+        """Launch on ``grid``: through the binder's key when it has been seen (the hot path), else slowly."""
+        try:
+            bound = self.binder(*args, **kwargs)
+        except TypeError:
+            bound = None  # arguments that do not fit the signature: the slow path says how
+        if bound is not None:
+            launch = self.launches.get(bound[0])
+            if launch is not None and launch.launch(grid, bound):
+                return
+        self.launch_slowly(grid, args, kwargs, None if bound is None else bound[0])
 
-            execute_threads(compiled.thread_program(), arguments, grid_shape)
+    def launch_slowly(self, grid: object, args: tuple, kwargs: dict, key: tuple | None = None) -> None:
+        """Bind and check the arguments, compile if needed, launch, and file the launch under the binder's
+        ``key`` (when it gave one), so that the next launch with that key takes the hot path."""
+        values = bind_arguments(self.signature, args, kwargs)
+        specialization = self.compiled(values)
+        grid_shape = checked_grid(grid, lambda: _named(values))
+        launch = specialization.launch_on(_common_device(values), self.names)
+        if key is not None:
+            self.launches[key] = launch
+        launch.run(grid_shape, values)
 
 
 def kernel(function: Callable | None = None, *, num_warps: int = 4, num_threads: int | None = None):
@@ -169,23 +220,15 @@ def _check_annotation(function: Callable, name: str, annotation: object) -> None
     )
 
 
-def _grid(grid: object, values: dict[str, object]) -> tuple[int, ...]:
-    if callable(grid):
-        grid = grid(
-            {
-                name: value.tensor if isinstance(value, TensorArgument) else value
-                for name, value in values.items()
-            }
-        )
-    if isinstance(grid, int):
-        grid = (grid,)
-    if (
-        not isinstance(grid, (tuple, list))
-        or not 1 <= len(grid) <= 3
-        or not all(isinstance(extent, int) and extent >= 0 for extent in grid)
-    ):
-        raise LaunchError(f"grid must be 1 to 3 non-negative ints (or a function giving them), got {grid!r}")
-    return tuple(grid)
+def _unusual(*args: object, **kwargs: object) -> None:
+    """The binder of a kernel whose signature has none (``*args``): every launch takes the slow path."""
+
+
+def _named(values: dict[str, object]) -> dict[str, object]:
+    """The bound arguments by name, tensors as the torch tensors: what a callable grid is given."""
+    return {
+        name: value.tensor if isinstance(value, TensorArgument) else value for name, value in values.items()
+    }
 
 
 def _common_device(values: dict[str, object]) -> torch.device:

@@ -1,0 +1,152 @@
+"""What runs one specialization on one device, on the hot path of a launch: ``CpuLaunch`` (the SIMT
+interpreter or the reference executor) and ``CudaLaunch`` (the compiled PTX through
+``tilevm.runtime.cuda.CudaLauncher`` on torch's current stream).
+
+A kernel keeps one of these per binder key (``tilevm.runtime.launcher_binder``): a cached launch is the
+binder, a dict lookup and ``launch(grid, bound)``. ``launch`` answers False, launching nothing, when a
+global that the program read has changed since it was compiled, so that the kernel compiles again; it takes
+values from the binder (``bound``) or, on the slow path, ``run`` takes the bound arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from tilevm.errors import LaunchError
+from tilevm.runtime.binding import flat_values
+from tilevm.runtime.launcher_binder import Layout
+
+if TYPE_CHECKING:
+    from tilevm.runtime.jit import Specialization
+
+__all__ = [
+    "CPU_EXECUTORS",
+    "CPU_EXECUTOR_VARIABLE",
+    "CpuLaunch",
+    "CudaLaunch",
+    "checked_grid",
+    "cpu_executor",
+]
+
+#: which executor runs launches on CPU tensors: "simt" (lowered Thread IR) or "reference" (Tile IR)
+CPU_EXECUTOR_VARIABLE = "TILEVM_CPU_EXECUTOR"
+CPU_EXECUTORS = ("simt", "reference")
+#: the executor when the variable is unset
+DEFAULT_CPU_EXECUTOR = "simt"
+MAX_GRID_RANK = 3
+
+
+def cpu_executor(environment: dict[str, str] | None = None) -> str:
+    """The executor ``TILEVM_CPU_EXECUTOR`` names (``os.environ`` when ``environment`` is None)."""
+    environment = os.environ if environment is None else environment
+    name = environment.get(CPU_EXECUTOR_VARIABLE, "") or DEFAULT_CPU_EXECUTOR
+    if name not in CPU_EXECUTORS:
+        raise LaunchError(f"{CPU_EXECUTOR_VARIABLE}={name!r}; expected one of {', '.join(CPU_EXECUTORS)}")
+    return name
+
+
+def checked_grid(grid: object, named: Callable[[], dict[str, object]]) -> tuple[int, ...]:
+    """``grid`` as 1 to 3 non-negative ints; a callable grid is called with the arguments by name
+    (``named()``, built only then), an int is one axis.
+
+    >>> checked_grid((4, 2), dict), checked_grid(lambda meta: meta["n"] // 2, lambda: {"n": 8})
+    ((4, 2), (4,))
+    """
+    if type(grid) is tuple and 0 < len(grid) <= MAX_GRID_RANK:
+        for extent in grid:
+            if type(extent) is not int or extent < 0:
+                break
+        else:
+            return grid  # the common case, checked without building anything
+    if callable(grid):
+        grid = grid(named())
+    if isinstance(grid, int):
+        grid = (grid,)
+    if (
+        not isinstance(grid, (tuple, list))
+        or not 1 <= len(grid) <= MAX_GRID_RANK
+        or not all(isinstance(extent, int) and extent >= 0 for extent in grid)
+    ):
+        raise LaunchError(f"grid must be 1 to 3 non-negative ints (or a function giving them), got {grid!r}")
+    return tuple(grid)
+
+
+class CpuLaunch:
+    """A specialization run on CPU tensors by the executor ``TILEVM_CPU_EXECUTOR`` names."""
+
+    def __init__(self, specialization: Specialization, layout: Layout, names: Sequence[str]) -> None:
+        self.specialization = specialization
+        self.layout = layout
+        self.names = tuple(names)
+
+    def launch(self, grid: object, bound: tuple[tuple, tuple, tuple]) -> bool:
+        """Run with a binder's values (see the module docstring); False if the program is stale."""
+        if not self.specialization.captures.unchanged():
+            return False
+        arguments = bound[2]
+        grid = checked_grid(grid, lambda: dict(zip(self.names, arguments)))
+        values = self.layout.values(bound[1])
+        for index, owner in self.layout.pointers:
+            values[index] = arguments[owner]  # the executors read the tensor itself
+        self.execute(grid, values)
+        return True
+
+    def run(self, grid: tuple[int, ...], values: dict[str, object]) -> None:
+        """Run with the slow path's bound arguments."""
+        self.execute(grid, flat_values(self.specialization.parameters, values, addresses=False))
+
+    def execute(self, grid: tuple[int, ...], values: list) -> None:
+        if 0 in grid:
+            return  # an empty grid (an empty tensor, say) runs no block, as Triton skips such launches
+        specialization = self.specialization
+        if cpu_executor() == "reference":
+            from tilevm.runtime.reference import execute as execute_tiles
+
+            execute_tiles(specialization.tile_program, values, grid)
+        else:
+            from tilevm.runtime.cpu import execute as execute_threads  # numpy-heavy; loaded when first used
+
+            execute_threads(specialization.thread_program(), values, grid)
+
+
+class CudaLaunch:
+    """A specialization's PTX for one GPU, launched on torch's current stream of that GPU."""
+
+    def __init__(
+        self, specialization: Specialization, layout: Layout, names: Sequence[str], device_index: int
+    ) -> None:
+        from tilevm.runtime import cuda  # the driver is loaded when a kernel first runs on a GPU
+
+        capability = torch.cuda.get_device_capability(device_index)
+        compiled = specialization.compiled_ptx(cuda.target_for(capability))
+        self.specialization = specialization
+        self.layout = layout
+        self.names = tuple(names)
+        self.device_index = device_index
+        self.launcher = cuda.CudaLauncher(compiled, device_index)
+        # torch's raw stream getter, as Triton calls it; the public API where a build lacks it
+        self.stream = getattr(torch._C, "_cuda_getCurrentRawStream", current_stream)
+
+    def launch(self, grid: object, bound: tuple[tuple, tuple, tuple]) -> bool:
+        """Launch with a binder's values (see the module docstring); False if the program is stale."""
+        if not self.specialization.captures.unchanged():
+            return False
+        grid = checked_grid(grid, lambda: dict(zip(self.names, bound[2])))
+        if 0 not in grid:
+            self.launcher.launch(grid, self.layout.values(bound[1]), self.stream(self.device_index))
+        return True
+
+    def run(self, grid: tuple[int, ...], values: dict[str, object]) -> None:
+        """Launch with the slow path's bound arguments."""
+        if 0 not in grid:
+            flat = flat_values(self.specialization.parameters, values, addresses=True)
+            self.launcher.launch(grid, flat, self.stream(self.device_index))
+
+
+def current_stream(device_index: int) -> int:
+    """The handle of torch's current stream on GPU ``device_index``."""
+    return torch.cuda.current_stream(device_index).cuda_stream
