@@ -85,12 +85,16 @@ class CpuLaunch:
 
     def launch(self, grid: object, bound: tuple[tuple, tuple, tuple]) -> bool:
         """Run with a binder's values (see the module docstring); False if the program is stale."""
-        if not self.specialization.captures.unchanged():
-            return False
         arguments = bound[2]
+        pointers = self.layout.pointers
+        # the binder's key tells CUDA devices apart, not the others (a meta tensor): the slow path does
+        if not self.specialization.captures.unchanged() or any(
+            not arguments[owner].is_cpu for _, owner in pointers
+        ):
+            return False
         grid = checked_grid(grid, lambda: dict(zip(self.names, arguments)))
-        values = self.layout.values(bound[1])
-        for index, owner in self.layout.pointers:
+        values = list(self.layout.values(bound[1]))
+        for index, owner in pointers:
             values[index] = arguments[owner]  # the executors read the tensor itself
         self.execute(grid, values)
         return True

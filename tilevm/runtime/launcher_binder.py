@@ -2,8 +2,8 @@
 signature, that takes a launch's arguments as the kernel does (same parameters, same defaults) and, in one
 pass over them, computes the specialization key and the launch values.
 
-The key says everything ``describe_arguments`` would: for a tensor its device, torch dtype, rank, the
-address modulo 16, and per dimension whether its size is a multiple of 16, whether its stride is 1 and a
+The key says everything ``describe_arguments`` would: for a tensor its CUDA device index, torch dtype, rank,
+the address modulo 16, and per dimension whether its size is a multiple of 16, whether its stride is 1 and a
 multiple of 16 (for sub-byte views, sizes and strides modulo 16, from which ``divisibility`` follows); for an
 int scalar whether it is a multiple of 16; a constexpr by ``constexpr_key`` and its type. So launches with
 equal keys have equal descriptions, and a launch whose tensors lost an alignment, a unit stride or a dtype
@@ -23,8 +23,10 @@ past int32, a tensor that must be reinterpreted but cannot be): the launcher the
 >>> bind = make_binder(inspect.signature(add, eval_str=True))
 >>> x = torch.zeros(48)
 >>> key, full, arguments = bind(x, x[1:33], 32)
->>> key[1:4], key[5:8], key[-3:]
-((torch.float32, 0, (True, True, False)), (torch.float32, 4, (True, True, False)), (True, <class 'int'>, 64))
+>>> key[:4], key[4:8]
+((-1, torch.float32, 0, (True, True, False)), (-1, torch.float32, 4, (True, True, False)))
+>>> key[-3:]  # n is a multiple of 16; BLOCK is the int 64
+(True, <class 'int'>, 64)
 >>> full == (x.data_ptr(), 48, 1, x.data_ptr() + 4, 32, 1, 32)
 True
 >>> bind(tv.view(x, tv.float32), x, 3) is None  # a view: unusual, bound by the slow path
@@ -34,6 +36,7 @@ True
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,7 +106,8 @@ def make_binder(signature: inspect.Signature) -> Binder | None:
             namespace[f"_tvmodes{index}"] = tensor_modes(annotation)
             lines += _tensor_lines(name, index, annotation.rank)
             local = f"{PREFIX}{index}"
-            keys += [f"{name}.device", f"{local}_dtype", f"{local}_pointer & 15", f"{local}_key"]
+            # the device by its CUDA index (-1 off CUDA: a CPU launch checks that its tensors are on the CPU)
+            keys += [f"{name}.get_device()", f"{local}_dtype", f"{local}_pointer & 15", f"{local}_key"]
             full.append(f"*{local}_full")
         else:
             dtype = scalar_dtype(annotation)
@@ -316,6 +320,12 @@ class Layout:
         )
         return cls(select, pointers)
 
-    def values(self, full: tuple) -> list:
+    def __post_init__(self) -> None:
+        pick = operator.itemgetter(*self.select) if len(self.select) > 1 else None
+        object.__setattr__(self, "_pick", pick)  # a frozen dataclass caches the picker so
+
+    def values(self, full: tuple) -> tuple:
         """The IR parameters' values among ``full`` (tensors as their addresses)."""
-        return [full[index] for index in self.select]
+        if self._pick is not None:
+            return self._pick(full)
+        return tuple(full[index] for index in self.select)  # itemgetter of one index gives no tuple
