@@ -49,7 +49,7 @@ from tilevm.runtime.launcher import (
     cpu_executor,
 )
 from tilevm.runtime.launcher_binder import Layout, make_binder
-from tilevm.runtime.launcher_ptx import compile_ptx
+from tilevm.runtime.launcher_ptx import compile_ptx, kernel_for_device
 
 if TYPE_CHECKING:
     from tilevm.codegen import CompiledPtx
@@ -78,18 +78,28 @@ class Specialization:
     launches: dict[torch.device, Launch] = field(default_factory=dict)
 
     def thread_program(self, target: str | None = None) -> Program:
-        """The Thread IR: ``tile_program`` lowered (once per target) for ``target`` (None: any; the CPU
-        executors run every instruction)."""
+        """The Thread IR: ``tile_program`` lowered (once per target) for ``target`` (None: for the CPU
+        executors, which run every instruction; the lowering picks instructions by target)."""
         if target not in self.thread_programs:
             tile_program = dataclasses.replace(self.tile_program, target=target)
-            self.thread_programs[target] = run_pipeline(tile_program, self.options, (lower_to_threads,))
+            options = dataclasses.replace(self.options, target=target or "cpu")
+            self.thread_programs[target] = run_pipeline(tile_program, options, (lower_to_threads,))
         return self.thread_programs[target]
 
-    def compiled_ptx(self, target: str, disk: bool = True) -> CompiledPtx:
+    def compiled_ptx(self, target: str) -> CompiledPtx:
         """The PTX for ``target`` (``"sm_90"``), compiled once (see ``tilevm.runtime.launcher_ptx``)."""
         if target not in self.ptx:
-            self.ptx[target] = compile_ptx(self.thread_program(target), target, self.options, disk)
+            self.ptx[target] = compile_ptx(self.thread_program(target), target, self.options)
         return self.ptx[target]
+
+    def cuda_kernel(self, target: str, device_index: int) -> tuple[CompiledPtx, bytes | None]:
+        """The PTX for ``target`` and the cubin to load on GPU ``device_index`` (None: load the PTX),
+        from the disk cache or compiled (and stored there)."""
+        compiled, cubin = kernel_for_device(
+            self.thread_program(target), target, device_index, lambda: self.compiled_ptx(target)
+        )
+        self.ptx.setdefault(target, compiled)
+        return compiled, cubin
 
     def launch_on(self, device: torch.device, names: list[str]) -> Launch:
         """What runs this specialization on ``device`` (made once per device)."""
@@ -154,8 +164,7 @@ class Kernel:
         return self._compiled_ptx(target, args, kwargs).llvm_ir
 
     def _compiled_ptx(self, target: str, args: tuple, kwargs: dict) -> CompiledPtx:
-        # the disk cache is keyed by the driver's version: a machine without one compiles afresh
-        return self.compiled(bind_arguments(self.signature, args, kwargs)).compiled_ptx(target, disk=False)
+        return self.compiled(bind_arguments(self.signature, args, kwargs)).compiled_ptx(target)
 
     def compiled(self, values: dict[str, object]) -> Specialization:
         """The specialization for these bound values, compiled on first use and again when a global or

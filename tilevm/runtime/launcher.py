@@ -38,6 +38,8 @@ CPU_EXECUTORS = ("simt", "reference")
 #: the executor when the variable is unset
 DEFAULT_CPU_EXECUTOR = "simt"
 MAX_GRID_RANK = 3
+#: what pads a grid of 1, 2 or 3 axes to the three that CUDA launches take
+PADDING = {1: (1, 1), 2: (1,), 3: ()}
 
 
 def cpu_executor(environment: dict[str, str] | None = None) -> str:
@@ -118,20 +120,21 @@ class CpuLaunch:
 
 
 class CudaLaunch:
-    """A specialization's PTX for one GPU, launched on torch's current stream of that GPU."""
+    """A specialization's PTX (or cubin) loaded on one GPU, launched on torch's current stream there."""
 
     def __init__(
         self, specialization: Specialization, layout: Layout, names: Sequence[str], device_index: int
     ) -> None:
         from tilevm.runtime import cuda  # the driver is loaded when a kernel first runs on a GPU
 
-        capability = torch.cuda.get_device_capability(device_index)
-        compiled = specialization.compiled_ptx(cuda.target_for(capability))
+        target = cuda.target_for(cuda.properties(device_index).capability)
+        compiled, cubin = specialization.cuda_kernel(target, device_index)
+        ir_names = [parameter.name for parameter in specialization.parameters]
         self.specialization = specialization
         self.layout = layout
         self.names = tuple(names)
         self.device_index = device_index
-        self.launcher = cuda.CudaLauncher(compiled, device_index)
+        self.launcher = cuda.CudaLauncher(compiled, device_index, cubin, ir_names)
         # torch's raw stream getter, as Triton calls it; the public API where a build lacks it
         self.stream = getattr(torch._C, "_cuda_getCurrentRawStream", current_stream)
 
@@ -140,15 +143,15 @@ class CudaLaunch:
         if not self.specialization.captures.unchanged():
             return False
         grid = checked_grid(grid, lambda: dict(zip(self.names, bound[2])))
-        if 0 not in grid:
-            self.launcher.launch(grid, self.layout.values(bound[1]), self.stream(self.device_index))
+        self.launcher.launch(
+            grid + PADDING[len(grid)], self.layout.values(bound[1]), self.stream(self.device_index)
+        )
         return True
 
     def run(self, grid: tuple[int, ...], values: dict[str, object]) -> None:
         """Launch with the slow path's bound arguments."""
-        if 0 not in grid:
-            flat = flat_values(self.specialization.parameters, values, addresses=True)
-            self.launcher.launch(grid, flat, self.stream(self.device_index))
+        flat = flat_values(self.specialization.parameters, values, addresses=True)
+        self.launcher.launch(grid + PADDING[len(grid)], flat, self.stream(self.device_index))
 
 
 def current_stream(device_index: int) -> int:
