@@ -64,7 +64,7 @@ def test_softmax_and_layer_norm_on_the_gpu_are_the_interpreters_within_rounding(
     )
     arguments = (half, weight, bias, torch.full_like(half, float("nan")), columns, 1e-5)
     cpu, gpu = on_both(example("layer_norm")["layer_norm"], (rows,), *arguments, BLOCK=block)
-    # float32 statistics (rsqrt approximate on the GPU) then one float16 rounding: one float16 ulp apart at most
+    # float32 statistics (rsqrt approximate on the GPU), one float16 rounding: one float16 ulp apart at most
     torch.testing.assert_close(gpu[3], cpu[3], rtol=2**-10, atol=2**-14)
 
 
