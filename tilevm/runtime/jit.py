@@ -49,6 +49,12 @@ from tilevm.runtime.launcher import (
     cpu_executor,
 )
 from tilevm.runtime.launcher_binder import Layout, make_binder
+from tilevm.runtime.launcher_cache import (
+    load_specialization,
+    manifest,
+    specialization_key,
+    store_specialization,
+)
 from tilevm.runtime.launcher_ptx import compile_ptx, kernel_for_device
 
 if TYPE_CHECKING:
@@ -64,18 +70,31 @@ Launch = CpuLaunch | CudaLaunch
 
 @dataclass(eq=False)
 class Specialization:
-    """One compiled specialization of a kernel: its Tile IR after every Tile IR pass, the descriptions of
-    the arguments it was compiled for and its IR parameters, the globals it read; then, as launches and
-    callers ask, its Thread IR and PTX per target and its launch per device."""
+    """One specialization of a kernel: the descriptions of the arguments it is compiled for, its IR
+    parameters, the globals it read, and its Tile IR after every Tile IR pass; then, as launches and callers
+    ask, its Thread IR and PTX per target, its code per GPU and its launch per device.
 
-    tile_program: Program
+    A specialization found on disk (``launcher_cache``) has its code but no program until one is asked for
+    (``kernel.ir``): the front end then runs, as it would have on a compile."""
+
+    kernel: Kernel
     described: tuple[Parameter, ...]
     parameters: list[FlatParameter]
     captures: Captures
     options: CompileOptions
+    compiled_program: Program | None = None
     thread_programs: dict[str | None, Program] = field(default_factory=dict)
     ptx: dict[str, CompiledPtx] = field(default_factory=dict)
+    #: (target, device index) -> the PTX and the cubin (None: load the PTX) loaded on that GPU
+    device_code: dict[tuple[str, int], tuple[CompiledPtx, bytes | None]] = field(default_factory=dict)
     launches: dict[torch.device, Launch] = field(default_factory=dict)
+
+    @property
+    def tile_program(self) -> Program:
+        """The Tile IR after every Tile IR pass (compiled now for a specialization found on disk)."""
+        if self.compiled_program is None:
+            self.compiled_program, self.captures = self.kernel.front_end(self.described, self.options)
+        return self.compiled_program
 
     def thread_program(self, target: str | None = None) -> Program:
         """The Thread IR: ``tile_program`` lowered (once per target) for ``target`` (None: for the CPU
@@ -93,13 +112,20 @@ class Specialization:
         return self.ptx[target]
 
     def cuda_kernel(self, target: str, device_index: int) -> tuple[CompiledPtx, bytes | None]:
-        """The PTX for ``target`` and the cubin to load on GPU ``device_index`` (None: load the PTX),
-        from the disk cache or compiled (and stored there)."""
-        compiled, cubin = kernel_for_device(
-            self.thread_program(target), target, device_index, lambda: self.compiled_ptx(target)
-        )
-        self.ptx.setdefault(target, compiled)
-        return compiled, cubin
+        """The PTX for ``target`` and the cubin to load on GPU ``device_index`` (None: load the PTX): found
+        with the specialization on disk, or from the Thread-IR-keyed disk cache, or compiled; stored on
+        disk under this specialization's key too when what it read can be found again (``manifest``)."""
+        code = self.device_code.get((target, device_index))
+        if code is None:
+            program = self.thread_program(target)
+            code = kernel_for_device(program, target, device_index, lambda: self.compiled_ptx(target))
+            self.device_code[(target, device_index)] = code
+            reads = manifest(self.kernel.function, self.captures)
+            if reads is not None and self.options.dump_directory is None:
+                store_specialization(
+                    self.kernel.disk_key(self.described, self.options, device_index), reads, *code
+                )
+        return code
 
     def launch_on(self, device: torch.device, names: list[str]) -> Launch:
         """What runs this specialization on ``device`` (made once per device)."""
@@ -166,20 +192,65 @@ class Kernel:
     def _compiled_ptx(self, target: str, args: tuple, kwargs: dict) -> CompiledPtx:
         return self.compiled(bind_arguments(self.signature, args, kwargs)).compiled_ptx(target)
 
-    def compiled(self, values: dict[str, object]) -> Specialization:
+    def compiled(self, values: dict[str, object], device: torch.device | None = None) -> Specialization:
         """The specialization for these bound values, compiled on first use and again when a global or
-        closure variable that it read has changed."""
-        parameters = describe_arguments(values, self.signature)
-        compiled = self.programs.get(parameters)  # the descriptions are the key
+        closure variable that it read has changed; for a launch on a GPU (``device``), found on disk when a
+        process before compiled it (``tilevm.runtime.launcher_cache``)."""
+        described = describe_arguments(values, self.signature)
+        compiled = self.programs.get(described)  # the descriptions are the key
         if compiled is None or not compiled.captures.unchanged():
-            captures = Captures()
-            frontend_program = compile_kernel(self.function, parameters, self.num_threads, captures)
             options = CompileOptions.from_environment()
-            program = run_pipeline(frontend_program, options, TILE_PASSES)
-            flat = list(flat_parameters(parameters))
-            compiled = Specialization(program, parameters, flat, captures, options)
-            self.programs[parameters] = compiled
+            compiled = None
+            if device is not None and device.type == "cuda" and options.dump_directory is None:
+                compiled = self.from_disk(described, options, device.index)
+            if compiled is None:
+                program, captures = self.front_end(described, options)
+                compiled = Specialization(
+                    self, described, list(flat_parameters(described)), captures, options
+                )
+                compiled.compiled_program = program
+            self.programs[described] = compiled
         return compiled
+
+    def front_end(
+        self, described: tuple[Parameter, ...], options: CompileOptions
+    ) -> tuple[Program, Captures]:
+        """The Tile IR of the specialization ``described`` after every Tile IR pass, and what it read."""
+        captures = Captures()
+        frontend_program = compile_kernel(self.function, described, self.num_threads, captures)
+        return run_pipeline(frontend_program, options, TILE_PASSES), captures
+
+    def from_disk(
+        self, described: tuple[Parameter, ...], options: CompileOptions, device_index: int
+    ) -> Specialization | None:
+        """The specialization ``described`` as a process before stored it for this GPU, or None."""
+        from tilevm.runtime.cuda import properties, target_for
+
+        found = load_specialization(self.disk_key(described, options, device_index), self.function)
+        if found is None:
+            return None
+        compiled, cubin, captures = found
+        specialization = Specialization(self, described, list(flat_parameters(described)), captures, options)
+        target = target_for(properties(device_index).capability)
+        specialization.ptx[target] = compiled
+        specialization.device_code[(target, device_index)] = (compiled, cubin)
+        return specialization
+
+    def disk_key(self, described: tuple[Parameter, ...], options: CompileOptions, device_index: int) -> str:
+        """The disk key of the specialization ``described`` on GPU ``device_index``."""
+        from tilevm.runtime.cuda import properties, target_for
+
+        device = properties(device_index)
+        target = target_for(device.capability)
+        return specialization_key(
+            self.function,
+            self.num_threads,
+            described,
+            options,
+            target,
+            device.capability,
+            device.driver_version,
+        )
 
     def launch(self, grid: object, *args: object, **kwargs: object) -> None:
         """Launch on ``grid``: through the binder's key when it has been seen (the hot path), else slowly."""
@@ -197,9 +268,10 @@ class Kernel:
         """Bind and check the arguments, compile if needed, launch, and file the launch under the binder's
         ``key`` (when it gave one), so that the next launch with that key takes the hot path."""
         values = bind_arguments(self.signature, args, kwargs)
-        specialization = self.compiled(values)
+        device = _common_device(values)
+        specialization = self.compiled(values, device)
         grid_shape = checked_grid(grid, lambda: _named(values))
-        launch = specialization.launch_on(_common_device(values), self.names)
+        launch = specialization.launch_on(device, self.names)
         if key is not None:
             self.launches[key] = launch
         launch.run(grid_shape, values)
