@@ -8,11 +8,13 @@ Each measurement times ``LAUNCHES`` launches back to back with ``time.perf_count
 end, and is repeated ``REPEATS`` times; the table gives the median over repeats of the time per launch. The
 tensors are small (4096 float32), so that the GPU keeps up with the host and the time is the host's.
 
-On a machine without a GPU only the CPU side of tilevm's launch is measured: the binder, the lookup, the
-launch's checks and the values it would pass, with the executor replaced by nothing (the SIMT interpreter
-would dominate); torch's add then runs on the CPU, and Triton is left out.
+On a machine without a GPU, or with ``--cpu-side``, only the CPU side of tilevm's launch is measured: the
+binder, the lookup, the launch's checks and the values it would pass, on CPU tensors with the executor
+replaced by nothing (the SIMT interpreter would dominate), and no driver call; with ``--cpu-side`` Triton and
+torch still launch on the GPU beside it, which compares tilevm's Python part with Triton's whole launch on
+the same host. Without a GPU torch's add runs on the CPU and Triton is left out.
 
-    python benchmarks/launch_overhead.py
+    python benchmarks/launch_overhead.py [--cpu-side]
 """
 
 from __future__ import annotations
@@ -83,35 +85,41 @@ def triton_launch(a, b, c, out) -> Callable[[], None] | None:
 
 def main() -> None:
     gpu = torch.cuda.is_available()
+    cpu_side = "--cpu-side" in sys.argv[1:] or not gpu
     device = "cuda" if gpu else "cpu"
     generator = torch.Generator().manual_seed(0)
     a, b, c = (torch.randn(SIZE, generator=generator).to(device) for _ in range(3))
     out = torch.full((SIZE,), float("nan"), device=device)
+    ours = [tensor.cpu() for tensor in (a, b, c, out)] if cpu_side else [a, b, c, out]
     grid = (tv.cdiv(SIZE, BLOCK),)
-    if gpu:
-        synchronize = torch.cuda.synchronize
-        add3[grid](a, b, c, out, BLOCK=BLOCK)
-        torch.testing.assert_close(out, a + b + c)
-        print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}: host time per launch")
-    else:
-        synchronize = lambda: None  # noqa: E731
+    synchronize = torch.cuda.synchronize if gpu else (lambda: None)
+    if cpu_side:
         launcher.CpuLaunch.execute = lambda self, grid, values: None  # the CPU side only
-        print("# no GPU: the CPU side of a launch only (key, lookup, checks, values; no executor, no driver)")
+    else:
+        add3[grid](*ours, BLOCK=BLOCK)
+        torch.testing.assert_close(out, a + b + c)
+    host = f"{torch.cuda.get_device_name()}'s host" if gpu else "no GPU"
+    scope = "tilevm: the CPU side of a launch only (no executor, no driver call)" if cpu_side else "host time"
+    print(f"# {host}, torch {torch.__version__}; {scope}")
     rows = [
-        ("tilevm, cached launch (binder + lookup + launch)", lambda: add3[grid](a, b, c, out, BLOCK=BLOCK)),
+        (
+            "tilevm, cached launch (binder + lookup + launch)",
+            lambda: add3[grid](*ours, BLOCK=BLOCK),
+            LAUNCHES,
+        ),
         (
             "tilevm, slow path (bind, describe, look up, launch)",
-            lambda: add3.launch_slowly(grid, (a, b, c, out), {"BLOCK": BLOCK}),
+            lambda: add3.launch_slowly(grid, tuple(ours), {"BLOCK": BLOCK}),
+            LAUNCHES // 10,
         ),
-        ("torch.add(a, b, out=c)", lambda: torch.add(a, b, out=out)),
+        ("torch.add(a, b, out=c)", lambda: torch.add(a, b, out=out), LAUNCHES),
     ]
     triton = triton_launch(a, b, c, out) if gpu else None
     if triton is not None:
-        rows.insert(2, ("Triton, cached launch (same tensors + n)", triton))
+        rows.insert(2, ("Triton, cached launch (same tensors + n)", triton, LAUNCHES))
     print("| launch | µs per launch (median) |")
     print("| --- | ---: |")
-    for name, launch in rows:
-        launches = LAUNCHES if "slow" not in name else LAUNCHES // 10
+    for name, launch, launches in rows:
         print(f"| {name} | {per_launch_us(launch, synchronize, launches):.2f} |")
     sys.stdout.flush()
 
