@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -40,14 +41,7 @@ from tilevm.lang.frontend import compile_kernel
 from tilevm.lang.parameters import FlatParameter, Parameter, flat_parameters
 from tilevm.passes import TILE_PASSES, CompileOptions, lower_to_threads, run_pipeline
 from tilevm.runtime.binding import TensorArgument, bind_arguments, describe_arguments
-from tilevm.runtime.launcher import (
-    CPU_EXECUTOR_VARIABLE,
-    CPU_EXECUTORS,
-    CpuLaunch,
-    CudaLaunch,
-    checked_grid,
-    cpu_executor,
-)
+from tilevm.runtime.launcher import CpuLaunch, CudaLaunch, checked_grid
 from tilevm.runtime.launcher_binder import Layout, make_binder
 from tilevm.runtime.launcher_cache import (
     load_specialization,
@@ -56,6 +50,7 @@ from tilevm.runtime.launcher_cache import (
     store_specialization,
 )
 from tilevm.runtime.launcher_ptx import compile_ptx, kernel_for_device
+from tilevm.runtime.reference import execute as execute_reference
 
 if TYPE_CHECKING:
     from tilevm.codegen import CompiledPtx
@@ -66,6 +61,21 @@ SCALAR_ANNOTATIONS = (int, float, bool)
 WARP_SIZE = 32
 
 Launch = CpuLaunch | CudaLaunch
+
+#: which executor runs launches on CPU tensors: "simt" (lowered Thread IR) or "reference" (Tile IR)
+CPU_EXECUTOR_VARIABLE = "TILEVM_CPU_EXECUTOR"
+CPU_EXECUTORS = ("simt", "reference")
+#: the executor when the variable is unset
+DEFAULT_CPU_EXECUTOR = "simt"
+
+
+def cpu_executor(environment: dict[str, str] | None = None) -> str:
+    """The executor ``TILEVM_CPU_EXECUTOR`` names (``os.environ`` when ``environment`` is None)."""
+    environment = os.environ if environment is None else environment
+    name = environment.get(CPU_EXECUTOR_VARIABLE, "") or DEFAULT_CPU_EXECUTOR
+    if name not in CPU_EXECUTORS:
+        raise LaunchError(f"{CPU_EXECUTOR_VARIABLE}={name!r}; expected one of {', '.join(CPU_EXECUTORS)}")
+    return name
 
 
 @dataclass(eq=False)
@@ -104,6 +114,16 @@ class Specialization:
             options = dataclasses.replace(self.options, target=target or "cpu")
             self.thread_programs[target] = run_pipeline(tile_program, options, (lower_to_threads,))
         return self.thread_programs[target]
+
+    def run_on_cpu(self, values: list, grid: tuple[int, ...]) -> None:
+        """Run on CPU tensors (``values``: the IR parameters' values, tensors for pointers) with the
+        executor ``TILEVM_CPU_EXECUTOR`` names."""
+        if cpu_executor() == "reference":
+            execute_reference(self.tile_program, values, grid)
+        else:
+            from tilevm.runtime.cpu import execute as execute_threads  # numpy-heavy; loaded when first used
+
+            execute_threads(self.thread_program(), values, grid)
 
     def compiled_ptx(self, target: str) -> CompiledPtx:
         """The PTX for ``target`` (``"sm_90"``), compiled once (see ``tilevm.runtime.launcher_ptx``)."""

@@ -10,7 +10,6 @@ values from the binder (``bound``) or, on the slow path, ``run`` takes the bound
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -23,32 +22,11 @@ from tilevm.runtime.launcher_binder import Layout
 if TYPE_CHECKING:
     from tilevm.runtime.jit import Specialization
 
-__all__ = [
-    "CPU_EXECUTORS",
-    "CPU_EXECUTOR_VARIABLE",
-    "CpuLaunch",
-    "CudaLaunch",
-    "checked_grid",
-    "cpu_executor",
-]
+__all__ = ["PADDING", "CpuLaunch", "CudaLaunch", "checked_grid", "current_stream"]
 
-#: which executor runs launches on CPU tensors: "simt" (lowered Thread IR) or "reference" (Tile IR)
-CPU_EXECUTOR_VARIABLE = "TILEVM_CPU_EXECUTOR"
-CPU_EXECUTORS = ("simt", "reference")
-#: the executor when the variable is unset
-DEFAULT_CPU_EXECUTOR = "simt"
 MAX_GRID_RANK = 3
 #: what pads a grid of 1, 2 or 3 axes to the three that CUDA launches take
 PADDING = {1: (1, 1), 2: (1,), 3: ()}
-
-
-def cpu_executor(environment: dict[str, str] | None = None) -> str:
-    """The executor ``TILEVM_CPU_EXECUTOR`` names (``os.environ`` when ``environment`` is None)."""
-    environment = os.environ if environment is None else environment
-    name = environment.get(CPU_EXECUTOR_VARIABLE, "") or DEFAULT_CPU_EXECUTOR
-    if name not in CPU_EXECUTORS:
-        raise LaunchError(f"{CPU_EXECUTOR_VARIABLE}={name!r}; expected one of {', '.join(CPU_EXECUTORS)}")
-    return name
 
 
 def checked_grid(grid: object, named: Callable[[], dict[str, object]]) -> tuple[int, ...]:
@@ -78,7 +56,8 @@ def checked_grid(grid: object, named: Callable[[], dict[str, object]]) -> tuple[
 
 
 class CpuLaunch:
-    """A specialization run on CPU tensors by the executor ``TILEVM_CPU_EXECUTOR`` names."""
+    """A specialization run on CPU tensors by the executor ``TILEVM_CPU_EXECUTOR`` names
+    (``Specialization.run_on_cpu``)."""
 
     def __init__(self, specialization: Specialization, layout: Layout, names: Sequence[str]) -> None:
         self.specialization = specialization
@@ -108,15 +87,7 @@ class CpuLaunch:
     def execute(self, grid: tuple[int, ...], values: list) -> None:
         if 0 in grid:
             return  # an empty grid (an empty tensor, say) runs no block, as Triton skips such launches
-        specialization = self.specialization
-        if cpu_executor() == "reference":
-            from tilevm.runtime.reference import execute as execute_tiles
-
-            execute_tiles(specialization.tile_program, values, grid)
-        else:
-            from tilevm.runtime.cpu import execute as execute_threads  # numpy-heavy; loaded when first used
-
-            execute_threads(specialization.thread_program(), values, grid)
+        self.specialization.run_on_cpu(values, grid)
 
 
 class CudaLaunch:
