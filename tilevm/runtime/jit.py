@@ -290,7 +290,7 @@ class Kernel:
         values = bind_arguments(self.signature, args, kwargs)
         device = _common_device(values)
         specialization = self.compiled(values, device)
-        grid_shape = checked_grid(grid, lambda: _named(values))
+        grid_shape = _grid(grid, values)
         launch = specialization.launch_on(device, self.names)
         if key is not None:
             self.launches[key] = launch
@@ -325,11 +325,14 @@ def _unusual(*args: object, **kwargs: object) -> None:
     """The binder of a kernel whose signature has none (``*args``): every launch takes the slow path."""
 
 
-def _named(values: dict[str, object]) -> dict[str, object]:
-    """The bound arguments by name, tensors as the torch tensors: what a callable grid is given."""
-    return {
-        name: value.tensor if isinstance(value, TensorArgument) else value for name, value in values.items()
-    }
+def _grid(grid: object, values: dict[str, object]) -> tuple[int, ...]:
+    """``grid`` checked (``checked_grid``); a callable is given the bound arguments by name, tensors as the
+    torch tensors."""
+    return checked_grid(grid, lambda: {name: _unwrapped(value) for name, value in values.items()})
+
+
+def _unwrapped(value: object) -> object:
+    return value.tensor if isinstance(value, TensorArgument) else value
 
 
 def _common_device(values: dict[str, object]) -> torch.device:
