@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from tilevm.errors import LocatedError, SourceLocation
 
-__all__ = ["FEATURES", "TARGETS", "CodegenError", "Feature", "Target", "target"]
+__all__ = ["FEATURES", "TARGETS", "CodegenError", "Feature", "Target", "find_target"]
 
 
 class CodegenError(LocatedError):
@@ -86,8 +86,11 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def target(name: str) -> Target:
-    """The target called ``name``, or a ``CodegenError`` listing the known ones."""
+def find_target(name: str | Target) -> Target:
+    """The target called ``name`` (a ``Target`` stands for itself), or a ``CodegenError`` listing the known
+    ones."""
+    if isinstance(name, Target):
+        return name
     if name not in TARGETS:
         raise CodegenError(f"unknown target '{name}'; tilevm generates code for {', '.join(TARGETS)}")
     return TARGETS[name]
