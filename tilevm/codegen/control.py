@@ -13,9 +13,8 @@ a step that is not a constant picks the comparison at run time). ``unroll`` beco
 
 from __future__ import annotations
 
-from tilevm.codegen.llvm_types import ir
-
 from tilevm.codegen.context import FunctionContext, InstructionHandler
+from tilevm.codegen.llvm_types import ir
 from tilevm.ir.expr import Const
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
 

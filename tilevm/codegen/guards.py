@@ -51,4 +51,6 @@ def check_ptx(ptx: str, target: Target, kernel: str) -> None:
         )
     chip = _TARGET.search(ptx)
     if chip is None or chip.group(1) != target.name:
-        raise CodegenError(f"kernel '{kernel}': the PTX's .target is {chip and chip.group(1)}, not {target.name}")
+        raise CodegenError(
+            f"kernel '{kernel}': the PTX's .target is {chip and chip.group(1)}, not {target.name}"
+        )

@@ -14,10 +14,8 @@ memory, ``program.shared_bytes``, which the lowering already extends by its own 
 
 from __future__ import annotations
 
-from tilevm.codegen.llvm_types import ir
-
 from tilevm.codegen.context import ExpressionHandler, FunctionContext, InstructionHandler
-from tilevm.codegen.llvm_types import llvm_type
+from tilevm.codegen.llvm_types import ir, llvm_type
 from tilevm.codegen.targets import CodegenError, Target
 from tilevm.ir.program import Param, Program
 from tilevm.ir.types import AddressSpace, PointerType, ScalarType
@@ -47,13 +45,17 @@ def parameter_kind(param: Param) -> str:
     value_type = param.variable.type
     if isinstance(value_type, PointerType):
         if value_type.space is not AddressSpace.GLOBAL:
-            raise CodegenError(f"parameter '{param.variable.name}': a kernel's pointers point to global memory")
+            raise CodegenError(
+                f"parameter '{param.variable.name}': a kernel's pointers point to global memory"
+            )
         return "pointer"
     dtype = value_type.dtype
     if dtype.name in _FLOAT_KINDS:
         return _FLOAT_KINDS[dtype.name]
     if dtype.is_float:
-        raise CodegenError(f"parameter '{param.variable.name}': a {dtype} scalar cannot be a kernel parameter")
+        raise CodegenError(
+            f"parameter '{param.variable.name}': a {dtype} scalar cannot be a kernel parameter"
+        )
     return f"i{max(8, dtype.nbits)}"
 
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tilevm.codegen.llvm_types import ir
-
 from tilevm.codegen.context import FunctionContext, InstructionHandler
-from tilevm.codegen.llvm_types import llvm_type
+from tilevm.codegen.llvm_types import ir, llvm_type
 from tilevm.ir.expr import Const, Expr
 from tilevm.ir.thread import (
     Atomic,
@@ -45,7 +43,10 @@ def access_type(width: int) -> ir.Type:
 
 
 def _predicated(
-    context: FunctionContext, predicate: Expr | None, emit: Callable[[], ir.Value | None], zero: ir.Value | None
+    context: FunctionContext,
+    predicate: Expr | None,
+    emit: Callable[[], ir.Value | None],
+    zero: ir.Value | None,
 ) -> ir.Value | None:
     """``emit()`` where ``predicate`` holds (always when it is None); its value, or ``zero`` where it did not
     run."""

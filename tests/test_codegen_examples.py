@@ -1,0 +1,163 @@
+"""The PTX of every example kernel and of a spread of the lowering tests' kernels assembles with ptxas for
+sm_80 and sm_90 (ptxas is the reference for valid PTX), and holds the instructions that make it fast, spelled
+as the PTX ISA spells them: 16-byte global accesses, ``cp.async.cg``, ``ldmatrix``, ``mma.sync``."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import re
+from collections.abc import Callable
+
+import pytest
+import torch
+from codegen_support import assemble
+
+import tilevm as tv
+from tilevm.codegen import compile_to_ptx
+from tilevm.ir import Program
+from tilevm.passes.filecheck import filecheck
+
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+TARGETS = ("sm_80", "sm_90")
+
+
+def _example(name: str) -> object:
+    spec = importlib.util.spec_from_file_location(f"codegen_example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _matmul(size: tuple[int, int, int], block: tuple[int, int, int], stages: int) -> Program:
+    (m, n, k), (block_m, block_n, block_k) = size, block
+    a, b, c = torch.empty(m, k).half(), torch.empty(k, n).half(), torch.empty(m, n).half()
+    return _example("matmul_fp16").matmul.thread_ir(
+        a, b, c, BM=block_m, BN=block_n, BK=block_k, STAGES=stages
+    )
+
+
+def _vector_add() -> Program:
+    a = torch.empty(1000)
+    return _example("vector_add").vector_add.thread_ir(a, a, a, BLOCK=256)
+
+
+def _softmax() -> Program:
+    x = torch.empty(37, 300)
+    return _example("softmax").softmax.thread_ir(x, x, BLOCK=512)
+
+
+def _layer_norm() -> Program:
+    x, weight = torch.empty(37, 300).half(), torch.empty(300).half()
+    return _example("layer_norm").layer_norm.thread_ir(x, weight, weight, x, 300, 1e-5, BLOCK=512)
+
+
+def _w4a16(m: int, n: int, k: int, group: int, block: tuple[int, int]) -> Program:
+    example = _example("w4a16_matmul")
+    packed, scales = example.quantize(torch.ones(k, n), group)
+    x, out = torch.empty(m, k).half(), torch.empty(m, n).half()
+    return example.w4a16_matmul.thread_ir(x, packed, scales, out, BM=block[0], BN=block[1], GROUP=group)
+
+
+#: each example with its main()'s arguments, and the matmuls with the tiles a large problem would use
+EXAMPLE_KERNELS: dict[str, Callable[[], Program]] = {
+    "vector_add": _vector_add,
+    "softmax": _softmax,
+    "layer_norm": _layer_norm,
+    "matmul_fp16": lambda: _matmul((70, 96, 200), (32, 32, 32), 2),
+    "matmul_fp16_128x128x32_3_stages": lambda: _matmul((4096, 4096, 4096), (128, 128, 32), 3),
+    "w4a16_matmul": lambda: _w4a16(5, 96, 256, 64, (16, 32)),
+    "w4a16_matmul_decode": lambda: _w4a16(1, 8192, 8192, 128, (16, 64)),
+}
+
+
+def _lowering_kernels() -> dict[str, Callable[[], Program]]:
+    """Kernels of the lowering tests, with arguments from those tests."""
+    import test_lower_casts_run as casts
+    import test_lower_global_run as global_run
+    import test_lower_shared_run as shared_run
+
+    def dequantize(low: str, half: torch.dtype) -> Program:
+        nbits = tv.dtype(low).nbits
+        packed, out = torch.empty(8, 3 * nbits, dtype=torch.uint8), torch.empty(8, 24, dtype=half)
+        return casts.dequantize.thread_ir(packed, out, LOW=tv.dtype(low), BM=8, BN=3 * nbits)
+
+    def round_trip(low: str, rounding: str) -> Program:
+        x = torch.empty(16, 24)
+        return casts.round_trip.thread_ir(x, x, LOW=tv.dtype(low), ROUNDING=rounding, BM=16)
+
+    def shifted_copy(dtype: torch.dtype, block: tuple[int, int]) -> Program:
+        source, destination = torch.empty(37, 61, dtype=dtype), torch.empty(40, 66, dtype=dtype)
+        other = None if dtype == torch.bool else 1
+        arguments = (source, destination, 3, -2, 1, 5)
+        return global_run.shifted_copy.thread_ir(*arguments, BM=block[0], BN=block[1], OTHER=other)
+
+    x16 = torch.empty(16, 80).half()
+    return {
+        **{
+            f"dequantize_{low}_{half}": lambda low=low, half=half: dequantize(low, half)
+            for low, half in [
+                ("int4", torch.float16),
+                ("int3", torch.bfloat16),
+                ("float4_e2m1", torch.float16),
+                ("float8_e4m3", torch.bfloat16),
+            ]
+        },
+        **{
+            f"round_trip_{low}_{rounding}": lambda low=low, rounding=rounding: round_trip(low, rounding)
+            for low, rounding in [("float6_e3m2", "nearest"), ("e8m0", "zero"), ("float8_e5m2", "nearest")]
+        },
+        **{
+            f"shifted_copy_{dtype}": lambda dtype=dtype: shifted_copy(dtype, (8, 32))
+            for dtype in (torch.float16, torch.int8, torch.float32, torch.bool)
+        },
+        "shared_ragged": lambda: shared_run.ragged.thread_ir(torch.empty(6, 10), torch.empty(10, 6)),
+        "shared_staged": lambda: shared_run.staged.thread_ir(x16, x16, STAGES=3),
+    }
+
+
+KERNELS = {**EXAMPLE_KERNELS, **_lowering_kernels()}
+
+
+@pytest.fixture(scope="module")
+def compiled() -> dict[tuple[str, str], str]:
+    """The PTX of every kernel for every target, compiled once for the module."""
+    programs = {name: make() for name, make in KERNELS.items()}
+    return {
+        (name, target): compile_to_ptx(programs[name], target).ptx for name in KERNELS for target in TARGETS
+    }
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", KERNELS)
+def test_the_ptx_assembles(name: str, target: str, compiled: dict[tuple[str, str], str]) -> None:
+    assemble(compiled[name, target], target)
+
+
+def test_matmul_copies_asynchronously_and_multiplies_on_tensor_cores(compiled: dict) -> None:
+    for target in TARGETS:
+        filecheck(
+            compiled["matmul_fp16", target],
+            """
+            CHECK: .maxntid 128
+            CHECK: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16
+            CHECK: cp.async.commit_group
+            CHECK: cp.async.wait_group 1
+            CHECK: bar.sync 0
+            CHECK: ldmatrix.sync.aligned.m8n8.x4.shared.b16
+            CHECK: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+            CHECK: bar.sync 0
+            """,
+        )
+
+
+def test_vector_add_moves_16_bytes_an_access(compiled: dict) -> None:
+    ptx = compiled["vector_add", "sm_90"]
+    assert len(re.findall(r"ld\.global\.v4\.b32", ptx)) == 2  # a and b, four float32 a thread each
+    assert len(re.findall(r"st\.global\.v4\.b32", ptx)) == 1
+
+
+def test_the_w4a16_weights_are_read_in_16_byte_accesses(compiled: dict) -> None:
+    ptx = compiled["w4a16_matmul_decode", "sm_90"]
+    assert re.search(r"(ld\.global|cp\.async\.cg\.shared\.global)[^\n]*(v4\.b32|16;)", ptx)
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in ptx
