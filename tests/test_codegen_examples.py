@@ -4,6 +4,8 @@ as the PTX ISA spells them: 16-byte global accesses, ``cp.async.cg``, ``ldmatrix
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.util
 import pathlib
 import re
@@ -16,8 +18,12 @@ from codegen_support import assemble
 import tilevm as tv
 from tilevm.codegen import compile_to_ptx
 from tilevm.ir import Program
+from tilevm.passes import CompileOptions, lower_to_threads, run_pipeline
 from tilevm.passes.filecheck import filecheck
+from tilevm.runtime.jit import Kernel
 
+#: a kernel and the arguments of one launch of it
+Launch = tuple[Kernel, tuple, dict]
 EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
 TARGETS = ("sm_80", "sm_90")
 
@@ -60,7 +66,7 @@ def _w4a16(m: int, n: int, k: int, group: int, block: tuple[int, int]) -> Progra
 
 
 #: each example with its main()'s arguments, and the matmuls with the tiles a large problem would use
-EXAMPLE_KERNELS: dict[str, Callable[[], Program]] = {
+EXAMPLE_KERNELS: dict[str, Callable[[], Launch]] = {
     "vector_add": _vector_add,
     "softmax": _softmax,
     "layer_norm": _layer_norm,
@@ -71,26 +77,25 @@ EXAMPLE_KERNELS: dict[str, Callable[[], Program]] = {
 }
 
 
-def _lowering_kernels() -> dict[str, Callable[[], Program]]:
+def _lowering_kernels() -> dict[str, Callable[[], Launch]]:
     """Kernels of the lowering tests, with arguments from those tests."""
     import test_lower_casts_run as casts
     import test_lower_global_run as global_run
     import test_lower_shared_run as shared_run
 
-    def dequantize(low: str, half: torch.dtype) -> Program:
+    def dequantize(low: str, half: torch.dtype) -> Launch:
         nbits = tv.dtype(low).nbits
         packed, out = torch.empty(8, 3 * nbits, dtype=torch.uint8), torch.empty(8, 24, dtype=half)
-        return casts.dequantize.thread_ir(packed, out, LOW=tv.dtype(low), BM=8, BN=3 * nbits)
+        return casts.dequantize, (packed, out), {"LOW": tv.dtype(low), "BM": 8, "BN": 3 * nbits}
 
-    def round_trip(low: str, rounding: str) -> Program:
+    def round_trip(low: str, rounding: str) -> Launch:
         x = torch.empty(16, 24)
-        return casts.round_trip.thread_ir(x, x, LOW=tv.dtype(low), ROUNDING=rounding, BM=16)
+        return casts.round_trip, (x, x), {"LOW": tv.dtype(low), "ROUNDING": rounding, "BM": 16}
 
-    def shifted_copy(dtype: torch.dtype, block: tuple[int, int]) -> Program:
+    def shifted_copy(dtype: torch.dtype, block: tuple[int, int]) -> Launch:
         source, destination = torch.empty(37, 61, dtype=dtype), torch.empty(40, 66, dtype=dtype)
-        other = None if dtype == torch.bool else 1
         arguments = (source, destination, 3, -2, 1, 5)
-        return global_run.shifted_copy.thread_ir(*arguments, BM=block[0], BN=block[1], OTHER=other)
+        return global_run.shifted_copy, arguments, {"BM": block[0], "BN": block[1], "OTHER": 1}
 
     x16 = torch.empty(16, 80).half()
     return {
@@ -109,35 +114,39 @@ def _lowering_kernels() -> dict[str, Callable[[], Program]]:
         },
         **{
             f"shifted_copy_{dtype}": lambda dtype=dtype: shifted_copy(dtype, (8, 32))
-            for dtype in (torch.float16, torch.int8, torch.float32, torch.bool)
+            for dtype in (torch.float16, torch.int8, torch.float32, torch.uint8)
         },
-        "shared_ragged": lambda: shared_run.ragged.thread_ir(torch.empty(6, 10), torch.empty(10, 6)),
-        "shared_staged": lambda: shared_run.staged.thread_ir(x16, x16, STAGES=3),
+        "shared_ragged": lambda: (shared_run.ragged, (torch.empty(6, 10), torch.empty(10, 6)), {}),
+        "shared_staged": lambda: (shared_run.staged, (x16, x16), {"STAGES": 3}),
     }
 
 
 KERNELS = {**EXAMPLE_KERNELS, **_lowering_kernels()}
 
 
-@pytest.fixture(scope="module")
-def compiled() -> dict[tuple[str, str], str]:
-    """The PTX of every kernel for every target, compiled once for the module."""
-    programs = {name: make() for name, make in KERNELS.items()}
-    return {
-        (name, target): compile_to_ptx(programs[name], target).ptx for name in KERNELS for target in TARGETS
-    }
+def thread_program(launch: Launch, target: str) -> Program:
+    """The Thread IR a launch runs on ``target`` (the lowering depends on it: float8 mma, say)."""
+    kernel, args, kwargs = launch
+    tile_program = dataclasses.replace(kernel.ir(*args, **kwargs), target=target)
+    return run_pipeline(tile_program, CompileOptions(target=target), (lower_to_threads,))
+
+
+@functools.cache
+def _ptx(name: str, target: str) -> str:
+    """The PTX of a kernel, compiled once for the module."""
+    return compile_to_ptx(thread_program(KERNELS[name](), target), target).ptx
 
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("name", KERNELS)
-def test_the_ptx_assembles(name: str, target: str, compiled: dict[tuple[str, str], str]) -> None:
-    assemble(compiled[name, target], target)
+def test_the_ptx_assembles(name: str, target: str) -> None:
+    assemble(_ptx(name, target), target)
 
 
-def test_matmul_copies_asynchronously_and_multiplies_on_tensor_cores(compiled: dict) -> None:
+def test_matmul_copies_asynchronously_and_multiplies_on_tensor_cores() -> None:
     for target in TARGETS:
         filecheck(
-            compiled["matmul_fp16", target],
+            _ptx("matmul_fp16", target),
             """
             CHECK: .maxntid 128
             CHECK: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16
@@ -151,13 +160,13 @@ def test_matmul_copies_asynchronously_and_multiplies_on_tensor_cores(compiled: d
         )
 
 
-def test_vector_add_moves_16_bytes_an_access(compiled: dict) -> None:
-    ptx = compiled["vector_add", "sm_90"]
+def test_vector_add_moves_16_bytes_an_access() -> None:
+    ptx = _ptx("vector_add", "sm_90")
     assert len(re.findall(r"ld\.global\.v4\.b32", ptx)) == 2  # a and b, four float32 a thread each
     assert len(re.findall(r"st\.global\.v4\.b32", ptx)) == 1
 
 
-def test_the_w4a16_weights_are_read_in_16_byte_accesses(compiled: dict) -> None:
-    ptx = compiled["w4a16_matmul_decode", "sm_90"]
+def test_the_w4a16_weights_are_read_in_16_byte_accesses() -> None:
+    ptx = _ptx("w4a16_matmul_decode", "sm_90")
     assert re.search(r"(ld\.global|cp\.async\.cg\.shared\.global)[^\n]*(v4\.b32|16;)", ptx)
     assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in ptx
