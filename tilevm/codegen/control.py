@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from tilevm.codegen.context import FunctionContext, InstructionHandler
 from tilevm.codegen.llvm_types import ir
-from tilevm.ir.expr import Const
+from tilevm.ir.expr import Const, Expr
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
 
 __all__ = ["HANDLERS"]
@@ -60,7 +60,7 @@ def _for(context: FunctionContext, loop: For) -> None:
 
 
 def _in_range(
-    builder: ir.IRBuilder, step_expr: object, counter: ir.Value, stop: ir.Value, step: ir.Value, signed: bool
+    builder: ir.IRBuilder, step_expr: Expr, counter: ir.Value, stop: ir.Value, step: ir.Value, signed: bool
 ) -> ir.Value:
     """Whether the counter has not reached ``stop`` yet, in the direction of ``step``."""
     compare = builder.icmp_signed if signed else builder.icmp_unsigned
@@ -72,9 +72,10 @@ def _in_range(
 
 
 def _unroll_metadata(module: ir.Module, count: int) -> ir.MDValue:
-    """``!{!self, !{!"llvm.loop.unroll.count", i32 count}}``: a loop id names itself as its first operand."""
+    """A new loop id ``!{!self, !{!"llvm.loop.unroll.count", i32 count}}``: a loop id names itself as its
+    first operand, and each loop has its own (``add_metadata`` would hand two loops the same node)."""
     option = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.count"), ir.IntType(32)(count)])
-    loop_id = module.add_metadata([option, option])
+    loop_id = ir.MDValue(module, [option], name=str(len(module.metadata)))
     loop_id.operands = (loop_id, option)
     return loop_id
 
