@@ -29,6 +29,7 @@ from tilevm.ir.thread import (
     Store,
     Trap,
 )
+from tilevm.ir.thread.values import register_bits
 
 __all__ = ["HANDLERS", "access_type"]
 
@@ -86,22 +87,13 @@ def _load(context: FunctionContext, instruction: Load) -> None:
 def _store(context: FunctionContext, instruction: Store) -> None:
     pointer = context.value(instruction.pointer)
     value = context.value(instruction.value)
-    width = _bits(value.type) // 8
+    width = register_bits(instruction.value.type) // 8
 
     def emit() -> None:
         bits = context.builder.bitcast(value, access_type(width))
         context.builder.store(bits, pointer, align=width)
 
     _predicated(context, instruction.predicate, emit, None)
-
-
-def _bits(value_type: ir.Type) -> int:
-    """The bits of an LLVM scalar or vector register type."""
-    if isinstance(value_type, ir.VectorType):
-        return value_type.count * _bits(value_type.element)
-    if isinstance(value_type, ir.IntType):
-        return value_type.width
-    return {"half": 16, "bfloat": 16, "float": 32, "double": 64}[str(value_type)]
 
 
 def _copy_async(context: FunctionContext, instruction: CopyAsyncGroup) -> None:
