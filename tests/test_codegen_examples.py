@@ -35,34 +35,33 @@ def _example(name: str) -> object:
     return module
 
 
-def _matmul(size: tuple[int, int, int], block: tuple[int, int, int], stages: int) -> Program:
+def _matmul(size: tuple[int, int, int], block: tuple[int, int, int], stages: int) -> Launch:
     (m, n, k), (block_m, block_n, block_k) = size, block
     a, b, c = torch.empty(m, k).half(), torch.empty(k, n).half(), torch.empty(m, n).half()
-    return _example("matmul_fp16").matmul.thread_ir(
-        a, b, c, BM=block_m, BN=block_n, BK=block_k, STAGES=stages
-    )
+    kernel = _example("matmul_fp16").matmul
+    return kernel, (a, b, c), {"BM": block_m, "BN": block_n, "BK": block_k, "STAGES": stages}
 
 
-def _vector_add() -> Program:
+def _vector_add() -> Launch:
     a = torch.empty(1000)
-    return _example("vector_add").vector_add.thread_ir(a, a, a, BLOCK=256)
+    return _example("vector_add").vector_add, (a, a, a), {"BLOCK": 256}
 
 
-def _softmax() -> Program:
+def _softmax() -> Launch:
     x = torch.empty(37, 300)
-    return _example("softmax").softmax.thread_ir(x, x, BLOCK=512)
+    return _example("softmax").softmax, (x, x), {"BLOCK": 512}
 
 
-def _layer_norm() -> Program:
+def _layer_norm() -> Launch:
     x, weight = torch.empty(37, 300).half(), torch.empty(300).half()
-    return _example("layer_norm").layer_norm.thread_ir(x, weight, weight, x, 300, 1e-5, BLOCK=512)
+    return _example("layer_norm").layer_norm, (x, weight, weight, x, 300, 1e-5), {"BLOCK": 512}
 
 
-def _w4a16(m: int, n: int, k: int, group: int, block: tuple[int, int]) -> Program:
+def _w4a16(m: int, n: int, k: int, group: int, block: tuple[int, int]) -> Launch:
     example = _example("w4a16_matmul")
     packed, scales = example.quantize(torch.ones(k, n), group)
     x, out = torch.empty(m, k).half(), torch.empty(m, n).half()
-    return example.w4a16_matmul.thread_ir(x, packed, scales, out, BM=block[0], BN=block[1], GROUP=group)
+    return example.w4a16_matmul, (x, packed, scales, out), {"BM": block[0], "BN": block[1], "GROUP": group}
 
 
 #: each example with its main()'s arguments, and the matmuls with the tiles a large problem would use

@@ -193,7 +193,7 @@ def test_the_kernel_signature_and_what_the_launch_needs() -> None:
     text = """kernel signature(%x: ptr<float16> divisibility=8, %y: ptr<uint8>, %flag: bool, \
     %nibble: int4, %h: float16, %b: bfloat16, %f: float32, %n: int64, \
     %k: uint16) num_threads=96 shared_bytes=1536 {
-  store(pointer=%y, value=bitcast<uint8, 1>(select(%flag, cast<int8>(%nibble), 1:int8)))
+  store(pointer=%y, value=select(%flag, cast<uint8>(%k), 1:uint8))
 }"""
     compiled = compile_to_ptx(parse(text, THREAD_IR), "sm_80")
     assemble(compiled.ptx, "sm_80")
@@ -211,7 +211,13 @@ def test_the_kernel_signature_and_what_the_launch_needs() -> None:
         CHECK-NEXT: .param .u64 .ptr .global .align 1 signature_param_1,
         CHECK-NEXT: .param .u8 signature_param_2,
         CHECK-NEXT: .param .u8 signature_param_3,
-        CHECK: .maxntid 96
+        CHECK-NEXT: .param .align 2 .b8 signature_param_4[2],
+        CHECK-NEXT: .param .align 2 .b8 signature_param_5[2],
+        CHECK-NEXT: .param .f32 signature_param_6,
+        CHECK-NEXT: .param .u64 signature_param_7,
+        CHECK-NEXT: .param .u16 signature_param_8
+        CHECK-NEXT: )
+        CHECK-NEXT: .maxntid 96
         """,
     )
     assert "noalias" not in compiled.llvm_ir  # the tensors of a launch may overlap

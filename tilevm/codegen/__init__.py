@@ -5,10 +5,11 @@ end. No nvcc and no CUDA C; instructions LLVM has no intrinsic for are inline PT
 ``import tilevm.codegen`` stays light; ``CodegenError`` and the targets import without it.
 
 The stages: ``kernel.build_module`` walks the program with the handlers of ``handlers`` (one module per
-family: ``control``, ``memory``, ``expressions``, ``compute``) into an LLVM module; ``emit.emit_ptx`` parses,
-verifies, optimises (O3) and emits it, with the checks of ``guards``. ``targets.FEATURES`` is what each GPU
-can do: handlers call ``FunctionContext.require`` before emitting what a target may lack, since LLVM would
-abort the process on it.
+family: ``control``, ``memory``, ``expressions``, ``compute``) into an LLVM module; ``emit.emit_ptx`` has
+LLVM parse, verify, optimise (O3) and emit it in a worker process (``emit_worker``: LLVM aborts the process
+it runs in on what it cannot handle), with the checks of ``guards``. ``targets.FEATURES`` is what each GPU
+can do: handlers call ``FunctionContext.require`` before emitting what a target may lack, so that the user
+gets an error at their line rather than LLVM's last words.
 """
 
 from __future__ import annotations
@@ -46,13 +47,10 @@ class CompiledPtx:
 
 def generate_llvm_ir(program: Program, target: str | Target = "sm_90") -> str:
     """The unoptimised LLVM IR of a Thread IR program, as text (what ``TILEVM_DUMP_IR`` writes)."""
-    from tilevm.codegen.emit import data_layout
     from tilevm.codegen.handlers import EXPRESSIONS, INSTRUCTIONS
     from tilevm.codegen.kernel import build_module
 
-    chosen = find_target(target)
-    module = build_module(program, chosen, data_layout(chosen), INSTRUCTIONS, EXPRESSIONS)
-    return str(module)
+    return str(build_module(program, find_target(target), INSTRUCTIONS, EXPRESSIONS))
 
 
 def compile_to_ptx(program: Program, target: str | Target = "sm_90") -> CompiledPtx:
@@ -62,10 +60,11 @@ def compile_to_ptx(program: Program, target: str | Target = "sm_90") -> Compiled
     Raises ``CodegenError`` for anything the target cannot do, at the user's line where known, before LLVM
     sees it.
     """
-    from tilevm.codegen.emit import emit_ptx
+    from tilevm.codegen.emit import emit_ptx, start_worker
     from tilevm.codegen.kernel import parameter_kind
 
     chosen = find_target(target)
+    start_worker()  # LLVM's process starts while the module is built
     llvm_ir = generate_llvm_ir(program, chosen)
     return CompiledPtx(
         name=program.name,

@@ -1,62 +1,101 @@
-"""LLVM IR text to PTX: parse and verify, optimise at O3 (the new pass manager), emit for NVPTX.
+"""LLVM IR text to PTX, in a worker process: a crash of LLVM is a ``CodegenError``, never the user's process
+dying.
 
-LLVM is initialised once per process, on the first kernel: every target llvmlite has (its binding offers no
-NVPTX-only initialisation; it costs tens of milliseconds once) and ``--nvptx-short-ptr``, so that
-shared-memory addresses are 32 bits as ``ldmatrix`` and ``cp.async`` want them. A target machine is made
-once per target and reused.
+LLVM aborts the process it runs in on an instruction the target cannot select (``targets.FEATURES`` and
+``FunctionContext.require`` keep code generation from asking for one) and on any failed internal assertion
+(llvmlite's LLVM is built with them), which no table can foresee. So ``tilevm.codegen.emit_worker`` runs
+LLVM in a process of its own, started on the first kernel (``start_worker``, which ``compile_to_ptx`` calls
+before building the module, so that the start overlaps that work) and kept for the next ones; when it dies,
+the kernel it was compiling fails with LLVM's last message and the next kernel starts a new one.
 
-The guards of ``tilevm.codegen.guards`` run on the parsed module (every ``llvm.*`` declaration is a real
-intrinsic) and on the PTX (no external function, the requested ``.version`` and ``.target``).
+The guards of ``tilevm.codegen.guards`` then check the module's declarations (every ``llvm.*`` function is a
+real intrinsic) and the PTX (no external function, the requested ``.version`` and ``.target``).
 """
 
 from __future__ import annotations
 
-import functools
-
-from llvmlite import binding as llvm
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
 
 from tilevm.codegen.guards import check_declarations, check_ptx
-from tilevm.codegen.kernel import TRIPLE
 from tilevm.codegen.targets import CodegenError, Target
 
-__all__ = ["data_layout", "emit_ptx", "target_machine"]
+__all__ = ["emit_ptx", "start_worker"]
 
-_OPTIMIZATION_LEVEL = 3
-
-
-@functools.cache
-def _initialise() -> None:
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-    llvm.set_option("tilevm", "--nvptx-short-ptr")
+#: run as a script, by path: importing it as part of tilevm would import tilevm
+_WORKER_SCRIPT = pathlib.Path(__file__).with_name("emit_worker.py")
 
 
-@functools.cache
-def target_machine(target: Target) -> llvm.TargetMachine:
-    """The NVPTX target machine of ``target`` (its chip and PTX version), made once."""
-    _initialise()
-    return llvm.Target.from_triple(TRIPLE).create_target_machine(
-        cpu=target.name, features=target.llvm_features, opt=_OPTIMIZATION_LEVEL
-    )
+class _Worker:
+    """The LLVM process; one request at a time (a lock serialises threads)."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._errors = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            return
+        # LLVM's messages (its last words when it aborts) go to a file: a pipe that nobody reads could fill
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115  (the worker writes it as long as it lives)
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", str(_WORKER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
+        )
+
+    def compile(self, llvm_ir: str, target: Target, kernel: str) -> tuple[str, list[tuple[str, bool]]]:
+        with self._lock:
+            self._start()
+            process = self._process
+            body = llvm_ir.encode()
+            request = {"cpu": target.name, "features": target.llvm_features, "size": len(body)}
+            try:
+                process.stdin.write(json.dumps(request).encode() + b"\n" + body)
+                process.stdin.flush()
+                header = process.stdout.readline()
+            except BrokenPipeError:
+                header = b""
+            if not header:
+                raise CodegenError(f"kernel '{kernel}': LLVM crashed compiling it: {self._last_words()}")
+            answer = json.loads(header)
+            if "error" in answer:
+                raise CodegenError(f"kernel '{kernel}': LLVM refused the generated IR: {answer['error']}")
+            return process.stdout.read(answer["size"]).decode(), [
+                tuple(item) for item in answer["declarations"]
+            ]
+
+    def _last_words(self) -> str:
+        """What the dead worker wrote last (LLVM's error or assertion), and its exit status."""
+        status = self._process.wait()
+        self._process = None
+        self._errors.seek(0)
+        lines = [line for line in self._errors.read().decode(errors="replace").splitlines() if line.strip()]
+        messages = [line for line in lines if "LLVM ERROR" in line or "Assertion" in line] or lines[-1:]
+        return f"{' '.join(messages) or 'no message'} (exit status {status})"
 
 
-def data_layout(target: Target) -> str:
-    """The data layout of NVPTX code, as the target machine defines it."""
-    return str(target_machine(target).target_data)
+_WORKER = _Worker()
+
+
+def start_worker() -> None:
+    """Start the LLVM process now if it is not running (it takes tens of milliseconds to start)."""
+    _WORKER.start()
 
 
 def emit_ptx(llvm_ir: str, target: Target, kernel: str) -> str:
     """The PTX of the module ``llvm_ir`` (one kernel, named ``kernel`` in errors), optimised at O3."""
-    machine = target_machine(target)
-    try:
-        module = llvm.parse_assembly(llvm_ir)
-        module.verify()
-    except RuntimeError as error:
-        raise CodegenError(f"kernel '{kernel}': LLVM refused the generated IR: {error}") from error
-    check_declarations(module, kernel)
-    tuning = llvm.create_pipeline_tuning_options(_OPTIMIZATION_LEVEL)
-    passes = llvm.create_pass_builder(machine, tuning)
-    passes.getModulePassManager().run(module, passes)
-    ptx = machine.emit_assembly(module)
+    ptx, declarations = _WORKER.compile(llvm_ir, target, kernel)
+    check_declarations(declarations, kernel)
     check_ptx(ptx, target, kernel)
     return ptx

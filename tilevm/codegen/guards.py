@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import re
 
-from llvmlite import binding as llvm
-
 from tilevm.codegen.targets import CodegenError, Target
 
 __all__ = ["check_declarations", "check_ptx"]
@@ -23,16 +21,15 @@ _VERSION = re.compile(r"^\.version\s+(\d+)\.(\d+)\s*$", re.MULTILINE)
 _TARGET = re.compile(r"^\.target\s+(\w+)", re.MULTILINE)
 
 
-def check_declarations(module: llvm.ModuleRef, kernel: str) -> None:
-    """Every function the module declares is a real LLVM intrinsic."""
-    for function in module.functions:
-        if not function.is_declaration:
-            continue
-        if not function.name.startswith("llvm."):
-            raise CodegenError(f"kernel '{kernel}' calls '{function.name}', which is not an LLVM intrinsic")
-        if not any(attribute for attribute in function.attributes):
+def check_declarations(declarations: list[tuple[str, bool]], kernel: str) -> None:
+    """Every function the module declares (each name with whether LLVM gave it attributes once parsed) is a
+    real LLVM intrinsic."""
+    for name, has_attributes in declarations:
+        if not name.startswith("llvm."):
+            raise CodegenError(f"kernel '{kernel}' calls '{name}', which is not an LLVM intrinsic")
+        if not has_attributes:
             raise CodegenError(
-                f"kernel '{kernel}' calls '{function.name}', which LLVM does not know as an intrinsic "
+                f"kernel '{kernel}' calls '{name}', which LLVM does not know as an intrinsic "
                 "(a misspelled name would become a call of an external function)"
             )
 

@@ -75,14 +75,13 @@ def _pointer_alignment(param: Param) -> int:
 def build_module(
     program: Program,
     target: Target,
-    data_layout: str,
     instructions: dict[type, InstructionHandler],
     expressions: dict[type, ExpressionHandler],
 ) -> ir.Module:
-    """The LLVM module of ``program`` for ``target`` (unoptimised)."""
+    """The LLVM module of ``program`` for ``target`` (unoptimised; LLVM's worker gives it the target's data
+    layout)."""
     module = ir.Module(name=program.name)
     module.triple = TRIPLE
-    module.data_layout = data_layout
     signature = ir.FunctionType(ir.VoidType(), [_parameter_type(param) for param in program.params])
     function = ir.Function(module, signature, name=program.name)
     function.calling_convention = "ptx_kernel"
