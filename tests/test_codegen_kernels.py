@@ -15,10 +15,11 @@ from tilevm.codegen import handlers as codegen_handlers
 from tilevm.codegen.guards import check_ptx
 from tilevm.codegen.llvm_types import ir
 from tilevm.codegen.targets import TARGETS, Target
+from tilevm.dtypes import uint16
 from tilevm.errors import SourceLocation
 from tilevm.ir import parse
 from tilevm.ir.expr import Var
-from tilevm.ir.thread import THREAD_IR, Barrier
+from tilevm.ir.thread import THREAD_IR, Barrier, SharedPointer, ThreadIndex
 from tilevm.passes.filecheck import filecheck
 
 
@@ -247,6 +248,26 @@ def test_a_call_of_a_function_that_is_no_intrinsic_is_an_error(monkeypatch: pyte
     program = parse("kernel sync() num_threads=32 {\n  barrier()\n}", THREAD_IR)
     with pytest.raises(CodegenError, match=r"calls 'vprintf', which is not an LLVM intrinsic"):
         compile_to_ptx(program)
+
+
+def test_an_llvm_abort_is_an_error_and_the_next_kernel_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stmatrix does not exist on sm_80: LLVM aborts its process (here the worker's) in instruction
+    selection."""
+
+    def unselectable(context, instruction) -> None:
+        address = context.value(SharedPointer(uint16, ThreadIndex()))
+        context.call(
+            "llvm.nvvm.stmatrix.sync.aligned.m8n8.x1.b16", ir.VoidType(), [address, ir.IntType(32)(7)]
+        )
+
+    program = parse("kernel sync() num_threads=32 {\n  barrier()\n}", THREAD_IR)
+    with monkeypatch.context() as patch:
+        patch.setitem(codegen_handlers.INSTRUCTIONS, Barrier, unselectable)
+        with pytest.raises(
+            CodegenError, match=r"kernel 'sync': LLVM crashed compiling it: LLVM ERROR: Cannot select"
+        ):
+            compile_to_ptx(program, "sm_80")
+    assert re.search(r"bar\.sync\s+0;", compile_to_ptx(program, "sm_80").ptx)
 
 
 def test_ptx_with_an_external_function_or_another_version_is_refused() -> None:
