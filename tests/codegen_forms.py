@@ -12,11 +12,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from tilevm.dtypes import DType, boolean, dtype, float32, int32, uint8, uint32
 from tilevm.ir import Param, Program
 from tilevm.ir.expr import (
-    ARITHMETIC_OPS,
     BINARY_OPS,
     ROUNDING_MODES,
     UNARY_OPS,
@@ -364,8 +364,6 @@ def _control_forms() -> Iterator[Form]:
 
 # -- expressions ---------------------------------------------------------------------------------------------
 
-_CAST_DTYPES = (*MACHINE_DTYPES, *FLOAT8)
-
 
 def _expression_forms() -> Iterator[Form]:
     for register in (*(ScalarType(element) for element in MACHINE_DTYPES), *PACKED):
@@ -376,18 +374,13 @@ def _expression_forms() -> Iterator[Form]:
                 )
         for op in BINARY_OPS:
             if not scalar_operator_error(op, register.dtype):
-                bfloat16_arithmetic = register.dtype.name == "bfloat16" and op in ARITHMETIC_OPS
-                yield _computed(
-                    _name("binary", op, register), [register, register],
-                    lambda x, op=op: BinaryExpr(op, x[0], x[1]),
-                    "bfloat16_arithmetic" if bfloat16_arithmetic else None,
-                )  # fmt: skip
-    for source, target in itertools.product(_CAST_DTYPES, repeat=2):
+                yield _computed(_name("binary", op, register), [register, register], partial(_binary, op))
+    # casts between machine dtypes (lowering turns every other cast into bit operations and these)
+    for source, target in itertools.product(MACHINE_DTYPES, repeat=2):
         for rounding in ROUNDING_MODES:
-            feature = "float8_convert" if target in FLOAT8 and source != target else None
             yield _computed(
                 _name("cast", source, target, rounding), [ScalarType(source)],
-                lambda x, target=target, rounding=rounding: CastExpr(x[0], target, rounding), feature,
+                lambda x, target=target, rounding=rounding: CastExpr(x[0], target, rounding),
             )  # fmt: skip
     yield _computed("select", [ScalarType(boolean), *PACKED[:1] * 2], lambda x: Select(x[0], x[1], x[2]))
     yield _computed(
@@ -405,6 +398,10 @@ def _expression_forms() -> Iterator[Form]:
     kernel.body.append(Load(output=loaded, pointer=words, width=4))
     kernel.store(loaded)
     yield kernel.program()
+
+
+def _binary(op: str, operands: list[Var]) -> Expr:
+    return BinaryExpr(op, operands[0], operands[1])
 
 
 def _computed(

@@ -41,7 +41,6 @@ class Feature:
 FEATURES: dict[str, Feature] = {
     "float8_mma": Feature(89, 84, "mma.sync on float8_e4m3 / float8_e5m2 operands"),
     "float8_convert": Feature(89, 81, "cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32"),
-    "bfloat16_arithmetic": Feature(90, 78, "add/sub/mul.bf16x2 (sm_80 has only fma.bf16x2)"),
 }
 
 
