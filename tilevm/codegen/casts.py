@@ -56,6 +56,10 @@ def convert(
     if source.kind == "bool":
         return builder.uitofp(value, result_type) if target.is_float else builder.zext(value, result_type)
     if source.is_float and target.is_integer:
+        if source.nbits == 16:
+            # exact, and the conversions below are then float32's (x86's legalization of a saturating
+            # conversion from bfloat gives 0 for values beyond the range)
+            value = builder.fpext(value, _like(value, _F32))
         if rounding == "nearest":
             value = overloaded(context, "roundeven", value)
         saturating = "fptosi.sat" if target.is_signed else "fptoui.sat"
