@@ -135,6 +135,14 @@ def _to_memory(builder: ir.IRBuilder, value: ir.Value, value_type: ScalarType | 
     return builder.zext(value, memory) if isinstance(element, ir.IntType) else builder.bitcast(value, memory)
 
 
+def _address(builder: ir.IRBuilder, base: ir.Value, index: ir.Value, memory: ir.Type) -> ir.Value:
+    """Element ``index`` of an array of ``memory`` values, packed as numpy packs them (LLVM pads a vector
+    of 14 bytes to 16 in an array of vectors, not in an array of arrays)."""
+    if isinstance(memory, ir.VectorType):
+        memory = ir.ArrayType(memory.element, memory.count)
+    return builder.gep(base, [index], source_etype=memory)
+
+
 class _HostContext(FunctionContext):
     """A function context that shares its intrinsic declarations with the other functions of its module
     (code generation makes one kernel a module; the host module holds many functions)."""
@@ -158,12 +166,12 @@ def _define(module: ir.Module, name: str, expr: Expr, inputs: tuple[Var, ...]) -
     index.add_incoming(ir.Constant(ir.IntType(64), 0), start)
     for variable, argument in zip(inputs, function.args):
         memory = _memory_type(variable.type)
-        address = builder.gep(argument, [index], source_etype=memory)
-        context.bind(variable, _from_memory(builder, builder.load(address, typ=memory), variable.type))
+        loaded = builder.load(_address(builder, argument, index, memory), typ=memory, align=1)
+        context.bind(variable, _from_memory(builder, loaded, variable.type))
     result = context.value(expr)
     memory = _memory_type(expr.type)
-    address = builder.gep(function.args[len(inputs)], [index], source_etype=memory)
-    builder.store(_to_memory(builder, result, expr.type), address)
+    address = _address(builder, function.args[len(inputs)], index, memory)
+    builder.store(_to_memory(builder, result, expr.type), address, align=1)
     following = builder.add(index, ir.Constant(ir.IntType(64), 1))
     index.add_incoming(following, builder.block)
     builder.cbranch(builder.icmp_unsigned("<", following, function.args[-1]), loop, done)
@@ -180,8 +188,9 @@ class HostFunction:
         self._function = ctypes.CFUNCTYPE(None, *arguments)(address)
         self._inputs, self._result, self._keep = inputs, result, keep
 
-    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        count = len(arrays[0])
+    def __call__(self, *arrays: np.ndarray, count: int | None = None) -> np.ndarray:
+        """The results for ``arrays``, or ``count`` results of an expression without inputs."""
+        count = len(arrays[0]) if arrays else count
         converted = []
         for array, variable in zip(arrays, self._inputs, strict=True):
             array = np.ascontiguousarray(array, dtype=code_storage_dtype(variable.type.dtype))

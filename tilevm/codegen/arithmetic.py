@@ -34,6 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tilevm.codegen.context import FunctionContext
+from tilevm.codegen.expressions import poison
 from tilevm.codegen.llvm_types import BFloatType, ir
 from tilevm.dtypes import DType
 from tilevm.ir.expr import COMPARISON_OPS, BinaryExpr, UnaryExpr
@@ -79,7 +80,7 @@ def each_element(
     if not isinstance(value.type, ir.VectorType):
         return function(value)
     builder = context.builder
-    result = ir.FormattedConstant(ir.VectorType(result_element, value.type.count), "poison")
+    result = poison(ir.VectorType(result_element, value.type.count))
     for index in range(value.type.count):
         position = ir.Constant(_I32, index)
         result = builder.insert_element(result, function(builder.extract_element(value, position)), position)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from tilevm.codegen.arithmetic import each_element, intrinsic_suffix, overloaded, splat
 from tilevm.codegen.context import FunctionContext
+from tilevm.codegen.expressions import poison
 from tilevm.codegen.llvm_types import BFloatType, ir, llvm_dtype
 from tilevm.dtypes import DType, bfloat16, float16, float32
 from tilevm.ir.expr import CastExpr
@@ -164,7 +165,7 @@ def _narrow_toward_zero(context: FunctionContext, value: ir.Value, target: DType
     if not isinstance(value.type, ir.VectorType):
         return _narrow_one_toward_zero(context, value, target)
     count = value.type.count
-    result = ir.FormattedConstant(ir.VectorType(element, count), "poison")
+    result = poison(ir.VectorType(element, count))
     pair_type = ir.VectorType(element, 2)
     pair_name = "llvm.nvvm.ff2f16x2.rz" if target == float16 else "llvm.nvvm.ff2bf16x2.rz"
     for start in range(0, count, 2):

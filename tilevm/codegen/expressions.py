@@ -32,7 +32,7 @@ from tilevm.ir.thread import (
     ThreadIndex,
     WarpIndex,
 )
-from tilevm.ir.types import ScalarType, VectorType
+from tilevm.ir.types import ScalarType
 
 __all__ = ["EXPRESSIONS", "constant", "poison"]
 
@@ -40,10 +40,19 @@ _I32 = ir.IntType(32)
 _AXES = "xyz"
 
 
+class _Poison(ir.FormattedConstant):
+    """``poison``, which llvmlite cannot spell: its constants of a vector type repeat their value per
+    element, and a formatted one then prints as a tuple."""
+
+    def __init__(self, value_type: ir.Type) -> None:
+        self.type = value_type
+        self.constant = "poison"
+
+
 def poison(value_type: ir.Type) -> ir.Value:
     """LLVM's ``poison`` of ``value_type``: the start of an ``insertelement`` chain, the unused operand of a
     ``shufflevector`` (unlike ``undef``, it lets LLVM drop the lanes nobody reads)."""
-    return ir.FormattedConstant(value_type, "poison")
+    return _Poison(value_type)
 
 
 def constant(dtype: DType, value: int | float | bool) -> ir.Constant:
@@ -150,54 +159,54 @@ def _select(context: FunctionContext, expr: Select) -> ir.Value:
 
 
 def _gather(context: FunctionContext, expr: Gather) -> ir.Value:
-    """One ``shufflevector`` per vector source that the result reads (merged into the result so far) and one
-    ``insertelement`` per scalar: for the common cases (a slice, a reorder, two vectors concatenated) that is
-    a single instruction, and LLVM folds the rest."""
-    builder = context.builder
-    # (source value, its position in the row of all sources' elements, whether it is a vector)
-    sources, start = [], 0
-    for source in expr.sources:
-        size = source.type.length if isinstance(source.type, VectorType) else 1
-        sources.append((context.value(source), start, size, isinstance(source.type, VectorType)))
-        start += size
-
-    def locate(index: int) -> tuple[int, int]:
-        for number, (_, first, size, _) in enumerate(sources):
-            if first <= index < first + size:
-                return number, index - first
-        raise AssertionError(index)  # the type rule keeps indices inside the sources
-
-    picks = [locate(index) for index in expr.indices]
+    """One ``shufflevector`` per pair of vector sources of one type that the result reads (merged into the
+    result so far) and one ``insertelement`` per scalar lane: a slice, a reorder, an interleave or a
+    concatenation of two vectors is a single instruction, and LLVM folds the rest."""
+    values = [context.value(source) for source in expr.sources]
+    # (source number, element of that source) of each element of the row of all sources
+    row = [(number, element) for number, value in enumerate(values) for element in range(_length(value))]
+    picks = [row[index] for index in expr.indices]
     if isinstance(expr.type, ScalarType):
-        ((number, position),) = picks
-        value, _, _, vector = sources[number]
-        return builder.extract_element(value, ir.Constant(_I32, position)) if vector else value
-    return _assemble(context, llvm_type(expr.type), sources, picks)
+        ((number, element),) = picks
+        value = values[number]
+        if isinstance(value.type, ir.VectorType):
+            return context.builder.extract_element(value, ir.Constant(_I32, element))
+        return value
+    return _assemble(context, llvm_type(expr.type), values, picks)
+
+
+def _length(value: ir.Value) -> int:
+    return value.type.count if isinstance(value.type, ir.VectorType) else 1
 
 
 def _assemble(
-    context: FunctionContext, result_type: ir.VectorType, sources: list, picks: list[tuple[int, int]]
+    context: FunctionContext, result_type: ir.VectorType, values: list[ir.Value], picks: list[tuple[int, int]]
 ) -> ir.Value:
     builder, length = context.builder, len(picks)
+    used = sorted({number for number, _ in picks})
+    vectors = [number for number in used if isinstance(values[number].type, ir.VectorType)]
     result = None
-    for number, (value, _, _, vector) in enumerate(sources):
-        lanes = [lane for lane, (source, _) in enumerate(picks) if source == number]
-        if not lanes:
-            continue
-        if not vector:
-            result = poison(result_type) if result is None else result
-            for lane in lanes:
-                result = builder.insert_element(result, value, ir.Constant(_I32, lane))
-            continue
-        # this source's elements at their lanes of the result; the other lanes, which the merge below
-        # overwrites, read element 0 (llvmlite takes no poison lane in a mask; LLVM's O3 folds them away)
-        mask = [picks[lane][1] if picks[lane][0] == number else 0 for lane in range(length)]
-        part = builder.shuffle_vector(value, poison(value.type), _mask(mask))
+    while vectors:
+        first = vectors.pop(0)
+        partner = next((number for number in vectors if values[number].type == values[first].type), None)
+        group = {first: 0}
+        if partner is not None:
+            vectors.remove(partner)
+            group[partner] = values[first].type.count  # a shuffle's second vector follows its first
+        # the group's elements at their lanes of the result; the other lanes, which the merge below
+        # overwrites, read element 0 (llvmlite takes no poison lane in a mask; LLVM's O3 drops them)
+        mask = [group[number] + element if number in group else 0 for number, element in picks]
+        second = values[partner] if partner is not None else poison(values[first].type)
+        part = builder.shuffle_vector(values[first], second, _mask(mask))
         if result is None:
             result = part
         else:
-            merge = [length + lane if lane in lanes else lane for lane in range(length)]
+            merge = [length + lane if picks[lane][0] in group else lane for lane in range(length)]
             result = builder.shuffle_vector(result, part, _mask(merge))
+    for lane, (number, _) in enumerate(picks):
+        if not isinstance(values[number].type, ir.VectorType):
+            result = poison(result_type) if result is None else result
+            result = builder.insert_element(result, values[number], ir.Constant(_I32, lane))
     return result
 
 
