@@ -33,6 +33,10 @@ from tilevm.ir.types import ScalarType, VectorType
 from tilevm.runtime.cpu.registers import from_carrier, holder, to_carrier
 
 __all__ = [
+    "element_address",
+    "from_memory",
+    "memory_type",
+    "to_memory",
     "HostFunction",
     "codes_of",
     "compile_host",
@@ -114,12 +118,12 @@ def same_codes(
     return ~equal
 
 
-def _memory_type(value_type: ScalarType | VectorType) -> ir.Type:
+def memory_type(value_type: ScalarType | VectorType) -> ir.Type:
     element = ir.IntType(8 * np.dtype(code_storage_dtype(value_type.dtype)).itemsize)
     return ir.VectorType(element, value_type.length) if isinstance(value_type, VectorType) else element
 
 
-def _from_memory(builder: ir.IRBuilder, value: ir.Value, value_type: ScalarType | VectorType) -> ir.Value:
+def from_memory(builder: ir.IRBuilder, value: ir.Value, value_type: ScalarType | VectorType) -> ir.Value:
     register = llvm_type(value_type)
     element = register.element if isinstance(register, ir.VectorType) else register
     if not isinstance(element, ir.IntType):
@@ -127,15 +131,15 @@ def _from_memory(builder: ir.IRBuilder, value: ir.Value, value_type: ScalarType 
     return value if value.type == register else builder.trunc(value, register)
 
 
-def _to_memory(builder: ir.IRBuilder, value: ir.Value, value_type: ScalarType | VectorType) -> ir.Value:
-    memory = _memory_type(value_type)
+def to_memory(builder: ir.IRBuilder, value: ir.Value, value_type: ScalarType | VectorType) -> ir.Value:
+    memory = memory_type(value_type)
     if value.type == memory:
         return value
     element = value.type.element if isinstance(value.type, ir.VectorType) else value.type
     return builder.zext(value, memory) if isinstance(element, ir.IntType) else builder.bitcast(value, memory)
 
 
-def _address(builder: ir.IRBuilder, base: ir.Value, index: ir.Value, memory: ir.Type) -> ir.Value:
+def element_address(builder: ir.IRBuilder, base: ir.Value, index: ir.Value, memory: ir.Type) -> ir.Value:
     """Element ``index`` of an array of ``memory`` values, packed as numpy packs them (LLVM pads a vector
     of 14 bytes to 16 in an array of vectors, not in an array of arrays)."""
     if isinstance(memory, ir.VectorType):
@@ -165,13 +169,13 @@ def _define(module: ir.Module, name: str, expr: Expr, inputs: tuple[Var, ...]) -
     index = builder.phi(ir.IntType(64))
     index.add_incoming(ir.Constant(ir.IntType(64), 0), start)
     for variable, argument in zip(inputs, function.args):
-        memory = _memory_type(variable.type)
-        loaded = builder.load(_address(builder, argument, index, memory), typ=memory, align=1)
-        context.bind(variable, _from_memory(builder, loaded, variable.type))
+        memory = memory_type(variable.type)
+        loaded = builder.load(element_address(builder, argument, index, memory), typ=memory, align=1)
+        context.bind(variable, from_memory(builder, loaded, variable.type))
     result = context.value(expr)
-    memory = _memory_type(expr.type)
-    address = _address(builder, function.args[len(inputs)], index, memory)
-    builder.store(_to_memory(builder, result, expr.type), address, align=1)
+    memory = memory_type(expr.type)
+    address = element_address(builder, function.args[len(inputs)], index, memory)
+    builder.store(to_memory(builder, result, expr.type), address, align=1)
     following = builder.add(index, ir.Constant(ir.IntType(64), 1))
     index.add_incoming(following, builder.block)
     builder.cbranch(builder.icmp_unsigned("<", following, function.args[-1]), loop, done)

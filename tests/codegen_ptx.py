@@ -24,7 +24,7 @@ from tilevm.codegen.targets import TARGETS
 from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction
 
-__all__ = ["PTXAS", "assemble", "kernel_ptx"]
+__all__ = ["PTXAS", "assemble", "emit_ptx", "kernel_ptx"]
 
 PTXAS = shutil.which("ptxas")
 _initialized: list[bool] = []
@@ -65,18 +65,24 @@ def kernel_ptx(
     results: Sequence[Expr] = (),
     target: str = "sm_90",
 ) -> str:
-    """The PTX of a kernel with parameters ``inputs`` that runs ``instructions`` and stores ``results``.
-    Fails if the module declares a function that is not an LLVM intrinsic (``.extern .func``)."""
+    """The PTX of a kernel with parameters ``inputs`` that runs ``instructions`` and stores ``results``."""
+    return emit_ptx(_kernel_module(inputs, instructions, results, target), target)
+
+
+def emit_ptx(module: str, target: str) -> str:
+    """The PTX of the LLVM IR ``module`` for ``target``, through LLVM's O3 as the kernel driver does. Fails
+    if the module declares a function that is not an LLVM intrinsic (``.extern .func``)."""
     if not _initialized:
         llvm.initialize_all_targets()
         llvm.initialize_all_asmprinters()
         _initialized.append(True)
-    parsed = llvm.parse_assembly(_kernel_module(inputs, instructions, results, target))
+    parsed = llvm.parse_assembly(module)
     parsed.verify()
     chip = TARGETS[target]
     machine = llvm.Target.from_triple("nvptx64-nvidia-cuda").create_target_machine(
         cpu=chip.name, features=chip.llvm_features, opt=3
     )
+    parsed.triple = "nvptx64-nvidia-cuda"
     parsed.data_layout = str(machine.target_data)
     builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
     builder.getModulePassManager().run(parsed, builder)
