@@ -66,16 +66,22 @@ def _name(op: str, dtype: DType, length: int) -> str:
     return f"{op}_{dtype}_{length}"
 
 
-@pytest.fixture(scope="module")
-def functions():
-    cases = {}
+def cases() -> dict[str, tuple]:
+    """Every case as ``name: (expression, inputs)``."""
+    built = {}
     for op, dtype, length in UNARY_CASES:
         operand = Var("x", _register(dtype, length))
-        cases["u_" + _name(op, dtype, length)] = (UnaryExpr(op, operand), (operand,))
+        built["u_" + _name(op, dtype, length)] = (UnaryExpr(op, operand), (operand,))
     for op, dtype, length in BINARY_CASES:
         lhs, rhs = Var("a", _register(dtype, length)), Var("b", _register(dtype, length))
-        cases["b_" + _name(op, dtype, length)] = (BinaryExpr(op, lhs, rhs), (lhs, rhs))
-    return compile_host(cases)
+        built["b_" + _name(op, dtype, length)] = (BinaryExpr(op, lhs, rhs), (lhs, rhs))
+    return built
+
+
+@pytest.fixture(scope="module")
+def functions():
+    compiled = compile_host(cases())
+    return lambda name, *arrays: compiled[name](*arrays)
 
 
 def _shaped(codes: np.ndarray, length: int) -> np.ndarray:
@@ -84,9 +90,14 @@ def _shaped(codes: np.ndarray, length: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("op", "dtype", "length"), UNARY_CASES, ids=lambda case: str(case))
 def test_unary(functions, op, dtype, length):
+    check_unary(functions, op, dtype, length)
+
+
+def check_unary(run, op: str, dtype: DType, length: int) -> None:
+    """``run(name, *codes)``, the compiled case, against the semantics."""
     rng = np.random.default_rng([EXACT_UNARY.index(op), dtype.nbits, length, dtype.is_float])
     codes = _shaped(sample_codes(dtype, COUNT, rng), length)
-    actual = functions["u_" + _name(op, dtype, length)](codes)
+    actual = run("u_" + _name(op, dtype, length), codes)
     expected = codes_of(semantics.unary(op, from_codes(codes, dtype), dtype), dtype)
     wrong = same_codes(actual, expected, dtype)
     assert not wrong.any(), (
@@ -114,9 +125,14 @@ def _operands(op: str, dtype: DType, length: int, rng: np.random.Generator) -> t
 
 @pytest.mark.parametrize(("op", "dtype", "length"), BINARY_CASES, ids=lambda case: str(case))
 def test_binary(functions, op, dtype, length):
+    check_binary(functions, op, dtype, length)
+
+
+def check_binary(run, op: str, dtype: DType, length: int) -> None:
+    """``run(name, *codes)``, the compiled case, against the semantics."""
     rng = np.random.default_rng([BINARY_OPS.index(op), dtype.nbits, length, dtype.is_float, dtype.is_signed])
     lhs, rhs = _operands(op, dtype, length, rng)
-    actual = functions["b_" + _name(op, dtype, length)](lhs, rhs)
+    actual = run("b_" + _name(op, dtype, length), lhs, rhs)
     result = boolean if op in COMPARISON_OPS else dtype
     expected = codes_of(semantics.binary(op, from_codes(lhs, dtype), from_codes(rhs, dtype), dtype), result)
     # max and min of 0.0 and -0.0 may give either (LLVM's maxnum; numpy gives the first)

@@ -111,14 +111,15 @@ def functions():
             Var(f"g{position}", _register(uint8, length)) for position, length in enumerate(lengths)
         )
         cases[f"gather_{number}"] = (Gather(sources, indices), sources)
-    return compile_host(cases)
+    compiled = compile_host(cases)
+    return lambda name, *arrays, count=None: compiled[name](*arrays, count=count)
 
 
 @pytest.mark.parametrize("dtype", (*DTYPES, *STORAGE_DTYPES), ids=str)
 def test_constants(functions, dtype):
     """Each constant is its value rounded into the dtype, as bits; storage dtypes as their codes."""
     values = _constants(dtype)
-    actual = functions[f"const_{dtype}"](count=3)
+    actual = functions(f"const_{dtype}", count=3)
     if dtype.is_integer:  # two's complement, wrapped into n bits
         expected = np.array([value & ((1 << dtype.nbits) - 1) for value in values], dtype=np.uint64)
     elif dtype.is_float and dtype not in DTYPES:
@@ -142,12 +143,17 @@ def _row_of_bits(words: np.ndarray, bits: int, length: int) -> np.ndarray:
 
 @pytest.mark.parametrize("number", range(len(BITCASTS)), ids=lambda number: str(BITCASTS[number]))
 def test_bitcast(functions, number):
+    check_bitcast(functions, number)
+
+
+def check_bitcast(run, number: int) -> None:
+    """``run(name, *codes)``, the compiled bitcast, against the bits regrouped in numpy."""
     source, (dtype, length) = BITCASTS[number]
     rng = np.random.default_rng(number)
     source_length = source.length if isinstance(source, VectorType) else 1
     codes = sample_codes(source.dtype, COUNT * source_length, rng)
     codes = codes.reshape(COUNT, source_length) if source_length > 1 else codes
-    actual = functions[f"bitcast_{number}"](codes)
+    actual = run(f"bitcast_{number}", codes)
     expected = _row_of_bits(_bits_of_row(codes, source.dtype.nbits), dtype.nbits, length)
     assert np.array_equal(actual.reshape(COUNT, length), expected.astype(actual.dtype))
 
@@ -156,9 +162,9 @@ def test_element_and_pack(functions):
     rng = np.random.default_rng(7)
     vectors = sample_codes(float16, COUNT * 4, rng).reshape(COUNT, 4)
     for index in range(4):
-        assert np.array_equal(functions[f"element_{index}"](vectors), vectors[:, index])
+        assert np.array_equal(functions(f"element_{index}", vectors), vectors[:, index])
     scalars = [sample_codes(int16, COUNT, rng) for _ in range(3)]
-    packed = functions["pack"](*scalars)
+    packed = functions("pack", *scalars)
     assert np.array_equal(packed, np.stack([scalars[2], scalars[0], scalars[1], scalars[0]], axis=1))
 
 
@@ -170,7 +176,7 @@ def test_select(functions, condition):
     if_true, if_false = (
         rng.integers(0, 2**32, (COUNT, 4), dtype=np.uint64).astype(np.uint32) for _ in range(2)
     )
-    actual = functions[f"select_{condition}"](chosen, if_true, if_false)
+    actual = functions(f"select_{condition}", chosen, if_true, if_false)
     mask = chosen.astype(bool) if condition == "vector" else chosen.astype(bool)[:, None]
     assert np.array_equal(actual, np.where(mask, if_true, if_false))
 
@@ -182,7 +188,7 @@ def test_gather(functions, number):
     sources = [
         rng.integers(0, 256, (COUNT, length) if length > 1 else COUNT).astype(np.uint8) for length in lengths
     ]
-    actual = functions[f"gather_{number}"](*sources)
+    actual = functions(f"gather_{number}", *sources)
     row = np.concatenate([source.reshape(COUNT, -1) for source in sources], axis=1)
     expected = row[:, indices]
     assert np.array_equal(actual.reshape(COUNT, -1), expected)
