@@ -59,16 +59,26 @@ def _define(module: ir.Module, shared: ir.GlobalVariable, name: str, case: Case,
     wide = builder.zext(index, ir.IntType(64))
     for variable, argument in zip(inputs, function.args[len(results) :]):
         memory = memory_type(variable.type)
-        loaded = builder.load(element_address(builder, argument, wide, memory), typ=memory, align=1)
+        address = element_address(builder, argument, wide, memory)
+        loaded = builder.load(address, typ=memory, align=_alignment(variable.type))
         context.bind(variable, from_memory(builder, loaded, variable.type))
     context.body(instructions)
     for result, argument in zip(results, function.args):
         memory = memory_type(result.type)
         stored = to_memory(builder, context.value(result), result.type)
-        builder.store(stored, element_address(builder, argument, wide, memory), align=1)
+        builder.store(stored, element_address(builder, argument, wide, memory), align=_alignment(result.type))
     builder.branch(done)
     builder.position_at_end(done)
     context.finish()
+
+
+def _alignment(value_type: ScalarType | VectorType) -> int:
+    """An element's natural alignment in the arrays (torch's allocations are 256-byte aligned). Byte-wise
+    accesses (align 1) of float results came back with a wrong low byte on an H100 (driver 580): the
+    element's own alignment is what the code generator's loads and stores use."""
+    count = value_type.length if isinstance(value_type, VectorType) else 1
+    size = np.dtype(code_storage_dtype(value_type.dtype)).itemsize * count
+    return size & -size  # the largest power of two dividing it
 
 
 def build_kernels(cases: dict[str, Case], target: str) -> str:

@@ -133,6 +133,9 @@ def test_approximate_function(gpu, op: str, dtype: DType):
         bfloat16: (2.0**-8, 2.0**-133),
     }[dtype]
     allowed = allowed + step * np.abs(exact) + smallest
+    if op in ("log", "log2"):
+        # lg2.approx.f32 keeps subnormal inputs (its .ftz form gives -inf), less precisely: 2^-15 seen
+        allowed = np.where(values[~overflow] < 2.0**-126, 2.0**-14, allowed)
     worst = np.argmax(error - allowed)
     assert error[worst] <= allowed[worst], (
         f"{op}({values[~overflow][worst]!r}) gave {actual[worst]!r}, not {exact[worst]!r}"

@@ -18,7 +18,7 @@ computing exactly what ``tilevm.ir.semantics`` defines for the machine dtypes.
 - Integers wrap (add, sub, mul, neg, abs); ``floordiv`` and ``mod`` floor as Python does (the remainder has
   the divisor's sign), and ``MIN // -1`` wraps to MIN; a zero divisor is undefined. A shift amount is read as
   unsigned: amounts of ``nbits`` or more give 0, or the sign fill for ``shr`` of a signed value (PTX's
-  clamping; LLVM's shifts are poison there, so the amount is checked).
+  clamping; LLVM's shifts are poison there, so the amount is clamped and checked).
 - bool: arithmetic on 0 and 1, then ``!= 0`` (``add`` is or, ``mul`` and); ``not`` is logical.
 
 >>> from tilevm.codegen.arithmetic import EXPRESSIONS
@@ -243,15 +243,18 @@ def _floor_division(context: FunctionContext, op: str, lhs: ir.Value, rhs: ir.Va
 
 
 def _shift(context: FunctionContext, op: str, value: ir.Value, amount: ir.Value, dtype: DType) -> ir.Value:
-    """PTX's clamped shifts: the amount read as unsigned, ``nbits`` or more shifting every bit out."""
+    """PTX's clamped shifts: the amount read as unsigned, ``nbits`` or more shifting every bit out. The
+    amount is clamped before the shift: NVPTX folds ``select(amount >= 64, 0, x << amount)`` into PTX's
+    own clamping ``shl.b64``, whose amount is 32 bits, so an amount of 2^32 or more would shift by its low
+    bits; clamped first, it is at most 64 there (seen on an H100)."""
     builder, value_type = context.builder, value.type
-    width = splat(value_type, dtype.nbits)
     if op == "shr" and dtype.is_signed:
         # an arithmetic shift by nbits - 1 already leaves only copies of the sign bit
         clamped = overloaded(context, "umin", amount, splat(value_type, dtype.nbits - 1))
         return builder.ashr(value, clamped)
-    too_far = builder.icmp_unsigned(">=", amount, width)
-    shifted = builder.shl(value, amount) if op == "shl" else builder.lshr(value, amount)
+    clamped = overloaded(context, "umin", amount, splat(value_type, dtype.nbits))
+    too_far = builder.icmp_unsigned("==", clamped, splat(value_type, dtype.nbits))
+    shifted = builder.shl(value, clamped) if op == "shl" else builder.lshr(value, clamped)
     return builder.select(too_far, splat(value_type, 0), shifted)
 
 
