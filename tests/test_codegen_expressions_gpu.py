@@ -134,7 +134,10 @@ def test_approximate_function(gpu, op: str, dtype: DType):
     }[dtype]
     allowed = allowed + step * np.abs(exact) + smallest
     if op in ("log", "log2"):
-        # lg2.approx.f32 keeps subnormal inputs (its .ftz form gives -inf), less precisely: 2^-15 seen
+        # the absolute bound holds on the mantissa's logarithm; the exponent added to it makes a result
+        # that float32 rounds again (2^-21 of it), and lg2.approx.f32 keeps subnormal inputs (its .ftz
+        # form gives -inf) less precisely: 2^-15 seen
+        allowed = allowed + 2.0**-21 * np.abs(exact)
         allowed = np.where(values[~overflow] < 2.0**-126, 2.0**-14, allowed)
     worst = np.argmax(error - allowed)
     assert error[worst] <= allowed[worst], (
