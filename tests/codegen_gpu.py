@@ -17,10 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tests.codegen_host import HANDLERS, element_address, from_memory, memory_type, to_memory
+from tests.codegen_host import HANDLERS, ModuleContext, element_address, from_memory, memory_type, to_memory
 from tests.codegen_ptx import emit_ptx
 from tilevm.codegen import compute
-from tilevm.codegen.context import FunctionContext
 from tilevm.codegen.llvm_types import ir
 from tilevm.codegen.targets import TARGETS
 from tilevm.dtypes import code_storage_dtype
@@ -35,21 +34,13 @@ BLOCK = 256
 Case = tuple[Sequence[Var], Sequence[Instruction], Sequence[Expr]]
 
 
-class _SharedDeclarations(FunctionContext):
-    """Kernels of one module share their intrinsic declarations."""
-
-    def intrinsic(self, name: str, return_type: ir.Type, argument_types: list[ir.Type]) -> ir.Function:
-        declared = self.module.globals.get(name)
-        return declared if declared is not None else super().intrinsic(name, return_type, argument_types)
-
-
 def _define(module: ir.Module, shared: ir.GlobalVariable, name: str, case: Case, target: str) -> None:
     inputs, instructions, results = case
     pointer = ir.PointerType(addrspace=1)
     signature = ir.FunctionType(ir.VoidType(), [pointer] * (len(results) + len(inputs)) + [ir.IntType(32)])
     function = ir.Function(module, signature, name=name)
     function.calling_convention = "ptx_kernel"
-    context = _SharedDeclarations(module, function, TARGETS[target], shared, compute.HANDLERS, HANDLERS)
+    context = ModuleContext(module, function, TARGETS[target], shared, compute.HANDLERS, HANDLERS)
     builder = context.builder
     block, thread = context.value(BlockIndex(0)), context.value(ThreadIndex())
     index = builder.add(builder.mul(block, ir.Constant(ir.IntType(32), BLOCK)), thread)

@@ -33,6 +33,7 @@ from tilevm.ir.types import ScalarType, VectorType
 from tilevm.runtime.cpu.registers import from_carrier, holder, to_carrier
 
 __all__ = [
+    "ModuleContext",
     "element_address",
     "from_memory",
     "memory_type",
@@ -147,7 +148,7 @@ def element_address(builder: ir.IRBuilder, base: ir.Value, index: ir.Value, memo
     return builder.gep(base, [index], source_etype=memory)
 
 
-class _HostContext(FunctionContext):
+class ModuleContext(FunctionContext):
     """A function context that shares its intrinsic declarations with the other functions of its module
     (code generation makes one kernel a module; the host module holds many functions)."""
 
@@ -160,7 +161,7 @@ def _define(module: ir.Module, name: str, expr: Expr, inputs: tuple[Var, ...]) -
     pointer = ir.PointerType()
     signature = ir.FunctionType(ir.VoidType(), [pointer] * (len(inputs) + 1) + [ir.IntType(64)])
     function = ir.Function(module, signature, name=name)
-    context = _HostContext(module, function, TARGETS["sm_90"], None, {}, HANDLERS)
+    context = ModuleContext(module, function, TARGETS["sm_90"], None, {}, HANDLERS)
     builder = context.builder
     loop, done = function.append_basic_block("loop"), function.append_basic_block("done")
     start = builder.block

@@ -39,7 +39,7 @@ from tilevm.codegen.llvm_types import BFloatType, ir
 from tilevm.dtypes import DType
 from tilevm.ir.expr import COMPARISON_OPS, BinaryExpr, UnaryExpr
 
-__all__ = ["EXPRESSIONS", "each_element", "intrinsic_suffix", "overloaded", "splat"]
+__all__ = ["EXPRESSIONS", "each_element", "intrinsic_suffix", "like", "overloaded", "splat"]
 
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
@@ -87,8 +87,8 @@ def each_element(
     return result
 
 
-def _like(value_type: ir.Type, element: ir.Type) -> ir.Type:
-    """``element``, as a vector when ``value_type`` is one."""
+def like(value_type: ir.Type, element: ir.Type) -> ir.Type:
+    """``element``, as a vector as long as ``value_type`` when that is a vector."""
     if isinstance(value_type, ir.VectorType):
         return ir.VectorType(element, value_type.count)
     return element
@@ -136,7 +136,7 @@ def _approximate(context: FunctionContext, op: str, value: ir.Value) -> ir.Value
     element = value.type.element if isinstance(value.type, ir.VectorType) else value.type
     if element == _F32:
         return each_element(context, value, _F32, lambda scalar: function(context, scalar))
-    wide = builder.fpext(value, _like(value.type, _F32))
+    wide = builder.fpext(value, like(value.type, _F32))
     result = each_element(context, wide, _F32, lambda scalar: function(context, scalar))
     return builder.fptrunc(result, value.type)
 

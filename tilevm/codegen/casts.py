@@ -22,7 +22,7 @@ on vectors. Lowering widens storage dtypes before any cast reaches code generati
 
 from __future__ import annotations
 
-from tilevm.codegen.arithmetic import each_element, intrinsic_suffix, overloaded, splat
+from tilevm.codegen.arithmetic import each_element, intrinsic_suffix, like, overloaded, splat
 from tilevm.codegen.context import FunctionContext
 from tilevm.codegen.expressions import poison
 from tilevm.codegen.llvm_types import BFloatType, ir, llvm_dtype
@@ -33,13 +33,6 @@ from tilevm.passes.lower.widening import is_machine
 __all__ = ["EXPRESSIONS", "convert"]
 
 _F32, _F64, _I16, _I32 = ir.FloatType(), ir.DoubleType(), ir.IntType(16), ir.IntType(32)
-
-
-def _like(value: ir.Value, element: ir.Type) -> ir.Type:
-    """``element``, as a vector as long as ``value`` when that is a vector."""
-    if isinstance(value.type, ir.VectorType):
-        return ir.VectorType(element, value.type.count)
-    return element
 
 
 def convert(
@@ -53,14 +46,14 @@ def convert(
         if source.is_float:
             return builder.fcmp_unordered("!=", value, splat(value.type, 0.0))
         return builder.icmp_unsigned("!=", value, splat(value.type, 0))
-    result_type = _like(value, llvm_dtype(target))
+    result_type = like(value.type, llvm_dtype(target))
     if source.kind == "bool":
         return builder.uitofp(value, result_type) if target.is_float else builder.zext(value, result_type)
     if source.is_float and target.is_integer:
         if source.nbits == 16:
             # exact, and the conversions below are then float32's (x86's legalization of a saturating
             # conversion from bfloat gives 0 for values beyond the range)
-            value = builder.fpext(value, _like(value, _F32))
+            value = builder.fpext(value, like(value.type, _F32))
         if rounding == "nearest":
             value = overloaded(context, "roundeven", value)
         saturating = "fptosi.sat" if target.is_signed else "fptoui.sat"
@@ -92,16 +85,16 @@ def _from_integer(builder: ir.IRBuilder, value: ir.Value, source: DType, result_
 
 def _nearest(context: FunctionContext, value: ir.Value, source: DType, target: DType) -> ir.Value:
     """Round to nearest even: once, except 64-bit integers, which round to float64 first."""
-    builder, result_type = context.builder, _like(value, llvm_dtype(target))
+    builder, result_type = context.builder, like(value.type, llvm_dtype(target))
     if source.is_integer:
         if source.nbits == 32 and target == bfloat16:
             value = _sticky_float32(context, value, source)
         elif source.nbits == 64:
-            value = _from_integer(builder, value, source, _like(value, _F64))
+            value = _from_integer(builder, value, source, like(value.type, _F64))
         else:
             return _from_integer(builder, value, source, result_type)
     elif source.nbits == target.nbits:  # float16 <-> bfloat16: exactly to float32, then one rounding
-        value = builder.fpext(value, _like(value, _F32))
+        value = builder.fpext(value, like(value.type, _F32))
     if value.type == result_type:
         return value
     widening = _bits(value.type) < _bits(result_type)
@@ -123,7 +116,7 @@ def _sticky_float32(context: FunctionContext, value: ir.Value, source: DType) ->
     folded = builder.and_(builder.or_(magnitude, sticky), splat(value_type, ~0xFF))
     large = builder.icmp_unsigned(">=", magnitude, splat(value_type, 1 << 24))
     # |MIN| is 2^31, which the unsigned conversion reads right
-    wide = builder.uitofp(builder.select(large, folded, magnitude), _like(value, _F32))
+    wide = builder.uitofp(builder.select(large, folded, magnitude), like(value.type, _F32))
     if not source.is_signed:
         return wide
     negative = builder.icmp_signed("<", value, splat(value_type, 0))
@@ -139,18 +132,18 @@ def _toward_zero(context: FunctionContext, value: ir.Value, source: DType, targe
     """Round toward zero: to float32 toward zero (exactly, from what float32 holds), then to 16 bits."""
     builder = context.builder
     if source.is_float and source.nbits < target.nbits:
-        return builder.fpext(value, _like(value, llvm_dtype(target)))  # exact
+        return builder.fpext(value, like(value.type, llvm_dtype(target)))  # exact
     if source == float32:
         wide = value
     elif source.is_float:
-        wide = builder.fpext(value, _like(value, _F32))  # float16 <-> bfloat16
+        wide = builder.fpext(value, like(value.type, _F32))  # float16 <-> bfloat16
     elif source.nbits <= 16:
-        wide = _from_integer(builder, value, source, _like(value, _F32))  # exact
+        wide = _from_integer(builder, value, source, like(value.type, _F32))  # exact
     elif source.nbits == 32:
         name = "llvm.nvvm.i2f.rz" if source.is_signed else "llvm.nvvm.ui2f.rz"
         wide = each_element(context, value, _F32, lambda scalar: context.call(name, _F32, [scalar]))
     else:  # 64 bits: to float64 to nearest, as the semantics do, then toward zero
-        double = _from_integer(builder, value, source, _like(value, _F64))
+        double = _from_integer(builder, value, source, like(value.type, _F64))
         wide = each_element(
             context, double, _F32, lambda scalar: context.call("llvm.nvvm.d2f.rz", _F32, [scalar])
         )

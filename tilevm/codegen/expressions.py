@@ -2,14 +2,14 @@
 the packing and unpacking of short vectors (arithmetic and casts are ``arithmetic`` and ``casts``).
 
 Each handler ``(context, expr) -> ir.Value`` emits at ``context.builder``. The indices are read once per
-kernel, in the entry block (``context.once``): PTX's special registers cost a ``mov`` each time they are
-read, and LLVM does not merge two calls of their intrinsics across blocks. Vectors move through LLVM's
+kernel, in the entry block (``context.once``): one ``mov`` from the special register, whose value dominates
+every use, wherever in the loops and branches the program reads it. Vectors move through LLVM's
 ``extractelement``, ``insertelement`` and ``shufflevector``, which LLVM's O3 folds into one another, so a
 chain of gathers costs only the moves that its final element order needs.
 
 >>> from tilevm.codegen.expressions import EXPRESSIONS
 >>> sorted(cls.__name__ for cls in EXPRESSIONS)[:4]
-['BlockIndex', 'Const', 'Element', 'Gather']
+['Bitcast', 'BlockIndex', 'Const', 'Element']
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _warp_index(context: FunctionContext, expr: WarpIndex) -> ir.Value:
     return context.once(("warp",), lambda: context.builder.lshr(thread, ir.Constant(_I32, 5), name="warp"))
 
 
-def byte_offset(context: FunctionContext, offset: Expr) -> ir.Value:
+def _byte_offset(context: FunctionContext, offset: Expr) -> ir.Value:
     """A Thread IR integer offset as a ``getelementptr`` index: LLVM reads an index as signed, so unsigned
     offsets narrower than 64 bits are zero-extended first."""
     value = context.value(offset)
@@ -116,7 +116,7 @@ def byte_offset(context: FunctionContext, offset: Expr) -> ir.Value:
 
 
 def _byte_address(context: FunctionContext, base: ir.Value, offset: Expr) -> ir.Value:
-    return context.builder.gep(base, [byte_offset(context, offset)], source_etype=ir.IntType(8))
+    return context.builder.gep(base, [_byte_offset(context, offset)], source_etype=ir.IntType(8))
 
 
 def _shared_pointer(context: FunctionContext, expr: SharedPointer) -> ir.Value:
