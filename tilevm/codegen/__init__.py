@@ -14,6 +14,7 @@ gets an error at their line rather than LLVM's last words.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,7 +51,16 @@ def generate_llvm_ir(program: Program, target: str | Target = "sm_90") -> str:
     from tilevm.codegen.handlers import EXPRESSIONS, INSTRUCTIONS
     from tilevm.codegen.kernel import build_module
 
-    return str(build_module(program, find_target(target), INSTRUCTIONS, EXPRESSIONS))
+    # Building and printing the module make a few objects per LLVM instruction, which would set Python's
+    # cyclic collector scanning the whole heap (torch's included) again and again: without it, a large
+    # kernel's module takes half the time. Nothing here needs collecting before the end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return str(build_module(program, find_target(target), INSTRUCTIONS, EXPRESSIONS))
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def compile_to_ptx(program: Program, target: str | Target = "sm_90") -> CompiledPtx:
