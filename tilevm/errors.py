@@ -87,4 +87,4 @@ class LaunchError(TilevmError):
 
 
 class CudaError(TilevmError):
-    """A CUDA driver call that failed, or a driver that is missing: names the call, the kernel and the error."""
+    """A failed CUDA driver call (naming the call, the kernel and the error), or a missing driver."""
