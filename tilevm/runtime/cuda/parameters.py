@@ -73,13 +73,23 @@ def _boolean(value: object) -> int:
     return int(bool(value))
 
 
+def _number(value: object) -> float:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
 def _float(dtype: str) -> Callable[[object], int]:
     def checked(value: object) -> int:
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
-            raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
-        return int(codec.encode(float(value), dtype))
+        return int(codec.encode(_number(value), dtype))
 
     return checked
+
+
+def _double(value: object) -> int:
+    # a Python float is a float64 already: the code is its bits
+    (bits,) = struct.unpack("<Q", struct.pack("<d", _number(value)))
+    return bits
 
 
 _bf16 = _float("bfloat16")
@@ -97,7 +107,7 @@ PARAMETER_KINDS: dict[str, ParameterKind] = {
         ParameterKind("f16", "e", "H", _float("float16")),
         ParameterKind("bf16", "H", "H", _bf16, pre=_bf16),
         ParameterKind("f32", "f", "I", _float("float32")),
-        ParameterKind("f64", "d", "Q", _float("float64")),
+        ParameterKind("f64", "d", "Q", _double),
     )
 }
 
@@ -139,10 +149,12 @@ class ParameterBuffer:
         """Write one launch's values (device addresses as ints, Python ints, floats, bools) into the slots."""
         try:
             if self._converted:
-                values = list(values)
+                converted = list(values)
                 for index, convert in self._converted:
-                    values[index] = convert(values[index])
-            self._pack(self.storage, 0, *values)
+                    converted[index] = convert(converted[index])
+                self._pack(self.storage, 0, *converted)
+            else:
+                self._pack(self.storage, 0, *values)
         except (struct.error, OverflowError, TypeError, ValueError, IndexError):
             self._fill_checked(values)
 
