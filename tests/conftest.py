@@ -4,6 +4,7 @@ with random layouts. Hypothesis draws the same examples on every run (a failure 
 deadline (a loaded machine must not fail a correct test)."""
 
 import pytest
+import torch
 from hypothesis import settings
 from layout_assignment import execute_with_random_layouts
 
@@ -44,3 +45,13 @@ def run_executor_tests_again_with_random_layouts(request, monkeypatch):
         monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
         if hasattr(module, "execute"):
             monkeypatch.setattr(module, "execute", execute_with_random_layouts)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped where torch sees no CUDA device (the marker's pyproject meaning)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
