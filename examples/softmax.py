@@ -4,6 +4,9 @@ import torch
 
 import tilevm as tv
 
+# on a CUDA GPU when there is one, else on the CPU through the SIMT interpreter (the same lowered program)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
 
 @tv.kernel(num_warps=4)
 def softmax(x: tv.Tensor, out: tv.Tensor, BLOCK: tv.constexpr):
@@ -17,14 +20,18 @@ def softmax(x: tv.Tensor, out: tv.Tensor, BLOCK: tv.constexpr):
 def main() -> None:
     generator = torch.Generator().manual_seed(1)
     rows, columns = 37, 300
-    x = torch.randn(rows, columns, generator=generator) * 4
+    x = (torch.randn(rows, columns, generator=generator) * 4).to(DEVICE)
     out = torch.full_like(x, float("nan"))
     block = 1 << (columns - 1).bit_length()  # the next power of two holding a row
     softmax[(rows,)](x, out, BLOCK=block)
     expected = torch.softmax(x.double(), dim=1).float()
     # float32 arithmetic over a few hundred terms: a few ulps of error
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-7)
-    print(f"softmax: {rows}x{columns} matches torch")
+    print(f"softmax: {rows}x{columns} matches torch (on {where()})")
+
+
+def where() -> str:
+    return torch.cuda.get_device_name() if DEVICE == "cuda" else "the CPU"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ import torch
 
 import tilevm as tv
 
+# on a CUDA GPU when there is one, else on the CPU through the SIMT interpreter (the same lowered program)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
 
 @tv.kernel(num_warps=4)
 def w4a16_matmul(
@@ -55,16 +58,21 @@ def main() -> None:
     generator = torch.Generator().manual_seed(3)
     m, n, k, group = 5, 96, 256, 64  # m=5: a decode-sized batch, ragged in its tile of 16
     block_m, block_n = 16, 32
-    x = torch.randn(m, k, generator=generator).half()
+    x = torch.randn(m, k, generator=generator).half().to(DEVICE)
     packed, scales = quantize(torch.randn(k, n, generator=generator), group)
-    out = torch.full((m, n), float("nan"), dtype=torch.float16)
+    packed, scales = packed.to(DEVICE), scales.to(DEVICE)
+    out = torch.full((m, n), float("nan"), dtype=torch.float16).to(DEVICE)
     grid = (tv.cdiv(m, block_m), tv.cdiv(n, block_n))
     w4a16_matmul[grid](x, packed, scales, out, BM=block_m, BN=block_n, GROUP=group)
     # the kernel scales in float16, so the reference rounds the dequantized weights to float16 too; what is
     # left is float32 accumulation over k=256 and one final rounding to float16
     expected = (x.double() @ dequantize(packed, scales, group).half().double()).half()
     torch.testing.assert_close(out, expected, rtol=2e-3, atol=2e-3)
-    print(f"w4a16_matmul: {m}x{n}x{k}, group {group}, matches torch")
+    print(f"w4a16_matmul: {m}x{n}x{k}, group {group}, matches torch (on {where()})")
+
+
+def where() -> str:
+    return torch.cuda.get_device_name() if DEVICE == "cuda" else "the CPU"
 
 
 if __name__ == "__main__":

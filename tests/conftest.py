@@ -1,10 +1,14 @@
 """Every program that a test compiles is printed, parsed back and compared after the test: the front end's
 program and the program after every pass of the pipeline. Every program that an executor test runs also runs
-with random layouts. Hypothesis draws the same examples on every run (a failure reproduces) and has no
-deadline (a loaded machine must not fail a correct test)."""
+with random layouts. With ``TILEVM_CROSSCHECK`` set on a GPU machine, every launch also runs on the GPU and
+is compared (``gpu_crosscheck``). Hypothesis draws the same examples on every run (a failure reproduces) and
+has no deadline (a loaded machine must not fail a correct test)."""
+
+import os
 
 import pytest
 import torch
+from gpu_crosscheck import CROSSCHECK_VARIABLE, crosschecked_launch
 from hypothesis import settings
 from layout_assignment import execute_with_random_layouts
 
@@ -45,6 +49,17 @@ def run_executor_tests_again_with_random_layouts(request, monkeypatch):
         monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
         if hasattr(module, "execute"):
             monkeypatch.setattr(module, "execute", execute_with_random_layouts)
+
+
+@pytest.fixture(autouse=True)
+def crosscheck_launches_on_the_gpu(request, monkeypatch):
+    report = os.environ.get(CROSSCHECK_VARIABLE)
+    if report:
+        import torch
+
+        if torch.cuda.is_available():
+            launch = crosschecked_launch(jit.Kernel.launch, report, request.node.nodeid)
+            monkeypatch.setattr(jit.Kernel, "launch", launch)
 
 
 def pytest_collection_modifyitems(config, items):

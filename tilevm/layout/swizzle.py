@@ -120,7 +120,7 @@ def bank_conflicts(
     if len(accesses) > WARP_SIZE:
         raise LayoutError(f"{len(accesses)} accesses: a warp has {WARP_SIZE} threads")
     offsets = layout.table()
-    addresses = [_access_address(offsets, dtype_bits, tuple(coord), access_bytes) for coord in accesses]
+    addresses = _access_addresses(offsets, dtype_bits, np.asarray(accesses, dtype=np.int64), access_bytes)
     lanes_per_phase = _PHASE_BYTES // access_bytes
     return sum(
         _wavefronts(addresses[start : start + lanes_per_phase], access_bytes) - 1
@@ -169,26 +169,50 @@ def _tile_in_vectors(shape: Sequence[int], dtype_bits: int) -> tuple[int, int, i
     return rows, cols, vector
 
 
-def _access_address(offsets: np.ndarray, dtype_bits: int, coord: tuple[int, ...], access_bytes: int) -> int:
-    """The byte address of the access at ``coord``, after checking it is contiguous and aligned."""
+def _access_addresses(
+    offsets: np.ndarray, dtype_bits: int, coords: np.ndarray, access_bytes: int
+) -> np.ndarray:
+    """The byte address of each lane's access (``coords[lane]`` is its first element), after checking that
+    every access is inside the layout, contiguous and aligned (the first offending lane is named)."""
     elements = access_bytes * 8 // dtype_bits
     if access_bytes * 8 % dtype_bits:
         raise LayoutError(f"{dtype_bits}-bit elements do not fill a {access_bytes}-byte access")
-    if len(coord) != offsets.ndim or not all(0 <= c < s for c, s in zip(coord, offsets.shape, strict=True)):
-        raise LayoutError(f"access at {coord} is outside the layout's shape {offsets.shape}")
-    if coord[-1] + elements > offsets.shape[-1]:
-        raise LayoutError(f"{access_bytes}-byte access at {coord} runs past the end of the row")
-    run = offsets[coord[:-1]][coord[-1] : coord[-1] + elements]
-    if not np.array_equal(run, run[0] + np.arange(elements)):
-        raise LayoutError(f"{access_bytes}-byte access at {coord} is not contiguous in the layout")
-    address_bits = int(run[0]) * dtype_bits
-    if address_bits % (access_bytes * 8):
-        raise LayoutError(f"{access_bytes}-byte access at {coord} is not aligned to {access_bytes} bytes")
+    if len(coords) == 0:
+        return np.zeros(0, dtype=np.int64)
+    shape = np.asarray(offsets.shape)
+    if coords.ndim != 2 or coords.shape[1] != offsets.ndim:
+        raise LayoutError(f"accesses at {coords.tolist()} do not have the layout's rank {offsets.ndim}")
+    _first_failing(
+        coords, (coords < 0) | (coords >= shape), "is outside the layout's shape " + str(offsets.shape)
+    )
+    _first_failing(
+        coords,
+        coords[:, -1] + elements > shape[-1],
+        f"{access_bytes}-byte access runs past the end of the row",
+    )
+    matrix = offsets.reshape(-1, offsets.shape[-1])  # one row per coordinate of the leading dimensions
+    row = np.ravel_multi_index(tuple(coords[:, :-1].T), offsets.shape[:-1]) if offsets.ndim > 1 else 0
+    runs = matrix[np.reshape(row, (-1, 1)), coords[:, -1:] + np.arange(elements)]
+    contiguous = (runs == runs[:, :1] + np.arange(elements)).all(axis=1)
+    _first_failing(coords, ~contiguous, f"{access_bytes}-byte access is not contiguous in the layout")
+    address_bits = runs[:, 0].astype(np.int64) * dtype_bits
+    _first_failing(
+        coords,
+        address_bits % (access_bytes * 8) != 0,
+        f"{access_bytes}-byte access is not aligned to {access_bytes} bytes",
+    )
     return address_bits // 8
 
 
-def _wavefronts(addresses: Sequence[int], access_bytes: int) -> int:
+def _first_failing(coords: np.ndarray, failing: np.ndarray, problem: str) -> None:
+    if failing.ndim > 1:
+        failing = failing.any(axis=1)
+    if failing.any():
+        lane = int(np.argmax(failing))
+        raise LayoutError(f"the access at {tuple(coords[lane].tolist())} {problem}")
+
+
+def _wavefronts(addresses: np.ndarray, access_bytes: int) -> int:
     """Wavefronts of one phase: the most distinct 32-bit words that any single bank must deliver."""
-    words = {address // BANK_BYTES + index for address in addresses for index in range(access_bytes // 4)}
-    per_bank = np.bincount([word % NUM_BANKS for word in words], minlength=NUM_BANKS)
-    return max(1, int(per_bank.max()))
+    words = np.unique((addresses[:, None] // BANK_BYTES + np.arange(access_bytes // 4)).ravel())
+    return max(1, int(np.bincount(words % NUM_BANKS, minlength=NUM_BANKS).max()))

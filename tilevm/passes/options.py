@@ -22,7 +22,7 @@ DUMP_IR_VARIABLE = "TILEVM_DUMP_IR"
 #: pass names separated by commas, skipped by the pipeline (to find which pass changes a result)
 DISABLE_PASSES_VARIABLE = "TILEVM_DISABLE_PASSES"
 #: the machines a program is compiled for: the CPU (reference executor), NVIDIA GPUs by compute capability
-TARGETS = ("cpu", "sm_80", "sm_90")
+TARGETS = ("cpu", "sm_80", "sm_86", "sm_89", "sm_90")
 
 
 @dataclass(frozen=True)

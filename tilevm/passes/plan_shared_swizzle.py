@@ -97,8 +97,8 @@ def choose_layouts(program: Program) -> dict[int, SharedLayout]:
             continue
         best, best_cost = None, None
         for candidate in _layouts(allocation):
-            cost = _total_cost(context, found, candidate)
-            if best_cost is None or cost < best_cost:
+            cost = _total_cost(context, found, candidate, best_cost)
+            if cost is not None and (best_cost is None or cost < best_cost):
                 best, best_cost = candidate, cost
             if cost == (0, 0):  # nothing is better: stop at the first
                 break
@@ -106,11 +106,17 @@ def choose_layouts(program: Program) -> dict[int, SharedLayout]:
     return chosen
 
 
-def _total_cost(context: _Context, found: list[_Access], placement: SharedLayout) -> tuple[int, int]:
+def _total_cost(
+    context: _Context, found: list[_Access], placement: SharedLayout, bound: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """The summed cost of every access with ``placement``, or None once it cannot beat ``bound`` (costs only
+    grow: the rest of the accesses need not be replayed)."""
     strict = total = 0
     for access in found:
         more_strict, more = _cost(context, access, placement)
         strict, total = strict + more_strict, total + more
+        if bound is not None and (strict, total) >= bound:
+            return None
     return strict, total
 
 

@@ -49,7 +49,7 @@ from tilevm.passes.lower.registers import gather
 __all__ = ["HANDLERS", "MmaSteps", "atom_pairs", "mma_steps"]
 
 #: the targets whose tensor cores take float8 operands (sm_89 and later); None and "cpu" run anything
-FLOAT8_MMA_TARGETS = (None, "cpu", "sm_90")
+FLOAT8_MMA_TARGETS = (None, "cpu", "sm_89", "sm_90")
 
 #: per accumulator atom (a local index of the accumulator's quotient), per k, the a and b atoms it reads
 AtomPairs = tuple[tuple[tuple[int, int], ...], ...]

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Everything the lent GPU machine runs in one call: the carried wheels installed, then the steps named on
+# the command line (default: all), each logged under $OUT. Run from the repository root:
+#
+#     bash benchmarks/gpu_session.sh [env] [tests] [examples] [crosscheck] [sanitize] [bench]
+#
+# The machine has torch, triton, cuda-python, pytest and ptxas, but not lark; llvmlite 0.50 travels too
+# (.whl/, see the device notes), installed under /tmp/site ahead of the machine's own packages.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/tilevm-gpu-out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD
+export TILEVM_CACHE_DIR=/tmp/tilevm-cache
+steps=${*:-env tests examples crosscheck sanitize bench}
+
+run() {  # run NAME COMMAND...: the command's output goes to the screen and to $OUT/NAME.log
+    local name=$1
+    shift
+    echo "=== $name: $*"
+    "$@" 2>&1 | tee -a "$OUT/$name.log"
+    echo "=== $name: exit ${PIPESTATUS[0]}"
+}
+
+for step in $steps; do
+    case $step in
+    env)
+        run env nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
+        run env python3 -c "import torch, triton, llvmlite, cuda.bindings; print('torch', torch.__version__, \
+'triton', triton.__version__, 'llvmlite', llvmlite.__version__, 'cuda-bindings', cuda.bindings.__version__)"
+        run env which ptxas compute-sanitizer
+        ;;
+    tests)
+        run tests python3 -m pytest -q -m gpu -p no:cacheprovider -n 8 tests
+        run tests python3 -m pytest -q -p no:cacheprovider tests/test_examples.py
+        ;;
+    examples)
+        for example in examples/*.py; do run examples python3 "$example"; done
+        ;;
+    crosscheck)
+        rm -f "$OUT/crosscheck.jsonl"
+        TILEVM_CROSSCHECK="$OUT/crosscheck.jsonl" run crosscheck timeout 420 python3 -m pytest -q -x \
+            -p no:cacheprovider -n 8 tests -m "not gpu" --deselect tests/test_lower_differential.py
+        run crosscheck python3 benchmarks/crosscheck_report.py "$OUT/crosscheck.jsonl"
+        ;;
+    sanitize)
+        for example in examples/*.py; do
+            run sanitize compute-sanitizer --tool memcheck --error-exitcode 1 python3 "$example"
+            run sanitize compute-sanitizer --tool racecheck --error-exitcode 1 python3 "$example"
+        done
+        ;;
+    bench)
+        run bench python3 benchmarks/matmul_fp16.py
+        run bench python3 benchmarks/w4a16.py
+        run bench python3 benchmarks/launch_overhead.py
+        run bench python3 benchmarks/compile_time.py
+        ;;
+    *) echo "unknown step $step" ;;
+    esac
+done
