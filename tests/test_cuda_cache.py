@@ -44,7 +44,7 @@ def test_put_then_get_round_trips_many_entries(disk):
 
 def test_cache_key_is_sha256_of_length_prefixed_parts():
     expected = hashlib.sha256()
-    for part in (b"program", "sm_90".encode()):
+    for part in (b"program", b"sm_90"):
         expected.update(len(part).to_bytes(8, "little") + part)
     assert cache_key(b"program", "sm_90") == expected.hexdigest()
     assert cache_key("ab", "c") != cache_key("a", "bc")
@@ -52,7 +52,7 @@ def test_cache_key_is_sha256_of_length_prefixed_parts():
 
 
 def test_keys_must_be_file_name_safe(disk):
-    with pytest.raises(ValueError, match="cache key '../x'"):
+    with pytest.raises(ValueError, match=r"cache key '\.\./x'"):
         disk.get("../x")
 
 
@@ -152,7 +152,9 @@ def test_processes_writing_one_key_at_once_leave_a_whole_entry(tmp_path):
 @pytest.mark.parametrize("with_cubin", [False, True])
 def test_kernels_round_trip_exactly(disk, with_cubin):
     compiled = stand_in("axpy", "sm_90", num_threads=256, shared_bytes=70_000)
-    compiled = KernelStandIn(**{**compiled.__dict__, "llvm_ir": "define ptx_kernel void @axpy() {\n  ret void\n}"})
+    compiled = KernelStandIn(
+        **{**compiled.__dict__, "llvm_ir": "define ptx_kernel void @axpy() {\n  ret void\n}"}
+    )
     cubin = b"\x7fELF" + random_bytes(7, 5000) if with_cubin else None
     key = cache_key(compiled.ptx, compiled.target)
     disk.store_kernel(key, compiled, cubin)

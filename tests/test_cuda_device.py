@@ -15,14 +15,16 @@ from tilevm.errors import CudaError
 from tilevm.runtime.cuda import device, driver
 
 
-def known_ptx_versions() -> list[tuple[tuple[int, int], int]]:
-    """(PTX ISA version, first CUDA release with it) from cuda-python's transcription of the PTX ISA
-    document's release history, for every version from 7.0 (the first sm_80 runs) on."""
+def known_ptx_versions() -> list[tuple[int, int]]:
+    """(PTX ISA version times ten, first CUDA release with it) from cuda-python's transcription of the PTX
+    ISA document's release history, for every version from 7.0 (the first sm_80 runs) on."""
     found = []
     for major in range(7, 12):
         for minor in range(10):
             try:
-                found.append(((major, minor), get_minimal_required_cuda_ver_from_ptx_ver(f"{major}.{minor}")))
+                found.append(
+                    (major * 10 + minor, get_minimal_required_cuda_ver_from_ptx_ver(f"{major}.{minor}"))
+                )
             except ValueError:
                 continue
     return found
@@ -38,8 +40,8 @@ def test_every_release_gets_the_newest_ptx_isa_it_has():
 
 @pytest.mark.parametrize(
     ("cuda", "ptx"),
-    [(13000, (9, 0)), (12080, (8, 7)), (12060, (8, 5)), (12040, (8, 4)), (12030, (8, 3)), (12020, (8, 2)),
-     (12010, (8, 1)), (12000, (8, 0)), (11080, (7, 8)), (12050, (8, 5)), (12070, (8, 6)), (12090, (8, 8))],
+    [(13000, 90), (12080, 87), (12060, 85), (12040, 84), (12030, 83), (12020, 82), (12010, 81), (12000, 80),
+     (11080, 78), (12050, 85), (12070, 86), (12090, 88)],
 )  # fmt: skip
 def test_ptx_isa_release_notes(cuda, ptx):
     """The rows of the PTX ISA document's release notes (CUDA 12.6 added no PTX version)."""

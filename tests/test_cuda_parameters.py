@@ -28,8 +28,6 @@ def expected_bytes(kind: str, value) -> bytes:
     """The parameter's bytes in the PTX type, little-endian, by ``struct`` (and torch for bf16)."""
     if kind == "pointer":
         return struct.pack("<Q", value)
-    if kind == "i1":
-        return struct.pack("<?", value)
     if kind in ("i8", "i16", "i32", "i64"):
         bits = int(kind[1:])
         code = {8: "b", 16: "h", 32: "i", 64: "q"}[bits]
@@ -42,8 +40,6 @@ def expected_bytes(kind: str, value) -> bytes:
 def random_value(kind: str, rng: random.Random):
     if kind == "pointer":
         return rng.randrange(1 << 40, 1 << 48) & ~0xF
-    if kind == "i1":
-        return rng.random() < 0.5
     if kind.startswith("i"):
         bits = int(kind[1:])
         # signless: both the signed range and the unsigned values above it

@@ -222,9 +222,9 @@ def test_ptxas_version_matches_the_ptx_isa_it_accepts():
     major, minor = ptxas.ptxas_version()
     newest = device.max_ptx_version(major * 1000 + minor * 10)
     body = ".visible .entry empty()\n{\n    ret;\n}\n"
-    ptxas.assemble(ptx_header("sm_80", f"{newest[0]}.{newest[1]}") + body, "sm_80")
+    ptxas.assemble(ptx_header("sm_80", f"{newest // 10}.{newest % 10}") + body, "sm_80")
     with pytest.raises(PtxasError, match="empty"):
-        ptxas.assemble(ptx_header("sm_80", f"{newest[0]}.{newest[1] + 1}") + body, "sm_80")
+        ptxas.assemble(ptx_header("sm_80", f"{(newest + 1) // 10}.{(newest + 1) % 10}") + body, "sm_80")
 
 
 def write_script(path, text: str) -> str:

@@ -1,11 +1,12 @@
 """What tilevm needs to know about a CUDA device, queried once per device: its compute capability, name,
 multiprocessor count, opt-in shared memory limit, and the newest PTX ISA its driver loads. Also the pure
-tables behind them: the PTX ISA version of each CUDA release and the codegen target of each chip.
+tables behind them: the PTX ISA version of each CUDA release and the codegen target of each chip (one of
+``tilevm.codegen.targets.TARGETS``).
 
 >>> target_for((8, 7)), target_for((9, 0)), target_for((12, 0))
 ('sm_86', 'sm_90', 'sm_90')
 >>> max_ptx_version(12060), max_ptx_version(13000)
-((8, 5), (9, 0))
+(85, 90)
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from tilevm.codegen.targets import TARGETS
 from tilevm.errors import CudaError
 from tilevm.runtime.cuda.driver import bindings, check
 
 __all__ = [
     "PTX_ISA_RELEASES",
-    "TARGET_CAPABILITIES",
     "DeviceProperties",
     "cuda_version_text",
     "max_ptx_version",
@@ -27,41 +28,33 @@ __all__ = [
     "target_for",
 ]
 
-#: Each PTX ISA version and the first CUDA release that has it, as ``cuDriverGetVersion`` writes a release
-#: (1000 * major + 10 * minor), oldest first: the PTX ISA document's release history. CUDA 12.6 brought no
-#: new PTX version (12.5 and 12.6 both stop at 8.5).
-PTX_ISA_RELEASES: tuple[tuple[int, tuple[int, int]], ...] = (
-    (11000, (7, 0)),
-    (11010, (7, 1)),
-    (11020, (7, 2)),
-    (11030, (7, 3)),
-    (11040, (7, 4)),
-    (11050, (7, 5)),
-    (11060, (7, 6)),
-    (11070, (7, 7)),
-    (11080, (7, 8)),
-    (12000, (8, 0)),
-    (12010, (8, 1)),
-    (12020, (8, 2)),
-    (12030, (8, 3)),
-    (12040, (8, 4)),
-    (12050, (8, 5)),
-    (12070, (8, 6)),
-    (12080, (8, 7)),
-    (12090, (8, 8)),
-    (13000, (9, 0)),
-    (13010, (9, 1)),
-    (13020, (9, 2)),
-    (13030, (9, 3)),
+#: Each PTX ISA version (times ten, as ``tilevm.codegen.targets`` writes it: 87 for 8.7) and the first CUDA
+#: release that has it, as ``cuDriverGetVersion`` writes a release (1000 * major + 10 * minor), oldest first:
+#: the PTX ISA document's release history. CUDA 12.6 brought no new PTX version (12.5 and 12.6 stop at 8.5).
+PTX_ISA_RELEASES: tuple[tuple[int, int], ...] = (
+    (11000, 70),
+    (11010, 71),
+    (11020, 72),
+    (11030, 73),
+    (11040, 74),
+    (11050, 75),
+    (11060, 76),
+    (11070, 77),
+    (11080, 78),
+    (12000, 80),
+    (12010, 81),
+    (12020, 82),
+    (12030, 83),
+    (12040, 84),
+    (12050, 85),
+    (12070, 86),
+    (12080, 87),
+    (12090, 88),
+    (13000, 90),
+    (13010, 91),
+    (13020, 92),
+    (13030, 93),
 )
-
-#: The targets tilevm generates code for and the compute capability each needs, oldest first.
-TARGET_CAPABILITIES: dict[str, tuple[int, int]] = {
-    "sm_80": (8, 0),
-    "sm_86": (8, 6),
-    "sm_89": (8, 9),
-    "sm_90": (9, 0),
-}
 
 
 def cuda_version_text(version: int) -> str:
@@ -69,8 +62,9 @@ def cuda_version_text(version: int) -> str:
     return f"{version // 1000}.{version % 1000 // 10}"
 
 
-def max_ptx_version(driver_version: int) -> tuple[int, int]:
-    """The newest PTX ISA version a driver of CUDA release ``driver_version`` (``cuDriverGetVersion``) loads.
+def max_ptx_version(driver_version: int) -> int:
+    """The newest PTX ISA version (times ten) a driver of CUDA release ``driver_version`` (as
+    ``cuDriverGetVersion`` reports it) loads: what ``Target.with_ptx_limit`` takes.
 
     A driver newer than the table loads at least the newest version the table knows. Drivers older than
     CUDA 11.0 cannot run sm_80, tilevm's oldest target, and are an error.
@@ -89,24 +83,25 @@ def max_ptx_version(driver_version: int) -> tuple[int, int]:
 
 
 def target_for(capability: tuple[int, int]) -> str:
-    """The codegen target for a chip of compute ``capability``: the newest target it can run.
-
-    Chips newer than sm_90 get sm_90 PTX, which their driver compiles forward when it loads it.
+    """The codegen target (a key of ``tilevm.codegen.targets.TARGETS``) for a chip of compute
+    ``capability``: the newest target it can run. Chips newer than sm_90 get sm_90 PTX, which their driver
+    compiles forward when it loads it.
     """
-    fitting = [target for target, needs in TARGET_CAPABILITIES.items() if needs <= tuple(capability)]
+    major, minor = capability
+    # codegen's targets write a capability as one number (86 for 8.6); minor versions stay below 10
+    fitting = [target.name for target in TARGETS.values() if target.capability <= major * 10 + minor]
     if not fitting:
-        major, minor = capability
         raise CudaError(
             f"the GPU has compute capability {major}.{minor}; "
             "tilevm needs sm_80 (compute capability 8.0) or newer"
         )
-    return fitting[-1]
+    return max(fitting, key=lambda name: TARGETS[name].capability)
 
 
 def runs_cubin(target: str, capability: tuple[int, int]) -> bool:
     """Whether a cubin built for ``target`` runs on a chip of ``capability``: same major version, minor at
     least the target's (CUDA's binary compatibility rule). Otherwise only the PTX can be loaded."""
-    major, minor = TARGET_CAPABILITIES[target]
+    major, minor = divmod(TARGETS[target].capability, 10)
     return capability[0] == major and capability[1] >= minor
 
 
@@ -129,8 +124,8 @@ class DeviceProperties:
         return target_for(self.capability)
 
     @property
-    def max_ptx_version(self) -> tuple[int, int]:
-        """The newest PTX ISA version this device's driver loads."""
+    def max_ptx_version(self) -> int:
+        """The newest PTX ISA version (times ten) this device's driver loads."""
         return max_ptx_version(self.driver_version)
 
 

@@ -14,9 +14,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from tilevm.codegen.targets import TARGETS
 from tilevm.errors import CudaError
 from tilevm.runtime.cuda import ptxas
-from tilevm.runtime.cuda.device import TARGET_CAPABILITIES, DeviceProperties, properties, runs_cubin
+from tilevm.runtime.cuda.device import DeviceProperties, properties, runs_cubin
 from tilevm.runtime.cuda.driver import bindings, check, current_context, describe_error
 
 __all__ = [
@@ -66,10 +67,10 @@ def check_fits(compiled: Any, device: DeviceProperties) -> None:
             f"kernel '{name}' needs {compiled.shared_bytes} bytes of shared memory a block; "
             f"device {device.index} ({device.name}) allows at most {device.max_shared_bytes_optin}"
         )
-    needs = TARGET_CAPABILITIES.get(compiled.target)
-    if needs is None:
+    target = TARGETS.get(compiled.target)
+    if target is None:
         raise CudaError(f"kernel '{name}' was compiled for {compiled.target}, which tilevm cannot load")
-    if needs > device.capability:
+    if divmod(target.capability, 10) > device.capability:
         major, minor = device.capability
         raise CudaError(
             f"kernel '{name}' was compiled for {compiled.target}; device {device.index} ({device.name}) "

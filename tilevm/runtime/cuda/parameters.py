@@ -4,12 +4,13 @@ each parameter's bytes.
 ``ParameterBuffer`` is built once per loaded kernel: one 8-byte, 8-aligned slot per parameter in a single
 ctypes buffer, and the ``void*[]`` of the slots' addresses. A launch only writes the values into the slots,
 with one ``struct.pack_into`` for the usual case, so the driver call receives one integer (the array's
-address) and nothing is allocated per launch. Values that the fast format refuses (an unsigned value above
-the signed range, a float that overflows, a wrong type, a wrong count) go through a slower path that checks
-each value and raises a ``LaunchError`` naming the parameter, or converts it exactly.
+address) and no argument structure is built per launch. Values that the fast format refuses (an unsigned
+value above the signed range, a float that overflows, a wrong type, a wrong count) go through a slower path
+that checks each value and raises a ``LaunchError`` naming the parameter, or converts it exactly.
 
-The kinds are the PTX parameter kinds of ``CompiledPtx.parameters``. Integer kinds are signless, as PTX's
-``.b32`` and LLVM's ``i32`` are: an ``i32`` takes any value in [-2**31, 2**32) and stores its low 32 bits.
+The kinds are those of ``CompiledPtx.parameters`` (``tilevm.codegen.kernel.parameter_kind``). Integer kinds
+are signless, as PTX's ``.b32`` and LLVM's ``i32`` are: an ``i32`` takes any value in [-2**31, 2**32) and
+stores its low 32 bits; a bool is 0 or 1.
 Floats round to nearest, ties to even, in one step from the Python float (as ``tilevm.dtypes.codec``), and
 beyond the format's range give inf. ``bf16`` and ``f16`` values are stored as their 16-bit codes.
 
@@ -68,11 +69,6 @@ def _pointer(value: object) -> int:
     return value
 
 
-def _boolean(value: object) -> int:
-    # truthiness, as tilevm.dtypes.codec encodes bool and as struct's "?" (the fast format) packs it
-    return int(bool(value))
-
-
 def _number(value: object) -> float:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
         raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
@@ -99,7 +95,6 @@ PARAMETER_KINDS: dict[str, ParameterKind] = {
     kind.name: kind
     for kind in (
         ParameterKind("pointer", "Q", "Q", _pointer),
-        ParameterKind("i1", "?", "B", _boolean),
         ParameterKind("i8", "b", "B", _integer(8)),
         ParameterKind("i16", "h", "H", _integer(16)),
         ParameterKind("i32", "i", "I", _integer(32)),
