@@ -9,7 +9,6 @@ when ptxas is at hand and the driver can load what it makes.
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from tilevm.codegen.targets import TARGETS
 from tilevm.errors import CudaError
 from tilevm.runtime.cuda import ptxas
-from tilevm.runtime.cuda.device import DeviceProperties, properties, runs_cubin
+from tilevm.runtime.cuda.device import DeviceProperties, max_ptx_version, properties, runs_cubin
 from tilevm.runtime.cuda.driver import bindings, check, current_context, describe_error
 
 __all__ = [
@@ -28,6 +27,7 @@ __all__ = [
     "check_fits",
     "cubin_for",
     "load",
+    "wants_cubin",
 ]
 
 #: the dynamic shared memory a block gets without opting in through cuFuncSetAttribute
@@ -78,15 +78,31 @@ def check_fits(compiled: Any, device: DeviceProperties) -> None:
         )
 
 
+def wants_cubin(
+    target: str, ptx_version: int, capability: tuple[int, int], driver_version: int, ptxas_release: int | None
+) -> bool:
+    """Whether to load a cubin that ptxas of CUDA release ``ptxas_release`` (None: no ptxas) makes from PTX
+    of ``ptx_version`` (times ten) for ``target``, on a chip of ``capability`` whose driver is of release
+    ``driver_version`` (releases as ``cuDriverGetVersion`` writes them). Not when the chip does not run the
+    target's machine code (a newer chip, which only PTX reaches), when ptxas is newer than the driver (the
+    driver refuses its cubins), or when the PTX is newer than ptxas reads; the driver compiles the PTX then.
+    """
+    return (
+        ptxas_release is not None
+        and runs_cubin(target, capability)
+        and ptxas_release <= driver_version
+        and ptx_version <= max_ptx_version(ptxas_release)
+    )
+
+
 def cubin_for(compiled: Any, device_index: int) -> bytes | None:
-    """The cubin of ``compiled`` for device ``device_index``, or None when the PTX must be loaded instead:
-    no ptxas, a ptxas newer than the driver (the driver would refuse its cubin), or a device that does not
-    run the target's machine code (a newer chip than the target, which only PTX reaches)."""
+    """The cubin of ``compiled`` for device ``device_index`` when ``wants_cubin`` says to use one, else
+    None (load the PTX)."""
     device = properties(device_index)
     version = ptxas.ptxas_version()
-    if version is None or not runs_cubin(compiled.target, device.capability):
-        return None
-    if version > divmod(device.driver_version // 10, 100):
+    release = None if version is None else version[0] * 1000 + version[1] * 10
+    ptx_version = ptxas.ptx_version(compiled.ptx)
+    if not wants_cubin(compiled.target, ptx_version, device.capability, device.driver_version, release):
         return None
     return ptxas.assemble(compiled.ptx, compiled.target)
 
@@ -126,17 +142,14 @@ def _load(compiled: Any, device_index: int, cubin: bytes | None) -> LoadedKernel
 
 def _load_ptx(driver: Any, compiled: Any) -> Any:
     """Load PTX with the JIT's error log captured, so a failure says why."""
-    error_log = ctypes.create_string_buffer(JIT_LOG_BYTES)
+    # cuda-python passes a bytearray to the driver as its char* buffer, which the driver fills
+    error_log = bytearray(JIT_LOG_BYTES)
     option = driver.CUjit_option
-    options = [
-        option.CU_JIT_ERROR_LOG_BUFFER,
-        option.CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
-    ]
-    values = [ctypes.addressof(error_log), JIT_LOG_BYTES]
+    options = [option.CU_JIT_ERROR_LOG_BUFFER, option.CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES]
     source = compiled.ptx.encode() + b"\0"
-    result = driver.cuModuleLoadDataEx(source, len(options), options, values)
+    result = driver.cuModuleLoadDataEx(source, len(options), options, [error_log, JIT_LOG_BYTES])
     if result[0]:
-        log = error_log.value.decode(errors="replace").strip() or "(empty)"
+        log = error_log.split(b"\0", 1)[0].decode(errors="replace").strip() or "(empty)"
         raise CudaError(
             f"cuModuleLoadDataEx failed for kernel '{compiled.name}': {describe_error(driver, result[0])}\n"
             f"JIT log:\n{log}"

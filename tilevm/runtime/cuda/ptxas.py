@@ -28,6 +28,7 @@ __all__ = [
     "check_assembles",
     "entry_name",
     "find_ptxas",
+    "ptx_version",
     "ptxas_version",
 ]
 
@@ -40,6 +41,7 @@ ELF_MAGIC = b"\x7fELF"
 
 _ENTRY = re.compile(r"\.entry\s+([A-Za-z_$%][\w$]*)")
 _RELEASE = re.compile(r"release (\d+)\.(\d+)")
+_VERSION = re.compile(r"^\s*\.version\s+(\d+)\.(\d)\b", re.MULTILINE)
 
 
 class PtxasError(TilevmError):
@@ -50,6 +52,14 @@ def entry_name(ptx: str) -> str:
     """The name of the first ``.entry`` in ``ptx``, or ``"<no entry>"``."""
     match = _ENTRY.search(ptx)
     return match.group(1) if match else "<no entry>"
+
+
+def ptx_version(ptx: str) -> int:
+    """The PTX ISA version of ``ptx`` (its ``.version``), times ten: 85 for ``.version 8.5``."""
+    match = _VERSION.search(ptx)
+    if match is None:
+        raise PtxasError(f"kernel '{entry_name(ptx)}': the PTX has no .version directive")
+    return int(match.group(1)) * 10 + int(match.group(2))
 
 
 def _wheel_ptxas() -> str | None:
