@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import threading
+import time
 import types
 
 import pytest
@@ -109,9 +111,12 @@ class RecordingDriver(types.SimpleNamespace):
     """Answers the calls CudaLauncher makes, recording them; the first ``wrong_context`` launches fail as
     a thread without the device's context current would."""
 
-    def __init__(self, wrong_context: int = 0, launch_result: Result = SUCCESS) -> None:
+    def __init__(
+        self, wrong_context: int = 0, launch_result: Result = SUCCESS, copy_seconds: float = 0
+    ) -> None:
         super().__init__(
             calls=[],
+            copy_seconds=copy_seconds,
             wrong_context=wrong_context,
             launch_result=launch_result,
             CUresult=types.SimpleNamespace(
@@ -121,6 +126,7 @@ class RecordingDriver(types.SimpleNamespace):
 
     def cuLaunchKernel(self, *arguments):
         pointers = (ctypes.c_void_p * 5).from_address(arguments[9])
+        time.sleep(self.copy_seconds)  # a driver slow to copy the arguments: a window for other threads
         slots = [ctypes.string_at(pointers[index], 8) for index in range(5)]
         self.calls.append(("cuLaunchKernel", arguments[:9], arguments[10], slots))
         if self.wrong_context:
@@ -159,10 +165,10 @@ def fake_driver(monkeypatch):
 VALUES = (0x7F00_0000_1000, 0x7F00_0000_2000, 0x7F00_0000_3000, 1.5, 1000)
 
 
-def expected_slots() -> list[bytes]:
-    return [struct.pack("<Q", value) for value in VALUES[:3]] + [
-        struct.pack("<f4x", 1.5),
-        struct.pack("<i4x", 1000),
+def expected_slots(values=VALUES) -> list[bytes]:
+    return [struct.pack("<Q", value) for value in values[:3]] + [
+        struct.pack("<f4x", values[3]),
+        struct.pack("<i4x", values[4]),
     ]
 
 
@@ -205,3 +211,22 @@ def test_an_empty_grid_calls_nothing_and_a_bad_value_fails_before_the_driver(fak
     with pytest.raises(LaunchError, match=r"parameter #4 \(i32\)"):
         launcher.launch((1, 1, 1), (*VALUES[:4], 2**40), 0)
     assert fake.calls == []
+
+
+def test_threads_launching_one_kernel_never_mix_their_arguments(fake_driver):
+    fake = RecordingDriver(copy_seconds=1e-5)
+    launcher = fake_driver(fake)
+    values = {stream: (16 * stream, 32 * stream, 48 * stream, stream / 4, -stream) for stream in (1, 2, 3)}
+
+    def work(stream):
+        for _ in range(60):
+            launcher.launch((1, 1, 1), values[stream], stream)
+
+    threads = [threading.Thread(target=work, args=(stream,)) for stream in values]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(fake.calls) == 180
+    for _, arguments, _, slots in fake.calls:
+        assert slots == expected_slots(values[arguments[8]])

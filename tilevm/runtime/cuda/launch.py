@@ -2,13 +2,14 @@
 
 ``CudaLauncher`` does all the work it can once, when it is made: it loads the kernel (``module.load``), builds
 its ``ParameterBuffer`` and binds the driver function and every constant argument. A launch then checks the
-grid with three comparisons, writes the values into the prebuilt buffer and calls the driver: no allocation
-beyond cuda-python's own, no dictionary, no driver query, and no synchronising call, so it can be captured in
-a CUDA graph.
+grid with three comparisons, writes the values into the prebuilt buffer and calls the driver, under a lock
+(threads share the buffer; the driver copies it before ``cuLaunchKernel`` returns): no argument structure
+built, no dictionary, no driver query, and no synchronising call, so it can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +69,7 @@ class CudaLauncher:
         self._shared_bytes = compiled.shared_bytes
         self._parameters_address = self.parameters.address
         self._fill = self.parameters.fill
+        self._lock = threading.Lock()
 
     def launch(self, grid: tuple[int, int, int], values: Sequence[object], stream: int) -> None:
         """Launch on ``grid`` blocks with the kernel's flat parameter ``values`` on ``stream`` (a ``CUstream``
@@ -77,10 +79,12 @@ class CudaLauncher:
             grid, self.name
         ):
             return
-        self._fill(values)
-        result = self._submit(x, y, z, stream)
-        if result:
-            self._retry(result, x, y, z, stream)
+        # the lock keeps another thread from refilling the shared buffer before the driver has copied it
+        with self._lock:
+            self._fill(values)
+            result = self._submit(x, y, z, stream)
+            if result:
+                self._retry(result, x, y, z, stream)
 
     def _submit(self, x: int, y: int, z: int, stream: int) -> Any:
         """One cuLaunchKernel of the filled parameters; its CUresult."""

@@ -113,8 +113,8 @@ def _slot_format(codes: Sequence[str]) -> str:
 
 
 class ParameterBuffer:
-    """The argument storage of one loaded kernel, reused by every launch (not thread-safe: one launch at a
-    time fills it, as the launch happens while the arguments are read by the driver call).
+    """The argument storage of one loaded kernel, reused by every launch. Not thread-safe: a launch fills it
+    and the driver reads it during ``cuLaunchKernel``, so ``CudaLauncher`` holds a lock across both.
 
     ``address`` is what ``cuLaunchKernel`` takes as ``kernelParams``; ``storage`` holds the slots.
     """
