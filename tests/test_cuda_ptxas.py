@@ -279,3 +279,10 @@ def test_no_ptxas_anywhere(tmp_path, monkeypatch):
 def test_entry_name():
     assert ptxas.entry_name(stand_in("reverse_shared").ptx) == "reverse_shared"
     assert ptxas.entry_name(ptx_header()) == "<no entry>"
+
+
+def test_ptx_version_reads_the_version_directive():
+    assert ptxas.ptx_version(stand_in("axpy").ptx) == 80
+    assert ptxas.ptx_version("// generated\n.version 9.0\n.target sm_90\n") == 90
+    with pytest.raises(PtxasError, match=r"kernel 'axpy': the PTX has no \.version directive"):
+        ptxas.ptx_version(stand_in("axpy").ptx.replace(".version 8.0\n", ""))
