@@ -34,7 +34,7 @@ __all__ = [
 DEFAULT_SHARED_BYTES = 48 * 1024
 #: CUDA's limit on the threads of one block, on every chip tilevm targets
 MAX_THREADS_PER_BLOCK = 1024
-#: room for the driver's JIT error and info logs
+#: room for the driver's JIT error log
 JIT_LOG_BYTES = 16 * 1024
 
 _loaded: dict[tuple[Any, int], LoadedKernel] = {}
@@ -129,15 +129,26 @@ def _load(compiled: Any, device_index: int, cubin: bytes | None) -> LoadedKernel
             module = check(driver.cuModuleLoadData(cubin), "cuModuleLoadData", name)
         else:
             module = _load_ptx(driver, compiled)
-        function = check(driver.cuModuleGetFunction(module, name.encode()), "cuModuleGetFunction", name)
-        if compiled.shared_bytes > DEFAULT_SHARED_BYTES:
-            attribute = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-            check(
-                driver.cuFuncSetAttribute(function, attribute, compiled.shared_bytes),
-                "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)",
-                name,
-            )
+        try:
+            function = _prepare_function(driver, module, compiled)
+        except CudaError:
+            check(driver.cuModuleUnload(module), "cuModuleUnload", name)
+            raise
     return LoadedKernel(compiled, device_index, module, function, from_cubin=cubin is not None)
+
+
+def _prepare_function(driver: Any, module: Any, compiled: Any) -> Any:
+    """The kernel's function in ``module``, allowed the dynamic shared memory it needs."""
+    name = compiled.name
+    function = check(driver.cuModuleGetFunction(module, name.encode()), "cuModuleGetFunction", name)
+    if compiled.shared_bytes > DEFAULT_SHARED_BYTES:
+        attribute = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        check(
+            driver.cuFuncSetAttribute(function, attribute, compiled.shared_bytes),
+            "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)",
+            name,
+        )
+    return function
 
 
 def _load_ptx(driver: Any, compiled: Any) -> Any:
