@@ -11,6 +11,20 @@ streams through cuda-python's driver API (``cuda.bindings.driver``).
 - ``launch``: ``CudaLauncher``, the hot path of a launch.
 - ``cache``: the disk cache of compiled kernels.
 
+How a launcher puts them together, once per specialization and device (``key`` from ``cache_key`` over
+everything the code depends on, the driver's version included)::
+
+    device = properties(index)
+    cached = disk.load_kernel(key)
+    if cached is None:
+        target = TARGETS[device.target].with_ptx_limit(device.max_ptx_version)
+        compiled = compile_to_ptx(program, target)
+        cached = (compiled, cubin_for(compiled, index))
+        disk.store_kernel(key, *cached)
+    compiled, cubin = cached
+    launcher = CudaLauncher(compiled, index, cubin=cubin)
+    launcher.launch(grid, flat_values, torch.cuda.current_stream(index).cuda_stream)
+
 Importing this package imports none of cuda-python: that happens when a kernel is first loaded.
 """
 
