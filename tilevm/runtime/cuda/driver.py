@@ -93,10 +93,10 @@ def primary_context(device_index: int) -> Any:
     """The primary context of device ``device_index`` (retained once, for the life of the process)."""
     context = _primary_contexts.get(device_index)
     if context is None:
+        driver = bindings()  # before taking the lock, which bindings() takes too
         with _lock:
             context = _primary_contexts.get(device_index)
             if context is None:
-                driver = bindings()
                 device = check(driver.cuDeviceGet(device_index), f"cuDeviceGet({device_index})")
                 context = check(driver.cuDevicePrimaryCtxRetain(device), "cuDevicePrimaryCtxRetain")
                 _primary_contexts[device_index] = context
