@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import types
 
 import pytest
@@ -138,3 +139,27 @@ def test_check_returns_the_values_and_raises_naming_call_kernel_and_error(monkey
         "cuLaunchKernel failed for kernel 'axpy': "
         "CUDA_ERROR_ILLEGAL_ADDRESS (an illegal memory access was encountered)"
     )
+
+
+def test_primary_contexts_are_retained_once_per_device_on_first_use(monkeypatch):
+    retained = []
+
+    def retain(device):
+        retained.append(device)
+        return FakeResult(0), f"context of {device}"
+
+    fake = types.SimpleNamespace(
+        cuDeviceGet=lambda index: (FakeResult(0), f"device {index}"), cuDevicePrimaryCtxRetain=retain
+    )
+    monkeypatch.setattr(driver, "_bindings", None)
+    monkeypatch.setattr(driver, "_initialise", lambda: fake)
+    monkeypatch.setattr(driver, "_primary_contexts", {})
+    first = []
+    # the first call also initialises the driver: in a thread, so that a deadlock fails instead of hanging
+    thread = threading.Thread(target=lambda: first.append(driver.primary_context(1)), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert first == ["context of device 1"]
+    assert driver.primary_context(1) == "context of device 1"
+    assert driver.primary_context(0) == "context of device 0"
+    assert retained == ["device 1", "device 0"]
