@@ -39,7 +39,9 @@ def test_options_from_the_environment():
         dump_directory=pathlib.Path("dumps"),
     )
     assert CompileOptions.from_environment({}) == CompileOptions()
-    with pytest.raises(ValueError, match="unknown target 'sm_70'; expected one of cpu, sm_80, sm_86, sm_89, sm_90"):
+    with pytest.raises(
+        ValueError, match="unknown target 'sm_70'; expected one of cpu, sm_80, sm_86, sm_89, sm_90"
+    ):
         CompileOptions(target="sm_70")
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.target = "sm_90"
