@@ -4,13 +4,16 @@ moves the cache, and a directory that cannot be written only turns caching off."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import multiprocessing
 import random
+import struct
 import warnings
 
 import pytest
-from test_cuda_ptxas import KernelStandIn, stand_in
+from test_cuda_ptxas import stand_in
 
 from tilevm.runtime.cuda import cache
 from tilevm.runtime.cuda.cache import HEADER, CacheWarning, DiskCache, cache_key
@@ -19,12 +22,6 @@ from tilevm.runtime.cuda.cache import HEADER, CacheWarning, DiskCache, cache_key
 @pytest.fixture
 def disk(tmp_path):
     return DiskCache(tmp_path / "cache")
-
-
-@pytest.fixture(autouse=True)
-def stand_in_compiled_ptx(monkeypatch):
-    """Until tilevm.codegen's CompiledPtx exists, kernels are rebuilt as the stand-in with its fields."""
-    monkeypatch.setattr(cache, "compiled_ptx_type", lambda: KernelStandIn)
 
 
 def random_bytes(seed: int, size: int) -> bytes:
@@ -152,9 +149,7 @@ def test_processes_writing_one_key_at_once_leave_a_whole_entry(tmp_path):
 @pytest.mark.parametrize("with_cubin", [False, True])
 def test_kernels_round_trip_exactly(disk, with_cubin):
     compiled = stand_in("axpy", "sm_90", num_threads=256, shared_bytes=70_000)
-    compiled = KernelStandIn(
-        **{**compiled.__dict__, "llvm_ir": "define ptx_kernel void @axpy() {\n  ret void\n}"}
-    )
+    compiled = dataclasses.replace(compiled, llvm_ir="define ptx_kernel void @axpy() {\n  ret void\n}")
     cubin = b"\x7fELF" + random_bytes(7, 5000) if with_cubin else None
     key = cache_key(compiled.ptx, compiled.target)
     disk.store_kernel(key, compiled, cubin)
@@ -163,11 +158,13 @@ def test_kernels_round_trip_exactly(disk, with_cubin):
     assert loaded_cubin == cubin
 
 
-def test_a_kernel_entry_of_other_fields_is_a_miss(disk, monkeypatch):
+def test_a_kernel_entry_of_other_fields_is_a_miss(disk):
+    """An entry another version of tilevm wrote (CompiledPtx had other fields) or that is not a kernel."""
     key = cache_key("other version")
-    disk.put(key, b"\x05\x00\x00\x00\x00\x00\x00\x00{}!!!")
+    fields = {**dataclasses.asdict(stand_in("axpy")), "registers": 32}
+    text = json.dumps({"fields": fields, "cubin": False}).encode()
+    disk.put(key, struct.pack("<Q", len(text)) + text)
     assert disk.load_kernel(key) is None
-    disk.store_kernel(key, stand_in("axpy"), None)
-    monkeypatch.setattr(cache, "compiled_ptx_type", lambda: dict.fromkeys)  # takes no such keywords
+    disk.put(key, b"\x05\x00\x00\x00\x00\x00\x00\x00{}!!!")
     assert disk.load_kernel(key) is None
     assert disk.load_kernel(cache_key("absent")) is None

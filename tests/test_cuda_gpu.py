@@ -4,13 +4,14 @@ opt-in shared memory path; the errors. Skipped where torch sees no CUDA device."
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import threading
 
 import numpy as np
 import pytest
 import torch
-from test_cuda_ptxas import KernelStandIn, needs_ptxas, stand_in
+from test_cuda_ptxas import needs_ptxas, stand_in
 
 from tilevm.errors import CudaError, LaunchError
 from tilevm.runtime.cuda import cache, device, module
@@ -212,9 +213,7 @@ def test_device_properties_agree_with_torch():
 
 def test_bad_ptx_names_the_kernel_and_carries_the_jit_log():
     compiled = stand_in("axpy", target())
-    compiled = KernelStandIn(
-        **{**compiled.__dict__, "ptx": compiled.ptx.replace("mul.rn.f32 %f4", "mul.rn.f32 %q9")}
-    )
+    compiled = dataclasses.replace(compiled, ptx=compiled.ptx.replace("mul.rn.f32 %f4", "mul.rn.f32 %q9"))
     with pytest.raises(CudaError) as raised:
         CudaLauncher(compiled, torch.cuda.current_device())
     message = str(raised.value)
@@ -223,7 +222,7 @@ def test_bad_ptx_names_the_kernel_and_carries_the_jit_log():
 
 
 def test_a_missing_entry_names_the_call_and_the_error():
-    compiled = KernelStandIn(**{**stand_in("axpy", target()).__dict__, "name": "not_there"})
+    compiled = dataclasses.replace(stand_in("axpy", target()), name="not_there")
     with pytest.raises(
         CudaError, match=r"cuModuleGetFunction failed for kernel 'not_there': CUDA_ERROR_NOT_FOUND"
     ):
@@ -255,8 +254,7 @@ def test_bad_grids_and_values_are_launch_errors():
 
 
 @needs_ptxas
-def test_a_kernel_from_the_disk_cache_runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache, "compiled_ptx_type", lambda: KernelStandIn)
+def test_a_kernel_from_the_disk_cache_runs(tmp_path):
     index = torch.cuda.current_device()
     compiled = stand_in("axpy", target(), num_threads=96)  # a block size no other test loads
     disk = cache.DiskCache(tmp_path)

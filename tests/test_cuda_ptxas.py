@@ -8,10 +8,10 @@ from __future__ import annotations
 import stat
 import struct
 import sys
-from dataclasses import dataclass
 
 import pytest
 
+from tilevm.codegen import CompiledPtx
 from tilevm.runtime.cuda import device, ptxas
 from tilevm.runtime.cuda.ptxas import PtxasError
 
@@ -20,20 +20,6 @@ HAS_PTXAS = ptxas.find_ptxas() is not None
 needs_ptxas = pytest.mark.skipif(
     not HAS_PTXAS, reason="no ptxas (nvidia-cuda-nvcc wheel, PATH or TILEVM_PTXAS)"
 )
-
-
-@dataclass(frozen=True)
-class KernelStandIn:
-    """The fields of ``tilevm.codegen.CompiledPtx`` (see the brief's interface), for hand-written PTX until
-    the code generator lands."""
-
-    name: str
-    ptx: str
-    llvm_ir: str
-    target: str
-    num_threads: int
-    shared_bytes: int
-    parameters: tuple[str, ...]
 
 
 def ptx_header(target: str = "sm_80", version: str = "8.0") -> str:
@@ -170,13 +156,11 @@ KERNELS = {
 }
 
 
-def stand_in(
-    name: str, target: str = "sm_80", num_threads: int = 128, shared_bytes: int = 0
-) -> KernelStandIn:
-    """One of ``KERNELS`` as a ``CompiledPtx``-like value."""
+def stand_in(name: str, target: str = "sm_80", num_threads: int = 128, shared_bytes: int = 0) -> CompiledPtx:
+    """One of ``KERNELS``, hand-written, as the code generator would give it."""
     body, parameters = KERNELS[name]
     ptx = ptx_header(target) + body
-    return KernelStandIn(name, ptx, "", target, num_threads, shared_bytes, parameters)
+    return CompiledPtx(name, ptx, "", target, num_threads, shared_bytes, parameters)
 
 
 # From llvm/include/llvm/BinaryFormat/ELF.h: EM_CUDA = 190; ELFABIVERSION_CUDA_V1 = 7 keeps the SM number

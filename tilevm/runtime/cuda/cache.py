@@ -32,7 +32,8 @@ import struct
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+
+from tilevm.codegen import CompiledPtx
 
 __all__ = [
     "CACHE_VARIABLE",
@@ -41,7 +42,6 @@ __all__ = [
     "CacheWarning",
     "DiskCache",
     "cache_key",
-    "compiled_ptx_type",
     "default_directory",
 ]
 
@@ -75,13 +75,6 @@ def cache_key(*parts: str | bytes) -> str:
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()
-
-
-def compiled_ptx_type() -> type:
-    """The class ``load_kernel`` rebuilds: ``tilevm.codegen.CompiledPtx`` (imported when first needed)."""
-    from tilevm.codegen import CompiledPtx
-
-    return CompiledPtx
 
 
 class DiskCache:
@@ -131,13 +124,13 @@ class DiskCache:
                 stacklevel=2,
             )
 
-    def store_kernel(self, key: str, compiled: Any, cubin: bytes | None = None) -> None:
+    def store_kernel(self, key: str, compiled: CompiledPtx, cubin: bytes | None = None) -> None:
         """Store a ``CompiledPtx`` (every field) and, optionally, its cubin under ``key``."""
         fields = {field.name: getattr(compiled, field.name) for field in dataclasses.fields(compiled)}
         text = json.dumps({"fields": fields, "cubin": cubin is not None}, sort_keys=True).encode()
         self.put(key, _KERNEL_HEADER.pack(len(text)) + text + (cubin or b""))
 
-    def load_kernel(self, key: str) -> tuple[Any, bytes | None] | None:
+    def load_kernel(self, key: str) -> tuple[CompiledPtx, bytes | None] | None:
         """The ``(CompiledPtx, cubin or None)`` stored under ``key``, or None. An entry whose fields do not
         make a ``CompiledPtx`` of this tilevm (written by another version) is a miss."""
         payload = self.get(key)
@@ -148,7 +141,7 @@ class DiskCache:
             end = _KERNEL_HEADER.size + length
             record = json.loads(payload[_KERNEL_HEADER.size : end])
             fields = {name: _from_json(value) for name, value in record["fields"].items()}
-            compiled = compiled_ptx_type()(**fields)
+            compiled = CompiledPtx(**fields)
         except (struct.error, ValueError, KeyError, TypeError, AttributeError):
             return None
         return compiled, (payload[end:] if record["cubin"] else None)

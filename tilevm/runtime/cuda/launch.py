@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from tilevm.codegen import CompiledPtx
 from tilevm.errors import LaunchError
 from tilevm.runtime.cuda.driver import bindings, current_context, raise_error
 from tilevm.runtime.cuda.module import LoadedKernel, load
@@ -52,7 +53,7 @@ class CudaLauncher:
 
     def __init__(
         self,
-        compiled: Any,
+        compiled: CompiledPtx,
         device_index: int,
         cubin: bytes | None = None,
         names: Sequence[str] | None = None,

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from tilevm.codegen import CompiledPtx
 from tilevm.codegen.targets import TARGETS
 from tilevm.errors import CudaError
 from tilevm.runtime.cuda import ptxas
@@ -37,7 +38,7 @@ MAX_THREADS_PER_BLOCK = 1024
 #: room for the driver's JIT error log
 JIT_LOG_BYTES = 16 * 1024
 
-_loaded: dict[tuple[Any, int], LoadedKernel] = {}
+_loaded: dict[tuple[CompiledPtx, int], LoadedKernel] = {}
 _lock = threading.Lock()
 
 
@@ -45,7 +46,7 @@ _lock = threading.Lock()
 class LoadedKernel:
     """A ``CompiledPtx`` loaded on device ``device_index``: the module and the function to launch."""
 
-    compiled: Any
+    compiled: CompiledPtx
     device_index: int
     module: Any
     function: Any
@@ -53,7 +54,7 @@ class LoadedKernel:
     from_cubin: bool
 
 
-def check_fits(compiled: Any, device: DeviceProperties) -> None:
+def check_fits(compiled: CompiledPtx, device: DeviceProperties) -> None:
     """Raise ``CudaError`` when a block of ``compiled`` cannot run on ``device``: too many threads, more
     shared memory than the device lets a block opt in to, or a target newer than the device."""
     name = compiled.name
@@ -95,7 +96,7 @@ def wants_cubin(
     )
 
 
-def cubin_for(compiled: Any, device_index: int) -> bytes | None:
+def cubin_for(compiled: CompiledPtx, device_index: int) -> bytes | None:
     """The cubin of ``compiled`` for device ``device_index`` when ``wants_cubin`` says to use one, else
     None (load the PTX)."""
     device = properties(device_index)
@@ -107,7 +108,7 @@ def cubin_for(compiled: Any, device_index: int) -> bytes | None:
     return ptxas.assemble(compiled.ptx, compiled.target)
 
 
-def load(compiled: Any, device_index: int, cubin: bytes | None = None) -> LoadedKernel:
+def load(compiled: CompiledPtx, device_index: int, cubin: bytes | None = None) -> LoadedKernel:
     """``compiled`` loaded on device ``device_index`` (from ``cubin`` when given), once per process."""
     key = (compiled, device_index)
     loaded = _loaded.get(key)
@@ -119,7 +120,7 @@ def load(compiled: Any, device_index: int, cubin: bytes | None = None) -> Loaded
     return loaded
 
 
-def _load(compiled: Any, device_index: int, cubin: bytes | None) -> LoadedKernel:
+def _load(compiled: CompiledPtx, device_index: int, cubin: bytes | None) -> LoadedKernel:
     device = properties(device_index)
     check_fits(compiled, device)
     driver = bindings()
@@ -137,7 +138,7 @@ def _load(compiled: Any, device_index: int, cubin: bytes | None) -> LoadedKernel
     return LoadedKernel(compiled, device_index, module, function, from_cubin=cubin is not None)
 
 
-def _prepare_function(driver: Any, module: Any, compiled: Any) -> Any:
+def _prepare_function(driver: Any, module: Any, compiled: CompiledPtx) -> Any:
     """The kernel's function in ``module``, allowed the dynamic shared memory it needs."""
     name = compiled.name
     function = check(driver.cuModuleGetFunction(module, name.encode()), "cuModuleGetFunction", name)
@@ -151,7 +152,7 @@ def _prepare_function(driver: Any, module: Any, compiled: Any) -> Any:
     return function
 
 
-def _load_ptx(driver: Any, compiled: Any) -> Any:
+def _load_ptx(driver: Any, compiled: CompiledPtx) -> Any:
     """Load PTX with the JIT's error log captured, so a failure says why."""
     # cuda-python passes a bytearray to the driver as its char* buffer, which the driver fills
     error_log = bytearray(JIT_LOG_BYTES)
