@@ -7,7 +7,6 @@ the NVPTX back end, as the kernel driver does.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -23,10 +22,11 @@ from tilevm.codegen.llvm_types import ir, llvm_type
 from tilevm.codegen.targets import TARGETS
 from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction
+from tilevm.runtime.cuda.ptxas import find_ptxas
 
 __all__ = ["PTXAS", "assemble", "emit_ptx", "kernel_ptx"]
 
-PTXAS = shutil.which("ptxas")
+PTXAS = find_ptxas()
 _initialized: list[bool] = []
 
 

@@ -204,9 +204,12 @@ def test_ptxas_version_matches_the_ptx_isa_it_accepts():
     """The newest PTX ISA a ptxas release assembles is the one the PTX ISA release table gives its CUDA
     release; one minor version more is refused."""
     major, minor = ptxas.ptxas_version()
-    newest = device.max_ptx_version(major * 1000 + minor * 10)
+    release = major * 1000 + minor * 10
+    newest = device.max_ptx_version(release)
     body = ".visible .entry empty()\n{\n    ret;\n}\n"
     ptxas.assemble(ptx_header("sm_80", f"{newest // 10}.{newest % 10}") + body, "sm_80")
+    if release > device.PTX_ISA_RELEASES[-1][0]:
+        return  # a ptxas newer than the table accepts more than the table knows: only the floor holds
     with pytest.raises(PtxasError, match="empty"):
         ptxas.assemble(ptx_header("sm_80", f"{(newest + 1) // 10}.{(newest + 1) % 10}") + body, "sm_80")
 
