@@ -27,7 +27,7 @@ def target() -> str:
 
 
 def axpy(launcher: CudaLauncher, out, a, b, scale: float, stream=None) -> None:
-    n = out.numel()
+    n = a.numel()  # out has one poisoned element past the end
     stream = torch.cuda.current_stream() if stream is None else stream
     launcher.launch(
         ((n + BLOCK - 1) // BLOCK, 1, 1),
