@@ -14,9 +14,11 @@ from tilevm.dtypes import (
     bfloat16,
     boolean,
     encode,
+    float6_e3m2,
     float8_e4m3,
     float16,
     float32,
+    int3,
     int4,
     int8,
     int16,
@@ -67,6 +69,15 @@ BITCASTS = [
     (VectorType(float8_e4m3, 4), (int8, 4)),
     (ScalarType(uint32), (uint32, 1)),
 ]
+#: bitcasts between vectors whose lengths do not divide each other (the words and codes of 3- and 6-bit
+#: data), which code generation moves through inline PTX: they run on the GPU only
+UNEVEN_BITCASTS = [
+    (VectorType(uint32, 3), (float6_e3m2, 16)),
+    (VectorType(float6_e3m2, 16), (uint32, 3)),
+    (VectorType(int3, 16), (uint8, 6)),
+    (VectorType(uint8, 6), (int3, 16)),
+]
+ALL_BITCASTS = BITCASTS + UNEVEN_BITCASTS
 #: gathers: the sources' lengths (1: a scalar) and the indices into the row of their elements
 GATHERS = [
     ((4,), (3, 2, 1, 0)),  # reorder
@@ -148,7 +159,7 @@ def test_bitcast(functions, number):
 
 def check_bitcast(run, number: int) -> None:
     """``run(name, *codes)``, the compiled bitcast, against the bits regrouped in numpy."""
-    source, (dtype, length) = BITCASTS[number]
+    source, (dtype, length) = ALL_BITCASTS[number]
     rng = np.random.default_rng(number)
     source_length = source.length if isinstance(source, VectorType) else 1
     codes = sample_codes(source.dtype, COUNT * source_length, rng)
