@@ -140,16 +140,13 @@ def test_constants(functions, dtype):
     assert not same_codes(actual, np.broadcast_to(expected, actual.shape), dtype).any()
 
 
-def _bits_of_row(codes: np.ndarray, bits: int) -> np.ndarray:
-    """The register each row of codes makes, element 0 in the lowest bits (at most 64 bits)."""
+def _regroup(codes: np.ndarray, bits: int, target_bits: int) -> np.ndarray:
+    """Each row of codes of ``bits`` bits as one register (element 0 in the lowest bits), cut into codes of
+    ``target_bits`` bits: through a matrix of single bits, for registers of any width."""
     codes = codes.reshape(len(codes), -1).astype(np.uint64)
-    shifts = np.arange(codes.shape[1], dtype=np.uint64) * np.uint64(bits)
-    return np.bitwise_or.reduce(codes << shifts, axis=1)
-
-
-def _row_of_bits(words: np.ndarray, bits: int, length: int) -> np.ndarray:
-    shifts = np.arange(length, dtype=np.uint64) * np.uint64(bits)
-    return (words[:, None] >> shifts) & np.uint64((1 << bits) - 1)
+    single = (codes[:, :, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)  # [rows, codes, bits]
+    grouped = single.reshape(len(codes), -1, target_bits)
+    return np.bitwise_or.reduce(grouped << np.arange(target_bits, dtype=np.uint64), axis=2)
 
 
 @pytest.mark.parametrize("number", range(len(BITCASTS)), ids=lambda number: str(BITCASTS[number]))
@@ -165,7 +162,7 @@ def check_bitcast(run, number: int) -> None:
     codes = sample_codes(source.dtype, COUNT * source_length, rng)
     codes = codes.reshape(COUNT, source_length) if source_length > 1 else codes
     actual = run(f"bitcast_{number}", codes)
-    expected = _row_of_bits(_bits_of_row(codes, source.dtype.nbits), dtype.nbits, length)
+    expected = _regroup(codes, source.dtype.nbits, dtype.nbits)
     assert np.array_equal(actual.reshape(COUNT, length), expected.astype(actual.dtype))
 
 
