@@ -94,7 +94,8 @@ class FunctionContext:
             return self.read(expr)
         handler = self._expressions.get(type(expr))
         if handler is None:
-            raise self.error(f"code generation does not handle the expression '{expr.opname}'")
+            name = expr.opname or type(expr).__name__
+            raise self.error(f"code generation does not handle the expression '{name}'")
         return handler(self, expr)
 
     # -- variables -----------------------------------------------------------------------------------

@@ -6,16 +6,13 @@ width, which they only ever move through (loads, gathers, bitcasts), since lower
 arithmetic. A vector is an LLVM vector; element 0 holds the lowest bits when it is bitcast, as in Thread IR.
 Pointers are opaque, in address space 1 (global) or 3 (shared).
 
-llvmlite's IR layer must be in opaque-pointer mode, which is chosen when llvmlite is first imported: this
-module sets it, and the codegen package imports llvmlite only through here.
+llvmlite's IR layer must be in opaque-pointer mode, which is chosen when llvmlite is first imported: the
+package's ``__init__`` asks for it, and this module checks that it holds.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ["LLVMLITE_ENABLE_IR_LAYER_TYPED_POINTERS"] = "0"
-
+import llvmlite
 import numpy as np
 from llvmlite import ir
 
@@ -23,6 +20,12 @@ from tilevm.dtypes import DType, bfloat16, encode, float16, float32
 from tilevm.ir.types import AddressSpace, PointerType, ScalarType, Type, VectorType
 
 __all__ = ["ADDRESS_SPACES", "BFloatType", "ir", "llvm_dtype", "llvm_type"]
+
+if llvmlite.ir.types.ir_layer_typed_pointers_enabled:  # llvmlite was imported before this module
+    raise ImportError(
+        "llvmlite was imported with typed pointers; tilevm's code generation needs opaque pointers: set "
+        "LLVMLITE_ENABLE_IR_LAYER_TYPED_POINTERS=0 before llvmlite is first imported"
+    )
 
 #: PTX's state spaces as NVPTX address spaces
 ADDRESS_SPACES = {AddressSpace.GLOBAL: 1, AddressSpace.SHARED: 3}

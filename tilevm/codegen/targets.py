@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from tilevm.errors import LocatedError, SourceLocation
 
-__all__ = ["FEATURES", "TARGETS", "CodegenError", "Feature", "Target", "target"]
+__all__ = ["FEATURES", "TARGETS", "CodegenError", "Feature", "Target", "find_target"]
 
 
 class CodegenError(LocatedError):
@@ -41,7 +41,6 @@ class Feature:
 FEATURES: dict[str, Feature] = {
     "float8_mma": Feature(89, 84, "mma.sync on float8_e4m3 / float8_e5m2 operands"),
     "float8_convert": Feature(89, 81, "cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32"),
-    "bfloat16_arithmetic": Feature(90, 78, "add/sub/mul.bf16x2 (sm_80 has only fma.bf16x2)"),
 }
 
 
@@ -86,8 +85,11 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def target(name: str) -> Target:
-    """The target called ``name``, or a ``CodegenError`` listing the known ones."""
+def find_target(name: str | Target) -> Target:
+    """The target called ``name`` (a ``Target`` stands for itself), or a ``CodegenError`` listing the known
+    ones."""
+    if isinstance(name, Target):
+        return name
     if name not in TARGETS:
         raise CodegenError(f"unknown target '{name}'; tilevm generates code for {', '.join(TARGETS)}")
     return TARGETS[name]
