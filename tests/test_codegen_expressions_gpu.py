@@ -15,8 +15,10 @@ from tests.codegen_gpu import GpuModule, build_kernels, device_target  # noqa: E
 from tests.codegen_host import codes_of, from_codes  # noqa: E402
 from tests.test_codegen_expressions_arithmetic import (  # noqa: E402
     BINARY_CASES,
+    CONSTANT_DIVISOR_CASES,
     UNARY_CASES,
     check_binary,
+    check_constant_divisor,
     check_unary,
 )
 from tests.test_codegen_expressions_arithmetic import cases as arithmetic_cases  # noqa: E402
@@ -88,6 +90,11 @@ def test_unary(gpu, op, dtype, length):
 @pytest.mark.parametrize(("op", "dtype", "length"), BINARY_CASES, ids=lambda case: str(case))
 def test_binary(gpu, op, dtype, length):
     check_binary(gpu, op, dtype, length)
+
+
+@pytest.mark.parametrize(("op", "dtype", "divisor"), CONSTANT_DIVISOR_CASES, ids=lambda case: str(case))
+def test_constant_divisor(gpu, op, dtype, divisor):
+    check_constant_divisor(gpu, op, dtype, divisor)
 
 
 @pytest.mark.parametrize(("source", "target", "rounding", "length"), ALL_CASES, ids=lambda case: str(case))

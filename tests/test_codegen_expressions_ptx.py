@@ -67,7 +67,7 @@ def test_addresses(target):
     results = [shared, PointerAdd(shared, Const(6)), PointerAdd(base, offset), PointerAdd(base, Const(48))]
     ptx = kernel_ptx([base, offset], results=results, target=target)
     assert re.search(r"\.extern \.shared \.align 16 \.b8 shared\[\];", ptx)
-    assert re.search(r"mov\.[ub]64\s+%rd\d+, shared;", ptx)
+    assert re.search(r"mov\.b32\s+%r\d+, shared;", ptx)  # 32-bit shared addresses (--nvptx-short-ptr)
     assert re.search(r"add\.s64\s+%rd\d+, %rd\d+, 48;", ptx)
     # a signed 32-bit offset, sign-extended
     assert re.search(r"(cvt\.s64\.s32\s+%rd\d+, %r\d+|ld\.param\.s32\s+%rd\d+, \[kernel_param_2\]);", ptx)
