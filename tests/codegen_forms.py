@@ -366,31 +366,28 @@ def _control_forms() -> Iterator[Form]:
 
 
 def _expression_forms() -> Iterator[Form]:
+    """Arithmetic and casts on the machine dtypes, one kernel per operand type (all the ops, or all the
+    casts, in it: none needs a feature, and LLVM's fixed cost per module dominates a tiny kernel's), and
+    the other expressions."""
     for register in (*(ScalarType(element) for element in MACHINE_DTYPES), *PACKED):
-        for op in UNARY_OPS:
-            if not scalar_operator_error(op, register.dtype):
-                yield _computed(
-                    _name("unary", op, register), [register], lambda x, op=op: UnaryExpr(op, x[0])
-                )
-        for op in BINARY_OPS:
-            if not scalar_operator_error(op, register.dtype):
-                yield _computed(_name("binary", op, register), [register, register], partial(_binary, op))
+        ops = [op for op in (*UNARY_OPS, *BINARY_OPS) if not scalar_operator_error(op, register.dtype)]
+        yield _computed(
+            _name("arithmetic", register), [register, register], [partial(_operator, op) for op in ops]
+        )
     # casts between machine dtypes (lowering turns every other cast into bit operations and these)
-    for source, target in itertools.product(MACHINE_DTYPES, repeat=2):
-        for rounding in ROUNDING_MODES:
-            yield _computed(
-                _name("cast", source, target, rounding), [ScalarType(source)],
-                lambda x, target=target, rounding=rounding: CastExpr(x[0], target, rounding),
-            )  # fmt: skip
-    yield _computed("select", [ScalarType(boolean), *PACKED[:1] * 2], lambda x: Select(x[0], x[1], x[2]))
+    for source in MACHINE_DTYPES:
+        casts = [partial(_cast, target, rounding) for target in MACHINE_DTYPES for rounding in ROUNDING_MODES]
+        yield _computed(_name("casts_from", source), [ScalarType(source)], casts)
+    yield _computed("select", [ScalarType(boolean), *PACKED[:1] * 2], [lambda x: Select(x[0], x[1], x[2])])
     yield _computed(
         "gather_element_pack_bitcast", [VectorType(uint8, 4), ScalarType(uint8)],
-        lambda x: Bitcast(uint32, 1, Pack((Gather((x[0], x[1]), (4,)), Element(x[0], 3), x[1], x[1]))),
+        [lambda x: Bitcast(uint32, 1, Pack((Gather((x[0], x[1]), (4,)), Element(x[0], 3), x[1], x[1])))],
     )  # fmt: skip
+    yield _computed("bitcast_odd_lengths", [VectorType(uint32, 4)], [_odd_lengths])
     yield _computed(
         "indices", [],
-        lambda x: BinaryExpr("add", BinaryExpr("add", ThreadIndex(), LaneIndex()), BinaryExpr(
-            "add", WarpIndex(), BinaryExpr("add", BlockIndex(1), GridSize(2)))),
+        [lambda x: BinaryExpr("add", BinaryExpr("add", ThreadIndex(), LaneIndex()), BinaryExpr(
+            "add", WarpIndex(), BinaryExpr("add", BlockIndex(1), GridSize(2))))],
     )  # fmt: skip
     kernel = _Kernel("pointer_cast")
     words = PointerCast(uint32, PointerAdd(kernel.pointer(uint8), Const(4, int32)))
@@ -400,16 +397,31 @@ def _expression_forms() -> Iterator[Form]:
     yield kernel.program()
 
 
-def _binary(op: str, operands: list[Var]) -> Expr:
-    return BinaryExpr(op, operands[0], operands[1])
+def _odd_lengths(operands: list[Var]) -> Expr:
+    """Lengths that do not divide each other: 3 words as 16 six-bit codes and back."""
+    codes = Bitcast(dtype("int6"), 16, Gather((operands[0],), (0, 1, 2)))
+    return Gather((Bitcast(uint32, 3, codes),), (0, 1, 2, 0))
+
+
+def _operator(op: str, operands: list[Var]) -> Expr:
+    return UnaryExpr(op, operands[0]) if op in UNARY_OPS else BinaryExpr(op, operands[0], operands[1])
+
+
+def _cast(target: DType, rounding: str, operands: list[Var]) -> Expr:
+    return CastExpr(operands[0], target, rounding)
 
 
 def _computed(
-    name: str, operands: list[RegisterType], compute: Callable[[list[Var]], Expr], feature: str | None = None
+    name: str,
+    operands: list[RegisterType],
+    computes: list[Callable[[list[Var]], Expr]],
+    feature: str | None = None,
 ) -> Form:
+    """A kernel storing each of ``computes`` applied to operands loaded as ``operands``."""
     kernel = _Kernel(name)
     values = [kernel.operand(register) for register in operands]
-    kernel.store(kernel.let(compute(values)))
+    for compute in computes:
+        kernel.store(kernel.let(compute(values)))
     return kernel.program(feature)
 
 

@@ -7,27 +7,24 @@ the NVPTX back end, as the kernel driver does.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
 
 os.environ["LLVMLITE_ENABLE_IR_LAYER_TYPED_POINTERS"] = "0"
 
-import llvmlite.binding as llvm
-
 from tests.codegen_host import HANDLERS
-from tilevm.codegen import compute
+from tilevm.codegen import compute, emit
 from tilevm.codegen.context import FunctionContext
 from tilevm.codegen.llvm_types import ir, llvm_type
 from tilevm.codegen.targets import TARGETS
 from tilevm.ir.expr import Expr, Var
 from tilevm.ir.inst import Instruction
+from tilevm.runtime.cuda.ptxas import find_ptxas
 
 __all__ = ["PTXAS", "assemble", "emit_ptx", "kernel_ptx"]
 
-PTXAS = shutil.which("ptxas")
-_initialized: list[bool] = []
+PTXAS = find_ptxas()
 
 
 def _kernel_module(
@@ -70,25 +67,10 @@ def kernel_ptx(
 
 
 def emit_ptx(module: str, target: str) -> str:
-    """The PTX of the LLVM IR ``module`` for ``target``, through LLVM's O3 as the kernel driver does. Fails
-    if the module declares a function that is not an LLVM intrinsic (``.extern .func``)."""
-    if not _initialized:
-        llvm.initialize_all_targets()
-        llvm.initialize_all_asmprinters()
-        _initialized.append(True)
-    parsed = llvm.parse_assembly(module)
-    parsed.verify()
-    chip = TARGETS[target]
-    machine = llvm.Target.from_triple("nvptx64-nvidia-cuda").create_target_machine(
-        cpu=chip.name, features=chip.llvm_features, opt=3
-    )
-    parsed.triple = "nvptx64-nvidia-cuda"
-    parsed.data_layout = str(machine.target_data)
-    builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
-    builder.getModulePassManager().run(parsed, builder)
-    ptx = machine.emit_assembly(parsed)
-    assert ".extern .func" not in ptx, ptx
-    return ptx
+    """The PTX of the LLVM IR ``module`` for ``target``: code generation's own emission (O3 in LLVM's worker
+    process, so that an LLVM abort fails the test with LLVM's message; the guards against declarations of
+    non-intrinsics and ``.extern .func``)."""
+    return emit.emit_ptx(module, TARGETS[target], "kernel")
 
 
 def assemble(ptx: str, target: str) -> None:

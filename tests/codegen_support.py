@@ -11,9 +11,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tilevm.runtime.cuda.ptxas import find_ptxas
+
 __all__ = ["ChildOutcome", "assemble", "assemble_together", "compile_in_child"]
 
 TESTS = Path(__file__).parent
+#: the ptxas that tilevm itself would use: the nvidia-cuda-nvcc wheel's (the test extra), else PATH's
+PTXAS = find_ptxas() or "ptxas"
 _HEADER = re.compile(r"^\s*\.(version|target|address_size)\b.*$", re.MULTILINE)
 
 
@@ -23,7 +27,7 @@ def assemble(ptx: str, target: str) -> None:
         source = Path(directory) / "kernel.ptx"
         source.write_text(ptx)
         result = subprocess.run(
-            ["ptxas", f"-arch={target}", str(source), "-o", str(Path(directory) / "kernel.cubin")],
+            [PTXAS, f"-arch={target}", str(source), "-o", str(Path(directory) / "kernel.cubin")],
             capture_output=True,
             text=True,
             check=False,

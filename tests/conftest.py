@@ -1,15 +1,18 @@
 """Every program that a test compiles is printed, parsed back and compared after the test: the front end's
 program and the program after every pass of the pipeline. Every program that an executor test runs also runs
 with random layouts. With ``TILEVM_CROSSCHECK`` set on a GPU machine, every launch also runs on the GPU and
-is compared (``gpu_crosscheck``). Hypothesis draws the same examples on every run (a failure reproduces) and
-has no deadline (a loaded machine must not fail a correct test)."""
+is compared (``gpu_crosscheck``). Every kernel a test compiles is lowered and compiled to PTX for sm_80 and
+sm_90 and assembled with ptxas (``ptx_check``). Hypothesis draws the same examples on every run (a failure
+reproduces) and has no deadline (a loaded machine must not fail a correct test)."""
 
 import os
 
 import pytest
+import torch
 from gpu_crosscheck import CROSSCHECK_VARIABLE, crosschecked_launch
 from hypothesis import settings
 from layout_assignment import execute_with_random_layouts
+from ptx_check import assemble_for_targets
 
 from tilevm import ir
 from tilevm.passes import pipeline
@@ -36,6 +39,8 @@ def round_trip_every_compiled_program(monkeypatch):
             ir.check_round_trip(program, pipeline.instruction_set_of(stage))
         except AssertionError as failure:
             raise AssertionError(f"after {stage}: {failure}") from None
+    last_tile_stage = pipeline.TILE_PASSES[-1].__name__
+    assemble_for_targets([program for stage, program in compiled if stage == last_tile_stage])
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +64,13 @@ def crosscheck_launches_on_the_gpu(request, monkeypatch):
         if torch.cuda.is_available():
             launch = crosschecked_launch(jit.Kernel.launch, report, request.node.nodeid)
             monkeypatch.setattr(jit.Kernel, "launch", launch)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped where torch sees no CUDA device (the marker's pyproject meaning)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

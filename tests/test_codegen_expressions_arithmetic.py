@@ -27,7 +27,7 @@ from tilevm.dtypes import (
     uint64,
 )
 from tilevm.ir import semantics
-from tilevm.ir.expr import BINARY_OPS, COMPARISON_OPS, BinaryExpr, UnaryExpr, Var, operator_error
+from tilevm.ir.expr import BINARY_OPS, COMPARISON_OPS, BinaryExpr, Const, UnaryExpr, Var, operator_error
 from tilevm.ir.types import ScalarType, VectorType
 
 DTYPES = (boolean, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float16, bfloat16, float32)
@@ -62,6 +62,16 @@ BINARY_CASES = [
 ]
 
 
+#: integer division by constants, which code generation turns into shifts and masks for powers of two
+CONSTANT_DIVISOR_CASES = [
+    (op, dtype, divisor)
+    for op in ("floordiv", "mod")
+    for dtype in (int8, int16, int32, int64, uint8, uint32)
+    for divisor in (1, 2, 8, 1 << (dtype.nbits - 2), 3, 7, -1, -4)
+    if dtype.is_signed or divisor > 0
+]
+
+
 def _name(op: str, dtype: DType, length: int) -> str:
     return f"{op}_{dtype}_{length}"
 
@@ -75,6 +85,9 @@ def cases() -> dict[str, tuple]:
     for op, dtype, length in BINARY_CASES:
         lhs, rhs = Var("a", _register(dtype, length)), Var("b", _register(dtype, length))
         built["b_" + _name(op, dtype, length)] = (BinaryExpr(op, lhs, rhs), (lhs, rhs))
+    for op, dtype, divisor in CONSTANT_DIVISOR_CASES:
+        lhs = Var("a", ScalarType(dtype))
+        built[f"c_{op}_{dtype}_{divisor}"] = (BinaryExpr(op, lhs, Const(divisor, dtype)), (lhs,))
     return built
 
 
@@ -139,6 +152,23 @@ def check_binary(run, op: str, dtype: DType, length: int) -> None:
     wrong = same_codes(actual, expected, result, signed_zero=op not in ("max", "min"))
     operands = f"{lhs[wrong][:4]}, {rhs[wrong][:4]}"
     assert not wrong.any(), f"{op} on {dtype}: {operands} gave {actual[wrong][:4]}, not {expected[wrong][:4]}"
+
+
+@pytest.mark.parametrize(("op", "dtype", "divisor"), CONSTANT_DIVISOR_CASES, ids=lambda case: str(case))
+def test_constant_divisor(functions, op, dtype, divisor):
+    check_constant_divisor(functions, op, dtype, divisor)
+
+
+def check_constant_divisor(run, op: str, dtype: DType, divisor: int) -> None:
+    """``run(name, *codes)``, the compiled case, against the semantics."""
+    rng = np.random.default_rng([divisor % 1000, dtype.nbits, op == "mod"])
+    lhs = sample_codes(dtype, PAIRS, rng)
+    actual = run(f"c_{op}_{dtype}_{divisor}", lhs)
+    expected = codes_of(semantics.binary(op, from_codes(lhs, dtype), np.array(divisor), dtype), dtype)
+    wrong = same_codes(actual, expected, dtype)
+    assert not wrong.any(), (
+        f"{lhs[wrong][:4]} {op} {divisor} gave {actual[wrong][:4]}, not {expected[wrong][:4]}"
+    )
 
 
 def test_every_operator_is_tested():

@@ -1,7 +1,8 @@
 """The expression handlers on the GPU (``codegen_gpu``): every exact operator and every cast of the host
 tests again, now through the NVPTX back end (casts toward zero, PTX's ``cvt.rz``, only run here), against
 ``tilevm.ir.semantics``; the approximate functions against float64 math within the PTX ISA's error bounds;
-the vector bitcasts whose small elements the back end legalizes."""
+the vector bitcasts whose small elements the back end legalizes, also between vectors of lengths that do
+not divide each other."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from tests.codegen_gpu import GpuModule, build_kernels, device_target  # noqa: E
 from tests.codegen_host import codes_of, from_codes  # noqa: E402
 from tests.test_codegen_expressions_arithmetic import (  # noqa: E402
     BINARY_CASES,
+    CONSTANT_DIVISOR_CASES,
     UNARY_CASES,
     check_binary,
+    check_constant_divisor,
     check_unary,
 )
 from tests.test_codegen_expressions_arithmetic import cases as arithmetic_cases  # noqa: E402
 from tests.test_codegen_expressions_casts import ALL_CASES, check_cast  # noqa: E402
 from tests.test_codegen_expressions_casts import cases as cast_cases  # noqa: E402
-from tests.test_codegen_expressions_values import BITCASTS, check_bitcast  # noqa: E402
+from tests.test_codegen_expressions_values import ALL_BITCASTS, check_bitcast  # noqa: E402
 from tilevm.dtypes import DType, bfloat16, float16, float32  # noqa: E402
 from tilevm.ir.expr import UnaryExpr, Var  # noqa: E402
 from tilevm.ir.semantics import to_carrier  # noqa: E402
@@ -72,7 +75,7 @@ def gpu():
     kernels = {name: (inputs, (), (expr,)) for name, (expr, inputs) in arithmetic_cases().items()}
     kernels |= {name: (inputs, (), (expr,)) for name, (expr, inputs) in cast_cases(ALL_CASES).items()}
     kernels |= _approximate_cases()
-    for number, (source, (dtype, length)) in enumerate(BITCASTS):
+    for number, (source, (dtype, length)) in enumerate(ALL_BITCASTS):
         operand = Var("x", source)
         kernels[f"bitcast_{number}"] = ((operand,), (), (Bitcast(dtype, length, operand),))
     module = GpuModule(build_kernels(kernels, device_target()), kernels)
@@ -89,12 +92,17 @@ def test_binary(gpu, op, dtype, length):
     check_binary(gpu, op, dtype, length)
 
 
+@pytest.mark.parametrize(("op", "dtype", "divisor"), CONSTANT_DIVISOR_CASES, ids=lambda case: str(case))
+def test_constant_divisor(gpu, op, dtype, divisor):
+    check_constant_divisor(gpu, op, dtype, divisor)
+
+
 @pytest.mark.parametrize(("source", "target", "rounding", "length"), ALL_CASES, ids=lambda case: str(case))
 def test_cast(gpu, source, target, rounding, length):
     check_cast(gpu, source, target, rounding, length)
 
 
-@pytest.mark.parametrize("number", range(len(BITCASTS)), ids=lambda number: str(BITCASTS[number]))
+@pytest.mark.parametrize("number", range(len(ALL_BITCASTS)), ids=lambda number: str(ALL_BITCASTS[number]))
 def test_bitcast(gpu, number):
     check_bitcast(gpu, number)
 

@@ -12,10 +12,10 @@ import pytest
 
 from tests.codegen_ptx import PTXAS, assemble, kernel_ptx
 from tests.test_codegen_expressions_arithmetic import DTYPES
-from tests.test_codegen_expressions_values import BITCASTS
+from tests.test_codegen_expressions_values import ALL_BITCASTS, UNEVEN_BITCASTS
 from tilevm.dtypes import bfloat16, boolean, float16, float32, int32
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, GridSize, UnaryExpr, Var
-from tilevm.ir.thread import Bitcast, LaneIndex, PointerAdd, SharedPointer, ThreadIndex, WarpIndex
+from tilevm.ir.thread import Bitcast, Gather, LaneIndex, PointerAdd, SharedPointer, ThreadIndex, WarpIndex
 from tilevm.ir.types import AddressSpace, PointerType, ScalarType, VectorType
 
 pytestmark = pytest.mark.skipif(PTXAS is None, reason="ptxas is not on PATH")
@@ -67,7 +67,7 @@ def test_addresses(target):
     results = [shared, PointerAdd(shared, Const(6)), PointerAdd(base, offset), PointerAdd(base, Const(48))]
     ptx = kernel_ptx([base, offset], results=results, target=target)
     assert re.search(r"\.extern \.shared \.align 16 \.b8 shared\[\];", ptx)
-    assert re.search(r"mov\.[ub]64\s+%rd\d+, shared;", ptx)
+    assert re.search(r"mov\.b32\s+%r\d+, shared;", ptx)  # 32-bit shared addresses (--nvptx-short-ptr)
     assert re.search(r"add\.s64\s+%rd\d+, %rd\d+, 48;", ptx)
     # a signed 32-bit offset, sign-extended
     assert re.search(r"(cvt\.s64\.s32\s+%rd\d+, %r\d+|ld\.param\.s32\s+%rd\d+, \[kernel_param_2\]);", ptx)
@@ -162,6 +162,21 @@ def test_casts_toward_zero(target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_bitcasts_of_small_elements_assemble(target):
     """Bool and int4 vectors, which the NVPTX back end legalizes into shifts and masks, assemble."""
-    operands = [Var(f"x{number}", source) for number, (source, _) in enumerate(BITCASTS)]
-    results = [Bitcast(dtype, length, operand) for operand, (_, (dtype, length)) in zip(operands, BITCASTS)]
+    operands = [Var(f"x{number}", source) for number, (source, _) in enumerate(ALL_BITCASTS)]
+    results = [
+        Bitcast(dtype, length, operand) for operand, (_, (dtype, length)) in zip(operands, ALL_BITCASTS)
+    ]
     assemble(kernel_ptx(operands, results=results, target=target), target)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("bitcast", UNEVEN_BITCASTS[::2], ids=str)
+def test_shuffles_around_uneven_bitcasts(bitcast, target):
+    """Words to codes, a gather of some, padded back and to words: what lowering emits to pack 6-bit data
+    (LLVM 22 aborts optimising it when the bitcasts are plain vector bitcasts, which LLVM then folds)."""
+    source, (dtype, length) = bitcast
+    words = Var("words", source)
+    codes = Gather((Bitcast(dtype, length, words),), tuple(range(length - 4)))
+    padded = Gather((codes,), (*range(length - 4), 0, 0, 0, 0))
+    back = Bitcast(source.dtype, source.length, padded)
+    assemble(kernel_ptx([words], results=[back, BinaryExpr("add", back, words)], target=target), target)

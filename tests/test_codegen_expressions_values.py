@@ -14,9 +14,11 @@ from tilevm.dtypes import (
     bfloat16,
     boolean,
     encode,
+    float6_e3m2,
     float8_e4m3,
     float16,
     float32,
+    int3,
     int4,
     int8,
     int16,
@@ -67,6 +69,15 @@ BITCASTS = [
     (VectorType(float8_e4m3, 4), (int8, 4)),
     (ScalarType(uint32), (uint32, 1)),
 ]
+#: bitcasts between vectors whose lengths do not divide each other (the words and codes of 3- and 6-bit
+#: data), which code generation moves through inline PTX: they run on the GPU only
+UNEVEN_BITCASTS = [
+    (VectorType(uint32, 3), (float6_e3m2, 16)),
+    (VectorType(float6_e3m2, 16), (uint32, 3)),
+    (VectorType(int3, 16), (uint8, 6)),
+    (VectorType(uint8, 6), (int3, 16)),
+]
+ALL_BITCASTS = BITCASTS + UNEVEN_BITCASTS
 #: gathers: the sources' lengths (1: a scalar) and the indices into the row of their elements
 GATHERS = [
     ((4,), (3, 2, 1, 0)),  # reorder
@@ -129,16 +140,13 @@ def test_constants(functions, dtype):
     assert not same_codes(actual, np.broadcast_to(expected, actual.shape), dtype).any()
 
 
-def _bits_of_row(codes: np.ndarray, bits: int) -> np.ndarray:
-    """The register each row of codes makes, element 0 in the lowest bits (at most 64 bits)."""
+def _regroup(codes: np.ndarray, bits: int, target_bits: int) -> np.ndarray:
+    """Each row of codes of ``bits`` bits as one register (element 0 in the lowest bits), cut into codes of
+    ``target_bits`` bits: through a matrix of single bits, for registers of any width."""
     codes = codes.reshape(len(codes), -1).astype(np.uint64)
-    shifts = np.arange(codes.shape[1], dtype=np.uint64) * np.uint64(bits)
-    return np.bitwise_or.reduce(codes << shifts, axis=1)
-
-
-def _row_of_bits(words: np.ndarray, bits: int, length: int) -> np.ndarray:
-    shifts = np.arange(length, dtype=np.uint64) * np.uint64(bits)
-    return (words[:, None] >> shifts) & np.uint64((1 << bits) - 1)
+    single = (codes[:, :, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)  # [rows, codes, bits]
+    grouped = single.reshape(len(codes), -1, target_bits)
+    return np.bitwise_or.reduce(grouped << np.arange(target_bits, dtype=np.uint64), axis=2)
 
 
 @pytest.mark.parametrize("number", range(len(BITCASTS)), ids=lambda number: str(BITCASTS[number]))
@@ -148,13 +156,13 @@ def test_bitcast(functions, number):
 
 def check_bitcast(run, number: int) -> None:
     """``run(name, *codes)``, the compiled bitcast, against the bits regrouped in numpy."""
-    source, (dtype, length) = BITCASTS[number]
+    source, (dtype, length) = ALL_BITCASTS[number]
     rng = np.random.default_rng(number)
     source_length = source.length if isinstance(source, VectorType) else 1
     codes = sample_codes(source.dtype, COUNT * source_length, rng)
     codes = codes.reshape(COUNT, source_length) if source_length > 1 else codes
     actual = run(f"bitcast_{number}", codes)
-    expected = _row_of_bits(_bits_of_row(codes, source.dtype.nbits), dtype.nbits, length)
+    expected = _regroup(codes, source.dtype.nbits, dtype.nbits)
     assert np.array_equal(actual.reshape(COUNT, length), expected.astype(actual.dtype))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import linecache
 from dataclasses import dataclass
 
-__all__ = ["CompilationError", "LaunchError", "LocatedError", "SourceLocation", "TilevmError"]
+__all__ = ["CompilationError", "CudaError", "LaunchError", "LocatedError", "SourceLocation", "TilevmError"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,7 @@ class CompilationError(LocatedError):
 
 class LaunchError(TilevmError):
     """Arguments that do not fit a kernel (dtype, shape, device, stride, alignment), raised before launch."""
+
+
+class CudaError(TilevmError):
+    """A failed CUDA driver call (naming the call, the kernel and the error), or a missing driver."""

@@ -14,7 +14,10 @@ real intrinsic) and the PTX (no external function, the requested ``.version`` an
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -35,15 +38,28 @@ class _Worker:
 
     def __init__(self) -> None:
         self._process: subprocess.Popen | None = None
+        self._owner = 0  # the process that started the worker: a forked child starts its own
         self._errors = None
         self._lock = threading.Lock()
+        atexit.register(self.stop)
 
     def start(self) -> None:
         with self._lock:
             self._start()
 
+    def stop(self) -> None:
+        """End the worker (it exits when its input closes)."""
+        with self._lock:
+            if self._process is not None and self._owner == os.getpid():
+                self._process.stdin.close()
+                self._process.wait()
+                self._process.stdout.close()
+                self._errors.close()
+            self._process = None
+
     def _start(self) -> None:
-        if self._process is not None and self._process.poll() is None:
+        running = self._process is not None and self._process.poll() is None
+        if running and self._owner == os.getpid():
             return
         # LLVM's messages (its last words when it aborts) go to a file: a pipe that nobody reads could fill
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115  (the worker writes it as long as it lives)
@@ -53,6 +69,7 @@ class _Worker:
             stdout=subprocess.PIPE,
             stderr=self._errors,
         )
+        self._owner = os.getpid()
 
     def compile(self, llvm_ir: str, target: Target, kernel: str) -> tuple[str, list[tuple[str, bool]]]:
         with self._lock:
@@ -71,16 +88,21 @@ class _Worker:
             answer = json.loads(header)
             if "error" in answer:
                 raise CodegenError(f"kernel '{kernel}': LLVM refused the generated IR: {answer['error']}")
-            return process.stdout.read(answer["size"]).decode(), [
-                tuple(item) for item in answer["declarations"]
-            ]
+            ptx = process.stdout.read(answer["size"]).decode()
+            return ptx, [tuple(item) for item in answer["declarations"]]
 
     def _last_words(self) -> str:
-        """What the dead worker wrote last (LLVM's error or assertion), and its exit status."""
-        status = self._process.wait()
+        """What the dead worker wrote last (LLVM's error or assertion), and its exit status; its pipes and
+        file closed."""
+        process, errors = self._process, self._errors
+        status = process.wait()
         self._process = None
-        self._errors.seek(0)
-        lines = [line for line in self._errors.read().decode(errors="replace").splitlines() if line.strip()]
+        for pipe in (process.stdin, process.stdout):
+            with contextlib.suppress(BrokenPipeError):  # stdin may hold bytes the dead worker never read
+                pipe.close()
+        errors.seek(0)
+        lines = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
+        errors.close()
         messages = [line for line in lines if "LLVM ERROR" in line or "Assertion" in line] or lines[-1:]
         return f"{' '.join(messages) or 'no message'} (exit status {status})"
 

@@ -147,7 +147,46 @@ def _bitcast(context: FunctionContext, expr: Bitcast) -> ir.Value:
     value = context.value(expr.operand)
     target = llvm_type(expr.type)
     # int32 and uint32 (or a float8 and an int8) are both iN to LLVM, which has no bitcast of a type to itself
-    return value if value.type == target else context.builder.bitcast(value, target)
+    if value.type == target:
+        return value
+    if not _uneven(value.type, target):
+        return context.builder.bitcast(value, target)
+    # <3 x i32> to <16 x i6> (the words and codes of 6-bit data): LLVM 22's InstCombine and VectorCombine
+    # move shuffles across such a bitcast and fail an assertion (scaleShuffleMaskElts, foldBitcastShuffle)
+    # on lengths that do not divide each other; it sees through integers and shifts, not through PTX
+    return _opaque(context, context.builder.bitcast(_opaque(context, value), target))
+
+
+def _uneven(source: ir.Type, target: ir.Type) -> bool:
+    """Whether ``source`` and ``target`` are vectors whose lengths do not divide one another."""
+    if not (isinstance(source, ir.VectorType) and isinstance(target, ir.VectorType)):
+        return False
+    return source.count % target.count != 0 and target.count % source.count != 0
+
+
+#: identity moves in inline PTX, by the width of the register an element travels in
+_MOVES = {16: ("mov.b16 $0, $1;", "=h,h"), 32: ("mov.b32 $0, $1;", "=r,r"), 64: ("mov.b64 $0, $1;", "=l,l")}
+
+
+def _opaque(context: FunctionContext, vector: ir.Value) -> ir.Value:
+    """``vector`` rebuilt from its elements, each moved through an identity ``mov`` in inline PTX (which
+    ptxas removes): LLVM cannot relate the result to ``vector``, so no shuffle folds across it."""
+    builder, element = context.builder, vector.type.element
+    bits = ir.IntType(
+        element.width if isinstance(element, ir.IntType) else 32 if element == ir.FloatType() else 16
+    )
+    register = ir.IntType(max(16, 1 << (bits.width - 1).bit_length()))
+    text, constraints = _MOVES[register.width]
+    result = poison(vector.type)
+    for index in range(vector.type.count):
+        part = builder.extract_element(vector, ir.Constant(_I32, index))
+        part = part if element == bits else builder.bitcast(part, bits)
+        part = part if register == bits else builder.zext(part, register)
+        part = context.inline_ptx(register, text, constraints, [part])
+        part = part if register == bits else builder.trunc(part, bits)
+        part = part if element == bits else builder.bitcast(part, element)
+        result = builder.insert_element(result, part, ir.Constant(_I32, index))
+    return result
 
 
 def _select(context: FunctionContext, expr: Select) -> ir.Value:

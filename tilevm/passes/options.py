@@ -15,7 +15,7 @@ import pathlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DISABLE_PASSES_VARIABLE", "DUMP_IR_VARIABLE", "TARGETS", "CompileOptions"]
+__all__ = ["DISABLE_PASSES_VARIABLE", "DUMP_IR_VARIABLE", "FLOAT8_TARGETS", "TARGETS", "CompileOptions"]
 
 #: a directory: the program is written there after every pass (``00-frontend.tir``, ``01-fold_constants.tir``)
 DUMP_IR_VARIABLE = "TILEVM_DUMP_IR"
@@ -23,6 +23,9 @@ DUMP_IR_VARIABLE = "TILEVM_DUMP_IR"
 DISABLE_PASSES_VARIABLE = "TILEVM_DISABLE_PASSES"
 #: the machines a program is compiled for: the CPU (reference executor), NVIDIA GPUs by compute capability
 TARGETS = ("cpu", "sm_80", "sm_86", "sm_89", "sm_90")
+#: the targets with float8 instructions (tensor cores and ``cvt`` to e4m3x2/e5m2x2: sm_89 and later); a
+#: program with no target yet (None) may use them, as the CPU can
+FLOAT8_TARGETS = (None, "cpu", "sm_89", "sm_90")
 
 
 @dataclass(frozen=True)

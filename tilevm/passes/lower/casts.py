@@ -69,6 +69,7 @@ from tilevm.passes.lower.cast_general import (
 from tilevm.passes.lower.cast_wide import to_float32
 from tilevm.passes.lower.cast_words import pack_codes, unpack_codes
 from tilevm.passes.lower.lowering import Handler, Lowering
+from tilevm.passes.options import FLOAT8_TARGETS
 
 __all__ = [
     "HANDLERS",
@@ -93,11 +94,12 @@ Lower = Callable[[Lowering, Expr, DType, str], Expr]
 @dataclass(frozen=True)
 class CastSequence:
     """One row of the table: the sequence ``lower`` for the pairs where ``applies(source, target,
-    rounding)``."""
+    rounding)``, on the machine targets ``targets`` (all when None)."""
 
     name: str
     applies: Callable[[DType, DType, str], bool]
     lower: Lower
+    targets: tuple[str | None, ...] | None = None
 
 
 def convert(lowering: Lowering, value: Expr, target: DType, rounding: str = "nearest") -> Expr:
@@ -105,12 +107,17 @@ def convert(lowering: Lowering, value: Expr, target: DType, rounding: str = "nea
     element by element, with the sequence that ``SEQUENCES`` picks for the pair."""
     if value.type.dtype == target:
         return value
-    return sequence_for(value.type.dtype, target, rounding).lower(lowering, value, target, rounding)
+    sequence = sequence_for(value.type.dtype, target, rounding, lowering.program.target)
+    return sequence.lower(lowering, value, target, rounding)
 
 
-def sequence_for(source: DType, target: DType, rounding: str) -> CastSequence:
-    """The first row of ``SEQUENCES`` that applies to the pair."""
-    return next(row for row in SEQUENCES if row.applies(source, target, rounding))
+def sequence_for(source: DType, target: DType, rounding: str, machine: str | None = None) -> CastSequence:
+    """The first row of ``SEQUENCES`` that applies to the pair on the ``machine`` target."""
+    return next(
+        row
+        for row in SEQUENCES
+        if (row.targets is None or machine in row.targets) and row.applies(source, target, rounding)
+    )
 
 
 def _machine(dtype: DType) -> bool:
@@ -158,6 +165,7 @@ SEQUENCES: tuple[CastSequence, ...] = (
             source in (float16, bfloat16, float32) and target == float8_e4m3 and rounding == "nearest"
         ),
         cast_packed.float32_pairs,
+        FLOAT8_TARGETS,
     ),
     CastSequence(
         "integers to f16x2 / bf16x2 (prmt, lop3 and a magic-number subtract)",

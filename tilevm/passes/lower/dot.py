@@ -45,11 +45,10 @@ from tilevm.passes.lower.casts import convert
 from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError, tile_layout
 from tilevm.passes.lower.registers import gather
+from tilevm.passes.options import FLOAT8_TARGETS
 
 __all__ = ["HANDLERS", "MmaSteps", "atom_pairs", "mma_steps"]
 
-#: the targets whose tensor cores take float8 operands (sm_89 and later); None and "cpu" run anything
-FLOAT8_MMA_TARGETS = (None, "cpu", "sm_89", "sm_90")
 
 #: per accumulator atom (a local index of the accumulator's quotient), per k, the a and b atoms it reads
 AtomPairs = tuple[tuple[tuple[int, int], ...], ...]
@@ -154,7 +153,7 @@ def mma_steps(shape: str, operand: DType, target: str | None) -> MmaSteps:
     >>> mma_steps("m16n8k32", float8_e4m3, "sm_80").steps[1]
     (((8, 9), (12, 13), (10, 11), (14, 15)), ((4, 5), (6, 7)))
     """
-    if operand.is_float and operand.nbits == 8 and target not in FLOAT8_MMA_TARGETS:
+    if operand.is_float and operand.nbits == 8 and target not in FLOAT8_TARGETS:
         halves = tuple(
             (
                 ((a, a + 1), (a + 4, a + 5), (a + 2, a + 3), (a + 6, a + 7)),
