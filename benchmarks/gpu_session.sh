@@ -55,7 +55,7 @@ for step in $steps; do
         run bench python3 benchmarks/matmul_fp16.py
         run bench python3 benchmarks/w4a16.py
         run bench python3 benchmarks/launch_overhead.py
-        run bench python3 benchmarks/compile_time.py
+        run bench python3 benchmarks/first_launch.py
         ;;
     *) echo "unknown step $step" ;;
     esac
