@@ -13,6 +13,7 @@ Warp-collective instructions need whole warps: ``n`` a multiple of 32.
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,7 +39,7 @@ def _define(module: ir.Module, shared: ir.GlobalVariable, name: str, case: Case,
     inputs, instructions, results = case
     pointer = ir.PointerType(addrspace=1)
     signature = ir.FunctionType(ir.VoidType(), [pointer] * (len(results) + len(inputs)) + [ir.IntType(32)])
-    function = ir.Function(module, signature, name=name)
+    function = ir.Function(module, signature, name=symbol(name))
     function.calling_convention = "ptx_kernel"
     context = ModuleContext(module, function, TARGETS[target], shared, compute.HANDLERS, HANDLERS)
     builder = context.builder
@@ -70,6 +71,14 @@ def _alignment(value_type: ScalarType | VectorType) -> int:
     count = value_type.length if isinstance(value_type, VectorType) else 1
     size = np.dtype(code_storage_dtype(value_type.dtype)).itemsize * count
     return size & -size  # the largest power of two dividing it
+
+
+def symbol(name: str) -> str:
+    """The kernel's symbol: a case's name with every character PTX does not allow in a name replaced, and a
+    hash of the name, so that two names that differ only in those characters stay apart."""
+    import hashlib
+
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', name)}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def build_kernels(cases: dict[str, Case], target: str) -> str:
@@ -134,7 +143,9 @@ class GpuModule:
             for result in results
         ]
         targets = [torch.from_numpy(output.view(np.uint8)).cuda() for output in outputs]
-        (function,) = _check(driver.cuModuleGetFunction(self._module, name.encode()), "cuModuleGetFunction")
+        (function,) = _check(
+            driver.cuModuleGetFunction(self._module, symbol(name).encode()), "cuModuleGetFunction"
+        )
         pointers = [tensor.data_ptr() for tensor in (*targets, *sources)]
         arguments = ((*pointers, count), (*[ctypes.c_void_p] * len(pointers), ctypes.c_int))
         blocks = -(-count // BLOCK)

@@ -90,7 +90,7 @@ def test_the_matmul_examples_on_the_gpu_are_the_interpreters_within_float16_roun
 
 def test_a_misaligned_or_strided_launch_after_a_cached_one_is_right_on_the_gpu():
     vector_add = example("vector_add")["vector_add"]
-    storage = torch.randn(2 * 1001, generator=seeded(10), device="cuda")
+    storage = torch.randn(2 * 1001, generator=seeded(10)).cuda()
     for a in (storage[:1000], storage[1:1001], storage[::2][:1000], storage[:1000]):  # aligned, off, strided
         b = storage.flip(0)[: len(a)].clone()
         out = torch.full_like(b, float("nan"))
