@@ -32,6 +32,10 @@ def _initialise() -> None:
     llvm.initialize_all_asmprinters()
     # shared-memory addresses in 32 bits, as ldmatrix and cp.async want them
     llvm.set_option("tilevm", "--nvptx-short-ptr")
+    # VectorCombine fails an assertion (foldBitcastShuffle) on shuffles around bitcasts between vectors whose
+    # lengths do not divide each other, as 3, 5, 6 and 7-bit data make (<3 x i8> and <8 x i3>); InstCombine
+    # does the folds that the kernels need
+    llvm.set_option("tilevm", "--disable-vector-combine")
 
 
 _machines: dict[tuple[str, str], llvm.TargetMachine] = {}
