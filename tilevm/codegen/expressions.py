@@ -149,44 +149,63 @@ def _bitcast(context: FunctionContext, expr: Bitcast) -> ir.Value:
     # int32 and uint32 (or a float8 and an int8) are both iN to LLVM, which has no bitcast of a type to itself
     if value.type == target:
         return value
-    if not _uneven(value.type, target):
+    if not (_odd_elements(value.type) or _odd_elements(target)):
         return context.builder.bitcast(value, target)
-    # <3 x i32> to <16 x i6> (the words and codes of 6-bit data): LLVM 22's InstCombine and VectorCombine
-    # move shuffles across such a bitcast and fail an assertion (scaleShuffleMaskElts, foldBitcastShuffle)
-    # on lengths that do not divide each other; it sees through integers and shifts, not through PTX
-    return _opaque(context, context.builder.bitcast(_opaque(context, value), target))
+    # Vectors of 3, 5, 6 or 7-bit elements (the codes of such data: <16 x i6> in <3 x i32>) never meet an LLVM
+    # bitcast: LLVM 22's InstCombine fails an assertion (scaleShuffleMaskElts) on shuffles around bitcasts of
+    # lengths that do not divide each other, and the NVPTX legalizer of such a bitcast gave wrong elements on
+    # an H100. The bits go through one integer instead, element by element with shifts, each element through
+    # an identity move that LLVM cannot see through (else InstCombine rebuilds the vector bitcast).
+    return _from_integer(context, _to_integer(context, value), target)
 
 
-def _uneven(source: ir.Type, target: ir.Type) -> bool:
-    """Whether ``source`` and ``target`` are vectors whose lengths do not divide one another."""
-    if not (isinstance(source, ir.VectorType) and isinstance(target, ir.VectorType)):
+def _odd_elements(value_type: ir.Type) -> bool:
+    """Whether ``value_type`` is a vector of integers whose width is not a power of two (3, 5, 6, 7 bits)."""
+    if not isinstance(value_type, ir.VectorType) or not isinstance(value_type.element, ir.IntType):
         return False
-    return source.count % target.count != 0 and target.count % source.count != 0
+    width = value_type.element.width
+    return width & (width - 1) != 0
 
 
-#: identity moves in inline PTX, by the width of the register an element travels in
-_MOVES = {16: ("mov.b16 $0, $1;", "=h,h"), 32: ("mov.b32 $0, $1;", "=r,r"), 64: ("mov.b64 $0, $1;", "=l,l")}
+def _total_bits(value_type: ir.Type) -> int:
+    if isinstance(value_type, ir.VectorType):
+        return value_type.count * _total_bits(value_type.element)
+    if isinstance(value_type, ir.IntType):
+        return value_type.width
+    return {ir.HalfType(): 16, ir.FloatType(): 32}.get(value_type, 16)  # bfloat is the one other 16-bit type
 
 
-def _opaque(context: FunctionContext, vector: ir.Value) -> ir.Value:
-    """``vector`` rebuilt from its elements, each moved through an identity ``mov`` in inline PTX (which
-    ptxas removes): LLVM cannot relate the result to ``vector``, so no shuffle folds across it."""
-    builder, element = context.builder, vector.type.element
-    bits = ir.IntType(
-        element.width if isinstance(element, ir.IntType) else 32 if element == ir.FloatType() else 16
-    )
-    register = ir.IntType(max(16, 1 << (bits.width - 1).bit_length()))
-    text, constraints = _MOVES[register.width]
-    result = poison(vector.type)
-    for index in range(vector.type.count):
-        part = builder.extract_element(vector, ir.Constant(_I32, index))
-        part = part if element == bits else builder.bitcast(part, bits)
-        part = part if register == bits else builder.zext(part, register)
-        part = context.inline_ptx(register, text, constraints, [part])
-        part = part if register == bits else builder.trunc(part, bits)
-        part = part if element == bits else builder.bitcast(part, element)
+def _to_integer(context: FunctionContext, value: ir.Value) -> ir.Value:
+    """The bits of ``value`` as one integer, element 0 lowest."""
+    builder, whole = context.builder, ir.IntType(_total_bits(value.type))
+    if not _odd_elements(value.type):
+        return builder.bitcast(value, whole)
+    width = value.type.element.width
+    result = ir.Constant(whole, 0)
+    for index in range(value.type.count):
+        part = builder.zext(_opaque(context, builder.extract_element(value, ir.Constant(_I32, index))), whole)
+        result = builder.or_(result, builder.shl(part, ir.Constant(whole, index * width)) if index else part)
+    return result
+
+
+def _from_integer(context: FunctionContext, whole: ir.Value, target: ir.Type) -> ir.Value:
+    """The register of type ``target`` whose bits are the integer ``whole``'s, element 0 lowest."""
+    builder = context.builder
+    if not _odd_elements(target):
+        return builder.bitcast(whole, target)
+    element, result = target.element, poison(target)
+    for index in range(target.count):
+        shifted = builder.lshr(whole, ir.Constant(whole.type, index * element.width)) if index else whole
+        part = _opaque(context, builder.trunc(shifted, element))
         result = builder.insert_element(result, part, ir.Constant(_I32, index))
     return result
+
+
+def _opaque(context: FunctionContext, element: ir.Value) -> ir.Value:
+    """A narrow integer moved through an identity ``mov.b16`` in inline PTX, which ptxas removes."""
+    builder, register = context.builder, ir.IntType(16)
+    moved = context.inline_ptx(register, "mov.b16 $0, $1;", "=h,h", [builder.zext(element, register)])
+    return builder.trunc(moved, element.type)
 
 
 def _select(context: FunctionContext, expr: Select) -> ir.Value:
