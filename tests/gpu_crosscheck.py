@@ -23,10 +23,13 @@ __all__ = ["CROSSCHECK_VARIABLE", "crosschecked_launch"]
 CROSSCHECK_VARIABLE = "TILEVM_CROSSCHECK"
 
 
+def _bytes(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole storage under ``tensor``, as a flat uint8 tensor on the same device."""
+    return torch.empty(0, dtype=torch.uint8, device=tensor.device).set_(tensor.untyped_storage())
+
+
 def _to_cuda(tensor: torch.Tensor) -> torch.Tensor:
-    storage = tensor.untyped_storage()
-    device_storage = torch.empty(storage.nbytes(), dtype=torch.uint8, device="cuda")
-    device_storage.copy_(torch.frombuffer(storage, dtype=torch.uint8) if storage.nbytes() else device_storage)
+    device_storage = _bytes(tensor).cuda()
     view = torch.empty(0, dtype=tensor.dtype, device="cuda")
     view.set_(device_storage.untyped_storage(), tensor.storage_offset(), tensor.shape, tensor.stride())
     return view
@@ -47,13 +50,7 @@ def _tensor(value: object) -> torch.Tensor | None:
 
 
 def _compare(cpu: torch.Tensor, gpu: torch.Tensor) -> str:
-    expected = (
-        torch.frombuffer(cpu.untyped_storage(), dtype=torch.uint8) if cpu.untyped_storage().nbytes() else None
-    )
-    if expected is None:
-        return "same"
-    actual = gpu.untyped_storage()
-    actual = torch.empty(0, dtype=torch.uint8, device="cuda").set_(actual).cpu()
+    expected, actual = _bytes(cpu), _bytes(gpu).cpu()
     if torch.equal(expected, actual):
         return "same"
     if (
