@@ -9,9 +9,11 @@ arguments the reference executor takes.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import torch
+from gpu_crosscheck import CROSSCHECK_VARIABLE
 
 from tilevm.ir import Program, check_round_trip
 from tilevm.ir.thread import THREAD_IR
@@ -40,7 +42,9 @@ def run_both(
     kernel: Kernel, grid: object, *args: object, **kwargs: object
 ) -> tuple[list[object], list[object]]:
     """Launch ``kernel`` on two copies of its arguments: the reference executor runs the Tile IR, the SIMT
-    interpreter the lowered Thread IR. Returns both copies of the arguments (tensors as written)."""
+    interpreter the lowered Thread IR. Returns both copies of the arguments (tensors as written). With
+    ``TILEVM_CROSSCHECK`` set, a third copy is launched as a user would, which ``gpu_crosscheck`` repeats on
+    the GPU."""
     from tilevm.runtime.cpu import execute as execute_threads
 
     copies = []
@@ -51,6 +55,8 @@ def run_both(
         compiled = kernel.compiled(values)
         run(compiled, flat_values(compiled.parameters, values), _grid(grid, values))
         copies.append(cloned_args)
+    if os.environ.get(CROSSCHECK_VARIABLE):  # and once more through the launch, which runs it on the GPU too
+        kernel.launch(grid, *(_clone(value) for value in args), **{k: _clone(v) for k, v in kwargs.items()})
     return copies[0], copies[1]
 
 

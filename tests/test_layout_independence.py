@@ -3,11 +3,11 @@ run again with random valid layouts on every register tile, and must leave the s
 
 import inspect
 import pathlib
-import runpy
 
 import numpy as np
 import pytest
 import torch
+from examples_on_cpu import run_example_on_cpu
 from layout_assignment import RULES, assign_random_layouts, execute_with_random_layouts, launch_through
 
 import tilevm as tv
@@ -31,7 +31,7 @@ def test_example_kernels_compute_the_same_with_random_layouts(path, monkeypatch,
         execute_with_random_layouts(program, arguments, grid, seed=len(launched))
 
     launch_through(monkeypatch, execute_both)
-    runpy.run_path(str(path), run_name="__main__")
+    run_example_on_cpu(path, monkeypatch)
     assert launched and "match" in capsys.readouterr().out
 
 

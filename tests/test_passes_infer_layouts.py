@@ -4,10 +4,10 @@ elementwise results), and on every example kernel a verified program that comput
 
 import inspect
 import pathlib
-import runpy
 
 import pytest
 import torch
+from examples_on_cpu import run_example_on_cpu
 from layout_assignment import execute_with_layouts, launch_through
 from test_layout_independence import register_tiles
 
@@ -208,7 +208,7 @@ def test_example_kernels_verify_and_compute_the_same_bits_with_inferred_layouts(
         laid_out.append(execute_with_layouts(program, infer_layouts, arguments, grid, seed))
 
     launch_through(monkeypatch, execute_both)
-    runpy.run_path(str(path), run_name="__main__")
+    run_example_on_cpu(path, monkeypatch)
     assert laid_out and "match" in capsys.readouterr().out
     for program in laid_out:
         assert all(tile.type.layout is not None for tile in register_tiles(program.body))

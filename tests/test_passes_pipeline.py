@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import runpy
 
 import pytest
 import torch
+from examples_on_cpu import run_example_on_cpu
 
 import tilevm as tv
 from tilevm import ir
@@ -139,7 +139,7 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
     monkeypatch.setattr(jit, "run_pipeline", record_pipeline)
     monkeypatch.setattr(jit, "execute_reference", record_launch)
     monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
-    runpy.run_path(str(path), run_name="__main__")
+    run_example_on_cpu(path, monkeypatch)
     assert "match" in capsys.readouterr().out and launches
     for final, before, after, grid in launches:
         stages = list(pipeline.stages(frontend_of[id(final)], CompileOptions(), pipeline.TILE_PASSES))
