@@ -153,10 +153,11 @@ def _bitcast(context: FunctionContext, expr: Bitcast) -> ir.Value:
         return context.builder.bitcast(value, target)
     # Vectors of 3, 5, 6 or 7-bit elements (the codes of such data: <16 x i6> in <3 x i32>) never meet an LLVM
     # bitcast: LLVM 22's InstCombine fails an assertion (scaleShuffleMaskElts) on shuffles around bitcasts of
-    # lengths that do not divide each other, and the NVPTX legalizer of such a bitcast gave wrong elements on
-    # an H100. The bits go through one integer instead, element by element with shifts, each element through
-    # an identity move that LLVM cannot see through (else InstCombine rebuilds the vector bitcast).
-    return _from_integer(context, _to_integer(context, value), target)
+    # lengths that do not divide each other, and the NVPTX legalizer of such a bitcast, and of the integers
+    # wider than 64 bits that hold such vectors whole, gave wrong bits on an H100. The bits go through 32-bit
+    # words instead, element by element with shifts by constants, each odd element through an identity move
+    # that LLVM cannot see through (else InstCombine rebuilds the vector bitcast).
+    return _from_words(context, _to_words(context, value), target)
 
 
 def _odd_elements(value_type: ir.Type) -> bool:
@@ -167,36 +168,67 @@ def _odd_elements(value_type: ir.Type) -> bool:
     return width & (width - 1) != 0
 
 
-def _total_bits(value_type: ir.Type) -> int:
-    if isinstance(value_type, ir.VectorType):
-        return value_type.count * _total_bits(value_type.element)
-    if isinstance(value_type, ir.IntType):
-        return value_type.width
-    return {ir.HalfType(): 16, ir.FloatType(): 32}.get(value_type, 16)  # bfloat is the one other 16-bit type
+def _element_bits(value_type: ir.Type) -> int:
+    element = value_type.element if isinstance(value_type, ir.VectorType) else value_type
+    if isinstance(element, ir.IntType):
+        return element.width
+    return 32 if element == ir.FloatType() else 16  # half and bfloat
 
 
-def _to_integer(context: FunctionContext, value: ir.Value) -> ir.Value:
-    """The bits of ``value`` as one integer, element 0 lowest."""
-    builder, whole = context.builder, ir.IntType(_total_bits(value.type))
+def _count(value_type: ir.Type) -> int:
+    return value_type.count if isinstance(value_type, ir.VectorType) else 1
+
+
+def _to_words(context: FunctionContext, value: ir.Value) -> list[ir.Value]:
+    """The bits of ``value`` as 32-bit words, word 0 holding element 0's lowest bits (the last word padded
+    with zeros or poison)."""
+    builder, width, count = context.builder, _element_bits(value.type), _count(value.type)
+    words_needed = -(-width * count // 32)
     if not _odd_elements(value.type):
-        return builder.bitcast(value, whole)
-    width = value.type.element.width
-    result = ir.Constant(whole, 0)
-    for index in range(value.type.count):
-        part = builder.zext(_opaque(context, builder.extract_element(value, ir.Constant(_I32, index))), whole)
-        result = builder.or_(result, builder.shl(part, ir.Constant(whole, index * width)) if index else part)
-    return result
+        element = value.type.element if isinstance(value.type, ir.VectorType) else value.type
+        padded_count = words_needed * 32 // width
+        vector = value
+        if not isinstance(value.type, ir.VectorType):
+            vector = builder.insert_element(poison(ir.VectorType(element, 1)), value, ir.Constant(_I32, 0))
+        if padded_count != count:
+            mask = [index if index < count else count for index in range(padded_count)]
+            zero = ir.Constant(ir.VectorType(element, _count(vector.type)), None)
+            vector = builder.shuffle_vector(vector, zero, _mask(mask))
+        words = builder.bitcast(vector, ir.VectorType(_I32, words_needed))
+        return [builder.extract_element(words, ir.Constant(_I32, index)) for index in range(words_needed)]
+    words: list[ir.Value] = [ir.Constant(_I32, 0)] * words_needed
+    for index in range(count):
+        part = builder.zext(_opaque(context, builder.extract_element(value, ir.Constant(_I32, index))), _I32)
+        position = index * width
+        word, shift = divmod(position, 32)
+        words[word] = builder.or_(words[word], builder.shl(part, ir.Constant(_I32, shift)))
+        if shift + width > 32:  # the element's high bits open the next word
+            high = builder.lshr(part, ir.Constant(_I32, 32 - shift))
+            words[word + 1] = builder.or_(words[word + 1], high)
+    return words
 
 
-def _from_integer(context: FunctionContext, whole: ir.Value, target: ir.Type) -> ir.Value:
-    """The register of type ``target`` whose bits are the integer ``whole``'s, element 0 lowest."""
-    builder = context.builder
+def _from_words(context: FunctionContext, words: list[ir.Value], target: ir.Type) -> ir.Value:
+    """The register of type ``target`` whose bits are those of ``words`` (``_to_words``'s order)."""
+    builder, width, count = context.builder, _element_bits(target), _count(target)
     if not _odd_elements(target):
-        return builder.bitcast(whole, target)
-    element, result = target.element, poison(target)
-    for index in range(target.count):
-        shifted = builder.lshr(whole, ir.Constant(whole.type, index * element.width)) if index else whole
-        part = _opaque(context, builder.trunc(shifted, element))
+        vector = poison(ir.VectorType(_I32, len(words)))
+        for index, word in enumerate(words):
+            vector = builder.insert_element(vector, word, ir.Constant(_I32, index))
+        element = target.element if isinstance(target, ir.VectorType) else target
+        padded = builder.bitcast(vector, ir.VectorType(element, len(words) * 32 // width))
+        if not isinstance(target, ir.VectorType):
+            return builder.extract_element(padded, ir.Constant(_I32, 0))
+        if padded.type.count == count:
+            return padded
+        return builder.shuffle_vector(padded, poison(padded.type), _mask(list(range(count))))
+    result = poison(target)
+    for index in range(count):
+        word, shift = divmod(index * width, 32)
+        bits = builder.lshr(words[word], ir.Constant(_I32, shift)) if shift else words[word]
+        if shift + width > 32:  # the element's high bits are in the next word
+            bits = builder.or_(bits, builder.shl(words[word + 1], ir.Constant(_I32, 32 - shift)))
+        part = _opaque(context, builder.trunc(bits, target.element))
         result = builder.insert_element(result, part, ir.Constant(_I32, index))
     return result
 

@@ -224,6 +224,10 @@ class Kernel:
             if device is not None and device.type == "cuda" and options.dump_directory is None:
                 compiled = self.from_disk(described, options, device.index)
             if compiled is None:
+                if device is not None and device.type == "cuda":
+                    from tilevm.codegen.emit import start_worker
+
+                    start_worker()  # LLVM's process starts while the front end and the passes run
                 program, captures = self.front_end(described, options)
                 compiled = Specialization(
                     self, described, list(flat_parameters(described)), captures, options
