@@ -12,7 +12,7 @@ import importlib
 
 from tilevm import dtypes, lang
 from tilevm.dtypes import *  # noqa: F403  (the data types are the package's vocabulary; dtypes.__all__ lists them)
-from tilevm.errors import CompilationError, LaunchError, SourceLocation, TilevmError
+from tilevm.errors import CompilationError, CudaError, LaunchError, SourceLocation, TilevmError
 from tilevm.lang import *  # noqa: F403  (the DSL; lang.__all__ lists it)
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ _RUNTIME_NAMES = {
 
 __all__ = [
     "CompilationError",
+    "CudaError",
     "LaunchError",
     "SourceLocation",
     "TilevmError",
