@@ -4,6 +4,7 @@ name, functions by their source); a manifest round-trips through the disk cache 
 it lists has changed; the key changes with everything the front end reads."""
 
 import math
+import runpy
 import sys
 
 import numpy as np
@@ -14,7 +15,7 @@ import tilevm as tv
 from tilevm.lang.captures import ABSENT, Captures
 from tilevm.passes import CompileOptions
 from tilevm.runtime.binding import bind_arguments, describe_arguments
-from tilevm.runtime.launcher_cache import fingerprint, manifest
+from tilevm.runtime.launcher_cache import KERNEL_MODULE, fingerprint, manifest
 
 OFFSET = 3
 COEFFICIENTS = [1, 2]  # a list: no fingerprint
@@ -56,15 +57,32 @@ def compiled_captures(kernel_function, **constexprs) -> Captures:
 
 def test_the_manifest_lists_what_the_compile_read_and_refuses_what_has_no_fingerprint():
     reads = manifest(copy_shifted, compiled_captures(copy_shifted, BLOCK=8))
-    assert (__name__, "shifted", fingerprint(shifted)) in reads
-    assert (__name__, "OFFSET", fingerprint(OFFSET)) in reads  # read by the tv.func
-    assert (__name__, "tv", ["module", "tilevm"]) in reads
+    assert (KERNEL_MODULE, "shifted", fingerprint(shifted)) in reads
+    assert (KERNEL_MODULE, "OFFSET", fingerprint(OFFSET)) in reads  # read by the tv.func
+    assert (KERNEL_MODULE, "tv", ["module", "tilevm"]) in reads
 
     def reads_a_list(x: tv.Tensor[tv.int32, 1], out: tv.Tensor[tv.int32, 1], BLOCK: tv.constexpr):
         tile = tv.load_global(x, offsets=[0], shape=[BLOCK])
         tv.store_global(out, tile * COEFFICIENTS[1], offsets=[0])
 
     assert manifest(reads_a_list, compiled_captures(reads_a_list, BLOCK=8)) is None
+
+
+def test_a_kernel_in_a_file_run_as_a_script_has_a_manifest(tmp_path):
+    # python script.py or runpy: the kernel's module is not in sys.modules under its name; its globals are
+    # found again through the kernel function, so the specialization can still be stored
+    script = tmp_path / "a_script.py"
+    script.write_text(
+        "import tilevm as tv\n"
+        "SCALE = 3\n\n\n"
+        "def scaled(x: tv.Tensor[tv.int32, 1], out: tv.Tensor[tv.int32, 1], BLOCK: tv.constexpr):\n"
+        "    tv.store_global(out, tv.load_global(x, offsets=[0], shape=[BLOCK]) * SCALE, offsets=[0])\n"
+    )
+    scaled = runpy.run_path(str(script), run_name="not_a_module")["scaled"]
+    assert "not_a_module" not in sys.modules
+    reads = manifest(scaled, compiled_captures(scaled, BLOCK=8))
+    assert (KERNEL_MODULE, "SCALE", fingerprint(3)) in reads
+    assert (KERNEL_MODULE, "tv", ["module", "tilevm"]) in reads
 
 
 def test_a_closure_variable_of_the_kernel_is_listed_by_name():

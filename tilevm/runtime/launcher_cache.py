@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Manifest", "load_specialization", "manifest", "specialization_key", "store_specialization"]
 
+#: the manifest's name for the kernel's own module: its globals are found through the kernel function, also
+#: when its file runs as a script or through ``runpy`` (not in ``sys.modules`` under its name)
+KERNEL_MODULE = "<kernel>"
+
 #: a manifest: (where, name, fingerprint) for every global and closure variable a compilation read
 Manifest = list[tuple[str, str, object]]
 #: the manifest's entry is stored under the specialization's key with this suffix
@@ -88,8 +92,10 @@ def manifest(function: Callable, captures: Captures) -> Manifest | None:
     """What ``captures`` read, by fingerprint; None when something has none (see the module docstring)."""
     reads: Manifest = []
     for namespace, name, value in captures.globals.values():
-        module = namespace.get("__name__")
-        if not isinstance(module, str) or getattr(sys.modules.get(module), "__dict__", None) is not namespace:
+        module = KERNEL_MODULE if namespace is function.__globals__ else namespace.get("__name__")
+        if module != KERNEL_MODULE and (
+            not isinstance(module, str) or getattr(sys.modules.get(module), "__dict__", None) is not namespace
+        ):
             return None
         reads.append((module, name, fingerprint(value)))
     cells = {id(cell): name for name, cell in closure_cells(function).items()}
@@ -122,7 +128,11 @@ def load_specialization(key: str, function: Callable) -> tuple[CompiledPtx, byte
     cells = closure_cells(function)
     for module, name, expected in json.loads(stored):
         if module:
-            namespace = getattr(sys.modules.get(module), "__dict__", None)
+            namespace = (
+                function.__globals__
+                if module == KERNEL_MODULE
+                else getattr(sys.modules.get(module), "__dict__", None)
+            )
             if namespace is None or fingerprint(namespace.get(name, ABSENT)) != expected:
                 return None
             captures.read_global(namespace, name)
