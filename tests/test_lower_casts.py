@@ -33,7 +33,8 @@ from tilevm.dtypes import (
 )
 from tilevm.ir import Param, Program, semantics
 from tilevm.ir.expr import BinaryExpr, BlockIndex, Const, Var
-from tilevm.ir.thread import Bitcast, Gather, Load, PointerAdd, Store, ThreadIndex
+from tilevm.ir.rewrite import walk_instructions
+from tilevm.ir.thread import Bitcast, ConvertPack, Gather, Load, PointerAdd, Store, ThreadIndex
 from tilevm.ir.types import PointerType
 from tilevm.passes.lower.casts import convert, plain_cast, sequence_for
 from tilevm.passes.lower.lowering import Lowering
@@ -260,5 +261,10 @@ def test_padded_and_scalar_forms(source: DType, target: DType):
 def test_float8_narrowing_without_the_float8_cvt_of_sm_89(source: DType):
     # sm_80 and sm_86 have no cvt to e4m3x2: their sequence rounds in integer arithmetic, code for code as
     # the semantics say (the cvt itself is checked on the GPU)
+    forms = [(WHOLE, "nearest")]
+    for machine, uses_cvt in (("sm_80", False), ("sm_86", False), ("sm_89", True), ("sm_90", True)):
+        program = cast_program(source, float8_e4m3, forms, machine)
+        packs = [item for item in walk_instructions(program.body) if isinstance(item, ConvertPack)]
+        assert bool(packs) == uses_cvt, machine
     codes = source_codes(source, float8_e4m3, _seed(source, float8_e4m3))
-    check_forms(source, float8_e4m3, codes, [(WHOLE, "nearest")], machine="sm_80")
+    check_forms(source, float8_e4m3, codes, forms, machine="sm_80")

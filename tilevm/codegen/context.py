@@ -142,7 +142,8 @@ class FunctionContext:
         arguments: Sequence[ir.Value],
         side_effect: bool = False,
     ) -> ir.Value:
-        """Inline PTX ``text`` (operands ``$0, $1, ...``; NVPTX.md lists the constraints that assemble)."""
+        """Inline PTX ``text``: operands ``$0, $1, ...``; constraints ``r`` (32-bit), ``l`` (64-bit), ``h``
+        (16-bit), ``n`` (an immediate), ``=`` before an output."""
         signature = ir.FunctionType(return_type, [argument.type for argument in arguments])
         assembly = ir.InlineAsm(signature, text, constraints, side_effect=side_effect)
         return self.builder.call(assembly, list(arguments))
