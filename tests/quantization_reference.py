@@ -2,7 +2,8 @@
 (`tilevm.dtypes.encode` / `decode`), one group at a time in plain formulas: what the quantization tests
 compare `tilevm.ops.quantize_weight` with.
 
-- int3..int8: ``scale = absmax / qmax``; int1, int2: ``scale = -w_ext / 2^(b-1)`` (w_ext: the element of
+- compute-dtype scales (their magnitude clamped to the format's positive finite range first):
+  int3..int8: ``scale = absmax / qmax``; int1, int2: ``scale = -w_ext / 2^(b-1)`` (w_ext: the element of
   largest magnitude); uint: ``scale = (max(w, 0) - min(w, 0)) / qmax``, ``zero = round(-min(w, 0) / scale)``;
   floats: ``scale = absmax / max_finite``; each scale rounded to the compute dtype by the codec.
 - e8m0 (OCP MX v1.0, section 6.3): ``X = floor(log2(absmax)) - emax_elem``, clamped to -127..127.
@@ -55,7 +56,11 @@ def e8m0_exponent(absmax: float, element: tv.DType) -> int:
 
 
 def compute_scale(raw: float, scale_dtype: tv.DType) -> float:
-    return float(tv.round_to_dtype(raw, scale_dtype))
+    """``raw`` rounded to float16 / bfloat16, its magnitude first clamped to the positive finite range (so
+    that no scale is 0 or inf)."""
+    smallest = float(tv.decode(1, scale_dtype))
+    magnitude = min(max(abs(raw), smallest), float(scale_dtype.max_value))
+    return float(tv.round_to_dtype(math.copysign(magnitude, raw), scale_dtype))
 
 
 def group_scale(
