@@ -2,6 +2,8 @@
 by hand, saving and loading (state_dict, torch.save / torch.load with weights_only, pickle, safetensors)
 bit for bit, its checks of inconsistent fields, and (on a GPU) the same results on CUDA as on the CPU."""
 
+import copy
+import dataclasses
 import json
 import pickle
 import time
@@ -213,3 +215,17 @@ def test_a_28672_x_8192_weight_quantizes_in_about_a_second(dtype):
     seconds = time.perf_counter() - start
     print(f"{dtype}: {seconds:.3f} s")
     assert seconds < 3.0 and q.shape == (28672, 8192)
+
+
+def test_copies_behave_as_the_original():
+    """Deep copies hold non-interned dtypes: formats compare them by value."""
+    w, q = make("nvfp4", 16, torch.bfloat16, seed=7, shape=(8, 64))
+    assert_same(copy.deepcopy(q), q)
+    fmt = copy.deepcopy(q.format)
+    assert fmt.scale_dtype is not tv.ue4m3 and fmt == q.format
+    assert_same(
+        quantize_weight(w, copy.deepcopy(WeightFormat.preset("nvfp4")), compute_dtype=torch.bfloat16), q
+    )
+    assert_same(
+        QuantizedWeight(**{f.name: getattr(q, f.name) for f in dataclasses.fields(q)} | {"format": fmt}), q
+    )

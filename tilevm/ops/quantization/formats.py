@@ -78,7 +78,7 @@ class WeightFormat:
                 "asymmetric and always have zero points; int and float formats are symmetric and have "
                 f"none (use uint{self.dtype.nbits} for zero points)"
             )
-        block = self.scale_dtype is tv.ue4m3
+        block = self.scale_dtype == tv.ue4m3
         set_field("has_global_scale", block if self.has_global_scale is None else self.has_global_scale)
         if self.has_global_scale != block:
             raise ValueError(
@@ -109,7 +109,7 @@ class WeightFormat:
                 f"group_size={group_size} must divide K = {k} (the weight's in_features, its shape[1])"
             )
         scale_dtype = compute if self.scale_dtype is None else self.scale_dtype
-        if scale_dtype not in CODE_SCALE_DTYPES and scale_dtype is not compute:
+        if scale_dtype not in CODE_SCALE_DTYPES and scale_dtype != compute:
             raise ValueError(
                 f"scale_dtype={scale_dtype.name} must be the compute dtype {compute.name} (the kernel "
                 "scales in the compute dtype), or e8m0 / ue4m3"

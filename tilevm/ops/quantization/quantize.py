@@ -111,7 +111,7 @@ def quantize_codes(
     num_groups = k // fmt.group_size
     global_value = global_scale(w, fmt)
     global_float64 = None if global_value is None else global_value.to(torch.float64)
-    clips = (1.0,) if method == "absmax" else _MSE_E8M0_CLIPS if fmt.scale_dtype is tv.e8m0 else _MSE_CLIPS
+    clips = (1.0,) if method == "absmax" else _MSE_E8M0_CLIPS if fmt.scale_dtype == tv.e8m0 else _MSE_CLIPS
     codes = torch.empty((n, k), dtype=torch.uint8, device=w.device)
     scale_storage = torch.uint8 if fmt.scale_dtype in (tv.e8m0, tv.ue4m3) else compute_dtype
     scales = torch.empty((num_groups, n), dtype=scale_storage, device=w.device)
@@ -212,6 +212,6 @@ def _compute_dtype(w: torch.Tensor, fmt: WeightFormat, compute_dtype: torch.dtyp
     if compute_dtype is not None:
         return compute_dtype  # checked by fmt.resolve
     for torch_dtype, scale in COMPUTE_DTYPES.items():
-        if fmt.scale_dtype is scale:
+        if fmt.scale_dtype == scale:
             return torch_dtype
     return w.dtype if w.dtype in COMPUTE_DTYPES else torch.float16

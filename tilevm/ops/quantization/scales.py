@@ -57,9 +57,9 @@ def group_scales(
 ) -> Scales:
     """The `Scales` of the groups ``x [R, G, group_size]`` (float64) in ``fmt`` (resolved), with the
     range shrunk by ``clip`` (1.0 for absmax) and, for ue4m3, the float64 global scale ``global_value``."""
-    if fmt.scale_dtype is tv.e8m0:
+    if fmt.scale_dtype == tv.e8m0:
         return _e8m0_scales(x, fmt.dtype, clip)
-    if fmt.scale_dtype is tv.ue4m3:
+    if fmt.scale_dtype == tv.ue4m3:
         return _ue4m3_scales(x, fmt.dtype, clip, global_value)
     if fmt.has_zeros:
         return _asymmetric_scales(x, fmt, clip)

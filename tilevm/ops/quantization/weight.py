@@ -289,7 +289,7 @@ def _check_scale_codes(weight: QuantizedWeight) -> None:
     scale_dtype = weight.format.scale_dtype
     if scale_dtype not in CODE_SCALE_DTYPES:
         return
-    limit = tv.e8m0.max_magnitude_code if scale_dtype is tv.e8m0 else tv.ue4m3.max_magnitude_code
+    limit = tv.e8m0.max_magnitude_code if scale_dtype == tv.e8m0 else tv.ue4m3.max_magnitude_code
     if weight.scales.numel() and int(weight.scales.max()) > limit:
         raise ValueError(f"scales holds {scale_dtype.name} codes above {limit} (NaN or out of range)")
 
