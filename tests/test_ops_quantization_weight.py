@@ -15,7 +15,7 @@ import torch
 
 import tilevm as tv
 from tilevm.ops import QuantizedWeight, WeightFormat, quantize_weight
-from tilevm.ops.quantization import quantize_codes
+from tilevm.ops.quantization.quantize import quantize_codes
 
 CASES = [("int4", 64, torch.float16), ("uint3", None, torch.bfloat16), ("nvfp4", 16, torch.float16)]
 CASES += [

@@ -9,7 +9,7 @@
 """
 
 from tilevm.ops.quantization.formats import PRESETS, WeightFormat
-from tilevm.ops.quantization.quantize import quantize_codes, quantize_weight
+from tilevm.ops.quantization.quantize import quantize_weight
 from tilevm.ops.quantization.weight import QuantizedWeight
 
-__all__ = ["PRESETS", "QuantizedWeight", "WeightFormat", "quantize_codes", "quantize_weight"]
+__all__ = ["PRESETS", "QuantizedWeight", "WeightFormat", "quantize_weight"]

@@ -106,7 +106,8 @@ def quantize_weight(
 def quantize_codes(
     w: torch.Tensor, fmt: WeightFormat, compute_dtype: torch.dtype, method: str = "absmax"
 ) -> QuantizedCodes:
-    """The codes, scales, zero points and global scale of ``w [N, K]`` in the resolved format ``fmt``."""
+    """The codes, scales, zero points and global scale of ``w [N, K]`` in the format ``fmt``, resolved for
+    ``w`` and ``compute_dtype`` (`quantize_weight` checks the arguments, then packs the codes)."""
     n, k = w.shape
     num_groups = k // fmt.group_size
     global_value = global_scale(w, fmt)
