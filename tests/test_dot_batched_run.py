@@ -121,10 +121,12 @@ def test_a_batched_float_dot_of_random_values_is_within_float32_summation_bounds
     assert torch.all((threads[3].double() - exact).abs() <= bound)
 
 
-def test_the_split_k_pattern_through_shared_memory_is_exact_at_ragged_sizes():
-    m, n, k, kw, bn = 5, 40, 256, 32, 32  # 8 slices of k: two iterations of 4; the second block 8 columns
-    x, w, x3, w3, y = split_k_operands(m, n, k, kw, seed=7)
-    reference, threads = run_both(split_k_through_shared, (2,), x3, w3, y, SPLIT=4, KW=kw, BN=bn)
+@pytest.mark.parametrize("split", [4, 2, 3, 8])  # a slice a warp; two warps a slice; slices in locals
+def test_the_split_k_pattern_through_shared_memory_is_exact_at_ragged_sizes(split):
+    # two iterations of split slices of k; the second block has 8 columns of its 32
+    m, n, kw, bn = 5, 40, 16, 32
+    x, w, x3, w3, y = split_k_operands(m, n, 2 * split * kw, kw, seed=split)
+    reference, threads = run_both(split_k_through_shared, (2,), x3, w3, y, SPLIT=split, KW=kw, BN=bn)
     assert_same_bytes(reference, threads)
     assert torch.equal(threads[2], (x.double() @ w.double()).half())
 
@@ -138,14 +140,12 @@ def test_the_split_k_pattern_from_pinned_loads_is_exact_at_ragged_sizes():
     assert torch.equal(threads[2], (x.double() @ w.double()).half())
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("pinned", [False, True], ids=["through_shared", "pinned_loads"])
-def test_the_split_k_pattern_on_the_gpu_is_within_float32_summation_bounds(pinned):
-    m, n, k, kw, bn = 16, 512, 4096, 32, 64
+def check_split_k_on_random_values(device: str, pinned: bool, m: int, n: int, k: int, kw: int, bn: int):
+    """The split-k pattern on random float16 values against float64, within float32's summation bound."""
     generator = torch.Generator().manual_seed(12)
-    x = torch.randn(m, k, generator=generator).half().cuda()
-    w = torch.randn(k, n, generator=generator).half().cuda()
-    y = torch.full((m, n), float("nan"), device="cuda").half()
+    x = torch.randn(m, k, generator=generator).half().to(device)
+    w = torch.randn(k, n, generator=generator).half().to(device)
+    y = torch.full((m, n), float("nan"), device=device).half()
     x3, w3 = x.view(m, k // kw, kw).permute(1, 0, 2), w.view(k // kw, kw, n)
     if pinned:
         layouts = warps_on_the_batch_dim(4, kw, bn)
@@ -153,6 +153,17 @@ def test_the_split_k_pattern_on_the_gpu_is_within_float32_summation_bounds(pinne
     else:
         split_k_through_shared[(n // bn,)](x3, w3, y, SPLIT=4, KW=kw, BN=bn)
     exact = x.double() @ w.double()
-    # k float32 additions, then one rounding to float16
+    # k float32 additions in any order, then one rounding to float16
     bound = (k + 1) * 2.0**-24 * (x.double().abs() @ w.double().abs()) + exact.abs() * 2.0**-11
     assert torch.all((y.double() - exact).abs() <= bound)
+
+
+@pytest.mark.parametrize("pinned", [False, True], ids=["through_shared", "pinned_loads"])
+def test_the_split_k_pattern_of_random_values_is_within_float32_summation_bounds(pinned):
+    check_split_k_on_random_values("cpu", pinned, m=16, n=32, k=512, kw=32, bn=32)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pinned", [False, True], ids=["through_shared", "pinned_loads"])
+def test_the_split_k_pattern_on_the_gpu_is_within_float32_summation_bounds(pinned):
+    check_split_k_on_random_values("cuda", pinned, m=16, n=512, k=4096, kw=32, bn=64)
