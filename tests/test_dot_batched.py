@@ -317,3 +317,14 @@ def test_each_warp_multiplies_its_slice_and_the_slices_meet_once_in_shared_memor
     assert len(instructions(after, Barrier)) == 2 and not instructions(after, Shuffle)
     assert [store.value.type.nbits for store in shared_stores] == [128] * 4
     assert [load.width for load in instructions(after, Load)] == [16] * 16
+
+
+def test_operand_layouts_that_already_fit_the_accumulator_are_kept():
+    a, chosen_b = warps_on_the_batch_dim(4, 32, 32)
+    # n's atoms before k's in each thread's registers: another layout, the same rule
+    b = spatial(4, 1, 1) * local(1, 2, 4, order=[0, 2, 1]) * F16.b
+    assert b != chosen_b
+    _, _, x3, w3, y = split_k_operands(16, 64, 256, 32, seed=3)
+    program = split_k_from_registers.ir(x3, w3, y, SPLIT=4, BN=32, LAYOUTS=(a, b))
+    assert not instructions(program, ir.ConvertLayout)
+    assert the_dot(program).b.type.layout == b
