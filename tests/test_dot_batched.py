@@ -233,11 +233,12 @@ def split_k_from_registers(
     x: tv.Tensor, w: tv.Tensor, y: tv.Tensor, SPLIT: tv.constexpr, BN: tv.constexpr, LAYOUTS: tv.constexpr
 ):
     """``split_k_through_shared`` with ``SPLIT`` slices of k, loaded from global memory straight into the
-    pinned ``LAYOUTS`` of a and b (as a kernel that reads pre-laid-out weights does)."""
-    layout_a, layout_b = LAYOUTS
+    pinned ``LAYOUTS`` of a and b (as a kernel that reads pre-laid-out weights does), and the accumulator in
+    the third layout of ``LAYOUTS`` (None: inferred)."""
+    layout_a, layout_b, layout_acc = LAYOUTS
     kw = layout_a.shape[-1]
     n0 = tv.block_idx() * BN
-    acc = tv.register_tensor(tv.float32, [SPLIT, 16, BN], init=0.0)
+    acc = tv.register_tensor(tv.float32, [SPLIT, 16, BN], init=0.0, layout=layout_acc)
     for slice_start in range(0, x.shape[0], SPLIT):
         a = tv.load_global(x, offsets=[slice_start, 0, 0], shape=[SPLIT, 16, kw], layout=layout_a)
         b = tv.load_global(w, offsets=[slice_start, 0, n0], shape=[SPLIT, kw, BN], layout=layout_b)
@@ -256,9 +257,10 @@ def split_k_operands(m: int, n: int, k: int, kw: int, seed: int):
 
 
 def warps_on_the_batch_dim(split: int, kw: int, bn: int):
-    """The layouts of a and b with batch index ``w`` on warp ``w`` (what a kernel author pins)."""
+    """The layouts of a and b with batch index ``w`` on warp ``w`` (what a kernel author pins), and None for
+    the accumulator's (inferred)."""
     a, b, _ = dot_layouts(spatial(split, 1, 1) * local(1, 1, bn // 8), F16, kw // 16)
-    return a, b
+    return a, b, None
 
 
 def instructions(program, kind):
@@ -320,11 +322,21 @@ def test_each_warp_multiplies_its_slice_and_the_slices_meet_once_in_shared_memor
 
 
 def test_operand_layouts_that_already_fit_the_accumulator_are_kept():
-    a, chosen_b = warps_on_the_batch_dim(4, 32, 32)
+    a, chosen_b, _ = warps_on_the_batch_dim(4, 32, 32)
     # n's atoms before k's in each thread's registers: another layout, the same rule
     b = spatial(4, 1, 1) * local(1, 2, 4, order=[0, 2, 1]) * F16.b
     assert b != chosen_b
     _, _, x3, w3, y = split_k_operands(16, 64, 256, 32, seed=3)
-    program = split_k_from_registers.ir(x3, w3, y, SPLIT=4, BN=32, LAYOUTS=(a, b))
+    program = split_k_from_registers.ir(x3, w3, y, SPLIT=4, BN=32, LAYOUTS=(a, b, None))
     assert not instructions(program, ir.ConvertLayout)
     assert the_dot(program).b.type.layout == b
+
+
+def test_a_pinned_accumulator_chooses_another_spread_and_operands_that_fit_it_are_kept():
+    # the four slices in each warp's registers, the warps along n
+    layouts = dot_layouts(local(4, 1, 1) * spatial(1, 1, 4), F16, 2)
+    _, _, x3, w3, y = split_k_operands(16, 128, 256, 32, seed=4)
+    program = split_k_from_registers.ir(x3, w3, y, SPLIT=4, BN=32, LAYOUTS=layouts)
+    assert not instructions(program, ir.ConvertLayout)
+    dot = the_dot(program)
+    assert (dot.a.type.layout, dot.b.type.layout, dot.accumulator.type.layout) == layouts
