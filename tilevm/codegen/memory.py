@@ -1,5 +1,5 @@
-"""Memory instructions: loads and stores, ``cp.async`` and its groups, the block barrier, atomics,
-``ldmatrix`` and ``trap``.
+"""Memory instructions: loads and stores, ``cp.async`` and its groups, the block barrier, the fence,
+atomics, ``ldmatrix`` and ``trap``.
 
 A load or store moves the bytes as the integer type of its width (``i8``, ``i16``, ``i32``, ``<2 x i32>``,
 ``<4 x i32>``, aligned to the width: one ``ld.v4.b32`` for 16 bytes) and bitcasts them to or from the
@@ -24,6 +24,7 @@ from tilevm.ir.thread import (
     CopyAsyncCommitGroup,
     CopyAsyncGroup,
     CopyAsyncWaitGroup,
+    Fence,
     Ldmatrix,
     Load,
     Store,
@@ -129,6 +130,11 @@ def _barrier(context: FunctionContext, instruction: Barrier) -> None:
     context.call("llvm.nvvm.barrier.cta.sync.aligned.all", ir.VoidType(), [_I32(instruction.barrier_id)])
 
 
+def _fence(context: FunctionContext, _: Fence) -> None:
+    # LLVM's "device" scope is PTX's .gpu: this is fence.acq_rel.gpu
+    context.builder.fence("acq_rel", "device")
+
+
 #: Thread IR's atomic ops as ``atomicrmw`` operations: (integer signed, integer unsigned, float)
 _ATOMIC_OPERATIONS = {
     "add": ("add", "add", "fadd"),
@@ -191,6 +197,7 @@ HANDLERS: dict[type, InstructionHandler] = {
     CopyAsyncCommitGroup: _commit_group,
     CopyAsyncWaitGroup: _wait_group,
     Barrier: _barrier,
+    Fence: _fence,
     Atomic: _atomic,
     Ldmatrix: _ldmatrix,
     Trap: _trap,

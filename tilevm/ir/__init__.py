@@ -22,6 +22,7 @@ from tilevm.ir.equality import programs_equal
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
 from tilevm.ir.global_access import (
     AtomicGlobal,
+    AtomicScalar,
     GlobalView,
     LoadGlobal,
     LoadScalar,
@@ -69,6 +70,7 @@ __all__ = [
     "AssignScalar",
     "AssignTensor",
     "AtomicGlobal",
+    "AtomicScalar",
     "Binary",
     "BinaryExpr",
     "BlockIndex",

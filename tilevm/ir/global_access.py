@@ -1,5 +1,5 @@
-"""Tile IR instructions that access global memory: views of global tensors, loads, stores, atomics and
-scalar loads, and the window checks that shared tiles and async copies share.
+"""Tile IR instructions that access global memory: views of global tensors, loads, stores, atomics, scalar
+loads and block-uniform scalar atomics, and the window checks that shared tiles and async copies share.
 
 Global accesses take a tile at ``offsets`` (one per global dimension); ``dims`` names the global dimensions
 that the tile's dimensions run along, in order, and the other global dimensions are fixed at their offset.
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tilevm.dtypes import int32, int64, uint32, uint64
 from tilevm.ir.expr import Expr, Var, expect_choice
 from tilevm.ir.inst import Instruction, IRTypeError, expect_global, expect_scalar, expect_tile
 from tilevm.ir.types import GlobalType, PointerType, ScalarType, Scope, TileType
 
 __all__ = [
     "AtomicGlobal",
+    "AtomicScalar",
     "GlobalView",
     "LoadGlobal",
     "LoadScalar",
@@ -25,6 +27,10 @@ __all__ = [
 
 
 ATOMIC_OPS = ("add", "max", "min")
+#: the operations of ``atomic_scalar`` (``exchange`` stores the value)
+SCALAR_ATOMIC_OPS = ("add", "max", "min", "exchange")
+#: the dtypes ``atomic_scalar`` acts on: the integers of PTX's ``atom`` on global memory
+SCALAR_ATOMIC_DTYPES = (int32, uint32, int64, uint64)
 
 
 def check_window(
@@ -144,10 +150,48 @@ class LoadScalar(Instruction):
 
     def result_type(self) -> ScalarType:
         source = expect_global(self.tensor, "load_scalar's tensor")
-        if len(self.indices) != source.rank:
-            raise IRTypeError(
-                f"load_scalar needs {source.rank} indices (one per dimension), got {len(self.indices)}"
-            )
-        for position, index in enumerate(self.indices):
-            expect_scalar(index, f"load_scalar's index {position}", integer=True)
+        check_element(source, self.indices, "load_scalar")
         return ScalarType(source.dtype)
+
+
+def check_element(source: GlobalType, indices: tuple[Expr, ...], what: str) -> None:
+    """One integer scalar index per dimension of ``source``."""
+    if len(indices) != source.rank:
+        raise IRTypeError(f"{what} needs {source.rank} indices (one per dimension), got {len(indices)}")
+    for position, index in enumerate(indices):
+        expect_scalar(index, f"{what}'s index {position}", integer=True)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AtomicScalar(Instruction):
+    """``output = tensor[indices]``, replaced by ``op(output, value)`` (``exchange``: by ``value``) in one
+    indivisible step, done once for the whole block; every thread gets ``output``, the old value.
+
+    It orders memory for the block as a whole, at GPU scope: every access of any thread of the block before
+    it (in program order) happens before it, and it happens before every access of any thread of the block
+    after it. So blocks can hand data to each other through it: each block writes its part, then takes a
+    ticket (``add`` 1 to a counter); the block that draws the last ticket reads every part. Tile IR's control
+    flow is on scalars, which are the same in every thread, so every thread of the block reaches it. The
+    counter is an integer of 32 or 64 bits (``SCALAR_ATOMIC_DTYPES``); an index outside the tensor is an
+    error."""
+
+    output: Var
+    op: str
+    tensor: Expr
+    indices: tuple[Expr, ...]
+    value: Expr
+    opname = "atomic_scalar"
+
+    def result_type(self) -> ScalarType:
+        expect_choice(self.op, SCALAR_ATOMIC_OPS, "scalar atomic op")
+        target = expect_global(self.tensor, "atomic_scalar's tensor")
+        if target.dtype not in SCALAR_ATOMIC_DTYPES:
+            names = ", ".join(map(str, SCALAR_ATOMIC_DTYPES))
+            raise IRTypeError(f"atomic_scalar acts on {names} tensors, got a {target.dtype} tensor")
+        check_element(target, self.indices, "atomic_scalar")
+        value = expect_scalar(self.value, "atomic_scalar's value")
+        if value.dtype != target.dtype:
+            raise IRTypeError(
+                f"atomic_scalar of a {value.dtype} value into a {target.dtype} tensor; cast it first"
+            )
+        return ScalarType(target.dtype)

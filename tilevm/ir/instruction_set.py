@@ -27,6 +27,7 @@ from tilevm.ir.elementwise import (
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, Expr, GridSize, UnaryExpr, Var
 from tilevm.ir.global_access import (
     AtomicGlobal,
+    AtomicScalar,
     GlobalView,
     LoadGlobal,
     LoadScalar,
@@ -77,7 +78,7 @@ TILE_IR = InstructionSet(
         AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync, PermuteShared,
         Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout, Arange, Permute,
         LetScalar, DeclareScalar, AssignScalar, For, While, If,
-        LoadScalar,
+        LoadScalar, AtomicScalar,
     ),
     expressions=(Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr),
 )  # fmt: skip

@@ -40,8 +40,12 @@ from tilevm.lang.math_builtins import (
 )
 from tilevm.lang.memory_builtins import (
     atomic_add,
+    atomic_add_scalar,
+    atomic_exchange_scalar,
     atomic_max,
+    atomic_max_scalar,
     atomic_min,
+    atomic_min_scalar,
     copy_async,
     copy_async_commit,
     copy_async_wait,
@@ -67,4 +71,5 @@ __all__ = [
     "rsqrt", "shared_tensor", "sin", "slice_shared", "sqrt", "static_range", "store_global", "store_shared",
     "sum", "sync", "tanh", "where",
     "load_scalar", "floor", "ceil", "round", "trunc",
+    "atomic_add_scalar", "atomic_max_scalar", "atomic_min_scalar", "atomic_exchange_scalar",
 ]  # fmt: skip

@@ -1,5 +1,5 @@
-"""The DSL's functions that allocate tiles and move data: global, shared and register tiles, atomics,
-asynchronous copies and the barrier.
+"""The DSL's functions that allocate tiles and move data: global, shared and register tiles, atomics (of
+tiles, and block-uniform ones of one element), asynchronous copies and the barrier.
 
 Each one builds IR through the kernel being compiled; called outside a kernel, it raises. Arguments may be
 Python numbers (converted to constants) or IR values.
@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tilevm.dtypes import DType
+from tilevm.errors import CompilationError
 from tilevm.ir import (
     AllocRegister,
     AllocShared,
     AtomicGlobal,
+    AtomicScalar,
     CopyAsync,
     CopyAsyncCommit,
     CopyAsyncWait,
@@ -44,8 +46,12 @@ from tilevm.layout import RegisterLayout
 
 __all__ = [
     "atomic_add",
+    "atomic_add_scalar",
+    "atomic_exchange_scalar",
     "atomic_max",
+    "atomic_max_scalar",
     "atomic_min",
+    "atomic_min_scalar",
     "copy_async",
     "copy_async_commit",
     "copy_async_wait",
@@ -181,6 +187,50 @@ def load_scalar(tensor: Expr, *indices: object) -> Expr:
     return emit_output(
         "load_scalar", LoadScalar, tensor=tensor, indices=offsets_argument(indices, "load_scalar's index")
     )
+
+
+def _scalar_atomic(op: str):
+    builtin = f"atomic_{op}_scalar"
+
+    def atomic(tensor: Expr, *indices_and_value: object) -> Expr:
+        tensor = tile_or_global(tensor, builtin, (GlobalType,))
+        rank = tensor.type.rank
+        if len(indices_and_value) != rank + 1:
+            raise CompilationError(
+                f"{builtin} of a rank-{rank} tensor takes {rank} indices (one per dimension) then the value, "
+                f"got {len(indices_and_value)} arguments after the tensor"
+            )
+        *indices, value = indices_and_value
+        return emit_output(
+            builtin,
+            AtomicScalar,
+            op=op,
+            tensor=tensor,
+            indices=offsets_argument(indices, f"{builtin}'s index"),
+            value=literal_like(value, constant(0, tensor.type.dtype)),
+        )
+
+    atomic.__name__ = atomic.__qualname__ = builtin
+    new = "value" if op == "exchange" else f"{op}(old, value)"
+    atomic.__doc__ = f"""``old = tensor[indices]``, replaced by ``{new}`` atomically, ONCE for the whole block;
+    every thread gets ``old`` (a runtime scalar of the tensor's dtype, the same in every thread: usable in
+    ``if``). ``tv.{builtin}(tensor, *indices, value)``: one integer index per dimension, then the value (a
+    Python int, or a scalar of the tensor's dtype, which is int32, uint32, int64 or uint64).
+
+    It is an acquire-release point for the block at GPU scope: every memory access of any thread of the
+    block before it happens before it, and it happens before every access of any thread of the block after
+    it. So a block that reads a counter's last ticket sees everything the blocks that drew the earlier
+    tickets wrote before drawing theirs. An index outside the tensor is an error when the kernel runs.
+    """
+    return atomic
+
+
+atomic_add_scalar, atomic_max_scalar, atomic_min_scalar, atomic_exchange_scalar = (
+    _scalar_atomic("add"),
+    _scalar_atomic("max"),
+    _scalar_atomic("min"),
+    _scalar_atomic("exchange"),
+)
 
 
 def load_shared(tensor: Expr, layout: RegisterLayout | None = None) -> Expr:

@@ -35,6 +35,7 @@ from tilevm.ir import (
     AssignScalar,
     AssignTensor,
     AtomicGlobal,
+    AtomicScalar,
     Binary,
     Cast,
     ConvertLayout,
@@ -115,6 +116,7 @@ EFFECTS: dict[type[Instruction], Effect] = {
     LoadScalar: Effect.KEPT,  # an index outside the tensor is an error that removing it would hide
     StoreGlobal: Effect.KEPT,
     AtomicGlobal: Effect.KEPT,
+    AtomicScalar: Effect.KEPT,
     StoreShared: Effect.KEPT,
     CopyAsync: Effect.KEPT,
     CopyAsyncCommit: Effect.KEPT,

@@ -27,6 +27,7 @@ from tilevm.ir.thread.memory import (
     CopyAsyncCommitGroup,
     CopyAsyncGroup,
     CopyAsyncWaitGroup,
+    Fence,
     Ldmatrix,
     Load,
     Store,
@@ -48,7 +49,7 @@ from tilevm.ir.thread.values import (
 THREAD_IR = InstructionSet(
     "thread",
     instructions=(
-        Load, Store, CopyAsyncGroup, CopyAsyncCommitGroup, CopyAsyncWaitGroup, Barrier, Atomic, Ldmatrix,
+        Load, Store, CopyAsyncGroup, CopyAsyncCommitGroup, CopyAsyncWaitGroup, Barrier, Fence, Atomic, Ldmatrix,
         Mma, Shuffle, Lop3, Prmt, ConvertPack, Trap,
         LetScalar, DeclareScalar, AssignScalar, For, While, If,
     ),
@@ -69,6 +70,7 @@ __all__ = [
     "CopyAsyncGroup",
     "CopyAsyncWaitGroup",
     "Element",
+    "Fence",
     "Gather",
     "LaneIndex",
     "Ldmatrix",

@@ -1,7 +1,7 @@
 """Thread IR's memory instructions: loads and stores of 1 to 16 bytes, ``cp.async`` and its groups, the
-block barrier, atomics and ``ldmatrix``. Each thread runs them on its own addresses; ``ldmatrix`` is
-warp-collective. The PTX ISA (``ld``, ``st``, ``cp.async``, ``bar.sync``, ``atom``, ``ldmatrix``) defines
-their meaning; each docstring names the instruction and what this IR keeps of it.
+block barrier, the GPU-scope fence, atomics and ``ldmatrix``. Each thread runs them on its own addresses;
+``ldmatrix`` is warp-collective. The PTX ISA (``ld``, ``st``, ``cp.async``, ``bar.sync``, ``fence``, ``atom``,
+``ldmatrix``) defines their meaning; each docstring names the instruction and what this IR keeps of it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = [
     "CopyAsyncCommitGroup",
     "CopyAsyncGroup",
     "CopyAsyncWaitGroup",
+    "Fence",
     "Ldmatrix",
     "Load",
     "Store",
@@ -162,6 +163,16 @@ class Barrier(Instruction):
     def result_type(self) -> None:
         if not 0 <= self.barrier_id < BARRIER_COUNT:
             raise IRTypeError(f"a barrier id is 0 to {BARRIER_COUNT - 1}, got {self.barrier_id}")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Fence(Instruction):
+    """An acquire-release fence at GPU scope (PTX ``fence.acq_rel.gpu``, ISA section "Memory Consistency
+    Model", "Release and Acquire Patterns"): followed by a strong write (an ``atom``), it makes the
+    thread's earlier accesses, and those ordered before them, visible to the GPU before that write; after a
+    strong read, it orders the thread's later accesses after what that read observed."""
+
+    opname = "fence"
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -17,6 +17,7 @@ from tilevm.passes.lower import (
     global_memory,
     reductions,
     registers,
+    scalar_atomics,
     shared_memory,
 )
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError
@@ -28,6 +29,7 @@ HANDLERS: dict[type[Instruction], Handler] = {
     **control.HANDLERS,
     **casts.HANDLERS,
     **global_memory.HANDLERS,
+    **scalar_atomics.HANDLERS,
     **registers.HANDLERS,
     **convert_layout.HANDLERS,
     **shared_memory.HANDLERS,

@@ -43,7 +43,7 @@ from tilevm.dtypes import (
     uint64,
 )
 from tilevm.dtypes.codec import encode
-from tilevm.ir import AtomicGlobal, LoadGlobal, LoadScalar, StoreGlobal
+from tilevm.ir import AtomicGlobal, AtomicScalar, LoadGlobal, LoadScalar, StoreGlobal
 from tilevm.ir.expr import CastExpr, Const, Expr, UnaryExpr, Var
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, If, LetScalar
 from tilevm.ir.thread import Atomic, Bitcast, Element, Gather, Load, PointerAdd, Select, Store, Trap
@@ -68,7 +68,7 @@ from tilevm.passes.lower.lowering import (
 )
 from tilevm.passes.lower.vectorize import AccessPlan, plan_access
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "checked_element"]
 
 #: the dtypes Thread IR selects on (PTX ``selp``); others (storage only) are selected as raw bits
 _SELECTABLE = frozenset(
@@ -224,9 +224,10 @@ def _atomic_global(lowering: Lowering, instruction: AtomicGlobal) -> None:
         )  # fmt: skip
 
 
-def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
-    """Every thread loads the element (a uniform load); an index outside the tensor, an error in Tile IR,
-    reads nothing and traps (an error at the line in the SIMT interpreter, a failed launch on the GPU)."""
+def checked_element(lowering: Lowering, instruction: LoadScalar | AtomicScalar) -> tuple[Expr, Expr]:
+    """The address (in elements from the tensor's pointer) of the instruction's ``tensor[indices]``, and
+    whether it lies inside the tensor. An index outside it, an error in Tile IR, traps (an error at the line
+    in the SIMT interpreter, a failed launch on the GPU) before anything reads or writes it."""
     tensor = lowering.global_tensor(instruction.tensor)
     address: Expr = Const(0)
     inside: Expr = TRUE
@@ -236,8 +237,15 @@ def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
         inside = binary("and", inside, binary("ge", index, Const(0)))
         inside = binary("and", inside, binary("lt", index, size))
     name = instruction.tensor.name if isinstance(instruction.tensor, Var) else "a tensor"
-    message = f"load_scalar of {name}: an index is outside its shape"
+    message = f"{instruction.opname} of {name}: an index is outside its shape"
     lowering.emit(Trap(condition=UnaryExpr("not", inside), message=message))
+    return address, inside
+
+
+def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
+    """Every thread loads the element (a uniform load)."""
+    tensor = lowering.global_tensor(instruction.tensor)
+    address, inside = checked_element(lowering, instruction)
     zero = Const(0, tensor.dtype)
     if _straddles(tensor.dtype):
         value = pack_codes([load_codes(lowering, tensor, address, inside, zero)], tensor.dtype)

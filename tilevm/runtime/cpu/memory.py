@@ -1,4 +1,4 @@
-"""Loads, stores, ``cp.async`` and its groups, the block barrier, and ``trap``.
+"""Loads, stores, ``cp.async`` and its groups, the block barrier, the fence, and ``trap``.
 
 Each active thread accesses ``width`` bytes at its own address, which must lie inside the memory (a
 tensor's storage, or the block's ``shared_bytes``) and be a multiple of ``width`` (PTX's alignment rule:
@@ -6,8 +6,11 @@ a misaligned address is an error, as on the GPU). A global address is counted fr
 tensor's storage, which torch aligns to 64 bytes. Where the predicate is false, or the thread is inactive,
 nothing is touched and a load gives zero. Shared accesses go through ``SharedMemory``'s race checks.
 
+A fence does nothing here: the interpreter runs each instruction for every thread of a batch before the
+next, and batches one after another, so every access is already seen by every later one.
+
 >>> sorted(cls.__name__ for cls in MEMORY)
-['Barrier', 'CopyAsyncCommitGroup', 'CopyAsyncGroup', 'CopyAsyncWaitGroup', 'Load', 'Store', 'Trap']
+['Barrier', 'CopyAsyncCommitGroup', 'CopyAsyncGroup', 'CopyAsyncWaitGroup', 'Fence', 'Load', 'Store', 'Trap']
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tilevm.ir.thread import (
     CopyAsyncCommitGroup,
     CopyAsyncGroup,
     CopyAsyncWaitGroup,
+    Fence,
     Load,
     Store,
     Trap,
@@ -247,4 +251,5 @@ MEMORY: dict[type, Callable[[Compiler, object], Step]] = {
     CopyAsyncCommitGroup: _commit,
     CopyAsyncWaitGroup: _wait,
     Barrier: _barrier,
+    Fence: lambda compiler, instruction: lambda batch: None,
 }

@@ -24,6 +24,7 @@ from tilevm.ir import (
     AllocRegister,
     AllocShared,
     AtomicGlobal,
+    AtomicScalar,
     Const,
     CopyAsync,
     CopyAsyncCommit,
@@ -41,11 +42,11 @@ from tilevm.ir import (
     StoreShared,
     Sync,
 )
-from tilevm.ir.semantics import to_carrier
+from tilevm.ir.semantics import binary, to_carrier
 from tilevm.layout.shared import permute_shared
-from tilevm.runtime.reference.carrier import codes_to_carrier, poison
+from tilevm.runtime.reference.carrier import carrier_to_codes, codes_to_carrier, poison
 from tilevm.runtime.reference.errors import ExecutionError
-from tilevm.runtime.reference.global_memory import read_codes
+from tilevm.runtime.reference.global_memory import read_codes, write_codes
 from tilevm.runtime.reference.global_view import GlobalTensor, atomic_window, load_window, store_window
 from tilevm.runtime.reference.races import Access
 from tilevm.runtime.reference.scalars import evaluate, evaluate_int
@@ -181,17 +182,35 @@ def _permute_shared(instruction: PermuteShared, state: BlockState) -> None:
     state.bind(instruction.output, permuted)
 
 
-def _load_scalar(instruction: LoadScalar, state: BlockState) -> None:
+def _element(instruction: LoadScalar | AtomicScalar, state: BlockState) -> tuple[GlobalTensor, np.ndarray]:
+    """The tensor and the address (a one-element array) of ``tensor[indices]``, which must lie inside it."""
     tensor: GlobalTensor = evaluate(instruction.tensor, state)
     indices = _ints(instruction.indices, state, "an index")
     if any(not 0 <= index < size for index, size in zip(indices, tensor.shape)):
         raise ExecutionError(
-            f"load_scalar of {tensor.pointer.name}{list(indices)}: the index is outside its shape "
+            f"{instruction.opname} of {tensor.pointer.name}{list(indices)}: the index is outside its shape "
             f"{list(tensor.shape)}"
         )
     address = sum(index * stride for index, stride in zip(indices, tensor.strides))
-    codes = read_codes(tensor.pointer, np.array([address], dtype=np.int64))
+    return tensor, np.array([address], dtype=np.int64)
+
+
+def _load_scalar(instruction: LoadScalar, state: BlockState) -> None:
+    tensor, address = _element(instruction, state)
+    codes = read_codes(tensor.pointer, address)
     state.bind(instruction.output, codes_to_carrier(codes, tensor.pointer.dtype).reshape(()))
+
+
+def _atomic_scalar(instruction: AtomicScalar, state: BlockState) -> None:
+    """Blocks run one after another, each instruction on the whole block: the update is one step, and
+    everything the block did before it is done (and seen by later blocks), as on the GPU."""
+    tensor, address = _element(instruction, state)
+    dtype = tensor.pointer.dtype
+    old = codes_to_carrier(read_codes(tensor.pointer, address, "atomic"), dtype).reshape(())
+    value = evaluate(instruction.value, state)
+    new = value if instruction.op == "exchange" else binary(instruction.op, old, value, dtype)
+    write_codes(tensor.pointer, address, carrier_to_codes(np.reshape(new, (1,)), dtype), "atomic")
+    state.bind(instruction.output, old)
 
 
 def _access(kind: str, instruction: Instruction, description: str) -> Access:
@@ -211,6 +230,7 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     StoreShared: _store_shared,
     CopyAsync: _copy_async,
     LoadScalar: _load_scalar,
+    AtomicScalar: _atomic_scalar,
     CopyAsyncCommit: lambda instruction, state: state.copies.commit(),
     CopyAsyncWait: lambda instruction, state: state.copies.wait(instruction.pending),
     Sync: lambda instruction, state: state.shared_memory.sync(),
