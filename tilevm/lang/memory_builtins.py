@@ -212,10 +212,10 @@ def _scalar_atomic(op: str):
 
     atomic.__name__ = atomic.__qualname__ = builtin
     new = "value" if op == "exchange" else f"{op}(old, value)"
-    atomic.__doc__ = f"""``old = tensor[indices]``, replaced by ``{new}`` atomically, ONCE for the whole block;
-    every thread gets ``old`` (a runtime scalar of the tensor's dtype, the same in every thread: usable in
-    ``if``). ``tv.{builtin}(tensor, *indices, value)``: one integer index per dimension, then the value (a
-    Python int, or a scalar of the tensor's dtype, which is int32, uint32, int64 or uint64).
+    atomic.__doc__ = f"""``old = tensor[indices]``, replaced by ``{new}`` atomically, once for the whole
+    block; every thread gets ``old`` (a runtime scalar of the tensor's dtype, the same in every thread:
+    usable in ``if``). ``tv.{builtin}(tensor, *indices, value)``: one integer index per dimension, then the
+    value (a Python int, or a scalar of the tensor's dtype, which is int32, uint32, int64 or uint64).
 
     It is an acquire-release point for the block at GPU scope: every memory access of any thread of the
     block before it happens before it, and it happens before every access of any thread of the block after

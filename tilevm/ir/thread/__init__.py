@@ -49,8 +49,8 @@ from tilevm.ir.thread.values import (
 THREAD_IR = InstructionSet(
     "thread",
     instructions=(
-        Load, Store, CopyAsyncGroup, CopyAsyncCommitGroup, CopyAsyncWaitGroup, Barrier, Fence, Atomic, Ldmatrix,
-        Mma, Shuffle, Lop3, Prmt, ConvertPack, Trap,
+        Load, Store, CopyAsyncGroup, CopyAsyncCommitGroup, CopyAsyncWaitGroup, Barrier, Fence, Atomic,
+        Ldmatrix, Mma, Shuffle, Lop3, Prmt, ConvertPack, Trap,
         LetScalar, DeclareScalar, AssignScalar, For, While, If,
     ),
     expressions=(
