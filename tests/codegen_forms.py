@@ -41,6 +41,7 @@ from tilevm.ir.thread import (
     CopyAsyncGroup,
     CopyAsyncWaitGroup,
     Element,
+    Fence,
     Gather,
     LaneIndex,
     Ldmatrix,
@@ -282,6 +283,7 @@ def _memory_forms() -> Iterator[Form]:
             CopyAsyncWaitGroup(pending=0),
             Barrier(),
             Barrier(barrier_id=15),
+            Fence(),
         ]
         yield kernel.program()
     for count, transpose, element in itertools.product(

@@ -34,6 +34,7 @@ from tilevm.ir import (
     AssignScalar,
     AssignTensor,
     AtomicGlobal,
+    AtomicScalar,
     Binary,
     BinaryExpr,
     BlockIndex,
@@ -88,6 +89,7 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
     w_ptr = b.pointer_param("w", uint8)
     n = b.scalar_param("n", int32, divisibility=8)
     b.scalar_param("scale", float32)
+    counters = b.pointer_param("counters", int64)
     a = b.emit_output(GlobalView, "a_view", pointer=a_ptr, shape=(n, Const(8)), strides=(Const(8), ONE))
     w = b.emit_output(GlobalView, "w_view", pointer=w_ptr, shape=(n,), strides=(ONE,))
     row = BinaryExpr("mul", BlockIndex(0), Const(16))
@@ -108,6 +110,9 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
     b.emit(StoreShared(tensor=smem, value=y))
     packed = b.emit_output(LoadGlobal, "packed", tensor=w, offsets=(ZERO,), shape=(8,), dims=(0,))
     b.emit_output(LoadScalar, "first_byte", tensor=w, indices=(BinaryExpr("add", n, Const(-1)),))
+    counters_view = b.emit_output(GlobalView, "counters_view", pointer=counters, shape=(n,), strides=(ONE,))
+    b.emit_output(AtomicScalar, "ticket", op="add", tensor=counters_view, indices=(BlockIndex(0),),
+                  value=Const(1, int64))  # fmt: skip
     nibbles = b.emit_output(View, "nibbles", operand=packed, dtype=int4, shape=(4, 4))
     b.emit_output(Cast, "wide", operand=nibbles, dtype=float6_e3m2, rounding="zero")
     acc = b.emit_output(AllocRegister, "acc", dtype=float32, shape=(16, 16), init=Const(init, float32))
@@ -177,7 +182,7 @@ def test_text_shows_types_layouts_names_and_locations():
     text = print_program(build_everything(shared_layout=SharedLayout.row_major(16, 8)))
     assert text.startswith(
         "kernel everything(%a: ptr<float16> divisibility=16, %w: ptr<uint8>, %n: int32 divisibility=8, "
-        "%scale: float32) num_threads=32 {\n"
+        "%scale: float32, %counters: ptr<int64>) num_threads=32 {\n"
         "  %a_view: global<float16, [%n, 8], strides=[8, 1]> = global_view(pointer=%a, shape=[%n, 8], "
         'strides=[8, 1])  # loc("kernel.py", 10, 4)\n'
     )

@@ -15,12 +15,12 @@ from tilevm.ir.expr import Expr
 from tilevm.ir.rewrite import walk_expressions, walk_instructions
 from tilevm.ir.stmt import For, If, While
 from tilevm.ir.text_forms import text_forms
-from tilevm.ir.thread import THREAD_IR, CopyAsyncCommitGroup
+from tilevm.ir.thread import THREAD_IR, CopyAsyncCommitGroup, Fence
 from tilevm.ir.thread.compute import mma_fragment_types
 from tilevm.ir.types import VectorType
 
 #: instructions with nothing for a type rule to check
-WITHOUT_OPERANDS = {CopyAsyncCommitGroup}
+WITHOUT_OPERANDS = {CopyAsyncCommitGroup, Fence}
 
 HEADER = "kernel k(%x: ptr<float16>, %y: ptr<float32>, %n: int32) num_threads=64 {"
 
@@ -56,6 +56,7 @@ mma(shape="m16n8k16", a=[%a0, %a1, %a2, %a3], b=[%b0, %b1], c=[%acc, %acc, %acc,
   %wide: vector<float32, 4> = let(value=cast<float32>(%halves + %halves))
   %picked: vector<float32, 4> = let(value=select(%wide < neg(%wide), %wide, neg(%wide)))
   if %lane == 0 {
+    fence()
     %old: float32 = atomic(op="add", pointer=%y, value=%sum)
   }
   trap(condition=%n < 0, message="a negative size")

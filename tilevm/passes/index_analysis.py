@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from tilevm.ir import (
     AllocShared,
     AtomicGlobal,
+    AtomicScalar,
     CopyAsync,
     DeclareScalar,
     Expr,
@@ -193,7 +194,7 @@ class _Analyzer:
         if is_integer_scalar(instruction.output):
             self.divisibility[instruction.output] = self.of(instruction.value)
 
-    def unknown(self, instruction: DeclareScalar | LoadScalar) -> None:
+    def unknown(self, instruction: DeclareScalar | LoadScalar | AtomicScalar) -> None:
         if is_integer_scalar(instruction.output):
             self.divisibility[instruction.output] = 1
 
@@ -309,6 +310,7 @@ _HANDLERS = {
     LetScalar: _Analyzer.let,
     DeclareScalar: _Analyzer.unknown,
     LoadScalar: _Analyzer.unknown,
+    AtomicScalar: _Analyzer.unknown,
     For: _Analyzer.loop,
     GlobalView: _Analyzer.global_view,
     AllocShared: _Analyzer.alloc_shared,
