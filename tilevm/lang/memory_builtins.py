@@ -197,8 +197,8 @@ def _scalar_atomic(op: str):
         rank = tensor.type.rank
         if len(indices_and_value) != rank + 1:
             raise CompilationError(
-                f"{builtin} of a rank-{rank} tensor takes {rank} indices (one per dimension) then the value, "
-                f"got {len(indices_and_value)} arguments after the tensor"
+                f"{builtin} of a rank-{rank} tensor takes {rank} indices (one per dimension) then the value: "
+                f"{rank + 1} arguments after the tensor, got {len(indices_and_value)}"
             )
         *indices, value = indices_and_value
         return emit_output(
