@@ -15,7 +15,8 @@ tile's layout when it is defined:
 - casts, reductions and permutes derive their result from the operand's layout; a view keeps the operand's
   layout when :func:`tilevm.layout.view_layout` allows, and converts it first otherwise;
 - a dot takes the largest mma atom for its operand type whose fragments tile its shapes (the scalar atom
-  where none does), and converts operands that are not in the atom's layouts.
+  where none does), and converts operands that are not in the atom's layouts; an operand already in a
+  layout that fits the same atom with the others (its atoms held in another order) is read where it is.
 
 Where an operand's layout breaks the rule of the instruction reading it, a ``convert_layout`` is inserted in
 front of that instruction; a pinned result layout the rule does not give is reached by one after it. The
@@ -68,6 +69,7 @@ from tilevm.layout import (
     MmaFragments,
     RegisterLayout,
     broadcast_layout,
+    dot_atom,
     local,
     mma_fragments,
     replicated,
@@ -346,9 +348,24 @@ def _view(assigner: _Assigner, instruction: View) -> None:
 
 
 def _dot(assigner: _Assigner, instruction: Dot) -> None:
-    layouts = assigner.dot_layouts[instruction.output.uid]
+    layouts = _kept_operands(assigner.dot_layouts[instruction.output.uid], instruction)
     changes = {key: assigner.convert(getattr(instruction, key), layout) for key, layout in layouts.items()}
     assigner.define(dataclasses.replace(instruction, **changes), layouts["accumulator"])
+
+
+def _kept_operands(layouts: dict[str, RegisterLayout], instruction: Dot) -> dict[str, RegisterLayout]:
+    """``layouts`` with ``a`` or ``b`` replaced by the operand's own layout where that fits the same atom
+    with the others: an operand made with its atoms in another order (a pre-laid-out weight viewed as mma
+    fragments) is read where it is, with no convert_layout."""
+    operand = instruction.a.type.dtype
+    atom = dot_atom(layouts["a"], layouts["b"], layouts["accumulator"], operand)
+    kept = dict(layouts)
+    for key in ("a", "b"):
+        own = getattr(instruction, key).type.layout
+        trial = {**kept, key: own}
+        if own is not None and dot_atom(trial["a"], trial["b"], trial["accumulator"], operand) == atom:
+            kept = trial
+    return kept
 
 
 def _dot_layouts(assigner: _Assigner, instruction: Dot) -> dict[str, RegisterLayout]:
