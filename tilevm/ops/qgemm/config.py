@@ -67,15 +67,16 @@ def search_space(m: int) -> list[QGemmConfig]:
 
 def default_config(m: int, n: int, k: int, bits: int, device: str = "cuda") -> QGemmConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes: enough blocks to fill the GPU
-    (``n / block_n`` blocks, so fewer columns per block when n is small), about 64 bytes of weights in
-    flight per thread per iteration (more chunks for narrow codes), and ``block_m`` 16 at decode."""
+    (``n / block_n`` blocks, so fewer columns per block when n is small), ``block_m`` 16 at decode, and
+    registers kept from spilling (checked with ``ptxas -v`` for sm_90): a thread holds ``block_m * kc / 32``
+    values of X per iteration (``kc`` = 512 for codes of 1, 3, 5 and 7 bits), so the registers are double
+    buffered (``prefetch``) only where an iteration spans at most 256 values of k (4 and 8 bits)."""
     del k  # the loop over k is sequential in a block: k changes nothing here until K is split
     block_m = 16 if m <= 16 else 32 if m <= 32 else 64
-    if device == "cpu":  # the interpreter: the fewest blocks
+    if device == "cpu":  # the interpreter: the fewest instructions
         return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=1, prefetch=False)
     n_tiles = 1 if n <= 4096 else 2
-    loads = prelayout.loads_per_chunk(bits) * n_tiles
-    chunks = 4 if loads == 1 and bits <= 2 else 2 if loads <= 2 else 1
-    if block_m > 16:
-        chunks = 1
-    return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=chunks, prefetch=True)
+    chunk = prelayout.chunk_k(bits)
+    if chunk > 128 or block_m > 16:
+        return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=1, prefetch=False)
+    return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=256 // chunk, prefetch=True)
