@@ -73,41 +73,43 @@ def make_inputs(
 ) -> dict:
     """Seeded codes, scales (``scale_kind``: "compute", "e8m0" or "ue4m3" with a global scale), zero
     points for uint codes, bias and X, with ``weight``: the float64 weight dequantized from them here."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device).manual_seed(seed)
     groups = k // group
-    allowed = torch.from_numpy(_exact_codes(code, compute))
-    codes = allowed[torch.randint(0, len(allowed), (n, k), generator=generator)].to(torch.uint8)
-    table = torch.from_numpy(tv.dtypes.decode(np.arange(1 << code.nbits), code).astype(np.float64))
-    values = table.to(device)[codes.to(device).long()]
+    allowed = torch.from_numpy(_exact_codes(code, compute)).to(device)
+    codes = allowed[torch.randint(0, len(allowed), (n, k), generator=generator, device=device)].to(
+        torch.uint8
+    )
+    table = torch.from_numpy(tv.dtypes.decode(np.arange(1 << code.nbits), code).astype(np.float64)).to(device)
+    values = table[codes.long()]
     # scales near 1 / max|value|, so that the weights are of order 1 whatever the format's range
     largest = float(table[allowed.long()].abs().max()) or 1.0
-    wanted = (torch.rand(groups, n, generator=generator, dtype=torch.float64) + 0.5) / largest
+    wanted = (torch.rand(groups, n, generator=generator, device=device, dtype=torch.float64) + 0.5) / largest
     inputs = {"zeros": None, "global_scale": None, "scale_dtype": None}
     if scale_kind == "compute":
         scales = wanted.to(compute)
         scale_values = scales.double()
     else:
         scale_dtype = tv.e8m0 if scale_kind == "e8m0" else tv.ue4m3
-        target = wanted.numpy() if scale_dtype == tv.e8m0 else wanted.numpy() * 64  # ue4m3: 2^-9 .. 448
+        target = wanted.cpu().numpy() * (1 if scale_dtype == tv.e8m0 else 64)  # ue4m3: 2^-9 .. 448
         scale_codes = tv.dtypes.encode(target, scale_dtype).astype(np.uint8)
-        scales = torch.from_numpy(scale_codes)
-        scale_values = torch.from_numpy(tv.dtypes.decode(scale_codes, scale_dtype).astype(np.float64))
+        scales = torch.from_numpy(scale_codes).to(device)
+        scale_values = torch.from_numpy(tv.dtypes.decode(scale_codes, scale_dtype).astype(np.float64)).to(
+            device
+        )
         inputs["scale_dtype"] = scale_dtype
     weight = values.reshape(n, groups, group)
     if code.kind == "uint":
-        inputs["zeros"] = torch.randint(0, 1 << code.nbits, (groups, n), generator=generator).to(compute)
-        weight = weight - inputs["zeros"].double().T[:, :, None].to(device)
-    weight = (weight * scale_values.T[:, :, None].to(device)).reshape(n, k)
+        zeros = torch.randint(0, 1 << code.nbits, (groups, n), generator=generator, device=device)
+        inputs["zeros"] = zeros.to(compute)
+        weight = weight - inputs["zeros"].double().T[:, :, None]
+    weight = (weight * scale_values.T[:, :, None]).reshape(n, k)
     if scale_kind == "ue4m3":
-        inputs["global_scale"] = torch.tensor(1 / 64, dtype=torch.float32)
+        inputs["global_scale"] = torch.tensor(1 / 64, dtype=torch.float32, device=device)
         weight = weight / 64
-    inputs["bias"] = torch.randn(n, generator=generator).to(compute) if bias else None
-    inputs["x"] = torch.randn(m, k, generator=generator).to(compute)
+    inputs["bias"] = torch.randn(n, generator=generator, device=device).to(compute) if bias else None
+    inputs["x"] = torch.randn(m, k, generator=generator, device=device).to(compute)
     inputs["scales"] = scales
-    inputs = {
-        name: value.to(device) if isinstance(value, torch.Tensor) else value for name, value in inputs.items()
-    }
-    inputs["packed"] = prelayout.pack(codes.to(device), code.nbits)
+    inputs["packed"] = prelayout.pack(codes, code.nbits)
     inputs["weight"] = weight
     return inputs
 

@@ -27,18 +27,17 @@ FORMATS = [
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("m", [1, 4, 16])
 @pytest.mark.parametrize(("n", "k"), SHAPES)
-@pytest.mark.parametrize(("code", "scale_kind", "group"), FORMATS, ids=lambda value: str(value))
+@pytest.mark.parametrize(("code", "scale_kind", "group"), FORMATS, ids=str)
 def test_qgemm_at_benchmark_shapes(
-    m: int, n: int, k: int, code: tv.DType, scale_kind: str, group: int | None
+    n: int, k: int, code: tv.DType, scale_kind: str, group: int | None
 ) -> None:
     compute = torch.bfloat16 if scale_kind == "e8m0" else torch.float16
     group = group or k
-    inputs = make_inputs(
-        code, compute, scale_kind, group, m, n, k, bias=m != 4, seed=m + n + k, device="cuda"
-    )
-    check(inputs, run_qgemm(inputs, code, group, None))
+    inputs = make_inputs(code, compute, scale_kind, group, 16, n, k, bias=True, seed=n + k, device="cuda")
+    for m in (1, 4, 16):  # the first rows of X: one weight, three decode shapes
+        rows = {**inputs, "x": inputs["x"][:m], "bias": inputs["bias"] if m != 4 else None}
+        check(rows, run_qgemm(rows, code, group, None))
 
 
 @pytest.mark.gpu
