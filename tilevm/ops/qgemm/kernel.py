@@ -31,7 +31,7 @@ from tilevm.ops.qgemm import prelayout
 
 __all__ = ["KERNELS", "KernelPlan", "kernel_plan"]
 
-#: the mma B fragment and C fragment (the same layouts for float16 and bfloat16)
+#: the mma fragments (the same layouts for float16 and bfloat16)
 _FRAGMENTS = mma_fragments("m16n8k16", "f16")
 
 
@@ -77,7 +77,10 @@ def kernel_plan(
     else:
         scale_on, group_iterations = "weights", 0
     m_tiles = block_m // 16
-    x = replicated(num_warps) * local(2 * m_tiles, blocks32) * spatial(8, 4) * local(1, 8)
+    # X's A operand: the mma A fragments over the k16 steps, every warp holding all of them; loaded in the
+    # pre-layout's k order (the k16 steps' digits moved back), 8 contiguous values a row and 32 values of k
+    a = local(m_tiles, 1) * replicated(num_warps) * local(1, 2 * blocks32) * _FRAGMENTS.a
+    x = a.reshape(block_m, blocks32, 2, 2, 4, 2).permute(0, 1, 4, 2, 3, 5).reshape(block_m, kc)
     weights = (
         local(n_tiles, chunks, prelayout.loads_per_chunk(bits), 1, 1)
         * spatial(num_warps, 1, 1, prelayout.LANES, 1)
