@@ -45,6 +45,8 @@ CASES = [
     (tv.uint3, 64, torch.bfloat16, False, {}),
     (tv.float6_e3m2, 32, torch.float16, True, {}),
     (tv.int8, 64, torch.bfloat16, True, {}),
+    ("nvfp4", 128, torch.bfloat16, False, {}),  # a preset: ue4m3 scales per 16 values, a global scale
+    (tv.uint5, None, torch.float16, True, {"method": "mse"}),  # one group per output channel
 ]
 
 
@@ -54,7 +56,8 @@ def test_from_linear_matches_the_dequantized_weight(dtype, group_size, compute_d
     layer = QuantizedLinear.from_linear(
         linear(64, 13, compute_dtype, seed, bias), dtype, group_size, **kwargs
     )
-    assert (layer.in_features, layer.out_features, layer.format.dtype) == (64, 13, dtype)
+    assert (layer.in_features, layer.out_features) == (64, 13)
+    assert layer.format.dtype == (tv.float4_e2m1 if dtype == "nvfp4" else dtype)
     x = torch.randn(2, 3, 64, generator=torch.Generator().manual_seed(100 + seed)).to(compute_dtype)
     assert_close_to_reference(layer(x), x, layer)
 
@@ -138,7 +141,8 @@ def test_state_dict_torch_save_and_safetensors_round_trip(tmp_path):
     y = layer(x)
     assert_close_to_reference(y, x, layer)
     state = layer.state_dict()
-    assert set(state) == {"packed", "scales", "bias"}  # a signed integer format: no zeros, no global scale
+    # a signed integer format: no zeros, no global scale; the header holds the format
+    assert set(state) == {"packed", "scales", "header", "bias"}
     path = tmp_path / "layer.safetensors"
     save_file(state, path)
     buffer = io.BytesIO()
@@ -150,20 +154,37 @@ def test_state_dict_torch_save_and_safetensors_round_trip(tmp_path):
         for name, tensor in state.items():
             assert torch.equal(getattr(other, name), tensor), name
         assert torch.equal(other(x), y)
+    rebuilt = QuantizedLinear.from_state_dict(load_file(path))
+    assert repr(rebuilt) == repr(layer)
+    assert torch.equal(rebuilt(x), y)
     whole = io.BytesIO()
     torch.save(layer, whole)
     whole.seek(0)
     assert torch.equal(torch.load(whole, weights_only=False)(x), y)
 
 
+def test_a_checkpoint_of_another_format_is_refused():
+    int4 = QuantizedLinear.from_linear(linear(64, 16, torch.float16, 8), tv.int4, group_size=64)
+    float4 = QuantizedLinear.from_linear(linear(64, 16, torch.float16, 8), tv.float4_e2m1, group_size=64)
+    assert float4.packed.shape == int4.packed.shape  # the same buffers' shapes: only the header tells
+    packed = int4.packed.clone()
+    with pytest.raises(RuntimeError, match=r"header: the checkpoint's weight is dtype=float4_e2m1.*int4"):
+        int4.load_state_dict(float4.state_dict())
+    assert torch.equal(int4.packed, packed)
+
+
 def test_extra_repr_and_device_moves_keep_the_format():
-    layer = QuantizedLinear.from_linear(linear(64, 8, torch.bfloat16, 5, bias=False), tv.uint4, group_size=64)
+    layer = QuantizedLinear.from_linear(linear(64, 8, torch.bfloat16, 5, bias=False), "nvfp4")
     assert repr(layer) == (
-        "QuantizedLinear(in_features=64, out_features=8, dtype=uint4, group_size=64, "
-        f"scale_dtype={layer.format.scale_dtype}, zeros={layer.format.has_zeros}, bias=False, "
-        "compute_dtype=bfloat16)"
+        "QuantizedLinear(in_features=64, out_features=8, dtype=float4_e2m1, group_size=16, "
+        "scale_dtype=ue4m3, global_scale, bias=False, compute_dtype=bfloat16)"
+    )
+    assert repr(QuantizedLinear.from_linear(linear(64, 8, torch.float16, 5), tv.uint2, group_size=None)) == (
+        "QuantizedLinear(in_features=64, out_features=8, dtype=uint2, group_size=64, scale_dtype=float16, "
+        "zeros, bias=True, compute_dtype=float16)"
     )
     dtypes = {name: buffer.dtype for name, buffer in layer.named_buffers()}
+    assert dtypes["global_scale"] == torch.float32
     layer.half()  # a model-wide dtype conversion leaves the format's dtypes alone
     assert {name: buffer.dtype for name, buffer in layer.named_buffers()} == dtypes
     moved = layer.to("meta")

@@ -17,9 +17,10 @@ no dataclass)::
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-import tilevm as tv
 from tilevm.ops.qgemm import quantized_matmul
 from tilevm.ops.quantization import QuantizedWeight, WeightFormat
 
@@ -51,13 +52,16 @@ def weight_from_tensors(
     in_features: int,
     compute_dtype: torch.dtype,
 ) -> QuantizedWeight:
-    """The ``QuantizedWeight`` that the op's plain arguments describe."""
-    weight_format = WeightFormat(
-        dtype=tv.dtype(code_dtype),
-        group_size=group_size,
-        scale_dtype=tv.dtype(scale_dtype),
-        has_zeros=zeros is not None,
-        has_global_scale=global_scale is not None,
+    """The ``QuantizedWeight`` that the op's plain arguments describe (its constructor checks the tensors
+    against the format)."""
+    weight_format = _format(
+        code_dtype,
+        group_size,
+        scale_dtype,
+        zeros is not None,
+        global_scale is not None,
+        in_features,
+        compute_dtype,
     )
     return QuantizedWeight(
         format=weight_format,
@@ -68,6 +72,28 @@ def weight_from_tensors(
         global_scale=global_scale,
         compute_dtype=compute_dtype,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _format(
+    code_dtype: str,
+    group_size: int,
+    scale_dtype: str,
+    has_zeros: bool,
+    has_global_scale: bool,
+    in_features: int,
+    compute_dtype: torch.dtype,
+) -> WeightFormat:
+    """The resolved format (cached: the op rebuilds its weight on every call). One group per output channel
+    is asked for as ``None``, which the constructor takes for any K."""
+    requested = WeightFormat(
+        code_dtype,
+        None if group_size == in_features else group_size,
+        scale_dtype,
+        has_zeros,
+        has_global_scale,
+    )
+    return requested.resolve(in_features, compute_dtype)
 
 
 @torch.library.custom_op("tilevm::quantized_matmul", mutates_args=())

@@ -2,21 +2,24 @@
 ``tilevm.ops.quantize_weight``), and ``quantize_model``, which replaces a model's ``nn.Linear`` layers by it
 in place.
 
-The weight's tensors are buffers (``packed``, ``scales``, and ``zeros``, ``global_scale``, ``bias`` where the
-format has them), so ``state_dict``/``load_state_dict``, ``torch.save`` and safetensors carry them and
-``.to(device)`` moves them. Their dtypes are part of the format: a dtype conversion of the model
+The weight's tensors are buffers, named as in ``QuantizedWeight.state_dict`` (``packed``, ``scales``, and
+``zeros``, ``global_scale`` where the format has them, and ``header``, the format as JSON bytes), plus
+``bias``: ``state_dict``/``load_state_dict``, ``torch.save`` and safetensors carry them, ``.to(device)``
+moves them, and ``load_state_dict`` refuses a checkpoint of another format (``from_state_dict`` builds the
+layer from one). Their dtypes are part of the format: a dtype conversion of the model
 (``model.half()``) moves them but leaves their dtypes as they are. The forward pass is the custom op
 ``torch.ops.tilevm.quantized_matmul``, so ``torch.compile`` traces the layer without a graph break; in eager
 mode it calls ``quantized_matmul`` directly (one dispatch less per call).
 
 >>> layer = QuantizedLinear.from_linear(nn.Linear(64, 8), tv.int4, group_size=32)
 >>> layer
-QuantizedLinear(in_features=64, out_features=8, dtype=int4, group_size=32, scale_dtype=float16, zeros=False, bias=True, compute_dtype=float16)
+QuantizedLinear(in_features=64, out_features=8, dtype=int4, group_size=32, scale_dtype=float16, bias=True, compute_dtype=float16)
 """  # noqa: E501  (a repr is one line)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -45,6 +48,7 @@ class QuantizedLinear(nn.Module):
         self.compute_dtype = qweight.compute_dtype
         for name in _WEIGHT_BUFFERS:
             self.register_buffer(name, getattr(qweight, name))
+        self.register_buffer("header", qweight.state_dict()["header"])
         self.register_buffer("bias", None if bias is None else bias.detach().to(qweight.compute_dtype))
         self._weight: tuple[tuple[int, ...], QuantizedWeight] | None = None
         #: the custom op's plain arguments after the tensors (see ``tilevm.ops.custom_op``)
@@ -61,6 +65,13 @@ class QuantizedLinear(nn.Module):
         with torch.no_grad():
             qweight = quantize_weight(linear.weight.detach(), dtype, group_size=group_size, **quantize_kwargs)
         return cls(qweight, linear.bias)
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, torch.Tensor], prefix: str = "") -> QuantizedLinear:
+        """The layer whose ``state_dict()`` (keys under ``prefix``) is ``state``: no float weight needed."""
+        tensors = {key: value for key, value in state.items() if key.startswith(prefix)}
+        bias = tensors.pop(prefix + "bias", None)
+        return cls(QuantizedWeight.from_state_dict(tensors, prefix), bias)
 
     @property
     def qweight(self) -> QuantizedWeight:
@@ -81,11 +92,41 @@ class QuantizedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         weight_format = self.format
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, dtype={weight_format.dtype}, "
-            f"group_size={weight_format.group_size}, scale_dtype={weight_format.scale_dtype}, "
-            f"zeros={weight_format.has_zeros}, bias={self.bias is not None}, "
-            f"compute_dtype={str(self.compute_dtype).removeprefix('torch.')}"
+        flags = [name for name in ("zeros", "global_scale") if getattr(weight_format, f"has_{name}")]
+        fields = [
+            f"in_features={self.in_features}",
+            f"out_features={self.out_features}",
+            f"dtype={weight_format.dtype}",
+            f"group_size={weight_format.group_size}",
+            f"scale_dtype={weight_format.scale_dtype}",
+            *flags,
+            f"bias={self.bias is not None}",
+            f"compute_dtype={str(self.compute_dtype).removeprefix('torch.')}",
+        ]
+        return ", ".join(fields)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, torch.Tensor],
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """As ``nn.Module``'s, after checking that the checkpoint's weight has this layer's format and shape
+        (buffers of equal shapes may hold another format's codes)."""
+        header = state_dict.get(prefix + "header")
+        if header is not None and not torch.equal(header.cpu(), self.header.cpu()):
+            error_msgs.append(
+                f"{prefix}header: the checkpoint's weight is {_header_text(header)}, this layer's "
+                f"{_header_text(self.header)}; build the layer from the checkpoint with "
+                "QuantizedLinear.from_state_dict"
+            )
+            return
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> QuantizedLinear:
@@ -96,6 +137,12 @@ class QuantizedLinear(nn.Module):
                 moved = fn(buffer)
                 self._buffers[name] = moved if moved.dtype == buffer.dtype else buffer.to(moved.device)
         return self
+
+
+def _header_text(header: torch.Tensor) -> str:
+    """A header buffer's JSON, without its version (for error messages)."""
+    fields = json.loads(bytes(header.cpu().tolist()).decode())
+    return ", ".join(f"{name}={value}" for name, value in fields.items() if name != "version")
 
 
 def quantize_model(
