@@ -86,6 +86,27 @@ def test_the_choice_is_the_fastest_candidate_and_later_calls_do_not_time(tmp_pat
     assert {json.loads(text)["tilevm"] for text in document["entries"]} == {tv.__version__}
 
 
+def test_candidates_and_default_are_made_only_when_a_choice_is_made(tmp_path):
+    made = []
+
+    def candidates():
+        made.append("candidates")
+        return CANDIDATES
+
+    def default():
+        made.append("default")
+        return Tile(64, 1)
+
+    timer = FakeTimer({Tile(64, 1): 3.0, Tile(128, 1): 2.0, Tile(128, 2): 1.0, Tile(256, 4): 4.0})
+    lazy = tuner(tmp_path, timer)
+    key = (("m", 16), ("format", tv.int4))  # a tuple of hashables: remembered as it is
+    assert lazy.choose(key, candidates, identity, default, CUDA) == Tile(128, 2)
+    assert lazy.choose(key, candidates, identity, default, CUDA) == Tile(128, 2)
+    assert made == ["default", "candidates"]
+    assert lazy.choose(key, candidates, identity, default, torch.device("cpu")) == Tile(64, 1)
+    assert made == ["default", "candidates", "default"]
+
+
 def test_a_stored_choice_that_is_no_longer_a_candidate_is_searched_again(tmp_path):
     timer = FakeTimer({Tile(64, 1): 3.0, Tile(128, 1): 2.0, Tile(128, 2): 1.0, Tile(256, 4): 4.0})
     tuner(tmp_path, timer).choose({"m": 4}, CANDIDATES, identity, Tile(64, 1), CUDA)
