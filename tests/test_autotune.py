@@ -115,6 +115,21 @@ def test_a_stored_choice_that_is_no_longer_a_candidate_is_searched_again(tmp_pat
     assert timer.calls == 4 + 2
 
 
+def test_dict_configs_are_chosen_stored_and_found_again(tmp_path):
+    candidates = [{"block_n": 64, "stages": [2, 3]}, {"block_n": 128, "stages": [4]}]
+    timer = FakeTimer({64: 5.0, 128: 4.0})
+    first = tuner(tmp_path, timer)
+    assert (
+        first.choose({"m": 1}, candidates, lambda config: config["block_n"], candidates[0], CUDA)
+        == candidates[1]
+    )
+    again = tuner(tmp_path, FakeTimer({}))
+    assert (
+        again.choose({"m": 1}, candidates, lambda config: config["block_n"], candidates[0], CUDA)
+        is candidates[1]
+    )
+
+
 def test_candidates_that_fail_to_compile_or_launch_are_skipped_and_reported(tmp_path):
     timer = FakeTimer({Tile(64, 1): 9.0, Tile(256, 4): 11.0})
 
@@ -127,7 +142,7 @@ def test_candidates_that_fail_to_compile_or_launch_are_skipped_and_reported(tmp_
 
     with pytest.warns(AutotuneWarning) as warned:
         result = tuner(tmp_path, timer).search({"m": 1}, CANDIDATES, run)
-    assert result.best == Tile(64, 1)
+    assert (result.best, result.best_us) == (Tile(64, 1), 9.0)
     assert result.times_us == ((Tile(64, 1), 9.0), (Tile(256, 4), 11.0))
     assert result.failures == (
         (Tile(128, 1), "LaunchError: kernel qgemm needs 300000 bytes of shared memory"),

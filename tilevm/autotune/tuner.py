@@ -58,10 +58,11 @@ class AutotuneError(TilevmError):
 
 @dataclass(frozen=True)
 class SearchResult(Generic[Config]):
-    """What a search found: the fastest config, each timed config with its µs, each failed one with its
-    error."""
+    """What a search found: the fastest config and its µs, each timed config with its µs, each failed one
+    with its error."""
 
     best: Config
+    best_us: float
     times_us: tuple[tuple[Config, float], ...]
     failures: tuple[tuple[Config, str], ...]
 
@@ -151,7 +152,7 @@ class Autotuner(Generic[Config]):
         if not times:
             raise AutotuneError(f"{label}: every candidate failed: {listed}")
         best = min(times, key=lambda pair: pair[1])
-        return SearchResult(best[0], tuple(times), tuple(failures))
+        return SearchResult(best[0], best[1], tuple(times), tuple(failures))
 
     def forget(self) -> None:
         """Drop what this process remembers (choices and cache files read), e.g. after moving the cache."""
@@ -182,7 +183,7 @@ class Autotuner(Generic[Config]):
             return candidates[0] if candidates else default
         with torch.cuda.device(device) if cuda else contextlib.nullcontext():
             result = self.search(items, candidates, run)
-        cache.store(text, json.loads(_canonical(result.best)), dict(result.times_us)[result.best])
+        cache.store(text, json.loads(_canonical(result.best)), result.best_us)
         return result.best
 
 
