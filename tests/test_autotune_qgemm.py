@@ -54,7 +54,8 @@ def test_decode_sizes_share_a_key_and_the_cpu_runs_the_default(monkeypatch):
     keys = [dict(key) for key in recorder.keys[::2]]
     assert [key["m"] for key in keys] == [16, 16, 32]
     assert keys[0] == {
-        "m": 16, "n": 24, "k": 64, "format": qweight.format, "compute_dtype": torch.float16, "bias": False
+        "m": 16, "n": 24, "k": 64, "format": repr(qweight.format), "compute_dtype": "torch.float16",
+        "bias": False,
     }  # fmt: skip
 
 

@@ -19,6 +19,8 @@ and always ``default_config``'s choice, which is also the answer on the CPU and 
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from tilevm.autotune import Autotuner
@@ -53,18 +55,9 @@ def candidates(m: int, n: int, k: int, bits: int) -> list[QGemmConfig]:
 def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmConfig:
     """The configuration for ``rows [M, K] @ qweight.T (+ bias)``: the tuner's choice for its key (a search
     the first time a key is seen on a GPU), ``default_config``'s on the CPU."""
-    m, k = rows.shape
-    n = qweight.shape[0]
-    bits = qweight.bits
-    bucket = max(16, 1 << (m - 1).bit_length())
-    key = (
-        ("m", bucket),
-        ("n", n),
-        ("k", k),
-        ("format", qweight.format),
-        ("compute_dtype", qweight.compute_dtype),
-        ("bias", bias is not None),
-    )
+    m = rows.shape[0]
+    n, k = qweight.shape
+    key = (("m", max(16, 1 << (m - 1).bit_length())), ("bias", bias is not None), *_weight_key(qweight))
 
     def run(config: QGemmConfig) -> torch.Tensor:
         from tilevm.ops.qgemm.matmul import quantized_matmul  # here: matmul imports this module
@@ -73,8 +66,28 @@ def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tenso
 
     return TUNER.choose(
         key,
-        lambda: candidates(bucket, n, k, bits),
+        lambda: candidates(key[0][1], n, k, qweight.bits),
         run,
-        lambda: default_config(m, n, k, bits, rows.device.type),
+        lambda: default_config(m, n, k, qweight.bits, rows.device.type),
         rows.device,
     )
+
+
+def _weight_key(qweight: QuantizedWeight) -> tuple[tuple[str, object], ...]:
+    """The part of the key that the weight fixes, made once per weight: its format as text (a string
+    caches its hash; the format's dataclass hash costs microseconds on every call)."""
+    key = _WEIGHT_KEYS.get(qweight)
+    if key is None:
+        n, k = qweight.shape
+        fields = (
+            ("n", n),
+            ("k", k),
+            ("format", repr(qweight.format)),
+            ("compute_dtype", str(qweight.compute_dtype)),
+        )
+        key = _WEIGHT_KEYS[qweight] = fields
+    return key
+
+
+#: each live weight's part of the key (QuantizedWeight compares and hashes by identity)
+_WEIGHT_KEYS: weakref.WeakKeyDictionary[QuantizedWeight, tuple] = weakref.WeakKeyDictionary()
