@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -287,3 +288,14 @@ def test_on_the_gpu_the_tuner_picks_the_smaller_copy_and_stores_it(tmp_path):
     )
     (path,) = (tmp_path / "autotune").glob("*.json")
     assert torch.cuda.get_device_name() in json.loads(path.read_text())["device"]
+
+
+@pytest.mark.gpu
+def test_the_timer_counts_the_kernel_not_the_hosts_launch():
+    x = torch.ones(1024, device="cuda")
+
+    def slow_host():
+        time.sleep(300e-6)  # a host path of at least 300 µs before a kernel of a few µs
+        x.add_(1)
+
+    assert gpu_time_us(slow_host) < 50
