@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +87,48 @@ def test_the_choice_is_the_fastest_candidate_and_later_calls_do_not_time(tmp_pat
     assert {json.loads(text)["tilevm"] for text in document["entries"]} == {tv.__version__}
 
 
+def test_candidates_and_default_are_made_only_when_a_choice_is_made(tmp_path):
+    made = []
+
+    def candidates():
+        made.append("candidates")
+        return CANDIDATES
+
+    def default():
+        made.append("default")
+        return Tile(64, 1)
+
+    timer = FakeTimer({Tile(64, 1): 3.0, Tile(128, 1): 2.0, Tile(128, 2): 1.0, Tile(256, 4): 4.0})
+    lazy = tuner(tmp_path, timer)
+    key = (("m", 16), ("format", tv.int4))  # a tuple of hashables: remembered as it is
+    assert lazy.choose(key, candidates, identity, default, CUDA) == Tile(128, 2)
+    assert lazy.choose(key, candidates, identity, default, CUDA) == Tile(128, 2)
+    assert made == ["default", "candidates"]
+    assert lazy.choose(key, candidates, identity, default, torch.device("cpu")) == Tile(64, 1)
+    assert made == ["default", "candidates", "default"]
+
+
 def test_a_stored_choice_that_is_no_longer_a_candidate_is_searched_again(tmp_path):
     timer = FakeTimer({Tile(64, 1): 3.0, Tile(128, 1): 2.0, Tile(128, 2): 1.0, Tile(256, 4): 4.0})
     tuner(tmp_path, timer).choose({"m": 4}, CANDIDATES, identity, Tile(64, 1), CUDA)
     fewer = [Tile(64, 1), Tile(256, 4)]
     assert tuner(tmp_path, timer).choose({"m": 4}, fewer, identity, Tile(256, 4), CUDA) == Tile(64, 1)
     assert timer.calls == 4 + 2
+
+
+def test_dict_configs_are_chosen_stored_and_found_again(tmp_path):
+    candidates = [{"block_n": 64, "stages": [2, 3]}, {"block_n": 128, "stages": [4]}]
+    timer = FakeTimer({64: 5.0, 128: 4.0})
+    first = tuner(tmp_path, timer)
+    assert (
+        first.choose({"m": 1}, candidates, lambda config: config["block_n"], candidates[0], CUDA)
+        == candidates[1]
+    )
+    again = tuner(tmp_path, FakeTimer({}))
+    assert (
+        again.choose({"m": 1}, candidates, lambda config: config["block_n"], candidates[0], CUDA)
+        is candidates[1]
+    )
 
 
 def test_candidates_that_fail_to_compile_or_launch_are_skipped_and_reported(tmp_path):
@@ -106,7 +143,7 @@ def test_candidates_that_fail_to_compile_or_launch_are_skipped_and_reported(tmp_
 
     with pytest.warns(AutotuneWarning) as warned:
         result = tuner(tmp_path, timer).search({"m": 1}, CANDIDATES, run)
-    assert result.best == Tile(64, 1)
+    assert (result.best, result.best_us) == (Tile(64, 1), 9.0)
     assert result.times_us == ((Tile(64, 1), 9.0), (Tile(256, 4), 11.0))
     assert result.failures == (
         (Tile(128, 1), "LaunchError: kernel qgemm needs 300000 bytes of shared memory"),
@@ -251,3 +288,14 @@ def test_on_the_gpu_the_tuner_picks_the_smaller_copy_and_stores_it(tmp_path):
     )
     (path,) = (tmp_path / "autotune").glob("*.json")
     assert torch.cuda.get_device_name() in json.loads(path.read_text())["device"]
+
+
+@pytest.mark.gpu
+def test_the_timer_counts_the_kernel_not_the_hosts_launch():
+    x = torch.ones(1024, device="cuda")
+
+    def slow_host():
+        time.sleep(300e-6)  # a host path of at least 300 µs before a kernel of a few µs
+        x.add_(1)
+
+    assert gpu_time_us(slow_host) < 50

@@ -154,6 +154,9 @@ def test_state_dict_torch_save_and_safetensors_round_trip(tmp_path):
         for name, tensor in state.items():
             assert torch.equal(getattr(other, name), tensor), name
         assert torch.equal(other(x), y)
+    assigned = QuantizedLinear.from_linear(linear(64, 24, torch.float16, 98), tv.int5, group_size=32)
+    assigned.load_state_dict(load_file(path), assign=True)  # replaces the buffers: the weight follows
+    assert assigned.qweight.packed is assigned.packed and torch.equal(assigned(x), y)
     rebuilt = QuantizedLinear.from_state_dict(load_file(path))
     assert repr(rebuilt) == repr(layer)
     assert torch.equal(rebuilt(x), y)
@@ -192,6 +195,7 @@ def test_extra_repr_and_device_moves_keep_the_format():
     assert {name: (buffer.dtype, buffer.device.type) for name, buffer in layer.named_buffers()} == {
         name: (dtype, "meta") for name, dtype in dtypes.items()
     }
+    assert layer.qweight.device.type == "meta" and layer.qweight.global_scale is layer.global_scale
 
 
 def test_clear_errors():

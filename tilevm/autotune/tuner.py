@@ -58,10 +58,11 @@ class AutotuneError(TilevmError):
 
 @dataclass(frozen=True)
 class SearchResult(Generic[Config]):
-    """What a search found: the fastest config, each timed config with its µs, each failed one with its
-    error."""
+    """What a search found: the fastest config and its µs, each timed config with its µs, each failed one
+    with its error."""
 
     best: Config
+    best_us: float
     times_us: tuple[tuple[Config, float], ...]
     failures: tuple[tuple[Config, str], ...]
 
@@ -96,24 +97,30 @@ class Autotuner(Generic[Config]):
     def choose(
         self,
         key: Key,
-        candidates: Sequence[Config],
+        candidates: Sequence[Config] | Callable[[], Sequence[Config]],
         run: Callable[[Config], object],
-        default: Config,
+        default: Config | Callable[[], Config],
         device: torch.device,
     ) -> Config:
         """The config to use for ``key`` on ``device``: remembered, stored on disk, or searched for by
-        calling ``run(config)`` for each of ``candidates`` (see the module's docstring for the order)."""
-        items = _items(key)
-        chosen = self._chosen.get((device, items))
+        calling ``run(config)`` for each of ``candidates`` (see the module's docstring for the order).
+
+        ``candidates`` and ``default`` may be functions that return them, called only when a choice is
+        made: a call that finds its choice remembered then costs one dict lookup (with a tuple ``key`` of
+        hashable values; a mapping is sorted first)."""
+        remembered = (device, key if isinstance(key, tuple) else tuple(sorted(key.items())))
+        chosen = self._chosen.get(remembered)
         if chosen is not None:
             return chosen
+        default = default() if callable(default) else default
         if device.type != "cuda" or os.environ.get(ENABLE_VARIABLE, "1") == "0":
             chosen = default
         else:
-            chosen = self._stored_or_searched(items, candidates, run, default, device)
+            candidates = candidates() if callable(candidates) else candidates
+            chosen = self._stored_or_searched(_items(key), candidates, run, default, device)
             if chosen is None:  # capturing a graph: decide later
                 return default
-        self._chosen[(device, items)] = chosen
+        self._chosen[remembered] = chosen
         return chosen
 
     def search(
@@ -145,7 +152,7 @@ class Autotuner(Generic[Config]):
         if not times:
             raise AutotuneError(f"{label}: every candidate failed: {listed}")
         best = min(times, key=lambda pair: pair[1])
-        return SearchResult(best[0], tuple(times), tuple(failures))
+        return SearchResult(best[0], best[1], tuple(times), tuple(failures))
 
     def forget(self) -> None:
         """Drop what this process remembers (choices and cache files read), e.g. after moving the cache."""
@@ -176,7 +183,7 @@ class Autotuner(Generic[Config]):
             return candidates[0] if candidates else default
         with torch.cuda.device(device) if cuda else contextlib.nullcontext():
             result = self.search(items, candidates, run)
-        cache.store(text, json.loads(_canonical(result.best)), dict(result.times_us)[result.best])
+        cache.store(text, json.loads(_canonical(result.best)), result.best_us)
         return result.best
 
 

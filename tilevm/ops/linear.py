@@ -50,7 +50,8 @@ class QuantizedLinear(nn.Module):
             self.register_buffer(name, getattr(qweight, name))
         self.register_buffer("header", qweight.state_dict()["header"])
         self.register_buffer("bias", None if bias is None else bias.detach().to(qweight.compute_dtype))
-        self._weight: tuple[tuple[int, ...], QuantizedWeight] | None = None
+        #: the QuantizedWeight over the current buffers, built on first use after a buffer was replaced
+        self._weight: QuantizedWeight | None = None
         #: the custom op's plain arguments after the tensors (see ``tilevm.ops.custom_op``)
         self._format_arguments = format_arguments(qweight)
 
@@ -76,12 +77,16 @@ class QuantizedLinear(nn.Module):
     @property
     def qweight(self) -> QuantizedWeight:
         """The layer's weight as a ``QuantizedWeight`` over its current buffers."""
-        buffers = tuple(getattr(self, name) for name in _WEIGHT_BUFFERS)
-        identity = tuple(id(buffer) for buffer in buffers)
-        if self._weight is None or self._weight[0] != identity:  # rebuilt after .to() or load_state_dict
-            weight = weight_from_tensors(*buffers, *self._format_arguments, self.compute_dtype)
-            self._weight = (identity, weight)
-        return self._weight[1]
+        weight = self._weight
+        if weight is None:
+            buffers = (self._buffers[name] for name in _WEIGHT_BUFFERS)
+            weight = self._weight = weight_from_tensors(*buffers, *self._format_arguments, self.compute_dtype)
+        return weight
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name in _WEIGHT_BUFFERS:  # a buffer replaced (load_state_dict(assign=True), or by hand)
+            self._weight = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W.T + bias``, ``x`` of shape ``[..., in_features]``."""
@@ -136,6 +141,7 @@ class QuantizedLinear(nn.Module):
             if buffer is not None:
                 moved = fn(buffer)
                 self._buffers[name] = moved if moved.dtype == buffer.dtype else buffer.to(moved.device)
+        self._weight = None
         return self
 
 
