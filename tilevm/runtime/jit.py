@@ -232,8 +232,12 @@ class Kernel:
             if compiled is None:
                 if device is not None and device.type == "cuda":
                     from tilevm.codegen.emit import start_worker
+                    from tilevm.runtime.cuda.ptxas import ask_version_in_background
 
-                    start_worker()  # LLVM's process starts while the front end and the passes run
+                    # LLVM's process starts, and ptxas tells its version, while the front end and the
+                    # passes run
+                    start_worker()
+                    ask_version_in_background()
                 program, captures = self.front_end(described, options)
                 compiled = Specialization(
                     self, described, list(flat_parameters(described)), captures, options
