@@ -182,6 +182,8 @@ class Kernel:
         self.names = list(self.signature.parameters)
         #: the binder's key -> the launch of its specialization on its device (the hot path's table)
         self.launches: dict[tuple, Launch] = {}
+        #: (described, options, device index) -> the specialization's disk key (``disk_key``)
+        self._disk_keys: dict[tuple, str] = {}
         self.binder = make_binder(self.signature) or _unusual
         functools.update_wrapper(self, function)
 
@@ -271,20 +273,24 @@ class Kernel:
         return specialization
 
     def disk_key(self, described: tuple[Parameter, ...], options: CompileOptions, device_index: int) -> str:
-        """The disk key of the specialization ``described`` on GPU ``device_index``."""
+        """The disk key of the specialization ``described`` on GPU ``device_index``: computed once (it reads
+        the kernel's source), for the look-up and again for the store of a first launch."""
         from tilevm.runtime.cuda import properties, target_for
 
-        device = properties(device_index)
-        target = target_for(device.capability)
-        return specialization_key(
-            self.function,
-            self.num_threads,
-            described,
-            options,
-            target,
-            device.capability,
-            device.driver_version,
-        )
+        memo = (described, options, device_index)
+        key = self._disk_keys.get(memo)
+        if key is None:
+            device = properties(device_index)
+            key = self._disk_keys[memo] = specialization_key(
+                self.function,
+                self.num_threads,
+                described,
+                options,
+                target_for(device.capability),
+                device.capability,
+                device.driver_version,
+            )
+        return key
 
     def launch(self, grid: object, *args: object, **kwargs: object) -> None:
         """Launch on ``grid``: through the binder's key when it has been seen (the hot path), else slowly."""
