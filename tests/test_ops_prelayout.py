@@ -1,0 +1,83 @@
+"""The weight pre-layout of the quantized GEMM: ``pack`` against the spec's formulas written out element by
+element, and ``unpack`` as its inverse, for every code width and ragged shapes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tilevm.ops.qgemm import prelayout
+
+WIDTHS = range(1, 9)
+
+
+def _random_codes(n: int, k: int, bits: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 1 << bits, (n, k), generator=generator, dtype=torch.uint8)
+
+
+def _reference_pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """The spec, one code at a time: code (n, k) goes to lane ``4 * (n % 8) + t`` of the n-group ``n // 8``
+    and chunk ``c``, as the code ``e`` of the lane's string, whose bit ``i`` is bit ``e * bits + i``."""
+    e_count = 128 // math.gcd(bits, 128)
+    loads, kc = e_count * bits // 128, 4 * e_count
+    n_size, k_size = codes.shape
+    n_pad, k_pad = -(-n_size // 8) * 8, -(-k_size // kc) * kc
+    packed = np.zeros((n_pad // 8, k_pad // kc, loads, 32, 16), dtype=np.uint8)
+    for gn in range(n_pad // 8):
+        for c in range(k_pad // kc):
+            for lane in range(32):
+                nn, t = divmod(lane, 4)
+                n = 8 * gn + nn
+                for e in range(e_count):
+                    jj, s1, s0 = e // 4, (e // 2) % 2, e % 2
+                    k = c * kc + 32 * (jj // 2) + 8 * t + 4 * (jj % 2) + 2 * s1 + s0
+                    code = int(codes[n, k]) if n < n_size and k < k_size else 0
+                    for i in range(bits):
+                        position = e * bits + i
+                        byte = position // 8
+                        packed[gn, c, byte // 16, lane, byte % 16] |= ((code >> i) & 1) << (position % 8)
+    return packed
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_pack_matches_the_spec_formulas(bits: int) -> None:
+    kc = prelayout.chunk_k(bits)
+    for seed, (n, k) in enumerate([(8, kc), (13, kc + 37), (3, 2 * kc - 1)]):
+        codes = _random_codes(n, k, bits, seed=100 * bits + seed)
+        packed = prelayout.pack(codes, bits)
+        expected = _reference_pack(codes.numpy(), bits)
+        assert packed.dtype == torch.uint8 and packed.is_contiguous()
+        np.testing.assert_array_equal(packed.numpy(), expected)
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_unpack_inverts_pack(bits: int) -> None:
+    kc = prelayout.chunk_k(bits)
+    for seed, (n, k) in enumerate([(1, 1), (17, 3 * kc + 5), (40, kc), (9, 100)]):
+        codes = _random_codes(n, k, bits, seed=1000 * bits + seed)
+        packed = prelayout.pack(codes, bits)
+        assert torch.equal(prelayout.unpack(packed, bits, n, k), codes)
+
+
+def test_chunk_geometry() -> None:
+    assert [prelayout.chunk_k(bits) for bits in WIDTHS] == [512, 256, 512, 128, 512, 256, 512, 64]
+    assert [prelayout.loads_per_chunk(bits) for bits in WIDTHS] == [1, 1, 3, 1, 5, 3, 7, 1]
+    assert [prelayout.codes_per_thread(bits) for bits in WIDTHS] == [128, 64, 128, 32, 128, 64, 128, 16]
+
+
+def test_errors_name_the_argument() -> None:
+    codes = torch.zeros(4, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="bits"):
+        prelayout.pack(codes, 9)
+    with pytest.raises(ValueError, match="codes must be a uint8"):
+        prelayout.pack(codes.to(torch.int32), 4)
+    with pytest.raises(ValueError, match="below 2\\*\\*bits"):
+        prelayout.pack(codes + 16, 4)
+    with pytest.raises(ValueError, match="at least one row"):
+        prelayout.pack(codes[:0], 4)
+    with pytest.raises(ValueError, match="packed must be a uint8 tensor of shape"):
+        prelayout.unpack(prelayout.pack(codes, 4), 4, 4, 200)
