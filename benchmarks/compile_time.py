@@ -11,7 +11,7 @@ in its own process; a first, untimed run lets Python write the bytecode of tilev
 installed package has it. On a busy machine, ``--runs N`` measures each example N times (each cold, in a
 process of its own) and shows each phase's fastest.
 
-    python benchmarks/compile_time.py [--runs N]
+    python benchmarks/compile_time.py [--runs N] [EXAMPLE ...]
 """
 
 from __future__ import annotations
@@ -128,11 +128,14 @@ def measure(example: pathlib.Path, repeats: int = CACHED_REPEATS) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1, help="cold runs per example; each phase's fastest")
-    runs = parser.parse_args().runs
+    parser.add_argument("examples", nargs="*", help="examples to measure, by name (all when none)")
+    arguments = parser.parse_args()
+    runs = arguments.runs
+    examples = [path for path in EXAMPLES if not arguments.examples or path.stem in arguments.examples]
     names = [name for name, _ in PHASES]
     print(f"| example (ms) | {' | '.join(names)} | cold total | recompile | cached lookup (µs) |")
     print(f"| --- |{' ---: |' * (len(names) + 3)}")
-    for example in EXAMPLES:
+    for example in examples:
         measure(example, 1)  # Python writes tilevm's bytecode, as an installed package has it
         results = [measure(example) for _ in range(runs)]
         phases = [min(result["phases"][index] for result in results) for index in range(len(PHASES))]
