@@ -158,8 +158,8 @@ def test_random_programs_compute_the_same_bits_lowered(case):
     rng = np.random.default_rng(seed)
     x, y = (_random_bytes(math.prod(tensor_shape), dtype, rng) for _ in range(2))
     poison = _random_bytes(math.prod(out_shape), out_dtype, rng)
-    tile_program = run_pipeline(program, CompileOptions(verify_passes=True), TILE_PASSES)
-    thread_program = run_pipeline(program, CompileOptions(verify_passes=True))
+    tile_program = run_pipeline(program, CompileOptions(), TILE_PASSES)
+    thread_program = run_pipeline(program, CompileOptions())
     check_round_trip(thread_program, THREAD_IR)
     results = []
     for run, runnable in ((execute_reference, tile_program), (execute_threads, thread_program)):
