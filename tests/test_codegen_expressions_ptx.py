@@ -13,7 +13,7 @@ import pytest
 from tests.codegen_ptx import PTXAS, assemble, kernel_ptx
 from tests.test_codegen_expressions_arithmetic import DTYPES
 from tests.test_codegen_expressions_values import ALL_BITCASTS, UNEVEN_BITCASTS
-from tilevm.dtypes import bfloat16, boolean, float16, float32, int32
+from tilevm.dtypes import bfloat16, boolean, float16, float32, int32, int_type, uint32
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, GridSize, UnaryExpr, Var
 from tilevm.ir.thread import Bitcast, Gather, LaneIndex, PointerAdd, SharedPointer, ThreadIndex, WarpIndex
 from tilevm.ir.types import AddressSpace, PointerType, ScalarType, VectorType
@@ -180,3 +180,16 @@ def test_shuffles_around_uneven_bitcasts(bitcast, target):
     padded = Gather((codes,), (*range(length - 4), 0, 0, 0, 0))
     back = Bitcast(source.dtype, source.length, padded)
     assemble(kernel_ptx([words], results=[back, BinaryExpr("add", back, words)], target=target), target)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("bits", [3, 5, 6, 7])
+def test_words_viewed_as_odd_codes_and_back_are_the_same_registers(bits, target):
+    """Bytes viewed as 3, 5, 6 or 7-bit codes and those codes as 32-bit words again (a weight view, then a
+    cast's words) are the words loaded: no element-by-element round trip (one shift, one mask and one
+    identity move a code) is left."""
+    words = Var("words", VectorType(uint32, bits))
+    codes = Bitcast(int_type(bits, True), 32, words)
+    ptx = kernel_ptx([words], results=[Bitcast(uint32, bits, codes)], target=target)
+    assert not re.search(r"mov\.b16|\.b16\s|\.u16|shr\.u32|shf\.", ptx)  # no code is taken apart
+    assemble(ptx, target)

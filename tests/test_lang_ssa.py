@@ -114,3 +114,30 @@ def test_a_name_reassigned_only_outside_regions_gets_a_let_each_time():
     text = ir.print_program(straight.ir(out, 5))
     assert bindings(text) == Counter({("let", "value"): 3})
     assert "%value.2: int32 = let(value=%value.1 - 2)" in text
+
+
+def test_a_name_bound_to_a_loop_carried_value_keeps_it_when_the_value_is_reassigned():
+    # ``current = buffer`` then ``buffer = <next>``: current keeps the old value (a software pipeline of
+    # registers), for tiles and scalars, in a loop and in a loop nested in another
+    @tv.kernel(num_warps=1)
+    def pipelined(x: tv.Tensor, sums: tv.Tensor, previous: tv.Tensor, n: int):
+        acc = tv.register_tensor(tv.float32, [32], init=0.0)
+        buffer = tv.load_global(x, offsets=[0], shape=[32])
+        counter = 0
+        last = 0
+        for _ in range(1):
+            for i in range(n):
+                current = buffer
+                buffer = tv.load_global(x, offsets=[(i + 1) * 32], shape=[32])
+                acc = acc + current
+                before = counter
+                counter = counter + 1
+                last = before
+        tv.store_global(sums, acc, offsets=[0])
+        tv.store_global(previous, tv.register_tensor(tv.int32, [1], init=last), offsets=[0])
+
+    x = torch.randn(5 * 32, generator=torch.Generator().manual_seed(3))
+    sums, previous = torch.full((32,), float("nan")), torch.full((1,), -1, dtype=torch.int32)
+    pipelined[(1,)](x, sums, previous, 4)
+    torch.testing.assert_close(sums, x.double().reshape(5, 32)[:4].sum(dim=0).float())  # float32 sums of 4
+    assert previous.tolist() == [3]

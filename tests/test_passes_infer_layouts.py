@@ -135,6 +135,37 @@ def test_a_dot_uses_the_mma_fragments_and_its_accumulator_is_made_in_them():
     assert dot_atom(*layouts, "float16") == "m16n8k16"
 
 
+def test_a_dot_reads_an_operand_whose_atoms_come_in_another_order_where_it_is(monkeypatch):
+    # b is pinned with its two n8 atoms slower than its two k16 atoms (the chooser puts k first): it still
+    # fits the m16n8k16 atom with the accumulator, so the dot reads it with no convert_layout
+    fragments = tv.layout.mma_fragments("m16n8k16", "f16")
+    b_layout = tv.layout.local(1, 2) * tv.layout.local(2, 1) * fragments.b
+
+    @tv.kernel(num_warps=1)
+    def matmul(a: tv.Tensor[tv.float16, 2], b: tv.Tensor[tv.float16, 2], c: tv.Tensor[tv.float32, 2]):
+        a_tile = tv.load_global(a, offsets=[0, 0], shape=[16, 32])
+        b_tile = tv.load_global(b, offsets=[0, 0], shape=[32, 16], layout=b_layout)
+        accumulator = tv.register_tensor(tv.float32, [16, 16], init=0.0)
+        tv.store_global(c, tv.dot(a_tile, b_tile, accumulator), offsets=[0, 0])
+
+    generator = torch.Generator().manual_seed(7)
+    a = torch.randint(-4, 5, (16, 32), generator=generator).half()
+    b = torch.randint(-4, 5, (32, 16), generator=generator).half()
+    c = torch.full((16, 16), float("nan"))
+    program = launch_with_inferred_layouts(monkeypatch, matmul, a, b, c)
+    filecheck(
+        ir.print_program(program),
+        f"""
+        CHECK: %B: register<float16, [32, 16], {b_layout}> = load_global(
+        CHECK-NOT: convert_layout(operand=%B)
+        CHECK: dot(
+        CHECK-SAME: b=%B,
+        """,
+    )
+    matmul[(1,)](a, b, c)
+    assert torch.equal(c, a.float() @ b.float())  # small integers: every sum exact
+
+
 def test_a_reduction_and_its_broadcast_need_no_conversion():
     @tv.kernel(num_warps=1)
     def center(x: tv.Tensor[tv.float32, 2], out: tv.Tensor[tv.float32, 2]):

@@ -58,6 +58,8 @@ class FunctionContext:
         self._allocas = ir.IRBuilder(self._entry)
         self.builder = ir.IRBuilder(function.append_basic_block("body"))
         self._values: dict[Var, ir.Value] = {}
+        #: per vector of 3, 5, 6 or 7-bit elements made from 32-bit words by a bitcast: (itself, the words)
+        self.words_of_odd: dict[int, tuple[ir.Value, list[ir.Value]]] = {}
         self._slots: dict[Var, ir.AllocaInstr] = {}
         self._declarations: dict[str, ir.Function] = {}
         self._cache: dict[tuple, ir.Value] = {}

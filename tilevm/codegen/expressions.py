@@ -172,8 +172,14 @@ def _bitcast(context: FunctionContext, expr: Bitcast) -> ir.Value:
     # lengths that do not divide each other, and the NVPTX legalizer of such a bitcast, and of the integers
     # wider than 64 bits that hold such vectors whole, gave wrong bits on an H100. The bits go through 32-bit
     # words instead, element by element with shifts by constants, each odd element through an identity move
-    # that LLVM cannot see through (else InstCombine rebuilds the vector bitcast).
-    return _from_words(context, _to_words(context, value), target)
+    # that LLVM cannot see through (else InstCombine rebuilds the vector bitcast). The words an odd vector
+    # was made from are remembered, so that a bitcast back to words (a view of bytes as int3 codes, then
+    # the cast's 32-bit words) reuses them and leaves the element-by-element round trip dead.
+    words = _to_words(context, value)
+    result = _from_words(context, words, target)
+    if _odd_elements(target):
+        context.words_of_odd[id(result)] = (result, words)
+    return result
 
 
 def _odd_elements(value_type: ir.Type) -> bool:
@@ -212,6 +218,9 @@ def _to_words(context: FunctionContext, value: ir.Value) -> list[ir.Value]:
             vector = builder.shuffle_vector(vector, zero, _mask(mask))
         words = builder.bitcast(vector, ir.VectorType(_I32, words_needed))
         return [builder.extract_element(words, ir.Constant(_I32, index)) for index in range(words_needed)]
+    known = context.words_of_odd.get(id(value))
+    if known is not None and known[0] is value and len(known[1]) == words_needed:
+        return list(known[1])
     words: list[ir.Value] = [ir.Constant(_I32, 0)] * words_needed
     for index in range(count):
         part = builder.zext(_opaque(context, builder.extract_element(value, ir.Constant(_I32, index))), _I32)

@@ -88,11 +88,14 @@ class Reduce(Instruction):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Dot(Instruction):
-    """``a @ b + accumulator`` for a [m, k], b [k, n], accumulator [m, n]; products summed exactly, then
-    rounded once to the accumulator's dtype per step of the hardware (the CPU executor rounds once).
+    """``a @ b + accumulator`` for a [*B, m, k], b [*B, k, n], accumulator [*B, m, n]: for each index of the
+    leading batch dims ``B`` (the same in all three, none for rank 2; nothing broadcasts), that index's
+    matrices multiplied; products summed exactly, then rounded once to the accumulator's dtype per step of
+    the hardware (the CPU executor rounds once).
 
     Layout rule: the three layouts fit one atom, an mma shape for the operands' dtype or one multiply-add
-    per thread (``tilevm.layout.dot_atom`` says how), and the result has the accumulator's layout.
+    per thread, with the batch dims spread alike in all three (``tilevm.layout.dot_atom`` says how), and the
+    result has the accumulator's layout.
     """
 
     output: Var
@@ -105,14 +108,20 @@ class Dot(Instruction):
         a = expect_tile(self.a, "dot's a", Scope.REGISTER)
         b = expect_tile(self.b, "dot's b", Scope.REGISTER)
         accumulator = expect_tile(self.accumulator, "dot's accumulator", Scope.REGISTER)
-        if not a.rank == b.rank == accumulator.rank == 2:
-            raise IRTypeError("dot needs rank-2 tiles a [m, k], b [k, n] and accumulator [m, n]")
-        (m, k), (k_b, n) = a.shape, b.shape
-        if k != k_b or accumulator.shape != (m, n):
+        shapes = f"a {list(a.shape)}, b {list(b.shape)}, accumulator {list(accumulator.shape)}"
+        if a.rank < 2 or not a.rank == b.rank == accumulator.rank:
             raise IRTypeError(
-                f"dot shapes do not match: a {list(a.shape)}, b {list(b.shape)}, "
-                f"accumulator {list(accumulator.shape)}"
+                "dot needs tiles a [*B, m, k], b [*B, k, n] and accumulator [*B, m, n] of one rank, at least "
+                f"2, with the same leading batch dims B; got {shapes}"
             )
+        if not a.shape[:-2] == b.shape[:-2] == accumulator.shape[:-2]:
+            raise IRTypeError(
+                f"dot batch dims do not match (they do not broadcast): a {list(a.shape[:-2])}, "
+                f"b {list(b.shape[:-2])}, accumulator {list(accumulator.shape[:-2])}"
+            )
+        (m, k), (k_b, n) = a.shape[-2:], b.shape[-2:]
+        if k != k_b or accumulator.shape[-2:] != (m, n):
+            raise IRTypeError(f"dot shapes do not match: {shapes}")
         if a.dtype != b.dtype:
             raise IRTypeError(f"dot operands have different dtypes ({a.dtype} and {b.dtype}); cast one")
         if a.dtype.kind == "bool":
@@ -129,9 +138,11 @@ class Dot(Instruction):
             return
         dtype = self.a.type.dtype
         if dot_atom(a, b, accumulator, dtype) is None:
-            k = self.a.type.shape[1]
+            k = self.a.type.shape[-1]
+            batch = (1,) * (accumulator.rank - 2)
+            fma_a = accumulator.reduce(-1) * local(*batch, 1, k)
+            fma_b = local(*batch, k, 1) * accumulator.reduce(-2)
             raise IRTypeError(
                 f"the layouts of a ({a}), b ({b}) and the accumulator ({accumulator}) fit no {dtype} "
-                f"dot atom; one multiply-add per thread needs a {accumulator.reduce(1) * local(1, k)} and "
-                f"b {local(k, 1) * accumulator.reduce(0)}"
+                f"dot atom; one multiply-add per thread needs a {fma_a} and b {fma_b}"
             )

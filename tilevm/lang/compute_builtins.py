@@ -95,7 +95,8 @@ def cdiv(numerator: int | Expr, denominator: int | Expr) -> int | Expr:
 
 
 def dot(a: Expr, b: Expr, accumulator: Expr) -> Expr:
-    """``a @ b + accumulator`` on register tiles [m, k], [k, n], [m, n]."""
+    """``a @ b + accumulator`` on register tiles [m, k], [k, n], [m, n], or [*B, m, k], [*B, k, n],
+    [*B, m, n] with the same leading batch dims ``B``: one independent product per batch index."""
     return emit_output("dot", Dot, a=a, b=b, accumulator=accumulator)
 
 

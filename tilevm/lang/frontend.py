@@ -191,6 +191,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
 
     def update_outer(self, name: str, value: object) -> None:
         target = self.env[name]
+        self.keep_old_value(name, target)
         if is_ir(target) and isinstance(target.type, ScalarType):
             self.builder.emit(AssignScalar(variable=target, value=literal_like(value, target)))
         elif is_ir(target) and isinstance(target.type, TileType) and target.type.scope is Scope.REGISTER:
@@ -202,6 +203,29 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
                 f"'{name}' holds {describe_value(target)} and is defined outside this runtime loop "
                 "or branch; it cannot be reassigned inside it"
             )
+
+    def keep_old_value(self, name: str, target: object) -> None:
+        """Before ``name``'s variable ``target`` changes in place: the names of this region that hold it
+        (``current = buffer`` before ``buffer = next_load``) are given a copy of its value now. (Names from
+        before the region never hold it: ``make_mutable`` gave ``name`` a variable of its own.)"""
+        holders = [key for key, held in self.env.items() if key != name and holds(held, target)]
+        if not holders or not is_ir(target):
+            return
+        if isinstance(target.type, ScalarType):
+            copy = self.builder.emit_output(LetScalar, name, value=target)
+        elif isinstance(target.type, TileType) and target.type.scope is Scope.REGISTER:
+            copy = self.builder.emit_output(
+                AllocRegister,
+                name,
+                layout=target.type.layout,
+                dtype=target.type.dtype,
+                shape=target.type.shape,
+            )
+            self.builder.emit(AssignTensor(destination=copy, value=target))
+        else:
+            return
+        for key in holders:
+            self.env[key] = replaced(self.env[key], target, copy)
 
     # runtime regions
 
@@ -233,10 +257,10 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         another name or a tuple also holds is not changed in place: they must keep seeing the old value."""
         if self.owner.get(value.uid) != name:
             return False
-        if value.uid in self.mutable:
-            return True
         if any(holds(other, value) for key, other in self.env.items() if key != name):
             return False
+        if value.uid in self.mutable:
+            return True
         if isinstance(value.type, ScalarType) and not self.builder.make_mutable(value):
             return False
         self.mutable.add(value.uid)
@@ -362,6 +386,15 @@ def holds(container: object, value: object) -> bool:
     if container is value:
         return True
     return isinstance(container, (tuple, list)) and any(holds(item, value) for item in container)
+
+
+def replaced(container: object, old: object, new: object) -> object:
+    """``container`` with ``new`` wherever it holds ``old`` (itself, or inside tuples and lists)."""
+    if container is old:
+        return new
+    if isinstance(container, (tuple, list)):
+        return type(container)(replaced(item, old, new) for item in container)
+    return container
 
 
 def assigned_names(body: list[ast.stmt]) -> set[str]:

@@ -7,7 +7,7 @@ result's (or the other way round). The verifier checks them; layout inference wi
 - **view**: the bits of the tile, row-major, are one stream (element ``i`` of ``n`` bits is bits
   ``[i*n, (i+1)*n)``); a layout then spreads that stream over threads as ``layout.reshape(size) *
   local(n)``. A view keeps each thread's bits in place exactly when both sides give the same bit layout.
-- **dot**: see :func:`dot_atom`.
+- **dot**: see :func:`dot_atom`; leading batch dims are spread alike in a, b and the accumulator.
 
 >>> from tilevm.layout import spatial
 >>> broadcast_layout(spatial(4, 8).local(1, 2), (4, 1))
@@ -90,13 +90,17 @@ def dot_atom(
     a: RegisterLayout, b: RegisterLayout, accumulator: RegisterLayout, operand: object
 ) -> str | None:
     """The name of an atom ("fma" or an mma shape such as "m16n8k16") that a dot with these layouts of
-    ``a [m, k]``, ``b [k, n]`` and ``accumulator [m, n]`` can be built from, or None when there is none.
+    ``a [*B, m, k]``, ``b [*B, k, n]`` and ``accumulator [*B, m, n]`` can be built from, or None when there
+    is none.
 
     The layouts fit an atom (mma fragments for ``operand``'s type, or :data:`SCALAR_ATOM`) when each divides
-    by its fragment, and the quotients (layouts of the atoms over groups of threads, warps for mma) agree as
-    a matrix product needs: ``a``'s quotient reduced over k is the accumulator's reduced over n (a group holds
-    the a atoms of the rows whose results it holds), ``b``'s reduced over k is the accumulator's reduced over
-    m, and k is never spread over threads in ``a`` or ``b`` (a group holds its whole k).
+    by its fragment (which acts on the last two dims), and the quotients (layouts of the atoms over groups of
+    threads, warps for mma) agree as a matrix product needs: ``a``'s quotient reduced over k is the
+    accumulator's reduced over n (a group holds the a atoms of the rows whose results it holds), ``b``'s
+    reduced over k is the accumulator's reduced over m, and k is never spread over threads in ``a`` or ``b``
+    (a group holds its whole k). The leading batch dims ``B`` take part in both equalities, so their digits,
+    over groups or locals, are the same in the three layouts: each batch index is a dot of its own, computed
+    by the groups that hold it, as a rank-2 one is.
 
     >>> from tilevm.layout import mma_fragments, spatial
     >>> c = spatial(4, 8).local(2, 1)
@@ -105,6 +109,9 @@ def dot_atom(
     >>> frag = mma_fragments("m16n8k16", "f16")
     >>> dot_atom(frag.a, frag.b, frag.c, "float16"), dot_atom(frag.a, frag.b, frag.c.permute(1, 0), "int4")
     ('m16n8k16', None)
+    >>> warps = spatial(4, 1, 1)  # batch index w on warp w: [4, 16, 32] @ [4, 32, 8]
+    >>> dot_atom(warps * local(1, 1, 2) * frag.a, warps * local(1, 2, 1) * frag.b, warps * frag.c, "float16")
+    'm16n8k16'
     """
     for name, atom in _atoms(operand):
         quotients = a.divide(atom.a), b.divide(atom.b), accumulator.divide(atom.c)
@@ -121,11 +128,13 @@ def _atoms(operand: object) -> list[tuple[str, MmaFragments]]:
 
 
 def _quotients_fit(a: RegisterLayout, b: RegisterLayout, accumulator: RegisterLayout) -> bool:
+    # dims from the end: m, k of a; k, n of b; m, n of the accumulator, after the batch dims
     return (
-        a.reduce(1) == accumulator.reduce(1)
-        and b.reduce(0) == accumulator.reduce(0)
-        and not _spread_over_threads(a, 1)
-        and not _spread_over_threads(b, 0)
+        a.rank == b.rank == accumulator.rank
+        and a.reduce(-1) == accumulator.reduce(-1)
+        and b.reduce(-2) == accumulator.reduce(-2)
+        and not _spread_over_threads(a, a.rank - 1)
+        and not _spread_over_threads(b, b.rank - 2)
     )
 
 

@@ -15,7 +15,8 @@ tile's layout when it is defined:
 - casts, reductions and permutes derive their result from the operand's layout; a view keeps the operand's
   layout when :func:`tilevm.layout.view_layout` allows, and converts it first otherwise;
 - a dot takes the largest mma atom for its operand type whose fragments tile its shapes (the scalar atom
-  where none does), and converts operands that are not in the atom's layouts.
+  where none does), spread over warps along its batch dims first (:meth:`LayoutChooser.quotient`), keeps
+  the layouts its tiles already have where they fit that atom, and converts the others.
 
 Where an operand's layout breaks the rule of the instruction reading it, a ``convert_layout`` is inserted in
 front of that instruction; a pinned result layout the rule does not give is reached by one after it. The
@@ -36,6 +37,7 @@ register<float16, [64, 64], local(4, 1).spatial(16, 8).local(1, 8)>
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -68,6 +70,7 @@ from tilevm.layout import (
     MmaFragments,
     RegisterLayout,
     broadcast_layout,
+    dot_atom,
     local,
     mma_fragments,
     replicated,
@@ -160,9 +163,19 @@ class LayoutChooser:
         """The mma atom of a dot among those that tile its shapes (None: the scalar atom)."""
         return max(fitting, key=lambda atom: atom.c.local_size * atom.a.local_size, default=None)
 
-    def quotient(self, shape: tuple[int, int], num_groups: int) -> RegisterLayout:
-        """The layout of a dot's atoms, of ``shape``, over ``num_groups`` thread groups (warps for mma)."""
-        return vectorized_layout(shape, VECTOR_BITS, num_groups)
+    def quotient(self, shape: tuple[int, ...], num_groups: int) -> RegisterLayout:
+        """The layout of a dot's atoms, of ``shape`` (its batch dims, then rows and columns of atoms), over
+        ``num_groups`` thread groups (warps for mma): groups go to the batch dims first, outermost first, so
+        that a batch of k slices (one per warp) is split between warps and no data moves between them; the
+        groups left spread over the atoms as :func:`vectorized_layout` spreads threads."""
+        *batch, rows, columns = shape
+        threads, left = [], num_groups
+        for extent in batch:
+            threads.append(math.gcd(extent, left))
+            left //= threads[-1]
+        repeats = [extent // count for extent, count in zip(batch, threads)]
+        inner = vectorized_layout((rows, columns), VECTOR_BITS, left)
+        return local(*repeats, 1, 1) * spatial(*threads, 1, 1) * inner
 
     def view_candidates(self, operand: TileType) -> list[RegisterLayout]:
         """Operand layouts to try for a view, in order of preference, before replicating the whole tile."""
@@ -346,24 +359,43 @@ def _view(assigner: _Assigner, instruction: View) -> None:
 
 
 def _dot(assigner: _Assigner, instruction: Dot) -> None:
-    layouts = assigner.dot_layouts[instruction.output.uid]
+    layouts = _kept_dot_layouts(instruction, assigner.dot_layouts[instruction.output.uid])
     changes = {key: assigner.convert(getattr(instruction, key), layout) for key, layout in layouts.items()}
     assigner.define(dataclasses.replace(instruction, **changes), layouts["accumulator"])
 
 
+def _kept_dot_layouts(instruction: Dot, chosen: dict[str, RegisterLayout]) -> dict[str, RegisterLayout]:
+    """The layouts the dot reads its tiles in: the chosen ones, with as many as possible (the accumulator
+    first) replaced by the layout the tile already has where the three still fit the chosen atom, so that
+    tiles laid out upstream (a pinned load, a view) to fit are not converted."""
+    dtype = instruction.a.type.dtype
+    atom = dot_atom(chosen["a"], chosen["b"], chosen["accumulator"], dtype)
+    actual = {key: getattr(instruction, key).type.layout for key in chosen}
+    keys = [key for key in ("accumulator", "a", "b") if actual[key] not in (None, chosen[key])]
+    for count in range(len(keys), 0, -1):
+        for kept in itertools.combinations(keys, count):
+            layouts = {**chosen, **{key: actual[key] for key in kept}}
+            if dot_atom(layouts["a"], layouts["b"], layouts["accumulator"], dtype) == atom:
+                return layouts
+    return chosen
+
+
 def _dot_layouts(assigner: _Assigner, instruction: Dot) -> dict[str, RegisterLayout]:
-    """The layouts of the dot's ``a``, ``b`` and ``accumulator``: an atom's fragments over thread groups."""
-    (m, k), n = instruction.a.type.shape, instruction.b.type.shape[1]
+    """The layouts of the dot's ``a``, ``b`` and ``accumulator``: an atom's fragments over thread groups,
+    laid out by the chooser's quotient over the batch dims and the atoms' rows and columns."""
+    *batch, m, k = instruction.a.type.shape
+    n = instruction.b.type.shape[-1]
     name = DTYPE_NAMES.get(str(instruction.a.type.dtype), str(instruction.a.type.dtype))
     atoms = [mma_fragments(shape, name) for shape, types in MMA_OPERANDS.items() if name in types]
     fitting = [a for a in atoms if m % a.c.shape[0] == 0 and n % a.c.shape[1] == 0 and k % a.a.shape[1] == 0]
     atom = assigner.chooser.dot_atom(fitting)
     atom_m, atom_n, atom_k = (1, 1, 1) if atom is None else (*atom.c.shape, atom.a.shape[1])
     groups = assigner.num_threads // (1 if atom is None else 32)
-    quotient = assigner.chooser.quotient((m // atom_m, n // atom_n), groups)
+    quotient = assigner.chooser.quotient((*batch, m // atom_m, n // atom_n), groups)
+    ones = (1,) * len(batch)
     layouts = {
-        "a": quotient.reduce(1) * local(1, k // atom_k),
-        "b": local(k // atom_k, 1) * quotient.reduce(0),
+        "a": quotient.reduce(-1) * local(*ones, 1, k // atom_k),
+        "b": local(*ones, k // atom_k, 1) * quotient.reduce(-2),
         "accumulator": quotient,
     }
     if atom is not None:

@@ -5,10 +5,11 @@ The layouts are ``a = Qa * Fa``, ``b = Qb * Fb``, ``accumulator = Qc * Fc`` with
 (one element per thread for the "fma" atom, the ``mma.sync`` fragments of a warp otherwise). A thread's
 local index ``i`` of a tile is ``iQ * F.local_size + iF``, so the elements of atom ``iQ`` are a contiguous
 slice of its register, in the fragment's order, which for mma is the order of the instruction's registers.
-The quotients say which atoms a group computes: its accumulator atom ``iQ`` (rows ``m``, columns ``n`` of
-atoms, a local coordinate of ``Qc``) needs, for every ``k``, the a atom at ``(m, k)`` and the b atom at
-``(k, n)`` of ``Qa`` and ``Qb`` (``atom_pairs``), which the same group holds because ``dot_atom`` checked
-that the quotients agree.
+The quotients say which atoms a group computes: its accumulator atom ``iQ`` (batch index ``B``, rows
+``m``, columns ``n`` of atoms, a local coordinate of ``Qc``) needs, for every ``k``, the a atom at
+``(B, m, k)`` and the b atom at ``(B, k, n)`` of ``Qa`` and ``Qb`` (``atom_pairs``), which the same group
+holds because ``dot_atom`` checked that the quotients agree. A batched dot is so one atom chain per batch
+index and atom; batch indices over warps (the split of k between warps) move no data.
 
 - **mma**: for each ``k`` and each accumulator atom, one ``mma`` whose fragment registers are gathered from
   the operands' registers (``vector<float16, 2>``, ``vector<int8, 4>``, ``vector<int4, 8>``); the outputs
@@ -59,28 +60,33 @@ def atom_pairs(
     a: RegisterLayout, b: RegisterLayout, accumulator: RegisterLayout, fragments: MmaFragments
 ) -> AtomPairs:
     """For each atom of ``accumulator / fragments.c`` a thread holds (its local index there), and each ``k``
-    of the atoms, the local indices in ``a / fragments.a`` and ``b / fragments.b`` of the atoms it reads.
+    of the atoms, the local indices in ``a / fragments.a`` and ``b / fragments.b`` of the atoms it reads:
+    for the accumulator atom at ``(*batch, m, n)``, those at ``(*batch, m, k)`` and ``(*batch, k, n)``.
 
     >>> from tilevm.layout import spatial, local
     >>> c = spatial(4, 8).local(2, 1)
     >>> atom_pairs(c.reduce(1) * local(1, 3), local(3, 1) * c.reduce(0), c, SCALAR_ATOM)
     (((0, 0), (1, 1), (2, 2)), ((3, 0), (4, 1), (5, 2)))
+    >>> batched = local(2, 1, 1) * c  # two batch indices in each thread's locals, b's after its k
+    >>> a, b = batched.reduce(2) * local(1, 1, 2), local(1, 2, 1) * batched.reduce(1)
+    >>> atom_pairs(a, b, batched, SCALAR_ATOM)
+    (((0, 0), (1, 2)), ((2, 0), (3, 2)), ((4, 1), (5, 3)), ((6, 1), (7, 3)))
     """
     quotient_a, quotient_b = a / fragments.a, b / fragments.b
     a_atoms = _by_coordinate(quotient_a)
     b_atoms = _by_coordinate(quotient_b)
-    depth = quotient_a.shape[1]
+    depth = quotient_a.shape[-1]
     pairs = []
-    for m, n in local_coordinates(accumulator / fragments.c).tolist():
-        pairs.append(tuple((a_atoms[m, k], b_atoms[k, n]) for k in range(depth)))
+    for *batch, m, n in local_coordinates(accumulator / fragments.c).tolist():
+        pairs.append(tuple((a_atoms[(*batch, m, k)], b_atoms[(*batch, k, n)]) for k in range(depth)))
     return tuple(pairs)
 
 
-def _by_coordinate(quotient: RegisterLayout) -> dict[tuple[int, int], int]:
+def _by_coordinate(quotient: RegisterLayout) -> dict[tuple[int, ...], int]:
     """The local index of each local coordinate of ``quotient``. Local coordinates suffice: ``dot_atom``
     checked that the operand's quotient reduced over k is the accumulator's reduced over n (or m), so the
-    thread parts of their rows (or columns) are the same, and k lies in the local part."""
-    return {(row, column): index for index, (row, column) in enumerate(local_coordinates(quotient).tolist())}
+    thread parts of their batch indices and rows (or columns) are the same, and k lies in the local part."""
+    return {tuple(coordinate): index for index, coordinate in enumerate(local_coordinates(quotient).tolist())}
 
 
 def _dot(lowering: Lowering, dot: Dot) -> None:

@@ -1,0 +1,202 @@
+"""The quantized GEMM kernel (``tilevm.ops.qgemm.qgemm``) through the SIMT interpreter, against
+``x.double() @ W64.T`` where ``W64`` is the float64 weight dequantized here from the codes with the dtype
+codec (``tilevm.dtypes.decode``) and the scales: every code dtype, every group size, every scale kind,
+float16 and bfloat16, zero points, bias, ragged M and N, several configurations."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import tilevm as tv
+from tilevm.ops.qgemm import CODE_DTYPES, QGemmConfig, prelayout, qgemm
+
+#: unit roundoff of the compute dtypes
+ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+#: the smallest subnormal step of the compute dtypes (a weight rounded there errs by half of it)
+SUBNORMAL = {torch.float16: 2.0**-24, torch.bfloat16: 2.0**-133}
+CONFIGS = [
+    QGemmConfig(num_warps=4, n_tiles=1, block_m=16, chunks=1, prefetch=False),
+    QGemmConfig(num_warps=2, n_tiles=2, block_m=16, chunks=2, prefetch=True),
+    QGemmConfig(num_warps=1, n_tiles=4, block_m=32, chunks=1, prefetch=True),
+    QGemmConfig(num_warps=8, n_tiles=1, block_m=16, chunks=1, prefetch=True),
+]
+
+
+def _exact_codes(dtype: tv.DType, compute: torch.dtype) -> np.ndarray:
+    """The codes whose values ``compute`` holds exactly (the kernel casts codes to the compute dtype before
+    scaling; float16 lacks the range of the widest-exponent formats), NaN and inf codes excluded."""
+    codes = np.arange(1 << dtype.nbits)
+    values = tv.dtypes.decode(codes, dtype).astype(np.float64)
+    rounded = torch.from_numpy(values).to(compute).double().numpy()
+    return codes[np.isfinite(values) & (rounded == values)]
+
+
+def _case(index: int) -> dict:
+    """The seeded case ``index``: one code dtype each, the other choices cycled or drawn."""
+    rng = random.Random(1000 + index)
+    code = CODE_DTYPES[index % len(CODE_DTYPES)]
+    compute = (torch.float16, torch.bfloat16)[index % 2]
+    scale_kind = ("compute", "compute", "e8m0", "ue4m3")[index % 4]
+    if code.kind == "uint":
+        scale_kind = "compute"  # zero points go with compute-dtype scales
+    group = {"e8m0": 32, "ue4m3": 16}.get(scale_kind, (16, 32, 64, 128, None)[index % 5])
+    k = {16: 144, 32: 160, 64: 320, 128: 256}.get(group, 200)
+    return {
+        "code": code,
+        "compute": compute,
+        "scale_kind": scale_kind,
+        "group": group or k,
+        "k": k,
+        "m": (1, 5, 17)[index % 3],
+        "n": rng.choice([3, 20, 37, 72]),
+        "bias": index % 3 != 1,
+        "config": CONFIGS[0],
+        "seed": index,
+    }
+
+
+def make_inputs(
+    code: tv.DType,
+    compute: torch.dtype,
+    scale_kind: str,
+    group: int,
+    m: int,
+    n: int,
+    k: int,
+    bias: bool,
+    seed: int,
+    device: str = "cpu",
+) -> dict:
+    """Seeded codes, scales (``scale_kind``: "compute", "e8m0" or "ue4m3" with a global scale), zero
+    points for uint codes, bias and X, with ``weight``: the float64 weight dequantized from them here."""
+    generator = torch.Generator(device).manual_seed(seed)
+    groups = k // group
+    allowed = torch.from_numpy(_exact_codes(code, compute)).to(device)
+    codes = allowed[torch.randint(0, len(allowed), (n, k), generator=generator, device=device)].to(
+        torch.uint8
+    )
+    table = torch.from_numpy(tv.dtypes.decode(np.arange(1 << code.nbits), code).astype(np.float64)).to(device)
+    values = table[codes.long()]
+    # scales near 1 / max|value|, so that the weights are of order 1 whatever the format's range
+    largest = float(table[allowed.long()].abs().max()) or 1.0
+    wanted = (torch.rand(groups, n, generator=generator, device=device, dtype=torch.float64) + 0.5) / largest
+    inputs = {"zeros": None, "global_scale": None, "scale_dtype": None}
+    if scale_kind == "compute":
+        scales = wanted.to(compute)
+        scale_values = scales.double()
+    else:
+        scale_dtype = tv.e8m0 if scale_kind == "e8m0" else tv.ue4m3
+        target = wanted.cpu().numpy() * (1 if scale_dtype == tv.e8m0 else 64)  # ue4m3: 2^-9 .. 448
+        scale_codes = tv.dtypes.encode(target, scale_dtype).astype(np.uint8)
+        scales = torch.from_numpy(scale_codes).to(device)
+        scale_values = torch.from_numpy(tv.dtypes.decode(scale_codes, scale_dtype).astype(np.float64)).to(
+            device
+        )
+        inputs["scale_dtype"] = scale_dtype
+    weight = values.reshape(n, groups, group)
+    if code.kind == "uint":
+        zeros = torch.randint(0, 1 << code.nbits, (groups, n), generator=generator, device=device)
+        inputs["zeros"] = zeros.to(compute)
+        weight = weight - inputs["zeros"].double().T[:, :, None]
+    weight = (weight * scale_values.T[:, :, None]).reshape(n, k)
+    if scale_kind == "ue4m3":
+        inputs["global_scale"] = torch.tensor(1 / 64, dtype=torch.float32, device=device)
+        weight = weight / 64
+    inputs["bias"] = torch.randn(n, generator=generator, device=device).to(compute) if bias else None
+    inputs["x"] = torch.randn(m, k, generator=generator, device=device).to(compute)
+    inputs["scales"] = scales
+    inputs["packed"] = prelayout.pack(codes, code.nbits)
+    inputs["weight"] = weight
+    return inputs
+
+
+def run_qgemm(inputs: dict, code: tv.DType, group: int, config: QGemmConfig | None) -> torch.Tensor:
+    """``qgemm`` on ``inputs`` into an output poisoned with NaN."""
+    x = inputs["x"]
+    n = inputs["weight"].shape[0]
+    out = torch.full((x.shape[0], n), float("nan"), dtype=x.dtype, device=x.device)
+    returned = qgemm(
+        x,
+        inputs["packed"],
+        inputs["scales"],
+        code_dtype=code,
+        n=n,
+        group_size=group,
+        scale_dtype=inputs["scale_dtype"],
+        zeros=inputs["zeros"],
+        global_scale=inputs["global_scale"],
+        bias=inputs["bias"],
+        config=config,
+        out=out,
+    )
+    assert returned is out
+    return out
+
+
+def check(inputs: dict, out: torch.Tensor) -> None:
+    """``out`` against ``x.double() @ weight.T + bias`` within the error bound of the kernel's arithmetic."""
+    x, weight = inputs["x"].double(), inputs["weight"]
+    compute = inputs["x"].dtype
+    expected = x @ weight.T
+    if inputs["bias"] is not None:
+        expected = expected + inputs["bias"].double()
+    # Error sources: each weight rounded once to the compute dtype when the scale multiplies it there
+    # (relative u, or half a subnormal step); float32 products exact and sums of K terms (at most
+    # K * 2^-24 relative to sum |x||w| for any order, tensor cores' included); the final rounding to the
+    # compute dtype (relative u of the result).
+    u = ROUNDOFF[compute]
+    magnitude = x.abs() @ weight.abs().T
+    k = weight.shape[1]
+    tolerance = (
+        u * expected.abs()
+        + (u + k * 2.0**-24) * magnitude
+        + SUBNORMAL[compute] * x.abs().sum(dim=1, keepdim=True)
+    )
+    error = (out.double() - expected).abs()
+    assert not torch.isnan(out).any(), "an output element was not written"
+    worst = int(error.argmax())
+    assert (error <= tolerance).all(), (
+        f"max error {float(error.max())}, tolerance there {float(tolerance.flatten()[worst])}"
+    )
+
+
+@pytest.mark.parametrize("index", range(len(CODE_DTYPES)))
+def test_qgemm_matches_float64_reference(index: int) -> None:
+    case = _case(index)
+    keys = ("code", "compute", "scale_kind", "group", "m", "n", "k", "bias", "seed")
+    inputs = make_inputs(*(case[key] for key in keys))
+    out = run_qgemm(inputs, case["code"], case["group"], case["config"])
+    assert out.dtype == case["compute"] and out.shape == (case["m"], case["n"])
+    check(inputs, out)
+
+
+def test_cases_cover_every_choice() -> None:
+    cases = [_case(index) for index in range(len(CODE_DTYPES))]
+    assert {case["code"] for case in cases} == set(CODE_DTYPES)
+    assert {case["group"] for case in cases if case["group"] != case["k"]} == {16, 32, 64, 128}
+    assert any(case["group"] == case["k"] for case in cases)
+    assert {case["scale_kind"] for case in cases} == {"compute", "e8m0", "ue4m3"}
+    assert {(case["compute"], case["scale_kind"]) for case in cases if case["scale_kind"] == "compute"} == {
+        (torch.float16, "compute"),
+        (torch.bfloat16, "compute"),
+    }
+    assert {case["m"] for case in cases} == {1, 5, 17}
+
+
+@pytest.mark.parametrize(
+    ("code", "group", "config_index"),
+    [
+        (tv.int8, 128, 1),  # a group of 2 iterations of 64: scaled on the float32 partial sums
+        (tv.uint4, 32, 2),  # zero points and scales on the weights, 4 n8 tiles a warp, 2 m16 tiles
+        (tv.int2, 64, 3),  # 8 warps
+        (tv.float8_e4m3, 64, 1),  # 2 chunks of 64: scaled on the weights, in groups of 64
+    ],
+)
+def test_qgemm_configurations(code: tv.DType, group: int, config_index: int) -> None:
+    config = CONFIGS[config_index]
+    inputs = make_inputs(code, torch.float16, "compute", group, 20, 45, 512, True, seed=config_index)
+    check(inputs, run_qgemm(inputs, code, group, config))

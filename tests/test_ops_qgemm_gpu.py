@@ -1,0 +1,58 @@
+"""The quantized GEMM kernel on the GPU at the benchmark's decode shapes, against the float64 product of X
+and the weight dequantized in float64 from its codes and scales (``test_ops_qgemm``'s reference and error
+bound)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_ops_qgemm import check, make_inputs, run_qgemm
+
+import tilevm as tv
+from tilevm.ops.qgemm import QGemmConfig, search_space
+
+SHAPES = [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672)]
+#: (code, scale kind, group size): integer widths, MX fp4 / fp8 (e8m0, 32), NVFP4 (ue4m3, 16), per channel
+FORMATS = [
+    (tv.int4, "compute", 128),
+    (tv.uint4, "compute", 128),
+    (tv.int8, "compute", None),
+    (tv.int3, "compute", 64),
+    (tv.uint2, "compute", 32),
+    (tv.float4_e2m1, "e8m0", 32),
+    (tv.float4_e2m1, "ue4m3", 16),
+    (tv.float6_e3m2, "compute", 128),
+    (tv.float8_e4m3, "e8m0", 32),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+@pytest.mark.parametrize(("code", "scale_kind", "group"), FORMATS, ids=str)
+def test_qgemm_at_benchmark_shapes(
+    n: int, k: int, code: tv.DType, scale_kind: str, group: int | None
+) -> None:
+    compute = torch.bfloat16 if scale_kind == "e8m0" else torch.float16
+    group = group or k
+    inputs = make_inputs(code, compute, scale_kind, group, 16, n, k, bias=True, seed=n + k, device="cuda")
+    for m in (1, 4, 16):  # the first rows of X: one weight, three decode shapes
+        rows = {**inputs, "x": inputs["x"][:m], "bias": inputs["bias"] if m != 4 else None}
+        check(rows, run_qgemm(rows, code, group, None))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", search_space(16)[::7], ids=str)
+def test_qgemm_configurations_on_the_gpu(config: QGemmConfig) -> None:
+    inputs = make_inputs(
+        tv.int4, torch.float16, "compute", 64, 16, 1000, 4096, bias=True, seed=3, device="cuda"
+    )
+    check(inputs, run_qgemm(inputs, tv.int4, 64, config))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m", [17, 100])
+def test_qgemm_with_more_rows_on_the_gpu(m: int) -> None:
+    inputs = make_inputs(
+        tv.uint4, torch.bfloat16, "compute", 128, m, 4104, 4096, bias=True, seed=m, device="cuda"
+    )
+    check(inputs, run_qgemm(inputs, tv.uint4, 128, None))
