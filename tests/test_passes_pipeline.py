@@ -14,6 +14,7 @@ import tilevm as tv
 from tilevm import ir
 from tilevm.errors import CompilationError
 from tilevm.ir.thread import THREAD_IR
+from tilevm.ops.qgemm.kernel import KERNELS
 from tilevm.passes import CompileOptions, pipeline
 from tilevm.runtime import jit
 from tilevm.runtime.cpu import execute as execute_threads
@@ -148,6 +149,7 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
     monkeypatch.setattr(jit, "run_pipeline", record_pipeline)
     monkeypatch.setattr(jit, "execute_reference", record_launch)
     monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
+    _fresh_op_kernels(monkeypatch)
     run_example_on_cpu(path, monkeypatch)
     assert "match" in capsys.readouterr().out and launches
     for final, before, after, grid in launches:
@@ -167,6 +169,14 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
                 )
             previous = program
         _check_lowered(path.stem, final, before, after, grid)
+
+
+def _fresh_op_kernels(monkeypatch) -> None:
+    """The op library's kernels are module globals, compiled once per process: an earlier test in this
+    worker may have compiled an example's specializations, whose pipeline this test must see run."""
+    for kernel in KERNELS.values():
+        monkeypatch.setattr(kernel, "programs", {})
+        monkeypatch.setattr(kernel, "launches", {})
 
 
 #: examples whose arithmetic is exact in any order (no float sums), whose lowering gives the same bits
