@@ -3,7 +3,8 @@ program and the program after every pass of the pipeline. Every program that an 
 with random layouts. With ``TILEVM_CROSSCHECK`` set on a GPU machine, every launch also runs on the GPU and
 is compared (``gpu_crosscheck``). Every kernel a test compiles is lowered and compiled to PTX for sm_80 and
 sm_90 and assembled with ptxas (``ptx_check``). Hypothesis draws the same examples on every run (a failure
-reproduces) and has no deadline (a loaded machine must not fail a correct test)."""
+reproduces) and has no deadline (a loaded machine must not fail a correct test). Every launch verifies the
+program after every pass (``TILEVM_VERIFY``), which launches outside the tests skip."""
 
 import os
 
@@ -16,7 +17,10 @@ from ptx_check import assemble_for_targets
 
 from tilevm import ir
 from tilevm.passes import pipeline
+from tilevm.passes.options import VERIFY_VARIABLE
 from tilevm.runtime import jit
+
+os.environ.setdefault(VERIFY_VARIABLE, "1")
 
 settings.register_profile("tilevm", derandomize=True, deadline=None)
 settings.load_profile("tilevm")

@@ -28,7 +28,7 @@ __all__ = ["lower", "lowered_kernel", "run_both", "assert_same_bytes"]
 def lower(program: Program) -> Program:
     """The Thread IR of a Tile IR program (from the front end or any Tile IR pass), through every pass,
     verified and checked to round-trip through its text form."""
-    thread_program = run_pipeline(program, CompileOptions())
+    thread_program = run_pipeline(program, CompileOptions(verify_passes=True))
     check_round_trip(thread_program, THREAD_IR)
     return thread_program
 

@@ -48,7 +48,7 @@ def assemble_for_targets(programs: list[Program]) -> None:
 
 
 def _lowered(program: Program, target: str) -> Program | None:
-    options = CompileOptions(target=target)
+    options = CompileOptions(target=target, verify_passes=True)
     try:
         return run_pipeline(dataclasses.replace(program, target=target), options, (lower_to_threads,))
     except CompilationError:

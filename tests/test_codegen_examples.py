@@ -130,7 +130,7 @@ def thread_program(launch: Launch, target: str) -> Program:
     """The Thread IR a launch runs on ``target`` (the lowering depends on it: float8 mma, say)."""
     kernel, args, kwargs = launch
     tile_program = dataclasses.replace(kernel.ir(*args, **kwargs), target=target)
-    return run_pipeline(tile_program, CompileOptions(target=target), (lower_to_threads,))
+    return run_pipeline(tile_program, CompileOptions(target=target, verify_passes=True), (lower_to_threads,))
 
 
 @functools.cache

@@ -37,7 +37,9 @@ def fill(out: tv.Tensor, value: float, flag: bool, half: tv.float16, count: int,
 def compiled_fill(target: str) -> CompiledPtx:
     out = torch.empty(10)
     tile_program = dataclasses.replace(fill.ir(out, 2.5, True, 1.0, 3, BLOCK=BLOCK), target=target)
-    program = run_pipeline(tile_program, CompileOptions(target=target), (lower_to_threads,))
+    program = run_pipeline(
+        tile_program, CompileOptions(target=target, verify_passes=True), (lower_to_threads,)
+    )
     return compile_to_ptx(program, target)
 
 

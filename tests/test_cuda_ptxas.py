@@ -273,3 +273,22 @@ def test_ptx_version_reads_the_version_directive():
     assert ptxas.ptx_version("// generated\n.version 9.0\n.target sm_90\n") == 90
     with pytest.raises(PtxasError, match=r"kernel 'axpy': the PTX has no \.version directive"):
         ptxas.ptx_version(stand_in("axpy").ptx.replace(".version 8.0\n", ""))
+
+
+def test_the_version_asked_in_the_background_is_asked_once(tmp_path, monkeypatch):
+    calls = tmp_path / "calls"
+    script = write_script(
+        tmp_path / "ptxas",
+        f"#!/bin/sh\nsleep 0.2\necho asked >> {calls}\n"
+        "echo 'Cuda compilation tools, release 12.8, V12.8.93'\n",
+    )
+    monkeypatch.setenv(ptxas.PTXAS_VARIABLE, script)
+    ptxas.ask_version_in_background()
+    assert ptxas.ptxas_version() == (12, 8)  # waits for the thread's answer rather than asking again
+    assert ptxas.ptxas_version() == (12, 8)
+    assert calls.read_text() == "asked\n"
+    broken = write_script(tmp_path / "broken", "#!/bin/sh\necho no version here\n")
+    monkeypatch.setenv(ptxas.PTXAS_VARIABLE, broken)
+    ptxas.ask_version_in_background()  # the thread swallows the failure; the caller sees it
+    with pytest.raises(PtxasError, match="cannot read the version of"):
+        ptxas.ptxas_version()

@@ -3,7 +3,9 @@ compilation read is fingerprinted so that another process can check it (values b
 name, functions by their source); a manifest round-trips through the disk cache and is refused once a name
 it lists has changed; the key changes with everything the front end reads."""
 
+import importlib.metadata
 import math
+import os
 import runpy
 import sys
 
@@ -12,8 +14,10 @@ import pytest
 import torch
 
 import tilevm as tv
+from tilevm.codegen import llvmlite_version
 from tilevm.lang.captures import ABSENT, Captures
 from tilevm.passes import CompileOptions
+from tilevm.runtime import launcher_cache
 from tilevm.runtime.binding import bind_arguments, describe_arguments
 from tilevm.runtime.launcher_cache import KERNEL_MODULE, fingerprint, manifest
 
@@ -116,3 +120,29 @@ def test_a_stored_specialization_is_found_until_a_global_it_read_changes(tmp_pat
     monkeypatch.setattr(MODULE, "OFFSET", 3)
     assert load_specialization("k" * 64, copy_shifted) is not None
     assert load_specialization("j" * 64, copy_shifted) is None
+
+
+def test_the_package_fingerprint_follows_every_source_and_the_llvmlite_version_its_metadata(
+    tmp_path, monkeypatch
+):
+    package = tmp_path / "package"
+    (package / "inner").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "inner" / "b.py").write_text("y = 2\n")
+    (package / "notes.txt").write_text("not a source")
+    monkeypatch.setattr(launcher_cache, "PACKAGE", package)
+
+    def fingerprint_now():
+        launcher_cache.package_fingerprint.cache_clear()
+        return launcher_cache.package_fingerprint()
+
+    first = fingerprint_now()
+    (package / "notes.txt").write_text("still not a source, longer")
+    assert fingerprint_now() == first
+    (package / "inner" / "b.py").write_text("y = 20\n")  # a nested source changes size
+    second = fingerprint_now()
+    assert second != first
+    os.utime(package / "a.py", ns=(0, 10**9))  # and one only its modification time
+    assert fingerprint_now() not in (first, second)
+    launcher_cache.package_fingerprint.cache_clear()
+    assert llvmlite_version() == importlib.metadata.version("llvmlite")

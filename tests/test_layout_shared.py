@@ -15,6 +15,7 @@ from tilevm.layout import (
     shared,
     warp_accesses,
 )
+from tilevm.layout.swizzle import extra_wavefronts
 
 
 def brute_force_extra_wavefronts(byte_addresses, access_bytes):
@@ -281,3 +282,16 @@ def test_errors():
         layout.slice((0, 0, 0), (4,), (3,))
     with pytest.raises(LayoutError, match="a warp has 32 threads"):
         bank_conflicts(SharedLayout.row_major(8, 64), 16, [(0, 0)] * 33)
+
+
+@pytest.mark.parametrize("access_bytes", [4, 8, 16])
+def test_a_stack_of_requests_counts_each_as_the_brute_force_does(access_bytes):
+    """``extra_wavefronts`` counts many requests at once (the swizzle chooser's way); each must be what the
+    brute-force count gives, whatever its lanes (1 to 32, so the last phase may be partial)."""
+    generator = np.random.default_rng(access_bytes)
+    for lanes in (1, 5, 8, 13, 16, 31, 32):
+        # aligned addresses in a small window, so that banks collide often
+        addresses = generator.integers(0, 64, size=(20, lanes)) * access_bytes
+        expected = [brute_force_extra_wavefronts(row.tolist(), access_bytes) for row in addresses]
+        assert extra_wavefronts(addresses, access_bytes).tolist() == expected
+    assert extra_wavefronts(np.zeros((3, 0), dtype=np.int64), access_bytes).tolist() == [0, 0, 0]

@@ -150,7 +150,9 @@ class Kernel:
         # random layouts first: layout inference keeps the layouts that are set. (The text round trip of
         # such programs, long with per-element global accesses, would triple the time: test_lower_registers
         # round-trips every construct these handlers emit.)
-        threads = run_pipeline(assign_random_layouts(program, np.random.default_rng(seed)), CompileOptions())
+        threads = run_pipeline(
+            assign_random_layouts(program, np.random.default_rng(seed)), CompileOptions(verify_passes=True)
+        )
         lowered = [argument.clone() for argument in self.arguments]
         execute_threads(threads, lowered, (1,))
         for position, (expected, actual) in enumerate(zip(reference, lowered)):

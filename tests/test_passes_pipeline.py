@@ -14,6 +14,7 @@ import tilevm as tv
 from tilevm import ir
 from tilevm.errors import CompilationError
 from tilevm.ir.thread import THREAD_IR
+from tilevm.ops.qgemm.kernel import KERNELS
 from tilevm.passes import CompileOptions, pipeline
 from tilevm.runtime import jit
 from tilevm.runtime.cpu import execute as execute_threads
@@ -39,6 +40,8 @@ def test_options_from_the_environment():
         dump_directory=pathlib.Path("dumps"),
     )
     assert CompileOptions.from_environment({}) == CompileOptions()
+    assert CompileOptions.from_environment({"TILEVM_VERIFY": "1"}) == CompileOptions(verify_passes=True)
+    assert CompileOptions.from_environment({"TILEVM_VERIFY": "0"}) == CompileOptions()
     with pytest.raises(
         ValueError, match="unknown target 'sm_70'; expected one of cpu, sm_80, sm_86, sm_89, sm_90"
     ):
@@ -111,13 +114,20 @@ def test_a_pass_that_breaks_the_program_is_named_at_the_line(monkeypatch, tmp_pa
 }"""
     )
     with pytest.raises(CompilationError) as caught:
-        pipeline.run_pipeline(program, CompileOptions(dump_directory=tmp_path))
+        pipeline.run_pipeline(program, CompileOptions(dump_directory=tmp_path, verify_passes=True))
     assert caught.value.message == (
         "global_view: m is used where it is not defined (in the program after pass drop_definitions)"
     )
     assert (caught.value.location.file, caught.value.location.line) == ("k.py", 7)
     broken = (tmp_path / "k" / "02-drop_definitions.tir").read_text()  # dumped before it was verified
     assert "declare" not in broken and "global_view(pointer=%x, shape=[%m]" in broken
+    # unasked, a pass's result is not verified (a launch's compile skips it); the front end's always is
+    unverified = pipeline.run_pipeline(program, CompileOptions())
+    assert not any(isinstance(instruction, ir.DeclareScalar) for instruction in unverified.body)
+    undefined = ir.parse("kernel k(%n: int32) num_threads=32 {\n  %x: int32 = declare(init=%n)\n}")
+    undefined = ir.Program(undefined.name, (), undefined.num_threads, undefined.body)
+    with pytest.raises(CompilationError, match="n is used where it is not defined"):
+        pipeline.run_pipeline(undefined, CompileOptions())
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
@@ -139,10 +149,13 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
     monkeypatch.setattr(jit, "run_pipeline", record_pipeline)
     monkeypatch.setattr(jit, "execute_reference", record_launch)
     monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
+    _fresh_op_kernels(monkeypatch)
     run_example_on_cpu(path, monkeypatch)
     assert "match" in capsys.readouterr().out and launches
     for final, before, after, grid in launches:
-        stages = list(pipeline.stages(frontend_of[id(final)], CompileOptions(), pipeline.TILE_PASSES))
+        stages = list(
+            pipeline.stages(frontend_of[id(final)], CompileOptions(verify_passes=True), pipeline.TILE_PASSES)
+        )
         assert stages[-1][1] == final
         previous = None
         for name, program in stages[:-1]:
@@ -158,6 +171,14 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
         _check_lowered(path.stem, final, before, after, grid)
 
 
+def _fresh_op_kernels(monkeypatch) -> None:
+    """The op library's kernels are module globals, compiled once per process: an earlier test in this
+    worker may have compiled an example's specializations, whose pipeline this test must see run."""
+    for kernel in KERNELS.values():
+        monkeypatch.setattr(kernel, "programs", {})
+        monkeypatch.setattr(kernel, "launches", {})
+
+
 #: examples whose arithmetic is exact in any order (no float sums), whose lowering gives the same bits
 EXACT_EXAMPLES = {"vector_add"}
 
@@ -166,7 +187,9 @@ def _check_lowered(example, final, before, after, grid):
     """The lowered program, on the SIMT interpreter, computes what the last Tile IR stage computed: the same
     bits where the arithmetic is exact, else within float32 summation error (dots and reductions add in the
     order their layouts give, the reference executor in float64)."""
-    thread_program = pipeline.run_pipeline(final, CompileOptions(), (pipeline.lower_to_threads,))
+    thread_program = pipeline.run_pipeline(
+        final, CompileOptions(verify_passes=True), (pipeline.lower_to_threads,)
+    )
     arguments = [_clone(argument) for argument in before]
     execute_threads(thread_program, arguments, grid)
     for got, expected in zip(arguments, after):

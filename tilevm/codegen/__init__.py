@@ -14,12 +14,12 @@ gets an error at their line rather than LLVM's last words.
 
 from __future__ import annotations
 
-import gc
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tilevm.codegen.targets import TARGETS, CodegenError, Target, find_target
+from tilevm.runtime.collector import without_collector
 
 # llvmlite's IR layer uses opaque pointers only when this is set before llvmlite is first imported; every
 # module of this package imports llvmlite after this line has run (``llvm_types`` checks that it took).
@@ -28,7 +28,15 @@ os.environ["LLVMLITE_ENABLE_IR_LAYER_TYPED_POINTERS"] = "0"
 if TYPE_CHECKING:
     from tilevm.ir.program import Program
 
-__all__ = ["TARGETS", "CodegenError", "CompiledPtx", "Target", "compile_to_ptx", "generate_llvm_ir"]
+__all__ = [
+    "TARGETS",
+    "CodegenError",
+    "CompiledPtx",
+    "Target",
+    "compile_to_ptx",
+    "generate_llvm_ir",
+    "llvmlite_version",
+]
 
 
 @dataclass(frozen=True)
@@ -46,23 +54,25 @@ class CompiledPtx:
     parameters: tuple[str, ...]
 
 
+def llvmlite_version() -> str:
+    """The version of llvmlite (which fixes the LLVM it bundles), as its package says: part of every disk
+    cache key. Read from ``llvmlite.__version__``, which imports none of LLVM, rather than from the package
+    metadata, which scans the installed distributions (several milliseconds on a first launch)."""
+    import llvmlite  # after the variable above, which llvmlite reads when first imported
+
+    return llvmlite.__version__
+
+
+@without_collector  # a few objects per LLVM instruction: see tilevm.runtime.collector
 def generate_llvm_ir(program: Program, target: str | Target = "sm_90") -> str:
     """The unoptimised LLVM IR of a Thread IR program, as text (what ``TILEVM_DUMP_IR`` writes)."""
     from tilevm.codegen.handlers import EXPRESSIONS, INSTRUCTIONS
     from tilevm.codegen.kernel import build_module
 
-    # Building and printing the module make a few objects per LLVM instruction, which would set Python's
-    # cyclic collector scanning the whole heap (torch's included) again and again: without it, a large
-    # kernel's module takes half the time. Nothing here needs collecting before the end.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return str(build_module(program, find_target(target), INSTRUCTIONS, EXPRESSIONS))
-    finally:
-        if collecting:
-            gc.enable()
+    return str(build_module(program, find_target(target), INSTRUCTIONS, EXPRESSIONS))
 
 
+@without_collector
 def compile_to_ptx(program: Program, target: str | Target = "sm_90") -> CompiledPtx:
     """The PTX of a lowered Thread IR program for ``target`` (``"sm_80"``, ``"sm_86"``, ``"sm_89"``,
     ``"sm_90"``, or a ``Target`` with a lower PTX version for an older driver).

@@ -14,6 +14,8 @@ chain of gathers costs only the moves that its final element order needs.
 
 from __future__ import annotations
 
+import functools
+
 from tilevm.codegen.context import FunctionContext
 from tilevm.codegen.llvm_types import ir, llvm_dtype, llvm_type
 from tilevm.dtypes import DType, encode
@@ -58,7 +60,21 @@ def poison(value_type: ir.Type) -> ir.Value:
 def constant(dtype: DType, value: int | float | bool) -> ir.Constant:
     """The LLVM constant of ``value`` as a ``dtype`` register: rounded into the dtype first (as the SIMT
     interpreter does), machine floats as themselves, everything else as its bits (a storage dtype's code,
-    an integer's two's complement, bool as 0 or 1)."""
+    an integer's two's complement, bool as 0 or 1).
+
+    Made once per value and dtype (rounding through numpy costs a tenth of a millisecond, and a kernel has
+    hundreds of constants): floats are told apart by their bits, so ``-0.0`` is not ``0.0``.
+
+    >>> from tilevm.dtypes import float16, uint8
+    >>> str(constant(uint8, 200)), str(constant(float16, -0.0)), constant(float16, 0.0).constant
+    ('i8 -56', 'half 0x8000000000000000', 0.0)
+    """
+    return _constant(dtype, type(value), value.hex() if isinstance(value, float) else value, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _constant(dtype: DType, kind: type, key: object, value: int | float | bool) -> ir.Constant:
+    """``constant``, cached by ``(dtype, kind, key)``; ``value`` is what the key stands for."""
     carrier = to_carrier(value, dtype)
     element = llvm_dtype(dtype)
     if isinstance(element, ir.IntType):

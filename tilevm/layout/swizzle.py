@@ -33,7 +33,7 @@ import numpy as np
 
 from tilevm.layout.errors import LayoutError
 
-__all__ = ["ACCESS_PATTERNS", "Swizzle", "bank_conflicts", "warp_accesses"]
+__all__ = ["ACCESS_PATTERNS", "Swizzle", "bank_conflicts", "extra_wavefronts", "warp_accesses"]
 
 NUM_BANKS = 32
 BANK_BYTES = 4
@@ -121,11 +121,36 @@ def bank_conflicts(
         raise LayoutError(f"{len(accesses)} accesses: a warp has {WARP_SIZE} threads")
     offsets = layout.table()
     addresses = _access_addresses(offsets, dtype_bits, np.asarray(accesses, dtype=np.int64), access_bytes)
+    return int(extra_wavefronts(addresses[None], access_bytes)[0])
+
+
+def extra_wavefronts(addresses: np.ndarray, access_bytes: int) -> np.ndarray:
+    """The extra wavefronts of each of a stack of warp requests (what :func:`bank_conflicts` counts):
+    ``addresses[request, lane]`` is the byte address of the lane's access of ``access_bytes`` (4, 8 or 16,
+    aligned); one request's lanes are served in phases of ``128 // access_bytes``. Counting a stack at once
+    is what makes trying many swizzles on many requests cheap.
+
+    >>> extra_wavefronts(np.array([[0, 128, 256, 384], [0, 16, 32, 48]]), 16).tolist()
+    [3, 0]
+    """
+    requests, lanes = addresses.shape
+    if lanes == 0:
+        return np.zeros(requests, dtype=np.int64)
     lanes_per_phase = _PHASE_BYTES // access_bytes
-    return sum(
-        _wavefronts(addresses[start : start + lanes_per_phase], access_bytes) - 1
-        for start in range(0, len(addresses), lanes_per_phase)
+    phases = -(-lanes // lanes_per_phase)
+    # The last phase is filled up with copies of the last lane, which touch no word it does not touch.
+    padded = np.concatenate(
+        [addresses, np.repeat(addresses[:, -1:], phases * lanes_per_phase - lanes, axis=1)], axis=1
     )
+    words = padded.reshape(requests * phases, -1)[:, :, None] // BANK_BYTES + np.arange(access_bytes // 4)
+    words = np.sort(words.reshape(requests * phases, -1), axis=1)
+    distinct = np.ones(words.shape, dtype=bool)
+    distinct[:, 1:] = words[:, 1:] != words[:, :-1]
+    # one bin per (phase, bank): how many distinct words of the phase that bank delivers
+    bins = np.arange(requests * phases)[:, None] * NUM_BANKS + words % NUM_BANKS
+    per_bank = np.bincount(bins[distinct], minlength=requests * phases * NUM_BANKS)
+    wavefronts = per_bank.reshape(requests, phases, NUM_BANKS).max(axis=2)
+    return (wavefronts - 1).sum(axis=1)
 
 
 def warp_accesses(shape: Sequence[int], dtype_bits: int, access: str) -> list[list[tuple[int, int]]]:
@@ -210,9 +235,3 @@ def _first_failing(coords: np.ndarray, failing: np.ndarray, problem: str) -> Non
     if failing.any():
         lane = int(np.argmax(failing))
         raise LayoutError(f"the access at {tuple(coords[lane].tolist())} {problem}")
-
-
-def _wavefronts(addresses: np.ndarray, access_bytes: int) -> int:
-    """Wavefronts of one phase: the most distinct 32-bit words that any single bank must deliver."""
-    words = np.unique((addresses[:, None] // BANK_BYTES + np.arange(access_bytes // 4)).ravel())
-    return max(1, int(np.bincount(words % NUM_BANKS, minlength=NUM_BANKS).max()))

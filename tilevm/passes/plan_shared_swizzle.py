@@ -17,7 +17,11 @@ of it too.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 from tilevm.dtypes import int32
 from tilevm.ir import (
@@ -35,15 +39,22 @@ from tilevm.ir.expr import Const, Expr, Var
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.layout import RegisterLayout, SharedLayout
 from tilevm.layout.shared import permute_shared, swizzle_candidates
+from tilevm.layout.swizzle import extra_wavefronts
 from tilevm.passes.index_analysis import IndexAnalysis, analyze_indices
 from tilevm.passes.index_divisibility import power_of_two_part
-from tilevm.passes.lower.copy_async import copy_plan, pointer_divisibility, resolve_copy, source_alignment
+from tilevm.passes.lower.copy_async import (
+    CopyPlan,
+    copy_plan,
+    pointer_divisibility,
+    resolve_copy,
+    source_alignment,
+)
 from tilevm.passes.lower.shared_access import (
     WARP_SIZE,
+    LdmatrixPlan,
     lane_ldmatrix_rows,
     lane_vectors,
     ldmatrix_plan,
-    request_conflicts,
     vector_width,
 )
 
@@ -86,18 +97,83 @@ class _Context:
     global_views: dict[Var, GlobalView]
 
 
+class _Replay:
+    """One access replayed on the candidates of its allocation.
+
+    The candidates differ only in their swizzle, which acts last, on an element's linear offset
+    (``tilevm.layout.shared``), and which slices and permutes keep: so the view's linear layout and runtime
+    base are found once, each plan's requests once, as linear offsets, and a candidate only swizzles them.
+    """
+
+    def __init__(self, context: _Context, access: _Access, plain: SharedLayout) -> None:
+        layout, base = access.view.layout(plain)
+        self.instruction = access.instruction
+        self.nbits = access.view.allocation.dtype.nbits
+        self.linear = dataclasses.replace(layout, swizzling=None)
+        self.base_divisibility = context.analysis.of(base)
+        self.context = context
+        #: for a copy: what divides a chunk start's global offset along each tile dim, and the global shape
+        self.source: tuple[int | None, ...] = ()
+        self.global_shape: tuple[Expr, ...] = ()
+        if isinstance(self.instruction, CopyAsync):
+            program, analysis = context.program, context.analysis
+            view = context.global_views[self.instruction.source]
+            pointer = pointer_divisibility(program, view.pointer)
+            self.source = source_alignment(analysis.of, pointer, self.nbits, self.instruction, view.strides)
+            self.global_shape = view.shape
+        #: plan -> the linear offsets of its requests, ``[request, lane, element]`` by (lanes, elements)
+        self.tables: dict[object, dict[tuple[int, int], np.ndarray]] = {}
+
+    def cost(self, placement: SharedLayout) -> tuple[int, int]:
+        """(conflicts in strict requests, conflicts in all) when the allocation is ``placement``."""
+        layout = dataclasses.replace(self.linear, swizzling=placement.swizzling)
+        plan = self.plan(layout)
+        if plan not in self.tables:
+            self.tables[plan] = _stacked(_requests(self.instruction, plan, self.linear))
+        strict = total = 0
+        for offsets in self.tables[plan].values():
+            access_bytes = offsets.shape[2] * self.nbits // 8
+            if offsets.size == 0 or access_bytes not in (4, 8, 16):
+                continue
+            swizzled = offsets if layout.swizzling is None else layout.swizzling(offsets)
+            # a lane's first element gives its address: lowering keeps each access contiguous and aligned
+            conflicts = int(extra_wavefronts(swizzled[:, :, 0] * self.nbits // 8, access_bytes).sum())
+            total += conflicts
+            strict += conflicts if access_bytes == _STRICT_BYTES else 0
+        return strict, total
+
+    def plan(self, layout: SharedLayout):
+        """How lowering moves the access's elements in a view of ``layout`` (what its requests depend on):
+        a ``CopyPlan``, an ``LdmatrixPlan``, a vector width (``int``), or None when it makes no requests."""
+        instruction, nbits, base_divisibility = self.instruction, self.nbits, self.base_divisibility
+        if isinstance(instruction, CopyAsync):
+            num_threads = self.context.program.num_threads
+            plan = copy_plan(layout.shape, nbits, layout, base_divisibility, self.source, num_threads)
+            size_known = self.context.analysis.of(self.global_shape[instruction.dims[plan.dim]])
+            return resolve_copy(plan, nbits, size_known)
+        register = _register_layout(instruction)
+        if register is None:
+            return None
+        if isinstance(instruction, LoadShared):
+            plan = ldmatrix_plan(register, layout, nbits, base_divisibility)
+            if plan is not None:
+                return plan
+        return vector_width(register, layout, nbits, base_divisibility)
+
+
 def choose_layouts(program: Program) -> dict[int, SharedLayout]:
     """The layout of each allocation without one (by its output's uid): the best candidate (module doc)."""
     views = {item.output: item for item in walk_instructions(program.body) if isinstance(item, GlobalView)}
     context = _Context(program, analyze_indices(program), views)
-    accesses = _accesses(program)
     chosen = {}
-    for allocation, found in accesses.items():
+    for allocation, found in _accesses(program).items():
         if allocation.output.type.layout is not None:
             continue
+        candidates = _layouts(allocation)
+        replays = [_Replay(context, access, candidates[0]) for access in found]
         best, best_cost = None, None
-        for candidate in _layouts(allocation):
-            cost = _total_cost(context, found, candidate, best_cost)
+        for candidate in candidates:
+            cost = _total_cost(replays, candidate, best_cost)
             if cost is not None and (best_cost is None or cost < best_cost):
                 best, best_cost = candidate, cost
             if cost == (0, 0):  # nothing is better: stop at the first
@@ -107,13 +183,13 @@ def choose_layouts(program: Program) -> dict[int, SharedLayout]:
 
 
 def _total_cost(
-    context: _Context, found: list[_Access], placement: SharedLayout, bound: tuple[int, int] | None
+    replays: list[_Replay], placement: SharedLayout, bound: tuple[int, int] | None
 ) -> tuple[int, int] | None:
     """The summed cost of every access with ``placement``, or None once it cannot beat ``bound`` (costs only
     grow: the rest of the accesses need not be replayed)."""
     strict = total = 0
-    for access in found:
-        more_strict, more = _cost(context, access, placement)
+    for replay in replays:
+        more_strict, more = replay.cost(placement)
         strict, total = strict + more_strict, total + more
         if bound is not None and (strict, total) >= bound:
             return None
@@ -145,62 +221,41 @@ def _accesses(program: Program) -> dict[AllocShared, list[_Access]]:
     return accesses
 
 
-def _cost(context: _Context, access: _Access, placement: SharedLayout) -> tuple[int, int]:
-    """(conflicts in strict requests, conflicts in all) of ``access`` when its allocation is ``placement``."""
-    layout, base = access.view.layout(placement)
-    nbits = access.view.allocation.dtype.nbits
-    base_divisibility = context.analysis.of(base)
-    strict = total = 0
-    for rows in _requests(context, access.instruction, layout, nbits, base_divisibility):
-        access_bytes = rows.shape[1] * nbits // 8
-        if rows.size == 0 or access_bytes not in (4, 8, 16):
-            continue
-        conflicts = request_conflicts(rows, nbits)
-        total += conflicts
-        strict += conflicts if access_bytes == _STRICT_BYTES else 0
-    return strict, total
-
-
-def _requests(context: _Context, instruction, layout: SharedLayout, nbits: int, base_divisibility: int):
-    """The lane tables of every warp request that lowering makes for ``instruction``."""
-    if isinstance(instruction, CopyAsync):
-        yield from _copy_requests(context, instruction, layout, nbits, base_divisibility)
-        return
+def _register_layout(instruction: Instruction) -> RegisterLayout | None:
+    """The register layout of a ``load_shared``'s or ``store_shared``'s tile, or None when it has none."""
     value = instruction.output if isinstance(instruction, LoadShared) else instruction.value
     register = value.type.layout
-    if not isinstance(register, RegisterLayout):
+    return register if isinstance(register, RegisterLayout) else None
+
+
+def _stacked(requests: Iterator[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
+    """Lane tables stacked by shape: ``[request, lane, element]`` for each (lanes, elements per lane)."""
+    stacks: dict[tuple[int, int], list[np.ndarray]] = {}
+    for rows in requests:
+        stacks.setdefault(rows.shape, []).append(rows)
+    return {shape: np.stack(rows).astype(np.int64) for shape, rows in stacks.items()}
+
+
+def _requests(instruction: Instruction, plan: object, layout: SharedLayout) -> Iterator[np.ndarray]:
+    """The lane tables of every warp request that lowering makes for ``instruction`` by ``plan``, in a
+    view placed by ``layout``."""
+    if plan is None:
         return
+    if isinstance(plan, CopyPlan):
+        for round_ in range(plan.rounds):
+            for warp in range(-(-plan.num_threads // WARP_SIZE)):
+                yield plan.lane_chunks(layout, warp, round_)
+        return
+    register = _register_layout(instruction)
     warps = -(-register.num_threads // WARP_SIZE)
-    plan = (
-        ldmatrix_plan(register, layout, nbits, base_divisibility)
-        if isinstance(instruction, LoadShared)
-        else None
-    )
-    if plan is not None:
+    if isinstance(plan, LdmatrixPlan):
         for warp in range(warps):
             first = 0
             for count in plan.counts():
                 yield lane_ldmatrix_rows(plan, layout, warp, first)
                 first += count
         return
-    width = vector_width(register, layout, nbits, base_divisibility)
     store = isinstance(instruction, StoreShared)
     for warp in range(warps):
-        for group in range(register.local_size // width):
-            yield lane_vectors(register, layout, width, warp, group, store)
-
-
-def _copy_requests(context: _Context, instruction: CopyAsync, layout, nbits: int, base_divisibility: int):
-    program, analysis = context.program, context.analysis
-    view = context.global_views[instruction.source]
-    source = source_alignment(
-        analysis.of, pointer_divisibility(program, view.pointer), nbits, instruction, view.strides
-    )
-    plan = copy_plan(layout.shape, nbits, layout, base_divisibility, source, program.num_threads)
-    size_known = analysis.of(view.shape[instruction.dims[plan.dim]])
-    resolved = resolve_copy(plan, nbits, size_known)
-    if resolved is None:
-        return
-    for round_ in range(resolved.rounds):
-        for warp in range(-(-resolved.num_threads // WARP_SIZE)):
-            yield resolved.lane_chunks(layout, warp, round_)
+        for group in range(register.local_size // plan):
+            yield lane_vectors(register, layout, plan, warp, group, store)

@@ -41,6 +41,7 @@ from tilevm.lang.frontend import compile_kernel
 from tilevm.lang.parameters import FlatParameter, Parameter, flat_parameters
 from tilevm.passes import TILE_PASSES, CompileOptions, lower_to_threads, run_pipeline
 from tilevm.runtime.binding import TensorArgument, bind_arguments, describe_arguments
+from tilevm.runtime.collector import without_collector
 from tilevm.runtime.launcher import CpuLaunch, CudaLaunch, checked_grid
 from tilevm.runtime.launcher_binder import Layout, make_binder
 from tilevm.runtime.launcher_cache import (
@@ -106,6 +107,7 @@ class Specialization:
             self.compiled_program, self.captures = self.kernel.front_end(self.described, self.options)
         return self.compiled_program
 
+    @without_collector  # compiling: see tilevm.runtime.collector
     def thread_program(self, target: str | None = None) -> Program:
         """The Thread IR: ``tile_program`` lowered (once per target) for ``target`` (None: for the CPU
         executors, which run every instruction; the lowering picks instructions by target)."""
@@ -125,12 +127,14 @@ class Specialization:
 
             execute_threads(self.thread_program(), values, grid)
 
+    @without_collector  # compiling: see tilevm.runtime.collector
     def compiled_ptx(self, target: str) -> CompiledPtx:
         """The PTX for ``target`` (``"sm_90"``), compiled once (see ``tilevm.runtime.launcher_ptx``)."""
         if target not in self.ptx:
             self.ptx[target] = compile_ptx(self.thread_program(target), target, self.options)
         return self.ptx[target]
 
+    @without_collector  # compiling: see tilevm.runtime.collector
     def cuda_kernel(self, target: str, device_index: int) -> tuple[CompiledPtx, bytes | None]:
         """The PTX for ``target`` and the cubin to load on GPU ``device_index`` (None: load the PTX): found
         with the specialization on disk, or from the Thread-IR-keyed disk cache, or compiled; stored on
@@ -147,6 +151,7 @@ class Specialization:
                 )
         return code
 
+    @without_collector  # compiling: see tilevm.runtime.collector
     def launch_on(self, device: torch.device, names: list[str]) -> Launch:
         """What runs this specialization on ``device`` (made once per device)."""
         launch = self.launches.get(device)
@@ -177,6 +182,8 @@ class Kernel:
         self.names = list(self.signature.parameters)
         #: the binder's key -> the launch of its specialization on its device (the hot path's table)
         self.launches: dict[tuple, Launch] = {}
+        #: (described, options, device index) -> the specialization's disk key (``disk_key``)
+        self._disk_keys: dict[tuple, str] = {}
         self.binder = make_binder(self.signature) or _unusual
         functools.update_wrapper(self, function)
 
@@ -212,6 +219,7 @@ class Kernel:
     def _compiled_ptx(self, target: str, args: tuple, kwargs: dict) -> CompiledPtx:
         return self.compiled(bind_arguments(self.signature, args, kwargs)).compiled_ptx(target)
 
+    @without_collector  # compiling: see tilevm.runtime.collector
     def compiled(self, values: dict[str, object], device: torch.device | None = None) -> Specialization:
         """The specialization for these bound values, compiled on first use and again when a global or
         closure variable that it read has changed; for a launch on a GPU (``device``), found on disk when a
@@ -226,8 +234,12 @@ class Kernel:
             if compiled is None:
                 if device is not None and device.type == "cuda":
                     from tilevm.codegen.emit import start_worker
+                    from tilevm.runtime.cuda.ptxas import ask_version_in_background
 
-                    start_worker()  # LLVM's process starts while the front end and the passes run
+                    # LLVM's process starts, and ptxas tells its version, while the front end and the
+                    # passes run
+                    start_worker()
+                    ask_version_in_background()
                 program, captures = self.front_end(described, options)
                 compiled = Specialization(
                     self, described, list(flat_parameters(described)), captures, options
@@ -261,20 +273,24 @@ class Kernel:
         return specialization
 
     def disk_key(self, described: tuple[Parameter, ...], options: CompileOptions, device_index: int) -> str:
-        """The disk key of the specialization ``described`` on GPU ``device_index``."""
+        """The disk key of the specialization ``described`` on GPU ``device_index``: computed once (it reads
+        the kernel's source), for the look-up and again for the store of a first launch."""
         from tilevm.runtime.cuda import properties, target_for
 
-        device = properties(device_index)
-        target = target_for(device.capability)
-        return specialization_key(
-            self.function,
-            self.num_threads,
-            described,
-            options,
-            target,
-            device.capability,
-            device.driver_version,
-        )
+        memo = (described, options, device_index)
+        key = self._disk_keys.get(memo)
+        if key is None:
+            device = properties(device_index)
+            key = self._disk_keys[memo] = specialization_key(
+                self.function,
+                self.num_threads,
+                described,
+                options,
+                target_for(device.capability),
+                device.capability,
+                device.driver_version,
+            )
+        return key
 
     def launch(self, grid: object, *args: object, **kwargs: object) -> None:
         """Launch on ``grid``: through the binder's key when it has been seen (the hot path), else slowly."""

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import inspect
 import json
+import os
 import pathlib
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import tilevm
@@ -64,6 +64,7 @@ def specialization_key(
     driver_version: int,
 ) -> str:
     """The disk key of a specialization, from what the front end reads (see the module docstring)."""
+    from tilevm.codegen import llvmlite_version
     from tilevm.runtime.cuda import cache_key
 
     code = function.__code__
@@ -83,7 +84,7 @@ def specialization_key(
         target,
         f"{capability[0]}.{capability[1]} {driver_version}",
         tilevm.__version__,
-        importlib.metadata.version("llvmlite"),
+        llvmlite_version(),
         package_fingerprint(),
     )
 
@@ -183,9 +184,17 @@ def package_fingerprint() -> str:
     cheap to read at a process's first launch, and changed by any edit of the front end, the passes or
     the code generator."""
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
-        status = path.stat()
-        digest.update(
-            f"{path.relative_to(PACKAGE).as_posix()} {status.st_size} {status.st_mtime_ns}\n".encode()
-        )
+    for relative, status in sorted(_sources(str(PACKAGE), "")):
+        digest.update(f"{relative} {status.st_size} {status.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def _sources(directory: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """Every ``.py`` file under ``directory``, by its path relative to it (``/``-separated, after
+    ``prefix``), with its status; through ``os.scandir``, several times faster than ``Path.rglob``."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _sources(entry.path, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".py"):
+                yield f"{prefix}{entry.name}", entry.stat()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import pathlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -71,6 +70,7 @@ def kernel_for_device(
 
 def kernel_key(program_text: str, target: str, capability: tuple[int, int], driver_version: int) -> str:
     """The disk cache's key of a kernel (see the module docstring)."""
+    from tilevm.codegen import llvmlite_version
     from tilevm.runtime.cuda import cache_key
 
     return cache_key(
@@ -80,7 +80,7 @@ def kernel_key(program_text: str, target: str, capability: tuple[int, int], driv
         f"{capability[0]}.{capability[1]}",
         str(driver_version),
         tilevm.__version__,
-        importlib.metadata.version("llvmlite"),
+        llvmlite_version(),
         codegen_sources_hash(),
     )
 

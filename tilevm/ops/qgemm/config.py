@@ -6,6 +6,7 @@ those whose registers spill are merely slow) and passes its choice to ``qgemm(..
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -65,6 +66,7 @@ def search_space(m: int) -> list[QGemmConfig]:
     return [QGemmConfig(*values) for values in itertools.product(*fields)]
 
 
+@functools.cache
 def default_config(m: int, n: int, k: int, bits: int, device: str = "cuda") -> QGemmConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes: enough blocks to fill the GPU
     (``n / block_n`` blocks, so fewer columns per block when n is small), ``block_m`` 16 at decode, and

@@ -23,7 +23,8 @@ the loads so that layout inference needs no ``convert_layout`` on the weights or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import tilevm as tv
 from tilevm.layout import RegisterLayout, local, mma_fragments, replicated, spatial
@@ -31,7 +32,7 @@ from tilevm.ops.qgemm import prelayout
 
 __all__ = ["KERNELS", "KernelPlan", "kernel_plan"]
 
-#: the mma B fragment and C fragment (the same layouts for float16 and bfloat16)
+#: the mma fragments (the same layouts for float16 and bfloat16)
 _FRAGMENTS = mma_fragments("m16n8k16", "f16")
 
 
@@ -55,18 +56,28 @@ class KernelPlan:
     groups: RegisterLayout | None  # the [kc // group, block_n] scales (and zeros) of one iteration
     group_shape: tuple[int, ...]  # the B operand viewed so that each group is a broadcast dim
     group_tile_shape: tuple[int, ...]  # the scales viewed to broadcast against group_shape
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # a launch hashes its constexprs: the plan's hash is computed once, not over its layouts every call
+        fields = tuple(getattr(self, name) for name in self.__dataclass_fields__ if name != "_hash")
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def block_n(self) -> int:
         return prelayout.N_GROUP * self.n_tiles * self.num_warps
 
 
+@functools.cache
 def kernel_plan(
     bits: int, num_warps: int, n_tiles: int, block_m: int, chunks: int, group_size: int, k: int
 ) -> KernelPlan:
     """The plan for codes of ``bits`` bits, groups of ``group_size`` values of k (``k``: per channel) under
     a configuration (``QGemmConfig``'s fields). A group of whole iterations, or the whole of k, is scaled on
-    the float32 partial sum, once; a smaller one on the weights."""
+    the float32 partial sum, once; a smaller one on the weights. Cached: a launch costs no layout algebra."""
     per_thread = prelayout.codes_per_thread(bits)
     blocks32 = chunks * per_thread // 8  # 32-value blocks of k per iteration (jh digits)
     kc, block_n = 32 * blocks32, prelayout.N_GROUP * n_tiles * num_warps
@@ -77,7 +88,10 @@ def kernel_plan(
     else:
         scale_on, group_iterations = "weights", 0
     m_tiles = block_m // 16
-    x = replicated(num_warps) * local(2 * m_tiles, blocks32) * spatial(8, 4) * local(1, 8)
+    # X's A operand: the mma A fragments over the k16 steps, every warp holding all of them; loaded in the
+    # pre-layout's k order (the k16 steps' digits moved back), 8 contiguous values a row and 32 values of k
+    a = local(m_tiles, 1) * replicated(num_warps) * local(1, 2 * blocks32) * _FRAGMENTS.a
+    x = a.reshape(block_m, blocks32, 2, 2, 4, 2).permute(0, 1, 4, 2, 3, 5).reshape(block_m, kc)
     weights = (
         local(n_tiles, chunks, prelayout.loads_per_chunk(bits), 1, 1)
         * spatial(num_warps, 1, 1, prelayout.LANES, 1)

@@ -20,6 +20,7 @@ __all__ = ["CODE_DTYPES", "SCALE_DTYPES", "qgemm"]
 CODE_DTYPES: tuple[tv.DType, ...] = tuple(
     tv.int_type(bits, signed) for signed in (True, False) for bits in range(1, 9)
 ) + tuple(dtype for dtype in tv.low_bit_floats() if dtype.nbits >= 3)
+_CODE_DTYPE_SET = frozenset(CODE_DTYPES)
 #: the scale dtypes, and the torch dtype their tensors have (e8m0 and ue4m3 as their uint8 codes)
 SCALE_DTYPES: dict[tv.DType, torch.dtype] = {
     tv.float16: torch.float16,
@@ -53,7 +54,7 @@ def qgemm(
     written into ``out`` when given."""
     _check_x(x, out)
     m, k = x.shape
-    if code_dtype not in CODE_DTYPES:
+    if code_dtype not in _CODE_DTYPE_SET:
         raise ValueError(
             f"code_dtype must be an integer of 1 to 8 bits or a float of 3 to 8, got {code_dtype!r}"
         )

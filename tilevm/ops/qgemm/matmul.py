@@ -7,6 +7,7 @@ import torch
 from tilevm.ops.qgemm.config import QGemmConfig
 from tilevm.ops.qgemm.launch import qgemm
 from tilevm.ops.quantization import QuantizedWeight
+from tilevm.ops.tuning import tuned_config
 
 __all__ = ["quantized_matmul"]
 
@@ -19,7 +20,7 @@ def quantized_matmul(
 ) -> torch.Tensor:
     """``x [..., K] @ W.T (+ bias)`` -> ``[..., N]`` in ``qweight.compute_dtype`` (``x``'s dtype), with
     ``W = qweight``'s ``[N, K]`` weight: the GPU kernel on CUDA tensors, the SIMT interpreter on CPU ones.
-    ``config`` overrides ``default_config`` (the autotuner's choice)."""
+    ``config`` overrides the autotuner's choice (``tilevm.ops.tuning``; ``default_config`` on the CPU)."""
     if not isinstance(qweight, QuantizedWeight):
         raise ValueError(f"qweight must be a QuantizedWeight, got {type(qweight).__name__}")
     n, k = qweight.shape
@@ -44,6 +45,6 @@ def quantized_matmul(
         zeros=qweight.zeros,
         global_scale=qweight.global_scale,
         bias=bias,
-        config=config,
+        config=config if config is not None else tuned_config(rows, qweight, bias),
     )
     return out.reshape(*x.shape[:-1], n)

@@ -27,6 +27,8 @@ Replicated layouts write once: only the first replica of each element stores it 
 
 from __future__ import annotations
 
+import dataclasses
+
 from tilevm.dtypes import (
     DType,
     bfloat16,
@@ -66,7 +68,7 @@ from tilevm.passes.lower.lowering import (
     tile_layout,
     vector_length,
 )
-from tilevm.passes.lower.vectorize import AccessPlan, plan_access
+from tilevm.passes.lower.vectorize import AccessPlan, locals_in_runs, plan_access
 
 __all__ = ["HANDLERS", "checked_element"]
 
@@ -90,8 +92,26 @@ def _load_global(lowering: Lowering, instruction: LoadGlobal) -> None:
         ]
         value = pack_codes(codes, tensor.dtype)
     else:
+        window, positions = _widest_window(lowering, instruction, window)
         value = _concat(_load_groups(lowering, instruction, window, other))
+        if positions is not None:  # loaded in runs: back to the tile's order (a renaming of registers)
+            value = Gather((value,), positions)
     lowering.bind(instruction.output, lowering.let(instruction.output.name, value))
+
+
+def _widest_window(
+    lowering: Lowering, instruction: LoadGlobal, window: ThreadWindow
+) -> tuple[ThreadWindow, tuple[int, ...] | None]:
+    """``window``, or the same elements with each thread's locals in runs along the contiguous dim
+    (``locals_in_runs``) where that makes wider accesses, with each original local's position there."""
+    plan = _plan(lowering, instruction, window)
+    if plan.dim is None:
+        return window, None
+    reordered, positions = locals_in_runs(window.layout, plan.dim)
+    candidate = dataclasses.replace(window, layout=reordered)
+    if _plan(lowering, instruction, candidate).group > plan.group:
+        return candidate, positions
+    return window, None
 
 
 def _load_groups(

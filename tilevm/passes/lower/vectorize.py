@@ -24,14 +24,16 @@ exists. One group is one access of ``group * nbits`` bits when four things allow
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from tilevm.dtypes import DType
 from tilevm.ir.expr import Const, Expr
 from tilevm.layout import RegisterLayout, local
+from tilevm.layout.register_modes import canonical_fields
 from tilevm.passes.index_analysis import MAX_VECTOR_BITS, AccessInfo
 
-__all__ = ["AccessPlan", "group_size", "plan_access"]
+__all__ = ["AccessPlan", "group_size", "locals_in_runs", "plan_access"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,28 @@ def plan_access(
     per_byte = max(1, 8 // nbits)
     unit = per_byte if group % per_byte == 0 and remaining % per_byte == 0 else 1
     return AccessPlan(axis, group, group * nbits, remaining % group == 0, unit)
+
+
+def locals_in_runs(layout: RegisterLayout, dim: int) -> tuple[RegisterLayout, tuple[int, ...]]:
+    """``layout`` with each thread's locals reordered so that its digits along ``dim`` are the fastest (in
+    their order along ``dim``), and for each local of the original, its index in the reordered one. A
+    thread's elements are the same; only their order in its register changes, so a load may move runs
+    along ``dim`` that the original order interleaves with other digits (the A fragments of an mma, whose
+    registers alternate rows), then gather them back in the original order, a renaming of registers.
+
+    >>> from tilevm.layout import column_local, spatial
+    >>> reordered, positions = locals_in_runs(column_local(2, 2) * spatial(8, 4) * local(1, 2), 1)
+    >>> str(reordered), positions
+    ('local(2, 2).spatial(8, 4).local(1, 2)', (0, 1, 4, 5, 2, 3, 6, 7))
+    """
+    modes = layout.modes()
+    along = {mode: position for position, mode in enumerate(modes.dims[dim])}
+    others = [mode for mode in modes.local if mode not in along]
+    runs = sorted((mode for mode in modes.local if mode in along), key=along.__getitem__)
+    reordered = RegisterLayout(*canonical_fields(dataclasses.replace(modes, local=(*others, *runs))))
+    old, new = layout.table(), reordered.table()
+    index_of = {tuple(coordinate): index for index, coordinate in enumerate(new[0].tolist())}
+    return reordered, tuple(index_of[tuple(coordinate)] for coordinate in old[0].tolist())
 
 
 def _unit_run(rank: int, dim: int, size: int) -> RegisterLayout:

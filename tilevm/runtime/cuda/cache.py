@@ -3,9 +3,11 @@
 Each entry is one file named by its key (``cache_key``: a sha256 of everything the compiled code depends on,
 which the caller chooses). A file holds a header (magic, payload length, sha256 of the payload) and the
 payload, so a damaged or truncated entry is detected, removed and reported as a miss. Writes go to a
-temporary file in the same directory, are flushed to disk and then renamed over the entry (``os.replace`` is
-atomic): a reader sees the old entry or the new one, never a mix, and processes writing the same key at once
-leave one of their complete entries. A directory that cannot be written turns caching off with a warning;
+temporary file in the same directory, then are renamed over the entry (``os.replace`` is atomic): a reader
+sees the old entry or the new one, never a mix, and processes writing the same key at once leave one of
+their complete entries. They are not forced to the disk (``fsync``, several milliseconds each, three on a
+kernel's first launch): after a crash of the machine an entry may be empty or torn, which its checksum
+shows, and it is compiled again. A directory that cannot be written turns caching off with a warning;
 the kernel still compiles and runs.
 
 ``store_kernel``/``load_kernel`` keep a ``CompiledPtx`` (its fields as JSON) and an optional cubin.
@@ -168,8 +170,6 @@ def _write_atomically(path: Path, entry: bytes) -> None:
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(entry)
-            file.flush()
-            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

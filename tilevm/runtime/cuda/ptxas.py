@@ -9,13 +9,14 @@ valid for sm_80 and sm_90.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from tilevm.errors import TilevmError
@@ -24,6 +25,7 @@ __all__ = [
     "ELF_MAGIC",
     "PTXAS_VARIABLE",
     "PtxasError",
+    "ask_version_in_background",
     "assemble",
     "check_assembles",
     "entry_name",
@@ -94,13 +96,21 @@ def _require_ptxas() -> str:
     return path
 
 
-@functools.cache
+#: the release of each ptxas binary asked so far, by path; the lock makes a second asker wait for the first
+_versions: dict[str, tuple[int, int]] = {}
+_versions_lock = threading.Lock()
+
+
 def _version_of(path: str) -> tuple[int, int]:
-    completed = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
-    match = _RELEASE.search(completed.stdout)
-    if completed.returncode or match is None:
-        raise PtxasError(f"cannot read the version of {path}: {completed.stdout}{completed.stderr}".strip())
-    return int(match.group(1)), int(match.group(2))
+    with _versions_lock:
+        if path not in _versions:
+            completed = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+            match = _RELEASE.search(completed.stdout)
+            if completed.returncode or match is None:
+                output = f"{completed.stdout}{completed.stderr}".strip()
+                raise PtxasError(f"cannot read the version of {path}: {output}")
+            _versions[path] = int(match.group(1)), int(match.group(2))
+        return _versions[path]
 
 
 def ptxas_version() -> tuple[int, int] | None:
@@ -110,6 +120,18 @@ def ptxas_version() -> tuple[int, int] | None:
     """
     path = find_ptxas()
     return None if path is None else _version_of(path)
+
+
+def ask_version_in_background() -> None:
+    """Start asking ptxas its version (a process of its own, tens of milliseconds) in a thread, so that the
+    answer is ready when the first cubin is made: a kernel's first compile calls this as it starts.
+    Failures are left for ``ptxas_version`` to raise where it is called."""
+
+    def ask() -> None:
+        with contextlib.suppress(PtxasError):
+            ptxas_version()
+
+    threading.Thread(target=ask, name="tilevm-ptxas-version", daemon=True).start()
 
 
 def assemble(ptx: str, target: str) -> bytes:

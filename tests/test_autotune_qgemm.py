@@ -1,0 +1,75 @@
+"""The quantized GEMM's autotuning (tilevm.ops.tuning): the candidates follow the register rule, every
+decode M shares one choice, the CPU runs the kernel's default config, and on the GPU the choice is stored in
+the device's cache file and computes the same product."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import tilevm as tv
+from tilevm.autotune import Autotuner
+from tilevm.ops import quantize_weight, quantized_matmul, tuning
+from tilevm.ops.qgemm import default_config
+from tilevm.ops.qgemm.prelayout import chunk_k
+
+
+@pytest.mark.parametrize(("bits", "count"), [(1, 4), (2, 12), (3, 4), (4, 20), (8, 24)])
+def test_candidates_keep_an_iteration_within_the_registers(bits, count):
+    m, n, k = 1, 8192, 8192
+    found = tuning.candidates(m, n, k, bits)
+    assert found[0] == default_config(m, n, k, bits)
+    assert len(found) == len(set(found)) == count
+    for config in found[1:]:
+        span = config.chunks * chunk_k(bits)
+        assert span <= (256 if config.prefetch else 512), config
+        assert (config.block_m, config.num_warps in (4, 8), config.n_tiles in (1, 2)) == (16, True, True)
+    assert {config.block_m for config in tuning.candidates(4096, n, k, bits)} == {64}
+
+
+class Recorder:
+    """Stands in for the tuner: records each key and answers with the default."""
+
+    def __init__(self):
+        self.keys = []
+
+    def choose(self, key, candidates, run, default, device):
+        self.keys.append(key)
+        return default()
+
+
+def test_decode_sizes_share_a_key_and_the_cpu_runs_the_default(monkeypatch):
+    recorder = Recorder()
+    monkeypatch.setattr(tuning, "TUNER", recorder)
+    generator = torch.Generator().manual_seed(31)
+    qweight = quantize_weight(torch.randn(24, 64, generator=generator).half(), tv.int4, group_size=32)
+    for m in (1, 16, 17):
+        x = torch.randn(m, 64, generator=generator).half()
+        y = quantized_matmul(x, qweight)
+        weight = qweight.dequantize(torch.float64)
+        bound = 2**-7 * (x.double().abs() @ weight.abs().T) + 1e-6
+        assert ((y.double() - x.double() @ weight.T).abs() <= bound).all()
+        assert tuning.tuned_config(x, qweight, None) == default_config(m, 24, 64, 4, "cpu")
+    keys = [dict(key) for key in recorder.keys[::2]]
+    assert [key["m"] for key in keys] == [16, 16, 32]
+    assert keys[0] == {
+        "m": 16, "n": 24, "k": 64, "format": repr(qweight.format), "compute_dtype": "torch.float16",
+        "bias": False,
+    }  # fmt: skip
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_the_choice_is_stored_and_computes_the_product(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "TUNER", Autotuner("qgemm", cache_directory=tmp_path))
+    generator = torch.Generator(device="cuda").manual_seed(32)
+    qweight = quantize_weight(torch.randn(4096, 4096, device="cuda", generator=generator).half(), tv.int4)
+    x = torch.randn(4, 4096, device="cuda", generator=generator).half()
+    y = quantized_matmul(x, qweight)
+    reference = x.double() @ qweight.dequantize(torch.float64).T
+    assert ((y.double() - reference).norm() / reference.norm()).item() < 2e-3
+    (path,) = (tmp_path / "autotune").glob("*.json")
+    (entry,) = json.loads(path.read_text())["entries"].values()
+    chosen = tuning.tuned_config(x, qweight, None)  # remembered: no second search
+    assert chosen in tuning.candidates(16, 4096, 4096, 4)
+    assert entry["config"] == dataclasses.asdict(chosen)

@@ -1,0 +1,93 @@
+"""The quantized GEMM's autotuning: which ``QGemmConfig`` a launch uses, chosen by ``tilevm.autotune`` per
+shape, format and device among the configurations worth timing.
+
+The key is M rounded up to a power of two (at least 16: every decode M shares one choice, and a server's
+varying batch sizes do not each start a search), N, K, the weight's format, the compute dtype and whether
+there is a bias. The candidates are the kernel's search space cut to configurations that can be fast:
+
+- ``block_m`` as ``default_config`` chooses it for M (rows per block follow M);
+- ``num_warps`` 4 or 8 and ``n_tiles`` 1 or 2 (a block of 32 to 128 columns: N / block_n blocks fill the
+  GPU at the benchmark's N);
+- ``chunks`` and ``prefetch`` such that an iteration spans at most 512 values of k, 256 with prefetch
+  (double-buffered registers): beyond that the registers spill (``ptxas -v``, sm_90);
+
+and always ``default_config``'s choice, which is also the answer on the CPU and with ``TILEVM_AUTOTUNE=0``.
+
+>>> [c.chunks for c in candidates(1, 8192, 8192, 4) if c.num_warps == 4 and c.n_tiles == 1]
+[1, 2, 4, 1, 2]
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from tilevm.autotune import Autotuner
+from tilevm.ops.qgemm.config import SEARCH_SPACE, QGemmConfig, default_config
+from tilevm.ops.qgemm.prelayout import chunk_k
+from tilevm.ops.quantization import QuantizedWeight
+
+__all__ = ["TUNER", "candidates", "tuned_config"]
+
+#: the quantized GEMM's tuner (its choices: ``$TILEVM_CACHE_DIR/autotune/<device>.json``)
+TUNER: Autotuner[QGemmConfig] = Autotuner("qgemm")
+#: values of k one iteration may span, without and with prefetch (see the module's docstring)
+_SPAN, _PREFETCH_SPAN = 512, 256
+
+
+def candidates(m: int, n: int, k: int, bits: int) -> list[QGemmConfig]:
+    """The configurations timed for ``[m, k] x [n, k]^T`` with ``bits``-bit codes, the default first."""
+    default = default_config(m, n, k, bits)
+    chunk = chunk_k(bits)
+    found = [default]
+    for prefetch in (False, True):
+        span = _PREFETCH_SPAN if prefetch else _SPAN
+        for chunks in (c for c in SEARCH_SPACE["chunks"] if c * chunk <= span):
+            for num_warps in (4, 8):
+                for n_tiles in (1, 2):
+                    config = QGemmConfig(num_warps, n_tiles, default.block_m, chunks, prefetch)
+                    if config not in found:
+                        found.append(config)
+    return found
+
+
+def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmConfig:
+    """The configuration for ``rows [M, K] @ qweight.T (+ bias)``: the tuner's choice for its key (a search
+    the first time a key is seen on a GPU), ``default_config``'s on the CPU."""
+    m = rows.shape[0]
+    n, k = qweight.shape
+    key = (("m", max(16, 1 << (m - 1).bit_length())), ("bias", bias is not None), *_weight_key(qweight))
+
+    def run(config: QGemmConfig) -> torch.Tensor:
+        from tilevm.ops.qgemm.matmul import quantized_matmul  # here: matmul imports this module
+
+        return quantized_matmul(rows, qweight, bias, config=config)
+
+    return TUNER.choose(
+        key,
+        lambda: candidates(key[0][1], n, k, qweight.bits),
+        run,
+        lambda: default_config(m, n, k, qweight.bits, rows.device.type),
+        rows.device,
+    )
+
+
+def _weight_key(qweight: QuantizedWeight) -> tuple[tuple[str, object], ...]:
+    """The part of the key that the weight fixes, made once per weight: its format as text (a string
+    caches its hash; the format's dataclass hash costs microseconds on every call)."""
+    key = _WEIGHT_KEYS.get(qweight)
+    if key is None:
+        n, k = qweight.shape
+        fields = (
+            ("n", n),
+            ("k", k),
+            ("format", repr(qweight.format)),
+            ("compute_dtype", str(qweight.compute_dtype)),
+        )
+        key = _WEIGHT_KEYS[qweight] = fields
+    return key
+
+
+#: each live weight's part of the key (QuantizedWeight compares and hashes by identity)
+_WEIGHT_KEYS: weakref.WeakKeyDictionary[QuantizedWeight, tuple] = weakref.WeakKeyDictionary()
