@@ -70,7 +70,8 @@ def main() -> None:
             print(f"{name:>9} -> {layer.format.dtype}: relative difference from the float model {error:.4f}")
         assert error < 0.05, error  # int4 in groups of 64: a few percent
     print(model)
-    print("quantized block and float block match (int4, group 64)")
+    where = torch.cuda.get_device_name() if DEVICE == "cuda" else "the CPU"
+    print(f"quantized block and float block match (int4, group 64, on {where})")
 
 
 if __name__ == "__main__":
