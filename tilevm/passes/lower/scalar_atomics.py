@@ -27,7 +27,7 @@ Why this makes the atomic an acquire-release point of the whole block at GPU sco
 - the second ``bar.sync`` orders thread 0's acquire before every thread's later accesses, and publishes the
   old value through the shared scratch word.
 
-LLVM ignores the ordering of ``atomicrmw`` on NVPTX (it emits a relaxed ``atom``, see NVPTX.md), hence the
+LLVM ignores the ordering of ``atomicrmw`` on NVPTX (it emits a relaxed ``atom``), hence the
 two explicit fences. The scratch word is ``Lowering.scratch``'s, whose users each start with a barrier: the
 first barrier here is that one, and the next user's first barrier keeps this one's loads before its writes.
 Tile IR's control flow is on block-uniform scalars, so every thread reaches both barriers.
