@@ -1,15 +1,19 @@
 """Compile time of each example kernel, phase by phase, as the first launch on an H100 pays it: cold (a new
-process, an empty ``TILEVM_CACHE_DIR``, nothing parsed or compiled), from the launch's arguments to the
-cubin; then a recompile of the same specialization in that process, and the cached lookup that every later
-launch pays.
+process, an empty ``TILEVM_CACHE_DIR``, nothing parsed, compiled or imported beyond ``import tilevm``),
+from the launch's arguments to the cubin; then a recompile of the same specialization in that process, and
+the cached lookup that every later launch pays.
 
-The phases are the calls a launch on a GPU makes (``Kernel.compiled``, ``Specialization.thread_program``,
-``compile_ptx``, ``ptxas``, the disk cache's key and writes), in its order, with its background work
-started as it starts it (LLVM's worker process, ptxas' version); only the device is a stand-in (an sm_90
-chip, driver 13.0), so that this runs without a GPU, and loading the module is left out. Each example runs
-in its own process; a first, untimed run lets Python write the bytecode of tilevm's modules, as an
-installed package has it. On a busy machine, ``--runs N`` measures each example N times (each cold, in a
-process of its own) and shows each phase's fastest.
+The timed call is the slow path of a launch on a GPU (``Kernel.compiled`` for a CUDA device, then
+``Specialization.cuda_kernel``): the disk lookup, the front end, lowering, LLVM, ptxas, the disk cache's
+keys and writes, with the imports that it makes (``tilevm.runtime.cuda``, the code generator, llvmlite) and
+its background work started as it starts it (LLVM's worker process, ptxas' version). Only the device is a
+stand-in (an sm_90 chip whose driver loads what the ptxas found makes), so that this runs without a GPU;
+loading the module is left out (``first_launch.py`` has it). ``compile_phases`` splits the call into
+phases; ``imports`` beside them is every import the call made (from ``python -X importtime``, included in
+the phases). tilevm's bytecode is written first (``compileall``), as an installed package has it.
+
+On a busy machine, ``--runs N`` measures each example N times (each cold, in a process of its own) and
+shows the run with the fastest total.
 
     python benchmarks/compile_time.py [--runs N] [EXAMPLE ...]
 """
@@ -18,36 +22,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import subprocess
 import sys
 import tempfile
 
+from compile_phases import (
+    END_MARK,
+    START_MARK,
+    child_environment,
+    imports_in,
+    phase_cells,
+    precompile,
+    table_header,
+)
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 CACHED_REPEATS = 2000
-PHASES = (
-    ("front end + Tile passes", "front_end"),
-    ("lowering", "lowering"),
-    ("LLVM IR", "llvm_ir"),
-    ("LLVM O3 + PTX", "llvm"),
-    ("ptxas", "ptxas"),
-    ("keys + disk cache", "disk"),
-)
+TARGET = "sm_90"
 
 _MEASURE = r"""
 import json, runpy, sys, time
+import torch
 import tilevm
-from tilevm.codegen import emit
-from tilevm.ir import print_program
-from tilevm.ir.thread import THREAD_IR
-from tilevm.runtime import jit, launcher_cache
-from tilevm.runtime.cuda import DiskCache, ptxas
-from tilevm.runtime.launcher_ptx import kernel_key
+from tilevm.runtime import jit
+import compile_phases
 
-TARGET, CAPABILITY, DRIVER = "sm_90", (9, 0), 13000
 launches = []
 
 
@@ -61,88 +63,81 @@ try:
 except Exception:
     pass  # the example checks a result that the recorder never computed
 kernel, args, kwargs = launches[0]
-llvm = []
-emit_ptx = emit.emit_ptx
-
-
-def timed_emit_ptx(*arguments):
-    start = time.perf_counter()
-    ptx = emit_ptx(*arguments)
-    llvm.append(time.perf_counter() - start)
-    return ptx
-
-
-emit.emit_ptx = timed_emit_ptx
-times = [time.perf_counter()]
+stand_in = {
+    "index": 0, "name": "sm_90 stand-in", "capability": (9, 0), "multiprocessor_count": 132,
+    "max_shared_bytes_optin": 227 * 1024, "driver_version": int(sys.argv[3]),
+}
+clock = compile_phases.PhaseClock()
+print(compile_phases.START_MARK, file=sys.stderr, flush=True)
+start = time.perf_counter()
+compile_phases.instrument(clock, stand_in)
 values = jit.bind_arguments(kernel.signature, args, kwargs)
-emit.start_worker()  # what Kernel.compiled starts for a launch on a GPU, before the front end
-ptxas.ask_version_in_background()
-specialization = kernel.compiled(values)
-times.append(time.perf_counter())
-program = specialization.thread_program(TARGET)
-times.append(time.perf_counter())
-compiled = specialization.compiled_ptx(TARGET)
-times.append(time.perf_counter())
-ptxas.ptxas_version()  # what module.cubin_for asks before assembling
-cubin = ptxas.assemble(compiled.ptx, TARGET)
-times.append(time.perf_counter())
-cache = DiskCache()
-key = kernel_key(print_program(program, THREAD_IR), TARGET, CAPABILITY, DRIVER)
-assert cache.load_kernel(key) is None
-cache.store_kernel(key, compiled, cubin)
-reads = launcher_cache.manifest(kernel.function, specialization.captures)
-if reads is not None:
-    disk_key = launcher_cache.specialization_key(
-        kernel.function, kernel.num_threads, specialization.described, specialization.options, TARGET,
-        CAPABILITY, DRIVER,
-    )
-    launcher_cache.store_specialization(disk_key, reads, compiled, cubin)
-times.append(time.perf_counter())
-phases = [later - earlier for earlier, later in zip(times, times[1:])]
-codegen = phases.pop(2)
-phases[2:2] = [codegen - llvm[0], llvm[0]]
+specialization = kernel.compiled(values, torch.device("cuda", 0))
+specialization.cuda_kernel("sm_90", 0)
+total = time.perf_counter() - start
+print(compile_phases.END_MARK, file=sys.stderr, flush=True)
+phases = clock.result(total)  # before the recompile below, which calls the timed functions again
 kernel.programs.clear()
 start = time.perf_counter()
-kernel.compiled(values).compiled_ptx(TARGET)
+kernel.compiled(values).compiled_ptx("sm_90")
 recompile = time.perf_counter() - start
 lookups = []
 for _ in range(int(sys.argv[2])):
     start = time.perf_counter()
     kernel.compiled(jit.bind_arguments(kernel.signature, args, kwargs))
     lookups.append(time.perf_counter() - start)
-print(json.dumps({"phases": phases, "recompile": recompile, "lookups": lookups}))
+print(json.dumps({"total": total, "phases": phases, "recompile": recompile, "lookups": lookups}))
 """
 
 
-def measure(example: pathlib.Path, repeats: int = CACHED_REPEATS) -> dict:
-    """One cold compile of ``example``'s first kernel in a new process with an empty disk cache."""
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
+def stand_in_driver() -> int:
+    """A driver release that loads the cubins of the ptxas that tilevm finds (13.0 without one)."""
+    code = "from tilevm.runtime.cuda import ptxas; print(ptxas.ptxas_version() or (13, 0))"
     with tempfile.TemporaryDirectory() as cache:
-        environment["TILEVM_CACHE_DIR"] = cache
-        command = [sys.executable, "-c", _MEASURE, str(example), str(repeats)]
-        output = subprocess.run(command, capture_output=True, text=True, check=True, env=environment).stdout
-    return json.loads(output.strip().splitlines()[-1])
+        environment = child_environment([ROOT], cache, bytecode=True)
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment
+        ).stdout
+    major, minor = (int(part) for part in output.strip().strip("()").split(","))
+    return max(13000, major * 1000 + minor * 10)
+
+
+def measure(example: pathlib.Path, driver: int, repeats: int = CACHED_REPEATS) -> dict:
+    """One cold compile of ``example``'s first kernel in a new process with an empty disk cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        environment = child_environment([ROOT / "benchmarks", ROOT], cache, bytecode=True)
+        arguments = [str(example), str(repeats), str(driver)]
+        command = [sys.executable, "-X", "importtime", "-c", _MEASURE, *arguments]
+        completed = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=cache)
+    if completed.returncode:
+        raise RuntimeError(f"{example.stem}: {completed.stderr[-3000:]}")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert START_MARK in completed.stderr and END_MARK in completed.stderr
+    return {**result, "imports": imports_in(completed.stderr)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=1, help="cold runs per example; each phase's fastest")
+    parser.add_argument("--runs", type=int, default=1, help="cold runs per example; the fastest is shown")
     parser.add_argument("examples", nargs="*", help="examples to measure, by name (all when none)")
     arguments = parser.parse_args()
-    runs = arguments.runs
     examples = [path for path in EXAMPLES if not arguments.examples or path.stem in arguments.examples]
-    names = [name for name, _ in PHASES]
-    print(f"| example (ms) | {' | '.join(names)} | cold total | recompile | cached lookup (µs) |")
-    print(f"| --- |{' ---: |' * (len(names) + 3)}")
+    precompile(ROOT / "tilevm")
+    driver = stand_in_driver()
+    print(f"bytecode precompiled; stand-in device sm_90, driver {driver}; times in ms, lookup in µs")
+    print(table_header("example", ["cold total", "imports (in the phases)", "recompile", "cached lookup"]))
     for example in examples:
-        measure(example, 1)  # Python writes tilevm's bytecode, as an installed package has it
-        results = [measure(example) for _ in range(runs)]
-        phases = [min(result["phases"][index] for result in results) for index in range(len(PHASES))]
-        recompile = min(result["recompile"] for result in results)
+        results = [measure(example, driver) for _ in range(arguments.runs)]
+        fastest = min(results, key=lambda result: result["total"])
         lookup = min(statistics.median(result["lookups"]) for result in results) * 1e6
-        shown = " | ".join(f"{seconds * 1e3:.1f}" for seconds in [*phases, sum(phases)])
-        print(f"| {example.stem} | {shown} | {recompile * 1e3:.0f} | {lookup:.1f} |")
+        cells = [
+            *phase_cells(fastest["phases"]),
+            f"{fastest['total'] * 1e3:.1f}",
+            f"{fastest['imports'] * 1e3:.1f}",
+            f"{fastest['recompile'] * 1e3:.0f}",
+            f"{lookup:.1f}",
+        ]
+        print(f"| {example.stem} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -4,50 +4,77 @@ process that finds the kernel in the disk cache, and a launch in the same proces
 
 Each figure is one example's first ``kernel[grid](...)`` call, timed with a synchronisation after it (the
 kernels themselves take microseconds), in a fresh Python process that has already imported tilevm and torch
-and initialised CUDA: what the launch itself costs. Beside it, the cold compile of Triton's matmul tutorial
-kernel in the same kind of process, for scale.
+and initialised CUDA: what the launch itself costs, the imports it makes included. The cold launch is
+measured twice: with tilevm's bytecode written beforehand (``compileall``, as ``pip install`` leaves an
+installed package), and from a copy of the package without bytecode, in processes that write none (a fresh
+checkout on ``PYTHONPATH``: every process compiles the modules it imports). The second table splits each
+cold launch with bytecode into phases (``compile_phases``), timed inside that same process; ``imports`` is
+every import the launch made (``python -X importtime``, included in the phases). Beside them, the cold
+compile of Triton's matmul tutorial kernel in the same kind of process, for scale.
 
-    PYTHONPATH=. python benchmarks/first_launch.py
+    python benchmarks/first_launch.py
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import statistics
 import subprocess
 import sys
 import tempfile
 
-EXAMPLES = sorted((pathlib.Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+from compile_phases import (
+    END_MARK,
+    START_MARK,
+    child_environment,
+    copy_without_bytecode,
+    imports_in,
+    phase_cells,
+    precompile,
+    table_header,
+)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+FROM_DISK_RUNS = 3
 
 _MEASURE = r"""
 import json, runpy, sys, time
 import torch
 import tilevm
 from tilevm.runtime import jit
+import compile_phases
 
 torch.zeros(1, device="cuda")  # CUDA initialised before the clock starts
+clock = compile_phases.PhaseClock()
 timings = []
 original = jit.Kernel.launch
 
 
 def timed(self, grid, *args, **kwargs):
     torch.cuda.synchronize()
+    first = not timings
+    if first:
+        print(compile_phases.START_MARK, file=sys.stderr, flush=True)
     start = time.perf_counter()
+    if first:
+        compile_phases.instrument(clock)
     original(self, grid, *args, **kwargs)
     torch.cuda.synchronize()
     timings.append(time.perf_counter() - start)
+    if first:
+        print(compile_phases.END_MARK, file=sys.stderr, flush=True)
 
 
 jit.Kernel.launch = timed
 module = runpy.run_path(sys.argv[1], run_name="example")
 module["main"]()
 first = timings[0]
+phases = clock.result(first)
 timings.clear()
 module["main"]()
-print(json.dumps({"first": first, "again": timings[0]}))
+print(json.dumps({"first": first, "phases": phases, "again": timings[0]}))
 """
 
 _TRITON = r"""
@@ -78,33 +105,58 @@ print(json.dumps({"first": time.perf_counter() - start}))
 """
 
 
-def run(code: list[str], cache: str, triton_cache: str) -> dict:
-    environment = {"TILEVM_CACHE_DIR": cache, "TRITON_CACHE_DIR": triton_cache}
-    result = subprocess.run(
-        [sys.executable, *code], capture_output=True, text=True, env={**os.environ, **environment}
-    )
+def run(code: list[str], package: pathlib.Path, cache: str, triton_cache: str, bytecode: bool = True) -> dict:
+    """Run ``code`` in a new Python process that imports tilevm from ``package``'s directory and keeps its
+    disk caches in ``cache`` and ``triton_cache``; its last line of output, as JSON, with the time the timed
+    call spent importing (``imports``)."""
+    environment = child_environment([ROOT / "benchmarks", package.parent], cache, bytecode)
+    environment["TRITON_CACHE_DIR"] = triton_cache
+    # the working directory would come first on sys.path: a directory that holds no tilevm
+    command = [sys.executable, "-X", "importtime", *code]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=cache)
     if result.returncode:
-        raise RuntimeError(result.stderr[-2000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        raise RuntimeError(result.stderr[-3000:])
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    if START_MARK in result.stderr and END_MARK in result.stderr:
+        measured["imports"] = imports_in(result.stderr)
+    return measured
 
 
 def main() -> None:
-    print("| kernel | cold first launch (ms) | first launch from the disk cache (ms) | cached launch (ms) |")
-    print("| --- | ---: | ---: | ---: |")
-    for example in EXAMPLES:
-        with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
-            cold = run(["-c", _MEASURE, str(example)], cache, triton_cache)
-            warm = [run(["-c", _MEASURE, str(example)], cache, triton_cache)["first"] for _ in range(3)]
-        print(
-            f"| {example.stem} | {cold['first'] * 1e3:.0f} | {statistics.median(warm) * 1e3:.1f} | "
-            f"{cold['again'] * 1e3:.2f} |"
-        )
+    package = ROOT / "tilevm"
+    precompile(package)
+    rows, phase_rows = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        bare = copy_without_bytecode(package, pathlib.Path(scratch))
+        for example in EXAMPLES:
+            measure = ["-c", _MEASURE, str(example)]
+            with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
+                cold = run(measure, package, cache, triton_cache)
+                warm = [run(measure, package, cache, triton_cache)["first"] for _ in range(FROM_DISK_RUNS)]
+            with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
+                source_only = run(measure, bare, cache, triton_cache, bytecode=False)
+            rows.append(
+                f"| {example.stem} | {cold['first'] * 1e3:.0f} | {source_only['first'] * 1e3:.0f} | "
+                f"{statistics.median(warm) * 1e3:.1f} | {cold['again'] * 1e3:.2f} |"
+            )
+            totals = [f"{cold['first'] * 1e3:.1f}", f"{cold['imports'] * 1e3:.1f}"]
+            cells = [*phase_cells(cold["phases"]), *totals]
+            phase_rows.append(f"| {example.stem} | {' | '.join(cells)} |")
+    print(
+        "| kernel | cold first launch (ms) | cold, no bytecode (ms) | first launch from the disk cache (ms) "
+        "| cached launch (ms) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
+    print("\n".join(rows))
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
         script = pathlib.Path(cache) / "triton_matmul.py"  # Triton reads a kernel's source from its file
         script.write_text(_TRITON)
-        cold = run([str(script)], cache, triton_cache)["first"]
-        warm = run([str(script)], cache, triton_cache)["first"]
-    print(f"| Triton matmul tutorial-style kernel (32x32x32) | {cold * 1e3:.0f} | {warm * 1e3:.1f} | - |")
+        cold = run([str(script)], package, cache, triton_cache)["first"]
+        warm = run([str(script)], package, cache, triton_cache)["first"]
+    print(f"| Triton matmul tutorial-style kernel (32x32x32) | {cold * 1e3:.0f} | - | {warm * 1e3:.1f} | - |")
+    print("\nThe cold first launch (bytecode precompiled), phase by phase, in ms:\n")
+    print(table_header("kernel", ["cold first launch", "imports (in the phases)"]))
+    print("\n".join(phase_rows))
 
 
 if __name__ == "__main__":
