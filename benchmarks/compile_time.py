@@ -10,7 +10,9 @@ its background work started as it starts it (LLVM's worker process, ptxas' versi
 stand-in (an sm_90 chip whose driver loads what the ptxas found makes), so that this runs without a GPU;
 loading the module is left out (``first_launch.py`` has it). ``compile_phases`` splits the call into
 phases; ``imports`` beside them is every import the call made (from ``python -X importtime``, included in
-the phases). tilevm's bytecode is written first (``compileall``), as an installed package has it.
+the phases). tilevm's bytecode is written first (``compileall``), as an installed package has it; the
+column ``no bytecode`` is the same cold compile from a copy of the package without bytecode, in a process
+that writes none (a fresh checkout on ``PYTHONPATH``: the modules the call imports are compiled from source).
 
 On a busy machine, ``--runs N`` measures each example N times (each cold, in a process of its own) and
 shows the run with the fastest total.
@@ -32,6 +34,7 @@ from compile_phases import (
     END_MARK,
     START_MARK,
     child_environment,
+    copy_without_bytecode,
     imports_in,
     phase_cells,
     precompile,
@@ -102,10 +105,17 @@ def stand_in_driver() -> int:
     return max(13000, major * 1000 + minor * 10)
 
 
-def measure(example: pathlib.Path, driver: int, repeats: int = CACHED_REPEATS) -> dict:
-    """One cold compile of ``example``'s first kernel in a new process with an empty disk cache."""
+def measure(
+    example: pathlib.Path,
+    driver: int,
+    package: pathlib.Path,
+    bytecode: bool = True,
+    repeats: int = CACHED_REPEATS,
+) -> dict:
+    """One cold compile of ``example``'s first kernel in a new process with an empty disk cache, importing
+    tilevm from ``package`` (writing no bytecode unless ``bytecode``)."""
     with tempfile.TemporaryDirectory() as cache:
-        environment = child_environment([ROOT / "benchmarks", ROOT], cache, bytecode=True)
+        environment = child_environment([ROOT / "benchmarks", package.parent], cache, bytecode)
         arguments = [str(example), str(repeats), str(driver)]
         command = [sys.executable, "-X", "importtime", "-c", _MEASURE, *arguments]
         completed = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=cache)
@@ -122,22 +132,31 @@ def main() -> None:
     parser.add_argument("examples", nargs="*", help="examples to measure, by name (all when none)")
     arguments = parser.parse_args()
     examples = [path for path in EXAMPLES if not arguments.examples or path.stem in arguments.examples]
-    precompile(ROOT / "tilevm")
+    package = ROOT / "tilevm"
+    precompile(package)
     driver = stand_in_driver()
-    print(f"bytecode precompiled; stand-in device sm_90, driver {driver}; times in ms, lookup in µs")
-    print(table_header("example", ["cold total", "imports (in the phases)", "recompile", "cached lookup"]))
-    for example in examples:
-        results = [measure(example, driver) for _ in range(arguments.runs)]
-        fastest = min(results, key=lambda result: result["total"])
-        lookup = min(statistics.median(result["lookups"]) for result in results) * 1e6
-        cells = [
-            *phase_cells(fastest["phases"]),
-            f"{fastest['total'] * 1e3:.1f}",
-            f"{fastest['imports'] * 1e3:.1f}",
-            f"{fastest['recompile'] * 1e3:.0f}",
-            f"{lookup:.1f}",
-        ]
-        print(f"| {example.stem} | {' | '.join(cells)} |")
+    print(f"stand-in device sm_90, driver {driver}; times in ms, lookup in µs")
+    extra = ["cold total", "imports (in the phases)", "cold total, no bytecode", "recompile", "cached lookup"]
+    print(table_header("example (bytecode precompiled)", extra))
+    with tempfile.TemporaryDirectory() as scratch:
+        bare = copy_without_bytecode(package, pathlib.Path(scratch))
+        for example in examples:
+            results = [measure(example, driver, package) for _ in range(arguments.runs)]
+            source_only = min(
+                measure(example, driver, bare, bytecode=False, repeats=1)["total"]
+                for _ in range(arguments.runs)
+            )
+            fastest = min(results, key=lambda result: result["total"])
+            lookup = min(statistics.median(result["lookups"]) for result in results) * 1e6
+            cells = [
+                *phase_cells(fastest["phases"]),
+                f"{fastest['total'] * 1e3:.1f}",
+                f"{fastest['imports'] * 1e3:.1f}",
+                f"{source_only * 1e3:.1f}",
+                f"{fastest['recompile'] * 1e3:.0f}",
+                f"{lookup:.1f}",
+            ]
+            print(f"| {example.stem} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
