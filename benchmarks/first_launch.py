@@ -49,12 +49,14 @@ import compile_phases
 torch.zeros(1, device="cuda")  # CUDA initialised before the clock starts
 clock = compile_phases.PhaseClock()
 timings = []
+launched = []
 original = jit.Kernel.launch
 
 
 def timed(self, grid, *args, **kwargs):
     torch.cuda.synchronize()
     first = not timings
+    launched.append(self)
     if first:
         print(compile_phases.START_MARK, file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -74,7 +76,14 @@ first = timings[0]
 phases = clock.result(first)
 timings.clear()
 module["main"]()
-print(json.dumps({"first": first, "phases": phases, "again": timings[0]}))
+from tilevm.runtime.cuda import properties, ptxas
+
+# what the first launch loaded: a cubin, or the PTX for the driver to compile (when ptxas is newer than it)
+cubins = [cubin for code in launched[0].programs.values() for _, cubin in code.device_code.values()]
+print(json.dumps({
+    "first": first, "phases": phases, "again": timings[0], "cubin": None not in cubins,
+    "driver": properties(0).driver_version, "ptxas": ptxas.ptxas_version(),
+}))
 """
 
 _TRITON = r"""
@@ -122,41 +131,57 @@ def run(code: list[str], package: pathlib.Path, cache: str, triton_cache: str, b
     return measured
 
 
-def main() -> None:
-    package = ROOT / "tilevm"
-    precompile(package)
-    rows, phase_rows = [], []
-    with tempfile.TemporaryDirectory() as scratch:
-        bare = copy_without_bytecode(package, pathlib.Path(scratch))
-        for example in EXAMPLES:
-            measure = ["-c", _MEASURE, str(example)]
-            with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
-                cold = run(measure, package, cache, triton_cache)
-                warm = [run(measure, package, cache, triton_cache)["first"] for _ in range(FROM_DISK_RUNS)]
-            with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
-                source_only = run(measure, bare, cache, triton_cache, bytecode=False)
-            rows.append(
-                f"| {example.stem} | {cold['first'] * 1e3:.0f} | {source_only['first'] * 1e3:.0f} | "
-                f"{statistics.median(warm) * 1e3:.1f} | {cold['again'] * 1e3:.2f} |"
-            )
-            totals = [f"{cold['first'] * 1e3:.1f}", f"{cold['imports'] * 1e3:.1f}"]
-            cells = [*phase_cells(cold["phases"]), *totals]
-            phase_rows.append(f"| {example.stem} | {' | '.join(cells)} |")
-    print(
-        "| kernel | cold first launch (ms) | cold, no bytecode (ms) | first launch from the disk cache (ms) "
-        "| cached launch (ms) |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: |")
-    print("\n".join(rows))
+def measure_example(example: pathlib.Path, package: pathlib.Path, bare: pathlib.Path) -> dict:
+    """``example``'s first launch: cold, then from the disk cache (``FROM_DISK_RUNS`` processes, the
+    median), with ``package`` (bytecode precompiled); and cold with ``bare`` (no bytecode)."""
+    measure = ["-c", _MEASURE, str(example)]
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
+        cold = run(measure, package, cache, triton_cache)
+        warm = [run(measure, package, cache, triton_cache)["first"] for _ in range(FROM_DISK_RUNS)]
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
+        source_only = run(measure, bare, cache, triton_cache, bytecode=False)
+    return {**cold, "from_disk": statistics.median(warm), "no_bytecode": source_only["first"]}
+
+
+def triton_first_launches(package: pathlib.Path) -> tuple[float, float]:
+    """Triton's matmul: its first launch cold and from its disk cache, each in a new process."""
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as triton_cache:
         script = pathlib.Path(cache) / "triton_matmul.py"  # Triton reads a kernel's source from its file
         script.write_text(_TRITON)
         cold = run([str(script)], package, cache, triton_cache)["first"]
         warm = run([str(script)], package, cache, triton_cache)["first"]
+    return cold, warm
+
+
+def main() -> None:
+    package = ROOT / "tilevm"
+    precompile(package)
+    with tempfile.TemporaryDirectory() as scratch:
+        bare = copy_without_bytecode(package, pathlib.Path(scratch))
+        results = {example.stem: measure_example(example, package, bare) for example in EXAMPLES}
+    print(
+        "| kernel | cold first launch (ms) | cold, no bytecode (ms) | first launch from the disk cache (ms) "
+        "| cached launch (ms) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, result in results.items():
+        print(
+            f"| {name} | {result['first'] * 1e3:.0f} | {result['no_bytecode'] * 1e3:.0f} | "
+            f"{result['from_disk'] * 1e3:.1f} | {result['again'] * 1e3:.2f} |"
+        )
+    cold, warm = triton_first_launches(package)
     print(f"| Triton matmul tutorial-style kernel (32x32x32) | {cold * 1e3:.0f} | - | {warm * 1e3:.1f} | - |")
-    print("\nThe cold first launch (bytecode precompiled), phase by phase, in ms:\n")
-    print(table_header("kernel", ["cold first launch", "imports (in the phases)"]))
-    print("\n".join(phase_rows))
+    some = next(iter(results.values()))
+    ptxas = ".".join(map(str, some["ptxas"])) if some["ptxas"] else "none"
+    print(
+        f"\nThe cold first launch (bytecode precompiled), phase by phase, in ms (driver {some['driver']}, "
+        f"ptxas {ptxas}):\n"
+    )
+    print(table_header("kernel", ["cold first launch", "imports (in the phases)", "loaded"]))
+    for name, result in results.items():
+        loaded = "cubin" if result["cubin"] else "PTX (driver's JIT)"
+        totals = [f"{result['first'] * 1e3:.1f}", f"{result['imports'] * 1e3:.1f}", loaded]
+        print(f"| {name} | {' | '.join([*phase_cells(result['phases']), *totals])} |")
 
 
 if __name__ == "__main__":
