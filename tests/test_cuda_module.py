@@ -67,7 +67,10 @@ def test_load_checks_the_block_before_any_driver_call(monkeypatch):
     ("target", "ptx", "capability", "driver_release", "ptxas_release", "wanted"),
     [
         ("sm_90", 85, (9, 0), 13000, 13000, True),
-        ("sm_90", 85, (9, 0), 12080, 13000, False),  # ptxas newer than the driver
+        ("sm_90", 85, (9, 0), 12080, 13000, False),  # ptxas of a newer major release than the driver
+        ("sm_90", 85, (9, 0), 13000, 13050, True),  # a newer minor release: minor version compatibility
+        ("sm_90", 85, (9, 0), 12040, 12080, True),
+        ("sm_90", 85, (9, 0), 13000, 12080, True),  # an older major release: backward compatibility
         ("sm_90", 85, (9, 0), 13000, None, False),  # no ptxas
         ("sm_90", 85, (10, 0), 13000, 13000, False),  # Blackwell runs sm_90 PTX, not sm_90 cubins
         ("sm_80", 80, (8, 6), 12040, 12040, True),  # same major, newer minor runs it
@@ -230,3 +233,91 @@ def test_threads_launching_one_kernel_never_mix_their_arguments(fake_driver):
     assert len(fake.calls) == 180
     for _, arguments, _, slots in fake.calls:
         assert slots == expected_slots(values[arguments[8]])
+
+
+UNSUPPORTED_PTX_VERSION, INVALID_PTX = Result(222), Result(218)
+ERROR_NAMES = {222: b"CUDA_ERROR_UNSUPPORTED_PTX_VERSION", 218: b"CUDA_ERROR_INVALID_PTX"}
+
+
+class LoadingDriver(RecordingDriver):
+    """Answers the calls of loading a module, recording them: a cubin is refused with ``cubin_result``
+    (when it is an error), the PTX with ``ptx_result``, whose JIT log then says so."""
+
+    CUjit_option = types.SimpleNamespace(CU_JIT_ERROR_LOG_BUFFER=1, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES=2)
+
+    def __init__(self, cubin_result: Result = SUCCESS, ptx_result: Result = SUCCESS) -> None:
+        super().__init__()
+        self.cubin_result, self.ptx_result = cubin_result, ptx_result
+
+    def cuModuleLoadData(self, image):
+        self.calls.append(("cuModuleLoadData", image))
+        return (self.cubin_result, None if self.cubin_result else "module from the cubin")
+
+    def cuModuleLoadDataEx(self, source, count, options, values):
+        self.calls.append(("cuModuleLoadDataEx", source, count, options))
+        if self.ptx_result:
+            log = b"ptxas fatal: the JIT's complaint\0"
+            values[0][: len(log)] = log
+            return (self.ptx_result, None)
+        return (SUCCESS, "module from the PTX")
+
+    def cuModuleGetFunction(self, loaded, name):
+        self.calls.append(("cuModuleGetFunction", loaded, name))
+        return (SUCCESS, f"function of the {loaded}")
+
+    def cuGetErrorName(self, result):
+        return SUCCESS, ERROR_NAMES[result]
+
+
+@pytest.fixture
+def loading_driver(monkeypatch):
+    def install(fake: LoadingDriver) -> None:
+        monkeypatch.setattr(driver, "_bindings", fake)
+        monkeypatch.setattr(driver, "_primary_contexts", {0: "context of device 0"})
+        monkeypatch.setattr(module, "properties", lambda index: H100)
+        monkeypatch.setattr(module, "_loaded", {})
+
+    return install
+
+
+CUBIN = b"\x7fELF a cubin"
+
+
+def test_a_cubin_the_driver_loads_is_the_module(loading_driver):
+    fake = LoadingDriver()
+    loading_driver(fake)
+    loaded = module.load(stand_in("axpy", "sm_90"), 0, CUBIN)
+    assert loaded.from_cubin
+    assert (loaded.module, loaded.function) == (
+        "module from the cubin",
+        "function of the module from the cubin",
+    )
+    assert [call[0] for call in fake.calls] == [
+        "cuCtxPushCurrent", "cuModuleLoadData", "cuModuleGetFunction", "cuCtxPopCurrent",
+    ]  # fmt: skip
+    assert fake.calls[1] == ("cuModuleLoadData", CUBIN)
+
+
+def test_a_cubin_the_driver_refuses_is_replaced_by_the_ptx(loading_driver):
+    fake = LoadingDriver(cubin_result=UNSUPPORTED_PTX_VERSION)
+    loading_driver(fake)
+    compiled = stand_in("axpy", "sm_90")
+    loaded = module.load(compiled, 0, CUBIN)
+    assert not loaded.from_cubin
+    assert loaded.module == "module from the PTX"
+    assert [call[0] for call in fake.calls] == [
+        "cuCtxPushCurrent", "cuModuleLoadData", "cuModuleLoadDataEx", "cuModuleGetFunction",
+        "cuCtxPopCurrent",
+    ]  # fmt: skip
+    assert fake.calls[2][1] == compiled.ptx.encode() + b"\0"  # the PTX as a C string
+
+
+def test_a_refused_cubin_and_ptx_raise_both_reasons(loading_driver):
+    loading_driver(LoadingDriver(cubin_result=UNSUPPORTED_PTX_VERSION, ptx_result=INVALID_PTX))
+    with pytest.raises(CudaError) as raised:
+        module.load(stand_in("axpy", "sm_90"), 0, CUBIN)
+    message = str(raised.value)
+    assert "kernel 'axpy'" in message
+    assert "cuModuleLoadData refused the cubin: CUDA_ERROR_UNSUPPORTED_PTX_VERSION" in message
+    assert "CUDA_ERROR_INVALID_PTX" in message
+    assert "ptxas fatal: the JIT's complaint" in message

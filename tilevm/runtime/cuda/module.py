@@ -85,13 +85,16 @@ def wants_cubin(
     """Whether to load a cubin that ptxas of CUDA release ``ptxas_release`` (None: no ptxas) makes from PTX
     of ``ptx_version`` (times ten) for ``target``, on a chip of ``capability`` whose driver is of release
     ``driver_version`` (releases as ``cuDriverGetVersion`` writes them). Not when the chip does not run the
-    target's machine code (a newer chip, which only PTX reaches), when ptxas is newer than the driver (the
-    driver refuses its cubins), or when the PTX is newer than ptxas reads; the driver compiles the PTX then.
+    target's machine code (a newer chip, which only PTX reaches), when ptxas belongs to a newer major
+    release than the driver (a driver loads the machine code of its own major release, also from a newer
+    minor one: CUDA's minor version compatibility), or when the PTX is newer than ptxas reads; the driver
+    compiles the PTX then. A cubin that a driver still refuses is replaced by the PTX when it is loaded
+    (``load``).
     """
     return (
         ptxas_release is not None
         and runs_cubin(target, capability)
-        and ptxas_release <= driver_version
+        and ptxas_release // 1000 <= driver_version // 1000
         and ptx_version <= max_ptx_version(ptxas_release)
     )
 
@@ -126,16 +129,25 @@ def _load(compiled: CompiledPtx, device_index: int, cubin: bytes | None) -> Load
     driver = bindings()
     name = compiled.name
     with current_context(device_index):
-        if cubin is not None:
-            module = check(driver.cuModuleLoadData(cubin), "cuModuleLoadData", name)
-        else:
-            module = _load_ptx(driver, compiled)
+        module, from_cubin = _load_module(driver, compiled, cubin)
         try:
             function = _prepare_function(driver, module, compiled)
         except CudaError:
             check(driver.cuModuleUnload(module), "cuModuleUnload", name)
             raise
-    return LoadedKernel(compiled, device_index, module, function, from_cubin=cubin is not None)
+    return LoadedKernel(compiled, device_index, module, function, from_cubin)
+
+
+def _load_module(driver: Any, compiled: CompiledPtx, cubin: bytes | None) -> tuple[Any, bool]:
+    """The module of ``cubin`` when there is one and the driver loads it, else of the PTX, which the driver
+    compiles; and whether it came from the cubin."""
+    refused = None
+    if cubin is not None:
+        result = driver.cuModuleLoadData(cubin)
+        if not result[0]:
+            return result[1], True
+        refused = f"cuModuleLoadData refused the cubin: {describe_error(driver, result[0])}"
+    return _load_ptx(driver, compiled, refused), False
 
 
 def _prepare_function(driver: Any, module: Any, compiled: CompiledPtx) -> Any:
@@ -152,8 +164,9 @@ def _prepare_function(driver: Any, module: Any, compiled: CompiledPtx) -> Any:
     return function
 
 
-def _load_ptx(driver: Any, compiled: CompiledPtx) -> Any:
-    """Load PTX with the JIT's error log captured, so a failure says why."""
+def _load_ptx(driver: Any, compiled: CompiledPtx, refused: str | None = None) -> Any:
+    """Load PTX with the JIT's error log captured, so a failure says why (and, after a cubin the driver
+    ``refused``, why that failed too)."""
     # cuda-python passes a bytearray to the driver as its char* buffer, which the driver fills
     error_log = bytearray(JIT_LOG_BYTES)
     option = driver.CUjit_option
@@ -162,8 +175,9 @@ def _load_ptx(driver: Any, compiled: CompiledPtx) -> Any:
     result = driver.cuModuleLoadDataEx(source, len(options), options, [error_log, JIT_LOG_BYTES])
     if result[0]:
         log = error_log.split(b"\0", 1)[0].decode(errors="replace").strip() or "(empty)"
+        earlier = f" (after {refused})" if refused else ""
         raise CudaError(
-            f"cuModuleLoadDataEx failed for kernel '{compiled.name}': {describe_error(driver, result[0])}\n"
-            f"JIT log:\n{log}"
+            f"cuModuleLoadDataEx failed for kernel '{compiled.name}'{earlier}: "
+            f"{describe_error(driver, result[0])}\nJIT log:\n{log}"
         )
     return result[1]
