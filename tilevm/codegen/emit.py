@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -27,7 +28,7 @@ import threading
 from tilevm.codegen.guards import check_declarations, check_ptx
 from tilevm.codegen.targets import CodegenError, Target
 
-__all__ = ["emit_ptx", "start_worker"]
+__all__ = ["emit_ptx", "start_worker", "worker_command"]
 
 #: run as a script, by path: importing it as part of tilevm would import tilevm
 _WORKER_SCRIPT = pathlib.Path(__file__).with_name("emit_worker.py")
@@ -64,7 +65,7 @@ class _Worker:
         # LLVM's messages (its last words when it aborts) go to a file: a pipe that nobody reads could fill
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115  (the worker writes it as long as it lives)
         self._process = subprocess.Popen(
-            [sys.executable, "-I", str(_WORKER_SCRIPT)],
+            worker_command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._errors,
@@ -108,6 +109,18 @@ class _Worker:
 
 
 _WORKER = _Worker()
+
+
+def worker_command() -> list[str]:
+    """The worker's command line: an isolated Python (``-I``: no ``PYTHON*`` variables, no user site, not
+    the script's directory) given the directory that this process imports llvmlite from, which the worker
+    puts first on its path: ``-I`` drops ``PYTHONPATH``, through which this process may have found another
+    llvmlite than the interpreter's own (the LLVM that compiles must be the one the disk cache keys name)."""
+    command = [sys.executable, "-I", str(_WORKER_SCRIPT)]
+    spec = importlib.util.find_spec("llvmlite")  # the imported module's spec once imported; imports nothing
+    if spec is not None and spec.submodule_search_locations:
+        command.append(str(pathlib.Path(spec.submodule_search_locations[0]).parent))
+    return command
 
 
 def start_worker() -> None:

@@ -7,6 +7,9 @@ process, which sees a failure as a ``CodegenError`` and starts a new worker for 
 is run as a script and imports nothing but llvmlite and the standard library (importing tilevm would cost a
 second at every start).
 
+Its argument, when given, is the directory to import llvmlite from: the one the user's process imports it
+from (``emit.worker_command``), which ``PYTHONPATH`` may have chosen, and which ``python -I`` ignores.
+
 The protocol, over stdin and stdout: a request is a JSON line ``{"cpu", "features", "size"}`` followed by
 ``size`` bytes of LLVM IR text; the answer a JSON line ``{"size", "declarations"}`` followed by ``size``
 bytes of PTX, or ``{"error": message}``. ``declarations`` lists each function the module declares, with
@@ -20,8 +23,11 @@ import os
 import sys
 
 os.environ["LLVMLITE_ENABLE_IR_LAYER_TYPED_POINTERS"] = "0"
+# the directory that the user's process imports llvmlite from (``emit.worker_command``), ahead of this
+# interpreter's own packages
+sys.path[:0] = sys.argv[1:]
 
-from llvmlite import binding as llvm  # after the environment variable, which llvmlite reads
+from llvmlite import binding as llvm  # noqa: E402  (after the variable, which llvmlite reads, and the path)
 
 TRIPLE = "nvptx64-nvidia-cuda"
 OPTIMIZATION_LEVEL = 3
