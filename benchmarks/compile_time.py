@@ -4,15 +4,15 @@ from the launch's arguments to the cubin; then a recompile of the same specializ
 the cached lookup that every later launch pays.
 
 The timed call is the slow path of a launch on a GPU (``Kernel.compiled`` for a CUDA device, then
-``Specialization.cuda_kernel``): the disk lookup, the front end, lowering, LLVM, ptxas, the disk cache's
-keys and writes, with the imports that it makes (``tilevm.runtime.cuda``, the code generator, llvmlite) and
-its background work started as it starts it (LLVM's worker process, ptxas' version). Only the device is a
-stand-in (an sm_90 chip whose driver loads what the ptxas found makes), so that this runs without a GPU;
-loading the module is left out (``first_launch.py`` has it). ``compile_phases`` splits the call into
-phases; ``imports`` beside them is every import the call made (from ``python -X importtime``, included in
-the phases). tilevm's bytecode is written first (``compileall``), as an installed package has it; the
-column ``no bytecode`` is the same cold compile from a copy of the package without bytecode, in a process
-that writes none (a fresh checkout on ``PYTHONPATH``: the modules the call imports are compiled from source).
+``Specialization.cuda_kernel``): the disk lookup, the front end, lowering, LLVM, ptxas, the disk cache's keys
+and writes, with the imports that it makes (``tilevm.runtime.cuda``, the code generator, llvmlite) and its
+background work started as it starts it (LLVM's worker process, ptxas' version). Only the device is a stand-
+in (an sm_90 chip with a CUDA 13.0 driver), so that this runs without a GPU; loading the module is left out
+(``first_launch.py`` has it). ``compile_phases`` splits the call into phases; ``imports`` beside them is
+every import the call made (from ``python -X importtime``, included in the phases). tilevm's bytecode is
+written first (``compileall``), as an installed package has it; the column ``no bytecode`` is the same cold
+compile from a copy of the package without bytecode, in a process that writes none (a fresh checkout on
+``PYTHONPATH``: the modules the call imports are compiled from source).
 
 On a busy machine, ``--runs N`` measures each example N times (each cold, in a process of its own) and
 shows the run with the fastest total.
@@ -44,7 +44,8 @@ from compile_phases import (
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 CACHED_REPEATS = 2000
-TARGET = "sm_90"
+#: the stand-in device's driver: CUDA 13.0, the H100 machines' (580); it loads the cubins of any 13.x ptxas
+STAND_IN_DRIVER = 13000
 
 _MEASURE = r"""
 import json, runpy, sys, time
@@ -93,37 +94,21 @@ print(json.dumps({"total": total, "phases": phases, "recompile": recompile, "loo
 """
 
 
-def stand_in_driver() -> int:
-    """A driver release that loads the cubins of the ptxas that tilevm finds (13.0 without one)."""
-    code = "from tilevm.runtime.cuda import ptxas; print(ptxas.ptxas_version() or (13, 0))"
-    with tempfile.TemporaryDirectory() as cache:
-        environment = child_environment([ROOT], cache, bytecode=True)
-        output = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment
-        ).stdout
-    major, minor = (int(part) for part in output.strip().strip("()").split(","))
-    return max(13000, major * 1000 + minor * 10)
-
-
 def measure(
-    example: pathlib.Path,
-    driver: int,
-    package: pathlib.Path,
-    bytecode: bool = True,
-    repeats: int = CACHED_REPEATS,
+    example: pathlib.Path, package: pathlib.Path, bytecode: bool = True, repeats: int = CACHED_REPEATS
 ) -> dict:
     """One cold compile of ``example``'s first kernel in a new process with an empty disk cache, importing
     tilevm from ``package`` (writing no bytecode unless ``bytecode``)."""
     with tempfile.TemporaryDirectory() as cache:
         environment = child_environment([ROOT / "benchmarks", package.parent], cache, bytecode)
-        arguments = [str(example), str(repeats), str(driver)]
+        arguments = [str(example), str(repeats), str(STAND_IN_DRIVER)]
         command = [sys.executable, "-X", "importtime", "-c", _MEASURE, *arguments]
         completed = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=cache)
     if completed.returncode:
         raise RuntimeError(f"{example.stem}: {completed.stderr[-3000:]}")
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert START_MARK in completed.stderr and END_MARK in completed.stderr
-    return {**result, "imports": imports_in(completed.stderr)}
+    if START_MARK not in completed.stderr or END_MARK not in completed.stderr:
+        raise RuntimeError(f"{example.stem}: the measuring process marked no timed call")
+    return {**json.loads(completed.stdout.strip().splitlines()[-1]), "imports": imports_in(completed.stderr)}
 
 
 def main() -> None:
@@ -134,17 +119,15 @@ def main() -> None:
     examples = [path for path in EXAMPLES if not arguments.examples or path.stem in arguments.examples]
     package = ROOT / "tilevm"
     precompile(package)
-    driver = stand_in_driver()
-    print(f"stand-in device sm_90, driver {driver}; times in ms, lookup in µs")
+    print(f"stand-in device sm_90, driver {STAND_IN_DRIVER}; times in ms, lookup in µs")
     extra = ["cold total", "imports (in the phases)", "cold total, no bytecode", "recompile", "cached lookup"]
     print(table_header("example (bytecode precompiled)", extra))
     with tempfile.TemporaryDirectory() as scratch:
         bare = copy_without_bytecode(package, pathlib.Path(scratch))
         for example in examples:
-            results = [measure(example, driver, package) for _ in range(arguments.runs)]
+            results = [measure(example, package) for _ in range(arguments.runs)]
             source_only = min(
-                measure(example, driver, bare, bytecode=False, repeats=1)["total"]
-                for _ in range(arguments.runs)
+                measure(example, bare, bytecode=False, repeats=1)["total"] for _ in range(arguments.runs)
             )
             fastest = min(results, key=lambda result: result["total"])
             lookup = min(statistics.median(result["lookups"]) for result in results) * 1e6
