@@ -6,9 +6,9 @@ the cached lookup that every later launch pays.
 The timed call is the slow path of a launch on a GPU (``Kernel.compiled`` for a CUDA device, then
 ``Specialization.cuda_kernel``): the disk lookup, the front end, lowering, LLVM, ptxas, the disk cache's keys
 and writes, with the imports that it makes (``tilevm.runtime.cuda``, the code generator, llvmlite) and its
-background work started as it starts it (LLVM's worker process, ptxas' version). Only the device is a stand-
-in (an sm_90 chip with a CUDA 13.0 driver), so that this runs without a GPU; loading the module is left out
-(``first_launch.py`` has it). ``compile_phases`` splits the call into phases; ``imports`` beside them is
+background work started as it starts it (LLVM's worker process, ptxas' version). Only the device is a
+stand-in (an sm_90 chip with a CUDA 13.0 driver), so that this runs without a GPU; loading the module is left
+out (``first_launch.py`` has it). ``compile_phases`` splits the call into phases; ``imports`` beside them is
 every import the call made (from ``python -X importtime``, included in the phases). tilevm's bytecode is
 written first (``compileall``), as an installed package has it; the column ``no bytecode`` is the same cold
 compile from a copy of the package without bytecode, in a process that writes none (a fresh checkout on
