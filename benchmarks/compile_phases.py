@@ -15,6 +15,7 @@ report, which the tables show beside the phases.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -127,6 +128,16 @@ def imports_in(stderr: str) -> float:
             if cumulative.strip().isdigit() and not name.startswith("  "):  # nested imports are indented
                 total += int(cumulative) * 1e-6
     return total
+
+
+def has_bytecode(module: str) -> bool:
+    """Whether ``module`` (``"llvmlite.ir.instructions"``), as this process would import it, has its
+    bytecode written: a first launch imports llvmlite, whose bytecode ``pip install --no-compile`` leaves
+    out, from source otherwise."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return False
+    return pathlib.Path(importlib.util.cache_from_source(spec.origin)).exists()
 
 
 def precompile(package: pathlib.Path) -> None:

@@ -35,6 +35,7 @@ from compile_phases import (
     START_MARK,
     child_environment,
     copy_without_bytecode,
+    has_bytecode,
     imports_in,
     phase_cells,
     precompile,
@@ -119,7 +120,8 @@ def main() -> None:
     examples = [path for path in EXAMPLES if not arguments.examples or path.stem in arguments.examples]
     package = ROOT / "tilevm"
     precompile(package)
-    print(f"stand-in device sm_90, driver {STAND_IN_DRIVER}; times in ms, lookup in µs")
+    llvmlite = "with" if has_bytecode("llvmlite.ir.instructions") else "without"
+    print(f"stand-in device sm_90, driver {STAND_IN_DRIVER}; llvmlite {llvmlite} bytecode; ms, lookup in µs")
     extra = ["cold total", "imports (in the phases)", "cold total, no bytecode", "recompile", "cached lookup"]
     print(table_header("example (bytecode precompiled)", extra))
     with tempfile.TemporaryDirectory() as scratch:

@@ -29,6 +29,7 @@ from compile_phases import (
     START_MARK,
     child_environment,
     copy_without_bytecode,
+    has_bytecode,
     imports_in,
     phase_cells,
     precompile,
@@ -173,9 +174,10 @@ def main() -> None:
     print(f"| Triton matmul tutorial-style kernel (32x32x32) | {cold * 1e3:.0f} | - | {warm * 1e3:.1f} | - |")
     some = next(iter(results.values()))
     ptxas = ".".join(map(str, some["ptxas"])) if some["ptxas"] else "none"
+    llvmlite = "with" if has_bytecode("llvmlite.ir.instructions") else "without"
     print(
         f"\nThe cold first launch (bytecode precompiled), phase by phase, in ms (driver {some['driver']}, "
-        f"ptxas {ptxas}):\n"
+        f"ptxas {ptxas}, llvmlite {llvmlite} bytecode):\n"
     )
     print(table_header("kernel", ["cold first launch", "imports (in the phases)", "loaded"]))
     for name, result in results.items():

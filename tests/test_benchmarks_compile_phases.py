@@ -18,7 +18,8 @@ import pytest
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import compile_time  # noqa: E402  (benchmarks/ is no package: found through the path above)
+import compile_phases  # noqa: E402  (benchmarks/ is no package: found through the path above)
+import compile_time  # noqa: E402
 from compile_phases import END_MARK, PHASES, START_MARK, PhaseClock, imports_in  # noqa: E402
 
 from tilevm.runtime.cuda import ptxas  # noqa: E402
@@ -112,3 +113,14 @@ def test_a_cold_compile_splits_into_the_documented_phases() -> None:
     assert phases["load"] == 0  # no module is loaded without a GPU
     assert 0 < measured["imports"] < total
     assert measured["recompile"] > 0
+
+
+def test_bytecode_is_found_where_python_writes_it(tmp_path: pathlib.Path, monkeypatch) -> None:
+    source = tmp_path / "tilevm_bytecode_probe.py"
+    source.write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not compile_phases.has_bytecode("tilevm_bytecode_probe")
+    compile_phases.precompile(tmp_path)
+    assert (tmp_path / "__pycache__").is_dir()
+    assert compile_phases.has_bytecode("tilevm_bytecode_probe")
+    assert not compile_phases.has_bytecode("tilevm_no_such_module")
