@@ -179,6 +179,8 @@ PER_ELEMENT = {
     ("uint2", "float16"): 1.25,
     ("int2", "float16"): 1.25,
     ("int3", "float16"): 1.5,
+    ("int2", "bfloat16"): 1.3125,
+    ("uint1", "bfloat16"): 1.15625,
     ("uint4", "bfloat16"): 1.625,
     ("int4", "bfloat16"): 1.625,
     ("int8", "bfloat16"): 2.0,

@@ -96,19 +96,53 @@ def _magic(target: DType, position: int) -> tuple[int, float]:
 
 
 def integers_to_halves(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
-    """Integers of at most 8 bits (7 for bfloat16) to f16x2 / bf16x2: prmt, lop3, packed subtract."""
+    """Integers of at most 8 bits (7 for bfloat16) to f16x2 / bf16x2: prmt, lop3, packed subtract.
+
+    Each pair's two fields may be placed in several ways; the prmts that place them are shared between
+    pairs whose placements pick the same bytes. Which way shares most depends on the width and the target
+    (bfloat16's 7 mantissa bits take fewer fields a byte), so each order of preferred shifts for the high
+    field is tried on a scratch body and the one that emits the fewest instructions is kept."""
     source, length = value.type.dtype, vector_length(value.type)
-    bits = source.nbits
     word_exprs = word_list(words(lowering, value))
-    if bits == 8 and target == float16:
+    if source.nbits == 8 and target == float16:
         return _bytes_to_float16(lowering, word_exprs, source.is_signed, length)
+
+    def emitted(high_shifts: tuple[int, ...]) -> int:
+        with lowering.collect() as scratch:
+            _integer_pairs(lowering, word_exprs, source, target, length, high_shifts)
+        return len(scratch)
+
+    orders = _high_shift_orders(source.nbits)
+    best = orders[0] if len(orders) == 1 else min(orders, key=emitted)
+    return _concatenate(lowering, _integer_pairs(lowering, word_exprs, source, target, length, best), length)
+
+
+def _high_shift_orders(bits: int) -> list[tuple[int, ...]]:
+    """The preferred shifts for a pair's high field: the common order, and the stream shifted by one field
+    (the high field then lines up with the low one, and one prmt can serve several pairs)."""
+    if bits % 8 == 0:
+        return [RIGHT_FIRST]
+    aligned = bits % 8
+    return [RIGHT_FIRST, (aligned, *(shift for shift in RIGHT_FIRST if shift != aligned))]
+
+
+def _integer_pairs(
+    lowering: Lowering,
+    word_exprs: list[Expr],
+    source: DType,
+    target: DType,
+    length: int,
+    high_shifts: tuple[int, ...],
+) -> list[Expr]:
+    """Each pair of ``source`` integers as one f16x2 / bf16x2 register (see ``integers_to_halves``)."""
+    bits = source.nbits
     stream = Stream(lowering, word_exprs, bits)
     fits = lambda position: position + bits <= target.mantissa_bits  # noqa: E731
     pairs = []
     for low, high in _pairs(length):
         word, *placed = stream.pair_word(
             stream.placements(low * bits, fits, RIGHT_FIRST),
-            stream.placements(high * bits, fits, RIGHT_FIRST),
+            stream.placements(high * bits, fits, high_shifts),
         )
         mask = flip = magic = 0
         offsets = []
@@ -124,7 +158,7 @@ def integers_to_halves(lowering: Lowering, value: Expr, target: DType, rounding:
             Lop3, "magic", a=word, b=Const(mask, uint32), c=Const(magic | flip, uint32), table=table
         )
         pairs.append(lowering.let("pair", binary("sub", Bitcast(target, 2, masked), offsets)))
-    return _concatenate(lowering, pairs, length)
+    return pairs
 
 
 def _bytes_to_float16(lowering: Lowering, word_exprs: list[Expr], signed: bool, length: int) -> Expr:

@@ -20,6 +20,7 @@ int8 -> float16            the same, after one xor of the sign bits per 4 elemen
 (u)int2 -> float16         prmt (one per 4 elements) + lop3 + sub                                   1.25
 (u)int3 -> float16         prmt + lop3 + sub                                                        1.5
 (u)int4 -> bfloat16        as float16, and one shift per 8 elements                                 1.625
+(u)int2 -> bfloat16        prmt (one per 4, of the word and of it shifted by 2) + lop3 + sub        1.3125
 int8 -> bfloat16           prmt + lop3 (7 low bits) + lop3 (the sign's weight) + sub                2
 uint8 -> bfloat16          int8's, the weight from a sign-replicating prmt                          2.5
 float4_e2m1 -> f16 / bf16  prmt + lop3 + shift + lop3 (sign) + mul; one shift per 8 elements        2.625
