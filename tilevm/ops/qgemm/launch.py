@@ -12,7 +12,8 @@ import torch
 import tilevm as tv
 from tilevm.ops.qgemm import prelayout
 from tilevm.ops.qgemm.config import QGemmConfig, default_config
-from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
+from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan, plan_error
+from tilevm.ops.qgemm.workspace import split_buffers
 
 __all__ = ["CODE_DTYPES", "SCALE_DTYPES", "qgemm"]
 
@@ -70,9 +71,12 @@ def qgemm(
         _check_tensor("bias", bias, x.dtype, (n,), x.device)
     if out is not None:
         _check_tensor("out", out, x.dtype, (m, n), x.device)
-    config = config or default_config(m, n, k, bits, x.device.type)
+    config = config or default_config(m, n, k, bits, x.device.type, group_size)
     if not isinstance(config, QGemmConfig):
         raise ValueError(f"config must be a QGemmConfig, got {type(config).__name__}")
+    error = plan_error(bits, config.chunks, group_size, k)
+    if error:
+        raise ValueError(f"config: {error}")
     return _launch(
         x, packed, scales, zeros, global_scale, bias, out, code_dtype, scale_dtype, n, group_size, config
     )
@@ -94,11 +98,24 @@ def _launch(
 ) -> torch.Tensor:
     m, k = x.shape
     bits = code_dtype.nbits
-    plan = kernel_plan(bits, config.num_warps, config.n_tiles, config.block_m, config.chunks, group_size, k)
+    plan = kernel_plan(
+        bits,
+        config.n_warps,
+        config.k_warps,
+        config.split_k,
+        config.n_tiles,
+        config.block_m,
+        config.chunks,
+        group_size,
+        k,
+    )
     if out is None:
         out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     scale_view = scales if scale_dtype in (tv.float16, tv.bfloat16) else tv.view(scales, scale_dtype)
-    grid = (-(-n // config.block_n), -(-m // config.block_m))
+    grid = (-(-n // config.block_n), -(-m // config.block_m), config.split_k)
+    workspace, counters = x, x
+    if config.split_k > 1:
+        workspace, counters = _split_buffers(x.device, config.split_k, m, n, grid[0] * grid[1])
     KERNELS[config.num_warps][grid](
         x,
         packed,
@@ -107,8 +124,9 @@ def _launch(
         global_scale.reshape(1) if global_scale is not None else x,
         bias.reshape(1, n) if bias is not None else x,
         out,
+        workspace,
+        counters,
         CODE=code_dtype,
-        GROUP=group_size,
         HAS_ZEROS=zeros is not None,
         HAS_GLOBAL_SCALE=global_scale is not None,
         HAS_BIAS=bias is not None,
@@ -116,6 +134,17 @@ def _launch(
         PLAN=plan,
     )
     return out
+
+
+def _split_buffers(
+    device: torch.device, split_k: int, m: int, n: int, tiles: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``[split_k, m, n]`` float32 workspace of the blocks' partial tiles and ``tiles`` zero counters:
+    CUDA buffers reused launch after launch (``workspace``), fresh ones for the interpreter."""
+    if device.type != "cuda":
+        return torch.empty(split_k, m, n, device=device), torch.zeros(tiles, dtype=torch.int32, device=device)
+    workspace, counters = split_buffers(device, split_k * m * n, tiles)
+    return workspace[: split_k * m * n].view(split_k, m, n), counters
 
 
 def _check_x(x: object, out: object) -> None:
