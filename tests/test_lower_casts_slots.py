@@ -29,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import cast_instructions
 
 LANES = cast_instructions.LANES
+#: every signed width (an unsigned one places its fields as the signed one of its width does, only the
+#: constants differ: three of them stand for the rest), and the float formats of the quantized GEMM
 CODES = [
     *(f"int{bits}" for bits in range(1, 9)),
-    *(f"uint{bits}" for bits in range(1, 9)),
+    "uint2", "uint4", "uint8",
     "float4_e2m1", "float6_e3m2", "float8_e4m3", "float8_e5m2",
 ]  # fmt: skip
 HALVES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -55,9 +57,9 @@ def slot_codes(code: DType, count: int) -> np.ndarray:
     return (np.arange(rows)[:, None] + np.arange(count)[None, :]) % code.num_codes
 
 
-@pytest.mark.parametrize("target", HALVES)
-@pytest.mark.parametrize("name", CODES)
-def test_every_code_in_every_slot(name: str, target: str):
+def run_rows(name: str, target: str, device: str) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """The codes of every row and slot, what the codec's cast makes of them (target codes), and the
+    kernel's output run on ``device``."""
     code, half = tv.dtype(name), HALVES[target]
     nbytes, count = cast_instructions.chunk(code.nbits)
     codes = slot_codes(code, count)
@@ -65,10 +67,18 @@ def test_every_code_in_every_slot(name: str, target: str):
     packed = torch.from_numpy(np.stack([pack(row.astype(np.uint64), code) for row in codes]))
     assert packed.shape == (rows, nbytes)
     out = torch.full((rows, 2 * count), 0xAB, dtype=torch.uint8).view(half)
+    packed, out = packed.to(device), out.to(device)
     cast_rows[(rows // LANES,)](packed, out, CODE=code, NBYTES=nbytes, COUNT=count)
     target_dtype = tv.dtype(target)
     carrier = semantics.cast(codes_to_carrier(codes.astype(np.uint64), code), code, target_dtype, "nearest")
-    expected = carrier_to_codes(carrier, target_dtype).astype(np.uint64)
+    return codes, carrier_to_codes(carrier, target_dtype).astype(np.uint64), out.cpu()
+
+
+@pytest.mark.parametrize("target", HALVES)
+@pytest.mark.parametrize("name", CODES)
+def test_every_code_in_every_slot(name: str, target: str):
+    codes, expected, out = run_rows(name, target, "cpu")
+    rows, count = codes.shape
     raw = int_type(16, signed=False)
     actual = unpack(out.view(torch.uint8).numpy().reshape(-1), raw, rows * count).reshape(rows, count)
     wrong = np.argwhere(actual.astype(np.uint64) != expected)
@@ -77,6 +87,19 @@ def test_every_code_in_every_slot(name: str, target: str):
         f"{codes[tuple(wrong[0])]} gave {int(actual[tuple(wrong[0])]):#06x}, expected "
         f"{int(expected[tuple(wrong[0])]):#06x}"
     )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("target", HALVES)
+@pytest.mark.parametrize("name", CODES)
+def test_every_code_in_every_slot_on_the_gpu(name: str, target: str):
+    """The same on the GPU (sm_89 and later: float8 through ``cvt_unpack``), every value equal to the
+    codec's, NaN for NaN (the GPU's NaN bits are its own)."""
+    _, expected, out = run_rows(name, target, "cuda")
+    actual = out.float().numpy()
+    wanted = tv.dtypes.decode(expected, tv.dtype(target))
+    assert np.array_equal(np.isnan(actual), np.isnan(wanted))
+    assert np.array_equal(actual[~np.isnan(actual)], wanted[~np.isnan(wanted)])
 
 
 #: PTX instructions per code of the casts the quantized GEMM uses most (``benchmarks/cast_instructions.py``
@@ -88,6 +111,8 @@ MOST_PER_CODE = {
     ("int2", "bfloat16"): 1.3125,
     ("int4", "bfloat16"): 1.625,
     ("float4_e2m1", "float16"): 2.625,
+    ("float8_e4m3", "float16"): 0.75,
+    ("float8_e4m3", "bfloat16"): 2.75,
 }
 
 

@@ -13,6 +13,9 @@
   rescales it, subnormals included (exact: the intermediate half is subnormal and the multiply by a power
   of two is exact); the source's infinity and NaN codes are selected in.
 - ``float32_pairs``: ``cvt_pack``, two float32 to f16x2, bf16x2 or e4m3x2 in one instruction.
+- ``float8_pairs``: ``cvt_unpack``, two float8_e4m3 / float8_e5m2 to f16x2 in one instruction (sm_89 and
+  later), then to bf16x2 through float32 (two widening ``cvt`` and one ``cvt.rn.bf16x2.f32``): every
+  float8 value is a float16 and a bfloat16 value, so neither step rounds.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from tilevm.dtypes import DType, bfloat16, decode, encode, float16, float32, uint32
 from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
-from tilevm.ir.thread import Bitcast, ConvertPack, Element, Gather, Lop3, Prmt, Select
+from tilevm.ir.thread import Bitcast, ConvertPack, ConvertUnpack, Element, Gather, Lop3, Prmt, Select
 from tilevm.passes.lower.cast_placement import HALF_BITS, LEFT_FIRST, RIGHT_FIRST, Stream
 from tilevm.passes.lower.cast_words import binary, constant, word_list, words
 from tilevm.passes.lower.lowering import Lowering, vector_length
@@ -31,6 +34,7 @@ from tilevm.passes.lower.lowering import Lowering, vector_length
 __all__ = [
     "bytes_to_bfloat16",
     "float32_pairs",
+    "float8_pairs",
     "has_magic",
     "integers_to_halves",
     "moves_exactly",
@@ -81,6 +85,19 @@ def float32_pairs(lowering: Lowering, value: Expr, target: DType, rounding: str)
         for low, high in _pairs(len(elements))
     ]
     return _concatenate(lowering, pairs, len(elements))
+
+
+def float8_pairs(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    """``cvt_unpack`` of each pair of float8 elements to f16x2, cast on to bf16x2 for a bfloat16 target."""
+    length = vector_length(value.type)
+    pairs = []
+    for low, high in _pairs(length):
+        codes = value if length == 2 else Gather((value,), (low, high))
+        pair = lowering.define(ConvertUnpack, "pair", value=codes)
+        if target != float16:
+            pair = lowering.let("pair", CastExpr(pair, target, rounding))
+        pairs.append(pair)
+    return _concatenate(lowering, pairs, length)
 
 
 def has_magic(source: DType, target: DType) -> bool:
