@@ -19,21 +19,21 @@ import json
 GROUP = 128
 
 
-def sweep_configs(bits: int) -> list[object]:
+def sweep_configs(bits: int, block_m: int) -> list[object]:
     """The configurations swept for ``bits``-bit codes: warps across k and columns, tiles a warp, chunks
     an iteration (up to 256 values of k, 512 for the widths whose chunk is 512), prefetch and split-k."""
     from tilevm.ops.qgemm import QGemmConfig, prelayout
 
     chunk = prelayout.chunk_k(bits)
-    chunk_counts = [c for c in (1, 2, 4) if c * chunk <= max(256, chunk) and (c * chunk) % GROUP == 0]
-    warps = ((4, 4), (8, 8), (4, 2), (8, 4), (4, 1))
+    chunk_counts = [c for c in (1, 2, 4, 8) if c * chunk <= max(256, chunk) and (c * chunk) % GROUP == 0]
+    warps = ((8, 4), (4, 4), (8, 8), (4, 2), (8, 2))
     configs = []
     for (num_warps, k_warps), n_tiles, chunks, prefetch, split_k in itertools.product(
         warps, (1, 2, 4), chunk_counts, (True, False), (1, 2, 4)
     ):
-        if n_tiles == 4 and prefetch and chunks * chunk > 128:
-            continue  # spills
-        configs.append(QGemmConfig(num_warps, n_tiles, 16, chunks, prefetch, k_warps, split_k))
+        if n_tiles * chunks * chunk * (1 + prefetch) > 1024:
+            continue  # registers spill
+        configs.append(QGemmConfig(num_warps, n_tiles, block_m, chunks, prefetch, k_warps, split_k))
     return configs
 
 
@@ -70,7 +70,7 @@ def main() -> None:
         limit_us = nbytes / bandwidth * 1e6
         default = default_config(m, n, k, bits, "cuda", GROUP)
         rows = []
-        for config in dict.fromkeys([default, *sweep_configs(bits)]):
+        for config in dict.fromkeys([default, *sweep_configs(bits, default.block_m)]):
 
             def run(config=config, x=x, packed=packed, scales=scales, code=code, n=n):
                 return qgemm(x, packed, scales, code_dtype=code, n=n, group_size=GROUP, config=config)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tilevm.ops.qgemm import prelayout
 
-__all__ = ["SEARCH_SPACE", "QGemmConfig", "default_config", "search_space"]
+__all__ = ["SEARCH_SPACE", "QGemmConfig", "default_config", "prefetch_fits", "search_space"]
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,12 @@ class QGemmConfig:
     """How one launch tiles the GEMM.
 
     - ``num_warps``: warps per block, ``k_warps`` of them across k (each takes its turn of an iteration's
-      chunks) and ``num_warps / k_warps`` across the columns; each warp owns ``n_tiles`` mma n8 tiles
-      (``8 * n_tiles`` columns), so a block covers ``block_n = 8 * n_tiles * num_warps / k_warps``
+      chunks) and ``num_warps / k_warps`` across the columns; each warp owns ``n_tiles`` mma m16 atoms of
+      the weight (16 columns of the output each), so a block covers ``block_n = 16 * n_tiles * num_warps /
+      k_warps``
       columns, and a grid has a block per ``block_n`` columns, ``block_m`` rows and ``split_k`` runs of
       iterations (the blocks of a tile add their partial sums in a float32 workspace).
-    - ``block_m``: rows of X per block (a multiple of 16: the mma's m); at decode (M <= 16) 16.
+    - ``block_m``: rows of X per block (a multiple of 8: an mma atom's rows of X); 8 for up to 8 rows.
     - ``chunks``: pre-layout chunks (``chunk_k(bits)`` values of k each) per loop iteration and warp: each
       thread issues ``chunks * n_tiles * loads_per_chunk(bits)`` 16-byte weight loads per iteration. An
       iteration must hold whole scale groups (``kernel.plan_error``).
@@ -64,8 +65,8 @@ class QGemmConfig:
 SEARCH_SPACE: dict[str, tuple[object, ...]] = {
     "num_warps": (1, 2, 4, 8),
     "n_tiles": (1, 2, 4),
-    "block_m": (16, 32, 64),
-    "chunks": (1, 2, 4),
+    "block_m": (8, 16, 32, 64),
+    "chunks": (1, 2, 4, 8),
     "prefetch": (False, True),
     "k_warps": (1, 2, 4, 8),
     "split_k": (1, 2, 3, 4, 6, 8),
@@ -73,9 +74,9 @@ SEARCH_SPACE: dict[str, tuple[object, ...]] = {
 
 
 def search_space(m: int) -> list[QGemmConfig]:
-    """Every valid configuration for ``m`` rows of X: ``block_m`` no larger than ``m`` needs (16 at
-    decode). Whether an iteration holds whole groups depends on the weight (``kernel.plan_error``)."""
-    rows = [size for size in SEARCH_SPACE["block_m"] if size < m + 16] or [16]
+    """Every valid configuration for ``m`` rows of X: ``block_m`` no larger than ``m`` needs (8 for up to
+    8 rows). Whether an iteration holds whole groups depends on the weight (``kernel.plan_error``)."""
+    rows = [size for size in SEARCH_SPACE["block_m"] if size < m + 8] or [8]
     fields = [SEARCH_SPACE[name] if name != "block_m" else tuple(rows) for name in SEARCH_SPACE]
     configs = (dict(zip(SEARCH_SPACE, values)) for values in itertools.product(*fields))
     return [QGemmConfig(**config) for config in configs if config["num_warps"] % config["k_warps"] == 0]
@@ -86,38 +87,37 @@ def default_config(
     m: int, n: int, k: int, bits: int, device: str = "cuda", group_size: int | None = None
 ) -> QGemmConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
-    of k (None: per channel). At decode (``m <= 16``) the memory system needs many loads in flight: 4 warps
-    a block split k between them and a block covers 16 columns, so that n / 16 blocks of 4 warps each hold
-    an iteration of about 256 values of k in registers, twice (``prefetch``), and ``split_k`` blocks share
-    a tile when that leaves the GPU's SMs short of about 16 warps each. Larger m tiles rows as well and
-    splits nothing. ``chunks`` is raised to hold whole groups (``kernel.plan_error``); registers stay
-    unspilled (``ptxas -v`` for sm_90)."""
+    of k (None: per channel), from the sweep of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
+    (``m <= 16``) the memory system needs many loads in flight: blocks of 8 warps that all split k, each
+    with one atom of 16 columns, iterations of about 128 values of k (256 for the widths whose chunk is
+    256), the next iteration's loads in flight during this one's work (``prefetch``) where the registers
+    hold them (4 loads a thread), and ``split_k`` blocks a tile when n leaves fewer tiles than an H100 has
+    SMs. Larger m tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups
+    (``kernel.plan_error``)."""
     chunk = prelayout.chunk_k(bits)
     group = group_size if group_size not in (None, 16, k) else 1
     fit = max(1, group // chunk)  # chunks that hold whole groups
-    block_m = 16 if m <= 16 else 32 if m <= 32 else 64
+    block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
     if device == "cpu":  # the interpreter: the fewest instructions
         return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=fit, prefetch=False)
     if m > 16:
-        return QGemmConfig(
-            num_warps=4, n_tiles=1 if n <= 4096 else 2, block_m=block_m, chunks=fit, prefetch=False
-        )
-    chunks = max(fit, 256 // chunk)
-    tiles = -(-n // 16)
-    iterations = -(-k // (4 * chunks * chunk))
+        n_tiles = 1 if n <= 4096 else 2
+        return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
+    chunks = max(fit, 128 // chunk)
+    prefetch = prefetch_fits(bits, chunks, 1)
+    tiles, iterations = -(-n // 16), -(-k // (8 * chunks * chunk))
     split_k = max(
-        s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= _BLOCKS_WANTED and iterations >= 2 * s)
+        s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= 2 * _SMS and iterations >= 2 * s)
     )
-    return QGemmConfig(
-        num_warps=4,
-        n_tiles=2,
-        block_m=16,
-        chunks=chunks,
-        prefetch=chunks * chunk <= 256,
-        k_warps=4,
-        split_k=split_k,
-    )
+    return QGemmConfig(8, 1, block_m, chunks, prefetch, k_warps=8, split_k=split_k if tiles < _SMS else 1)
 
 
-#: blocks of 4 warps that give an H100's 132 SMs about 16 warps each
-_BLOCKS_WANTED = 528
+def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:
+    """Whether the registers hold two iterations' weights (``prefetch``) without cutting the warps an SM
+    runs: at most 4 loads of 16 bytes a thread an iteration (``ptxas -v`` for sm_90: 208 registers and more
+    beyond)."""
+    return chunks * n_tiles * prelayout.loads_per_chunk(bits) <= 4
+
+
+#: the SMs of an H100
+_SMS = 132

@@ -1,20 +1,22 @@
 """The quantized GEMM kernel in the DSL: ``out = X @ dequant(W).T (+ bias)`` from pre-laid-out codes.
 
-A block computes ``block_m`` rows and ``block_n = 8 * n_tiles * n_warps`` columns of ``out``. Its
-``num_warps = k_warps * n_warps`` warps split the work two ways: warp ``(s, w)`` owns the n8 tiles
-``r * n_warps + w`` (``r < n_tiles``) of the ``k_warps`` slices of k it takes turns on (``s``). An
-iteration covers ``k_warps * chunks`` pre-layout chunks: slice ``s`` takes the ``chunks`` chunks after
-``s * chunks`` (``kc = chunks * chunk_k(bits)`` values of k), so the block's warps read neighbouring bytes
-and each reads 16 bytes per thread per load. ``split_k`` blocks share a tile's iterations the same way,
-in contiguous runs.
+The kernel computes ``out.T = W @ X.T`` with ``mma.m16n8k16``: the dequantized weight is operand A (16
+rows of n an atom, 8 codes of each thread an mma) and X operand B (8 rows of X an atom: a decode step of 1
+to 8 rows fills one). A block computes ``block_n = 16 * n_tiles * n_warps`` columns of ``out`` for
+``block_m`` rows. Its ``num_warps = k_warps * n_warps`` warps split the work two ways: warp ``(s, w)``
+owns the m16 atoms ``r * n_warps + w`` (``r < n_tiles``) of the ``k_warps`` slices of k it takes turns
+on (``s``). An iteration covers ``k_warps * chunks`` pre-layout chunks: slice ``s`` takes the ``chunks``
+chunks after ``s * chunks`` (``kc = chunks * chunk_k(bits)`` values of k), so the block's warps read
+neighbouring bytes, 16 bytes per thread per load. ``split_k`` blocks share a tile's iterations, in
+contiguous runs.
 
 - the weights: one window of ``packed`` (``prelayout``), pinned so that every thread loads its own 16-byte
-  strings; ``tv.view`` reads them as the code dtype, a ``permute`` sorts the k digits into the mma order and
-  a last ``view`` makes the batched ``[k_warps, R, kc / R, block_n]`` B operand, whose layout is the mma B
+  strings; ``tv.view`` reads them as the code dtype, a ``permute`` sorts the digits into the mma order and
+  a last ``view`` makes the batched ``[k_warps, R, block_n, kc / R]`` A operand, whose layout is the mma A
   fragment with its repeats: the weights never leave the thread that loaded them;
 - X: a ``[block_m, k_warps * kc]`` window in which each thread loads 8 contiguous values (16 bytes) per
-  row and 32 values of k, the A fragments of the permuted k (``prelayout``); ``view``/``permute`` put them
-  in mma order, slice by slice;
+  32 values of k of its row, the B fragments of the permuted k (``prelayout``); ``view``/``permute`` make
+  the batched ``[k_warps, R, kc / R, block_m]`` B operand;
 - dequantization: ``tv.cast`` to the compute dtype (the bit sequences of ``cast_packed``), the zero
   point subtracted (exact: small integers); then the scales, by the size of a group:
 
@@ -23,12 +25,12 @@ in contiguous runs.
     partial sum and one multiply-add per accumulator element scales it (``scale_on="groups"``);
   - a group of 16 mixes the lanes of an mma step: the scales multiply the weights (``"weights"``);
   - per channel, the scale multiplies the sum once, at the end (``"channel"``);
-- ``tv.dot`` accumulates in float32 (mma.m16n8k16); the slices' sums meet through shared memory
-  (``tv.sum`` over the warps); with ``split_k`` blocks, each stores its float32 partial tile in a
-  workspace and draws a ticket (``tv.atomic_add_scalar``); the last block of a tile adds the partial
-  tiles in a fixed order (the result does not depend on which block finishes last), resets the counter
-  for the next launch and runs the epilogue: the global scale and the bias, one rounding to the compute
-  dtype, a masked store of the ragged tile.
+- ``tv.dot`` accumulates in float32; the slices' sums meet through shared memory (``tv.sum`` over the
+  warps); with ``split_k`` blocks, each stores its float32 partial tile in a workspace and draws a ticket
+  (``tv.atomic_add_scalar``); the last block of a tile adds the partial tiles in a fixed order (the result
+  does not depend on which block finishes last), resets the counter for the next launch and runs the
+  epilogue: the global scale and the bias, one rounding to the compute dtype, a masked store of the
+  ragged tile, transposed back to ``out [M, N]``.
 
 The tiling and the layouts are one Python value (``KernelPlan``) passed as a constexpr: its layouts pin
 the loads so that layout inference needs no ``convert_layout`` in the loop.
@@ -43,12 +45,12 @@ import tilevm as tv
 from tilevm.layout import RegisterLayout, local, mma_fragments, replicated, spatial
 from tilevm.ops.qgemm import prelayout
 
-__all__ = ["KERNELS", "KernelPlan", "kernel_plan"]
+__all__ = ["KERNELS", "KernelPlan", "kernel_plan", "plan_error"]
 
 #: the mma fragments (the same layouts for float16 and bfloat16)
 _FRAGMENTS = mma_fragments("m16n8k16", "f16")
-#: values of k in a 32-value block of the mma order (a ``jh`` digit of ``prelayout``)
-_BLOCK = 32
+#: values of k in a 32-value block of the mma order (a ``jh`` digit of ``prelayout``), rows of X an atom
+_BLOCK, _M_ATOM = 32, 8
 
 
 @dataclass(frozen=True)
@@ -56,23 +58,23 @@ class KernelPlan:
     """The tiling and the pinned layouts of one kernel specialization (see ``kernel_plan``)."""
 
     block_m: int
-    n_tiles: int  # mma n8 tiles a warp
+    n_tiles: int  # mma m16 atoms of n a warp
     n_warps: int  # warps across the block's columns
     k_warps: int  # warps across k (slices of an iteration)
     split_k: int  # blocks across k
     chunks: int  # pre-layout chunks a slice takes an iteration
-    loads: int  # 16-byte loads a thread makes per chunk and n8 tile
+    loads: int  # 16-byte loads a thread makes per chunk and m16 atom
     kc: int  # values of k a slice takes an iteration
     scale_on: str  # "groups" (a batch dim of the dot), "weights" (groups of 16) or "channel"
     groups: int  # R: the groups of a slice's iteration (1 unless scale_on == "groups")
     x: RegisterLayout  # the X window [block_m, k_warps * kc]
-    weights: RegisterLayout  # the packed window [block_n // 8, k_warps * chunks, loads, 32, 16]
-    accumulator: RegisterLayout  # [k_warps, R, block_m, block_n]
-    group_rows: RegisterLayout  # an iteration's scales [k_warps * R, block_n], broadcast over the accumulator
-    weight_rows: RegisterLayout  # the rows of scales or zeros an iteration applies to the B operand
+    weights: RegisterLayout  # the packed window [block_n // 16, k_warps * chunks, loads, 32, 16]
+    accumulator: RegisterLayout  # [k_warps, R, block_n, block_m]
+    group_rows: RegisterLayout  # an iteration's scales [k_warps * R, block_n] ("groups")
+    weight_rows: RegisterLayout  # the rows of scales or zeros an iteration applies to the A operand
     row_step: int  # rows of scales and zeros an iteration moves on (0: per channel, one row)
-    weight_shape: tuple[int, ...]  # the B operand viewed so that each group is a broadcast dim
-    weight_tile_shape: tuple[int, ...]  # weight_rows viewed to broadcast against it
+    k_digits: tuple[int, ...]  # the k of the A operand split so that each group is a broadcast dim
+    weight_tile_shape: tuple[int, ...]  # weight_rows viewed to broadcast against the A operand (n last)
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,25 +132,26 @@ def kernel_plan(
         scale_on, groups = "weights", 1
     else:
         scale_on, groups = "groups", kc // group_size
-    block_n, m_tiles, atoms = prelayout.N_GROUP * n_tiles * n_warps, block_m // 16, 2 * blocks // groups
-    # the atoms of the batched dot: warps (s, w) with s the most significant; each thread's locals ordered
-    # (m tile, n tile, group, k atom), so that the three layouts agree as the dot's rule asks
+    block_n, m_tiles, atoms = prelayout.N_GROUP * n_tiles * n_warps, block_m // _M_ATOM, 2 * blocks // groups
+    # the atoms of the batched dot [s, R, n, k] @ [s, R, k, m]: warps (s, w) with s the most significant,
+    # w along n; each thread's locals ordered (n atom, m atom, group, k atom), so that the three layouts
+    # agree as the dot's rule asks
     slices = spatial(k_warps, 1, 1, 1)
-    accumulator = slices * local(1, 1, m_tiles, n_tiles) * spatial(1, 1, 1, n_warps) * local(1, groups, 1, 1)
+    accumulator = slices * local(1, 1, n_tiles, m_tiles) * spatial(1, 1, n_warps, 1) * local(1, groups, 1, 1)
     accumulator = accumulator * _FRAGMENTS.c
-    a = slices * local(1, 1, m_tiles, 1) * replicated(n_warps) * local(1, groups, 1, atoms) * _FRAGMENTS.a
-    b = (
+    a = (
         slices
-        * local(1, 1, 1, n_tiles)
-        * spatial(1, 1, 1, n_warps)
-        * local(1, groups, atoms, 1)
-        * _FRAGMENTS.b
+        * local(1, 1, n_tiles, 1)
+        * spatial(1, 1, n_warps, 1)
+        * local(1, groups, 1, atoms)
+        * _FRAGMENTS.a
     )
-    # X's window [m, (s, jh, t, jl, s1, s0)]: a [s, R, m, (jh', jl, s1, t, s0)] with jh = (R, jh')
+    b = slices * local(1, 1, 1, m_tiles) * replicated(n_warps) * local(1, groups, atoms, 1) * _FRAGMENTS.b
+    # X's window [m, (s, jh, t, jl, s1, s0)]: b [s, R, (jh', jl, s1, t, s0), m] with jh = (R, jh')
     x = (
-        a.permute(0, 2, 1, 3)
-        .reshape(k_warps, block_m, blocks, 2, 2, 4, 2)
-        .permute(1, 0, 2, 5, 3, 4, 6)
+        b.permute(3, 0, 1, 2)
+        .reshape(block_m, k_warps, blocks, 2, 2, 4, 2)
+        .permute(0, 1, 2, 5, 3, 4, 6)
         .reshape(block_m, k_warps * kc)
     )
     weights = (
@@ -159,16 +162,18 @@ def kernel_plan(
         * spatial(1, 1, 1, prelayout.LANES, 1)
         * local(1, 1, 1, 1, prelayout.LOAD_BYTES)
     )
-    weight_shape, weight_tile_shape = (k_warps, groups, kc // groups, block_n), (k_warps, groups, 1, block_n)
+    # the A operand [s, R, n, k] seen as [s, R, *k_digits, n]: a group a broadcast dim
+    k_digits, weight_tile_shape = (kc // groups,), (k_warps, groups, 1, block_n)
     if scale_on == "weights":  # true k = 32 jh + 8 t + ...: a group of 16 is (jh, t // 2), t a digit of k_mma
-        weight_shape = (k_warps, blocks, 4, 2, 4, block_n)
-        weight_tile_shape = (k_warps, blocks, 1, 2, 1, block_n)
+        k_digits, weight_tile_shape = (blocks, 4, 2, 4), (k_warps, 1, blocks, 1, 2, 1, block_n)
     elif scale_on == "channel":  # one row of zeros for every slice
         weight_tile_shape = (1, 1, 1, block_n)
+    rank = 3 + len(k_digits)
+    n_last = a.reshape(k_warps, groups, block_n, *k_digits).permute(0, 1, *range(3, rank), 2)
     broadcast = [dim for dim, size in enumerate(weight_tile_shape) if size == 1]
-    rows = (
-        weight_tile_shape[0] * weight_tile_shape[1] * (weight_tile_shape[3] if scale_on == "weights" else 1)
-    )
+    rows = 1
+    for size in weight_tile_shape[:-1]:
+        rows *= size
     return KernelPlan(
         block_m=block_m,
         n_tiles=n_tiles,
@@ -183,40 +188,56 @@ def kernel_plan(
         x=x,
         weights=weights,
         accumulator=accumulator,
-        group_rows=accumulator.reduce(2).reshape(k_warps * groups, block_n),
-        weight_rows=b.reshape(weight_shape).reduce(*broadcast).reshape(rows, block_n),
+        group_rows=accumulator.reduce(3).permute(0, 1, 3, 2).reshape(k_warps * groups, block_n),
+        weight_rows=n_last.reduce(*broadcast).reshape(rows, block_n),
         row_step=0 if scale_on == "channel" else rows,
-        weight_shape=weight_shape,
+        k_digits=k_digits,
         weight_tile_shape=weight_tile_shape,
     )
 
 
 @tv.func
 def _loads(x, packed, m0, chunk0, group0, PLAN):
-    """An iteration's operands from chunk ``chunk0`` on: X's window as the batched A operand ``[k_warps,
-    R, block_m, kc / R]`` in the permuted k order of the pre-layout, and the packed bytes ``[block_n // 8,
-    k_warps * chunks, loads, 32, 16]``."""
+    """An iteration's windows from chunk ``chunk0`` on, in their pinned layouts: X ``[block_m, k_warps *
+    kc]`` and the packed bytes ``[block_n // 16, k_warps * chunks, loads, 32, 16]``."""
     k0 = chunk0 // PLAN.chunks * PLAN.kc
-    shape = [PLAN.block_m, PLAN.k_warps * PLAN.kc]
-    window = tv.load_global(x, offsets=[m0, k0], shape=shape, layout=PLAN.x)
-    # m, s, jh, t, jl, s1, s0 -> s, m, jh, jl, s1, t, s0
-    digits = tv.view(window, x.dtype, [PLAN.block_m, PLAN.k_warps, PLAN.kc // 32, 4, 2, 2, 2])
-    slices = tv.permute(digits, [1, 0, 2, 4, 5, 3, 6])
-    grouped = tv.view(slices, x.dtype, [PLAN.k_warps, PLAN.block_m, PLAN.groups, PLAN.kc // PLAN.groups])
-    a = tv.permute(grouped, [0, 2, 1, 3])
-    shape = [PLAN.block_n // 8, PLAN.k_warps * PLAN.chunks, PLAN.loads, 32, 16]
-    return a, tv.load_global(packed, offsets=[group0, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
+    window = tv.load_global(x, offsets=[m0, k0], shape=[PLAN.block_m, PLAN.k_warps * PLAN.kc], layout=PLAN.x)
+    shape = [PLAN.block_n // 16, PLAN.k_warps * PLAN.chunks, PLAN.loads, 32, 16]
+    return window, tv.load_global(packed, offsets=[group0, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
+
+
+@tv.func
+def _activations(window, PLAN):
+    """X's window as the batched B operand ``[k_warps, R, kc / R, block_m]``: the permuted k order of the
+    pre-layout put back in mma order, slice by slice."""
+    # m, s, jh, t, jl, s1, s0 -> s, jh, jl, s1, t, s0, m
+    digits = tv.view(window, window.dtype, [PLAN.block_m, PLAN.k_warps, PLAN.kc // 32, 4, 2, 2, 2])
+    ordered = tv.permute(digits, [1, 2, 4, 5, 3, 6, 0])
+    return tv.view(ordered, window.dtype, [PLAN.k_warps, PLAN.groups, PLAN.kc // PLAN.groups, PLAN.block_m])
 
 
 @tv.func
 def _codes(window, CODE, PLAN):
-    """The loaded bytes as the batched B operand ``[k_warps, R, kc / R, block_n]`` of codes, in the mma's
+    """The loaded bytes as the batched A operand ``[k_warps, R, block_n, kc / R]`` of codes, in the mma's
     k order."""
-    shape = [PLAN.block_n // 8, PLAN.k_warps, PLAN.chunks, PLAN.loads, 32, 16]
+    shape = [PLAN.block_n // 16, PLAN.k_warps, PLAN.chunks, PLAN.loads, 32, 16]
     strings = tv.permute(tv.view(window, window.dtype, shape), [1, 0, 4, 2, 3, 5])  # s, gn, lane, bytes
-    shape = [PLAN.k_warps, PLAN.n_tiles, PLAN.n_warps, 8, 4, PLAN.kc // 32, 2, 2, 2]  # s r w nn t jh jl s1 s0
-    ordered = tv.permute(tv.view(strings, CODE, shape), [0, 5, 6, 7, 4, 8, 1, 2, 3])
-    return tv.view(ordered, CODE, [PLAN.k_warps, PLAN.groups, PLAN.kc // PLAN.groups, PLAN.block_n])
+    # s r w g t R jh' jl s1 nh s0 -> s R r w nh g jh' jl s1 t s0
+    shape = [
+        PLAN.k_warps,
+        PLAN.n_tiles,
+        PLAN.n_warps,
+        8,
+        4,
+        PLAN.groups,
+        PLAN.kc // 32 // PLAN.groups,
+        2,
+        2,
+        2,
+        2,
+    ]
+    ordered = tv.permute(tv.view(strings, CODE, shape), [0, 5, 1, 2, 9, 3, 6, 7, 8, 4, 10])
+    return tv.view(ordered, CODE, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.kc // PLAN.groups])
 
 
 @tv.func
@@ -227,37 +248,43 @@ def _rows(tensor, row0, n0, ROWS, LAYOUT):
 
 @tv.func
 def _dequantized(codes, scales, zeros, row0, n0, HAS_ZEROS, PLAN):
-    """The B operand in the compute dtype: ``codes - zeros``, times the scales when they go on the weights
+    """The A operand in the compute dtype: ``codes - zeros``, times the scales when they go on the weights
     (groups of 16)."""
     compute = codes.dtype
+    rank = 3 + len(PLAN.k_digits)
+    if not HAS_ZEROS and PLAN.scale_on != "weights":
+        return codes
+    split = tv.view(codes, compute, [PLAN.k_warps, PLAN.groups, PLAN.block_n, *PLAN.k_digits])
+    grouped = tv.permute(split, [0, 1, *range(3, rank), 2])  # n last
     rows = PLAN.weight_rows.shape[0]
-    grouped = tv.view(codes, compute, PLAN.weight_shape)
     if HAS_ZEROS:
         z = _rows(zeros, row0, n0, rows, PLAN.weight_rows)
         grouped = grouped - tv.view(z, compute, PLAN.weight_tile_shape)
     if PLAN.scale_on == "weights":
         s = tv.cast(_rows(scales, row0, n0, rows, PLAN.weight_rows), compute)
         grouped = grouped * tv.view(s, compute, PLAN.weight_tile_shape)
-    return tv.view(grouped, compute, [PLAN.k_warps, PLAN.groups, PLAN.kc // PLAN.groups, PLAN.block_n])
+    back = tv.permute(grouped, [0, 1, rank - 1, *range(2, rank - 1)])
+    return tv.view(back, compute, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.kc // PLAN.groups])
 
 
 @tv.func
-def _accumulated(acc, a, w, scales, row0, n0, PLAN):
+def _accumulated(acc, w, b, scales, row0, n0, PLAN):
     """``acc`` plus this iteration's dot; each group's partial sum scaled first when the groups are a batch
     dim of the dot."""
     if PLAN.scale_on != "groups":
-        return tv.dot(a, w, acc)
-    shape = [PLAN.k_warps, PLAN.groups, PLAN.block_m, PLAN.block_n]
-    part = tv.dot(a, w, tv.register_tensor(tv.float32, shape, init=0.0, layout=PLAN.accumulator))
+        return tv.dot(w, b, acc)
+    shape = [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m]
+    part = tv.dot(w, b, tv.register_tensor(tv.float32, shape, init=0.0, layout=PLAN.accumulator))
     s = tv.cast(_rows(scales, row0, n0, PLAN.k_warps * PLAN.groups, PLAN.group_rows), tv.float32)
-    return acc + part * tv.view(s, tv.float32, [PLAN.k_warps, PLAN.groups, 1, PLAN.block_n])
+    s = tv.permute(tv.view(s, tv.float32, [PLAN.k_warps, PLAN.groups, 1, PLAN.block_n]), [0, 1, 3, 2])
+    return acc + part * s
 
 
 @tv.func
 def _block_sum(acc, scales, n0, PLAN):
     """The block's ``[block_m, block_n]`` float32 sum: its slices' and groups' partial sums added, times the
     scales when they are per channel."""
-    total = tv.sum(tv.sum(acc, dim=1), dim=0)
+    total = tv.permute(tv.sum(tv.sum(acc, dim=1), dim=0), [1, 0])
     if PLAN.scale_on == "channel":
         s = tv.load_global(scales, offsets=[0, n0], shape=[1, PLAN.block_n])
         total = total * tv.cast(s, tv.float32)
@@ -312,26 +339,26 @@ def _body(
     PLAN: tv.constexpr,
 ):
     m0, n0 = tv.block_idx(1) * PLAN.block_m, tv.block_idx(0) * PLAN.block_n
-    group0 = tv.block_idx(0) * (PLAN.block_n // 8)
+    group0 = tv.block_idx(0) * (PLAN.block_n // 16)
     step = PLAN.k_warps * PLAN.chunks  # chunks an iteration
     iterations = tv.cdiv(packed.shape[1], step)
     per_block = tv.cdiv(iterations, PLAN.split_k)
     first = tv.block_idx(2) * per_block
     last = tv.minimum(first + per_block, iterations)
     acc = tv.register_tensor(
-        tv.float32, [PLAN.k_warps, PLAN.groups, PLAN.block_m, PLAN.block_n], init=0.0, layout=PLAN.accumulator
+        tv.float32, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m], init=0.0, layout=PLAN.accumulator
     )
     if PREFETCH:
-        xa, wb = _loads(x, packed, m0, first * step, group0, PLAN)
+        x_next, w_next = _loads(x, packed, m0, first * step, group0, PLAN)
     for i in range(first, last):
         if PREFETCH:  # the next iteration's operands load while this one computes
-            x_now, w_now = xa, wb
-            xa, wb = _loads(x, packed, m0, (i + 1) * step, group0, PLAN)
+            x_now, w_now = x_next, w_next
+            x_next, w_next = _loads(x, packed, m0, (i + 1) * step, group0, PLAN)
         else:
             x_now, w_now = _loads(x, packed, m0, i * step, group0, PLAN)
         codes = tv.cast(_codes(w_now, CODE, PLAN), x.dtype)
         w = _dequantized(codes, scales, zeros, i * PLAN.row_step, n0, HAS_ZEROS, PLAN)
-        acc = _accumulated(acc, x_now, w, scales, i * PLAN.row_step, n0, PLAN)
+        acc = _accumulated(acc, w, _activations(x_now, PLAN), scales, i * PLAN.row_step, n0, PLAN)
     total = _block_sum(acc, scales, n0, PLAN)
     if PLAN.split_k == 1:
         _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)

@@ -62,7 +62,13 @@ def qgemm(
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     bits = code_dtype.nbits
-    expected = (-(-n // 8), -(-k // prelayout.chunk_k(bits)), prelayout.loads_per_chunk(bits), 32, 16)
+    expected = (
+        -(-n // prelayout.N_GROUP),
+        -(-k // prelayout.chunk_k(bits)),
+        prelayout.loads_per_chunk(bits),
+        32,
+        16,
+    )
     _check_tensor("packed", packed, torch.uint8, expected, x.device)
     scale_dtype = _check_groups(x, scales, zeros, code_dtype, scale_dtype, n, group_size)
     if global_scale is not None:
