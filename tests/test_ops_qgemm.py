@@ -5,6 +5,7 @@ float16 and bfloat16, zero points, bias, ragged M and N, several configurations.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -37,6 +38,13 @@ def _exact_codes(dtype: tv.DType, compute: torch.dtype) -> np.ndarray:
     return codes[np.isfinite(values) & (rounded == values)]
 
 
+def fitted(config: QGemmConfig, code: tv.DType, group: int, k: int) -> QGemmConfig:
+    """``config`` with enough chunks an iteration to hold whole groups of ``group`` (``plan_error``)."""
+    if group in (16, k):
+        return config
+    return dataclasses.replace(config, chunks=max(config.chunks, group // prelayout.chunk_k(code.nbits)))
+
+
 def _case(index: int) -> dict:
     """The seeded case ``index``: one code dtype each, the other choices cycled or drawn."""
     rng = random.Random(1000 + index)
@@ -56,7 +64,7 @@ def _case(index: int) -> dict:
         "m": (1, 5, 17)[index % 3],
         "n": rng.choice([3, 20, 37, 72]),
         "bias": index % 3 != 1,
-        "config": CONFIGS[0],
+        "config": fitted(CONFIGS[0], code, group or k, k),
         "seed": index,
     }
 

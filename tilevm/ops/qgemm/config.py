@@ -88,12 +88,13 @@ def default_config(
 ) -> QGemmConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
     of k (None: per channel), from the sweep of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
-    (``m <= 16``) the memory system needs many loads in flight: blocks of 8 warps that all split k, each
-    with one atom of 16 columns, iterations of about 128 values of k (256 for the widths whose chunk is
-    256), the next iteration's loads in flight during this one's work (``prefetch``) where the registers
-    hold them (4 loads a thread), and ``split_k`` blocks a tile when n leaves fewer tiles than an H100 has
-    SMs. Larger m tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups
-    (``kernel.plan_error``)."""
+    (``m <= 16``) every warp of a block splits k, so that blocks are narrow and many, with many loads in
+    flight. For 4 and 8 bits: 8 warps, one atom of 16 columns each, iterations of 128 values of k, the
+    next iteration's loads in flight during this one's work (``prefetch``). The other widths decode with
+    more instructions a byte, and run faster with more warps than registers for prefetch allow: 4 warps,
+    two atoms each (each value of X serves twice the weights), no prefetch. ``split_k`` blocks share a tile
+    when n leaves fewer tiles than an H100 has SMs. Larger m tiles rows as well and splits nothing.
+    ``chunks`` is raised to hold whole groups (``kernel.plan_error``)."""
     chunk = prelayout.chunk_k(bits)
     group = group_size if group_size not in (None, 16, k) else 1
     fit = max(1, group // chunk)  # chunks that hold whole groups
@@ -103,13 +104,18 @@ def default_config(
     if m > 16:
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
-    chunks = max(fit, 128 // chunk)
-    prefetch = prefetch_fits(bits, chunks, 1)
-    tiles, iterations = -(-n // 16), -(-k // (8 * chunks * chunk))
-    split_k = max(
-        s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= 2 * _SMS and iterations >= 2 * s)
-    )
-    return QGemmConfig(8, 1, block_m, chunks, prefetch, k_warps=8, split_k=split_k if tiles < _SMS else 1)
+    if bits in (4, 8):
+        warps, n_tiles, chunks = 8, 1, max(fit, 128 // chunk)
+    else:
+        warps, n_tiles, chunks = 4, 2, fit
+    tiles, iterations = -(-n // (16 * n_tiles)), -(-k // (warps * chunks * chunk))
+    split_k = 1
+    if tiles < _SMS:
+        split_k = max(
+            s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= 2 * _SMS and iterations >= 2 * s)
+        )
+    prefetch = bits in (4, 8) and prefetch_fits(bits, chunks, n_tiles)
+    return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=warps, split_k=split_k)
 
 
 def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:
