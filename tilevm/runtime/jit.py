@@ -299,7 +299,10 @@ class Kernel:
         except TypeError:
             bound = None  # arguments that do not fit the signature: the slow path says how
         if bound is not None:
-            launch = self.launches.get(bound[0])
+            try:
+                launch = self.launches.get(bound[0])
+            except TypeError:  # an unhashable constexpr (``BY_VALUE``): the slow path says so
+                bound = launch = None
             if launch is not None and launch.launch(grid, bound):
                 return
         self.launch_slowly(grid, args, kwargs, None if bound is None else bound[0])
