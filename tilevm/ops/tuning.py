@@ -28,7 +28,7 @@ from tilevm.ops.qgemm.config import SEARCH_SPACE, QGemmConfig, default_config
 from tilevm.ops.qgemm.prelayout import chunk_k
 from tilevm.ops.quantization import QuantizedWeight
 
-__all__ = ["TUNER", "candidates", "tuned_config"]
+__all__ = ["TUNER", "candidates", "m_bucket", "tuned_config"]
 
 #: the quantized GEMM's tuner (its choices: ``$TILEVM_CACHE_DIR/autotune/<device>.json``)
 TUNER: Autotuner[QGemmConfig] = Autotuner("qgemm")
@@ -52,12 +52,21 @@ def candidates(m: int, n: int, k: int, bits: int) -> list[QGemmConfig]:
     return found
 
 
+def m_bucket(m: int) -> int:
+    """M as the tuner keys it: rounded up to a power of two, at least 16 (every decode M shares a choice).
+
+    >>> [m_bucket(m) for m in (1, 16, 17, 100)]
+    [16, 16, 32, 128]
+    """
+    return max(16, 1 << (m - 1).bit_length())
+
+
 def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmConfig:
     """The configuration for ``rows [M, K] @ qweight.T (+ bias)``: the tuner's choice for its key (a search
     the first time a key is seen on a GPU), ``default_config``'s on the CPU."""
     m = rows.shape[0]
     n, k = qweight.shape
-    key = (("m", max(16, 1 << (m - 1).bit_length())), ("bias", bias is not None), *_weight_key(qweight))
+    key = (("m", m_bucket(m)), ("bias", bias is not None), *_weight_key(qweight))
 
     def run(config: QGemmConfig) -> torch.Tensor:
         from tilevm.ops.qgemm.matmul import quantized_matmul  # here: matmul imports this module

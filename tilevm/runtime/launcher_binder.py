@@ -22,8 +22,9 @@ then takes the slow path (``bind_arguments`` -> ``describe_arguments``), which b
 wrong, in its own words.
 
 ``make_binder(signature, fixed)`` makes the binder of a kernel some of whose arguments are given once
-(``Kernel.partial``): it takes the others only, and its answer is the full binder's for all of them, the
-fixed arguments' parts computed once.
+(``Kernel.partial``): it takes the others only; its values and arguments are the full binder's for all of
+them, the fixed arguments' parts computed once, and its key stands for the fixed arguments' parts with one
+object (``FIXED_KEYS``), so that a launch hashes and compares the other arguments' parts only.
 
 >>> import inspect, torch, tilevm as tv
 >>> def add(x: tv.Tensor, y: tv.Tensor[tv.float32, 1], n: int, BLOCK: tv.constexpr = 64): ...
@@ -41,7 +42,7 @@ True
 >>> bind(x, tv.view(x, tv.int32), 3) is None  # y reads float32: unusual, the slow path says what is wrong
 True
 >>> bind_y = make_binder(inspect.signature(add, eval_str=True), {"y": x[:16], "BLOCK": 32})
->>> bind_y(x, 8)[:2] == bind(x, x[:16], 8, 32)[:2]  # the same key and values
+>>> bind_y(x, 8)[1] == bind(x, x[:16], 8, 32)[1]  # the same values
 True
 """
 
@@ -89,6 +90,9 @@ BY_VALUE: set[type] = {int, bool, str, type(None)}
 VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 #: the generated code's own names (its locals and globals) start so
 PREFIX = "_tv"
+#: the fixed arguments' part of the keys of binders with fixed arguments (the parameters and their key
+#: parts: no tensor) -> the object that stands for it in their keys (equal parts, one object)
+FIXED_KEYS: dict[tuple, object] = {}
 #: the constexpr types (and their subclasses) that ``constexpr_key`` keys otherwise than by ``(type name,
 #: value)``
 _BY_KEY = (float, complex, tuple)
@@ -109,28 +113,22 @@ def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None
     only; None also when a fixed value is unusual or a parameter is positional-only."""
     fixed = fixed or {}
     parameters = list(signature.parameters.values())
-    if any(parameter.kind in VARIADIC for parameter in parameters):
+    if not _mirrored(parameters, bool(fixed)):
         return None
-    if fixed and any(parameter.kind is inspect.Parameter.POSITIONAL_ONLY for parameter in parameters):
-        return None  # a partial kernel's slow path passes every argument by name
-    if any(parameter.name.startswith(PREFIX) for parameter in parameters):
-        return None  # the generated code's own names start so: they must not shadow a parameter
     namespace: dict[str, object] = {
         "_tvTensor": torch.Tensor, "_tvUNUSUAL": UNUSUAL, "_tvPLAIN": PLAIN, "_tvLIMIT": INT32_LIMIT,
         "_tvfacts": tensor_facts, "_tvas_float": as_float, "_tvconstexpr_key": fast_constexpr_key,
         "_tvBY_VALUE": BY_VALUE, "_tvview_facts": view_facts,
     }  # fmt: skip
-    lines, keys, full, names, free = [], [], [], [], []
+    lines, keys, full, names, free, fixed_keys = [], [], [], [], [], []
     for index, parameter in enumerate(parameters):
         name = parameter.name
         if name in fixed:  # its parts, as this code computes them, computed now
-            alone = make_binder(inspect.Signature([parameter.replace(default=inspect.Parameter.empty)]))
-            parts = alone(**{name: fixed[name]}) if alone is not None else None
+            parts = _fixed_parts(parameter, fixed[name])
             if parts is None:
                 return None
-            namespace[f"_tvfixedkey{index}"], namespace[f"_tvfixedfull{index}"], (argument,) = parts
-            namespace[f"_tvfixed{index}"] = argument
-            keys.append(f"*_tvfixedkey{index}")
+            fixed_keys.append((name, parts[0]))
+            namespace[f"_tvfixedfull{index}"], namespace[f"_tvfixed{index}"] = parts[1], parts[2][0]
             full.append(f"*_tvfixedfull{index}")
             names.append(f"_tvfixed{index}")
             continue
@@ -155,6 +153,12 @@ def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None
             lines += _scalar_lines(name, dtype)
             keys += [f"{name} & 15 == 0"] if dtype.is_integer else []
             full.append(name)
+    if fixed:  # the fixed arguments' part of the key, as one object: hashed and compared at once
+        try:
+            namespace["_tvfixedkey"] = FIXED_KEYS.setdefault(tuple(fixed_keys), object())
+        except TypeError:  # an unhashable constexpr (``BY_VALUE``)
+            return None
+        keys.insert(0, "_tvfixedkey")
     source = "\n".join(
         [
             f"def bind({_parameter_list(free)}):",
@@ -164,6 +168,22 @@ def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None
     )
     exec(compile(source, f"<tilevm binder of {signature}>", "exec"), namespace)
     return namespace["bind"]
+
+
+def _mirrored(parameters: list[inspect.Parameter], partial: bool) -> bool:
+    """Whether a binder can mirror these parameters (``partial``: with some fixed)."""
+    if any(parameter.kind in VARIADIC for parameter in parameters):
+        return False
+    if partial and any(parameter.kind is inspect.Parameter.POSITIONAL_ONLY for parameter in parameters):
+        return False  # a partial kernel's slow path passes every argument by name
+    # the generated code's own names start so: they must not shadow a parameter
+    return not any(parameter.name.startswith(PREFIX) for parameter in parameters)
+
+
+def _fixed_parts(parameter: inspect.Parameter, value: object) -> tuple[tuple, tuple, tuple] | None:
+    """A fixed argument's key, values and argument, as a binder computes them (None: unusual)."""
+    alone = make_binder(inspect.Signature([parameter.replace(default=inspect.Parameter.empty)]))
+    return alone(**{parameter.name: value}) if alone is not None else None
 
 
 def _tuple(items: list[str]) -> str:

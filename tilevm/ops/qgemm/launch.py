@@ -12,7 +12,7 @@ import torch
 import tilevm as tv
 from tilevm.ops.qgemm import prelayout
 from tilevm.ops.qgemm.config import QGemmConfig, default_config
-from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
+from tilevm.ops.qgemm.host import QGemmLaunch
 
 __all__ = ["CODE_DTYPES", "SCALE_DTYPES", "qgemm"]
 
@@ -92,30 +92,20 @@ def _launch(
     group_size: int,
     config: QGemmConfig,
 ) -> torch.Tensor:
-    m, k = x.shape
-    bits = code_dtype.nbits
-    plan = kernel_plan(bits, config.num_warps, config.n_tiles, config.block_m, config.chunks, group_size, k)
-    if out is None:
-        out = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    scale_view = scales if scale_dtype in (tv.float16, tv.bfloat16) else tv.view(scales, scale_dtype)
-    grid = (-(-n // config.block_n), -(-m // config.block_m))
-    KERNELS[config.num_warps][grid](
-        x,
+    shape = (n, x.shape[1])
+    launch = QGemmLaunch(
         packed,
-        scale_view,
-        zeros if zeros is not None else scales,
-        global_scale.reshape(1) if global_scale is not None else x,
-        bias.reshape(1, n) if bias is not None else x,
-        out,
-        CODE=code_dtype,
-        GROUP=group_size,
-        HAS_ZEROS=zeros is not None,
-        HAS_GLOBAL_SCALE=global_scale is not None,
-        HAS_BIAS=bias is not None,
-        PREFETCH=config.prefetch,
-        PLAN=plan,
+        scales,
+        zeros,
+        global_scale,
+        bias is not None,
+        code_dtype,
+        scale_dtype,
+        shape,
+        group_size,
+        config,
     )
-    return out
+    return launch.launch(x, bias, out)
 
 
 def _check_x(x: object, out: object) -> None:

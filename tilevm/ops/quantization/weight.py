@@ -50,7 +50,10 @@ class QuantizedWeight:
     - ``global_scale``: a float32 ``[]`` tensor (ue4m3 formats: NVFP4), else None;
     - ``compute_dtype``: torch.float16 or torch.bfloat16, the dtype of X and Y.
 
-    All tensors live on one device. Build one with `tilevm.ops.quantize_weight`.
+    All tensors live on one device and are contiguous, as the kernel reads them. Build one with
+    `tilevm.ops.quantize_weight`. A weight is immutable: its tensors are checked once, here, and the op's
+    host path keeps what it derives from them in ``host_cache`` (``tilevm.ops.qgemm.host``: launches with
+    the tensors bound, by M bucket and bias), which goes with the weight.
     """
 
     format: WeightFormat
@@ -74,6 +77,8 @@ class QuantizedWeight:
         }
         for name, spec in expected.items():
             _check_tensor(name, getattr(self, name), spec, self.packed)
+        # not a field: no part of the weight's value (a replaced or unpickled weight starts without it)
+        object.__setattr__(self, "host_cache", {})
 
     @property
     def bits(self) -> int:
@@ -220,6 +225,8 @@ def _check_tensor(
         raise ValueError(
             f"{name} is on {tensor.device} but packed is on {packed.device}: all must share a device"
         )
+    if not tensor.is_contiguous():
+        raise ValueError(f"{name} must be contiguous (the kernel reads it row by row); call .contiguous()")
 
 
 def _from_state_dict(state: dict[str, torch.Tensor], prefix: str) -> QuantizedWeight:
