@@ -19,14 +19,14 @@ and always ``default_config``'s choice, which is also the answer on the CPU and 
 
 from __future__ import annotations
 
-import weakref
+import functools
 
 import torch
 
 from tilevm.autotune import Autotuner
 from tilevm.ops.qgemm.config import SEARCH_SPACE, QGemmConfig, default_config
 from tilevm.ops.qgemm.prelayout import chunk_k
-from tilevm.ops.quantization import QuantizedWeight
+from tilevm.ops.quantization import QuantizedWeight, WeightFormat
 
 __all__ = ["TUNER", "candidates", "m_bucket", "tuned_config"]
 
@@ -83,20 +83,15 @@ def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tenso
 
 
 def _weight_key(qweight: QuantizedWeight) -> tuple[tuple[str, object], ...]:
-    """The part of the key that the weight fixes, made once per weight: its format as text (a string
-    caches its hash; the format's dataclass hash costs microseconds on every call)."""
-    key = _WEIGHT_KEYS.get(qweight)
-    if key is None:
-        n, k = qweight.shape
-        fields = (
-            ("n", n),
-            ("k", k),
-            ("format", repr(qweight.format)),
-            ("compute_dtype", str(qweight.compute_dtype)),
-        )
-        key = _WEIGHT_KEYS[qweight] = fields
-    return key
+    """The part of the key that the weight fixes (its shape, format and compute dtype)."""
+    return _weight_fields(qweight.format, qweight.shape, qweight.compute_dtype)
 
 
-#: each live weight's part of the key (QuantizedWeight compares and hashes by identity)
-_WEIGHT_KEYS: weakref.WeakKeyDictionary[QuantizedWeight, tuple] = weakref.WeakKeyDictionary()
+@functools.lru_cache(maxsize=1024)
+def _weight_fields(
+    weight_format: WeightFormat, shape: tuple[int, int], compute_dtype: torch.dtype
+) -> tuple[tuple[str, object], ...]:
+    """The weight's part of the key, made once per format and shape: the format as text (a string caches
+    its hash; the format's dataclass hash costs microseconds on every lookup)."""
+    n, k = shape
+    return (("n", n), ("k", k), ("format", repr(weight_format)), ("compute_dtype", str(compute_dtype)))

@@ -12,8 +12,9 @@ import torch
 from tilevm.ops.qgemm.config import QGemmConfig
 from tilevm.ops.qgemm.host import QGemmLaunch, cached_launch
 from tilevm.ops.quantization import QuantizedWeight
+from tilevm.ops.tuning import tuned_config
 
-__all__ = ["quantized_matmul"]
+__all__ = ["quantized_matmul", "quantized_matmul_once"]
 
 
 def quantized_matmul(
@@ -25,6 +26,25 @@ def quantized_matmul(
     """``x [..., K] @ W.T (+ bias)`` -> ``[..., N]`` in ``qweight.compute_dtype`` (``x``'s dtype), with
     ``W = qweight``'s ``[N, K]`` weight: the GPU kernel on CUDA tensors, the SIMT interpreter on CPU ones.
     ``config`` overrides the autotuner's choice (``tilevm.ops.tuning``; ``default_config`` on the CPU)."""
+    return _matmul(x, qweight, bias, config, keep=True)
+
+
+def quantized_matmul_once(
+    x: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``quantized_matmul(x, qweight, bias)`` for a weight made for this call only (the custom op makes one
+    from its tensors at every call): the launch is not kept by the weight, since none would use it again
+    (``Kernel.partial`` compiles a binder)."""
+    return _matmul(x, qweight, bias, None, keep=False)
+
+
+def _matmul(
+    x: torch.Tensor,
+    qweight: QuantizedWeight,
+    bias: torch.Tensor | None,
+    config: QGemmConfig | None,
+    keep: bool,
+) -> torch.Tensor:
     if not isinstance(qweight, QuantizedWeight):
         raise ValueError(f"qweight must be a QuantizedWeight, got {type(qweight).__name__}")
     n, k = qweight.shape
@@ -42,8 +62,12 @@ def quantized_matmul(
     rows = x if flat and x.is_contiguous() else x.reshape(-1, k).contiguous()
     if rows.shape[0] == 0:
         return x.new_empty(*x.shape[:-1], n)
-    if config is None:
+    if config is None and keep:
         launch = cached_launch(rows, qweight, bias)
+    elif config is None:
+        launch = QGemmLaunch.of(
+            qweight, bias is not None, tuned_config(rows, qweight, bias), persistent=False
+        )
     elif isinstance(config, QGemmConfig):
         launch = QGemmLaunch.of(qweight, bias is not None, config, persistent=False)
     else:
