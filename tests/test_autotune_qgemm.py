@@ -12,20 +12,22 @@ import tilevm as tv
 from tilevm.autotune import Autotuner
 from tilevm.ops import quantize_weight, quantized_matmul, tuning
 from tilevm.ops.qgemm import default_config
+from tilevm.ops.qgemm.kernel import plan_error
 from tilevm.ops.qgemm.prelayout import chunk_k
 
 
-@pytest.mark.parametrize(("bits", "count"), [(1, 4), (2, 12), (3, 4), (4, 20), (8, 24)])
-def test_candidates_keep_an_iteration_within_the_registers(bits, count):
+@pytest.mark.parametrize(("bits", "group_size"), [(1, 128), (2, 64), (3, None), (4, 128), (8, 32)])
+def test_candidates_keep_an_iteration_within_the_registers_and_whole_groups(bits, group_size):
     m, n, k = 1, 8192, 8192
-    found = tuning.candidates(m, n, k, bits)
-    assert found[0] == default_config(m, n, k, bits)
-    assert len(found) == len(set(found)) == count
+    found = tuning.candidates(m, n, k, bits, group_size)
+    assert found[0] == default_config(m, n, k, bits, group_size=group_size)
+    assert len(found) == len(set(found)) > 1
     for config in found[1:]:
         span = config.chunks * chunk_k(bits)
         assert span <= (256 if config.prefetch else 512), config
-        assert (config.block_m, config.num_warps in (4, 8), config.n_tiles in (1, 2)) == (16, True, True)
-    assert {config.block_m for config in tuning.candidates(4096, n, k, bits)} == {64}
+        assert plan_error(bits, config.chunks, group_size or k, k) is None, config
+        assert (config.block_m, config.num_warps in (4, 8), config.n_tiles in (1, 2)) == (8, True, True)
+    assert {config.block_m for config in tuning.candidates(4096, n, k, bits, group_size)} == {64}
 
 
 class Recorder:

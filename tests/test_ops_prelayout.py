@@ -20,20 +20,24 @@ def _random_codes(n: int, k: int, bits: int, seed: int) -> torch.Tensor:
 
 
 def _reference_pack(codes: np.ndarray, bits: int) -> np.ndarray:
-    """The spec, one code at a time: code (n, k) goes to lane ``4 * (n % 8) + t`` of the n-group ``n // 8``
-    and chunk ``c``, as the code ``e`` of the lane's string, whose bit ``i`` is bit ``e * bits + i``."""
+    """The spec, one code at a time: lane ``4 * g + t`` of the n-group ``gn`` and chunk ``c`` holds, as the
+    code ``e`` of its string (whose bit ``i`` is bit ``e * bits + i``), the element of the mma A fragment
+    of the PTX ISA's table for m16n8k16 (register ``e // 2 % 4``, half ``e % 2``: rows ``g`` then
+    ``g + 8``, k ``2 t`` then ``2 t + 8``) of the k16 step ``e // 8``, at the true k of the permutation."""
     e_count = 128 // math.gcd(bits, 128)
-    loads, kc = e_count * bits // 128, 4 * e_count
+    loads, kc = e_count * bits // 128, 2 * e_count
     n_size, k_size = codes.shape
-    n_pad, k_pad = -(-n_size // 8) * 8, -(-k_size // kc) * kc
-    packed = np.zeros((n_pad // 8, k_pad // kc, loads, 32, 16), dtype=np.uint8)
-    for gn in range(n_pad // 8):
+    n_pad, k_pad = -(-n_size // 16) * 16, -(-k_size // kc) * kc
+    packed = np.zeros((n_pad // 16, k_pad // kc, loads, 32, 16), dtype=np.uint8)
+    for gn in range(n_pad // 16):
         for c in range(k_pad // kc):
             for lane in range(32):
-                nn, t = divmod(lane, 4)
-                n = 8 * gn + nn
+                g, t = divmod(lane, 4)
                 for e in range(e_count):
-                    jj, s1, s0 = e // 4, (e // 2) % 2, e % 2
+                    jj, register, half = e // 8, e // 2 % 4, e % 2
+                    row, k_mma = g + 8 * (register % 2), 2 * t + half + 8 * (register // 2)  # the ISA's table
+                    s1, s0 = k_mma // 8, k_mma % 2
+                    n = 16 * gn + row
                     k = c * kc + 32 * (jj // 2) + 8 * t + 4 * (jj % 2) + 2 * s1 + s0
                     code = int(codes[n, k]) if n < n_size and k < k_size else 0
                     for i in range(bits):
@@ -64,7 +68,7 @@ def test_unpack_inverts_pack(bits: int) -> None:
 
 
 def test_chunk_geometry() -> None:
-    assert [prelayout.chunk_k(bits) for bits in WIDTHS] == [512, 256, 512, 128, 512, 256, 512, 64]
+    assert [prelayout.chunk_k(bits) for bits in WIDTHS] == [256, 128, 256, 64, 256, 128, 256, 32]
     assert [prelayout.loads_per_chunk(bits) for bits in WIDTHS] == [1, 1, 3, 1, 5, 3, 7, 1]
     assert [prelayout.codes_per_thread(bits) for bits in WIDTHS] == [128, 64, 128, 32, 128, 64, 128, 16]
 

@@ -9,12 +9,15 @@ there is a bias. The candidates are the kernel's search space cut to configurati
 - ``num_warps`` 4 or 8 and ``n_tiles`` 1 or 2 (a block of 32 to 128 columns: N / block_n blocks fill the
   GPU at the benchmark's N);
 - ``chunks`` and ``prefetch`` such that an iteration spans at most 512 values of k, 256 with prefetch
-  (double-buffered registers): beyond that the registers spill (``ptxas -v``, sm_90);
+  (double-buffered registers): beyond that the registers spill (``ptxas -v``, sm_90), and holds whole
+  groups (``kernel.plan_error``);
 
 and always ``default_config``'s choice, which is also the answer on the CPU and with ``TILEVM_AUTOTUNE=0``.
+(The candidates split neither the warps nor the blocks across k: ``k_warps`` and ``split_k`` come from
+``default_config`` only.)
 
->>> [c.chunks for c in candidates(1, 8192, 8192, 4) if c.num_warps == 4 and c.n_tiles == 1]
-[1, 2, 4, 1, 2]
+>>> [c.chunks for c in candidates(1, 8192, 8192, 4, 128) if c.num_warps == 4 and c.n_tiles == 1]
+[2, 4, 8, 2, 4]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 
 from tilevm.autotune import Autotuner
 from tilevm.ops.qgemm.config import SEARCH_SPACE, QGemmConfig, default_config
+from tilevm.ops.qgemm.kernel import plan_error
 from tilevm.ops.qgemm.prelayout import chunk_k
 from tilevm.ops.quantization import QuantizedWeight, WeightFormat
 
@@ -36,9 +40,12 @@ TUNER: Autotuner[QGemmConfig] = Autotuner("qgemm")
 _SPAN, _PREFETCH_SPAN = 512, 256
 
 
-def candidates(m: int, n: int, k: int, bits: int) -> list[QGemmConfig]:
-    """The configurations timed for ``[m, k] x [n, k]^T`` with ``bits``-bit codes, the default first."""
-    default = default_config(m, n, k, bits)
+def candidates(m: int, n: int, k: int, bits: int, group_size: int | None = None) -> list[QGemmConfig]:
+    """The configurations timed for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of
+    ``group_size`` (None: per channel), the default first; those whose iterations would not hold whole
+    groups (``kernel.plan_error``) left out."""
+    default = default_config(m, n, k, bits, group_size=group_size)
+    group = k if group_size is None else group_size
     chunk = chunk_k(bits)
     found = [default]
     for prefetch in (False, True):
@@ -47,7 +54,7 @@ def candidates(m: int, n: int, k: int, bits: int) -> list[QGemmConfig]:
             for num_warps in (4, 8):
                 for n_tiles in (1, 2):
                     config = QGemmConfig(num_warps, n_tiles, default.block_m, chunks, prefetch)
-                    if config not in found:
+                    if config not in found and plan_error(bits, chunks, group, k) is None:
                         found.append(config)
     return found
 
@@ -75,9 +82,9 @@ def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tenso
 
     return TUNER.choose(
         key,
-        lambda: candidates(key[0][1], n, k, qweight.bits),
+        lambda: candidates(key[0][1], n, k, qweight.bits, qweight.group_size),
         run,
-        lambda: default_config(m, n, k, qweight.bits, rows.device.type),
+        lambda: default_config(m, n, k, qweight.bits, rows.device.type, qweight.group_size),
         rows.device,
     )
 

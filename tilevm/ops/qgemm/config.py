@@ -19,12 +19,16 @@ __all__ = ["SEARCH_SPACE", "QGemmConfig", "default_config", "search_space"]
 class QGemmConfig:
     """How one launch tiles the GEMM.
 
-    - ``num_warps``: warps per block; each warp owns ``n_tiles`` mma n8 tiles (``8 * n_tiles`` columns),
-      so a block covers ``block_n = 8 * n_tiles * num_warps`` columns, and a grid has a block per
-      ``block_n`` columns and ``block_m`` rows.
-    - ``block_m``: rows of X per block (a multiple of 16: the mma's m); at decode (M <= 16) 16.
-    - ``chunks``: pre-layout chunks (``chunk_k(bits)`` values of k each) per loop iteration: each thread
-      issues ``chunks * n_tiles * loads_per_chunk(bits)`` 16-byte weight loads per iteration.
+    - ``num_warps``: warps per block, ``k_warps`` of them across k (each takes its turn of an iteration's
+      chunks) and ``num_warps / k_warps`` across the columns; each warp owns ``n_tiles`` mma m16 atoms of
+      the weight (16 columns of the output each), so a block covers ``block_n = 16 * n_tiles * num_warps /
+      k_warps``
+      columns, and a grid has a block per ``block_n`` columns, ``block_m`` rows and ``split_k`` runs of
+      iterations (the blocks of a tile add their partial sums in a float32 workspace).
+    - ``block_m``: rows of X per block (a multiple of 8: an mma atom's rows of X); 8 for up to 8 rows.
+    - ``chunks``: pre-layout chunks (``chunk_k(bits)`` values of k each) per loop iteration and warp: each
+      thread issues ``chunks * n_tiles * loads_per_chunk(bits)`` 16-byte weight loads per iteration. An
+      iteration must hold whole scale groups (``kernel.plan_error``).
     - ``prefetch``: load the next iteration's weights and X before computing this one's (registers double
       buffered), so that a load's latency overlaps a whole iteration of work.
     """
@@ -34,6 +38,8 @@ class QGemmConfig:
     block_m: int = 16
     chunks: int = 1
     prefetch: bool = True
+    k_warps: int = 1
+    split_k: int = 1
 
     def __post_init__(self) -> None:
         for name, allowed in SEARCH_SPACE.items():
@@ -41,44 +47,70 @@ class QGemmConfig:
                 raise ValueError(
                     f"QGemmConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
                 )
+        if self.num_warps % self.k_warps:
+            raise ValueError(f"QGemmConfig.k_warps={self.k_warps} must divide num_warps={self.num_warps}")
+
+    @property
+    def n_warps(self) -> int:
+        """Warps across the block's columns."""
+        return self.num_warps // self.k_warps
 
     @property
     def block_n(self) -> int:
         """Columns of W (rows of the output's transpose) per block."""
-        return prelayout.N_GROUP * self.n_tiles * self.num_warps
+        return prelayout.N_GROUP * self.n_tiles * self.n_warps
 
 
 #: the values each field may take
 SEARCH_SPACE: dict[str, tuple[object, ...]] = {
     "num_warps": (1, 2, 4, 8),
     "n_tiles": (1, 2, 4),
-    "block_m": (16, 32, 64),
-    "chunks": (1, 2, 4),
+    "block_m": (8, 16, 32, 64),
+    "chunks": (1, 2, 4, 8),
     "prefetch": (False, True),
+    "k_warps": (1, 2, 4, 8),
+    "split_k": (1, 2, 3, 4, 6, 8),
 }
 
 
 def search_space(m: int) -> list[QGemmConfig]:
-    """Every configuration worth timing for ``m`` rows of X: ``block_m`` no larger than ``m`` needs (16 at
-    decode)."""
-    rows = [size for size in SEARCH_SPACE["block_m"] if size < m + 16] or [16]
+    """Every valid configuration for ``m`` rows of X: ``block_m`` no larger than ``m`` needs (8 for up to
+    8 rows). Whether an iteration holds whole groups depends on the weight (``kernel.plan_error``)."""
+    rows = [size for size in SEARCH_SPACE["block_m"] if size < m + 8] or [8]
     fields = [SEARCH_SPACE[name] if name != "block_m" else tuple(rows) for name in SEARCH_SPACE]
-    return [QGemmConfig(*values) for values in itertools.product(*fields)]
+    configs = (dict(zip(SEARCH_SPACE, values)) for values in itertools.product(*fields))
+    return [QGemmConfig(**config) for config in configs if config["num_warps"] % config["k_warps"] == 0]
 
 
 @functools.cache
-def default_config(m: int, n: int, k: int, bits: int, device: str = "cuda") -> QGemmConfig:
-    """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes: enough blocks to fill the GPU
-    (``n / block_n`` blocks, so fewer columns per block when n is small), ``block_m`` 16 at decode, and
-    registers kept from spilling (checked with ``ptxas -v`` for sm_90): a thread holds ``block_m * kc / 32``
-    values of X per iteration (``kc`` = 512 for codes of 1, 3, 5 and 7 bits), so the registers are double
-    buffered (``prefetch``) only where an iteration spans at most 256 values of k (4 and 8 bits)."""
-    del k  # the loop over k is sequential in a block: k changes nothing here until K is split
-    block_m = 16 if m <= 16 else 32 if m <= 32 else 64
-    if device == "cpu":  # the interpreter: the fewest instructions
-        return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=1, prefetch=False)
-    n_tiles = 1 if n <= 4096 else 2
+def default_config(
+    m: int, n: int, k: int, bits: int, device: str = "cuda", group_size: int | None = None
+) -> QGemmConfig:
+    """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
+    of k (None: per channel). At decode (``m <= 16``) the memory system needs many loads in flight: 8 warps
+    a block, 4 across k, each with 2 atoms of 16 columns (a block covers 32 columns), iterations of about
+    256 values of k, and ``split_k`` blocks a tile while the GPU's SMs have fewer than about 16 warps each.
+    Larger m tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups
+    (``kernel.plan_error``); registers stay unspilled (``ptxas -v`` for sm_90)."""
     chunk = prelayout.chunk_k(bits)
-    if chunk > 128 or block_m > 16:
-        return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=1, prefetch=False)
-    return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=256 // chunk, prefetch=True)
+    group = group_size if group_size not in (None, 16, k) else 1
+    fit = max(1, group // chunk)  # chunks that hold whole groups
+    block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
+    if device == "cpu":  # the interpreter: the fewest instructions
+        return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=fit, prefetch=False)
+    if m > 16:
+        n_tiles = 1 if n <= 4096 else 2
+        return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
+    chunks = max(fit, 256 // chunk, 1)
+    tiles = -(-n // 32)
+    iterations = -(-k // (4 * chunks * chunk))
+    split_k = max(
+        s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= _BLOCKS_WANTED and iterations >= 2 * s)
+    )
+    return QGemmConfig(
+        num_warps=8, n_tiles=2, block_m=block_m, chunks=chunks, prefetch=False, k_warps=4, split_k=split_k
+    )
+
+
+#: blocks of 8 warps that give an H100's 132 SMs about 16 warps each
+_BLOCKS_WANTED = 264

@@ -1,11 +1,12 @@
 """The quantized GEMM's launch of one weight under one configuration (``QGemmLaunch``), and the eager host
 path of ``quantized_matmul``, which keeps one per weight, M bucket and bias (``cached_launch``).
 
-A ``QGemmLaunch`` holds everything a launch needs but X, the bias and the output: the kernel for the
-configuration's warp count, the weight's tensors as the kernel takes them (the e8m0 / ue4m3 scales viewed
-as their dtype, a placeholder for an absent zero point, global scale or bias), the constexprs and the plan.
-Made ``persistent``, it binds all of these once (``Kernel.partial``), so that a call binds X and the output
-only. A persistent launch holds the weight's tensors: it is kept by the weight itself
+A ``QGemmLaunch`` holds everything a launch needs but X, the bias, the output and (split-K) the workspace:
+the kernel for the configuration's warp count, the weight's tensors as the kernel takes them (the e8m0 /
+ue4m3 scales viewed as their dtype, a placeholder for an absent zero point, global scale, bias or split-K
+buffers), the constexprs and the plan. Made ``persistent``, it binds all of these once
+(``Kernel.partial``), so that a call binds X and the output only (and the bias and the split-K buffers
+where it has them). A persistent launch holds the weight's tensors: it is kept by the weight itself
 (``QuantizedWeight.host_cache``), and goes with it; a weight's tensors never change (it is frozen, and its
 validity was checked when it was made), so what the launch read from them stays true.
 
@@ -23,9 +24,10 @@ import tilevm as tv
 from tilevm.ops import tuning
 from tilevm.ops.qgemm.config import QGemmConfig
 from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
+from tilevm.ops.qgemm.workspace import split_buffers
 from tilevm.ops.quantization import QuantizedWeight
 
-__all__ = ["QGemmLaunch", "cached_launch"]
+__all__ = ["QGemmLaunch", "cached_launch", "split_workspace"]
 
 _FLOAT_SCALES = (tv.float16, tv.bfloat16)
 
@@ -49,7 +51,15 @@ class QGemmLaunch:
     ) -> None:
         n, k = shape
         plan = kernel_plan(
-            code_dtype.nbits, config.num_warps, config.n_tiles, config.block_m, config.chunks, group_size, k
+            code_dtype.nbits,
+            config.n_warps,
+            config.k_warps,
+            config.split_k,
+            config.n_tiles,
+            config.block_m,
+            config.chunks,
+            group_size,
+            k,
         )
         # what the kernel reads in place of an absent tensor (never read: any tensor does)
         placeholder = scales
@@ -59,7 +69,6 @@ class QGemmLaunch:
             "zeros": zeros if zeros is not None else placeholder,
             "global_scale": global_scale.reshape(1) if global_scale is not None else placeholder,
             "CODE": code_dtype,
-            "GROUP": group_size,
             "HAS_ZEROS": zeros is not None,
             "HAS_GLOBAL_SCALE": global_scale is not None,
             "HAS_BIAS": has_bias,
@@ -68,12 +77,16 @@ class QGemmLaunch:
         }
         if not has_bias:
             self.fixed["bias"] = placeholder
+        if config.split_k == 1:
+            self.fixed["workspace"] = self.fixed["counters"] = placeholder
         self.config = config
+        self.split_k = config.split_k
         self.n = n
         self.columns = -(-n // config.block_n)  # the grid's first axis
         self.block_m = config.block_m
         self.kernel = KERNELS[config.num_warps]
-        #: the kernel with the weight bound (persistent launches), taking (x, out) or (x, bias, out)
+        #: the kernel with the weight bound (persistent launches), taking x, the bias if any, out, and the
+        #: workspace and counters with split-K
         self.partial = self.kernel.partial(**self.fixed) if persistent else None
         #: the tuner's generation when the configuration was chosen (see ``cached_launch``)
         self.generation = -1
@@ -108,21 +121,34 @@ class QGemmLaunch:
         m = x.shape[0]
         if out is None:
             out = torch.empty((m, self.n), dtype=x.dtype, device=x.device)
-        grid = (self.columns, -(-m // self.block_m))
+        grid = (self.columns, -(-m // self.block_m), self.split_k)
+        free: dict[str, torch.Tensor] = {"out": out}
         if bias is not None:
             last, row = self._bias_row
             if last is not bias:
                 row = bias.view(1, self.n)
                 self._bias_row = (bias, row)
-            if self.partial is not None:
-                self.partial.launch(grid, x, row, out)
-            else:
-                self.kernel.launch(grid, x, bias=row, out=out, **self.fixed)
-        elif self.partial is not None:
-            self.partial.launch(grid, x, out)
+            free["bias"] = row
+        if self.split_k > 1:
+            free["workspace"], free["counters"] = split_workspace(
+                x.device, self.split_k, m, self.n, grid[0] * grid[1]
+            )
+        if self.partial is not None:
+            self.partial.launch(grid, x, **free)
         else:
-            self.kernel.launch(grid, x, out=out, **self.fixed)
+            self.kernel.launch(grid, x, **free, **self.fixed)
         return out
+
+
+def split_workspace(
+    device: torch.device, split_k: int, m: int, n: int, tiles: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``[split_k, m, n]`` float32 workspace of the blocks' partial tiles and ``tiles`` zero counters:
+    CUDA buffers reused launch after launch (``workspace``), fresh ones for the interpreter."""
+    if device.type != "cuda":
+        return torch.empty(split_k, m, n, device=device), torch.zeros(tiles, dtype=torch.int32, device=device)
+    workspace, counters = split_buffers(device, split_k * m * n, tiles)
+    return workspace[: split_k * m * n].view(split_k, m, n), counters
 
 
 def cached_launch(x: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmLaunch:

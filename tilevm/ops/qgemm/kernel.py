@@ -1,24 +1,39 @@
 """The quantized GEMM kernel in the DSL: ``out = X @ dequant(W).T (+ bias)`` from pre-laid-out codes.
 
-A block computes ``block_m`` rows and ``block_n = 8 * n_tiles * num_warps`` columns of ``out``; warp ``w``
-owns the n8 tiles ``r * num_warps + w`` (``r < n_tiles``). Each loop iteration covers ``chunks`` pre-layout
-chunks (``kc = chunks * chunk_k(bits)`` values of k):
+The kernel computes ``out.T = W @ X.T`` with ``mma.m16n8k16``: the dequantized weight is operand A (16
+rows of n an atom, 8 codes of each thread an mma) and X operand B (8 rows of X an atom: a decode step of 1
+to 8 rows fills one). A block computes ``block_n = 16 * n_tiles * n_warps`` columns of ``out`` for
+``block_m`` rows. Its ``num_warps = k_warps * n_warps`` warps split the work two ways: warp ``(s, w)``
+owns the m16 atoms ``r * n_warps + w`` (``r < n_tiles``) of the ``k_warps`` slices of k it takes turns
+on (``s``). An iteration covers ``k_warps * chunks`` pre-layout chunks: slice ``s`` takes the ``chunks``
+chunks after ``s * chunks`` (``kc = chunks * chunk_k(bits)`` values of k), so the block's warps read
+neighbouring bytes, 16 bytes per thread per load. ``split_k`` blocks share a tile's iterations, in
+contiguous runs.
 
 - the weights: one window of ``packed`` (``prelayout``), pinned so that every thread loads its own 16-byte
-  strings; ``tv.view`` reads them as the code dtype, a ``permute`` sorts the k digits into the mma order and
-  a last ``view`` makes the ``[kc, block_n]`` B operand, whose layout is the mma B fragment with its
-  repeats: the weights never leave the thread that loaded them;
-- X: a ``[block_m, kc]`` window in which each thread loads 8 contiguous values (16 bytes) per row and 32
-  values of k, the A fragments of the permuted k (``prelayout``); ``view``/``permute`` put them in mma order;
-- dequantization: ``tv.cast`` to the compute dtype (the bit sequences of ``cast_packed``), then the zero
-  point subtracted (exact: small integers) and the scale multiplied, in the compute dtype, by groups of k
-  (``scale_on="weights"``); where a group spans whole iterations the scale multiplies a float32 partial sum
-  once per group instead (``scale_on="accumulator"``: no per-weight work, and exact);
-- ``tv.dot`` accumulates in float32 (mma.m16n8k16); the epilogue applies the global scale and the bias,
-  rounds once to the compute dtype and stores the ragged tile (masked).
+  strings; ``tv.view`` reads them as the code dtype, a ``permute`` sorts the digits into the mma order and
+  a last ``view`` makes the batched ``[k_warps, R, block_n, kc / R]`` A operand, whose layout is the mma A
+  fragment with its repeats: the weights never leave the thread that loaded them;
+- X: a ``[block_m, k_warps * kc]`` window in which each thread loads 8 contiguous values (16 bytes) per
+  32 values of k of its row, the B fragments of the permuted k (``prelayout``); ``view``/``permute`` make
+  the batched ``[k_warps, R, kc / R, block_m]`` B operand;
+- dequantization: ``tv.cast`` to the compute dtype (the bit sequences of ``cast_packed``), the zero
+  point subtracted (exact: small integers); then the scales, by the size of a group:
+
+  - a group of 32 or more values of k is a run of whole 32-value blocks of the mma order, so an
+    iteration's ``R = kc / group`` groups are a batch dim of the dot: ``tv.dot`` computes each group's
+    partial sum and one multiply-add per accumulator element scales it (``scale_on="groups"``);
+  - a group of 16 mixes the lanes of an mma step: the scales multiply the weights (``"weights"``);
+  - per channel, the scale multiplies the sum once, at the end (``"channel"``);
+- ``tv.dot`` accumulates in float32; the slices' sums meet through shared memory (``tv.sum`` over the
+  warps); with ``split_k`` blocks, each stores its float32 partial tile in a workspace and draws a ticket
+  (``tv.atomic_add_scalar``); the last block of a tile adds the partial tiles in a fixed order (the result
+  does not depend on which block finishes last), resets the counter for the next launch and runs the
+  epilogue: the global scale and the bias, one rounding to the compute dtype, a masked store of the
+  ragged tile, transposed back to ``out [M, N]``.
 
 The tiling and the layouts are one Python value (``KernelPlan``) passed as a constexpr: its layouts pin
-the loads so that layout inference needs no ``convert_layout`` on the weights or the scales.
+the loads so that layout inference needs no ``convert_layout`` in the loop.
 """
 
 from __future__ import annotations
@@ -30,10 +45,12 @@ import tilevm as tv
 from tilevm.layout import RegisterLayout, local, mma_fragments, replicated, spatial
 from tilevm.ops.qgemm import prelayout
 
-__all__ = ["KERNELS", "KernelPlan", "kernel_plan"]
+__all__ = ["KERNELS", "KernelPlan", "kernel_plan", "plan_error"]
 
 #: the mma fragments (the same layouts for float16 and bfloat16)
 _FRAGMENTS = mma_fragments("m16n8k16", "f16")
+#: values of k in a 32-value block of the mma order (a ``jh`` digit of ``prelayout``), rows of X an atom
+_BLOCK, _M_ATOM = 32, 8
 
 
 @dataclass(frozen=True)
@@ -41,21 +58,23 @@ class KernelPlan:
     """The tiling and the pinned layouts of one kernel specialization (see ``kernel_plan``)."""
 
     block_m: int
-    n_tiles: int  # mma n8 tiles a warp
-    num_warps: int
-    chunks: int  # pre-layout chunks an iteration
-    loads: int  # 16-byte loads a thread makes per chunk and n8 tile
-    kc: int  # values of k an iteration
-    scale_on: str  # "weights" (in the compute dtype, per group) or "accumulator" (float32, per group)
-    group_iterations: int  # iterations a group spans ("accumulator"; 0: one group, the whole of k)
-    x: RegisterLayout  # the X window [block_m, kc]
-    weights: RegisterLayout  # the packed window [block_n // 8, chunks, loads, 32, 16]
-    accumulator: RegisterLayout  # [block_m, block_n]
-    columns: RegisterLayout  # a [1, block_n] row broadcast over the accumulator (scales, bias)
-    weight_columns: RegisterLayout  # a [1, block_n] row broadcast over the B operand (zero points)
-    groups: RegisterLayout | None  # the [kc // group, block_n] scales (and zeros) of one iteration
-    group_shape: tuple[int, ...]  # the B operand viewed so that each group is a broadcast dim
-    group_tile_shape: tuple[int, ...]  # the scales viewed to broadcast against group_shape
+    n_tiles: int  # mma m16 atoms of n a warp
+    n_warps: int  # warps across the block's columns
+    k_warps: int  # warps across k (slices of an iteration)
+    split_k: int  # blocks across k
+    chunks: int  # pre-layout chunks a slice takes an iteration
+    loads: int  # 16-byte loads a thread makes per chunk and m16 atom
+    kc: int  # values of k a slice takes an iteration
+    scale_on: str  # "groups" (a batch dim of the dot), "weights" (groups of 16) or "channel"
+    groups: int  # R: the groups of a slice's iteration (1 unless scale_on == "groups")
+    x: RegisterLayout  # the X window [block_m, k_warps * kc]
+    weights: RegisterLayout  # the packed window [block_n // 16, k_warps * chunks, loads, 32, 16]
+    accumulator: RegisterLayout  # [k_warps, R, block_n, block_m]
+    group_rows: RegisterLayout  # an iteration's scales [k_warps * R, block_n] ("groups")
+    weight_rows: RegisterLayout  # the rows of scales or zeros an iteration applies to the A operand
+    row_step: int  # rows of scales and zeros an iteration moves on (0: per channel, one row)
+    k_digits: tuple[int, ...]  # the k of the A operand split so that each group is a broadcast dim
+    weight_tile_shape: tuple[int, ...]  # weight_rows viewed to broadcast against the A operand (n last)
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,123 +87,208 @@ class KernelPlan:
 
     @property
     def block_n(self) -> int:
-        return prelayout.N_GROUP * self.n_tiles * self.num_warps
+        return prelayout.N_GROUP * self.n_tiles * self.n_warps
+
+    @property
+    def num_warps(self) -> int:
+        return self.k_warps * self.n_warps
+
+
+def plan_error(bits: int, chunks: int, group_size: int, k: int) -> str | None:
+    """Why ``chunks`` chunks of ``bits``-bit codes cannot be scaled by groups of ``group_size`` of ``k``
+    (None when they can): a slice's iteration must hold whole groups."""
+    kc = chunks * prelayout.chunk_k(bits)
+    if group_size in (16, k) or kc % group_size == 0:
+        return None
+    return (
+        f"chunks={chunks} gives an iteration of {kc} values of k for {bits}-bit codes, which does not hold "
+        f"whole groups of {group_size}: chunks must be a multiple of {group_size // prelayout.chunk_k(bits)}"
+    )
 
 
 @functools.cache
 def kernel_plan(
-    bits: int, num_warps: int, n_tiles: int, block_m: int, chunks: int, group_size: int, k: int
+    bits: int,
+    n_warps: int,
+    k_warps: int,
+    split_k: int,
+    n_tiles: int,
+    block_m: int,
+    chunks: int,
+    group_size: int,
+    k: int,
 ) -> KernelPlan:
     """The plan for codes of ``bits`` bits, groups of ``group_size`` values of k (``k``: per channel) under
-    a configuration (``QGemmConfig``'s fields). A group of whole iterations, or the whole of k, is scaled on
-    the float32 partial sum, once; a smaller one on the weights. Cached: a launch costs no layout algebra."""
-    per_thread = prelayout.codes_per_thread(bits)
-    blocks32 = chunks * per_thread // 8  # 32-value blocks of k per iteration (jh digits)
-    kc, block_n = 32 * blocks32, prelayout.N_GROUP * n_tiles * num_warps
+    a configuration (``QGemmConfig``'s fields; ``plan_error`` says which cannot be planned). Cached: a
+    launch costs no layout algebra."""
+    error = plan_error(bits, chunks, group_size, k)
+    if error:
+        raise ValueError(error)
+    kc = chunks * prelayout.chunk_k(bits)
+    blocks = kc // _BLOCK  # 32-value blocks of k a slice's iteration
     if group_size == k:
-        scale_on, group_iterations = "accumulator", 0
-    elif group_size % kc == 0:
-        scale_on, group_iterations = "accumulator", group_size // kc
+        scale_on, groups = "channel", 1
+    elif group_size == 16:
+        scale_on, groups = "weights", 1
     else:
-        scale_on, group_iterations = "weights", 0
-    m_tiles = block_m // 16
-    # X's A operand: the mma A fragments over the k16 steps, every warp holding all of them; loaded in the
-    # pre-layout's k order (the k16 steps' digits moved back), 8 contiguous values a row and 32 values of k
-    a = local(m_tiles, 1) * replicated(num_warps) * local(1, 2 * blocks32) * _FRAGMENTS.a
-    x = a.reshape(block_m, blocks32, 2, 2, 4, 2).permute(0, 1, 4, 2, 3, 5).reshape(block_m, kc)
+        scale_on, groups = "groups", kc // group_size
+    block_n, m_tiles, atoms = prelayout.N_GROUP * n_tiles * n_warps, block_m // _M_ATOM, 2 * blocks // groups
+    # the atoms of the batched dot [s, R, n, k] @ [s, R, k, m]: warps (s, w) with s the most significant,
+    # w along n; each thread's locals ordered (n atom, m atom, group, k atom), so that the three layouts
+    # agree as the dot's rule asks
+    slices = spatial(k_warps, 1, 1, 1)
+    accumulator = slices * local(1, 1, n_tiles, m_tiles) * spatial(1, 1, n_warps, 1) * local(1, groups, 1, 1)
+    accumulator = accumulator * _FRAGMENTS.c
+    a = (
+        slices
+        * local(1, 1, n_tiles, 1)
+        * spatial(1, 1, n_warps, 1)
+        * local(1, groups, 1, atoms)
+        * _FRAGMENTS.a
+    )
+    b = slices * local(1, 1, 1, m_tiles) * replicated(n_warps) * local(1, groups, atoms, 1) * _FRAGMENTS.b
+    # X's window [m, (s, jh, t, jl, s1, s0)]: b [s, R, (jh', jl, s1, t, s0), m] with jh = (R, jh')
+    x = (
+        b.permute(3, 0, 1, 2)
+        .reshape(block_m, k_warps, blocks, 2, 2, 4, 2)
+        .permute(0, 1, 2, 5, 3, 4, 6)
+        .reshape(block_m, k_warps * kc)
+    )
     weights = (
-        local(n_tiles, chunks, prelayout.loads_per_chunk(bits), 1, 1)
-        * spatial(num_warps, 1, 1, prelayout.LANES, 1)
+        spatial(1, k_warps, 1, 1, 1)
+        * local(n_tiles, 1, 1, 1, 1)
+        * spatial(n_warps, 1, 1, 1, 1)
+        * local(1, chunks, prelayout.loads_per_chunk(bits), 1, 1)
+        * spatial(1, 1, 1, prelayout.LANES, 1)
         * local(1, 1, 1, 1, prelayout.LOAD_BYTES)
     )
-    accumulator = local(m_tiles, n_tiles) * spatial(1, num_warps) * _FRAGMENTS.c
-    b = local(1, n_tiles) * spatial(1, num_warps) * local(2 * blocks32, 1) * _FRAGMENTS.b
-    groups, group_shape, group_tile_shape = None, (kc, block_n), (1, block_n)
-    if scale_on == "weights":
-        if group_size == 16:  # true k = 32 jh + 8 t + ...: a group is (jh, t // 2); t is a digit of k_mma
-            group_shape = (blocks32, 4, 2, 4, block_n)
-            group_tile_shape = (blocks32, 1, 2, 1, block_n)
-        else:  # a group is whole 32-value blocks: a leading digit of k_mma
-            rows = kc // group_size
-            group_shape = (rows, kc // rows, block_n)
-            group_tile_shape = (rows, 1, block_n)
-        broadcast = [dim for dim, size in enumerate(group_tile_shape) if size == 1]
-        groups = b.reshape(group_shape).reduce(*broadcast).reshape(kc // group_size, block_n)
+    # the A operand [s, R, n, k] seen as [s, R, *k_digits, n]: a group a broadcast dim
+    k_digits, weight_tile_shape = (kc // groups,), (k_warps, groups, 1, block_n)
+    if scale_on == "weights":  # true k = 32 jh + 8 t + ...: a group of 16 is (jh, t // 2), t a digit of k_mma
+        k_digits, weight_tile_shape = (blocks, 4, 2, 4), (k_warps, 1, blocks, 1, 2, 1, block_n)
+    elif scale_on == "channel":  # one row of zeros for every slice
+        weight_tile_shape = (1, 1, 1, block_n)
+    rank = 3 + len(k_digits)
+    n_last = a.reshape(k_warps, groups, block_n, *k_digits).permute(0, 1, *range(3, rank), 2)
+    broadcast = [dim for dim, size in enumerate(weight_tile_shape) if size == 1]
+    rows = 1
+    for size in weight_tile_shape[:-1]:
+        rows *= size
     return KernelPlan(
         block_m=block_m,
         n_tiles=n_tiles,
-        num_warps=num_warps,
+        n_warps=n_warps,
+        k_warps=k_warps,
+        split_k=split_k,
         chunks=chunks,
         loads=prelayout.loads_per_chunk(bits),
         kc=kc,
         scale_on=scale_on,
-        group_iterations=group_iterations,
+        groups=groups,
         x=x,
         weights=weights,
         accumulator=accumulator,
-        columns=accumulator.reduce(0),
-        weight_columns=b.reduce(0),
-        groups=groups,
-        group_shape=group_shape,
-        group_tile_shape=group_tile_shape,
+        group_rows=accumulator.reduce(3).permute(0, 1, 3, 2).reshape(k_warps * groups, block_n),
+        weight_rows=n_last.reduce(*broadcast).reshape(rows, block_n),
+        row_step=0 if scale_on == "channel" else rows,
+        k_digits=k_digits,
+        weight_tile_shape=weight_tile_shape,
     )
 
 
 @tv.func
-def _loads(x, packed, m0, group0, i, PLAN):
-    """Iteration ``i``'s operands: X's window as the A operand ``[block_m, kc]`` in the permuted k order of
-    the pre-layout, and the packed bytes ``[block_n // 8, chunks, loads, 32, 16]``."""
-    window = tv.load_global(x, offsets=[m0, i * PLAN.kc], shape=[PLAN.block_m, PLAN.kc], layout=PLAN.x)
-    digits = tv.view(window, x.dtype, [PLAN.block_m, PLAN.kc // 32, 4, 2, 2, 2])  # m, jh, t, jl, s1, s0
-    a = tv.view(tv.permute(digits, [0, 1, 3, 4, 2, 5]), x.dtype, [PLAN.block_m, PLAN.kc])
-    shape = [PLAN.block_n // 8, PLAN.chunks, PLAN.loads, 32, 16]
-    offsets = [group0, i * PLAN.chunks, 0, 0, 0]
-    return a, tv.load_global(packed, offsets=offsets, shape=shape, layout=PLAN.weights)
+def _loads(x, packed, m0, chunk0, group0, PLAN):
+    """An iteration's windows from chunk ``chunk0`` on, in their pinned layouts: X ``[block_m, k_warps *
+    kc]`` and the packed bytes ``[block_n // 16, k_warps * chunks, loads, 32, 16]``."""
+    k0 = chunk0 // PLAN.chunks * PLAN.kc
+    window = tv.load_global(x, offsets=[m0, k0], shape=[PLAN.block_m, PLAN.k_warps * PLAN.kc], layout=PLAN.x)
+    shape = [PLAN.block_n // 16, PLAN.k_warps * PLAN.chunks, PLAN.loads, 32, 16]
+    return window, tv.load_global(packed, offsets=[group0, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
+
+
+@tv.func
+def _activations(window, PLAN):
+    """X's window as the batched B operand ``[k_warps, R, kc / R, block_m]``: the permuted k order of the
+    pre-layout put back in mma order, slice by slice."""
+    # m, s, jh, t, jl, s1, s0 -> s, jh, jl, s1, t, s0, m
+    digits = tv.view(window, window.dtype, [PLAN.block_m, PLAN.k_warps, PLAN.kc // 32, 4, 2, 2, 2])
+    ordered = tv.permute(digits, [1, 2, 4, 5, 3, 6, 0])
+    return tv.view(ordered, window.dtype, [PLAN.k_warps, PLAN.groups, PLAN.kc // PLAN.groups, PLAN.block_m])
 
 
 @tv.func
 def _codes(window, CODE, PLAN):
-    """The loaded bytes as the B operand ``[kc, block_n]`` of codes, in the mma's k order."""
-    strings = tv.permute(window, [0, 3, 1, 2, 4])  # each lane's bytes of every chunk, contiguous
-    shape = [PLAN.n_tiles, PLAN.num_warps, 8, 4, PLAN.kc // 32, 2, 2, 2]  # r w nn t jh jl s1 s0
-    ordered = tv.permute(tv.view(strings, CODE, shape), [4, 5, 6, 3, 7, 0, 1, 2])  # jh jl s1 t s0 | r w nn
-    return tv.view(ordered, CODE, [PLAN.kc, PLAN.block_n])
+    """The loaded bytes as the batched A operand ``[k_warps, R, block_n, kc / R]`` of codes, in the mma's
+    k order."""
+    shape = [PLAN.block_n // 16, PLAN.k_warps, PLAN.chunks, PLAN.loads, 32, 16]
+    strings = tv.permute(tv.view(window, window.dtype, shape), [1, 0, 4, 2, 3, 5])  # s, gn, lane, bytes
+    # s r w g t R jh' jl s1 nh s0 -> s R r w nh g jh' jl s1 t s0
+    shape = [
+        PLAN.k_warps,
+        PLAN.n_tiles,
+        PLAN.n_warps,
+        8,
+        4,
+        PLAN.groups,
+        PLAN.kc // 32 // PLAN.groups,
+        2,
+        2,
+        2,
+        2,
+    ]
+    ordered = tv.permute(tv.view(strings, CODE, shape), [0, 5, 1, 2, 9, 3, 6, 7, 8, 4, 10])
+    return tv.view(ordered, CODE, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.kc // PLAN.groups])
 
 
 @tv.func
-def _dequantized(codes, scales, zeros, z, row, n0, GROUP, HAS_ZEROS, PLAN):
-    """The B operand in the compute dtype: ``(codes - zeros) * scales`` when the scales go on the weights
-    (each of this iteration's groups with its own row), ``codes - z`` (this group's zero points) when they
-    go on the accumulator."""
+def _rows(tensor, row0, n0, ROWS, LAYOUT):
+    """``ROWS`` rows of a ``[groups, N]`` tensor (scales, zero points) from ``row0``, columns ``n0`` on."""
+    return tv.load_global(tensor, offsets=[row0, n0], shape=[ROWS, LAYOUT.shape[1]], layout=LAYOUT)
+
+
+@tv.func
+def _dequantized(codes, scales, zeros, row0, n0, HAS_ZEROS, PLAN):
+    """The A operand in the compute dtype: ``codes - zeros``, times the scales when they go on the weights
+    (groups of 16)."""
     compute = codes.dtype
-    if PLAN.scale_on == "accumulator":
-        return codes - z if HAS_ZEROS else codes
-    shape = [PLAN.kc // GROUP, PLAN.block_n]
-    grouped = tv.view(codes, compute, PLAN.group_shape)
+    rank = 3 + len(PLAN.k_digits)
+    if not HAS_ZEROS and PLAN.scale_on != "weights":
+        return codes
+    split = tv.view(codes, compute, [PLAN.k_warps, PLAN.groups, PLAN.block_n, *PLAN.k_digits])
+    grouped = tv.permute(split, [0, 1, *range(3, rank), 2])  # n last
+    rows = PLAN.weight_rows.shape[0]
     if HAS_ZEROS:
-        z_rows = tv.load_global(zeros, offsets=[row, n0], shape=shape, layout=PLAN.groups)
-        grouped = grouped - tv.view(z_rows, compute, PLAN.group_tile_shape)
-    s = tv.load_global(scales, offsets=[row, n0], shape=shape, layout=PLAN.groups)
-    grouped = grouped * tv.view(tv.cast(s, compute), compute, PLAN.group_tile_shape)
-    return tv.view(grouped, compute, [PLAN.kc, PLAN.block_n])
-
-
-@tv.func
-def _group_zeros(zeros, group, n0, HAS_ZEROS, PLAN):
-    """The zero points of a group that spans whole iterations (None where there are none, or where the
-    scales go on the weights, whose zero points come by iteration)."""
-    if HAS_ZEROS and PLAN.scale_on == "accumulator":
-        return tv.load_global(zeros, offsets=[group, n0], shape=[1, PLAN.block_n], layout=PLAN.weight_columns)
-    return None
-
-
-@tv.func
-def _scaled(acc, part, scales, group, n0, PLAN):
-    """``acc`` plus a group's partial sum, scaled here in float32 when the scales go on the accumulator."""
+        z = _rows(zeros, row0, n0, rows, PLAN.weight_rows)
+        grouped = grouped - tv.view(z, compute, PLAN.weight_tile_shape)
     if PLAN.scale_on == "weights":
-        return acc + part
-    s = tv.load_global(scales, offsets=[group, n0], shape=[1, PLAN.block_n], layout=PLAN.columns)
-    return acc + part * tv.cast(s, tv.float32)
+        s = tv.cast(_rows(scales, row0, n0, rows, PLAN.weight_rows), compute)
+        grouped = grouped * tv.view(s, compute, PLAN.weight_tile_shape)
+    back = tv.permute(grouped, [0, 1, rank - 1, *range(2, rank - 1)])
+    return tv.view(back, compute, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.kc // PLAN.groups])
+
+
+@tv.func
+def _accumulated(acc, w, b, scales, row0, n0, PLAN):
+    """``acc`` plus this iteration's dot; each group's partial sum scaled first when the groups are a batch
+    dim of the dot."""
+    if PLAN.scale_on != "groups":
+        return tv.dot(w, b, acc)
+    shape = [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m]
+    part = tv.dot(w, b, tv.register_tensor(tv.float32, shape, init=0.0, layout=PLAN.accumulator))
+    s = tv.cast(_rows(scales, row0, n0, PLAN.k_warps * PLAN.groups, PLAN.group_rows), tv.float32)
+    s = tv.permute(tv.view(s, tv.float32, [PLAN.k_warps, PLAN.groups, 1, PLAN.block_n]), [0, 1, 3, 2])
+    return acc + part * s
+
+
+@tv.func
+def _block_sum(acc, scales, n0, PLAN):
+    """The block's ``[block_m, block_n]`` float32 sum: its slices' and groups' partial sums added, times the
+    scales when they are per channel."""
+    total = tv.permute(tv.sum(tv.sum(acc, dim=1), dim=0), [1, 0])
+    if PLAN.scale_on == "channel":
+        s = tv.load_global(scales, offsets=[0, n0], shape=[1, PLAN.block_n])
+        total = total * tv.cast(s, tv.float32)
+    return total
 
 
 @tv.func
@@ -193,9 +297,28 @@ def _epilogue(acc, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, 
     if HAS_GLOBAL_SCALE:
         acc = acc * tv.load_scalar(global_scale, 0)
     if HAS_BIAS:
-        b = tv.load_global(bias, offsets=[0, n0], shape=[1, PLAN.block_n], layout=PLAN.columns)
+        b = tv.load_global(bias, offsets=[0, n0], shape=[1, PLAN.block_n])
         acc = acc + tv.cast(b, tv.float32)
     tv.store_global(out, tv.cast(acc, out.dtype), offsets=[m0, n0])
+
+
+@tv.func
+def _split_epilogue(
+    total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN
+):
+    """The epilogue of a tile that ``split_k`` blocks share: each block stores its float32 partial tile, then
+    draws a ticket; the last to draw resets the counter, adds the partial tiles in block order and runs the
+    epilogue."""
+    tile = tv.block_idx(1) * tv.num_blocks(0) + tv.block_idx(0)
+    tv.store_global(workspace, total, offsets=[tv.block_idx(2), m0, n0], dims=[1, 2])
+    ticket = tv.atomic_add_scalar(counters, tile, 1)
+    if ticket == PLAN.split_k - 1:
+        tv.atomic_exchange_scalar(counters, tile, 0)
+        shape = [PLAN.block_m, PLAN.block_n]
+        result = tv.load_global(workspace, offsets=[0, m0, n0], shape=shape, dims=[1, 2])
+        for part in range(1, PLAN.split_k):
+            result = result + tv.load_global(workspace, offsets=[part, m0, n0], shape=shape, dims=[1, 2])
+        _epilogue(result, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
 
 
 def _body(
@@ -206,8 +329,9 @@ def _body(
     global_scale: tv.Tensor,
     bias: tv.Tensor,
     out: tv.Tensor,
+    workspace: tv.Tensor,
+    counters: tv.Tensor,
     CODE: tv.constexpr,
-    GROUP: tv.constexpr,
     HAS_ZEROS: tv.constexpr,
     HAS_GLOBAL_SCALE: tv.constexpr,
     HAS_BIAS: tv.constexpr,
@@ -215,29 +339,33 @@ def _body(
     PLAN: tv.constexpr,
 ):
     m0, n0 = tv.block_idx(1) * PLAN.block_m, tv.block_idx(0) * PLAN.block_n
-    group0 = tv.block_idx(0) * (PLAN.block_n // 8)
-    iterations = tv.cdiv(packed.shape[1], PLAN.chunks)
-    acc = tv.register_tensor(tv.float32, [PLAN.block_m, PLAN.block_n], init=0.0, layout=PLAN.accumulator)
+    group0 = tv.block_idx(0) * (PLAN.block_n // 16)
+    step = PLAN.k_warps * PLAN.chunks  # chunks an iteration
+    iterations = tv.cdiv(packed.shape[1], step)
+    per_block = tv.cdiv(iterations, PLAN.split_k)
+    first = tv.block_idx(2) * per_block
+    last = tv.minimum(first + per_block, iterations)
+    acc = tv.register_tensor(
+        tv.float32, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m], init=0.0, layout=PLAN.accumulator
+    )
     if PREFETCH:
-        xa, wb = _loads(x, packed, m0, group0, 0, PLAN)
-    # groups of iterations that share their scales on the accumulator (one group of all when the scales go
-    # on the weights, or per channel)
-    per_group = PLAN.group_iterations if PLAN.group_iterations else iterations
-    for group in range(iterations // per_group):
-        part = tv.register_tensor(tv.float32, [PLAN.block_m, PLAN.block_n], init=0.0, layout=PLAN.accumulator)
-        z = _group_zeros(zeros, group, n0, HAS_ZEROS, PLAN)
-        for j in range(per_group):
-            i = group * per_group + j
-            if PREFETCH:  # the next iteration's operands load while this one computes
-                x_now, w_now = xa, wb
-                xa, wb = _loads(x, packed, m0, group0, i + 1, PLAN)
-            else:
-                x_now, w_now = _loads(x, packed, m0, group0, i, PLAN)
-            codes = tv.cast(_codes(w_now, CODE, PLAN), x.dtype)
-            w = _dequantized(codes, scales, zeros, z, i * PLAN.kc // GROUP, n0, GROUP, HAS_ZEROS, PLAN)
-            part = tv.dot(x_now, w, part)
-        acc = _scaled(acc, part, scales, group, n0, PLAN)
-    _epilogue(acc, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
+        x_next, w_next = _loads(x, packed, m0, first * step, group0, PLAN)
+    for i in range(first, last):
+        if PREFETCH:  # the next iteration's operands load while this one computes
+            x_now, w_now = x_next, w_next
+            x_next, w_next = _loads(x, packed, m0, (i + 1) * step, group0, PLAN)
+        else:
+            x_now, w_now = _loads(x, packed, m0, i * step, group0, PLAN)
+        codes = tv.cast(_codes(w_now, CODE, PLAN), x.dtype)
+        w = _dequantized(codes, scales, zeros, i * PLAN.row_step, n0, HAS_ZEROS, PLAN)
+        acc = _accumulated(acc, w, _activations(x_now, PLAN), scales, i * PLAN.row_step, n0, PLAN)
+    total = _block_sum(acc, scales, n0, PLAN)
+    if PLAN.split_k == 1:
+        _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
+    else:
+        _split_epilogue(
+            total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN
+        )
 
 
 #: one kernel per warp count (a block's thread count is fixed when a kernel is made)

@@ -13,6 +13,7 @@ import tilevm as tv
 from tilevm.ops.qgemm import prelayout
 from tilevm.ops.qgemm.config import QGemmConfig, default_config
 from tilevm.ops.qgemm.host import QGemmLaunch
+from tilevm.ops.qgemm.kernel import plan_error
 
 __all__ = ["CODE_DTYPES", "SCALE_DTYPES", "qgemm"]
 
@@ -61,7 +62,13 @@ def qgemm(
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     bits = code_dtype.nbits
-    expected = (-(-n // 8), -(-k // prelayout.chunk_k(bits)), prelayout.loads_per_chunk(bits), 32, 16)
+    expected = (
+        -(-n // prelayout.N_GROUP),
+        -(-k // prelayout.chunk_k(bits)),
+        prelayout.loads_per_chunk(bits),
+        32,
+        16,
+    )
     _check_tensor("packed", packed, torch.uint8, expected, x.device)
     scale_dtype = _check_groups(x, scales, zeros, code_dtype, scale_dtype, n, group_size)
     if global_scale is not None:
@@ -70,9 +77,12 @@ def qgemm(
         _check_tensor("bias", bias, x.dtype, (n,), x.device)
     if out is not None:
         _check_tensor("out", out, x.dtype, (m, n), x.device)
-    config = config or default_config(m, n, k, bits, x.device.type)
+    config = config or default_config(m, n, k, bits, x.device.type, group_size)
     if not isinstance(config, QGemmConfig):
         raise ValueError(f"config must be a QGemmConfig, got {type(config).__name__}")
+    error = plan_error(bits, config.chunks, group_size, k)
+    if error:
+        raise ValueError(f"config: {error}")
     return _launch(
         x, packed, scales, zeros, global_scale, bias, out, code_dtype, scale_dtype, n, group_size, config
     )

@@ -1,26 +1,30 @@
 """The pre-layout of quantized weights: codes stored in the order the GEMM kernel's threads read them.
 
-The kernel multiplies ``X [M, K]`` (operand A of ``mma.m16n8k16``) by the dequantized weight seen as
-``[k, n]`` (operand B). Each thread of a warp loads its B fragments for a *chunk* of ``chunk_k(b)``
-values of k and 8 columns, 16 bytes per load, a warp's load being 512 contiguous bytes, and ``tv.view``
-reads those bytes as the code dtype with no shuffle. For a code width ``b``:
+The kernel computes ``out.T = W @ X.T``: the weight ``W [n, k]`` is operand A of ``mma.m16n8k16`` (16 rows
+of n an atom) and ``X.T`` operand B (8 rows of X an atom, so that a decode step of one to eight rows
+wastes little of the mma). Each thread of a warp loads its A fragments for a *chunk* of ``chunk_k(b)``
+values of k and 16 values of n, 16 bytes per load, a warp's load being 512 contiguous bytes, and
+``tv.view`` reads those bytes as the code dtype with no shuffle. For a code width ``b``:
 
 - ``E = 128 // gcd(b, 128)`` codes per thread per chunk, in ``L = E * b // 128`` loads of 16 bytes, and a
-  chunk spans ``KC = 4 * E`` values of k (512, 256, 512, 128, 512, 256, 512, 64 for b = 1..8);
-- N is padded to a multiple of 8 and K to a multiple of KC with code 0;
-- ``packed`` is ``uint8 [N_pad // 8, K_pad // KC, L, 32, 16]``: ``packed[gn, c, l, lane, byte]`` is byte
-  ``16 * l + byte`` of lane ``lane``'s bit string for the columns ``8 * gn ..`` and the chunk ``c``; code
+  chunk spans ``KC = 2 * E`` values of k (256, 128, 256, 64, 256, 128, 256, 32 for b = 1..8): an mma step
+  takes 8 codes of each thread and 16 values of k;
+- N is padded to a multiple of 16 and K to a multiple of KC with code 0;
+- ``packed`` is ``uint8 [N_pad // 16, K_pad // KC, L, 32, 16]``: ``packed[gn, c, l, lane, byte]`` is byte
+  ``16 * l + byte`` of lane ``lane``'s bit string for the rows ``16 * gn ..`` and the chunk ``c``; code
   ``e`` of the string is at bits ``[e * b, (e + 1) * b)``, least significant bit first (as ``tv.view``
   reads bits);
-- lane ``4 * nn + t`` holds column ``8 * gn + nn``; its code ``e`` (``jj = e // 4``, ``s1 = e // 2 % 2``,
-  ``s0 = e % 2``) is B's element for the mma k16 step ``jj`` of the chunk, register half ``(s1, s0)``, at
-  the true k ``c * KC + 32 * (jj // 2) + 8 * t + 4 * (jj % 2) + 2 * s1 + s0``. That permutation of k gives
-  each thread's A fragments 8 contiguous values of X per 32 values of k (one 16-byte load per row).
+- lane ``4 * g + t`` holds the rows ``n = 16 * gn + 8 * nh + g`` (``nh`` = 0, 1); its code ``e`` (digits
+  ``(jh, jl, s1, nh, s0)`` of radices ``(E // 16, 2, 2, 2, 2)``) is A's element of the mma k16 step
+  ``jj = 2 * jh + jl`` of the chunk, register ``2 * s1 + nh``, half ``s0`` (the fragment's order), at the
+  true k ``c * KC + 32 * jh + 8 * t + 4 * jl + 2 * s1 + s0``. That permutation of k gives each thread's
+  B fragments (the values of X at the same k) 8 contiguous values of X per 32 values of k: one 16-byte
+  load per row of X.
 
 So the k index of a code, written in mixed radix from the most significant digit, is
-``(c, jj // 2, t, jj % 2, s1, s0)`` with radices ``(K_pad // KC, E // 8, 4, 2, 2, 2)``, and its place in
-``packed`` is ``(gn, c, lane = (nn, t), e = (jj // 2, jj % 2, s1, s0))``: ``pack`` is one reshape and one
-permute of the padded codes, then a bit packing of each lane's string.
+``(c, jh, t, jl, s1, s0)`` with radices ``(K_pad // KC, E // 16, 4, 2, 2, 2)``, and its place in ``packed``
+is ``(gn, c, lane = (g, t), e = (jh, jl, s1, nh, s0))``: ``pack`` is one reshape and one permute of the
+padded codes, then a bit packing of each lane's string.
 """
 
 from __future__ import annotations
@@ -40,10 +44,10 @@ __all__ = [
     "unpack",
 ]
 
-#: threads of a warp, bytes of one load instruction per thread, and the columns of one mma n8 tile
-LANES, LOAD_BYTES, N_GROUP = 32, 16, 8
-#: the k digits inside a 32-value block of one thread: (jj % 2, s1, s0), 8 values, after t's 4
-_K_INNER, _K_THREADS = 8, 4
+#: threads of a warp, bytes of one load instruction per thread, and the rows of n of one mma m16 atom
+LANES, LOAD_BYTES, N_GROUP = 32, 16, 16
+#: codes of a thread per mma step
+_STEP_CODES = 8
 
 
 def _check_bits(bits: int) -> None:
@@ -63,8 +67,25 @@ def loads_per_chunk(bits: int) -> int:
 
 
 def chunk_k(bits: int) -> int:
-    """``KC``: the values of k one chunk spans (``4 * E``: 4 threads of a column share a chunk)."""
-    return _K_THREADS * codes_per_thread(bits)
+    """``KC``: the values of k one chunk spans (``2 * E``: an mma step takes 8 codes a thread, 16 of k)."""
+    return 2 * codes_per_thread(bits)
+
+
+#: the digits of n in a group of 16 rows (nh, g), and of a lane (g, t)
+_N_DIGITS, _LANE_DIGITS = (2, 8), (8, 4)
+#: (gn, nh, g, c, jh, t, jl, s1, s0) -> (gn, c, g, t, jh, jl, s1, nh, s0), and back
+_PACK_ORDER = (0, 3, 2, 5, 4, 6, 7, 1, 8)
+_UNPACK_ORDER = tuple(_PACK_ORDER.index(dim) for dim in range(len(_PACK_ORDER)))
+
+
+def _k_digits(per_thread: int) -> tuple[int, ...]:
+    """The digits (jh, t, jl, s1, s0) of k inside a chunk."""
+    return (per_thread // (2 * _STEP_CODES), 4, 2, 2, 2)
+
+
+def _code_digits(per_thread: int) -> tuple[int, ...]:
+    """The digits (jh, jl, s1, nh, s0) of a code's place in its lane's string."""
+    return (per_thread // (2 * _STEP_CODES), 2, 2, 2, 2)
 
 
 def _padded(size: int, multiple: int) -> int:
@@ -120,12 +141,10 @@ def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
     n_pad, k_pad = _padded(n, N_GROUP), _padded(k, kc)
     padded = torch.zeros(n_pad, k_pad, dtype=torch.uint8, device=codes.device)
     padded[:n, :k] = codes
-    # n = (gn, nn); k = (c, jh, t, jl, s1, s0) with jh = jj // 2, jl = jj % 2
-    digits = padded.reshape(
-        n_pad // N_GROUP, N_GROUP, k_pad // kc, per_thread // _K_INNER, _K_THREADS, _K_INNER
-    )
-    # -> (gn, c, nn, t, jh, (jl, s1, s0)): lane = (nn, t), e = (jh, jl, s1, s0)
-    strings = digits.permute(0, 2, 1, 4, 3, 5).reshape(n_pad // N_GROUP, k_pad // kc, LANES, per_thread)
+    # n = (gn, nh, g); k = (c, jh, t, jl, s1, s0)
+    digits = padded.reshape(n_pad // N_GROUP, *_N_DIGITS, k_pad // kc, *_k_digits(per_thread))
+    # -> (gn, c, g, t, jh, jl, s1, nh, s0): lane = (g, t), e = (jh, jl, s1, nh, s0)
+    strings = digits.permute(_PACK_ORDER).reshape(n_pad // N_GROUP, k_pad // kc, LANES, per_thread)
     string_bytes = _to_strings(strings, bits)  # [gn, c, lane, 16 * L]
     loads = string_bytes.reshape(n_pad // N_GROUP, k_pad // kc, LANES, loads_per_chunk(bits), LOAD_BYTES)
     return loads.permute(0, 1, 3, 2, 4).contiguous()
@@ -143,10 +162,8 @@ def unpack(packed: torch.Tensor, bits: int, n: int, k: int) -> torch.Tensor:
         n_pad // N_GROUP, k_pad // kc, LANES, loads * LOAD_BYTES
     )
     strings = _from_strings(string_bytes, bits)
-    digits = strings.reshape(
-        n_pad // N_GROUP, k_pad // kc, N_GROUP, _K_THREADS, per_thread // _K_INNER, _K_INNER
-    )
-    padded = digits.permute(0, 2, 1, 4, 3, 5).reshape(n_pad, k_pad)
+    digits = strings.reshape(n_pad // N_GROUP, k_pad // kc, *_LANE_DIGITS, *_code_digits(per_thread))
+    padded = digits.permute(_UNPACK_ORDER).reshape(n_pad, k_pad)
     return padded[:n, :k].contiguous()
 
 

@@ -1,0 +1,102 @@
+"""The quantized GEMM's kernel time under many configurations at a few decode shapes, on the GPU: what the
+default configuration and the autotuner's candidates are chosen from.
+
+    PYTHONPATH=. python benchmarks/qgemm_sweep.py --shapes 8192x8192 --widths 4 --m 1 --out sweep.json
+
+For each shape and width: random codes and float16 scales per group of 128, every configuration of the
+sweep (``--configs`` narrows it), each output checked against a float32 product with the dequantized weight
+before it is timed (median GPU time, L2 flushed: ``benchmarks/gpu_timing.py``), sorted by time, with the
+fraction of the bandwidth limit (bytes moved over the copy bandwidth measured in the same run). A config
+whose registers spill or whose iteration does not hold whole groups is reported, not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+GROUP = 128
+
+
+def sweep_configs(bits: int, block_m: int) -> list[object]:
+    """The configurations swept for ``bits``-bit codes: warps across k and columns, tiles a warp, chunks
+    an iteration (up to 256 values of k, 512 for the widths whose chunk is 512), prefetch and split-k."""
+    from tilevm.ops.qgemm import QGemmConfig, prelayout
+
+    chunk = prelayout.chunk_k(bits)
+    chunk_counts = [c for c in (1, 2, 4, 8) if c * chunk <= max(256, chunk) and (c * chunk) % GROUP == 0]
+    warps = ((8, 4), (4, 4), (8, 8), (4, 2), (8, 2))
+    configs = []
+    for (num_warps, k_warps), n_tiles, chunks, prefetch, split_k in itertools.product(
+        warps, (1, 2, 4), chunk_counts, (True, False), (1, 2, 4)
+    ):
+        if n_tiles * chunks * chunk * (1 + prefetch) > 1024:
+            continue  # registers spill
+        configs.append(QGemmConfig(num_warps, n_tiles, block_m, chunks, prefetch, k_warps, split_k))
+    return configs
+
+
+def main() -> None:
+    import torch
+
+    import tilevm as tv
+    from benchmarks.gpu_timing import copy_bandwidth, gpu_time_us
+    from tilevm.ops.qgemm import default_config, prelayout, qgemm
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=["8192x8192"], help="NxK shapes")
+    parser.add_argument("--widths", nargs="+", type=int, default=[4], help="integer code widths")
+    parser.add_argument("--m", nargs="+", type=int, default=[1], help="rows of X")
+    parser.add_argument("--top", type=int, default=8, help="rows printed per shape")
+    parser.add_argument("--repeat-ms", type=int, default=20)
+    parser.add_argument("--out", help="write every timing here as JSON")
+    arguments = parser.parse_args()
+    bandwidth = copy_bandwidth()
+    print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
+    results = []
+    generator = torch.Generator("cuda").manual_seed(0)
+    for shape, bits, m in itertools.product(arguments.shapes, arguments.widths, arguments.m):
+        n, k = (int(size) for size in shape.split("x"))
+        code = tv.int_type(bits, True)
+        codes = torch.randint(0, 1 << bits, (n, k), generator=generator, device="cuda", dtype=torch.uint8)
+        packed = prelayout.pack(codes, bits)
+        scales = (torch.rand(k // GROUP, n, generator=generator, device="cuda") / (1 << bits) + 1e-3).half()
+        values = codes.int() - ((codes.int() >> (bits - 1)) << bits)  # two's complement
+        weight = (values.view(n, k // GROUP, GROUP) * scales.T[:, :, None].float()).view(n, k)
+        x = torch.randn(m, k, generator=generator, device="cuda").half()
+        reference = x.float() @ weight.T
+        nbytes = packed.numel() + scales.numel() * 2 + x.numel() * 2 + m * n * 2
+        limit_us = nbytes / bandwidth * 1e6
+        default = default_config(m, n, k, bits, "cuda", GROUP)
+        rows = []
+        for config in dict.fromkeys([default, *sweep_configs(bits, default.block_m)]):
+
+            def run(config=config, x=x, packed=packed, scales=scales, code=code, n=n):
+                return qgemm(x, packed, scales, code_dtype=code, n=n, group_size=GROUP, config=config)
+
+            try:
+                out = run()
+            except ValueError as error:
+                rows.append({"config": repr(config), "error": str(error)})
+                continue
+            error = float((out.float() - reference).norm() / reference.norm())
+            if not error < 4e-3:
+                raise AssertionError(f"{config}: relative error {error}")
+            time_us = gpu_time_us(run, repeat_ms=arguments.repeat_ms)
+            rows.append({"config": repr(config), "us": time_us, "of_limit": limit_us / time_us})
+        timed = sorted((row for row in rows if "us" in row), key=lambda row: row["us"])
+        default_row = next(row for row in rows if row["config"] == repr(default))
+        default_us = default_row.get("us", 0)
+        print(f"\n## M={m} {n}x{k} int{bits}: limit {limit_us:.1f} µs; default {default_us:.1f} µs")
+        print("| µs | of limit | config |\n| ---: | ---: | --- |")
+        for row in timed[: arguments.top]:
+            print(f"| {row['us']:.1f} | {row['of_limit']:.2f} | {row['config']} |")
+        results.append({"m": m, "n": n, "k": k, "bits": bits, "limit_us": limit_us, "rows": rows})
+    if arguments.out:
+        with open(arguments.out, "w") as file:
+            json.dump(results, file, indent=1)
+
+
+if __name__ == "__main__":
+    main()
