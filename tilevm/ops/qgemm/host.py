@@ -81,6 +81,7 @@ class QGemmLaunch:
             self.fixed["workspace"] = self.fixed["counters"] = placeholder
         self.config = config
         self.split_k = config.split_k
+        self.device = packed.device
         self.n = n
         self.columns = -(-n // config.block_n)  # the grid's first axis
         self.block_m = config.block_m
@@ -120,8 +121,11 @@ class QGemmLaunch:
         one."""
         m = x.shape[0]
         if out is None:
-            out = torch.empty((m, self.n), dtype=x.dtype, device=x.device)
+            out = torch.empty((m, self.n), dtype=x.dtype, device=self.device)
         grid = (self.columns, -(-m // self.block_m), self.split_k)
+        if bias is None and self.split_k == 1 and self.partial is not None:
+            self.partial.launch(grid, x, out)  # decode without bias or split-K: x and out only
+            return out
         free: dict[str, torch.Tensor] = {"out": out}
         if bias is not None:
             last, row = self._bias_row
@@ -131,7 +135,7 @@ class QGemmLaunch:
             free["bias"] = row
         if self.split_k > 1:
             free["workspace"], free["counters"] = split_workspace(
-                x.device, self.split_k, m, self.n, grid[0] * grid[1]
+                self.device, self.split_k, m, self.n, grid[0] * grid[1]
             )
         if self.partial is not None:
             self.partial.launch(grid, x, **free)

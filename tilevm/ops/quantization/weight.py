@@ -7,7 +7,7 @@ scales, zero points, global scale), with its exact dequantization, and saving an
 >>> q = ops.quantize_weight(torch.randn(24, 64), "uint3", group_size=32)
 >>> q  # doctest: +NORMALIZE_WHITESPACE
 QuantizedWeight(uint3, shape=(24, 64), group_size=32, scale_dtype=float16, zeros,
-                compute_dtype=torch.float16, device=cpu, nbytes=4800)
+                compute_dtype=torch.float16, device=cpu, nbytes=3264)
 >>> again = ops.QuantizedWeight.from_state_dict(q.state_dict())
 >>> torch.equal(again.dequantize(torch.float64), q.dequantize(torch.float64))
 True
