@@ -2,7 +2,7 @@
 # Everything the lent GPU machine runs in one call: the carried wheels installed, then the steps named on
 # the command line (default: all), each logged under $OUT. Run from the repository root:
 #
-#     bash benchmarks/gpu_session.sh [env] [tests] [examples] [crosscheck] [sanitize] [bench]
+#     bash benchmarks/gpu_session.sh [env] [tests] [examples] [crosscheck] [sanitize] [bench] [qgemm]
 #
 # The machine has torch, triton, cuda-python, pytest and ptxas, but not lark; llvmlite 0.50 travels too
 # (.whl/, see the device notes), installed under /tmp/site ahead of the machine's own packages.
@@ -14,7 +14,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     || { echo "wheel install failed"; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD
 export TILEVM_CACHE_DIR=/tmp/tilevm-cache
-steps=${*:-env tests examples crosscheck sanitize bench}
+steps=${*:-env tests examples crosscheck sanitize bench qgemm}
 
 run() {  # run NAME COMMAND...: the command's output goes to the screen and to $OUT/NAME.log
     local name=$1
@@ -51,12 +51,19 @@ for step in $steps; do
             run sanitize compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 1 python3 "$example"
             run sanitize compute-sanitizer --tool racecheck --error-exitcode 1 python3 "$example"
         done
+        for tool in memcheck racecheck; do  # the quantized GEMM's split-k tickets, workspace and graph capture
+            run sanitize compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 1 \
+                python3 -m pytest -q -p no:cacheprovider tests/test_ops_qgemm_gpu.py -k "split_k or more_rows"
+        done
         ;;
     bench)
         run bench python3 benchmarks/matmul_fp16.py
         run bench python3 benchmarks/w4a16.py
         run bench python3 benchmarks/launch_overhead.py
         run bench python3 benchmarks/first_launch.py
+        ;;
+    qgemm)
+        run qgemm python3 benchmarks/qgemm.py --no-autotune --repeat-ms 20 --out "$OUT/qgemm.json"
         ;;
     *) echo "unknown step $step" ;;
     esac

@@ -13,21 +13,23 @@ from tilevm.autotune import Autotuner
 from tilevm.ops import quantize_weight, quantized_matmul, tuning
 from tilevm.ops.qgemm import default_config
 from tilevm.ops.qgemm.kernel import plan_error
-from tilevm.ops.qgemm.prelayout import chunk_k
+from tilevm.ops.qgemm.prelayout import chunk_k, loads_per_chunk
 
 
-@pytest.mark.parametrize(("bits", "group_size"), [(1, 128), (2, 64), (3, None), (4, 128), (8, 32)])
-def test_candidates_keep_an_iteration_within_the_registers_and_whole_groups(bits, group_size):
-    m, n, k = 1, 8192, 8192
-    found = tuning.candidates(m, n, k, bits, group_size)
-    assert found[0] == default_config(m, n, k, bits, group_size=group_size)
-    assert len(found) == len(set(found)) > 1
-    for config in found[1:]:
-        span = config.chunks * chunk_k(bits)
-        assert span <= (256 if config.prefetch else 512), config
-        assert plan_error(bits, config.chunks, group_size or k, k) is None, config
-        assert (config.block_m, config.num_warps in (4, 8), config.n_tiles in (1, 2)) == (8, True, True)
-    assert {config.block_m for config in tuning.candidates(4096, n, k, bits, group_size)} == {64}
+@pytest.mark.parametrize(("bits", "count"), [(1, 12), (2, 24), (3, 12), (4, 24), (8, 24)])
+def test_candidates_are_valid_and_keep_prefetch_within_the_registers(bits, count):
+    m, n, k, group = 1, 8192, 8192, 128
+    found = tuning.candidates(m, n, k, bits, group)
+    assert found[0] == default_config(m, n, k, bits, "cuda", group)
+    assert len(found) == len(set(found)) == count
+    for config in found:
+        assert plan_error(bits, config.chunks, group, k) is None, config
+        assert config.chunks * chunk_k(bits) <= 256, config
+        loads = config.chunks * config.n_tiles * loads_per_chunk(bits)
+        assert not config.prefetch or loads <= 4, config
+        assert config.block_m == 8 and config.k_warps in (4, 8) and config.split_k in (1, 2), config
+    prefill = tuning.candidates(4096, n, k, bits, group)
+    assert {(config.block_m, config.k_warps, config.split_k) for config in prefill} == {(64, 1, 1)}
 
 
 class Recorder:
@@ -45,31 +47,31 @@ class Recorder:
         self.generation += 1
 
 
-def test_decode_sizes_share_a_key_and_the_cpu_runs_the_default(monkeypatch):
+def test_decode_sizes_up_to_8_share_a_key_and_the_cpu_runs_the_default(monkeypatch):
     recorder = Recorder()
     monkeypatch.setattr(tuning, "TUNER", recorder)
     generator = torch.Generator().manual_seed(31)
     qweight = quantize_weight(torch.randn(24, 64, generator=generator).half(), tv.int4, group_size=32)
     weight = qweight.dequantize(torch.float64)
     asked = []
-    for m in (1, 16, 17, 5):
+    for m in (1, 8, 16, 17, 5):
         x = torch.randn(m, 64, generator=generator).half()
         before = len(recorder.keys)
         y = quantized_matmul(x, qweight)
         asked.append([dict(key)["m"] for key in recorder.keys[before:]])
         bound = 2**-7 * (x.double().abs() @ weight.abs().T) + 1e-6
         assert ((y.double() - x.double() @ weight.T).abs() <= bound).all()
-        assert tuning.tuned_config(x, qweight, None) == default_config(m, 24, 64, 4, "cpu")
+        assert tuning.tuned_config(x, qweight, None) == default_config(m, 24, 64, 4, "cpu", 32)
     # the tuner is asked once per M bucket: the weight keeps the launch of its choice
-    assert asked == [[16], [], [32], []]
+    assert asked == [[8], [], [16], [32], []]
     assert dict(recorder.keys[0]) == {
-        "m": 16, "n": 24, "k": 64, "format": repr(qweight.format), "compute_dtype": "torch.float16",
+        "m": 8, "n": 24, "k": 64, "format": repr(qweight.format), "compute_dtype": "torch.float16",
         "bias": False,
     }  # fmt: skip
     recorder.forget()  # what the tuner forgets, the weight's launches forget
     before = len(recorder.keys)
     quantized_matmul(torch.randn(3, 64, generator=generator).half(), qweight)
-    assert [dict(key)["m"] for key in recorder.keys[before:]] == [16]
+    assert [dict(key)["m"] for key in recorder.keys[before:]] == [8]
 
 
 @pytest.mark.gpu
@@ -84,5 +86,5 @@ def test_on_the_gpu_the_choice_is_stored_and_computes_the_product(tmp_path, monk
     (path,) = (tmp_path / "autotune").glob("*.json")
     (entry,) = json.loads(path.read_text())["entries"].values()
     chosen = tuning.tuned_config(x, qweight, None)  # remembered: no second search
-    assert chosen in tuning.candidates(16, 4096, 4096, 4)
+    assert chosen in tuning.candidates(8, 4096, 4096, 4, 128)
     assert entry["config"] == dataclasses.asdict(chosen)

@@ -5,6 +5,7 @@ float16 and bfloat16, zero points, bias, ragged M and N, several configurations.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -19,10 +20,12 @@ ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
 #: the smallest subnormal step of the compute dtypes (a weight rounded there errs by half of it)
 SUBNORMAL = {torch.float16: 2.0**-24, torch.bfloat16: 2.0**-133}
 CONFIGS = [
-    QGemmConfig(num_warps=4, n_tiles=1, block_m=16, chunks=1, prefetch=False),
+    QGemmConfig(num_warps=4, n_tiles=1, block_m=8, chunks=1, prefetch=False),
     QGemmConfig(num_warps=2, n_tiles=2, block_m=16, chunks=2, prefetch=True),
     QGemmConfig(num_warps=1, n_tiles=4, block_m=32, chunks=1, prefetch=True),
-    QGemmConfig(num_warps=8, n_tiles=1, block_m=16, chunks=1, prefetch=True),
+    QGemmConfig(num_warps=8, n_tiles=1, block_m=8, chunks=1, prefetch=True, k_warps=8),
+    QGemmConfig(num_warps=4, n_tiles=1, block_m=8, chunks=2, prefetch=True, k_warps=2, split_k=3),
+    QGemmConfig(num_warps=2, n_tiles=2, block_m=16, chunks=4, prefetch=False, k_warps=2, split_k=2),
 ]
 
 
@@ -33,6 +36,13 @@ def _exact_codes(dtype: tv.DType, compute: torch.dtype) -> np.ndarray:
     values = tv.dtypes.decode(codes, dtype).astype(np.float64)
     rounded = torch.from_numpy(values).to(compute).double().numpy()
     return codes[np.isfinite(values) & (rounded == values)]
+
+
+def fitted(config: QGemmConfig, code: tv.DType, group: int, k: int) -> QGemmConfig:
+    """``config`` with enough chunks an iteration to hold whole groups of ``group`` (``plan_error``)."""
+    if group in (16, k):
+        return config
+    return dataclasses.replace(config, chunks=max(config.chunks, group // prelayout.chunk_k(code.nbits)))
 
 
 def _case(index: int) -> dict:
@@ -54,7 +64,7 @@ def _case(index: int) -> dict:
         "m": (1, 5, 17)[index % 3],
         "n": rng.choice([3, 20, 37, 72]),
         "bias": index % 3 != 1,
-        "config": CONFIGS[0],
+        "config": fitted(CONFIGS[0], code, group or k, k),
         "seed": index,
     }
 
@@ -188,15 +198,50 @@ def test_cases_cover_every_choice() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "group", "config_index"),
+    ("code", "group", "k", "config_index"),
     [
-        (tv.int8, 128, 1),  # a group of 2 iterations of 64: scaled on the float32 partial sums
-        (tv.uint4, 32, 2),  # zero points and scales on the weights, 4 n8 tiles a warp, 2 m16 tiles
-        (tv.int2, 64, 3),  # 8 warps
-        (tv.float8_e4m3, 64, 1),  # 2 chunks of 64: scaled on the weights, in groups of 64
+        (tv.int8, 64, 512, 1),  # 2 chunks of 32: one group an iteration, on the partial sums
+        (tv.uint4, 32, 512, 2),  # zero points on the weights, 4 m16 atoms a warp, 4 m8 atoms of X
+        (tv.int2, 64, 512, 3),  # 8 warps all across k: 2 groups an iteration, a batch dim of the dot
+        (tv.float8_e4m3, 16, 512, 3),  # groups of 16: scales on the weights, 8 slices of k
+        (tv.int4, 128, 1152, 4),  # 3 blocks split 5 iterations: the last block runs one, half past K
+        (tv.uint3, None, 1000, 5),  # per channel: zeros for every slice, scales at the end; split in 2
+        (tv.int5, 32, 2304, 5),  # 9 chunks of 256: the last iteration of a slice past K
     ],
 )
-def test_qgemm_configurations(code: tv.DType, group: int, config_index: int) -> None:
+def test_qgemm_configurations(code: tv.DType, group: int | None, k: int, config_index: int) -> None:
     config = CONFIGS[config_index]
-    inputs = make_inputs(code, torch.float16, "compute", group, 20, 45, 512, True, seed=config_index)
+    group = group or k
+    inputs = make_inputs(code, torch.float16, "compute", group, 20, 45, k, True, seed=config_index + k)
     check(inputs, run_qgemm(inputs, code, group, config))
+
+
+def test_an_iteration_must_hold_whole_groups() -> None:
+    inputs = make_inputs(tv.int8, torch.float16, "compute", 128, 2, 16, 256, False, seed=5)
+    with pytest.raises(ValueError, match="config: chunks=1 gives an iteration of 32 values of k for 8-bit"):
+        run_qgemm(inputs, tv.int8, 128, CONFIGS[0])
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_no_layout_conversion_in_the_loop(config: QGemmConfig) -> None:
+    """The pinned loads make every layout of the loop what the next instruction needs: inference leaves no
+    ``convert_layout`` there (a conversion goes through shared memory every iteration)."""
+    from tilevm.ir.rewrite import walk_instructions
+    from tilevm.ir.stmt import For
+    from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
+
+    m, n, k, group = 5, 40, 1024, 64
+    plan = kernel_plan(4, config.n_warps, config.k_warps, config.split_k, config.n_tiles, config.block_m,
+                       config.chunks, group, k)  # fmt: skip
+    x, out = torch.empty(m, k, dtype=torch.float16), torch.empty(m, n, dtype=torch.float16)
+    packed = prelayout.pack(torch.zeros(n, k, dtype=torch.uint8), 4)
+    scales, counters = torch.empty(k // group, n, dtype=torch.float16), torch.empty(8, dtype=torch.int32)
+    program = KERNELS[config.num_warps].ir(
+        x, packed, scales, scales, x, x, out, torch.empty(config.split_k, m, n), counters,
+        CODE=tv.int4, HAS_ZEROS=False, HAS_GLOBAL_SCALE=False, HAS_BIAS=False, PREFETCH=config.prefetch,
+        PLAN=plan,
+    )  # fmt: skip
+    loops = [statement for statement in walk_instructions(program.body) if isinstance(statement, For)]
+    bodies = [[type(instruction).__name__ for instruction in walk_instructions(loop.body)] for loop in loops]
+    (main,) = [names for names in bodies if "Dot" in names]  # the split-k epilogue loops over partial tiles
+    assert "ConvertLayout" not in main

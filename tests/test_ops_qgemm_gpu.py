@@ -58,3 +58,28 @@ def test_qgemm_with_more_rows_on_the_gpu(m: int) -> None:
         tv.uint4, torch.bfloat16, "compute", 128, m, 4104, 4096, bias=True, seed=m, device="cuda"
     )
     check(inputs, run_qgemm(inputs, tv.uint4, 128, None))
+
+
+@pytest.mark.gpu
+def test_split_k_under_cuda_graphs_and_on_two_streams() -> None:
+    """Split-K's workspace and counters first met inside a graph capture (allocated in the graph's pool,
+    zeroed by a node of the graph), replayed twice; then the same configuration eagerly on the capture
+    stream and on another stream: every result against the float64 reference."""
+    config = QGemmConfig(num_warps=4, n_tiles=1, block_m=8, chunks=2, prefetch=True, k_warps=4, split_k=3)
+    inputs = make_inputs(
+        tv.int4, torch.float16, "compute", 128, 3, 520, 4096, bias=True, seed=9, device="cuda"
+    )
+    stream = torch.cuda.Stream()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        captured = run_qgemm(inputs, tv.int4, 128, config)
+    for _ in range(2):
+        captured.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        check(inputs, captured)
+    for side in (stream, torch.cuda.Stream()):
+        with torch.cuda.stream(side):
+            out = run_qgemm(inputs, tv.int4, 128, config)
+        torch.cuda.synchronize()
+        check(inputs, out)

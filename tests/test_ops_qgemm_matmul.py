@@ -52,7 +52,7 @@ def _arguments() -> dict:
         ({"code_dtype": tv.int16}, "code_dtype must be an integer of 1 to 8 bits"),
         (
             {"packed": torch.zeros(2, 3, 1, 32, 16, dtype=torch.uint8)},
-            r"packed must be a torch.uint8 tensor of shape \[1, 4, 1, 32, 16\]",  # 16 columns, k by 64
+            r"packed must be a torch.uint8 tensor of shape \[1, 4, 1, 32, 16\]",
         ),
         ({"group_size": 48}, "group_size must be one of"),
         (

@@ -56,14 +56,15 @@ def test_codes_are_the_quantized_codes_through_the_pre_layout(case):
 @pytest.mark.parametrize(
     ("dtype", "group_size", "shape", "expected"),
     [
-        # int4: chunks of 128 k, one 16-byte load per lane: 3 n-groups x 2 chunks x 512 + scales 4 x 24 x 2
-        ("int4", 64, (24, 256), 3 * 2 * 512 + 4 * 24 * 2),
-        # uint3: N 10 -> 16, K 100 -> 512 (3 loads per lane): 2 x 1 x 3 x 512 + scales and zeros 1 x 10 x 2
-        ("uint3", None, (10, 100), 2 * 3 * 512 + 2 * 10 * 2),
+        # int4: N 24 -> 32 (groups of 16 rows), chunks of 64 k, one 16-byte load per lane: 2 n-groups x 4
+        # chunks x 512 + scales 4 x 24 x 2
+        ("int4", 64, (24, 256), 2 * 4 * 512 + 4 * 24 * 2),
+        # uint3: N 10 -> 16, K 100 -> 256 (3 loads per lane): 1 x 1 x 3 x 512 + scales and zeros 1 x 10 x 2
+        ("uint3", None, (10, 100), 3 * 512 + 2 * 10 * 2),
         # nvfp4: 1 n-group x 1 chunk x 512 + 4 x 8 ue4m3 codes + the float32 global scale
         ("nvfp4", 16, (8, 64), 512 + 4 * 8 + 4),
-        # int8: chunks of 64 k: 1 x 3 x 512 + scales 6 x 7 x 2 (N is not padded there)
-        ("int8", 32, (7, 192), 3 * 512 + 6 * 7 * 2),
+        # int8: N 7 -> 16, chunks of 32 k: 1 x 6 x 512 + scales 6 x 7 x 2 (N is not padded there)
+        ("int8", 32, (7, 192), 6 * 512 + 6 * 7 * 2),
     ],
 )
 def test_nbytes_counts_what_the_kernel_reads(dtype, group_size, shape, expected):
@@ -134,7 +135,7 @@ def test_from_state_dict_rejects_inconsistent_data():
         (corrupt(state, dtype="int12"), "dtype='int12' is not a weight code dtype"),
         (corrupt(state, group_size=48), "has group_size=48, which is neither supported nor K = 256"),
         (corrupt(state, compute_dtype="float32"), "is malformed"),
-        (corrupt(state, shape=[13, 128]), r"scales must be a torch.uint8 tensor of shape \[4, 13\]"),
+        (corrupt(state, shape=[13, 224]), r"scales must be a torch.uint8 tensor of shape \[7, 13\]"),
         (state | {"scales": torch.full_like(q.scales, 255)}, "e8m0 codes above 254"),
     ]
     for broken, message in cases:
@@ -155,7 +156,7 @@ def test_the_constructor_checks_every_field():
         ({"scales": q.scales.float()}, r"scales must be a torch.float16 tensor of shape \[8, 13\]"),
         ({"zeros": None}, "zeros must be a torch.float16 tensor"),
         ({"global_scale": torch.tensor(1.0)}, "global_scale must be None for this format"),
-        ({"packed": q.packed[:1]}, "packed must be a torch.uint8 tensor of shape"),
+        ({"packed": q.packed[..., :8]}, "packed must be a torch.uint8 tensor of shape"),
         ({"scales": q.scales.to("meta")}, "scales is on meta but packed is on cpu"),
         ({"shape": (13, 255)}, "group_size=32 must divide K = 255"),
         ({"shape": [13, 256]}, r"shape must be a tuple \(N, K\) of positive ints"),

@@ -1,34 +1,33 @@
 """The quantized GEMM's autotuning: which ``QGemmConfig`` a launch uses, chosen by ``tilevm.autotune`` per
 shape, format and device among the configurations worth timing.
 
-The key is M rounded up to a power of two (at least 16: every decode M shares one choice, and a server's
+The key is M rounded up to a power of two (at least 8: every M up to 8 shares one choice, and a server's
 varying batch sizes do not each start a search), N, K, the weight's format, the compute dtype and whether
-there is a bias. The candidates are the kernel's search space cut to configurations that can be fast:
+there is a bias. The candidates are the configurations near ``default_config``'s choice that the sweep of
+``benchmarks/qgemm_sweep.py`` found fastest somewhere:
 
 - ``block_m`` as ``default_config`` chooses it for M (rows per block follow M);
-- ``num_warps`` 4 or 8 and ``n_tiles`` 1 or 2 (a block of 32 to 128 columns: N / block_n blocks fill the
-  GPU at the benchmark's N);
-- ``chunks`` and ``prefetch`` such that an iteration spans at most 512 values of k, 256 with prefetch
-  (double-buffered registers): beyond that the registers spill (``ptxas -v``, sm_90), and holds whole
-  groups (``kernel.plan_error``);
+- at decode (M <= 16), blocks of 8 warps all across k, 4 all across k, or 8 with 4 across k; one or two
+  atoms of 16 columns a warp; the default's iteration and one twice as long (up to 256 values of k);
+  split-k over one or two blocks; ``prefetch`` where the registers hold it (``prefetch_fits``);
+- at prefill, 4 or 8 warps, one or two atoms a warp, with and without prefetch where it fits;
 
-and always ``default_config``'s choice, which is also the answer on the CPU and with ``TILEVM_AUTOTUNE=0``.
-(The candidates split neither the warps nor the blocks across k: ``k_warps`` and ``split_k`` come from
-``default_config`` only.)
+and always ``default_config``'s choice first, which is also the answer on the CPU and with
+``TILEVM_AUTOTUNE=0``.
 
->>> [c.chunks for c in candidates(1, 8192, 8192, 4, 128) if c.num_warps == 4 and c.n_tiles == 1]
-[2, 4, 8, 2, 4]
+>>> len(candidates(1, 8192, 8192, 4, 128)), candidates(1, 8192, 8192, 4, 128)[0].k_warps
+(24, 8)
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 
 import torch
 
 from tilevm.autotune import Autotuner
-from tilevm.ops.qgemm.config import SEARCH_SPACE, QGemmConfig, default_config
-from tilevm.ops.qgemm.kernel import plan_error
+from tilevm.ops.qgemm.config import QGemmConfig, default_config, prefetch_fits
 from tilevm.ops.qgemm.prelayout import chunk_k
 from tilevm.ops.quantization import QuantizedWeight, WeightFormat
 
@@ -36,36 +35,47 @@ __all__ = ["TUNER", "candidates", "m_bucket", "tuned_config"]
 
 #: the quantized GEMM's tuner (its choices: ``$TILEVM_CACHE_DIR/autotune/<device>.json``)
 TUNER: Autotuner[QGemmConfig] = Autotuner("qgemm")
-#: values of k one iteration may span, without and with prefetch (see the module's docstring)
-_SPAN, _PREFETCH_SPAN = 512, 256
+#: (num_warps, k_warps) tried at decode
+_DECODE_WARPS = ((8, 8), (4, 4), (8, 4))
 
 
 def candidates(m: int, n: int, k: int, bits: int, group_size: int | None = None) -> list[QGemmConfig]:
     """The configurations timed for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of
-    ``group_size`` (None: per channel), the default first; those whose iterations would not hold whole
-    groups (``kernel.plan_error``) left out."""
-    default = default_config(m, n, k, bits, group_size=group_size)
-    group = k if group_size is None else group_size
+    ``group_size`` (None: per channel), the default first."""
+    default = default_config(m, n, k, bits, "cuda", group_size)
     chunk = chunk_k(bits)
+    lengths = [default.chunks] + ([2 * default.chunks] if 2 * default.chunks * chunk <= 256 else [])
     found = [default]
-    for prefetch in (False, True):
-        span = _PREFETCH_SPAN if prefetch else _SPAN
-        for chunks in (c for c in SEARCH_SPACE["chunks"] if c * chunk <= span):
-            for num_warps in (4, 8):
-                for n_tiles in (1, 2):
-                    config = QGemmConfig(num_warps, n_tiles, default.block_m, chunks, prefetch)
-                    if config not in found and plan_error(bits, chunks, group, k) is None:
-                        found.append(config)
+    if m > 16:
+        shapes = [(warps, warps, 1, 1) for warps in (4, 8)]
+    else:
+        shapes = [
+            (warps, k_warps, default.block_m, split) for warps, k_warps in _DECODE_WARPS for split in (1, 2)
+        ]
+    for (num_warps, k_warps, _, split_k), n_tiles, chunks in itertools.product(shapes, (1, 2), lengths):
+        fits = prefetch_fits(bits, chunks, n_tiles)
+        for prefetch in (True, False) if m > 16 and fits else (fits,):
+            config = QGemmConfig(
+                num_warps,
+                n_tiles,
+                default.block_m,
+                chunks,
+                prefetch,
+                k_warps=k_warps if m <= 16 else 1,
+                split_k=split_k,
+            )
+            if config not in found:
+                found.append(config)
     return found
 
 
 def m_bucket(m: int) -> int:
-    """M as the tuner keys it: rounded up to a power of two, at least 16 (every decode M shares a choice).
+    """M as the tuner keys it: rounded up to a power of two, at least 8 (every M up to 8 shares a choice).
 
-    >>> [m_bucket(m) for m in (1, 16, 17, 100)]
-    [16, 16, 32, 128]
+    >>> [m_bucket(m) for m in (1, 8, 9, 100)]
+    [8, 8, 16, 128]
     """
-    return max(16, 1 << (m - 1).bit_length())
+    return max(8, 1 << (m - 1).bit_length())
 
 
 def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmConfig:
@@ -98,7 +108,8 @@ def _weight_key(qweight: QuantizedWeight) -> tuple[tuple[str, object], ...]:
 def _weight_fields(
     weight_format: WeightFormat, shape: tuple[int, int], compute_dtype: torch.dtype
 ) -> tuple[tuple[str, object], ...]:
-    """The weight's part of the key, made once per format and shape: the format as text (a string caches
-    its hash; the format's dataclass hash costs microseconds on every lookup)."""
+    """The weight's part of the key, made once per format and shape (the custom op makes a weight at every
+    call): the format as text (a string caches its hash; the format's dataclass hash costs microseconds on
+    every lookup)."""
     n, k = shape
     return (("n", n), ("k", k), ("format", repr(weight_format)), ("compute_dtype", str(compute_dtype)))

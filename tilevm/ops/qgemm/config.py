@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tilevm.ops.qgemm import prelayout
 
-__all__ = ["SEARCH_SPACE", "QGemmConfig", "default_config", "search_space"]
+__all__ = ["SEARCH_SPACE", "QGemmConfig", "default_config", "prefetch_fits", "search_space"]
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,14 @@ def default_config(
     m: int, n: int, k: int, bits: int, device: str = "cuda", group_size: int | None = None
 ) -> QGemmConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
-    of k (None: per channel). At decode (``m <= 16``) the memory system needs many loads in flight: 8 warps
-    a block, 4 across k, each with 2 atoms of 16 columns (a block covers 32 columns), iterations of about
-    256 values of k, and ``split_k`` blocks a tile while the GPU's SMs have fewer than about 16 warps each.
-    Larger m tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups
-    (``kernel.plan_error``); registers stay unspilled (``ptxas -v`` for sm_90)."""
+    of k (None: per channel), from the sweep of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
+    (``m <= 16``) every warp of a block splits k, so that blocks are narrow and many, with many loads in
+    flight. For 4 and 8 bits: 8 warps, one atom of 16 columns each, iterations of 128 values of k, the
+    next iteration's loads in flight during this one's work (``prefetch``). The other widths decode with
+    more instructions a byte, and run faster with more warps than registers for prefetch allow: 4 warps,
+    two atoms each (each value of X serves twice the weights), no prefetch. ``split_k`` blocks share a tile
+    when n leaves fewer tiles than an H100 has SMs. Larger m tiles rows as well and splits nothing.
+    ``chunks`` is raised to hold whole groups (``kernel.plan_error``)."""
     chunk = prelayout.chunk_k(bits)
     group = group_size if group_size not in (None, 16, k) else 1
     fit = max(1, group // chunk)  # chunks that hold whole groups
@@ -101,16 +104,26 @@ def default_config(
     if m > 16:
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
-    chunks = max(fit, 256 // chunk, 1)
-    tiles = -(-n // 32)
-    iterations = -(-k // (4 * chunks * chunk))
-    split_k = max(
-        s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= _BLOCKS_WANTED and iterations >= 2 * s)
-    )
-    return QGemmConfig(
-        num_warps=8, n_tiles=2, block_m=block_m, chunks=chunks, prefetch=False, k_warps=4, split_k=split_k
-    )
+    if bits in (4, 8):
+        warps, n_tiles, chunks = 8, 1, max(fit, 128 // chunk)
+    else:
+        warps, n_tiles, chunks = 4, 2, fit
+    tiles, iterations = -(-n // (16 * n_tiles)), -(-k // (warps * chunks * chunk))
+    split_k = 1
+    if tiles < _SMS:
+        split_k = max(
+            s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= 2 * _SMS and iterations >= 2 * s)
+        )
+    prefetch = bits in (4, 8) and prefetch_fits(bits, chunks, n_tiles)
+    return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=warps, split_k=split_k)
 
 
-#: blocks of 8 warps that give an H100's 132 SMs about 16 warps each
-_BLOCKS_WANTED = 264
+def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:
+    """Whether the registers hold two iterations' weights (``prefetch``) without cutting the warps an SM
+    runs: at most 4 loads of 16 bytes a thread an iteration (``ptxas -v`` for sm_90: 208 registers and more
+    beyond)."""
+    return chunks * n_tiles * prelayout.loads_per_chunk(bits) <= 4
+
+
+#: the SMs of an H100
+_SMS = 132
