@@ -14,6 +14,7 @@ import tilevm as tv
 from tilevm.ops import QuantizedLinear, quantize_weight, quantized_matmul
 from tilevm.ops.custom_op import quantized_matmul_op
 from tilevm.ops.qgemm import host
+from tilevm.ops.tuning import m_bucket
 from tilevm.runtime.jit import Kernel
 
 
@@ -33,14 +34,14 @@ def test_a_weight_keeps_one_launch_per_m_bucket_and_bias() -> None:
     qweight = quantize_weight(torch.randn(20, 64, generator=generator), tv.int4, 32)
     bias = torch.randn(20, generator=generator).half()
     kept = {}
-    for m, with_bias in [(1, False), (16, False), (3, True), (17, False), (1, True)]:
+    for m, with_bias in [(1, False), (8, False), (3, True), (17, False), (1, True), (12, False)]:
         x = torch.randn(m, 64, generator=generator).half()
         b = bias if with_bias else None
         assert_product(quantized_matmul(x, qweight, b), x, qweight, b)
-        key = (16 if m <= 16 else 32, with_bias)
+        key = (m_bucket(m), with_bias)
         kept.setdefault(key, qweight.host_cache[key])
         assert qweight.host_cache[key] is kept[key]  # a bucket's launch is used again
-    assert set(qweight.host_cache) == {(16, False), (16, True), (32, False)}
+    assert set(qweight.host_cache) == {(8, False), (8, True), (16, False), (32, False)}
 
 
 def test_a_launch_is_never_used_for_another_weight_or_dtype() -> None:
@@ -54,7 +55,7 @@ def test_a_launch_is_never_used_for_another_weight_or_dtype() -> None:
         for qweight in weights:
             x = torch.randn(2, 64, generator=generator).to(qweight.compute_dtype)
             assert_product(quantized_matmul(x, qweight), x, qweight)
-    first, second, _ = (qweight.host_cache[(16, False)] for qweight in weights)
+    first, second, _ = (qweight.host_cache[(8, False)] for qweight in weights)
     assert first.fixed["packed"] is weights[0].packed and second.fixed["packed"] is weights[1].packed
 
 
@@ -123,7 +124,7 @@ def test_on_the_gpu_each_device_has_its_own_launch() -> None:
     x = torch.randn(5, 512, generator=generator).half()
     assert_product(quantized_matmul(x.cuda(), on_gpu).cpu(), x, on_cpu)
     assert_product(quantized_matmul(x, on_cpu), x, on_cpu)
-    assert on_gpu.host_cache[(16, False)].fixed["packed"].is_cuda
+    assert on_gpu.host_cache[(8, False)].fixed["packed"].is_cuda
     with pytest.raises(ValueError, match="one device"):
         quantized_matmul(x, on_gpu)
 
