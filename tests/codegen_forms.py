@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-from tilevm.dtypes import DType, boolean, dtype, float32, int32, uint8, uint32
+from tilevm.dtypes import DType, boolean, dtype, float16, float32, int32, uint8, uint32
 from tilevm.ir import Param, Program
 from tilevm.ir.expr import (
     BINARY_OPS,
@@ -37,6 +37,7 @@ from tilevm.ir.thread import (
     Barrier,
     Bitcast,
     ConvertPack,
+    ConvertUnpack,
     CopyAsyncCommitGroup,
     CopyAsyncGroup,
     CopyAsyncWaitGroup,
@@ -65,6 +66,7 @@ from tilevm.ir.thread.compute import (
     PACKED_CONVERSIONS,
     PRMT_MODES,
     SHUFFLE_MODES,
+    UNPACKED_CONVERSIONS,
     mma_fragment_types,
 )
 from tilevm.ir.thread.memory import ATOMIC_OPS, COPY_ASYNC_BYTES, LDMATRIX_COUNTS
@@ -237,6 +239,12 @@ def _register_instruction_forms() -> Iterator[Form]:
             )
             kernel.store(output)
             yield kernel.program("float8_convert" if target in FLOAT8 else None)
+    for source in UNPACKED_CONVERSIONS:
+        kernel = _Kernel(_name("cvt_unpack", source))
+        output = Var("unpacked", VectorType(float16, 2))
+        kernel.body.append(ConvertUnpack(output=output, value=kernel.operand(VectorType(source, 2))))
+        kernel.store(output)
+        yield kernel.program("float8_convert")
 
 
 # -- memory instructions -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from tilevm.ops.qgemm.kernel import plan_error
 from tilevm.ops.qgemm.prelayout import chunk_k, loads_per_chunk
 
 
-@pytest.mark.parametrize(("bits", "count"), [(1, 12), (2, 24), (3, 12), (4, 24), (8, 24)])
+@pytest.mark.parametrize(("bits", "count"), [(1, 13), (2, 25), (3, 12), (4, 24), (8, 24)])
 def test_candidates_are_valid_and_keep_prefetch_within_the_registers(bits, count):
     m, n, k, group = 1, 8192, 8192, 128
     found = tuning.candidates(m, n, k, bits, group)

@@ -25,7 +25,7 @@ from tilevm.dtypes import (
     uint8,
 )
 from tilevm.ir.expr import Var
-from tilevm.ir.thread import ConvertPack, Lop3, Mma, Prmt, Shuffle
+from tilevm.ir.thread import ConvertPack, ConvertUnpack, Lop3, Mma, Prmt, Shuffle
 from tilevm.ir.thread.compute import MMA_SHAPES, PRMT_MODES, SHUFFLE_MODES, mma_fragment_types
 from tilevm.ir.types import ScalarType, VectorType
 
@@ -235,6 +235,29 @@ def test_cvt_pack(target_dtype, rounding, spelled, target):
     assert match, ptx
     assert match.groups() == (registers[1], registers[2])
     assemble(ptx, target)
+
+
+@needs_ptxas
+@pytest.mark.parametrize(
+    ("source", "spelled", "target"),
+    [(float8_e4m3, "cvt.rn.f16x2.e4m3x2", "sm_89"), (float8_e5m2, "cvt.rn.f16x2.e5m2x2", "sm_90")],
+)
+def test_cvt_unpack(source, spelled, target):
+    """One cvt of the two codes' 16 bits (the low byte is element 0, the ISA's low half)."""
+    value = Var("codes", VectorType(source, 2))
+    instruction = ConvertUnpack(output=Var("wide", VectorType(float16, 2)), value=value)
+    ptx = kernel_ptx([value], [instruction], [instruction.output], target)
+    assert len(re.findall(rf"{re.escape(spelled)}\s+%r\d+, %rs\d+;", ptx)) == 1, ptx
+    assert "cvt.f32" not in ptx and "selp" not in ptx  # no detour through float32, no select
+    assemble(ptx, target)
+
+
+def test_cvt_unpack_needs_sm89():
+    instruction = ConvertUnpack(
+        output=Var("wide", VectorType(float16, 2)), value=Var("codes", VectorType(float8_e5m2, 2))
+    )
+    with pytest.raises(CodegenError, match=r"cvt.rn.f16x2.*needs sm_89"):
+        kernel_ptx([instruction.value], [instruction], [instruction.output], "sm_86")
 
 
 def test_cvt_pack_float8_needs_sm89():

@@ -47,6 +47,7 @@ mma(shape="m16n8k16", a=[%a0, %a1, %a2, %a3], b=[%b0, %b1], c=[%acc, %acc, %acc,
   }
   %sum: float32 = shuffle(mode="xor", value=%acc, lane=1)
   %h: vector<float16, 2> = cvt_pack(high=%sum, low=exp(%sum), dtype=float16, rounding="zero")
+  %wide8: vector<float16, 2> = cvt_unpack(value=bitcast<float8_e4m3, 2>(element(%h, 1)))
   %bits: uint32 = lop3(a=bitcast<uint32, 1>(%h), b=4294901760:uint32, c=1:uint32, table=234)
   %bytes: uint32 = prmt(a=%bits, b=%bits, selector=12816:uint32)
   %v: vector<float16, 8> = load(pointer=%row, width=16, predicate=%tid < %n)
@@ -151,6 +152,8 @@ BROKEN = [
      "cvt_pack: cvt_pack converts to float16"),
     ('%m: vector<float8_e4m3, 2> = cvt_pack(high=1.0, low=2.0, dtype=float8_e4m3, rounding="zero")',
      "cvt_pack: cvt_pack to float8_e4m3 rounds nearest, not 'zero'"),
+    ("%m: vector<float16, 2> = cvt_unpack(value=bitcast<int8, 2>(element(%h, 0)))",
+     "cvt_unpack: cvt_unpack widens a vector<float8_e4m3, 2> or vector<float8_e5m2, 2>, not vector<int8, 2>"),
     ("%m: float16 = let(value=element(%h, 2))",
      "let: element 2 of a vector<float16, 2>: the index is 0 to 1"),
     ("%m: vector<float16, 2> = let(value=pack([1.0:float16, 2.0]))",

@@ -21,7 +21,7 @@ from tilevm.ir import Cast, Program, check_round_trip, print_program, verify
 from tilevm.ir.expr import BinaryExpr, CastExpr, Expr, UnaryExpr, Var
 from tilevm.ir.rewrite import walk_expressions, walk_instructions
 from tilevm.ir.stmt import LetScalar
-from tilevm.ir.thread import THREAD_IR, ConvertPack, Lop3, Prmt, Select
+from tilevm.ir.thread import THREAD_IR, ConvertPack, ConvertUnpack, Lop3, Prmt, Select
 from tilevm.ir.types import VectorType
 from tilevm.passes.filecheck import filecheck
 from tilevm.passes.lower import HANDLERS
@@ -150,14 +150,15 @@ def test_w4a16_casts_int4_to_float16_with_prmt_lop3_and_a_packed_subtract():
 
 
 def gpu_operations(body: list) -> int:
-    """The instructions a GPU runs for ``body``: one per lop3, prmt, cvt_pack, and per 32-bit register of
-    each computing expression's operands (an f16x2 subtract is one, an add on 4 uint32 four); moves
-    (gather, bitcast, element, pack) are register renaming and cost nothing."""
+    """The instructions a GPU runs for ``body``: one per lop3, prmt, cvt_pack, cvt_unpack, and per 32-bit
+    register of each computing expression's operands (an f16x2 subtract is one, an add on 4 uint32 four; a
+    cast of an f16x2 to bf16x2 one, three in PTX); moves (gather, bitcast, element, pack) are register
+    renaming and cost nothing."""
     count = 0
     for instruction in body:
-        if isinstance(instruction, Lop3 | Prmt | ConvertPack):
+        if isinstance(instruction, Lop3 | Prmt | ConvertPack | ConvertUnpack):
             count += 1
-        if not isinstance(instruction, LetScalar | Lop3 | Prmt | ConvertPack):
+        if not isinstance(instruction, LetScalar | Lop3 | Prmt | ConvertPack | ConvertUnpack):
             continue
         for expression in walk_expressions(instruction):
             if _computing(expression):
@@ -179,15 +180,17 @@ PER_ELEMENT = {
     ("uint2", "float16"): 1.25,
     ("int2", "float16"): 1.25,
     ("int3", "float16"): 1.5,
+    ("int2", "bfloat16"): 1.3125,
+    ("uint1", "bfloat16"): 1.15625,
     ("uint4", "bfloat16"): 1.625,
     ("int4", "bfloat16"): 1.625,
     ("int8", "bfloat16"): 2.0,
     ("uint8", "bfloat16"): 2.5,
     ("float4_e2m1", "float16"): 2.625,
     ("float4_e2m1", "bfloat16"): 2.625,
-    ("float8_e4m3", "float16"): 3.5,
-    ("float8_e4m3", "bfloat16"): 3.5,
-    ("float8_e5m2", "float16"): 1.5,
+    ("float8_e4m3", "float16"): 0.5,
+    ("float8_e4m3", "bfloat16"): 1.0,
+    ("float8_e5m2", "float16"): 0.5,
     ("float32", "float16"): 0.5,
     ("float32", "float8_e4m3"): 0.5,
 }

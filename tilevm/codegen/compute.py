@@ -1,6 +1,6 @@
 """Thread IR's register instructions as NVVM intrinsics and inline PTX: the tensor-core ``mma``, warp
-shuffles, ``lop3``, ``prmt`` and ``cvt_pack``. Each handler ``(context, instruction) -> None`` binds the
-instruction's outputs.
+shuffles, ``lop3``, ``prmt``, ``cvt_pack`` and ``cvt_unpack``. Each handler ``(context, instruction) -> None``
+binds the instruction's outputs.
 
 - ``mma``: ``llvm.nvvm.mma.<shape>.row.col.<types>``, named as LLVM names them: D then C type for float16
   (``f32.f32``, ``f16.f16``), the operand type for bfloat16 and equal integers (``bf16``, ``s8``), A then B
@@ -17,9 +17,11 @@ instruction's outputs.
 - ``cvt_pack``: to nearest, ``fptrunc <2 x float>`` of (low, high), which LLVM emits as ``cvt.rn.f16x2.f32
   d, high, low``; toward zero, ``llvm.nvvm.ff2f16x2.rz(high, low)`` (PTX's first source is the upper half);
   float8, ``llvm.nvvm.ff.to.e4m3x2.rn(high, low)`` (``cvt.rn.satfinite.e4m3x2.f32``, sm_89).
+- ``cvt_unpack``: ``llvm.nvvm.e4m3x2.to.f16x2.rn`` (``.e5m2x2``) of the two codes' 16 bits
+  (``cvt.rn.f16x2.e4m3x2``, sm_89; one ``F2FP.F16.E4M3.UNPACK_B`` on sm_90).
 
 >>> sorted(cls.__name__ for cls in HANDLERS)
-['ConvertPack', 'Lop3', 'Mma', 'Prmt', 'Shuffle']
+['ConvertPack', 'ConvertUnpack', 'Lop3', 'Mma', 'Prmt', 'Shuffle']
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tilevm.codegen.context import FunctionContext
 from tilevm.codegen.expressions import poison
 from tilevm.codegen.llvm_types import ir, llvm_dtype, llvm_type
 from tilevm.dtypes import DType, float16, float32
-from tilevm.ir.thread import ConvertPack, Lop3, Mma, Prmt, Shuffle
+from tilevm.ir.thread import ConvertPack, ConvertUnpack, Lop3, Mma, Prmt, Shuffle
 from tilevm.ir.thread.values import WARP_SIZE
 from tilevm.ir.types import VectorType
 
@@ -152,4 +154,19 @@ def _convert_pack(context: FunctionContext, instruction: ConvertPack) -> None:
     context.bind(instruction.output, packed)
 
 
-HANDLERS = {Mma: _mma, Shuffle: _shuffle, Lop3: _lop3, Prmt: _prmt, ConvertPack: _convert_pack}
+def _convert_unpack(context: FunctionContext, instruction: ConvertUnpack) -> None:
+    context.require("float8_convert")
+    source = _PTX_TYPES[instruction.value.type.dtype.name]
+    codes = context.builder.bitcast(context.value(instruction.value), ir.IntType(16))
+    result_type = llvm_type(VectorType(float16, 2))
+    context.bind(instruction.output, context.call(f"llvm.nvvm.{source}x2.to.f16x2.rn", result_type, [codes]))
+
+
+HANDLERS = {
+    Mma: _mma,
+    Shuffle: _shuffle,
+    Lop3: _lop3,
+    Prmt: _prmt,
+    ConvertPack: _convert_pack,
+    ConvertUnpack: _convert_unpack,
+}

@@ -40,7 +40,7 @@ class Feature:
 #: ldmatrix, cp.async, shfl.sync, bf16x2 fma, needs no entry)
 FEATURES: dict[str, Feature] = {
     "float8_mma": Feature(89, 84, "mma.sync on float8_e4m3 / float8_e5m2 operands"),
-    "float8_convert": Feature(89, 81, "cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32"),
+    "float8_convert": Feature(89, 81, "cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32, cvt.rn.f16x2.{e4m3x2,e5m2x2}"),
 }
 
 

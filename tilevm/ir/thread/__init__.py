@@ -20,7 +20,7 @@ True
 from tilevm.ir.expr import BinaryExpr, BlockIndex, CastExpr, Const, GridSize, UnaryExpr, Var
 from tilevm.ir.instruction_set import InstructionSet
 from tilevm.ir.stmt import AssignScalar, DeclareScalar, For, If, LetScalar, While
-from tilevm.ir.thread.compute import ConvertPack, Lop3, Mma, Prmt, Shuffle, Trap
+from tilevm.ir.thread.compute import ConvertPack, ConvertUnpack, Lop3, Mma, Prmt, Shuffle, Trap
 from tilevm.ir.thread.memory import (
     Atomic,
     Barrier,
@@ -50,7 +50,7 @@ THREAD_IR = InstructionSet(
     "thread",
     instructions=(
         Load, Store, CopyAsyncGroup, CopyAsyncCommitGroup, CopyAsyncWaitGroup, Barrier, Fence, Atomic,
-        Ldmatrix, Mma, Shuffle, Lop3, Prmt, ConvertPack, Trap,
+        Ldmatrix, Mma, Shuffle, Lop3, Prmt, ConvertPack, ConvertUnpack, Trap,
         LetScalar, DeclareScalar, AssignScalar, For, While, If,
     ),
     expressions=(
@@ -66,6 +66,7 @@ __all__ = [
     "Barrier",
     "Bitcast",
     "ConvertPack",
+    "ConvertUnpack",
     "CopyAsyncCommitGroup",
     "CopyAsyncGroup",
     "CopyAsyncWaitGroup",

@@ -21,6 +21,7 @@ __all__ = [
     "PRMT_MODES",
     "SHUFFLE_MODES",
     "ConvertPack",
+    "ConvertUnpack",
     "Lop3",
     "Mma",
     "Prmt",
@@ -46,6 +47,9 @@ PACKED_CONVERSIONS: dict[DType, tuple[str, ...]] = {
     float8_e4m3: ("nearest",),
     float8_e5m2: ("nearest",),
 }
+
+#: the float8 dtypes ``cvt`` widens two at a time to f16x2
+UNPACKED_CONVERSIONS = (float8_e4m3, float8_e5m2)
 
 _MMA_SHAPE = re.compile(r"m(\d+)n(\d+)k(\d+)")
 
@@ -245,6 +249,28 @@ class ConvertPack(Instruction):
                 f"cvt_pack to {self.dtype} rounds {' or '.join(roundings)}, not '{self.rounding}'"
             )
         return VectorType(self.dtype, 2)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ConvertUnpack(Instruction):
+    """Two float8 values of one 16-bit register widened to float16, exactly, in one register (PTX
+    ``cvt.rn.f16x2.e4m3x2 d, a``; ``.e5m2x2``; sm_89 and later): element 0 (``value``'s low byte) goes to
+    the low half. Every float8 value is a float16 value; NaN stays NaN."""
+
+    output: Var
+    value: Expr
+    opname = "cvt_unpack"
+
+    def result_type(self) -> VectorType:
+        value_type = self.value.type
+        if not (
+            isinstance(value_type, VectorType)
+            and value_type.length == 2
+            and value_type.dtype in UNPACKED_CONVERSIONS
+        ):
+            sources = " or ".join(f"vector<{dtype}, 2>" for dtype in UNPACKED_CONVERSIONS)
+            raise IRTypeError(f"cvt_unpack widens a {sources}, not {describe(value_type)}")
+        return VectorType(float16, 2)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -13,6 +13,9 @@
   rescales it, subnormals included (exact: the intermediate half is subnormal and the multiply by a power
   of two is exact); the source's infinity and NaN codes are selected in.
 - ``float32_pairs``: ``cvt_pack``, two float32 to f16x2, bf16x2 or e4m3x2 in one instruction.
+- ``float8_pairs``: ``cvt_unpack``, two float8_e4m3 / float8_e5m2 to f16x2 in one instruction (sm_89 and
+  later), then to bf16x2 through float32 (two widening ``cvt`` and one ``cvt.rn.bf16x2.f32``): every
+  float8 value is a float16 and a bfloat16 value, so neither step rounds.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from tilevm.dtypes import DType, bfloat16, decode, encode, float16, float32, uint32
 from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
-from tilevm.ir.thread import Bitcast, ConvertPack, Element, Gather, Lop3, Prmt, Select
+from tilevm.ir.thread import Bitcast, ConvertPack, ConvertUnpack, Element, Gather, Lop3, Prmt, Select
 from tilevm.passes.lower.cast_placement import HALF_BITS, LEFT_FIRST, RIGHT_FIRST, Stream
 from tilevm.passes.lower.cast_words import binary, constant, word_list, words
 from tilevm.passes.lower.lowering import Lowering, vector_length
@@ -31,6 +34,7 @@ from tilevm.passes.lower.lowering import Lowering, vector_length
 __all__ = [
     "bytes_to_bfloat16",
     "float32_pairs",
+    "float8_pairs",
     "has_magic",
     "integers_to_halves",
     "moves_exactly",
@@ -83,6 +87,19 @@ def float32_pairs(lowering: Lowering, value: Expr, target: DType, rounding: str)
     return _concatenate(lowering, pairs, len(elements))
 
 
+def float8_pairs(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
+    """``cvt_unpack`` of each pair of float8 elements to f16x2, cast on to bf16x2 for a bfloat16 target."""
+    length = vector_length(value.type)
+    pairs = []
+    for low, high in _pairs(length):
+        codes = value if length == 2 else Gather((value,), (low, high))
+        pair = lowering.define(ConvertUnpack, "pair", value=codes)
+        if target != float16:
+            pair = lowering.let("pair", CastExpr(pair, target, rounding))
+        pairs.append(pair)
+    return _concatenate(lowering, pairs, length)
+
+
 def has_magic(source: DType, target: DType) -> bool:
     """Whether ``source`` integers fit under a magic exponent of ``target`` (f16: up to 8 bits, bf16: 7)."""
     return target in (float16, bfloat16) and source.nbits <= target.mantissa_bits and source.nbits <= 8
@@ -96,19 +113,53 @@ def _magic(target: DType, position: int) -> tuple[int, float]:
 
 
 def integers_to_halves(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
-    """Integers of at most 8 bits (7 for bfloat16) to f16x2 / bf16x2: prmt, lop3, packed subtract."""
+    """Integers of at most 8 bits (7 for bfloat16) to f16x2 / bf16x2: prmt, lop3, packed subtract.
+
+    Each pair's two fields may be placed in several ways; the prmts that place them are shared between
+    pairs whose placements pick the same bytes. Which way shares most depends on the width and the target
+    (bfloat16's 7 mantissa bits take fewer fields a byte), so each order of preferred shifts for the high
+    field is tried on a scratch body and the one that emits the fewest instructions is kept."""
     source, length = value.type.dtype, vector_length(value.type)
-    bits = source.nbits
     word_exprs = word_list(words(lowering, value))
-    if bits == 8 and target == float16:
+    if source.nbits == 8 and target == float16:
         return _bytes_to_float16(lowering, word_exprs, source.is_signed, length)
+
+    def emitted(high_shifts: tuple[int, ...]) -> int:
+        with lowering.collect() as scratch:
+            _integer_pairs(lowering, word_exprs, source, target, length, high_shifts)
+        return len(scratch)
+
+    orders = _high_shift_orders(source.nbits)
+    best = orders[0] if len(orders) == 1 else min(orders, key=emitted)
+    return _concatenate(lowering, _integer_pairs(lowering, word_exprs, source, target, length, best), length)
+
+
+def _high_shift_orders(bits: int) -> list[tuple[int, ...]]:
+    """The preferred shifts for a pair's high field: the common order, and the stream shifted by one field
+    (the high field then lines up with the low one, and one prmt can serve several pairs)."""
+    if bits % 8 == 0:
+        return [RIGHT_FIRST]
+    aligned = bits % 8
+    return [RIGHT_FIRST, (aligned, *(shift for shift in RIGHT_FIRST if shift != aligned))]
+
+
+def _integer_pairs(
+    lowering: Lowering,
+    word_exprs: list[Expr],
+    source: DType,
+    target: DType,
+    length: int,
+    high_shifts: tuple[int, ...],
+) -> list[Expr]:
+    """Each pair of ``source`` integers as one f16x2 / bf16x2 register (see ``integers_to_halves``)."""
+    bits = source.nbits
     stream = Stream(lowering, word_exprs, bits)
     fits = lambda position: position + bits <= target.mantissa_bits  # noqa: E731
     pairs = []
     for low, high in _pairs(length):
         word, *placed = stream.pair_word(
             stream.placements(low * bits, fits, RIGHT_FIRST),
-            stream.placements(high * bits, fits, RIGHT_FIRST),
+            stream.placements(high * bits, fits, high_shifts),
         )
         mask = flip = magic = 0
         offsets = []
@@ -124,7 +175,7 @@ def integers_to_halves(lowering: Lowering, value: Expr, target: DType, rounding:
             Lop3, "magic", a=word, b=Const(mask, uint32), c=Const(magic | flip, uint32), table=table
         )
         pairs.append(lowering.let("pair", binary("sub", Bitcast(target, 2, masked), offsets)))
-    return _concatenate(lowering, pairs, length)
+    return pairs
 
 
 def _bytes_to_float16(lowering: Lowering, word_exprs: list[Expr], signed: bool, length: int) -> Expr:

@@ -20,11 +20,13 @@ int8 -> float16            the same, after one xor of the sign bits per 4 elemen
 (u)int2 -> float16         prmt (one per 4 elements) + lop3 + sub                                   1.25
 (u)int3 -> float16         prmt + lop3 + sub                                                        1.5
 (u)int4 -> bfloat16        as float16, and one shift per 8 elements                                 1.625
+(u)int2 -> bfloat16        prmt (one per 4, of the word and of it shifted by 2) + lop3 + sub        1.3125
 int8 -> bfloat16           prmt + lop3 (7 low bits) + lop3 (the sign's weight) + sub                2
 uint8 -> bfloat16          int8's, the weight from a sign-replicating prmt                          2.5
 float4_e2m1 -> f16 / bf16  prmt + lop3 + shift + lop3 (sign) + mul; one shift per 8 elements        2.625
-float8_e4m3 -> f16 / bf16  prmt + lop3 + shift + lop3 + mul, + compare (the magnitude) and select    3.5
-float8_e5m2 -> float16     prmt (the byte is the high half) + compare and select for NaN            1.5
+float8_e4m3 -> float16     cvt_unpack (cvt.rn.f16x2.e4m3x2; sm_89 and later)                        0.5
+float8_e4m3 -> bfloat16    cvt_unpack, then two cvt.f32.f16 and one cvt.rn.bf16x2.f32               2
+float8_e5m2 -> f16 / bf16  the same with cvt.rn.f16x2.e5m2x2                                        0.5 / 2
 float32 -> f16 / bf16      cvt_pack (cvt.rn.f16x2.f32)                                              0.5
 float32 -> float8_e4m3     cvt_pack (cvt.rn.satfinite.e4m3x2.f32)                                   0.5
 =========================  =======================================================================  =====
@@ -58,6 +60,7 @@ from tilevm.dtypes import (
 )
 from tilevm.ir import Cast
 from tilevm.ir.expr import CastExpr, Expr
+from tilevm.ir.thread.compute import UNPACKED_CONVERSIONS
 from tilevm.passes.lower import cast_packed
 from tilevm.passes.lower.cast_general import (
     decode_float,
@@ -176,6 +179,12 @@ SEQUENCES: tuple[CastSequence, ...] = (
         "bytes to bf16x2 (the 7 low bits under a magic number, the top bit's weight subtracted)",
         lambda source, target, rounding: source in (int8, uint8) and target == bfloat16,
         cast_packed.bytes_to_bfloat16,
+    ),
+    CastSequence(
+        "float8 to f16x2 (cvt_unpack), and on to bf16x2 through float32",
+        lambda source, target, rounding: source in UNPACKED_CONVERSIONS and target in HALVES,
+        cast_packed.float8_pairs,
+        FLOAT8_TARGETS,
     ),
     CastSequence(
         "small floats to f16x2 / bf16x2 (fields moved into place, a power-of-two multiply)",

@@ -1,5 +1,6 @@
-"""``lop3``, ``prmt`` and ``cvt_pack``: the register instructions that work on bits, as the PTX ISA defines
-them (``lop3.b32``, ``prmt.b32{.mode}``, ``cvt.rn{.satfinite}.{f16x2,bf16x2,e4m3x2,e5m2x2}.f32``).
+"""``lop3``, ``prmt``, ``cvt_pack`` and ``cvt_unpack``: the register instructions that work on bits, as the
+PTX ISA defines them (``lop3.b32``, ``prmt.b32{.mode}``,
+``cvt.rn{.satfinite}.{f16x2,bf16x2,e4m3x2,e5m2x2}.f32``, ``cvt.rn.f16x2.{e4m3x2,e5m2x2}``).
 
 - ``lop3``: bit i of the result is bit ``4 a_i + 2 b_i + c_i`` of the table: the OR of the table's minterms.
 - ``prmt``: the bytes of ``b:a`` are numbered 0 to 7 (``a``'s low byte is 0). The default mode takes, for
@@ -10,9 +11,11 @@ them (``lop3.b32``, ``prmt.b32{.mode}``, ``cvt.rn{.satfinite}.{f16x2,bf16x2,e4m3
 - ``cvt_pack``: each float32 is rounded to the target by ``tilevm.ir.semantics``' cast; ``low`` goes to
   element 0, ``high`` to element 1. float8 results are ``.satfinite``: finite overflow and infinities give
   the largest finite value of their sign (NaN stays NaN).
+- ``cvt_unpack``: each float8 value is a float16 value (``tilevm.ir.semantics``' cast, exact); element 0
+  stays element 0.
 
 >>> sorted(cls.__name__ for cls in BIT_OPS)
-['ConvertPack', 'Lop3', 'Prmt']
+['ConvertPack', 'ConvertUnpack', 'Lop3', 'Prmt']
 >>> hex(int(_permute(np.uint64(0x0706050483020100), np.uint64(0xB054), "default")))  # 0xB: byte 3's sign
 '0xff000504'
 """
@@ -24,9 +27,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tilevm.dtypes import float32
+from tilevm.dtypes import float16, float32
 from tilevm.ir.semantics import cast
-from tilevm.ir.thread import ConvertPack, Lop3, Prmt
+from tilevm.ir.thread import ConvertPack, ConvertUnpack, Lop3, Prmt
 from tilevm.runtime.cpu.control import Step
 from tilevm.runtime.cpu.registers import codes_of, from_carrier, from_codes, to_carrier
 from tilevm.runtime.cpu.state import Batch
@@ -116,8 +119,20 @@ def _convert_pack(compiler: Compiler, instruction: ConvertPack) -> Step:
     return run
 
 
+def _convert_unpack(compiler: Compiler, instruction: ConvertUnpack) -> Step:
+    slot, value = compiler.slot(instruction.output), compiler.expression(instruction.value)
+    source = instruction.value.type.dtype
+
+    def run(batch: Batch) -> None:
+        carrier = to_carrier(np.asarray(value(batch)), source)
+        batch.registers[slot] = from_carrier(cast(carrier, source, float16, "nearest"), float16)
+
+    return run
+
+
 BIT_OPS: dict[type, Callable[[Compiler, object], Step]] = {
     Lop3: _lop3,
     Prmt: _prmt,
     ConvertPack: _convert_pack,
+    ConvertUnpack: _convert_unpack,
 }
