@@ -37,10 +37,14 @@ class Recorder:
 
     def __init__(self):
         self.keys = []
+        self.generation = 0
 
     def choose(self, key, candidates, run, default, device):
         self.keys.append(key)
         return default()
+
+    def forget(self):
+        self.generation += 1
 
 
 def test_decode_sizes_up_to_8_share_a_key_and_the_cpu_runs_the_default(monkeypatch):
@@ -48,19 +52,26 @@ def test_decode_sizes_up_to_8_share_a_key_and_the_cpu_runs_the_default(monkeypat
     monkeypatch.setattr(tuning, "TUNER", recorder)
     generator = torch.Generator().manual_seed(31)
     qweight = quantize_weight(torch.randn(24, 64, generator=generator).half(), tv.int4, group_size=32)
-    for m in (1, 8, 16, 17):
+    weight = qweight.dequantize(torch.float64)
+    asked = []
+    for m in (1, 8, 16, 17, 5):
         x = torch.randn(m, 64, generator=generator).half()
+        before = len(recorder.keys)
         y = quantized_matmul(x, qweight)
-        weight = qweight.dequantize(torch.float64)
+        asked.append([dict(key)["m"] for key in recorder.keys[before:]])
         bound = 2**-7 * (x.double().abs() @ weight.abs().T) + 1e-6
         assert ((y.double() - x.double() @ weight.T).abs() <= bound).all()
         assert tuning.tuned_config(x, qweight, None) == default_config(m, 24, 64, 4, "cpu", 32)
-    keys = [dict(key) for key in recorder.keys[::2]]
-    assert [key["m"] for key in keys] == [8, 8, 16, 32]
-    assert keys[0] == {
+    # the tuner is asked once per M bucket: the weight keeps the launch of its choice
+    assert asked == [[8], [], [16], [32], []]
+    assert dict(recorder.keys[0]) == {
         "m": 8, "n": 24, "k": 64, "format": repr(qweight.format), "compute_dtype": "torch.float16",
         "bias": False,
     }  # fmt: skip
+    recorder.forget()  # what the tuner forgets, the weight's launches forget
+    before = len(recorder.keys)
+    quantized_matmul(torch.randn(3, 64, generator=generator).half(), qweight)
+    assert [dict(key)["m"] for key in recorder.keys[before:]] == [8]
 
 
 @pytest.mark.gpu

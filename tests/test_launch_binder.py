@@ -69,8 +69,10 @@ def random_launch(rng: np.random.Generator) -> tuple[tuple, dict]:
     x = strided(rng, pick(rng, DTYPES, []), pick(rng, [1, 1, 2, 2, 3, 4, 5], [0]))
     w = strided(rng, pick(rng, [torch.float16], [torch.float32]), pick(rng, [2], [3]))
     q = strided(rng, torch.uint8, 2, contiguous=rng.random() < 0.9)
-    if rng.random() < 0.05:
-        q = tv.view(torch.zeros(4, 6, dtype=torch.uint8), tv.int4)  # a TensorArgument: the slow path's
+    if rng.random() < 0.1:  # a TensorArgument, of the dtype q reads or (now and then) of another
+        q = tv.view(torch.zeros(4, 6, dtype=torch.uint8), pick(rng, [tv.int4], [tv.int2, tv.uint8], 0.3))
+    if rng.random() < 0.1:  # x as a view of its bytes
+        x = tv.view(strided(rng, torch.uint8, pick(rng, [1, 2], []), contiguous=True), tv.uint4)
     n = pick(rng, [0, 5, 16, -32, 48, 2**31 - 1], [2**31, True, np.int32(16)])
     scale = pick(rng, [0.5, -0.0, 2, float("nan")], [True, np.float32(0.5)])
     flag = pick(rng, [True, False], [1])
@@ -112,8 +114,26 @@ def test_equal_keys_mean_equal_specializations(seed):
         assert list(layout.values(full)) == values
         # what a callable grid is given: the slow path's values (a float by its text: -0.0, nan)
         assert [(type(value), repr(value)) for value in arguments] == [(type(v), repr(v)) for v in named]
+        partial_key = check_partial_binder(rng, args, kwargs, bound)
+        if partial_key is not None:
+            assert accepted.setdefault(partial_key, described) == described
     assert not refused & accepted.keys(), "a refused launch shares a key with an accepted one"
     assert bound_fast > 90  # the usual launches are bound by the binder
+
+
+def check_partial_binder(rng: np.random.Generator, args: tuple, kwargs: dict, bound: tuple) -> tuple | None:
+    """A binder with some arguments fixed (``Kernel.partial``) gives the full binder's values and arguments
+    from the others; its key (returned, or None when no binder was made) must mean one specialization."""
+    if rng.random() > 0.3:  # a binder is made with exec: a few of them are enough
+        return None
+    named = dict(zip(NAMES, args)) | kwargs
+    fixed = {name: value for name, value in named.items() if rng.random() < 0.5}
+    partial = make_binder(SIGNATURE, fixed)
+    assert partial is not None  # the launch was bound: none of its values is unusual
+    key, full, arguments = partial(**{name: value for name, value in named.items() if name not in fixed})
+    assert full == bound[1]
+    assert [(type(value), repr(value)) for value in arguments] == [(type(v), repr(v)) for v in bound[2]]
+    return key
 
 
 def test_usual_arguments_are_bound_by_the_binder_and_unusual_ones_are_not():
@@ -123,8 +143,9 @@ def test_usual_arguments_are_bound_by_the_binder_and_unusual_ones_are_not():
     usual = (x, w, q, 16, 0.5, True, 2**40)
     assert BIND(*usual, BLOCK=64) is not None
     assert BIND(*usual[:4], 2, *usual[5:]) is not None  # an int for a float: converted as the slow path does
+    assert BIND(tv.view(x, tv.int32), *usual[1:])[2][0] is x  # a view binds, its tensor passed on
     for position, unusual in [
-        (0, tv.view(x, tv.float32)),
+        (1, tv.view(w, tv.int16)),  # w reads float16
         (3, np.int32(16)),
         (4, np.float32(0.5)),
         (3, True),

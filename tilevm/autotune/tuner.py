@@ -93,6 +93,8 @@ class Autotuner(Generic[Config]):
         self.cache_directory = cache_directory
         self._chosen: dict[tuple[torch.device, tuple], object] = {}
         self._caches: dict[str, AutotuneCache] = {}
+        #: counts ``forget`` calls: a caller that keeps a choice keeps it while this is unchanged
+        self.generation = 0
 
     def choose(
         self,
@@ -158,6 +160,7 @@ class Autotuner(Generic[Config]):
         """Drop what this process remembers (choices and cache files read), e.g. after moving the cache."""
         self._chosen.clear()
         self._caches.clear()
+        self.generation += 1
 
     def _stored_or_searched(
         self,

@@ -70,8 +70,9 @@ class Captures:
 
     def unchanged(self) -> bool:
         """Whether every name read still has the value it had."""
-        for namespace, name, value in self.globals.values():
-            if not same(value, namespace.get(name, ABSENT)):
+        for namespace, name, value in self.globals.values():  # on every launch: identity first
+            current = namespace.get(name, ABSENT)
+            if current is not value and not same(value, current):
                 return False
         for cell, value in self.cells.values():
             try:

@@ -21,17 +21,17 @@ and always ``default_config``'s choice first, which is also the answer on the CP
 
 from __future__ import annotations
 
+import functools
 import itertools
-import weakref
 
 import torch
 
 from tilevm.autotune import Autotuner
 from tilevm.ops.qgemm.config import QGemmConfig, default_config, prefetch_fits
 from tilevm.ops.qgemm.prelayout import chunk_k
-from tilevm.ops.quantization import QuantizedWeight
+from tilevm.ops.quantization import QuantizedWeight, WeightFormat
 
-__all__ = ["TUNER", "candidates", "tuned_config"]
+__all__ = ["TUNER", "candidates", "m_bucket", "tuned_config"]
 
 #: the quantized GEMM's tuner (its choices: ``$TILEVM_CACHE_DIR/autotune/<device>.json``)
 TUNER: Autotuner[QGemmConfig] = Autotuner("qgemm")
@@ -69,12 +69,21 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int | None = None)
     return found
 
 
+def m_bucket(m: int) -> int:
+    """M as the tuner keys it: rounded up to a power of two, at least 8 (every M up to 8 shares a choice).
+
+    >>> [m_bucket(m) for m in (1, 8, 9, 100)]
+    [8, 8, 16, 128]
+    """
+    return max(8, 1 << (m - 1).bit_length())
+
+
 def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmConfig:
     """The configuration for ``rows [M, K] @ qweight.T (+ bias)``: the tuner's choice for its key (a search
     the first time a key is seen on a GPU), ``default_config``'s on the CPU."""
     m = rows.shape[0]
     n, k = qweight.shape
-    key = (("m", max(8, 1 << (m - 1).bit_length())), ("bias", bias is not None), *_weight_key(qweight))
+    key = (("m", m_bucket(m)), ("bias", bias is not None), *_weight_key(qweight))
 
     def run(config: QGemmConfig) -> torch.Tensor:
         from tilevm.ops.qgemm.matmul import quantized_matmul  # here: matmul imports this module
@@ -91,20 +100,16 @@ def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tenso
 
 
 def _weight_key(qweight: QuantizedWeight) -> tuple[tuple[str, object], ...]:
-    """The part of the key that the weight fixes, made once per weight: its format as text (a string
-    caches its hash; the format's dataclass hash costs microseconds on every call)."""
-    key = _WEIGHT_KEYS.get(qweight)
-    if key is None:
-        n, k = qweight.shape
-        fields = (
-            ("n", n),
-            ("k", k),
-            ("format", repr(qweight.format)),
-            ("compute_dtype", str(qweight.compute_dtype)),
-        )
-        key = _WEIGHT_KEYS[qweight] = fields
-    return key
+    """The part of the key that the weight fixes (its shape, format and compute dtype)."""
+    return _weight_fields(qweight.format, qweight.shape, qweight.compute_dtype)
 
 
-#: each live weight's part of the key (QuantizedWeight compares and hashes by identity)
-_WEIGHT_KEYS: weakref.WeakKeyDictionary[QuantizedWeight, tuple] = weakref.WeakKeyDictionary()
+@functools.lru_cache(maxsize=1024)
+def _weight_fields(
+    weight_format: WeightFormat, shape: tuple[int, int], compute_dtype: torch.dtype
+) -> tuple[tuple[str, object], ...]:
+    """The weight's part of the key, made once per format and shape (the custom op makes a weight at every
+    call): the format as text (a string caches its hash; the format's dataclass hash costs microseconds on
+    every lookup)."""
+    n, k = shape
+    return (("n", n), ("k", k), ("format", repr(weight_format)), ("compute_dtype", str(compute_dtype)))

@@ -42,6 +42,7 @@ from tilevm.lang.parameters import FlatParameter, Parameter, flat_parameters
 from tilevm.passes import TILE_PASSES, CompileOptions, lower_to_threads, run_pipeline
 from tilevm.runtime.binding import TensorArgument, bind_arguments, describe_arguments
 from tilevm.runtime.collector import without_collector
+from tilevm.runtime.jit_partial import PartialKernel
 from tilevm.runtime.launcher import CpuLaunch, CudaLaunch, checked_grid
 from tilevm.runtime.launcher_binder import Layout, make_binder
 from tilevm.runtime.launcher_cache import (
@@ -196,6 +197,11 @@ class Kernel:
     def __getitem__(self, grid: object) -> Callable[..., None]:
         return functools.partial(self.launch, grid)
 
+    def partial(self, **fixed: object) -> PartialKernel:
+        """This kernel with the arguments ``fixed`` given once (``tilevm.runtime.jit_partial``): its launches
+        take the other arguments and bind only them."""
+        return PartialKernel(self, fixed)
+
     def ir(self, *args: object, **kwargs: object) -> Program:
         """The Tile IR program for a launch with these arguments (compiled if needed): the front end's
         program after every Tile IR pass (``tilevm.passes.TILE_PASSES``), with layouts and a shared-memory
@@ -299,7 +305,10 @@ class Kernel:
         except TypeError:
             bound = None  # arguments that do not fit the signature: the slow path says how
         if bound is not None:
-            launch = self.launches.get(bound[0])
+            try:
+                launch = self.launches.get(bound[0])
+            except TypeError:  # an unhashable constexpr (``BY_VALUE``): the slow path says so
+                bound = launch = None
             if launch is not None and launch.launch(grid, bound):
                 return
         self.launch_slowly(grid, args, kwargs, None if bound is None else bound[0])

@@ -5,18 +5,26 @@ pass over them, computes the specialization key and the launch values.
 The key says everything ``describe_arguments`` would: for a tensor its CUDA device index, torch dtype, rank,
 the address modulo 16, and per dimension whether its size is a multiple of 16, whether its stride is 1 and a
 multiple of 16 (for sub-byte views, sizes and strides modulo 16, from which ``divisibility`` follows); for an
-int scalar whether it is a multiple of 16; a constexpr by ``constexpr_key`` and its type. So launches with
-equal keys have equal descriptions, and a launch whose tensors lost an alignment, a unit stride or a dtype
-has another key: it never reuses a program compiled for what no longer holds. The key may be finer than the
-description (an address ``% 16`` of 4 and one of 8 are both "unaligned"); finer only costs one more slow
-binding the first time.
+int scalar whether it is a multiple of 16; a constexpr by its type and ``constexpr_key``, or by its type and
+itself where that says the same (``BY_VALUE``: no call per launch for an int, a bool, a dtype). So launches
+with equal keys have equal descriptions, and a launch whose tensors lost an alignment, a unit stride or a
+dtype has another key: it never reuses a program compiled for what no longer holds. The key may be finer
+than the description (an address ``% 16`` of 4 and one of 8 are both "unaligned"); finer only costs one more
+slow binding the first time.
 
 The values (``full``) are every tensor's address, sizes and strides and every scalar, in parameter order;
 each specialization keeps those its IR takes (``Layout.select``), since a unit stride is compiled in.
 
-The binder returns None for anything unusual (a ``tv.view`` argument, a numpy scalar, a bad type, a size
-past int32, a tensor that must be reinterpreted but cannot be): the launcher then takes the slow path
-(``bind_arguments`` -> ``describe_arguments``), which binds it or says what is wrong, in its own words.
+A ``tv.view`` argument is keyed by its tilevm dtype in place of the torch dtype, and passes its tensor on.
+The binder returns None for anything unusual (a numpy scalar, a bad type, a size past int32, a tensor that
+must be reinterpreted but cannot be, a view of another dtype or rank than the parameter's): the launcher
+then takes the slow path (``bind_arguments`` -> ``describe_arguments``), which binds it or says what is
+wrong, in its own words.
+
+``make_binder(signature, fixed)`` makes the binder of a kernel some of whose arguments are given once
+(``Kernel.partial``): it takes the others only; its values and arguments are the full binder's for all of
+them, the fixed arguments' parts computed once, and its key stands for the fixed arguments' parts with one
+object (``FIXED_KEYS``), so that a launch hashes and compares the other arguments' parts only.
 
 >>> import inspect, torch, tilevm as tv
 >>> def add(x: tv.Tensor, y: tv.Tensor[tv.float32, 1], n: int, BLOCK: tv.constexpr = 64): ...
@@ -29,7 +37,12 @@ past int32, a tensor that must be reinterpreted but cannot be): the launcher the
 (True, <class 'int'>, 64)
 >>> full == (x.data_ptr(), 48, 1, x.data_ptr() + 4, 32, 1, 32)
 True
->>> bind(tv.view(x, tv.float32), x, 3) is None  # a view: unusual, bound by the slow path
+>>> bind(tv.view(x, tv.int32), x, 3)[0][:2]  # a view: its dtype in the key
+(-1, tilevm.int32)
+>>> bind(x, tv.view(x, tv.int32), 3) is None  # y reads float32: unusual, the slow path says what is wrong
+True
+>>> bind_y = make_binder(inspect.signature(add, eval_str=True), {"y": x[:16], "BLOCK": 32})
+>>> bind_y(x, 8)[1] == bind(x, x[:16], 8, 32)[1]  # the same values
 True
 """
 
@@ -37,7 +50,7 @@ from __future__ import annotations
 
 import inspect
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +66,7 @@ from tilevm.lang.parameters import (
     constexpr_key,
     scalar_dtype,
 )
-from tilevm.runtime.binding import INT32_LIMIT, TORCH_DTYPES, reinterprets
+from tilevm.runtime.binding import INT32_LIMIT, TORCH_DTYPES, TensorArgument, reinterprets
 
 __all__ = ["Binder", "Layout", "make_binder"]
 
@@ -64,11 +77,25 @@ Binder = Callable[..., tuple[tuple, tuple, tuple] | None]
 UNUSUAL = object()
 #: the mode of a tensor read as its own dtype (no reinterpretation): the common case, unrolled
 PLAIN = object()
-#: ranks whose plain tensors get unrolled code in the binder; others go through ``tensor_facts``
+#: ranks whose plain tensors of undeclared rank get unrolled code in the binder; others go through
+#: ``tensor_facts``
 UNROLLED_RANKS = (1, 2, 3)
+#: a tensor parameter that declares its rank (``tv.Tensor[tv.uint8, 5]``) gets unrolled code up to this rank
+MAX_UNROLLED_RANK = 8
+#: the constexpr types keyed by the value itself: those for which ``constexpr_key(value)`` is ``(type name,
+#: value)``, learnt as ``fast_constexpr_key`` meets them (the key holds the type too, so the value alone
+#: says as much; an unhashable value of such a type fails the launcher's dict lookup, which then takes the
+#: slow path, which says what is wrong)
+BY_VALUE: set[type] = {int, bool, str, type(None)}
 VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 #: the generated code's own names (its locals and globals) start so
 PREFIX = "_tv"
+#: the fixed arguments' part of the keys of binders with fixed arguments (the parameters and their key
+#: parts: no tensor) -> the object that stands for it in their keys (equal parts, one object)
+FIXED_KEYS: dict[tuple, object] = {}
+#: the constexpr types (and their subclasses) that ``constexpr_key`` keys otherwise than by ``(type name,
+#: value)``
+_BY_KEY = (float, complex, tuple)
 
 
 @dataclass(frozen=True)
@@ -79,31 +106,43 @@ class Reinterpreted:
     container_bits: int
 
 
-def make_binder(signature: inspect.Signature) -> Binder | None:
+def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None = None) -> Binder | None:
     """The binder of a kernel with this signature (see the module docstring); None for a signature it
     cannot mirror (``*args``, a parameter named like the generated code's own names), whose launches all
-    take the slow path."""
+    take the slow path. With ``fixed`` (values by parameter name), the binder takes the other parameters
+    only; None also when a fixed value is unusual or a parameter is positional-only."""
+    fixed = fixed or {}
     parameters = list(signature.parameters.values())
-    if any(parameter.kind in VARIADIC for parameter in parameters):
+    if not _mirrored(parameters, bool(fixed)):
         return None
-    if any(parameter.name.startswith(PREFIX) for parameter in parameters):
-        return None  # the generated code's own names start so: they must not shadow a parameter
     namespace: dict[str, object] = {
         "_tvTensor": torch.Tensor, "_tvUNUSUAL": UNUSUAL, "_tvPLAIN": PLAIN, "_tvLIMIT": INT32_LIMIT,
         "_tvfacts": tensor_facts, "_tvas_float": as_float, "_tvconstexpr_key": fast_constexpr_key,
+        "_tvBY_VALUE": BY_VALUE, "_tvview_facts": view_facts,
     }  # fmt: skip
-    lines, keys, full, names = [], [], [], []
+    lines, keys, full, names, free, fixed_keys = [], [], [], [], [], []
     for index, parameter in enumerate(parameters):
         name = parameter.name
+        if name in fixed:  # its parts, as this code computes them, computed now
+            parts = _fixed_parts(parameter, fixed[name])
+            if parts is None:
+                return None
+            fixed_keys.append((name, parts[0]))
+            namespace[f"_tvfixedfull{index}"], namespace[f"_tvfixed{index}"] = parts[1], parts[2][0]
+            full.append(f"*_tvfixedfull{index}")
+            names.append(f"_tvfixed{index}")
+            continue
         names.append(name)
+        free.append(parameter)
         if parameter.default is not inspect.Parameter.empty:
-            namespace[f"_tvdefault{index}"] = parameter.default
+            namespace[f"_tvdefault_{name}"] = parameter.default
         annotation = parameter.annotation
         if annotation is constexpr:
             lines += _constexpr_lines(name, index)
             keys += [f"type({name})", f"{PREFIX}{index}_key"]
         elif isinstance(annotation, TensorAnnotation):
             namespace[f"_tvmodes{index}"] = tensor_modes(annotation)
+            namespace[f"_tvannotation{index}"] = annotation
             lines += _tensor_lines(name, index, annotation.rank)
             local = f"{PREFIX}{index}"
             # the device by its CUDA index (-1 off CUDA: a CPU launch checks that its tensors are on the CPU)
@@ -114,9 +153,15 @@ def make_binder(signature: inspect.Signature) -> Binder | None:
             lines += _scalar_lines(name, dtype)
             keys += [f"{name} & 15 == 0"] if dtype.is_integer else []
             full.append(name)
+    if fixed:  # the fixed arguments' part of the key, as one object: hashed and compared at once
+        try:
+            namespace["_tvfixedkey"] = FIXED_KEYS.setdefault(tuple(fixed_keys), object())
+        except TypeError:  # an unhashable constexpr (``BY_VALUE``)
+            return None
+        keys.insert(0, "_tvfixedkey")
     source = "\n".join(
         [
-            f"def bind({_parameter_list(parameters, names)}):",
+            f"def bind({_parameter_list(free)}):",
             *(f"    {line}" for line in lines),
             f"    return ({_tuple(keys)}), ({_tuple(full)}), ({_tuple(names)})",
         ]
@@ -125,14 +170,31 @@ def make_binder(signature: inspect.Signature) -> Binder | None:
     return namespace["bind"]
 
 
+def _mirrored(parameters: list[inspect.Parameter], partial: bool) -> bool:
+    """Whether a binder can mirror these parameters (``partial``: with some fixed)."""
+    if any(parameter.kind in VARIADIC for parameter in parameters):
+        return False
+    if partial and any(parameter.kind is inspect.Parameter.POSITIONAL_ONLY for parameter in parameters):
+        return False  # a partial kernel's slow path passes every argument by name
+    # the generated code's own names start so: they must not shadow a parameter
+    return not any(parameter.name.startswith(PREFIX) for parameter in parameters)
+
+
+def _fixed_parts(parameter: inspect.Parameter, value: object) -> tuple[tuple, tuple, tuple] | None:
+    """A fixed argument's key, values and argument, as a binder computes them (None: unusual)."""
+    alone = make_binder(inspect.Signature([parameter.replace(default=inspect.Parameter.empty)]))
+    return alone(**{parameter.name: value}) if alone is not None else None
+
+
 def _tuple(items: list[str]) -> str:
     return ", ".join(items) + ("," if len(items) == 1 else "")
 
 
-def _parameter_list(parameters: list[inspect.Parameter], names: list[str]) -> str:
-    """The generated function's parameters: the kernel's, renamed, of the same kinds, with its defaults."""
+def _parameter_list(parameters: list[inspect.Parameter]) -> str:
+    """The generated function's parameters: the kernel's, of the same kinds, with its defaults."""
     text, positional_only_done, keyword_only_started = [], False, False
-    for index, (parameter, name) in enumerate(zip(parameters, names)):
+    for index, parameter in enumerate(parameters):
+        name = parameter.name
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY and not keyword_only_started:
             text.append("*")
             keyword_only_started = True
@@ -141,7 +203,7 @@ def _parameter_list(parameters: list[inspect.Parameter], names: list[str]) -> st
                 text.append("/")
             positional_only_done = True
         has_default = parameter.default is not inspect.Parameter.empty
-        text.append(f"{name}=_tvdefault{index}" if has_default else name)
+        text.append(f"{name}=_tvdefault_{name}" if has_default else name)
     if parameters and parameters[-1].kind is inspect.Parameter.POSITIONAL_ONLY:
         text.append("/")
     return ", ".join(text)
@@ -150,7 +212,7 @@ def _parameter_list(parameters: list[inspect.Parameter], names: list[str]) -> st
 def _constexpr_lines(name: str, index: int) -> list[str]:
     key = f"{PREFIX}{index}_key"
     return [
-        f"if type({name}) is int:",  # the common constexpr, keyed by its value (its type is in the key too)
+        f"if type({name}) in _tvBY_VALUE:",  # keyed by its value (its type is in the key too)
         f"    {key} = {name}",
         "else:",
         f"    {key} = _tvconstexpr_key({name}, {name!r})",
@@ -177,9 +239,18 @@ def _scalar_lines(name: str, dtype: DType) -> list[str]:
 
 def _tensor_lines(name: str, index: int, rank: int | None) -> list[str]:
     local = f"{PREFIX}{index}"
+    view = [  # a tv.view: keyed by its tilevm dtype; its tensor passed on
+        f"{local}_view = _tvview_facts({name}, _tvannotation{index})",
+        f"if {local}_view is None:",
+        "    return None",
+        f"{name}, {local}_dtype, {local}_pointer, {local}_key, {local}_full = {local}_view",
+    ]
     lines = [
         f"if not isinstance({name}, _tvTensor):",
-        "    return None",
+        *(f"    {line}" for line in view),
+        "else:",
+    ]
+    plain = [
         f"{local}_dtype = {name}.dtype",
         f"{local}_mode = _tvmodes{index}.get({local}_dtype)",
         f"if {local}_mode is None:",
@@ -188,20 +259,19 @@ def _tensor_lines(name: str, index: int, rank: int | None) -> list[str]:
         f"{local}_strides = {name}.stride()",
         f"{local}_pointer = {name}.data_ptr()",
     ]
-    ranks = UNROLLED_RANKS if rank is None else (rank,) if rank in UNROLLED_RANKS else ()
+    ranks = UNROLLED_RANKS if rank is None else (rank,) if 0 < rank <= MAX_UNROLLED_RANK else ()
     for number, unrolled in enumerate(ranks):
         keyword = "if" if number == 0 else "elif"
-        lines.append(f"{keyword} {local}_mode is _tvPLAIN and len({local}_shape) == {unrolled}:")
-        lines += [f"    {line}" for line in _unrolled_lines(local, unrolled)]
+        plain.append(f"{keyword} {local}_mode is _tvPLAIN and len({local}_shape) == {unrolled}:")
+        plain += [f"    {line}" for line in _unrolled_lines(local, unrolled)]
     generic = [
         f"{local}_facts = _tvfacts({name}, {local}_mode, {rank})",
         f"if {local}_facts is None:",
         "    return None",
         f"{local}_key, {local}_full = {local}_facts",
     ]
-    if ranks:
-        return [*lines, "else:", *(f"    {line}" for line in generic)]
-    return lines + generic
+    plain += ["else:", *(f"    {line}" for line in generic)] if ranks else generic
+    return lines + [f"    {line}" for line in plain]
 
 
 def _unrolled_lines(local: str, rank: int) -> list[str]:
@@ -251,17 +321,46 @@ def tensor_facts(tensor: torch.Tensor, mode: object, rank: int | None) -> tuple[
         return None
     if any(extent >= INT32_LIMIT for extent in (*shape, *strides)):
         return None
+    return _shape_key(shape, strides, sub_byte), (tensor.data_ptr(), *shape, *strides)
+
+
+def view_facts(
+    value: object, annotation: TensorAnnotation
+) -> tuple[torch.Tensor, DType, int, tuple, tuple] | None:
+    """A ``tv.view`` argument's tensor, dtype, address, key and values (None: unusual, for the slow path:
+    not a view, or one that the parameter does not take as it is)."""
+    if type(value) is not TensorArgument:
+        return None
+    shape, strides, dtype = value.shape, value.strides, value.dtype
+    if (annotation.dtype is not None and dtype != annotation.dtype) or not shape:
+        return None
+    if (annotation.rank is not None and len(shape) != annotation.rank) or max(
+        *shape, *strides
+    ) >= INT32_LIMIT:
+        return None
+    pointer = value.tensor.data_ptr()
+    if pointer % max(1, dtype.nbits // 8):
+        return None
+    return (
+        value.tensor,
+        dtype,
+        pointer,
+        _shape_key(shape, strides, dtype.nbits < 8),
+        (pointer, *shape, *strides),
+    )
+
+
+def _shape_key(shape: tuple[int, ...], strides: tuple[int, ...], sub_byte: bool) -> tuple:
+    """The key of sizes and strides (see the module docstring)."""
     if sub_byte:
-        key = (
+        return (
             tuple([size & 15 for size in shape]),
             tuple([(stride == 1, stride & 15) for stride in strides]),
         )
-    else:
-        key = (
-            tuple([size & 15 == 0 for size in shape]),
-            tuple([(stride == 1, stride & 15 == 0) for stride in strides]),
-        )
-    return key, (tensor.data_ptr(), *shape, *strides)
+    return (
+        tuple([size & 15 == 0 for size in shape]),
+        tuple([(stride == 1, stride & 15 == 0) for stride in strides]),
+    )
 
 
 def _row_major_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -281,13 +380,18 @@ def as_float(value: object) -> object:
 
 def fast_constexpr_key(value: object, name: str) -> object:
     """``constexpr_key`` of a Python value; ``UNUSUAL`` for a numpy number (which the slow path converts) or
-    a value it refuses (so that the slow path words the error)."""
-    if type(value).__module__ == "numpy":
+    a value it refuses (so that the slow path words the error). A type whose values it keys as ``(type
+    name, value)`` joins ``BY_VALUE``, so that later launches key its values without calling it."""
+    kind = type(value)
+    if kind.__module__ == "numpy":
         return UNUSUAL
     try:
-        return constexpr_key(value, name)
+        key = constexpr_key(value, name)
     except LaunchError:
         return UNUSUAL
+    if not isinstance(value, _BY_KEY):
+        BY_VALUE.add(kind)
+    return key
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import torch
 import tilevm as tv
 from tilevm.ops.qgemm import prelayout
 from tilevm.ops.qgemm.config import QGemmConfig, default_config
-from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan, plan_error
-from tilevm.ops.qgemm.workspace import split_buffers
+from tilevm.ops.qgemm.host import QGemmLaunch
+from tilevm.ops.qgemm.kernel import plan_error
 
 __all__ = ["CODE_DTYPES", "SCALE_DTYPES", "qgemm"]
 
@@ -102,55 +102,20 @@ def _launch(
     group_size: int,
     config: QGemmConfig,
 ) -> torch.Tensor:
-    m, k = x.shape
-    bits = code_dtype.nbits
-    plan = kernel_plan(
-        bits,
-        config.n_warps,
-        config.k_warps,
-        config.split_k,
-        config.n_tiles,
-        config.block_m,
-        config.chunks,
-        group_size,
-        k,
-    )
-    if out is None:
-        out = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    scale_view = scales if scale_dtype in (tv.float16, tv.bfloat16) else tv.view(scales, scale_dtype)
-    grid = (-(-n // config.block_n), -(-m // config.block_m), config.split_k)
-    workspace, counters = x, x
-    if config.split_k > 1:
-        workspace, counters = _split_buffers(x.device, config.split_k, m, n, grid[0] * grid[1])
-    KERNELS[config.num_warps][grid](
-        x,
+    shape = (n, x.shape[1])
+    launch = QGemmLaunch(
         packed,
-        scale_view,
-        zeros if zeros is not None else scales,
-        global_scale.reshape(1) if global_scale is not None else x,
-        bias.reshape(1, n) if bias is not None else x,
-        out,
-        workspace,
-        counters,
-        CODE=code_dtype,
-        HAS_ZEROS=zeros is not None,
-        HAS_GLOBAL_SCALE=global_scale is not None,
-        HAS_BIAS=bias is not None,
-        PREFETCH=config.prefetch,
-        PLAN=plan,
+        scales,
+        zeros,
+        global_scale,
+        bias is not None,
+        code_dtype,
+        scale_dtype,
+        shape,
+        group_size,
+        config,
     )
-    return out
-
-
-def _split_buffers(
-    device: torch.device, split_k: int, m: int, n: int, tiles: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``[split_k, m, n]`` float32 workspace of the blocks' partial tiles and ``tiles`` zero counters:
-    CUDA buffers reused launch after launch (``workspace``), fresh ones for the interpreter."""
-    if device.type != "cuda":
-        return torch.empty(split_k, m, n, device=device), torch.zeros(tiles, dtype=torch.int32, device=device)
-    workspace, counters = split_buffers(device, split_k * m * n, tiles)
-    return workspace[: split_k * m * n].view(split_k, m, n), counters
+    return launch.launch(x, bias, out)
 
 
 def _check_x(x: object, out: object) -> None:

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 
@@ -50,7 +51,10 @@ class QuantizedWeight:
     - ``global_scale``: a float32 ``[]`` tensor (ue4m3 formats: NVFP4), else None;
     - ``compute_dtype``: torch.float16 or torch.bfloat16, the dtype of X and Y.
 
-    All tensors live on one device. Build one with `tilevm.ops.quantize_weight`.
+    All tensors live on one device and are contiguous, as the kernel reads them. Build one with
+    `tilevm.ops.quantize_weight`. A weight is immutable: its tensors are checked once, here, and the op's
+    host path keeps what it derives from them in ``host_cache`` (``tilevm.ops.qgemm.host``: launches with
+    the tensors bound, by M bucket and bias), which goes with the weight.
     """
 
     format: WeightFormat
@@ -62,18 +66,14 @@ class QuantizedWeight:
     compute_dtype: torch.dtype
 
     def __post_init__(self) -> None:
-        _check_format(self.format, self.shape, self.compute_dtype)
-        n, k = self.shape
-        groups = (k // self.format.group_size, n)
-        scale_storage = torch.uint8 if self.format.scale_dtype in CODE_SCALE_DTYPES else self.compute_dtype
-        expected = {
-            "packed": (torch.uint8, prelayout_shape(n, k, self.format.bits)),
-            "scales": (scale_storage, groups),
-            "zeros": (self.compute_dtype, groups) if self.format.has_zeros else None,
-            "global_scale": (torch.float32, ()) if self.format.has_global_scale else None,
-        }
-        for name, spec in expected.items():
+        try:
+            expected = _expected_tensors(self.format, self.shape, self.compute_dtype)
+        except TypeError:  # an unhashable shape or format: checked, and refused, without the cache
+            expected = _expected_tensors.__wrapped__(self.format, self.shape, self.compute_dtype)
+        for name, spec in expected:
             _check_tensor(name, getattr(self, name), spec, self.packed)
+        # not a field: no part of the weight's value (a replaced or unpickled weight starts without it)
+        object.__setattr__(self, "host_cache", {})
 
     @property
     def bits(self) -> int:
@@ -174,6 +174,24 @@ class QuantizedWeight:
         return {name: getattr(self, name) for name in _TENSOR_FIELDS}
 
 
+@functools.lru_cache(maxsize=1024)
+def _expected_tensors(
+    fmt: WeightFormat, shape: tuple[int, int], compute_dtype: torch.dtype
+) -> tuple[tuple[str, tuple[torch.dtype, tuple[int, ...]] | None], ...]:
+    """The format, shape and compute dtype checked, and each tensor's dtype and shape (None: absent); cached,
+    since the custom op makes a weight at every call."""
+    _check_format(fmt, shape, compute_dtype)
+    n, k = shape
+    groups = (k // fmt.group_size, n)
+    scale_storage = torch.uint8 if fmt.scale_dtype in CODE_SCALE_DTYPES else compute_dtype
+    return (
+        ("packed", (torch.uint8, prelayout_shape(n, k, fmt.bits))),
+        ("scales", (scale_storage, groups)),
+        ("zeros", (compute_dtype, groups) if fmt.has_zeros else None),
+        ("global_scale", (torch.float32, ()) if fmt.has_global_scale else None),
+    )
+
+
 def prelayout_shape(n: int, k: int, bits: int) -> tuple[int, ...]:
     """The shape of the pre-layout of ``[n, k]`` codes of ``bits`` bits (N padded to 8, K to a chunk)."""
     kc = prelayout.chunk_k(bits)
@@ -220,6 +238,8 @@ def _check_tensor(
         raise ValueError(
             f"{name} is on {tensor.device} but packed is on {packed.device}: all must share a device"
         )
+    if not tensor.is_contiguous():
+        raise ValueError(f"{name} must be contiguous (the kernel reads it row by row); call .contiguous()")
 
 
 def _from_state_dict(state: dict[str, torch.Tensor], prefix: str) -> QuantizedWeight:

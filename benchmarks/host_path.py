@@ -1,0 +1,147 @@
+"""The eager host path of the quantized GEMM: µs per call of ``quantized_matmul``, ``QuantizedLinear`` and the
+custom op ``torch.ops.tilevm.quantized_matmul``, beside the launch of the same kernel with all its arguments
+bound per call (``kernel[grid](...)``) and with the weight bound once (``kernel.partial``), an
+allocation of the output (``torch.empty``), torch's ``F.linear`` in float16, and the kernel's GPU time.
+
+    PYTHONPATH=. python benchmarks/host_path.py [--m 1 16] [--shape 4096x4096] [--dtype int4]
+
+Two times per row, each the median over ``REPEATS`` runs of ``CALLS`` calls in a row:
+
+- host: the host's time per call, while the GPU is kept busy by a sleep queued first (so the queue never
+  makes the host wait): what the host path costs;
+- eager: the wall time per call of calls back to back with one synchronisation at the end (what an eager
+  caller sees: the larger of the host time and the GPU time).
+
+The issue's goal is an eager time within 1.2x of the GPU time. Without a GPU (or with ``--cpu-side``) the
+tensors are on the CPU and the SIMT interpreter is replaced by nothing: the host column is then the CPU side
+of tilevm's launch (no driver call), timed in the thread's CPU time (``time.thread_time``: a machine shared
+with other work inflates wall times, not this), and there is no eager or GPU column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from tilevm.ops import QuantizedLinear, quantize_weight, quantized_matmul
+from tilevm.ops.custom_op import quantized_matmul_op
+from tilevm.ops.qgemm.host import cached_launch, split_workspace
+from tilevm.runtime import launcher
+
+CALLS = 300
+REPEATS = 11
+
+
+def median_us(
+    run: Callable[[], object],
+    calls: int,
+    before: Callable[[], None],
+    after: Callable[[], None],
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """The median over ``REPEATS`` of the time per call of ``calls`` calls of ``run`` between ``before()``
+    (not timed) and ``after()`` (timed), in µs of ``clock``."""
+    times = []
+    for _ in range(REPEATS):
+        before()
+        start = clock()
+        for _ in range(calls):
+            run()
+        after()
+        times.append((clock() - start) / calls * 1e6)
+    return statistics.median(times)
+
+
+def host_us(run: Callable[[], object], gpu: bool) -> float:
+    """The host's µs per call, the GPU kept busy by a sleep (about 100 µs a call) queued first."""
+    if not gpu:
+        return median_us(run, CALLS, lambda: None, lambda: None, time.thread_time)
+    cycles = int(1.5e3 * 100 * CALLS)  # ~100 µs a call at the H100's ~1.5 GHz (a margin: the host is faster)
+    return median_us(run, CALLS, lambda: torch.cuda._sleep(cycles), lambda: None)
+
+
+def eager_us(run: Callable[[], object]) -> float:
+    """The wall µs per call of calls back to back, one synchronisation at the end."""
+    return median_us(run, CALLS, torch.cuda.synchronize, torch.cuda.synchronize)
+
+
+def rows_for(m: int, n: int, k: int, dtype: str, device: str) -> list[tuple[str, Callable[[], object]]]:
+    """The calls to time at ``M = m`` for an ``[n, k]`` weight quantized to ``dtype`` (groups of 128)."""
+    generator = torch.Generator(device=device).manual_seed(m)
+    weight = torch.randn(n, k, device=device, generator=generator).half()
+    qweight = quantize_weight(weight, dtype, group_size=128)
+    layer = QuantizedLinear(qweight)
+    x = torch.randn(m, k, device=device, generator=generator).half()
+    x3 = x.reshape(1, m, k)
+    reference = x.double() @ qweight.dequantize(torch.float64).T
+    if device == "cuda":  # checked before it is timed
+        error = (quantized_matmul(x, qweight).double() - reference).norm() / reference.norm()
+        assert error < 4e-3, f"quantized_matmul is off by {error:.2e}"
+    launch = cached_launch(x, qweight, None)
+    grid = (launch.columns, -(-m // launch.block_m), launch.split_k)
+    out = torch.empty(m, n, dtype=x.dtype, device=device)
+    split = {}  # the split-K buffers, made once here (quantized_matmul asks for them at every call)
+    if launch.split_k > 1:
+        split["workspace"], split["counters"] = split_workspace(
+            x.device, launch.split_k, m, n, grid[0] * grid[1]
+        )
+    tensors = 7 + len(split)
+    return [
+        ("quantized_matmul(x, qweight)", lambda: quantized_matmul(x, qweight)),
+        ("QuantizedLinear, x [M, K]", lambda: layer(x)),
+        ("QuantizedLinear, x [1, M, K]", lambda: layer(x3)),
+        ("custom op torch.ops.tilevm.quantized_matmul", lambda: quantized_matmul_op(x, qweight)),
+        (
+            f"kernel[grid]({tensors} tensors, 5 constexprs), out given",
+            lambda: launch.kernel.launch(grid, x, out=out, **split, **launch.fixed),
+        ),
+        (
+            f"kernel.partial(weight)[grid](x, out{', workspace, counters' if split else ''}), out given",
+            lambda: launch.partial.launch(grid, x, out=out, **split),
+        ),
+        ("torch.empty(M, N)", lambda: torch.empty(m, n, dtype=x.dtype, device=device)),
+        ("torch F.linear float16", lambda: F.linear(x, weight)),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--m", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--shape", default="4096x4096", help="NxK")
+    parser.add_argument("--dtype", default="int4")
+    parser.add_argument("--cpu-side", action="store_true", help="CPU tensors, no executor (see above)")
+    arguments = parser.parse_args()
+    gpu = torch.cuda.is_available() and not arguments.cpu_side
+    device = "cuda" if gpu else "cpu"
+    if not gpu:
+        launcher.CpuLaunch.execute = lambda self, grid, values: None  # the CPU side only
+    n, k = (int(extent) for extent in arguments.shape.split("x"))
+    host = f"{torch.cuda.get_device_name()}'s host" if gpu else "no GPU: CPU side only"
+    print(f"# {host}; torch {torch.__version__}; {arguments.dtype} {n}x{k}; µs per call (median)")
+    print("| M | call | host µs | eager µs | GPU µs |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    for m in arguments.m:
+        rows = rows_for(m, n, k, arguments.dtype, device)
+        for name, run in rows:
+            if not gpu and name.startswith("torch F.linear"):
+                continue  # a real product on the CPU: not a launch
+            run()
+            eager = f"{eager_us(run):.1f}" if gpu else "-"
+            timed = f"{tv_gpu_us(run):.1f}" if gpu and not name.startswith("torch.empty") else "-"
+            print(f"| {m} | {name} | {host_us(run, gpu):.1f} | {eager} | {timed} |", flush=True)
+
+
+def tv_gpu_us(run: Callable[[], object]) -> float:
+    """The median GPU time of ``run()`` (``tilevm.autotune``'s timer: L2 flushed, host time hidden)."""
+    from tilevm.autotune.timing import gpu_time_us
+
+    return gpu_time_us(run, warmup=10, repeats=50)
+
+
+if __name__ == "__main__":
+    main()

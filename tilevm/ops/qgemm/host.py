@@ -1,0 +1,172 @@
+"""The quantized GEMM's launch of one weight under one configuration (``QGemmLaunch``), and the eager host
+path of ``quantized_matmul``, which keeps one per weight, M bucket and bias (``cached_launch``).
+
+A ``QGemmLaunch`` holds everything a launch needs but X, the bias, the output and (split-K) the workspace:
+the kernel for the configuration's warp count, the weight's tensors as the kernel takes them (the e8m0 /
+ue4m3 scales viewed as their dtype, a placeholder for an absent zero point, global scale, bias or split-K
+buffers), the constexprs and the plan. Made ``persistent``, it binds all of these once
+(``Kernel.partial``), so that a call binds X and the output only (and the bias and the split-K buffers
+where it has them). A persistent launch holds the weight's tensors: it is kept by the weight itself
+(``QuantizedWeight.host_cache``), and goes with it; a weight's tensors never change (it is frozen, and its
+validity was checked when it was made), so what the launch read from them stays true.
+
+``cached_launch`` keys a weight's launches by the tuner's key less what the weight fixes: M rounded up as
+the tuner rounds it (``tuning.m_bucket``) and whether there is a bias. A launch is kept while the tuner
+keeps its choice (``Autotuner.generation``); a choice made while a CUDA graph is captured is the default
+and is not kept (the tuner searches at the next call outside the capture).
+"""
+
+from __future__ import annotations
+
+import torch
+
+import tilevm as tv
+from tilevm.ops import tuning
+from tilevm.ops.qgemm.config import QGemmConfig
+from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
+from tilevm.ops.qgemm.workspace import split_buffers
+from tilevm.ops.quantization import QuantizedWeight
+
+__all__ = ["QGemmLaunch", "cached_launch", "split_workspace"]
+
+_FLOAT_SCALES = (tv.float16, tv.bfloat16)
+
+
+class QGemmLaunch:
+    """``out = x @ W.T (+ bias)`` for one weight's tensors under ``config``; ``launch(x, bias, out)``."""
+
+    def __init__(
+        self,
+        packed: torch.Tensor,
+        scales: torch.Tensor,
+        zeros: torch.Tensor | None,
+        global_scale: torch.Tensor | None,
+        has_bias: bool,
+        code_dtype: tv.DType,
+        scale_dtype: tv.DType,
+        shape: tuple[int, int],
+        group_size: int,
+        config: QGemmConfig,
+        persistent: bool = False,
+    ) -> None:
+        n, k = shape
+        plan = kernel_plan(
+            code_dtype.nbits,
+            config.n_warps,
+            config.k_warps,
+            config.split_k,
+            config.n_tiles,
+            config.block_m,
+            config.chunks,
+            group_size,
+            k,
+        )
+        # what the kernel reads in place of an absent tensor (never read: any tensor does)
+        placeholder = scales
+        self.fixed: dict[str, object] = {
+            "packed": packed,
+            "scales": scales if scale_dtype in _FLOAT_SCALES else tv.view(scales, scale_dtype),
+            "zeros": zeros if zeros is not None else placeholder,
+            "global_scale": global_scale.reshape(1) if global_scale is not None else placeholder,
+            "CODE": code_dtype,
+            "HAS_ZEROS": zeros is not None,
+            "HAS_GLOBAL_SCALE": global_scale is not None,
+            "HAS_BIAS": has_bias,
+            "PREFETCH": config.prefetch,
+            "PLAN": plan,
+        }
+        if not has_bias:
+            self.fixed["bias"] = placeholder
+        if config.split_k == 1:
+            self.fixed["workspace"] = self.fixed["counters"] = placeholder
+        self.config = config
+        self.split_k = config.split_k
+        self.device = packed.device
+        self.n = n
+        self.columns = -(-n // config.block_n)  # the grid's first axis
+        self.block_m = config.block_m
+        self.kernel = KERNELS[config.num_warps]
+        #: the kernel with the weight bound (persistent launches), taking x, the bias if any, out, and the
+        #: workspace and counters with split-K
+        self.partial = self.kernel.partial(**self.fixed) if persistent else None
+        #: the tuner's generation when the configuration was chosen (see ``cached_launch``)
+        self.generation = -1
+        # the last bias and its [1, N] view, one tuple (read at once by concurrent calls): a persistent
+        # launch is called with the same bias again and again
+        self._bias_row: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+
+    @classmethod
+    def of(
+        cls, qweight: QuantizedWeight, has_bias: bool, config: QGemmConfig, persistent: bool
+    ) -> QGemmLaunch:
+        """The launch of ``qweight``'s tensors under ``config``."""
+        weight_format = qweight.format
+        return cls(
+            qweight.packed,
+            qweight.scales,
+            qweight.zeros,
+            qweight.global_scale,
+            has_bias,
+            weight_format.dtype,
+            weight_format.scale_dtype,
+            qweight.shape,
+            weight_format.group_size,
+            config,
+            persistent,
+        )
+
+    def launch(self, x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
+        """``out`` (a new ``[M, N]`` tensor when None) ``= x @ W.T (+ bias)``; the arguments are checked
+        (``launch.qgemm``, ``quantized_matmul``): ``bias`` is given exactly when the launch was made for
+        one."""
+        m = x.shape[0]
+        if out is None:
+            out = torch.empty((m, self.n), dtype=x.dtype, device=self.device)
+        grid = (self.columns, -(-m // self.block_m), self.split_k)
+        if bias is None and self.split_k == 1 and self.partial is not None:
+            self.partial.launch(grid, x, out)  # decode without bias or split-K: x and out only
+            return out
+        free: dict[str, torch.Tensor] = {"out": out}
+        if bias is not None:
+            last, row = self._bias_row
+            if last is not bias:
+                row = bias.view(1, self.n)
+                self._bias_row = (bias, row)
+            free["bias"] = row
+        if self.split_k > 1:
+            free["workspace"], free["counters"] = split_workspace(
+                self.device, self.split_k, m, self.n, grid[0] * grid[1]
+            )
+        if self.partial is not None:
+            self.partial.launch(grid, x, **free)
+        else:
+            self.kernel.launch(grid, x, **free, **self.fixed)
+        return out
+
+
+def split_workspace(
+    device: torch.device, split_k: int, m: int, n: int, tiles: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``[split_k, m, n]`` float32 workspace of the blocks' partial tiles and ``tiles`` zero counters:
+    CUDA buffers reused launch after launch (``workspace``), fresh ones for the interpreter."""
+    if device.type != "cuda":
+        return torch.empty(split_k, m, n, device=device), torch.zeros(tiles, dtype=torch.int32, device=device)
+    workspace, counters = split_buffers(device, split_k * m * n, tiles)
+    return workspace[: split_k * m * n].view(split_k, m, n), counters
+
+
+def cached_launch(x: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmLaunch:
+    """The persistent launch of ``qweight`` for ``x [M, K]`` (and ``bias``) under the tuner's choice, made
+    the first time its key is seen and kept by the weight (see the module's docstring)."""
+    key = (tuning.m_bucket(x.shape[0]), bias is not None)
+    launches = qweight.host_cache
+    launch = launches.get(key)
+    tuner = tuning.TUNER
+    if launch is not None and launch.generation == tuner.generation:
+        return launch
+    config = tuning.tuned_config(x, qweight, bias)
+    launch = QGemmLaunch.of(qweight, bias is not None, config, persistent=True)
+    if not (x.is_cuda and torch.cuda.is_current_stream_capturing()):
+        launch.generation = tuner.generation
+        launches[key] = launch
+    return launch
