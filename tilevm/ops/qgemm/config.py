@@ -88,12 +88,12 @@ def default_config(
 ) -> QGemmConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
     of k (None: per channel), from the sweep of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
-    (``m <= 16``) every warp of a block splits k, so that blocks are narrow and many, with many loads in
-    flight. For 4 and 8 bits: 8 warps, one atom of 16 columns each, iterations of 128 values of k, the
-    next iteration's loads in flight during this one's work (``prefetch``). The other widths decode with
-    more instructions a byte, and run faster with more warps than registers for prefetch allow: 4 warps,
-    two atoms each (each value of X serves twice the weights), no prefetch. ``split_k`` blocks share a tile
-    when n leaves fewer tiles than an H100 has SMs. Larger m tiles rows as well and splits nothing.
+    (``m <= 16``) the 8 warps of a block all split k, each with one atom of 16 columns, so that blocks are
+    narrow and many, with many loads in flight. For 4 and 8 bits an iteration spans 128 values of k, and
+    the next iteration's loads are in flight during this one's work (``prefetch``); the other widths decode
+    with more instructions a byte and take iterations of about 256 values of k, prefetched only where
+    the registers hold two (``prefetch_fits``: 1 and 2 bits). ``split_k`` blocks share a tile when n
+    leaves fewer tiles than an H100 has SMs. Larger m tiles rows as well and splits nothing.
     ``chunks`` is raised to hold whole groups (``kernel.plan_error``)."""
     chunk = prelayout.chunk_k(bits)
     group = group_size if group_size not in (None, 16, k) else 1
@@ -104,25 +104,24 @@ def default_config(
     if m > 16:
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
-    if bits in (4, 8):
-        warps, n_tiles, chunks = 8, 1, max(fit, 128 // chunk)
-    else:
-        warps, n_tiles, chunks = 4, 2, fit
+    warps, n_tiles = 8, 1
+    chunks = max(fit, (128 if bits in (4, 8) else 256) // chunk)
     tiles, iterations = -(-n // (16 * n_tiles)), -(-k // (warps * chunks * chunk))
     split_k = 1
     if tiles < _SMS:
         split_k = max(
             s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= 2 * _SMS and iterations >= 2 * s)
         )
-    prefetch = bits in (4, 8) and prefetch_fits(bits, chunks, n_tiles)
+    prefetch = prefetch_fits(bits, chunks, n_tiles)
     return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=warps, split_k=split_k)
 
 
 def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:
     """Whether the registers hold two iterations' weights (``prefetch``) without cutting the warps an SM
-    runs: at most 4 loads of 16 bytes a thread an iteration (``ptxas -v`` for sm_90: 208 registers and more
-    beyond)."""
-    return chunks * n_tiles * prelayout.loads_per_chunk(bits) <= 4
+    runs: for the widths whose chunk is one 16-byte load (1, 2, 4 and 8 bits), up to 4 loads a thread an
+    iteration. The other widths' decoding takes the registers (3 bits with prefetch: 136 registers a
+    thread for sm_90, and 0.65x the speed at 28672x8192 on an H100)."""
+    return prelayout.loads_per_chunk(bits) == 1 and chunks * n_tiles <= 4
 
 
 #: the SMs of an H100
