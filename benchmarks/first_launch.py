@@ -44,33 +44,46 @@ _MEASURE = r"""
 import json, runpy, sys, time
 import torch
 import tilevm
-from tilevm.runtime import jit
+from tilevm.runtime import jit, jit_partial
 import compile_phases
 
 torch.zeros(1, device="cuda")  # CUDA initialised before the clock starts
 clock = compile_phases.PhaseClock()
 timings = []
 launched = []
-original = jit.Kernel.launch
+depth = [0]
 
 
-def timed(self, grid, *args, **kwargs):
-    torch.cuda.synchronize()
-    first = not timings
-    launched.append(self)
-    if first:
-        print(compile_phases.START_MARK, file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    if first:
-        compile_phases.instrument(clock)
-    original(self, grid, *args, **kwargs)
-    torch.cuda.synchronize()
-    timings.append(time.perf_counter() - start)
-    if first:
-        print(compile_phases.END_MARK, file=sys.stderr, flush=True)
+# a kernel's launch method, timed: the outermost call only, since a launch of a kernel with arguments
+# given once (Kernel.partial, as the op library's kept launches) may call the kernel's own
+def timing(original):
+
+    def timed(self, grid, *args, **kwargs):
+        if depth[0]:
+            return original(self, grid, *args, **kwargs)
+        depth[0] += 1
+        torch.cuda.synchronize()
+        first = not timings
+        launched.append(getattr(self, "kernel", self))
+        if first:
+            print(compile_phases.START_MARK, file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        if first:
+            compile_phases.instrument(clock)
+        try:
+            original(self, grid, *args, **kwargs)
+            torch.cuda.synchronize()
+        finally:
+            depth[0] -= 1
+        timings.append(time.perf_counter() - start)
+        if first:
+            print(compile_phases.END_MARK, file=sys.stderr, flush=True)
+
+    return timed
 
 
-jit.Kernel.launch = timed
+jit.Kernel.launch = timing(jit.Kernel.launch)
+jit_partial.PartialKernel.launch = timing(jit_partial.PartialKernel.launch)
 module = runpy.run_path(sys.argv[1], run_name="example")
 module["main"]()
 first = timings[0]
