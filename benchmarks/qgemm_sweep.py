@@ -6,8 +6,9 @@ default configuration and the autotuner's candidates are chosen from.
 For each shape and width: random codes and float16 scales per group of 128, every configuration of the
 sweep (``--configs`` narrows it), each output checked against a float32 product with the dequantized weight
 before it is timed (median GPU time, L2 flushed: ``benchmarks/gpu_timing.py``), sorted by time, with the
-fraction of the bandwidth limit (bytes moved over the copy bandwidth measured in the same run). A config
-whose registers spill or whose iteration does not hold whole groups is reported, not timed.
+fraction of the bandwidth limit (bytes moved over the copy bandwidth measured in the same run). The sweep
+leaves out the configurations that hold more than 1024 values of k a thread's registers (they spill); one
+whose iteration does not hold whole groups is kept in the JSON with its error, not timed.
 """
 
 from __future__ import annotations

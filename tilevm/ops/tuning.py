@@ -46,23 +46,16 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int | None = None)
     chunk = chunk_k(bits)
     lengths = [default.chunks] + ([2 * default.chunks] if 2 * default.chunks * chunk <= 256 else [])
     found = [default]
+    # (num_warps, k_warps, split_k): prefill splits nothing
     if m > 16:
-        shapes = [(warps, warps, 1, 1) for warps in (4, 8)]
+        splits = [(warps, 1, 1) for warps in (4, 8)]
     else:
-        shapes = [
-            (warps, k_warps, default.block_m, split) for warps, k_warps in _DECODE_WARPS for split in (1, 2)
-        ]
-    for (num_warps, k_warps, _, split_k), n_tiles, chunks in itertools.product(shapes, (1, 2), lengths):
+        splits = [(warps, k_warps, split) for warps, k_warps in _DECODE_WARPS for split in (1, 2)]
+    for (num_warps, k_warps, split_k), n_tiles, chunks in itertools.product(splits, (1, 2), lengths):
         fits = prefetch_fits(bits, chunks, n_tiles)
         for prefetch in (True, False) if m > 16 and fits else (fits,):
             config = QGemmConfig(
-                num_warps,
-                n_tiles,
-                default.block_m,
-                chunks,
-                prefetch,
-                k_warps=k_warps if m <= 16 else 1,
-                split_k=split_k,
+                num_warps, n_tiles, default.block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k
             )
             if config not in found:
                 found.append(config)
