@@ -19,7 +19,7 @@ import functools
 from tilevm.codegen.context import FunctionContext
 from tilevm.codegen.llvm_types import ir, llvm_dtype, llvm_type
 from tilevm.dtypes import DType, encode
-from tilevm.ir.expr import BinaryExpr, BlockIndex, Const, Expr, GridSize
+from tilevm.ir.expr import BlockIndex, Const, Expr, GridSize
 from tilevm.ir.semantics import to_carrier
 from tilevm.ir.thread import (
     Bitcast,
@@ -136,12 +136,7 @@ def _byte_address(context: FunctionContext, base: ir.Value, offset: Expr) -> ir.
 
 
 def _shared_pointer(context: FunctionContext, expr: SharedPointer) -> ir.Value:
-    # a constant last term of the offset in a getelementptr of its own: the access's immediate offset
-    offset = expr.offset
-    if isinstance(offset, BinaryExpr) and offset.op == "add" and isinstance(offset.rhs, Const):
-        pointer = _byte_address(context, context.shared_memory, offset.lhs)
-        return _byte_address(context, pointer, offset.rhs)
-    return _byte_address(context, context.shared_memory, offset)
+    return _byte_address(context, context.shared_memory, expr.offset)
 
 
 def _pointer_add(context: FunctionContext, expr: PointerAdd) -> ir.Value:

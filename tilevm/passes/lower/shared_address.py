@@ -167,8 +167,8 @@ class SwizzledOffsets:
 def byte_pointer(tile: SharedTile, offset: Expr) -> Expr:
     """A shared pointer to the element at element offset ``offset`` (which starts a whole byte). A constant
     last term of the offset stays the last term of the byte offset, so that it becomes the access's
-    immediate offset: ``swizzled + c``, whose bits are disjoint, is an ``or`` to LLVM once scaled to bytes,
-    which ptxas cannot fold into the address of the shared window."""
+    immediate: in ``(swizzled + c) * 2`` LLVM makes the sum an ``or`` (its bits are disjoint), and each
+    access computes its whole address; ``swizzled * 2 + 2 * c`` shares one register among them."""
     nbits = tile.dtype.nbits
     rest, constant = _split_constant(offset)
     if constant and constant * nbits % 8 == 0:
