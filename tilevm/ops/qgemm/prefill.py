@@ -9,9 +9,10 @@ columns by ``8 * m_tiles`` rows. Every byte of W a block reads serves ``block_m`
 value of X ``block_n`` columns of W, so the operands come from shared memory, where ``stages`` iterations
 are in flight at once:
 
-- an iteration copies ``steps * chunks`` pre-layout chunks of the block's columns (``copy_async``: the
-  packed bytes of a column group are contiguous) and the ``[block_m, steps * kc]`` window of X into one
-  stage, commits, waits for the stage ``stages - 1`` iterations back and syncs;
+- an iteration waits for its stage's copies and syncs (one barrier an iteration: past it, every thread is
+  done with the previous iteration's stage), then starts copying ``steps * chunks`` pre-layout chunks of
+  the block's columns (``copy_async``: the packed bytes of a column group are contiguous) and the
+  ``[block_m, steps * kc]`` window of X ``stages - 1`` iterations ahead, into that stage;
 - it then computes ``steps`` sub-steps of ``kc = chunks * chunk_k(bits)`` values of k: each thread reads
   its 16-byte strings of codes from the stage (a warp's 512 bytes contiguous: no bank conflict), the
   decode kernel's ``_codes`` and ``_dequantized`` make the A operand, and its 16 bytes of X per row of its
@@ -230,17 +231,18 @@ def _body(
         tv.float32, [1, 1, core.block_n, core.block_m], init=0.0, layout=core.accumulator
     )
     for i in range(iterations):
+        # iteration i's copies are the oldest of the stages - 1 groups in flight; after the barrier every
+        # thread is done with iteration i - 1, whose stage the copies for i + stages - 1 then fill
+        tv.copy_async_wait(PREFILL.stages - 2)
+        tv.sync()
         ahead = i + PREFILL.stages - 1
         _copy_stage(x_stages, w_stages, x, packed, m0, group0, ahead % PREFILL.stages, ahead, PREFILL)
-        tv.copy_async_wait(PREFILL.stages - 1)
-        tv.sync()
         stage = i % PREFILL.stages
         for step in tv.static_range(PREFILL.steps):
             row0 = (i * PREFILL.stage_k + step * core.kc) // PREFILL.group_size
             acc = _sub_step(
                 acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, CODE, HAS_ZEROS, PREFILL
             )
-        tv.sync()  # the stage is copied into again STAGES - 1 iterations on
     tv.copy_async_wait(0)
     total = _block_sum(acc, scales, n0, core)
     _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core)
