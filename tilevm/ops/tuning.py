@@ -14,7 +14,7 @@ there is a bias. The candidates are the configurations near ``default_config``'s
   prefetch where it fits;
 - with the prefill kernel (``config.uses_prefill``), its warp grids of 128 x 128 blocks (4 x 2, 2 x 4 and
   8 x 1 warps) and of 128 x 64 blocks (4 x 1 warps, two blocks an SM), each with 2, 3 or 4 stages where
-  shared memory holds them;
+  shared memory holds them, and the default grid with iterations twice as long;
 
 and always ``default_config``'s choice first, which is also the answer on the CPU and with
 ``TILEVM_AUTOTUNE=0``.
@@ -31,7 +31,13 @@ import itertools
 import torch
 
 from tilevm.autotune import Autotuner
-from tilevm.ops.qgemm.config import PrefillConfig, QGemmConfig, default_config, prefetch_fits
+from tilevm.ops.qgemm.config import (
+    PREFILL_SPACE,
+    PrefillConfig,
+    QGemmConfig,
+    default_config,
+    prefetch_fits,
+)
 from tilevm.ops.qgemm.prelayout import chunk_k
 from tilevm.ops.quantization import QuantizedWeight, WeightFormat
 
@@ -74,10 +80,14 @@ def candidates(
 
 def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig | PrefillConfig]:
     """The prefill kernel's warp grids (``_PREFILL_GRIDS``) with the default's sub-steps and 2 to 4 stages,
-    those whose stages fit in shared memory; the default first."""
+    and the default's grid with iterations twice as long (half the copies' overhead, fewer stages), those
+    whose stages fit in shared memory; the default first."""
     found: list[QGemmConfig | PrefillConfig] = [default]
-    for grid, stages in itertools.product(_PREFILL_GRIDS, (2, 3, 4)):
-        config = PrefillConfig(*grid, chunks=default.chunks, steps=default.steps, stages=stages)
+    steps = [default.steps] + [2 * default.steps] * (2 * default.steps in PREFILL_SPACE["steps"])
+    for grid, length, stages in itertools.product(_PREFILL_GRIDS, steps, (2, 3, 4)):
+        if length != default.steps and grid != _PREFILL_GRIDS[0]:
+            continue
+        config = PrefillConfig(*grid, chunks=default.chunks, steps=length, stages=stages)
         if config.fits(bits) and config not in found:
             found.append(config)
     return found
