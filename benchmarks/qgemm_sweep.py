@@ -22,19 +22,23 @@ GROUP = 128
 
 def sweep_configs(bits: int, block_m: int) -> list[object]:
     """The configurations swept for ``bits``-bit codes: warps across k and columns, tiles a warp, chunks
-    an iteration (up to 256 values of k, 512 for the widths whose chunk is 512), prefetch and split-k."""
+    an iteration (up to 256 values of k, 512 for the widths whose chunk is 512), prefetch, split-k and the
+    persistent grid."""
     from tilevm.ops.qgemm import QGemmConfig, prelayout
 
     chunk = prelayout.chunk_k(bits)
     chunk_counts = [c for c in (1, 2, 4, 8) if c * chunk <= max(256, chunk) and (c * chunk) % GROUP == 0]
     warps = ((8, 4), (4, 4), (8, 8), (4, 2), (8, 2))
     configs = []
-    for (num_warps, k_warps), n_tiles, chunks, prefetch, split_k in itertools.product(
-        warps, (1, 2, 4), chunk_counts, (True, False), (1, 2, 4)
+    splits = ((1, False), (2, False), (4, False), (1, True))  # (split_k, stream_k)
+    for (num_warps, k_warps), n_tiles, chunks, prefetch, (split_k, stream_k) in itertools.product(
+        warps, (1, 2, 4), chunk_counts, (True, False), splits
     ):
         if n_tiles * chunks * chunk * (1 + prefetch) > 1024:
             continue  # registers spill
-        configs.append(QGemmConfig(num_warps, n_tiles, block_m, chunks, prefetch, k_warps, split_k))
+        configs.append(
+            QGemmConfig(num_warps, n_tiles, block_m, chunks, prefetch, k_warps, split_k, stream_k=stream_k)
+        )
     return configs
 
 
