@@ -34,9 +34,6 @@ class QGemmConfig:
     - ``stream_k``: a persistent grid of as many blocks as the GPU runs at once, which share the tiles'
       iterations in equal runs (a tile split between blocks adds their partial sums in a float32
       workspace), so that no wave is left part full; ``split_k`` is then 1.
-    - ``stages``: 0 loads the weights into registers; 2 to 4 copy them into a ring of that many windows
-      of shared memory (``cp.async``), ``stages - 1`` iterations ahead, holding no registers for them
-      (``prefetch`` then applies to X only). Not with ``stream_k``.
     """
 
     num_warps: int = 4
@@ -47,7 +44,6 @@ class QGemmConfig:
     k_warps: int = 1
     split_k: int = 1
     stream_k: bool = False
-    stages: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in SEARCH_SPACE.items():
@@ -57,8 +53,6 @@ class QGemmConfig:
                 )
         if self.num_warps % self.k_warps:
             raise ValueError(f"QGemmConfig.k_warps={self.k_warps} must divide num_warps={self.num_warps}")
-        if self.stream_k and self.stages:
-            raise ValueError(f"QGemmConfig.stream_k takes stages=0, got stages={self.stages}")
         if self.stream_k and self.split_k != 1:
             raise ValueError(
                 f"QGemmConfig.stream_k shares k between blocks itself: split_k must be 1, got {self.split_k}"
@@ -85,7 +79,6 @@ SEARCH_SPACE: dict[str, tuple[object, ...]] = {
     "k_warps": (1, 2, 4, 8),
     "split_k": (1, 2, 3, 4, 6, 8),
     "stream_k": (False, True),
-    "stages": (0, 2, 3, 4),
 }
 
 
@@ -98,8 +91,7 @@ def search_space(m: int) -> list[QGemmConfig]:
     return [
         QGemmConfig(**config)
         for config in configs
-        if config["num_warps"] % config["k_warps"] == 0
-        and not (config["stream_k"] and (config["split_k"] > 1 or config["stages"]))
+        if config["num_warps"] % config["k_warps"] == 0 and not (config["stream_k"] and config["split_k"] > 1)
     ]
 
 

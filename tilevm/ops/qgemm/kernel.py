@@ -63,7 +63,6 @@ class KernelPlan:
     k_warps: int  # warps across k (slices of an iteration)
     split_k: int  # blocks across k
     stream_k: bool  # a persistent grid sharing the (tile, iteration) units evenly
-    stages: int  # 0: the weights load into registers; else a ring of this many windows in shared memory
     chunks: int  # pre-layout chunks a slice takes an iteration
     loads: int  # 16-byte loads a thread makes per chunk and m16 atom
     kc: int  # values of k a slice takes an iteration
@@ -120,7 +119,6 @@ def kernel_plan(
     group_size: int,
     k: int,
     stream_k: bool = False,
-    stages: int = 0,
 ) -> KernelPlan:
     """The plan for codes of ``bits`` bits, groups of ``group_size`` values of k (``k``: per channel) under
     a configuration (``QGemmConfig``'s fields; ``plan_error`` says which cannot be planned). Cached: a
@@ -185,7 +183,6 @@ def kernel_plan(
         k_warps=k_warps,
         split_k=split_k,
         stream_k=stream_k,
-        stages=stages,
         chunks=chunks,
         loads=prelayout.loads_per_chunk(bits),
         kc=kc,
@@ -206,17 +203,10 @@ def kernel_plan(
 def _loads(x, packed, m0, chunk0, group0, PLAN):
     """An iteration's windows from chunk ``chunk0`` on, in their pinned layouts: X ``[block_m, k_warps *
     kc]`` and the packed bytes ``[block_n // 16, k_warps * chunks, loads, 32, 16]``."""
-    shape = [PLAN.block_n // 16, PLAN.k_warps * PLAN.chunks, PLAN.loads, 32, 16]
-    weights = tv.load_global(packed, offsets=[group0, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
-    return _x_window(x, m0, chunk0, PLAN), weights
-
-
-@tv.func
-def _x_window(x, m0, chunk0, PLAN):
-    """X's window ``[block_m, k_warps * kc]`` of the iteration from chunk ``chunk0`` on, in its pinned
-    layout."""
     k0 = chunk0 // PLAN.chunks * PLAN.kc
-    return tv.load_global(x, offsets=[m0, k0], shape=[PLAN.block_m, PLAN.k_warps * PLAN.kc], layout=PLAN.x)
+    window = tv.load_global(x, offsets=[m0, k0], shape=[PLAN.block_m, PLAN.k_warps * PLAN.kc], layout=PLAN.x)
+    shape = [PLAN.block_n // 16, PLAN.k_warps * PLAN.chunks, PLAN.loads, 32, 16]
+    return window, tv.load_global(packed, offsets=[group0, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
 
 
 @tv.func
@@ -388,20 +378,15 @@ def _gridded(
     acc = tv.register_tensor(
         tv.float32, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m], init=0.0, layout=PLAN.accumulator
     )
-    if PLAN.stages:
-        acc = _ring_loop(
-            acc, x, packed, scales, zeros, m0, n0, group0, first, last, CODE, HAS_ZEROS, PREFETCH, PLAN
-        )
-    else:
-        if PREFETCH:
-            x_next, w_next = _loads(x, packed, m0, first * step, group0, PLAN)
-        for i in range(first, last):
-            if PREFETCH:  # the next iteration's operands load while this one computes
-                x_now, w_now = x_next, w_next
-                x_next, w_next = _loads(x, packed, m0, (i + 1) * step, group0, PLAN)
-            else:
-                x_now, w_now = _loads(x, packed, m0, i * step, group0, PLAN)
-            acc = _step(acc, x_now, w_now, scales, zeros, i * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
+    if PREFETCH:
+        x_next, w_next = _loads(x, packed, m0, first * step, group0, PLAN)
+    for i in range(first, last):
+        if PREFETCH:  # the next iteration's operands load while this one computes
+            x_now, w_now = x_next, w_next
+            x_next, w_next = _loads(x, packed, m0, (i + 1) * step, group0, PLAN)
+        else:
+            x_now, w_now = _loads(x, packed, m0, i * step, group0, PLAN)
+        acc = _step(acc, x_now, w_now, scales, zeros, i * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
     total = _block_sum(acc, scales, n0, PLAN)
     if PLAN.split_k == 1:
         _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
@@ -409,40 +394,6 @@ def _gridded(
         _split_epilogue(
             total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN
         )
-
-
-@tv.func
-def _ring_loop(acc, x, packed, scales, zeros, m0, n0, group0, first, last, CODE, HAS_ZEROS, PREFETCH, PLAN):
-    """The iterations ``first .. last`` with the weights copied to shared memory ahead of use: a ring of
-    ``stages`` windows, ``stages - 1`` iterations' copies (``cp.async``, 16 bytes a thread) in flight while
-    one is decoded, with no registers held for them. X goes through registers (prefetched with
-    ``PREFETCH``): every block reads the same X, from L2."""
-    step = PLAN.k_warps * PLAN.chunks
-    shape = [PLAN.block_n // 16, step, PLAN.loads, 32, 16]
-    ring = tv.shared_tensor(tv.uint8, [PLAN.stages, *shape])
-    for stage in tv.static_range(PLAN.stages - 1):
-        slot = tv.slice_shared(ring, [stage, 0, 0, 0, 0, 0], shape)
-        tv.copy_async(slot, packed, offsets=[group0, (first + stage) * step, 0, 0, 0])
-        tv.copy_async_commit()
-    if PREFETCH:
-        x_next = _x_window(x, m0, first * step, PLAN)
-    for i in range(first, last):
-        tv.copy_async_wait(PLAN.stages - 2)  # this iteration's copy has landed, for this thread ...
-        tv.sync()  # ... and for every thread; all are done with the slot the next copy refills
-        ahead = i + PLAN.stages - 1
-        refilled = tv.slice_shared(ring, [(ahead - first) % PLAN.stages, 0, 0, 0, 0, 0], shape)
-        tv.copy_async(refilled, packed, offsets=[group0, ahead * step, 0, 0, 0])
-        tv.copy_async_commit()
-        current = tv.slice_shared(ring, [(i - first) % PLAN.stages, 0, 0, 0, 0, 0], shape)
-        w_now = tv.load_shared(current, layout=PLAN.weights)
-        if PREFETCH:
-            x_now = x_next
-            x_next = _x_window(x, m0, (i + 1) * step, PLAN)
-        else:
-            x_now = _x_window(x, m0, i * step, PLAN)
-        acc = _step(acc, x_now, w_now, scales, zeros, i * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
-    tv.copy_async_wait(0)
-    return acc
 
 
 @tv.func
