@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8, help="rows printed per shape")
     parser.add_argument("--repeat-ms", type=int, default=20)
     parser.add_argument("--out", help="write every timing here as JSON")
+    parser.add_argument("--only", default="", help="time only the configurations whose repr has this text")
     arguments = parser.parse_args()
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
@@ -76,6 +77,8 @@ def main() -> None:
         default = default_config(m, n, k, bits, "cuda", GROUP)
         rows = []
         for config in dict.fromkeys([default, *sweep_configs(bits, default.block_m)]):
+            if config != default and arguments.only not in repr(config):
+                continue
 
             def run(config=config, x=x, packed=packed, scales=scales, code=code, n=n):
                 return qgemm(x, packed, scales, code_dtype=code, n=n, group_size=GROUP, config=config)
