@@ -100,14 +100,15 @@ def default_config(
     m: int, n: int, k: int, bits: int, device: str = "cuda", group_size: int | None = None
 ) -> QGemmConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
-    of k (None: per channel), from the sweep of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
-    (``m <= 16``) the 8 warps of a block all split k, each with one atom of 16 columns, so that blocks are
-    narrow and many, with many loads in flight. For 4 and 8 bits an iteration spans 128 values of k, and
-    the next iteration's loads are in flight during this one's work (``prefetch``); the other widths decode
-    with more instructions a byte and take iterations of about 256 values of k, prefetched only where
-    the registers hold two (``prefetch_fits``: 1 and 2 bits). ``split_k`` blocks share a tile when n
-    leaves fewer tiles than an H100 has SMs. Larger m tiles rows as well and splits nothing.
-    ``chunks`` is raised to hold whole groups (``kernel.plan_error``)."""
+    of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
+    (``m <= 8``) the 8 warps of a block all split k, each with one atom of 16 columns, so that blocks are
+    narrow and many, with many loads in flight; for 9 to 16 rows 4 warps split k and 2 split the columns.
+    For 4 and 8 bits an iteration spans 128 values of k, and the next iteration's loads are in flight
+    during this one's work (``prefetch``); the other widths decode with more instructions a byte and take
+    iterations of about 256 values of k, prefetched only where the registers hold two (``prefetch_fits``:
+    1 and 2 bits). ``split_k`` blocks share a tile when n leaves fewer tiles than an H100 has SMs. Larger m
+    tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups
+    (``kernel.plan_error``)."""
     chunk = prelayout.chunk_k(bits)
     group = group_size if group_size not in (None, 16, k) else 1
     fit = max(1, group // chunk)  # chunks that hold whole groups
@@ -118,15 +119,17 @@ def default_config(
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
     warps, n_tiles = 8, 1
+    k_warps = warps if m <= 8 else 4  # 16 rows: two warps across n (0.89x the time at M=16 on an H100)
     chunks = max(fit, (128 if bits in (4, 8) else 256) // chunk)
-    tiles, iterations = -(-n // (16 * n_tiles)), -(-k // (warps * chunks * chunk))
+    tiles = -(-n // (16 * n_tiles * (warps // k_warps)))
+    iterations = -(-k // (k_warps * chunks * chunk))
     split_k = 1
     if tiles < _SMS:
         split_k = max(
             s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= 2 * _SMS and iterations >= 2 * s)
         )
     prefetch = prefetch_fits(bits, chunks, n_tiles)
-    return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=warps, split_k=split_k)
+    return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k)
 
 
 def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:
