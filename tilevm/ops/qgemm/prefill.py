@@ -14,10 +14,10 @@ are in flight at once:
   the block's columns (``copy_async``: the packed bytes of a column group are contiguous) and the
   ``[block_m, steps * kc]`` window of X ``stages - 1`` iterations ahead, into that stage;
 - it then computes ``steps`` sub-steps of ``kc = chunks * chunk_k(bits)`` values of k: each thread reads
-  its 16-byte strings of codes from the stage (a warp's 512 bytes contiguous: no bank conflict), the
-  decode kernel's ``_codes`` and ``_dequantized`` make the A operand, and its 16 bytes of X per row of its
-  B fragments and 32 values of k (the pre-layout's permuted k; ``plan_shared_memory`` swizzles the stage
-  so that these reads hit every bank once), which ``_activations`` makes the B operand;
+  its 16-byte strings of codes from the stage (a warp's 512 bytes contiguous: no bank conflict) and its
+  16 bytes of X per row of its B fragments and 32 values of k (the pre-layout's permuted k;
+  ``plan_shared_memory`` swizzles the stage so that these reads hit every bank once); the decode kernel's
+  ``_step`` makes them the A operand (decoded, dequantized) and the B operand, and multiplies;
 - the scales go on the weights (one multiply per code, in the compute dtype, after the zero point is
   subtracted): a sub-step spans ``R = max(1, kc / group)`` groups, which split the A operand's k as
   broadcast dims of the scales' rows; unlike the decode kernel's scaled partial sums (``scale_on =
@@ -39,14 +39,7 @@ from dataclasses import dataclass
 import tilevm as tv
 from tilevm.layout import local, mma_fragments, replicated, spatial
 from tilevm.ops.qgemm import prelayout
-from tilevm.ops.qgemm.kernel import (
-    KernelPlan,
-    _activations,
-    _block_sum,
-    _codes,
-    _dequantized,
-    _epilogue,
-)
+from tilevm.ops.qgemm.kernel import KernelPlan, _block_sum, _epilogue, _step
 
 __all__ = ["PREFILL_KERNELS", "PrefillPlan", "prefill_plan"]
 
@@ -146,6 +139,7 @@ def prefill_plan(
         n_warps=n_warps,
         k_warps=1,
         split_k=1,
+        stream_k=False,
         chunks=chunks,
         loads=prelayout.loads_per_chunk(bits),
         kc=kc,
@@ -193,15 +187,15 @@ def _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, iteration, PRE
 @tv.func
 def _sub_step(acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, CODE, HAS_ZEROS, PREFILL):
     """``acc`` plus sub-step ``step`` of the iteration in ``stage``: the operands read from shared memory in
-    their fragments' layouts, the weights dequantized and scaled, one dot."""
+    their fragments' layouts, then the decode kernel's step (the weights dequantized and scaled, one
+    dot)."""
     core = PREFILL.core
     window = tv.slice_shared(x_stages, [stage, 0, step * core.kc], [core.block_m, core.kc])
     x_now = tv.load_shared(window, layout=core.x)
     shape = [core.block_n // 16, core.chunks, core.loads, 32, 16]
     strings = tv.slice_shared(w_stages, [stage, 0, step * core.chunks, 0, 0, 0], shape)
-    codes = tv.cast(_codes(tv.load_shared(strings, layout=core.weights), CODE, core), x_now.dtype)
-    w = _dequantized(codes, scales, zeros, row0, n0, HAS_ZEROS, core)
-    return tv.dot(w, _activations(x_now, core), acc)
+    w_now = tv.load_shared(strings, layout=core.weights)
+    return _step(acc, x_now, w_now, scales, zeros, row0, n0, CODE, HAS_ZEROS, core)
 
 
 def _body(
