@@ -23,12 +23,12 @@ GROUP = 128
 
 def sweep_configs(bits: int, block_m: int) -> list[object]:
     """The configurations swept for ``bits``-bit codes: warps across k and columns, tiles a warp, chunks
-    an iteration (up to 256 values of k, 512 for the widths whose chunk is 512), prefetch, split-k and the
+    an iteration (up to 512 values of k), prefetch, split-k and the
     persistent grid."""
     from tilevm.ops.qgemm import QGemmConfig, prelayout
 
     chunk = prelayout.chunk_k(bits)
-    chunk_counts = [c for c in (1, 2, 4, 8) if c * chunk <= max(256, chunk) and (c * chunk) % GROUP == 0]
+    chunk_counts = [c for c in (1, 2, 4, 8) if c * chunk <= max(512, chunk) and (c * chunk) % GROUP == 0]
     warps = ((8, 4), (4, 4), (8, 8), (4, 2), (8, 2))
     configs = []
     splits = ((1, False), (2, False), (4, False), (1, True))  # (split_k, stream_k)
