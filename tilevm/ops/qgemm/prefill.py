@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import tilevm as tv
 from tilevm.layout import local, mma_fragments, replicated, spatial
 from tilevm.ops.qgemm import prelayout
-from tilevm.ops.qgemm.kernel import KernelPlan, _block_sum, _epilogue, _step
+from tilevm.ops.qgemm.kernel import KernelPlan, _block_sum, _epilogue, _rows, _step
 
 __all__ = ["PREFILL_KERNELS", "PrefillPlan", "prefill_plan"]
 
@@ -195,7 +195,13 @@ def _sub_step(acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, COD
     shape = [core.block_n // 16, core.chunks, core.loads, 32, 16]
     strings = tv.slice_shared(w_stages, [stage, 0, step * core.chunks, 0, 0, 0], shape)
     w_now = tv.load_shared(strings, layout=core.weights)
-    return _step(acc, x_now, w_now, scales, zeros, row0, n0, CODE, HAS_ZEROS, core)
+    rows = core.weight_rows.shape[0]
+    scale_rows = zero_rows = 0  # none where the sub-step applies none
+    if core.scale_on == "weights":
+        scale_rows = _rows(scales, row0, n0, rows, core.weight_rows)
+    if HAS_ZEROS:
+        zero_rows = _rows(zeros, row0, n0, rows, core.weight_rows)
+    return _step(acc, (x_now, w_now, scale_rows, zero_rows), CODE, HAS_ZEROS, core)
 
 
 def _body(
