@@ -92,11 +92,11 @@ def test_default_config_picks_the_prefill_kernel_where_it_fills_the_machine():
 def test_prefill_config_fits_shared_memory_with_the_most_stages(bits):
     config = prefill_config(bits)
     chunk = prelayout.chunk_k(bits)
-    stage = (config.steps * config.chunks * chunk) * (2 * 128 + 128 * bits // 8)  # X and W bytes a stage
-    assert (config.block_n, config.block_m, config.num_warps) == (128, 128, 8)
+    stage = (config.steps * config.chunks * chunk) * (2 * 64 + 128 * bits // 8)  # X and W bytes a stage
+    assert (config.block_n, config.block_m, config.num_warps) == (128, 64, 4)
     assert config.chunks * chunk >= 64 and config.steps * config.chunks * chunk >= 128
     assert config.shared_bytes(bits) == config.stages * stage <= 227 * 1024
-    assert config.stages == 4 or (config.stages + 1) * stage > 227 * 1024
+    assert config.stages == 3 or (config.stages + 1) * stage > 227 * 1024
 
 
 def _program(config: PrefillConfig, bits: int, m: int, n: int, k: int, group: int):
