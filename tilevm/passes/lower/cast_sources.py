@@ -1,10 +1,10 @@
 """Where the bits of a low-bit register's elements come from: the cast sequences read the fields through the
 gathers and bitcasts that a ``permute`` or a ``view`` lowered to, from the register those reordered.
 
-A ``permute`` of a low-bit tile is a ``gather`` of its elements (``tilevm.passes.lower.registers``), which on
-the GPU moves every field to its new place (shifts, masks, ors); a ``view`` is a ``bitcast``. A cast that reads
-the gathered register's words pays for that move and then moves the fields again into the halves of its
-f16x2 / bf16x2 words. ``bit_sources`` follows the chain back instead: for each element, the first bit of its
+A ``permute`` or an in-thread ``convert_layout`` of a low-bit tile is a ``gather`` of its elements, which
+on the GPU moves every field to its new place (shifts, masks, ors); a ``view`` is a ``bitcast``. A cast
+that read the gathered register's words would pay for that move, then move the fields again into the
+halves of its f16x2 / bf16x2 words. ``bit_sources`` follows the chain back instead: for each element, the first bit of its
 field in the register the chain started from, so that a cast can take each field straight from the loaded
 words. This is what lets a weight pre-layout put the two elements of one f16x2 register 16 bits apart in a
 word (one ``lop3`` then makes the pair) while the tile the kernel computes on keeps the mma's element order.
@@ -56,7 +56,8 @@ def _step(expression: Expr, starts: tuple[int, ...], bits: int) -> tuple[Expr, t
     if isinstance(expression, Bitcast):
         return expression.operand, starts
     if isinstance(expression, Element):
-        return expression.vector, tuple(start + expression.index * _element_bits(expression) for start in starts)
+        offset = expression.index * _element_bits(expression)
+        return expression.vector, tuple(start + offset for start in starts)
     if isinstance(expression, Gather) and len(expression.sources) == 1:
         width = _element_bits(expression)
         if any(start // width != (start + bits - 1) // width for start in starts):
