@@ -4,10 +4,11 @@ gathers and bitcasts that a ``permute`` or a ``view`` lowered to, from the regis
 A ``permute`` or an in-thread ``convert_layout`` of a low-bit tile is a ``gather`` of its elements, which
 on the GPU moves every field to its new place (shifts, masks, ors); a ``view`` is a ``bitcast``. A cast
 that read the gathered register's words would pay for that move, then move the fields again into the
-halves of its f16x2 / bf16x2 words. ``bit_sources`` follows the chain back instead: for each element, the first bit of its
-field in the register the chain started from, so that a cast can take each field straight from the loaded
-words. This is what lets a weight pre-layout put the two elements of one f16x2 register 16 bits apart in a
-word (one ``lop3`` then makes the pair) while the tile the kernel computes on keeps the mma's element order.
+halves of its f16x2 / bf16x2 words. ``bit_sources`` follows the chain back instead: for each element, the
+first bit of its field in the register the chain started from, so that a cast can take each field straight
+from the loaded words. This is what lets a weight pre-layout put the two elements of one f16x2 register 16
+bits apart in a word (one ``lop3`` then makes the pair) while the tile the kernel computes on keeps the
+mma's element order.
 
 The chain is followed only through values that cannot change between their definition and the cast: an
 expression, or a variable that ``Lowering.let`` bound (not a register declared mutable, which an ``assign``
