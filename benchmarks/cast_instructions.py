@@ -58,13 +58,17 @@ def cast_twins(
 ):
     """``cast_chunk`` of codes stored as twins: each 32-bit word holds the low elements of its pairs in
     its low half and the high elements at the same bits of its high half (as ``prelayout`` stores the
-    quantized GEMM's weights); a ``permute`` puts each pair's elements side by side before the cast."""
+    quantized GEMM's weights); a ``permute`` and a ``convert_layout`` put each pair's elements side by side
+    in the thread's slots before the cast (a gather, which the cast reads through). Block ``i`` casts the
+    rows ``32 i ..`` (``tests/test_lower_casts_twins.py`` runs every code in every slot through it)."""
+    row = tv.block_idx(0) * LANES
     layout = spatial(LANES, 1) * local(1, NBYTES)
-    window = tv.load_global(packed, offsets=[0, 0], shape=[LANES, NBYTES], layout=layout)
+    window = tv.load_global(packed, offsets=[row, 0], shape=[LANES, NBYTES], layout=layout)
     per_half = 16 // CODE.nbits
     halves = tv.view(window, CODE, [LANES, COUNT // (2 * per_half), 2, per_half])
     pairs = tv.view(tv.permute(halves, [0, 1, 3, 2]), CODE, [LANES, COUNT])
-    tv.store_global(out, tv.cast(pairs, out.dtype), offsets=[0, 0])
+    pairs = tv.convert_layout(pairs, spatial(LANES, 1) * local(1, COUNT))
+    tv.store_global(out, tv.cast(pairs, out.dtype), offsets=[row, 0])
 
 
 @tv.kernel(num_warps=1)
