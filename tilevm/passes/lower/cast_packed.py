@@ -5,7 +5,8 @@
   (M mantissa bits): 0x6400 is 1024.0 in f16 (j = 0), 0x5400 64.0 (j = 4); 0x4300 is 128.0 in bf16. One
   ``lop3`` masks the two fields and ors the two magic exponents in, one packed subtract removes the
   magic values. A two's-complement field has its sign bit flipped in the same ``lop3`` (``(w & m) ^ c``),
-  which adds ``2**(b-1)``, subtracted too.
+  which adds ``2**(b-1)``, subtracted too. Fields are read through gathers (``cast_sources``); twin fields
+  (the same bits of a word's two halves) need no prmt (``cast_placement.Stream.twin_shifts``).
 - ``bytes_to_bfloat16``: a byte has one bit too many for bf16's mantissa: the low 7 bits go under 128.0,
   and the top bit's weight is subtracted as a second bf16 (128.0 or 256.0 for int8).
 - ``small_floats_to_halves``: the code goes to the top of its half (the sign on bit 15), the magnitude
