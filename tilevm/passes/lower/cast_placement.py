@@ -34,6 +34,10 @@ RIGHT_FIRST = (0, 4, 2, 6, 1, 3, 5, 7, -4, -2, -6, -1, -3, -5, -7)
 #: ... and for fields that should move up (small floats: to the top of their half)
 LEFT_FIRST = (0, -4, -2, -6, -1, -3, -5, -7, 4, 2, 6, 1, 3, 5, 7)
 HALF_BITS = 16
+#: what a distinct position of twin fields costs beside a shift (``Stream.twin_shifts``): in the quantized
+#: GEMM's loop at 80 registers, int1 to float16 at 8 positions (one shift a word) spilled and took 7 SASS
+#: instructions more per iteration than at 4 positions (three shifts a word)
+POSITION_COST = 3
 #: a prmt selector nibble that picks byte 0 of its second operand, which is zero when that is the constant 0
 ZERO_BYTE = 4
 
@@ -137,11 +141,12 @@ class Stream:
             return {word: fewest_shifts(frozenset(used), lowest, top) for word, used in offsets.items()}
 
         def cost(shifts: dict[int, dict[int, int]]) -> tuple[int, int]:
-            """Shifts, plus the distinct positions: each needs its own mask and magic constants, which
-            take a register each (the loop's body materializes them again when registers are short)."""
+            """The shifts, plus ``POSITION_COST`` for each distinct position: its magic constant takes a
+            register (a lop3 has one immediate, its mask) for as long as the casts run, and a loop that runs
+            short of registers materializes it again every iteration, or spills."""
             count = sum(len(set(picks.values()) - {0}) for picks in shifts.values())
             positions = {offset - shift for picks in shifts.values() for offset, shift in picks.items()}
-            return count + len(positions), count
+            return count + POSITION_COST * len(positions), count
 
         # fewer positions (a narrower window) for more shifts: the cheapest in all
         shifts = min((plan(top) for top in range(lowest, highest + 1)), key=cost)
