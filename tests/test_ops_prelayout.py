@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import tilevm as tv
 from tilevm.ops.qgemm import prelayout
 
 WIDTHS = range(1, 9)
@@ -93,3 +94,23 @@ def test_errors_name_the_argument() -> None:
         prelayout.pack(codes[:0], 4)
     with pytest.raises(ValueError, match="packed must be a uint8 tensor of shape"):
         prelayout.unpack(prelayout.pack(codes, 4), 4, 4, 200)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compute", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("code", [tv.int1, tv.uint1, tv.int2, tv.int4, tv.uint4, tv.float4_e2m1], ids=str)
+def test_the_kernel_reads_twins_on_the_gpu(code: tv.DType, compute: torch.dtype) -> None:
+    """The quantized GEMM on weights whose codes the pre-layout stores as twins, at a decode shape and with
+    the default configuration, against the float64 reference of ``test_ops_qgemm`` (the twin sequences on
+    the hardware, both compute dtypes)."""
+    from test_ops_qgemm import check, make_inputs, run_qgemm
+
+    scale_kind = "e8m0" if code == tv.float4_e2m1 else "compute"
+    group = 32 if code == tv.float4_e2m1 else 128
+    n, k = 4096, 4096
+    inputs = make_inputs(
+        code, compute, scale_kind, group, 16, n, k, bias=False, seed=k + code.nbits, device="cuda"
+    )
+    for m in (1, 16):
+        rows = {**inputs, "x": inputs["x"][:m]}
+        check(rows, run_qgemm(rows, code, group, None))
