@@ -53,6 +53,25 @@ def cast_chunk(
 
 
 @tv.kernel(num_warps=1)
+def cast_twins(
+    packed: tv.Tensor, out: tv.Tensor, CODE: tv.constexpr, NBYTES: tv.constexpr, COUNT: tv.constexpr
+):
+    """``cast_chunk`` of codes stored as twins: each 32-bit word holds the low elements of its pairs in
+    its low half and the high elements at the same bits of its high half (as ``prelayout`` stores the
+    quantized GEMM's weights); a ``permute`` and a ``convert_layout`` put each pair's elements side by side
+    in the thread's slots before the cast (a gather, which the cast reads through). Block ``i`` casts the
+    rows ``32 i ..`` (``tests/test_lower_casts_twins.py`` runs every code in every slot through it)."""
+    row = tv.block_idx(0) * LANES
+    layout = spatial(LANES, 1) * local(1, NBYTES)
+    window = tv.load_global(packed, offsets=[row, 0], shape=[LANES, NBYTES], layout=layout)
+    per_half = 16 // CODE.nbits
+    halves = tv.view(window, CODE, [LANES, COUNT // (2 * per_half), 2, per_half])
+    pairs = tv.view(tv.permute(halves, [0, 1, 3, 2]), CODE, [LANES, COUNT])
+    pairs = tv.convert_layout(pairs, spatial(LANES, 1) * local(1, COUNT))
+    tv.store_global(out, tv.cast(pairs, out.dtype), offsets=[row, 0])
+
+
+@tv.kernel(num_warps=1)
 def copy_chunk(
     packed: tv.Tensor, out: tv.Tensor, CODE: tv.constexpr, NBYTES: tv.constexpr, COUNT: tv.constexpr
 ):
@@ -69,15 +88,17 @@ def chunk(bits: int) -> tuple[int, int]:
     return 16 * loads, 128 * loads // bits
 
 
-def cast_ptx(code: tv.DType, target: torch.dtype | None, machine: str = "sm_90") -> str:
-    """The PTX of ``cast_chunk`` for ``code`` to ``target`` (``copy_chunk``'s when None)."""
+def cast_ptx(code: tv.DType, target: torch.dtype | None, machine: str = "sm_90", twins: bool = False) -> str:
+    """The PTX of ``cast_chunk`` (``cast_twins`` with ``twins``) for ``code`` to ``target`` (``copy_chunk``'s
+    when None)."""
     nbytes, count = chunk(code.nbits)
     packed = torch.zeros(LANES, nbytes, dtype=torch.uint8)
     if target is None:
         out = torch.zeros(LANES, nbytes, dtype=torch.uint8)
         return copy_chunk.ptx(packed, out, CODE=code, NBYTES=nbytes, COUNT=count, target=machine)
     out = torch.zeros(LANES, count, dtype=target)
-    return cast_chunk.ptx(packed, out, CODE=code, NBYTES=nbytes, COUNT=count, target=machine)
+    kernel = cast_twins if twins else cast_chunk
+    return kernel.ptx(packed, out, CODE=code, NBYTES=nbytes, COUNT=count, target=machine)
 
 
 @dataclass(frozen=True)
@@ -164,13 +185,15 @@ def opcodes(ptx: str) -> collections.Counter:
     return collections.Counter(item.opcode.split(".")[0] for item in data_instructions(ptx))
 
 
-def measure(code: tv.DType, target: torch.dtype | None, machine: str = "sm_90") -> collections.Counter:
+def measure(
+    code: tv.DType, target: torch.dtype | None, machine: str = "sm_90", twins: bool = False
+) -> collections.Counter:
     """The opcodes of the cast of a thread's chunk of ``code`` to ``target`` (the copy's subtracted; with
-    ``target`` None, the copy's)."""
+    ``target`` None, the copy's), of codes stored as twins with ``twins`` (widths 1, 2, 4 and 8)."""
     copy = opcodes(cast_ptx(code, None, machine))
     if target is None:
         return copy
-    cast = opcodes(cast_ptx(code, target, machine))
+    cast = opcodes(cast_ptx(code, target, machine, twins))
     cast.subtract(copy)
     return cast
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import tilevm as tv
 from tilevm.ops.qgemm import prelayout
 
 WIDTHS = range(1, 9)
@@ -20,10 +21,13 @@ def _random_codes(n: int, k: int, bits: int, seed: int) -> torch.Tensor:
 
 
 def _reference_pack(codes: np.ndarray, bits: int) -> np.ndarray:
-    """The spec, one code at a time: lane ``4 * g + t`` of the n-group ``gn`` and chunk ``c`` holds, as the
-    code ``e`` of its string (whose bit ``i`` is bit ``e * bits + i``), the element of the mma A fragment
-    of the PTX ISA's table for m16n8k16 (register ``e // 2 % 4``, half ``e % 2``: rows ``g`` then
-    ``g + 8``, k ``2 t`` then ``2 t + 8``) of the k16 step ``e // 8``, at the true k of the permutation."""
+    """The spec, one code at a time: lane ``4 * g + t`` of the n-group ``gn`` and chunk ``c`` holds the
+    element ``e`` of its mma A fragments of the PTX ISA's table for m16n8k16 (register ``e // 2 % 4``, half
+    ``e % 2``: rows ``g`` then ``g + 8``, k ``2 t`` then ``2 t + 8``) of the k16 step ``e // 8``, at the true
+    k of the permutation, as the code ``slot`` of its string (whose bit ``i`` is bit ``slot * bits + i``):
+    for the widths 1, 2 and 4, the two halves of register ``p = e // 2`` are twins, at the same bits of the
+    two 16-bit halves of a 32-bit word; the other widths store them side by side (``slot = e``)."""
+    per_half = 16 // bits if bits in (1, 2, 4) else 1
     e_count = 128 // math.gcd(bits, 128)
     loads, kc = e_count * bits // 128, 2 * e_count
     n_size, k_size = codes.shape
@@ -40,8 +44,12 @@ def _reference_pack(codes: np.ndarray, bits: int) -> np.ndarray:
                     n = 16 * gn + row
                     k = c * kc + 32 * (jj // 2) + 8 * t + 4 * (jj % 2) + 2 * s1 + s0
                     code = int(codes[n, k]) if n < n_size and k < k_size else 0
+                    p = e // 2
+                    slot = p // per_half * 2 * per_half + half * per_half + p % per_half
+                    if per_half > 1:  # the two codes of a register 16 bits apart in one 32-bit word
+                        assert (slot * bits) // 32 == (slot * bits + 16 * (1 - 2 * half)) // 32
                     for i in range(bits):
-                        position = e * bits + i
+                        position = slot * bits + i
                         byte = position // 8
                         packed[gn, c, byte // 16, lane, byte % 16] |= ((code >> i) & 1) << (position % 8)
     return packed
@@ -68,6 +76,7 @@ def test_unpack_inverts_pack(bits: int) -> None:
 
 
 def test_chunk_geometry() -> None:
+    assert [prelayout.twins_per_half(bits) for bits in WIDTHS] == [16, 8, 1, 4, 1, 1, 1, 1]
     assert [prelayout.chunk_k(bits) for bits in WIDTHS] == [256, 128, 256, 64, 256, 128, 256, 32]
     assert [prelayout.loads_per_chunk(bits) for bits in WIDTHS] == [1, 1, 3, 1, 5, 3, 7, 1]
     assert [prelayout.codes_per_thread(bits) for bits in WIDTHS] == [128, 64, 128, 32, 128, 64, 128, 16]
@@ -85,3 +94,23 @@ def test_errors_name_the_argument() -> None:
         prelayout.pack(codes[:0], 4)
     with pytest.raises(ValueError, match="packed must be a uint8 tensor of shape"):
         prelayout.unpack(prelayout.pack(codes, 4), 4, 4, 200)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compute", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("code", [tv.int1, tv.uint1, tv.int2, tv.int4, tv.uint4, tv.float4_e2m1], ids=str)
+def test_the_kernel_reads_twins_on_the_gpu(code: tv.DType, compute: torch.dtype) -> None:
+    """The quantized GEMM on weights whose codes the pre-layout stores as twins, at a decode shape and with
+    the default configuration, against the float64 reference of ``test_ops_qgemm`` (the twin sequences on
+    the hardware, both compute dtypes)."""
+    from test_ops_qgemm import check, make_inputs, run_qgemm
+
+    scale_kind = "e8m0" if code == tv.float4_e2m1 else "compute"
+    group = 32 if code == tv.float4_e2m1 else 128
+    n, k = 4096, 4096
+    inputs = make_inputs(
+        code, compute, scale_kind, group, 16, n, k, bias=False, seed=k + code.nbits, device="cuda"
+    )
+    for m in (1, 16):
+        rows = {**inputs, "x": inputs["x"][:m]}
+        check(rows, run_qgemm(rows, code, group, None))

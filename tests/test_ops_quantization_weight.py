@@ -80,7 +80,7 @@ def test_state_dict_holds_tensors_and_a_json_header():
     assert all(isinstance(t, torch.Tensor) for t in state.values())
     header = json.loads(bytes(state["layer.header"].tolist()))
     assert header == {
-        "version": 1,
+        "version": 2,
         "dtype": "uint3",
         "group_size": 96,
         "scale_dtype": "bfloat16",
@@ -131,7 +131,7 @@ def test_from_state_dict_rejects_inconsistent_data():
         (state | {"zeros": q.scales}, "expected"),
         ({k: v for k, v in state.items() if k != "header"}, "has no 'header'"),
         (state | {"header": torch.tensor([123, 34], dtype=torch.uint8)}, "is not UTF-8 JSON"),
-        (corrupt(state, version=2), "has version 2; this tilevm reads version 1"),
+        (corrupt(state, version=1), "has version 1; this tilevm reads version 2"),
         (corrupt(state, dtype="int12"), "dtype='int12' is not a weight code dtype"),
         (corrupt(state, group_size=48), "has group_size=48, which is neither supported nor K = 256"),
         (corrupt(state, compute_dtype="float32"), "is malformed"),

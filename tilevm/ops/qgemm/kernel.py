@@ -70,6 +70,7 @@ class KernelPlan:
     groups: int  # R: the groups of a slice's iteration (1 unless scale_on == "groups")
     x: RegisterLayout  # the X window [block_m, k_warps * kc]
     weights: RegisterLayout  # the packed window [block_n // 16, k_warps * chunks, loads, 32, 16]
+    codes: RegisterLayout  # the A operand [k_warps, R, block_n, kc / R]
     accumulator: RegisterLayout  # [k_warps, R, block_n, block_m]
     group_rows: RegisterLayout  # an iteration's scales [k_warps * R, block_n] ("groups")
     weight_rows: RegisterLayout  # the rows of scales or zeros an iteration applies to the A operand
@@ -190,6 +191,7 @@ def kernel_plan(
         groups=groups,
         x=x,
         weights=weights,
+        codes=a,
         accumulator=accumulator,
         group_rows=accumulator.reduce(3).permute(0, 1, 3, 2).reshape(k_warps * groups, block_n),
         weight_rows=n_last.reduce(*broadcast).reshape(rows, block_n),
@@ -234,9 +236,14 @@ def _activations(window, PLAN):
 @tv.func
 def _codes(window, CODE, PLAN):
     """The loaded bytes as the batched A operand ``[k_warps, R, block_n, kc / R]`` of codes, in the mma's
-    k order."""
+    k order and the A fragment's layout: the twins of the pre-layout are put side by side by a gather of
+    the codes, which the cast reads through (it takes each pair straight from the loaded words)."""
     shape = [PLAN.block_n // 16, PLAN.k_warps, PLAN.chunks, PLAN.loads, 32, 16]
     strings = tv.permute(tv.view(window, window.dtype, shape), [1, 0, 4, 2, 3, 5])  # s, gn, lane, bytes
+    twins = prelayout.twins_per_half(CODE.nbits)
+    # each lane's string: (ph, s0, pl) -> (ph, pl, s0)
+    shape = [PLAN.k_warps, PLAN.block_n // 16, 32, PLAN.kc // 4 // twins, 2, twins]
+    strings = tv.permute(tv.view(strings, CODE, shape), [0, 1, 2, 3, 5, 4])
     # s r w g t R jh' jl s1 nh s0 -> s R r w nh g jh' jl s1 t s0
     shape = [
         PLAN.k_warps,
@@ -252,7 +259,8 @@ def _codes(window, CODE, PLAN):
         2,
     ]
     ordered = tv.permute(tv.view(strings, CODE, shape), [0, 5, 1, 2, 9, 3, 6, 7, 8, 4, 10])
-    return tv.view(ordered, CODE, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.kc // PLAN.groups])
+    operand = tv.view(ordered, CODE, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.kc // PLAN.groups])
+    return tv.convert_layout(operand, PLAN.codes)
 
 
 @tv.func

@@ -14,17 +14,24 @@ values of k and 16 values of n, 16 bytes per load, a warp's load being 512 conti
   ``16 * l + byte`` of lane ``lane``'s bit string for the rows ``16 * gn ..`` and the chunk ``c``; code
   ``e`` of the string is at bits ``[e * b, (e + 1) * b)``, least significant bit first (as ``tv.view``
   reads bits);
-- lane ``4 * g + t`` holds the rows ``n = 16 * gn + 8 * nh + g`` (``nh`` = 0, 1); its code ``e`` (digits
-  ``(jh, jl, s1, nh, s0)`` of radices ``(E // 16, 2, 2, 2, 2)``) is A's element of the mma k16 step
-  ``jj = 2 * jh + jl`` of the chunk, register ``2 * s1 + nh``, half ``s0`` (the fragment's order), at the
-  true k ``c * KC + 32 * jh + 8 * t + 4 * jl + 2 * s1 + s0``. That permutation of k gives each thread's
-  B fragments (the values of X at the same k) 8 contiguous values of X per 32 values of k: one 16-byte
-  load per row of X.
+- lane ``4 * g + t`` holds the rows ``n = 16 * gn + 8 * nh + g`` (``nh`` = 0, 1); the code of A's element
+  of the mma k16 step ``jj = 2 * jh + jl`` of the chunk, register ``2 * s1 + nh``, half ``s0`` (the
+  fragment's order: ``p = (jh, jl, s1, nh)`` of radices ``(E // 16, 2, 2, 2)`` numbers the f16x2 registers
+  of the chunk) is at the true k ``c * KC + 32 * jh + 8 * t + 4 * jl + 2 * s1 + s0``. That permutation of
+  k gives each thread's B fragments (the values of X at the same k) 8 contiguous values of X per 32
+  values of k: one 16-byte load per row of X;
+- in the string, the two codes of a register are *twins* for the widths 1, 2 and 4: with ``F = 16 // b``
+  codes in 16 bits (``twins_per_half``), register ``p = (ph, pl)`` (``pl < F``) has its half ``s0`` at
+  code ``e = (ph, s0, pl)``, so that each 32-bit word holds ``F`` registers' low codes in its low half and
+  their high codes at the same bits of its high half: one ``lop3`` takes a pair out under a magic
+  exponent (``tilevm.passes.lower.cast_packed``). The other widths have ``F = 1``: ``e = (p, s0)``, the
+  two codes side by side (a width that does not divide 16 has no twins in a word; 8 bits gain nothing,
+  a prmt picks any two bytes).
 
 So the k index of a code, written in mixed radix from the most significant digit, is
 ``(c, jh, t, jl, s1, s0)`` with radices ``(K_pad // KC, E // 16, 4, 2, 2, 2)``, and its place in ``packed``
-is ``(gn, c, lane = (g, t), e = (jh, jl, s1, nh, s0))``: ``pack`` is one reshape and one permute of the
-padded codes, then a bit packing of each lane's string.
+is ``(gn, c, lane = (g, t), e = (ph, s0, pl))`` with ``(ph, pl) = (jh, jl, s1, nh)``: ``pack`` is one
+reshape and two permutes of the padded codes, then a bit packing of each lane's string.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ __all__ = [
     "codes_per_thread",
     "loads_per_chunk",
     "pack",
+    "twins_per_half",
     "unpack",
 ]
 
@@ -48,6 +56,8 @@ __all__ = [
 LANES, LOAD_BYTES, N_GROUP = 32, 16, 16
 #: codes of a thread per mma step
 _STEP_CODES = 8
+#: the widths whose strings hold twins: those that divide 16, but 8 (a prmt places any two bytes as well)
+_TWIN_WIDTHS = (1, 2, 4)
 
 
 def _check_bits(bits: int) -> None:
@@ -69,6 +79,13 @@ def loads_per_chunk(bits: int) -> int:
 def chunk_k(bits: int) -> int:
     """``KC``: the values of k one chunk spans (``2 * E``: an mma step takes 8 codes a thread, 16 of k)."""
     return 2 * codes_per_thread(bits)
+
+
+def twins_per_half(bits: int) -> int:
+    """``F``: the registers whose two codes a 32-bit word of the string holds as twins, 16 bits apart (the
+    codes that fill 16 bits for the widths 1, 2 and 4; 1 for the others, whose codes lie side by side)."""
+    _check_bits(bits)
+    return 16 // bits if bits in _TWIN_WIDTHS else 1
 
 
 #: the digits of n in a group of 16 rows (nh, g), and of a lane (g, t)
@@ -137,14 +154,16 @@ def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
     n, k = codes.shape
     if n == 0 or k == 0:
         raise ValueError(f"codes must have at least one row and one column, got shape {[n, k]}")
-    per_thread, kc = codes_per_thread(bits), chunk_k(bits)
+    per_thread, kc, twins = codes_per_thread(bits), chunk_k(bits), twins_per_half(bits)
     n_pad, k_pad = _padded(n, N_GROUP), _padded(k, kc)
     padded = torch.zeros(n_pad, k_pad, dtype=torch.uint8, device=codes.device)
     padded[:n, :k] = codes
     # n = (gn, nh, g); k = (c, jh, t, jl, s1, s0)
     digits = padded.reshape(n_pad // N_GROUP, *_N_DIGITS, k_pad // kc, *_k_digits(per_thread))
-    # -> (gn, c, g, t, jh, jl, s1, nh, s0): lane = (g, t), e = (jh, jl, s1, nh, s0)
-    strings = digits.permute(_PACK_ORDER).reshape(n_pad // N_GROUP, k_pad // kc, LANES, per_thread)
+    # -> (gn, c, g, t, jh, jl, s1, nh, s0): lane = (g, t), (p, s0) with p = (jh, jl, s1, nh) = (ph, pl)
+    registers = digits.permute(_PACK_ORDER).reshape(n_pad // N_GROUP, k_pad // kc, LANES, -1, twins, 2)
+    # -> e = (ph, s0, pl)
+    strings = registers.transpose(-1, -2).reshape(n_pad // N_GROUP, k_pad // kc, LANES, per_thread)
     string_bytes = _to_strings(strings, bits)  # [gn, c, lane, 16 * L]
     loads = string_bytes.reshape(n_pad // N_GROUP, k_pad // kc, LANES, loads_per_chunk(bits), LOAD_BYTES)
     return loads.permute(0, 1, 3, 2, 4).contiguous()
@@ -161,8 +180,9 @@ def unpack(packed: torch.Tensor, bits: int, n: int, k: int) -> torch.Tensor:
     string_bytes = packed.permute(0, 1, 3, 2, 4).reshape(
         n_pad // N_GROUP, k_pad // kc, LANES, loads * LOAD_BYTES
     )
-    strings = _from_strings(string_bytes, bits)
-    digits = strings.reshape(n_pad // N_GROUP, k_pad // kc, *_LANE_DIGITS, *_code_digits(per_thread))
+    strings = _from_strings(string_bytes, bits)  # e = (ph, s0, pl) -> (p, s0)
+    registers = strings.reshape(*strings.shape[:-1], -1, 2, twins_per_half(bits)).transpose(-1, -2)
+    digits = registers.reshape(n_pad // N_GROUP, k_pad // kc, *_LANE_DIGITS, *_code_digits(per_thread))
     padded = digits.permute(_UNPACK_ORDER).reshape(n_pad, k_pad)
     return padded[:n, :k].contiguous()
 

@@ -29,8 +29,9 @@ from tilevm.ops.quantization.formats import CODE_SCALE_DTYPES, COMPUTE_DTYPES, G
 
 __all__ = ["QuantizedWeight"]
 
-#: the version of the state_dict layout (its keys and header); loading checks it
-STATE_VERSION = 1
+#: the version of the state_dict layout (its keys, its header and the pre-layout of ``packed``); loading
+#: checks it. 2: the codes of 1-, 2- and 4-bit weights stored as twins (``prelayout``)
+STATE_VERSION = 2
 _TENSOR_FIELDS = ("packed", "scales", "zeros", "global_scale")
 _COMPUTE_NAMES = {torch_dtype: scale.name for torch_dtype, scale in COMPUTE_DTYPES.items()}
 

@@ -5,7 +5,8 @@
   (M mantissa bits): 0x6400 is 1024.0 in f16 (j = 0), 0x5400 64.0 (j = 4); 0x4300 is 128.0 in bf16. One
   ``lop3`` masks the two fields and ors the two magic exponents in, one packed subtract removes the
   magic values. A two's-complement field has its sign bit flipped in the same ``lop3`` (``(w & m) ^ c``),
-  which adds ``2**(b-1)``, subtracted too.
+  which adds ``2**(b-1)``, subtracted too. Fields are read through gathers (``cast_sources``); twin fields
+  (the same bits of a word's two halves) need no prmt (``cast_placement.Stream.twin_shifts``).
 - ``bytes_to_bfloat16``: a byte has one bit too many for bf16's mantissa: the low 7 bits go under 128.0,
   and the top bit's weight is subtracted as a second bf16 (128.0 or 256.0 for int8).
 - ``small_floats_to_halves``: the code goes to the top of its half (the sign on bit 15), the magnitude
@@ -28,7 +29,8 @@ from tilevm.dtypes import DType, bfloat16, decode, encode, float16, float32, uin
 from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
 from tilevm.ir.thread import Bitcast, ConvertPack, ConvertUnpack, Element, Gather, Lop3, Prmt, Select
 from tilevm.passes.lower.cast_placement import HALF_BITS, LEFT_FIRST, RIGHT_FIRST, Stream
-from tilevm.passes.lower.cast_words import binary, constant, word_list, words
+from tilevm.passes.lower.cast_sources import bit_sources
+from tilevm.passes.lower.cast_words import WORD_BITS, binary, constant, word_list, words
 from tilevm.passes.lower.lowering import Lowering, vector_length
 
 __all__ = [
@@ -115,23 +117,28 @@ def _magic(target: DType, position: int) -> tuple[int, float]:
 def integers_to_halves(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
     """Integers of at most 8 bits (7 for bfloat16) to f16x2 / bf16x2: prmt, lop3, packed subtract.
 
-    Each pair's two fields may be placed in several ways; the prmts that place them are shared between
-    pairs whose placements pick the same bytes. Which way shares most depends on the width and the target
-    (bfloat16's 7 mantissa bits take fewer fields a byte), so each order of preferred shifts for the high
-    field is tried on a scratch body and the one that emits the fewest instructions is kept."""
+    The fields are read where they come from (``bit_sources``: through the gathers of a ``permute``). A
+    pair whose two fields are twins (the same bits of the two halves of a word) needs no prmt: its word,
+    shifted by a shift it shares with the word's other twins, goes straight to the lop3. The other pairs'
+    fields may be placed in several ways; the prmts that place them are shared between pairs whose
+    placements pick the same bytes. Which way shares most depends on the width and the target (bfloat16's
+    7 mantissa bits take fewer fields a byte), so each order of preferred shifts for the high field is
+    tried on a scratch body and the one that emits the fewest instructions is kept."""
     source, length = value.type.dtype, vector_length(value.type)
-    word_exprs = word_list(words(lowering, value))
     if source.nbits == 8 and target == float16:
-        return _bytes_to_float16(lowering, word_exprs, source.is_signed, length)
+        return _bytes_to_float16(lowering, word_list(words(lowering, value)), source.is_signed, length)
+    sources = bit_sources(lowering, value)
+    word_exprs = word_list(words(lowering, sources.register))
 
     def emitted(high_shifts: tuple[int, ...]) -> int:
         with lowering.collect() as scratch:
-            _integer_pairs(lowering, word_exprs, source, target, length, high_shifts)
+            _integer_pairs(lowering, word_exprs, sources.starts, source, target, high_shifts)
         return len(scratch)
 
     orders = _high_shift_orders(source.nbits)
     best = orders[0] if len(orders) == 1 else min(orders, key=emitted)
-    return _concatenate(lowering, _integer_pairs(lowering, word_exprs, source, target, length, best), length)
+    pairs = _integer_pairs(lowering, word_exprs, sources.starts, source, target, best)
+    return _concatenate(lowering, pairs, length)
 
 
 def _high_shift_orders(bits: int) -> list[tuple[int, ...]]:
@@ -146,36 +153,52 @@ def _high_shift_orders(bits: int) -> list[tuple[int, ...]]:
 def _integer_pairs(
     lowering: Lowering,
     word_exprs: list[Expr],
+    starts: tuple[int, ...],
     source: DType,
     target: DType,
-    length: int,
     high_shifts: tuple[int, ...],
 ) -> list[Expr]:
-    """Each pair of ``source`` integers as one f16x2 / bf16x2 register (see ``integers_to_halves``)."""
+    """Each pair of ``source`` integers (element ``i`` the field at stream bit ``starts[i]``) as one
+    f16x2 / bf16x2 register (see ``integers_to_halves``)."""
     bits = source.nbits
     stream = Stream(lowering, word_exprs, bits)
-    fits = lambda position: position + bits <= target.mantissa_bits  # noqa: E731
-    pairs = []
-    for low, high in _pairs(length):
-        word, *placed = stream.pair_word(
-            stream.placements(low * bits, fits, RIGHT_FIRST),
-            stream.placements(high * bits, fits, high_shifts),
-        )
-        mask = flip = magic = 0
-        offsets = []
-        for half, placement in enumerate(placed):
-            exponent, magic_value = _magic(target, placement.position)
-            mask |= ((1 << bits) - 1) << (placement.position + HALF_BITS * half)
-            magic |= exponent << (HALF_BITS * half)
-            if source.is_signed:
-                flip |= 1 << (placement.position + bits - 1 + HALF_BITS * half)
-            offsets.append(magic_value + (2.0 ** (bits - 1) if source.is_signed else 0.0))
-        table = AND_XOR if source.is_signed else AND_OR
-        masked = lowering.define(
-            Lop3, "magic", a=word, b=Const(mask, uint32), c=Const(magic | flip, uint32), table=table
-        )
-        pairs.append(lowering.let("pair", binary("sub", Bitcast(target, 2, masked), offsets)))
-    return pairs
+    highest = target.mantissa_bits - bits  # the highest position at which a field fits under the magic
+    pairs = _pairs(len(starts))
+    twin_shifts = stream.twin_shifts(pairs, starts, 0, highest)
+    results = []
+    for low, high in pairs:
+        if low in twin_shifts:
+            shift = twin_shifts[low]
+            word = stream.shifted_word(shift, starts[low] // WORD_BITS, funnel=False)
+            positions = [starts[low] % WORD_BITS - shift] * 2
+        else:
+            word, *placed = stream.pair_word(
+                stream.placements(starts[low], lambda position: position <= highest, RIGHT_FIRST),
+                stream.placements(starts[high], lambda position: position <= highest, high_shifts),
+            )
+            positions = [placement.position for placement in placed]
+        results.append(_under_magic(lowering, word, positions, source, target))
+    return results
+
+
+def _under_magic(lowering: Lowering, word: Expr, positions: list[int], source: DType, target: DType) -> Expr:
+    """The pair whose low and high half of ``word`` hold the fields at ``positions``: one lop3 masks them
+    and ors the magic exponents in (flipping a signed field's sign bit), one packed subtract."""
+    bits = source.nbits
+    mask = flip = magic = 0
+    offsets = []
+    for half, position in enumerate(positions):
+        exponent, magic_value = _magic(target, position)
+        mask |= ((1 << bits) - 1) << (position + HALF_BITS * half)
+        magic |= exponent << (HALF_BITS * half)
+        if source.is_signed:
+            flip |= 1 << (position + bits - 1 + HALF_BITS * half)
+        offsets.append(magic_value + (2.0 ** (bits - 1) if source.is_signed else 0.0))
+    table = AND_XOR if source.is_signed else AND_OR
+    masked = lowering.define(
+        Lop3, "magic", a=word, b=Const(mask, uint32), c=Const(magic | flip, uint32), table=table
+    )
+    return lowering.let("pair", binary("sub", Bitcast(target, 2, masked), offsets))
 
 
 def _bytes_to_float16(lowering: Lowering, word_exprs: list[Expr], signed: bool, length: int) -> Expr:
@@ -267,19 +290,25 @@ def moves_exactly(source: DType, target: DType) -> bool:
 def small_floats_to_halves(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
     """Low-bit floats to f16x2 / bf16x2 by moving fields (see the module's docstring)."""
     source, length = value.type.dtype, vector_length(value.type)
-    bits, stride = source.value_bits, source.nbits
+    bits = source.value_bits
     magnitude_bits = source.exponent_bits + source.mantissa_bits
     top = HALF_BITS - bits  # the code's place: its top bit on the half's bit 15
-    stream = Stream(lowering, word_list(words(lowering, value)), bits)
+    sources = bit_sources(lowering, value)
+    starts = sources.starts
+    stream = Stream(lowering, word_list(words(lowering, sources.register)), bits)
     down = top - (target.mantissa_bits - source.mantissa_bits)
     magnitude_mask = _both_halves(*[((1 << magnitude_bits) - 1) << top] * 2)
     sign_mask = 0x8000_8000 if source.is_signed else 0
     pairs = []
+    twin_shifts = stream.twin_shifts(_pairs(length), starts, top, top)
     for low, high in _pairs(length):
-        word, _, _ = stream.pair_word(
-            stream.placements(low * stride, lambda position: position == top, LEFT_FIRST),
-            stream.placements(high * stride, lambda position: position == top, LEFT_FIRST),
-        )
+        if low in twin_shifts:
+            word = stream.shifted_word(twin_shifts[low], starts[low] // WORD_BITS, funnel=False)
+        else:
+            word, _, _ = stream.pair_word(
+                stream.placements(starts[low], lambda position: position == top, LEFT_FIRST),
+                stream.placements(starts[high], lambda position: position == top, LEFT_FIRST),
+            )
         magnitude = None
         if down:
             masked = lowering.define(

@@ -7,10 +7,17 @@ words, word 0 lowest). A ``prmt`` picks any four bytes of two words, so a field 
 shifted by a few bits (``shifted_word``: one shift per word, and a funnel from the neighbouring word only
 where the field needs its bits). ``pair_word`` searches the shifts in a preferred order for a placement of
 both fields that reads at most two words, which is one ``prmt``.
+
+*Twins* need no prmt: two fields at the same bit of the two halves of one word (a pre-layout can store the
+two elements of each f16x2 register so) are in place in the word itself, or in the word shifted by a few
+bits, where both move together. ``twin_shifts`` picks, for each word, the fewest shifts that bring all its
+twins to a position they fit at, so that the shifted words serve several pairs each.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,13 +27,17 @@ from tilevm.ir.thread import Prmt
 from tilevm.passes.lower.cast_words import WORD_BITS, binary
 from tilevm.passes.lower.lowering import Lowering
 
-__all__ = ["RIGHT_FIRST", "LEFT_FIRST", "Placement", "Stream"]
+__all__ = ["RIGHT_FIRST", "LEFT_FIRST", "Placement", "Stream", "fewest_shifts", "twins"]
 
 #: shifts to try, in order, for fields that should move down (integers: toward bit 0 of their half) ...
 RIGHT_FIRST = (0, 4, 2, 6, 1, 3, 5, 7, -4, -2, -6, -1, -3, -5, -7)
 #: ... and for fields that should move up (small floats: to the top of their half)
 LEFT_FIRST = (0, -4, -2, -6, -1, -3, -5, -7, 4, 2, 6, 1, 3, 5, 7)
 HALF_BITS = 16
+#: what a distinct position of twin fields costs beside a shift (``Stream.twin_shifts``): in the quantized
+#: GEMM's loop at 80 registers, int1 to float16 at 8 positions (one shift a word) spilled and took 7 SASS
+#: instructions more per iteration than at 4 positions (three shifts a word)
+POSITION_COST = 3
 #: a prmt selector nibble that picks byte 0 of its second operand, which is zero when that is the constant 0
 ZERO_BYTE = 4
 
@@ -114,6 +125,33 @@ class Stream:
                 return True
         return False
 
+    def twin_shifts(
+        self, pairs: Sequence[tuple[int, int]], starts: Sequence[int], lowest: int, highest: int
+    ) -> dict[int, int]:
+        """For each pair ``(low, high)`` of elements whose fields (starting at ``starts[low]`` and
+        ``starts[high]`` of the stream) are twins, keyed by ``low``: the right shift (left when negative)
+        of their word that puts both at a position from ``lowest`` to ``highest`` of their halves, the
+        shifts of each word the fewest that serve all its twins (``fewest_shifts``)."""
+        found = {low: starts[low] for low, high in pairs if twins(starts[low], starts[high], self.field_bits)}
+        offsets = defaultdict(set)
+        for start in found.values():
+            offsets[start // WORD_BITS].add(start % WORD_BITS)
+
+        def plan(top: int) -> dict[int, dict[int, int]]:
+            return {word: fewest_shifts(frozenset(used), lowest, top) for word, used in offsets.items()}
+
+        def cost(shifts: dict[int, dict[int, int]]) -> tuple[int, int]:
+            """The shifts, plus ``POSITION_COST`` for each distinct position: its magic constant takes a
+            register (a lop3 has one immediate, its mask) for as long as the casts run, and a loop that runs
+            short of registers materializes it again every iteration, or spills."""
+            count = sum(len(set(picks.values()) - {0}) for picks in shifts.values())
+            positions = {offset - shift for picks in shifts.values() for offset, shift in picks.items()}
+            return count + POSITION_COST * len(positions), count
+
+        # fewer positions (a narrower window) for more shifts: the cheapest in all
+        shifts = min((plan(top) for top in range(lowest, highest + 1)), key=cost)
+        return {low: shifts[start // WORD_BITS][start % WORD_BITS] for low, start in found.items()}
+
     def shifted_word(self, shift: int, index: int, funnel: bool) -> Expr:
         """Word ``index`` of the stream shifted right by ``shift`` bits (left when negative), with the bits
         that come from the neighbouring word only when ``funnel``."""
@@ -134,6 +172,31 @@ class Stream:
                 moved = BinaryExpr("or", moved, rest)
             self._shifted[key] = self.lowering.let("shifted", moved)
         return self._shifted[key]
+
+
+def twins(low: int, high: int, field_bits: int) -> bool:
+    """Whether fields starting at stream bits ``low`` and ``high`` sit at the same bit of the low and the
+    high half of one 32-bit word."""
+    return high == low + HALF_BITS and low % WORD_BITS + field_bits <= HALF_BITS
+
+
+@functools.cache
+def fewest_shifts(offsets: frozenset[int], lowest: int, highest: int) -> dict[int, int]:
+    """For each of the ``offsets`` (bits of a half where twin fields start), a shift of the word that puts
+    it at a position from ``lowest`` to ``highest``, with the fewest distinct nonzero shifts. Shift 0 (the
+    word itself, free) serves the offsets from ``lowest`` to ``highest``; a shift ``s`` serves a window of
+    the same width, ``s + lowest`` to ``s + highest``. The offsets below and above the free window are
+    covered apart, each side greedily from its lowest offset (a window starting at the first offset not yet
+    served), which takes the fewest windows."""
+    picks, window = {}, None
+    for offset in sorted(offsets):
+        if lowest <= offset <= highest:
+            picks[offset] = 0
+            continue
+        if window is None or not lowest <= offset - window <= highest:
+            window = offset - lowest
+        picks[offset] = window
+    return picks
 
 
 def _registers(placement: Placement) -> set[tuple[int, int]]:

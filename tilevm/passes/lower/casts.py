@@ -31,10 +31,25 @@ float32 -> f16 / bf16      cvt_pack (cvt.rn.f16x2.f32)                          
 float32 -> float8_e4m3     cvt_pack (cvt.rn.satfinite.e4m3x2.f32)                                   0.5
 =========================  =======================================================================  =====
 
-The elements come out in their natural order (element 0 in the low half), as ``convert`` promises. An
-interleaved order (elements i and i + 4 of a word in one register) would save the prmt of the
-nibble sequences (9 instructions per 8 int4 instead of 12); that is for a pre-layout of the weights to ask
-for.
+The elements come out in their natural order (element 0 in the low half), as ``convert`` promises. The
+low-bit sequences read each element's field where it comes from, through the gathers of a ``permute`` or
+a ``convert_layout`` (``cast_sources``). When the two fields of a pair are *twins*, at the same bits of
+the two halves of one word (the quantized GEMM's pre-layout stores 1-, 2- and 4-bit weights so), the pair
+needs no prmt: the word, shifted by a shift shared with the word's other twins, goes to the lop3
+(``tests/test_lower_casts_twins.py`` counts them; each position of a field needs its own magic constant
+in a register, so a few more shifts may buy fewer positions, ``cast_placement.POSITION_COST``):
+
+=========================  =======================================================================  =====
+twins                      sequence per two elements                                                /elem
+=========================  =======================================================================  =====
+(u)int4 -> float16         lop3 + sub; one shift per 8 elements                                     1.125
+(u)int2 -> float16         lop3 + sub; one shift per 16 elements                                    1.0625
+(u)int1 -> float16         lop3 + sub; three shifts per 32 elements (four magic constants)          1.09375
+(u)int4 -> bfloat16        lop3 + sub; three shifts per 8 elements                                  1.375
+(u)int2 -> bfloat16        lop3 + sub; two shifts per 16 elements                                   1.125
+(u)int1 -> bfloat16        lop3 + sub; three shifts per 32 elements (four magic constants)          1.09375
+float4_e2m1 -> f16 / bf16  lop3 + shift + lop3 (sign) + mul; three shifts per 8 elements            2.375
+=========================  =======================================================================  =====
 """
 
 from __future__ import annotations

@@ -106,6 +106,7 @@ class Lowering:
         self.handlers = handlers
         self.location: SourceLocation | None = None
         self._tiles: dict[Var, Expr] = {}
+        self._lets: dict[Var, Expr] = {}
         self._assigned = {
             instruction.destination
             for instruction in walk_instructions(program.body)
@@ -183,7 +184,15 @@ class Lowering:
         already a variable or a constant."""
         if isinstance(value, Var | Const):
             return value
-        return self.define(LetScalar, name, value=value)
+        variable = self.define(LetScalar, name, value=value)
+        self._lets[variable] = value
+        return variable
+
+    def let_value(self, variable: Expr) -> Expr | None:
+        """The expression that ``let`` bound to ``variable``, or None when ``variable`` is anything else (a
+        register declared mutable is not one: its value may change). A let's value never changes, so a
+        lowering may read through it (a cast reads its elements' bits through a ``gather``)."""
+        return self._lets.get(variable) if isinstance(variable, Var) else None
 
     @property
     def thread(self) -> Var:
