@@ -147,6 +147,7 @@ def prefill_plan(
         groups=1,
         x=x,
         weights=weights,
+        codes=a,
         accumulator=accumulator,
         group_rows=row_layout,  # read only when scale_on == "groups", which the prefill kernel never is
         weight_rows=row_layout,
