@@ -68,6 +68,7 @@ from tilevm.passes.lower.lowering import (
     tile_layout,
     vector_length,
 )
+from tilevm.passes.lower.packed_gather import packed_gather
 from tilevm.passes.lower.vectorize import AccessPlan, locals_in_runs, plan_access
 
 __all__ = ["HANDLERS", "checked_element"]
@@ -93,9 +94,9 @@ def _load_global(lowering: Lowering, instruction: LoadGlobal) -> None:
         value = pack_codes(codes, tensor.dtype)
     else:
         window, positions = _widest_window(lowering, instruction, window)
-        value = _concat(_load_groups(lowering, instruction, window, other))
+        value = _concat(lowering, _load_groups(lowering, instruction, window, other))
         if positions is not None:  # loaded in runs: back to the tile's order (a renaming of registers)
-            value = Gather((value,), positions)
+            value = packed_gather(lowering, (value,), positions)
     lowering.bind(instruction.output, lowering.let(instruction.output.name, value))
 
 
@@ -143,7 +144,7 @@ def _load_ragged(lowering: Lowering, window: ThreadWindow, plan: AccessPlan, loc
                      window.in_bounds(local + step))
             for step in range(0, plan.group, plan.unit)
         ]  # fmt: skip
-        lowering.emit(AssignScalar(variable=register, value=_concat(values)))
+        lowering.emit(AssignScalar(variable=register, value=_concat(lowering, values)))
     lowering.emit(If(condition=full, then_body=tuple(whole), else_body=tuple(elements)))
     return register
 
@@ -330,11 +331,11 @@ def _slice(value: Expr, start: int, count: int, length: int) -> Expr:
     return Gather((value,), tuple(range(start, start + count)))
 
 
-def _concat(pieces: list[Expr]) -> Expr:
+def _concat(lowering: Lowering, pieces: list[Expr]) -> Expr:
     if len(pieces) == 1:
         return pieces[0]
     total = sum(vector_length(piece.type) for piece in pieces)
-    return Gather(tuple(pieces), tuple(range(total)))
+    return packed_gather(lowering, pieces, range(total))
 
 
 HANDLERS: dict[type, Handler] = {
