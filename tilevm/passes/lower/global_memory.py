@@ -196,7 +196,7 @@ def _store_global(lowering: Lowering, instruction: StoreGlobal) -> None:
         store_through_words(lowering, window, value, writer, _pointer_divisibility(lowering, tensor))
         return
     for local in range(0, layout.local_size, plan.group):
-        piece = _slice(value, local, plan.group, layout.local_size)
+        piece = _slice(lowering, value, local, plan.group, layout.local_size)
         if plan.exact:
             _store_at(lowering, window, local, piece, binary("and", writer, window.in_bounds(local)))
         else:
@@ -211,7 +211,7 @@ def _store_ragged(
         _store_at(lowering, window, local, piece, writer)
     with lowering.collect() as elements:
         for step in range(0, plan.group, plan.unit):
-            unit = _slice(piece, step, plan.unit, plan.group)
+            unit = _slice(lowering, piece, step, plan.unit, plan.group)
             in_bounds = binary("and", writer, window.in_bounds(local + step))
             _store_at(lowering, window, local + step, unit, in_bounds)
     lowering.emit(If(condition=full, then_body=tuple(whole), else_body=tuple(elements)))
@@ -240,7 +240,7 @@ def _atomic_global(lowering: Lowering, instruction: AtomicGlobal) -> None:
         lowering.define(
             Atomic, "old", op=instruction.op,
             pointer=_byte_pointer(tensor.pointer, tensor.dtype, address),
-            value=_slice(value, local, 1, layout.local_size),
+            value=_slice(lowering, value, local, 1, layout.local_size),
             predicate=_predicate(binary("and", writer, window.in_bounds(local))),
         )  # fmt: skip
 
@@ -322,13 +322,13 @@ def _select(condition: Expr, if_true: Expr, if_false: Expr) -> Expr:
     return Bitcast(dtype, length, raw)
 
 
-def _slice(value: Expr, start: int, count: int, length: int) -> Expr:
+def _slice(lowering: Lowering, value: Expr, start: int, count: int, length: int) -> Expr:
     """Elements ``start`` to ``start + count`` of a register of ``length`` elements."""
     if count == length:
         return value
     if count == 1:
         return Element(value, start)
-    return Gather((value,), tuple(range(start, start + count)))
+    return packed_gather(lowering, (value,), range(start, start + count))
 
 
 def _concat(lowering: Lowering, pieces: list[Expr]) -> Expr:

@@ -107,22 +107,19 @@ def _in_words(bits: int, kind: str, lengths: list[int], count: int) -> bool:
 
 
 class _SourceWords:
-    """The sources' 32-bit words, each bound once on first use, and the result words built from them."""
+    """The sources' 32-bit words, each register's bound once (for all the gathers that read it), and the
+    result words built from them."""
 
     def __init__(self, lowering: Lowering, sources: tuple[Expr, ...], lengths: list[int], bits: int) -> None:
         self.lowering = lowering
         self.sources = sources
         self.counts = [length * bits // WORD_BITS for length in lengths]
-        self._registers: dict[int, Expr] = {}
 
     def source_word(self, source: int, index: int) -> Expr:
         """Word ``index`` of source ``source``."""
-        register = self._registers.get(source)
-        if register is None:
-            count = self.counts[source]
-            register = self.lowering.let("words", Bitcast(uint32, count, self.sources[source]))
-            self._registers[source] = register
-        return register if self.counts[source] == 1 else Element(register, index)
+        count = self.counts[source]
+        register = self.lowering.let_once("words", Bitcast(uint32, count, self.sources[source]))
+        return register if count == 1 else Element(register, index)
 
     def word(self, segments: list[Segment]) -> Expr:
         """The result word made of ``segments``."""
@@ -132,46 +129,71 @@ class _SourceWords:
         permuted = self._prmt(segments)
         if permuted is not None:
             return permuted
-        value = None
+        # segments moved by the same shift of the same source word share one shift and one mask
+        masks: dict[tuple[int, int, int], int] = {}
+        funnels: set[tuple[int, int, int]] = set()
         for segment in segments:
-            part = self._placed(segment)
-            value = part if value is None else BinaryExpr("or", value, part)
-        return self.lowering.let("word", value)
+            index, offset = divmod(segment.bit, WORD_BITS)
+            key = (segment.source, index, offset - segment.destination)
+            masks[key] = masks.get(key, 0) | ((1 << segment.length) - 1) << segment.destination
+            if offset + segment.length > WORD_BITS:
+                funnels.add(key)
+        parts = [self._placed(key, key in funnels, mask) for key, mask in masks.items()]
+        while len(parts) > 1:  # a balanced tree of ors: short dependency chains, shallow expressions
+            pairs = [BinaryExpr("or", *parts[index : index + 2]) for index in range(0, len(parts) - 1, 2)]
+            parts = pairs + parts[len(parts) - len(parts) % 2 :]
+        return self.lowering.let("word", parts[0])
 
     def _prmt(self, segments: list[Segment]) -> Expr | None:
-        """The word as one ``prmt`` of at most two source words, when every segment is whole bytes."""
+        """The word as ``prmt``s when every segment is whole bytes: one of the (at most two) source words
+        its bytes come from, or, from three or four words, one for each pair and one that merges them."""
         if any(segment.destination % 8 or segment.length % 8 or segment.bit % 8 for segment in segments):
             return None
-        operands: list[tuple[int, int]] = []
-        selector = 0
+        picks: dict[int, tuple[tuple[int, int], int]] = {}  # result byte -> ((source, word), byte of it)
         for segment in segments:
             for offset in range(0, segment.length, 8):
                 byte = (segment.bit + offset) // 8
-                word = (segment.source, byte // 4)
-                if word not in operands:
-                    operands.append(word)
-                nibble = 4 * operands.index(word) + byte % 4
-                selector |= nibble << (4 * ((segment.destination + offset) // 8))
-        if len(operands) > 2:
+                picks[(segment.destination + offset) // 8] = ((segment.source, byte // 4), byte % 4)
+        words = list(dict.fromkeys(word for word, _ in picks.values()))
+        if len(words) > 4:
             return None
-        a = self.source_word(*operands[0])
-        b = self.source_word(*operands[1]) if len(operands) == 2 else Const(0, uint32)
-        return self.lowering.define(Prmt, "word", a=a, b=b, selector=Const(selector, uint32))
+        pairs = [words[start : start + 2] for start in range(0, len(words), 2)]
+        halves = []
+        for pair in pairs:
+            registers = [self.source_word(*word) for word in pair]
+            chosen = {at: (pair.index(word), byte) for at, (word, byte) in picks.items() if word in pair}
+            halves.append(self._prmt_of(registers, chosen))
+        if len(halves) == 1:
+            return halves[0]
+        # each half holds its bytes at their result positions already: byte b of the first or the second
+        first = {at: (0 if word in pairs[0] else 1, at) for at, (word, _) in picks.items()}
+        return self._prmt_of(halves, first)
 
-    def _placed(self, segment: Segment) -> Expr:
-        """The segment's bits at its place in the result word, every other bit zero."""
-        index, offset = divmod(segment.bit, WORD_BITS)
-        word = self.source_word(segment.source, index)
-        shift = offset - segment.destination  # right when positive
-        if offset + segment.length > WORD_BITS:  # straddles two source words: a funnel shift (shift > 0)
-            following = self.source_word(segment.source, index + 1)
+    def _prmt_of(self, registers: list[Expr], picks: dict[int, tuple[int, int]]) -> Expr:
+        """One ``prmt`` whose byte ``at`` is byte ``byte`` of ``registers[number]`` for each ``at: (number,
+        byte)`` of ``picks`` (two registers at most; the bytes not picked are zero)."""
+        selector = 0
+        for at, (number, byte) in picks.items():
+            selector |= (4 * number + byte) << (4 * at)
+        for at in set(range(4)) - set(picks):
+            selector |= 4 << (4 * at)  # byte 0 of b: zero when b is the constant 0
+        b = registers[1] if len(registers) == 2 else Const(0, uint32)
+        return self.lowering.define(Prmt, "word", a=registers[0], b=b, selector=Const(selector, uint32))
+
+    def _placed(self, key: tuple[int, int, int], funnel: bool, mask: int) -> Expr:
+        """Word ``index`` of source ``source`` (``key``) shifted right by ``shift`` bits (left when
+        negative), with the bits of the next word after it when ``funnel`` (a funnel shift: segments that
+        straddle two source words, whose shift is then right), and every bit outside ``mask`` zero."""
+        source, index, shift = key
+        word = self.source_word(source, index)
+        if funnel:
+            following = self.source_word(source, index + 1)
             moved = BinaryExpr("or", _shift(word, shift), _shift(following, shift - WORD_BITS))
             zeros = 0
         else:
             moved = _shift(word, shift)
             # a right shift clears the top bits, a left one the bottom bits
             zeros = ~(_FULL >> shift) & _FULL if shift > 0 else (1 << -shift) - 1
-        mask = ((1 << segment.length) - 1) << segment.destination
         if (mask | zeros) == _FULL:
             return moved
         return BinaryExpr("and", moved, Const(mask, uint32))
