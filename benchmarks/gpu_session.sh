@@ -2,7 +2,7 @@
 # Everything the lent GPU machine runs in one call: the carried wheels installed, then the steps named on
 # the command line (default: all), each logged under $OUT. Run from the repository root:
 #
-#     bash benchmarks/gpu_session.sh [env] [tests] [examples] [crosscheck] [sanitize] [bench] [qgemm]
+#     bash benchmarks/gpu_session.sh [env] [tests] [examples] [crosscheck] [sanitize] [bench] [qgemm] [profile]
 #
 # The machine has torch, triton, cuda-python, pytest and ptxas, but not lark; llvmlite 0.50 travels too
 # (.whl/, see the device notes), installed under /tmp/site ahead of the machine's own packages.
@@ -64,6 +64,16 @@ for step in $steps; do
         ;;
     qgemm)
         run qgemm python3 benchmarks/qgemm.py --no-autotune --repeat-ms 20 --out "$OUT/qgemm.json"
+        ;;
+    profile)  # Nsight Compute on the quantized GEMM: one case a line of $PROFILE_CASES ("SHAPE BITS M [CONFIG]")
+        while read -r shape bits m config; do
+            [ -n "$shape" ] || continue
+            run profile ncu --clock-control none -k regex:_body --launch-skip 2 --launch-count 1 \
+                --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+                --section LaunchStats --section WarpStateStats --section SchedulerStats \
+                --section ComputeWorkloadAnalysis --section InstructionStats \
+                python3 benchmarks/qgemm_profile.py --shape "$shape" --bits "$bits" --m "$m" --config "$config"
+        done <<<"${PROFILE_CASES:-28672x8192 4 1}"
         ;;
     *) echo "unknown step $step" ;;
     esac

@@ -22,19 +22,25 @@ GROUP = 128
 
 def sweep_configs(bits: int, block_m: int) -> list[object]:
     """The configurations swept for ``bits``-bit codes: warps across k and columns, tiles a warp, chunks
-    an iteration (up to 256 values of k, 512 for the widths whose chunk is 512), prefetch and split-k."""
+    an iteration (up to 256 values of k, 512 for the widths whose chunk is 512), prefetch, split-k, the
+    persistent grid and the shared-memory ring of weights."""
     from tilevm.ops.qgemm import QGemmConfig, prelayout
 
     chunk = prelayout.chunk_k(bits)
     chunk_counts = [c for c in (1, 2, 4, 8) if c * chunk <= max(256, chunk) and (c * chunk) % GROUP == 0]
     warps = ((8, 4), (4, 4), (8, 8), (4, 2), (8, 2))
     configs = []
-    for (num_warps, k_warps), n_tiles, chunks, prefetch, split_k in itertools.product(
-        warps, (1, 2, 4), chunk_counts, (True, False), (1, 2, 4)
+    # (split_k, stream_k, stages)
+    splits = ((1, False, 0), (2, False, 0), (4, False, 0), (1, True, 0), (1, False, 3), (2, False, 3))
+    for (num_warps, k_warps), n_tiles, chunks, prefetch, (split_k, stream_k, stages) in itertools.product(
+        warps, (1, 2, 4), chunk_counts, (True, False), splits
     ):
-        if n_tiles * chunks * chunk * (1 + prefetch) > 1024:
+        if n_tiles * chunks * chunk * (1 + (prefetch and not stages)) > 1024:
             continue  # registers spill
-        configs.append(QGemmConfig(num_warps, n_tiles, block_m, chunks, prefetch, k_warps, split_k))
+        config = QGemmConfig(
+            num_warps, n_tiles, block_m, chunks, prefetch, k_warps, split_k, stream_k, stages
+        )
+        configs.append(config)
     return configs
 
 
@@ -52,6 +58,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8, help="rows printed per shape")
     parser.add_argument("--repeat-ms", type=int, default=20)
     parser.add_argument("--out", help="write every timing here as JSON")
+    parser.add_argument("--only", default="", help="time only the configurations whose repr has this text")
     arguments = parser.parse_args()
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
@@ -72,6 +79,8 @@ def main() -> None:
         default = default_config(m, n, k, bits, "cuda", GROUP)
         rows = []
         for config in dict.fromkeys([default, *sweep_configs(bits, default.block_m)]):
+            if config != default and arguments.only not in repr(config):
+                continue
 
             def run(config=config, x=x, packed=packed, scales=scales, code=code, n=n):
                 return qgemm(x, packed, scales, code_dtype=code, n=n, group_size=GROUP, config=config)

@@ -141,3 +141,32 @@ def test_a_name_bound_to_a_loop_carried_value_keeps_it_when_the_value_is_reassig
     pipelined[(1,)](x, sums, previous, 4)
     torch.testing.assert_close(sums, x.double().reshape(5, 32)[:4].sum(dim=0).float())  # float32 sums of 4
     assert previous.tolist() == [3]
+
+
+def test_a_loop_carried_value_reassigned_in_a_branch_keeps_the_update():
+    # ``current = buffer`` then ``if ...: buffer = <next>``: the branch assigns the loop's own variable
+    # (the update reaches the next iteration), and current keeps the old value; for tiles and scalars
+    @tv.kernel(num_warps=1)
+    def pipelined(x: tv.Tensor, sums: tv.Tensor, seen: tv.Tensor, n: int, skip: int):
+        acc = tv.register_tensor(tv.float32, [32], init=0.0)
+        buffer = tv.load_global(x, offsets=[0], shape=[32])
+        index = 0
+        total = 0
+        for i in range(n):
+            current = buffer
+            current_index = index
+            if i != skip:
+                buffer = tv.load_global(x, offsets=[(i + 1) * 32], shape=[32])
+                index = i + 1
+            acc = acc + current
+            total = total + current_index
+        tv.store_global(sums, acc, offsets=[0])
+        tv.store_global(seen, tv.register_tensor(tv.int32, [1], init=total), offsets=[0])
+
+    x = torch.randn(7 * 32, generator=torch.Generator().manual_seed(4))
+    sums, seen = torch.full((32,), float("nan")), torch.full((1,), -1, dtype=torch.int32)
+    pipelined[(1,)](x, sums, seen, 6, 2)
+    # iteration i adds the chunk loaded last: chunks 0, 1, 2, then 2 again (iteration 2 loads nothing), 4, 5
+    chunks = [0, 1, 2, 2, 4, 5]
+    torch.testing.assert_close(sums, x.double().reshape(7, 32)[chunks].sum(dim=0).float())
+    assert seen.tolist() == [sum(chunks)]

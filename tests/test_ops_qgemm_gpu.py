@@ -4,6 +4,7 @@ bound)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from test_ops_qgemm import check, make_inputs, run_qgemm
 
 import tilevm as tv
-from tilevm.ops.qgemm import QGemmConfig, search_space
+from tilevm.ops.qgemm import QGemmConfig, default_config, search_space
 
 SHAPES = [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672)]
 #: (code, scale kind, group size): integer widths, MX fp4 / fp8 (e8m0, 32), NVFP4 (ue4m3, 16), per channel
@@ -61,11 +62,37 @@ def test_qgemm_with_more_rows_on_the_gpu(m: int) -> None:
 
 
 @pytest.mark.gpu
-def test_split_k_under_cuda_graphs_and_on_two_streams() -> None:
-    """Split-K's workspace and counters first met inside a graph capture (allocated in the graph's pool,
-    zeroed by a node of the graph), replayed twice; then the same configuration eagerly on the capture
-    stream and on another stream: every result against the float64 reference."""
-    config = QGemmConfig(num_warps=4, n_tiles=1, block_m=8, chunks=2, prefetch=True, k_warps=4, split_k=3)
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+@pytest.mark.parametrize("code", [tv.int4, tv.int2, tv.int8, tv.uint3], ids=str)
+@pytest.mark.parametrize("variant", [{"split_k": 1, "stream_k": True}, {"stages": 3}], ids=str)
+def test_persistent_grid_and_weight_ring_at_benchmark_shapes(
+    n: int, k: int, code: tv.DType, variant: dict
+) -> None:
+    """The persistent grid (as many blocks as the GPU runs at once, sharing the tiles' iterations) and the
+    weights through a ring of shared memory, under the default configuration's tiling, with and without
+    prefetch."""
+    inputs = make_inputs(code, torch.float16, "compute", 128, 16, n, k, bias=True, seed=n + k, device="cuda")
+    for m, prefetch in ((1, False), (16, True)):
+        default = default_config(m, n, k, code.nbits, "cuda", 128)
+        config = dataclasses.replace(default, **variant, prefetch=prefetch)
+        rows = {**inputs, "x": inputs["x"][:m]}
+        check(rows, run_qgemm(rows, code, 128, config))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "config",
+    [
+        QGemmConfig(num_warps=4, n_tiles=1, block_m=8, chunks=2, prefetch=True, k_warps=4, split_k=3),
+        QGemmConfig(num_warps=8, n_tiles=1, block_m=8, chunks=2, prefetch=False, k_warps=8, stream_k=True),
+    ],
+    ids=str,
+)
+def test_split_k_under_cuda_graphs_and_on_two_streams(config: QGemmConfig) -> None:
+    """Split-K's (and the persistent grid's) workspace and counters first met inside a graph capture
+    (allocated in the graph's pool, zeroed by a node of the graph), replayed twice; then the same
+    configuration eagerly on the capture stream and on another stream: every result against the float64
+    reference."""
     inputs = make_inputs(
         tv.int4, torch.float16, "compute", 128, 3, 520, 4096, bias=True, seed=9, device="cuda"
     )

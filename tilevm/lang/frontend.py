@@ -238,7 +238,14 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     def make_mutable(self, name: str, value: object) -> None:
         if python_scalar(value):
             self.env[name] = self.declare_scalar(name, constant(value))
-        elif not is_ir(value) or self.owns_mutable(name, value):
+        elif not is_ir(value):
+            return
+        elif value.uid in self.mutable and self.owner.get(value.uid) == name:
+            # already ``name``'s variable, which an enclosing loop may carry: it must stay the one this
+            # region assigns (a new one would drop the update), so the other names that hold it
+            # (``current = buffer`` before ``if ...: buffer = next_load``) keep a copy of its value instead
+            self.keep_old_value(name, value)
+        elif self.owns_mutable(name, value):
             return
         elif isinstance(value.type, ScalarType):
             self.env[name] = self.declare_scalar(name, value)

@@ -202,6 +202,18 @@ class Kernel:
         take the other arguments and bind only them."""
         return PartialKernel(self, fixed)
 
+    def blocks_per_multiprocessor(self, *args: object, **kwargs: object) -> int:
+        """How many blocks of the specialization these arguments select one multiprocessor of their GPU runs
+        at once (compiled and loaded now if needed): what a persistent grid is sized by. The arguments are
+        a launch's; they must be CUDA tensors."""
+        values = bind_arguments(self.signature, args, kwargs)
+        device = _common_device(values)
+        if device.type != "cuda":
+            raise LaunchError(
+                f"{self.function.__name__}.blocks_per_multiprocessor needs CUDA tensors, got {device}"
+            )
+        return self.compiled(values, device).launch_on(device, self.names).blocks_per_multiprocessor()
+
     def ir(self, *args: object, **kwargs: object) -> Program:
         """The Tile IR program for a launch with these arguments (compiled if needed): the front end's
         program after every Tile IR pass (``tilevm.passes.TILE_PASSES``), with layouts and a shared-memory

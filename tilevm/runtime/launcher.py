@@ -119,6 +119,10 @@ class CudaLaunch:
         )
         return True
 
+    def blocks_per_multiprocessor(self) -> int:
+        """How many blocks one multiprocessor of the GPU runs at once."""
+        return self.launcher.blocks_per_multiprocessor()
+
     def run(self, grid: tuple[int, ...], values: dict[str, object]) -> None:
         """Launch with the slow path's bound arguments."""
         flat = flat_values(self.specialization.parameters, values, addresses=True)

@@ -31,6 +31,12 @@ class QGemmConfig:
       iteration must hold whole scale groups (``kernel.plan_error``).
     - ``prefetch``: load the next iteration's weights and X before computing this one's (registers double
       buffered), so that a load's latency overlaps a whole iteration of work.
+    - ``stream_k``: a persistent grid of as many blocks as the GPU runs at once, which share the tiles'
+      iterations in equal runs (a tile split between blocks adds their partial sums in a float32
+      workspace), so that no wave is left part full; ``split_k`` is then 1.
+    - ``stages``: 0 loads the weights into registers; 2 to 4 copy them into a ring of that many windows
+      of shared memory (``cp.async``), ``stages - 1`` iterations ahead, holding no registers for them
+      (``prefetch`` then applies to X only). Not with ``stream_k``.
     """
 
     num_warps: int = 4
@@ -40,6 +46,8 @@ class QGemmConfig:
     prefetch: bool = True
     k_warps: int = 1
     split_k: int = 1
+    stream_k: bool = False
+    stages: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in SEARCH_SPACE.items():
@@ -49,6 +57,12 @@ class QGemmConfig:
                 )
         if self.num_warps % self.k_warps:
             raise ValueError(f"QGemmConfig.k_warps={self.k_warps} must divide num_warps={self.num_warps}")
+        if self.stream_k and self.stages:
+            raise ValueError(f"QGemmConfig.stream_k takes stages=0, got stages={self.stages}")
+        if self.stream_k and self.split_k != 1:
+            raise ValueError(
+                f"QGemmConfig.stream_k shares k between blocks itself: split_k must be 1, got {self.split_k}"
+            )
 
     @property
     def n_warps(self) -> int:
@@ -70,6 +84,8 @@ SEARCH_SPACE: dict[str, tuple[object, ...]] = {
     "prefetch": (False, True),
     "k_warps": (1, 2, 4, 8),
     "split_k": (1, 2, 3, 4, 6, 8),
+    "stream_k": (False, True),
+    "stages": (0, 2, 3, 4),
 }
 
 
@@ -79,7 +95,12 @@ def search_space(m: int) -> list[QGemmConfig]:
     rows = [size for size in SEARCH_SPACE["block_m"] if size < m + 8] or [8]
     fields = [SEARCH_SPACE[name] if name != "block_m" else tuple(rows) for name in SEARCH_SPACE]
     configs = (dict(zip(SEARCH_SPACE, values)) for values in itertools.product(*fields))
-    return [QGemmConfig(**config) for config in configs if config["num_warps"] % config["k_warps"] == 0]
+    return [
+        QGemmConfig(**config)
+        for config in configs
+        if config["num_warps"] % config["k_warps"] == 0
+        and not (config["stream_k"] and (config["split_k"] > 1 or config["stages"]))
+    ]
 
 
 @functools.cache

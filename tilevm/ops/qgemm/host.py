@@ -60,6 +60,8 @@ class QGemmLaunch:
             config.chunks,
             group_size,
             k,
+            config.stream_k,
+            config.stages,
         )
         # what the kernel reads in place of an absent tensor (never read: any tensor does)
         placeholder = scales
@@ -77,10 +79,14 @@ class QGemmLaunch:
         }
         if not has_bias:
             self.fixed["bias"] = placeholder
-        if config.split_k == 1:
+        self.shares_tiles = config.split_k > 1 or config.stream_k  # blocks add partial tiles
+        if not self.shares_tiles:
             self.fixed["workspace"] = self.fixed["counters"] = placeholder
         self.config = config
         self.split_k = config.split_k
+        self.iterations = -(-packed.shape[1] // (config.k_warps * config.chunks))  # a tile's iterations
+        #: the blocks of a persistent grid (``stream_k``) on this GPU, found at the first launch
+        self.resident_blocks = 0
         self.device = packed.device
         self.n = n
         self.columns = -(-n // config.block_n)  # the grid's first axis
@@ -123,7 +129,7 @@ class QGemmLaunch:
         if out is None:
             out = torch.empty((m, self.n), dtype=x.dtype, device=self.device)
         grid = (self.columns, -(-m // self.block_m), self.split_k)
-        if bias is None and self.split_k == 1 and self.partial is not None:
+        if bias is None and not self.shares_tiles and self.partial is not None:
             self.partial.launch(grid, x, out)  # decode without bias or split-K: x and out only
             return out
         free: dict[str, torch.Tensor] = {"out": out}
@@ -133,7 +139,15 @@ class QGemmLaunch:
                 row = bias.view(1, self.n)
                 self._bias_row = (bias, row)
             free["bias"] = row
-        if self.split_k > 1:
+        if self.config.stream_k:
+            tiles = grid[0] * grid[1]
+            blocks = min(tiles * self.iterations, self._resident_blocks(x, free))
+            grid = (blocks, 1, 1)
+            workspace, free["counters"] = split_workspace(
+                self.device, blocks * 2, self.block_m, self.config.block_n, tiles
+            )
+            free["workspace"] = workspace.view(blocks, 2, self.block_m, self.config.block_n)
+        elif self.split_k > 1:
             free["workspace"], free["counters"] = split_workspace(
                 self.device, self.split_k, m, self.n, grid[0] * grid[1]
             )
@@ -143,12 +157,29 @@ class QGemmLaunch:
             self.kernel.launch(grid, x, **free, **self.fixed)
         return out
 
+    def _resident_blocks(self, x: torch.Tensor, free: dict[str, torch.Tensor]) -> int:
+        """The blocks of the persistent grid: as many as the GPU runs at once (asked of the driver at the
+        first launch, which compiles the kernel), or 7 in the interpreter (a ragged split, whose tiles
+        are shared by one to three blocks)."""
+        if self.device.type != "cuda":
+            return 7
+        if not self.resident_blocks:
+            workspace, counters = split_workspace(self.device, 2, self.block_m, self.config.block_n, 1)
+            workspace = workspace.view(1, 2, self.block_m, self.config.block_n)
+            arguments = {**self.fixed, **free, "workspace": workspace, "counters": counters}
+            per_multiprocessor = self.kernel.blocks_per_multiprocessor(x, **arguments)
+            sms = torch.cuda.get_device_properties(self.device).multi_processor_count
+            self.resident_blocks = max(1, per_multiprocessor) * sms
+        return self.resident_blocks
+
 
 def split_workspace(
     device: torch.device, split_k: int, m: int, n: int, tiles: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``[split_k, m, n]`` float32 workspace of the blocks' partial tiles and ``tiles`` zero counters:
-    CUDA buffers reused launch after launch (``workspace``), fresh ones for the interpreter."""
+    CUDA buffers reused launch after launch (``workspace``), fresh ones for the interpreter. A persistent
+    grid's workspace is ``[2 * blocks, block_m, block_n]``, seen by the kernel as ``[blocks, 2, block_m,
+    block_n]``."""
     if device.type != "cuda":
         return torch.empty(split_k, m, n, device=device), torch.zeros(tiles, dtype=torch.int32, device=device)
     workspace, counters = split_buffers(device, split_k * m * n, tiles)

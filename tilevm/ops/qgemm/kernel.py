@@ -62,6 +62,8 @@ class KernelPlan:
     n_warps: int  # warps across the block's columns
     k_warps: int  # warps across k (slices of an iteration)
     split_k: int  # blocks across k
+    stream_k: bool  # a persistent grid sharing the (tile, iteration) units evenly
+    stages: int  # 0: the weights load into registers; else a ring of this many windows in shared memory
     chunks: int  # pre-layout chunks a slice takes an iteration
     loads: int  # 16-byte loads a thread makes per chunk and m16 atom
     kc: int  # values of k a slice takes an iteration
@@ -117,6 +119,8 @@ def kernel_plan(
     chunks: int,
     group_size: int,
     k: int,
+    stream_k: bool = False,
+    stages: int = 0,
 ) -> KernelPlan:
     """The plan for codes of ``bits`` bits, groups of ``group_size`` values of k (``k``: per channel) under
     a configuration (``QGemmConfig``'s fields; ``plan_error`` says which cannot be planned). Cached: a
@@ -180,6 +184,8 @@ def kernel_plan(
         n_warps=n_warps,
         k_warps=k_warps,
         split_k=split_k,
+        stream_k=stream_k,
+        stages=stages,
         chunks=chunks,
         loads=prelayout.loads_per_chunk(bits),
         kc=kc,
@@ -200,10 +206,17 @@ def kernel_plan(
 def _loads(x, packed, m0, chunk0, group0, PLAN):
     """An iteration's windows from chunk ``chunk0`` on, in their pinned layouts: X ``[block_m, k_warps *
     kc]`` and the packed bytes ``[block_n // 16, k_warps * chunks, loads, 32, 16]``."""
-    k0 = chunk0 // PLAN.chunks * PLAN.kc
-    window = tv.load_global(x, offsets=[m0, k0], shape=[PLAN.block_m, PLAN.k_warps * PLAN.kc], layout=PLAN.x)
     shape = [PLAN.block_n // 16, PLAN.k_warps * PLAN.chunks, PLAN.loads, 32, 16]
-    return window, tv.load_global(packed, offsets=[group0, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
+    weights = tv.load_global(packed, offsets=[group0, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
+    return _x_window(x, m0, chunk0, PLAN), weights
+
+
+@tv.func
+def _x_window(x, m0, chunk0, PLAN):
+    """X's window ``[block_m, k_warps * kc]`` of the iteration from chunk ``chunk0`` on, in its pinned
+    layout."""
+    k0 = chunk0 // PLAN.chunks * PLAN.kc
+    return tv.load_global(x, offsets=[m0, k0], shape=[PLAN.block_m, PLAN.k_warps * PLAN.kc], layout=PLAN.x)
 
 
 @tv.func
@@ -281,6 +294,14 @@ def _accumulated(acc, w, b, scales, row0, n0, PLAN):
 
 
 @tv.func
+def _step(acc, x_now, w_now, scales, zeros, row0, n0, CODE, HAS_ZEROS, PLAN):
+    """``acc`` plus one iteration's loaded windows: the codes cast and dequantized, then the dot."""
+    codes = tv.cast(_codes(w_now, CODE, PLAN), x_now.dtype)
+    w = _dequantized(codes, scales, zeros, row0, n0, HAS_ZEROS, PLAN)
+    return _accumulated(acc, w, _activations(x_now, PLAN), scales, row0, n0, PLAN)
+
+
+@tv.func
 def _block_sum(acc, scales, n0, PLAN):
     """The block's ``[block_m, block_n]`` float32 sum: its slices' and groups' partial sums added, times the
     scales when they are per channel."""
@@ -338,6 +359,25 @@ def _body(
     PREFETCH: tv.constexpr,
     PLAN: tv.constexpr,
 ):
+    if PLAN.stream_k:
+        _streamed(
+            x, packed, scales, zeros, global_scale, bias, out, workspace, counters,
+            CODE, HAS_ZEROS, HAS_GLOBAL_SCALE, HAS_BIAS, PREFETCH, PLAN,
+        )  # fmt: skip
+    else:
+        _gridded(
+            x, packed, scales, zeros, global_scale, bias, out, workspace, counters,
+            CODE, HAS_ZEROS, HAS_GLOBAL_SCALE, HAS_BIAS, PREFETCH, PLAN,
+        )  # fmt: skip
+
+
+@tv.func
+def _gridded(
+    x, packed, scales, zeros, global_scale, bias, out, workspace, counters,
+    CODE, HAS_ZEROS, HAS_GLOBAL_SCALE, HAS_BIAS, PREFETCH, PLAN,
+):  # fmt: skip
+    """A grid of a block per tile of ``block_m`` rows and ``block_n`` columns, and per run of its
+    iterations with ``split_k`` (the blocks of a tile then add their partial tiles: ``_split_epilogue``)."""
     m0, n0 = tv.block_idx(1) * PLAN.block_m, tv.block_idx(0) * PLAN.block_n
     group0 = tv.block_idx(0) * (PLAN.block_n // 16)
     step = PLAN.k_warps * PLAN.chunks  # chunks an iteration
@@ -348,17 +388,20 @@ def _body(
     acc = tv.register_tensor(
         tv.float32, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m], init=0.0, layout=PLAN.accumulator
     )
-    if PREFETCH:
-        x_next, w_next = _loads(x, packed, m0, first * step, group0, PLAN)
-    for i in range(first, last):
-        if PREFETCH:  # the next iteration's operands load while this one computes
-            x_now, w_now = x_next, w_next
-            x_next, w_next = _loads(x, packed, m0, (i + 1) * step, group0, PLAN)
-        else:
-            x_now, w_now = _loads(x, packed, m0, i * step, group0, PLAN)
-        codes = tv.cast(_codes(w_now, CODE, PLAN), x.dtype)
-        w = _dequantized(codes, scales, zeros, i * PLAN.row_step, n0, HAS_ZEROS, PLAN)
-        acc = _accumulated(acc, w, _activations(x_now, PLAN), scales, i * PLAN.row_step, n0, PLAN)
+    if PLAN.stages:
+        acc = _ring_loop(
+            acc, x, packed, scales, zeros, m0, n0, group0, first, last, CODE, HAS_ZEROS, PREFETCH, PLAN
+        )
+    else:
+        if PREFETCH:
+            x_next, w_next = _loads(x, packed, m0, first * step, group0, PLAN)
+        for i in range(first, last):
+            if PREFETCH:  # the next iteration's operands load while this one computes
+                x_now, w_now = x_next, w_next
+                x_next, w_next = _loads(x, packed, m0, (i + 1) * step, group0, PLAN)
+            else:
+                x_now, w_now = _loads(x, packed, m0, i * step, group0, PLAN)
+            acc = _step(acc, x_now, w_now, scales, zeros, i * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
     total = _block_sum(acc, scales, n0, PLAN)
     if PLAN.split_k == 1:
         _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
@@ -366,6 +409,132 @@ def _body(
         _split_epilogue(
             total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN
         )
+
+
+@tv.func
+def _ring_loop(acc, x, packed, scales, zeros, m0, n0, group0, first, last, CODE, HAS_ZEROS, PREFETCH, PLAN):
+    """The iterations ``first .. last`` with the weights copied to shared memory ahead of use: a ring of
+    ``stages`` windows, ``stages - 1`` iterations' copies (``cp.async``, 16 bytes a thread) in flight while
+    one is decoded, with no registers held for them. X goes through registers (prefetched with
+    ``PREFETCH``): every block reads the same X, from L2."""
+    step = PLAN.k_warps * PLAN.chunks
+    shape = [PLAN.block_n // 16, step, PLAN.loads, 32, 16]
+    ring = tv.shared_tensor(tv.uint8, [PLAN.stages, *shape])
+    for stage in tv.static_range(PLAN.stages - 1):
+        slot = tv.slice_shared(ring, [stage, 0, 0, 0, 0, 0], shape)
+        tv.copy_async(slot, packed, offsets=[group0, (first + stage) * step, 0, 0, 0])
+        tv.copy_async_commit()
+    if PREFETCH:
+        x_next = _x_window(x, m0, first * step, PLAN)
+    for i in range(first, last):
+        tv.copy_async_wait(PLAN.stages - 2)  # this iteration's copy has landed, for this thread ...
+        tv.sync()  # ... and for every thread; all are done with the slot the next copy refills
+        ahead = i + PLAN.stages - 1
+        refilled = tv.slice_shared(ring, [(ahead - first) % PLAN.stages, 0, 0, 0, 0, 0], shape)
+        tv.copy_async(refilled, packed, offsets=[group0, ahead * step, 0, 0, 0])
+        tv.copy_async_commit()
+        current = tv.slice_shared(ring, [(i - first) % PLAN.stages, 0, 0, 0, 0, 0], shape)
+        w_now = tv.load_shared(current, layout=PLAN.weights)
+        if PREFETCH:
+            x_now = x_next
+            x_next = _x_window(x, m0, (i + 1) * step, PLAN)
+        else:
+            x_now = _x_window(x, m0, i * step, PLAN)
+        acc = _step(acc, x_now, w_now, scales, zeros, i * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
+    tv.copy_async_wait(0)
+    return acc
+
+
+@tv.func
+def _streamed(
+    x, packed, scales, zeros, global_scale, bias, out, workspace, counters,
+    CODE, HAS_ZEROS, HAS_GLOBAL_SCALE, HAS_BIAS, PREFETCH, PLAN,
+):  # fmt: skip
+    """The persistent grid: the ``tiles * iterations`` units (a tile's iteration), tile by tile, are shared
+    in equal runs by the blocks of a one-dimensional grid, so that every block streams the same number of
+    bytes (no partial last wave). A block's loads run one unit ahead within a tile; the next tile's first
+    loads wait for the epilogue, whose registers they would otherwise take. A tile that
+    one block covers is stored by it; the blocks that share a tile each store their float32 partial tile
+    (in their slot 0 for their first tile, 1 for their last) and draw a ticket, and the last adds the
+    partial tiles in block order (``_stream_fixup``)."""
+    step = PLAN.k_warps * PLAN.chunks  # chunks an iteration
+    iterations = tv.cdiv(packed.shape[1], step)
+    columns = tv.cdiv(out.shape[1], PLAN.block_n)
+    units = columns * tv.cdiv(out.shape[0], PLAN.block_m) * iterations
+    per_block = tv.cdiv(units, tv.num_blocks(0))
+    first = tv.block_idx(0) * per_block
+    last = tv.minimum(first + per_block, units)
+    tile = first // iterations
+    j = first - tile * iterations  # the unit's iteration of its tile
+    tile_start = j  # the first iteration of the current tile that this block computes
+    tn, tm = tile % columns, tile // columns
+    acc = tv.register_tensor(
+        tv.float32, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m], init=0.0, layout=PLAN.accumulator
+    )
+    if PREFETCH:
+        x_next, w_next = _loads(x, packed, tm * PLAN.block_m, j * step, tn * (PLAN.block_n // 16), PLAN)
+    for u in range(first, last):
+        j_next, tn_next, tm_next = j + 1, tn, tm
+        if j_next == iterations:
+            j_next, tn_next = 0, tn + 1
+            if tn_next == columns:
+                tn_next, tm_next = 0, tm + 1
+        group = tn_next * (PLAN.block_n // 16)
+        if PREFETCH:  # the next unit's operands load while this one computes, within a tile
+            x_now, w_now = x_next, w_next
+            if j_next != 0 and u != last - 1:
+                x_next, w_next = _loads(x, packed, tm_next * PLAN.block_m, j_next * step, group, PLAN)
+        else:
+            x_now, w_now = _loads(x, packed, tm * PLAN.block_m, j * step, tn * (PLAN.block_n // 16), PLAN)
+        m0, n0 = tm * PLAN.block_m, tn * PLAN.block_n
+        acc = _step(acc, x_now, w_now, scales, zeros, j * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
+        if j_next == 0 or u == last - 1:  # the tile ends here for this block
+            total = _block_sum(acc, scales, n0, PLAN)
+            if tile_start == 0 and j == iterations - 1:
+                _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
+            else:
+                _stream_fixup(
+                    total, workspace, counters, global_scale, bias, out, m0, n0, tile, first, per_block,
+                    iterations, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN,
+                )  # fmt: skip
+            acc = tv.register_tensor(
+                tv.float32,
+                [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m],
+                init=0.0,
+                layout=PLAN.accumulator,
+            )
+            tile, tile_start = tile + 1, 0
+            if PREFETCH:  # the next tile's first loads, issued after the epilogue: its registers are free
+                x_next, w_next = _loads(x, packed, tm_next * PLAN.block_m, j_next * step, group, PLAN)
+        j, tn, tm = j_next, tn_next, tm_next
+
+
+@tv.func
+def _stream_fixup(
+    total, workspace, counters, global_scale, bias, out, m0, n0, tile, first, per_block, iterations,
+    HAS_GLOBAL_SCALE, HAS_BIAS, PLAN,
+):  # fmt: skip
+    """A tile that several blocks of the persistent grid share: this block's partial tile goes to its slot
+    of ``workspace [blocks, 2, block_m, block_n]`` (0 for its first tile, 1 for its last), then it draws a
+    ticket; the last of the tile's blocks resets the counter, adds the partial tiles in block order (the
+    result does not depend on which finishes last) and runs the epilogue."""
+    slot = 0
+    if first < tile * iterations:
+        slot = 1
+    shape = [PLAN.block_m, PLAN.block_n]
+    tv.store_global(workspace, total, offsets=[tv.block_idx(0), slot, 0, 0], dims=[2, 3])
+    first_block = tile * iterations // per_block
+    last_block = ((tile + 1) * iterations - 1) // per_block
+    ticket = tv.atomic_add_scalar(counters, tile, 1)
+    if ticket == last_block - first_block:
+        tv.atomic_exchange_scalar(counters, tile, 0)
+        result = tv.register_tensor(tv.float32, shape, init=0.0)
+        for block in range(first_block, last_block + 1):
+            part = 0
+            if block * per_block < tile * iterations:
+                part = 1
+            result = result + tv.load_global(workspace, offsets=[block, part, 0, 0], shape=shape, dims=[2, 3])
+        _epilogue(result, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
 
 
 #: one kernel per warp count (a block's thread count is fixed when a kernel is made)

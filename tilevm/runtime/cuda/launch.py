@@ -15,7 +15,7 @@ from typing import Any
 
 from tilevm.codegen import CompiledPtx
 from tilevm.errors import LaunchError
-from tilevm.runtime.cuda.driver import bindings, current_context, raise_error
+from tilevm.runtime.cuda.driver import bindings, check, current_context, raise_error
 from tilevm.runtime.cuda.module import LoadedKernel, load
 from tilevm.runtime.cuda.parameters import ParameterBuffer
 
@@ -86,6 +86,19 @@ class CudaLauncher:
             result = self._submit(x, y, z, stream)
             if result:
                 self._retry(result, x, y, z, stream)
+
+    def blocks_per_multiprocessor(self) -> int:
+        """How many blocks of this kernel one multiprocessor runs at once, as its registers, shared memory
+        and threads allow (``cuOccupancyMaxActiveBlocksPerMultiprocessor``)."""
+        driver = bindings()
+        with current_context(self.device_index):
+            return check(
+                driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                    self._function, self._num_threads, self._shared_bytes
+                ),
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+                self.name,
+            )
 
     def _submit(self, x: int, y: int, z: int, stream: int) -> Any:
         """One cuLaunchKernel of the filled parameters; its CUresult."""

@@ -1,0 +1,59 @@
+"""One quantized GEMM launched a few times, for a profiler to read (Nsight Compute's hardware counters).
+
+    ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
+        python benchmarks/qgemm_profile.py --shape 28672x8192 --bits 4 --m 1
+
+The weight is random codes of ``--bits`` bits with float16 scales per group of 128; ``--config`` gives
+``QGemmConfig`` fields (``"num_warps=8, k_warps=8, chunks=2"``) in place of the default. The output is
+checked against a float32 product with the dequantized weight, so a profile is never of a wrong kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+
+GROUP = 128
+
+
+def main() -> None:
+    import torch
+
+    import tilevm as tv
+    from tilevm.ops.qgemm import QGemmConfig, default_config, prelayout, qgemm
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", default="28672x8192", help="NxK")
+    parser.add_argument("--bits", type=int, default=4, help="integer code width")
+    parser.add_argument("--m", type=int, default=1, help="rows of X")
+    parser.add_argument("--config", default="", help="QGemmConfig fields, e.g. 'chunks=2, split_k=2'")
+    parser.add_argument("--launches", type=int, default=4)
+    arguments = parser.parse_args()
+    n, k = (int(size) for size in arguments.shape.split("x"))
+    bits, m = arguments.bits, arguments.m
+    generator = torch.Generator("cuda").manual_seed(n * 31 + k * 7 + bits)
+    codes = torch.randint(0, 1 << bits, (n, k), generator=generator, device="cuda", dtype=torch.uint8)
+    scales = (torch.rand(k // GROUP, n, generator=generator, device="cuda") / (1 << bits) + 1e-3).half()
+    values = codes.int() - ((codes.int() >> (bits - 1)) << bits)  # two's complement
+    weight = (values.view(n, k // GROUP, GROUP) * scales.T[:, :, None].float()).view(n, k)
+    x = torch.randn(m, k, generator=generator, device="cuda").half()
+    config = default_config(m, n, k, bits, "cuda", GROUP)
+    if arguments.config:
+        fields = dict(item.split("=") for item in arguments.config.replace(" ", "").split(","))
+        config = QGemmConfig(
+            **{**config.__dict__, **{key: ast.literal_eval(value) for key, value in fields.items()}}
+        )
+    packed = prelayout.pack(codes, bits)
+    code = tv.int_type(bits, True)
+    for _ in range(arguments.launches):
+        out = qgemm(x, packed, scales, code_dtype=code, n=n, group_size=GROUP, config=config)
+    torch.cuda.synchronize()
+    reference = x.float() @ weight.T
+    error = float((out.float() - reference).norm() / reference.norm())
+    print(f"M={m} {n}x{k} int{bits} {config}: relative error {error:.2e}")
+    if not error < 4e-3:
+        raise AssertionError(f"relative error {error}")
+
+
+if __name__ == "__main__":
+    main()
