@@ -8,7 +8,8 @@ its *segments*, the longest runs of consecutive result bits that come from conse
 
 - a segment that is a whole source word is that word, with no instruction (a concatenation of 16-byte loads
   costs nothing);
-- a word whose segments are all whole bytes of at most two source words is one ``prmt``;
+- a word whose segments are all whole bytes is one ``prmt`` of the (at most two) source words they come
+  from, or three for three or four words (one a pair, one to merge);
 - otherwise each segment is its source word shifted into place (a funnel shift of two neighbouring words
   when its bits straddle them: an element of 3, 5, 6 or 7 bits is read from at most two words), masked
   where the shift leaves other bits, and or'ed into the word (``and`` + ``or`` fuse into one ``lop3``).
@@ -17,9 +18,6 @@ LLVM sees 32-bit integer operations only. Left to it, such a gather is a ``shuff
 or of ``<128 x i3>``, which the NVPTX backend splits into bytes or single elements (one ``prmt`` or shift per
 element, and phis of bytes where a predicated load meets the shuffle).
 
->>> from tilevm.dtypes import uint32
->>> from tilevm.ir.expr import Var
->>> from tilevm.ir.types import VectorType
 >>> words = segments_of_word((4, 4), 4, [(1, 0), (0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (0, 6), (0, 7)], 0)
 >>> [(s.destination, s.length, s.source, s.bit) for s in words]  # element 0 of source 1, then 1..7 of 0
 [(0, 4, 1, 0), (4, 28, 0, 4)]
@@ -95,8 +93,7 @@ def packed_gather(lowering: Lowering, sources: Sequence[Expr], indices: Sequence
         source_words.word(segments_of_word(lengths, dtype.nbits, picks, word))
         for word in range(len(indices) * dtype.nbits // WORD_BITS)
     ]
-    packed = words[0] if len(words) == 1 else Pack(tuple(words))
-    return Bitcast(dtype, len(indices), packed) if len(indices) > 1 else packed
+    return Bitcast(dtype, len(indices), words[0] if len(words) == 1 else Pack(tuple(words)))
 
 
 def _in_words(bits: int, kind: str, lengths: list[int], count: int) -> bool:
