@@ -22,25 +22,23 @@ GROUP = 128
 
 def sweep_configs(bits: int, block_m: int) -> list[object]:
     """The configurations swept for ``bits``-bit codes: warps across k and columns, tiles a warp, chunks
-    an iteration (up to 256 values of k, 512 for the widths whose chunk is 512), prefetch, split-k, the
-    persistent grid and the shared-memory ring of weights."""
+    an iteration (up to 512 values of k), prefetch, split-k and the
+    persistent grid."""
     from tilevm.ops.qgemm import QGemmConfig, prelayout
 
     chunk = prelayout.chunk_k(bits)
-    chunk_counts = [c for c in (1, 2, 4, 8) if c * chunk <= max(256, chunk) and (c * chunk) % GROUP == 0]
+    chunk_counts = [c for c in (1, 2, 4, 8) if c * chunk <= max(512, chunk) and (c * chunk) % GROUP == 0]
     warps = ((8, 4), (4, 4), (8, 8), (4, 2), (8, 2))
     configs = []
-    # (split_k, stream_k, stages)
-    splits = ((1, False, 0), (2, False, 0), (4, False, 0), (1, True, 0), (1, False, 3), (2, False, 3))
-    for (num_warps, k_warps), n_tiles, chunks, prefetch, (split_k, stream_k, stages) in itertools.product(
+    splits = ((1, False), (2, False), (4, False), (1, True))  # (split_k, stream_k)
+    for (num_warps, k_warps), n_tiles, chunks, prefetch, (split_k, stream_k) in itertools.product(
         warps, (1, 2, 4), chunk_counts, (True, False), splits
     ):
-        if n_tiles * chunks * chunk * (1 + (prefetch and not stages)) > 1024:
+        if n_tiles * chunks * chunk * (1 + prefetch) > 1024:
             continue  # registers spill
-        config = QGemmConfig(
-            num_warps, n_tiles, block_m, chunks, prefetch, k_warps, split_k, stream_k, stages
+        configs.append(
+            QGemmConfig(num_warps, n_tiles, block_m, chunks, prefetch, k_warps, split_k, stream_k=stream_k)
         )
-        configs.append(config)
     return configs
 
 

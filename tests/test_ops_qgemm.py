@@ -28,8 +28,6 @@ CONFIGS = [
     QGemmConfig(num_warps=2, n_tiles=2, block_m=16, chunks=4, prefetch=False, k_warps=2, split_k=2),
     QGemmConfig(num_warps=4, n_tiles=1, block_m=8, chunks=1, prefetch=True, k_warps=4, stream_k=True),
     QGemmConfig(num_warps=2, n_tiles=1, block_m=16, chunks=2, prefetch=False, stream_k=True),
-    QGemmConfig(num_warps=4, n_tiles=1, block_m=8, chunks=1, prefetch=True, k_warps=4, stages=3),
-    QGemmConfig(num_warps=2, n_tiles=2, block_m=16, chunks=2, prefetch=False, k_warps=1, split_k=2, stages=2),
 ]
 
 
@@ -216,10 +214,6 @@ def test_cases_cover_every_choice() -> None:
         (tv.int4, 64, 1152, 6),
         # 4 tiles of 9 iterations in runs of 6: tiles shared by three blocks; per-channel scales and zeros
         (tv.uint2, None, 2304, 7),
-        # the weights through a ring of 3 windows of shared memory: 5 iterations, the last past K
-        (tv.int4, 64, 1152, 8),
-        # a ring of 2 windows, split in 2 blocks of 5 and 4 iterations; odd width, groups of 32
-        (tv.int3, 32, 2304, 9),
     ],
 )
 def test_qgemm_configurations(code: tv.DType, group: int | None, k: int, config_index: int) -> None:
@@ -245,7 +239,7 @@ def test_no_layout_conversion_in_the_loop(config: QGemmConfig) -> None:
 
     m, n, k, group = 5, 40, 1024, 64
     plan = kernel_plan(4, config.n_warps, config.k_warps, config.split_k, config.n_tiles, config.block_m,
-                       config.chunks, group, k, config.stream_k, config.stages)  # fmt: skip
+                       config.chunks, group, k, config.stream_k)  # fmt: skip
     workspace = (
         torch.empty(7, 2, config.block_m, 16 * config.n_warps)
         if config.stream_k

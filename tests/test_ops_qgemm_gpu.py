@@ -64,17 +64,13 @@ def test_qgemm_with_more_rows_on_the_gpu(m: int) -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize(("n", "k"), SHAPES)
 @pytest.mark.parametrize("code", [tv.int4, tv.int2, tv.int8, tv.uint3], ids=str)
-@pytest.mark.parametrize("variant", [{"split_k": 1, "stream_k": True}, {"stages": 3}], ids=str)
-def test_persistent_grid_and_weight_ring_at_benchmark_shapes(
-    n: int, k: int, code: tv.DType, variant: dict
-) -> None:
-    """The persistent grid (as many blocks as the GPU runs at once, sharing the tiles' iterations) and the
-    weights through a ring of shared memory, under the default configuration's tiling, with and without
-    prefetch."""
+def test_stream_k_at_benchmark_shapes(n: int, k: int, code: tv.DType) -> None:
+    """The persistent grid (as many blocks as the GPU runs at once, sharing the tiles' iterations) under
+    the default configuration's tiling, with and without prefetch."""
     inputs = make_inputs(code, torch.float16, "compute", 128, 16, n, k, bias=True, seed=n + k, device="cuda")
     for m, prefetch in ((1, False), (16, True)):
         default = default_config(m, n, k, code.nbits, "cuda", 128)
-        config = dataclasses.replace(default, **variant, prefetch=prefetch)
+        config = dataclasses.replace(default, split_k=1, stream_k=True, prefetch=prefetch)
         rows = {**inputs, "x": inputs["x"][:m]}
         check(rows, run_qgemm(rows, code, 128, config))
 

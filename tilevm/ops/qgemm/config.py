@@ -34,9 +34,6 @@ class QGemmConfig:
     - ``stream_k``: a persistent grid of as many blocks as the GPU runs at once, which share the tiles'
       iterations in equal runs (a tile split between blocks adds their partial sums in a float32
       workspace), so that no wave is left part full; ``split_k`` is then 1.
-    - ``stages``: 0 loads the weights into registers; 2 to 4 copy them into a ring of that many windows
-      of shared memory (``cp.async``), ``stages - 1`` iterations ahead, holding no registers for them
-      (``prefetch`` then applies to X only). Not with ``stream_k``.
     """
 
     num_warps: int = 4
@@ -47,7 +44,6 @@ class QGemmConfig:
     k_warps: int = 1
     split_k: int = 1
     stream_k: bool = False
-    stages: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in SEARCH_SPACE.items():
@@ -57,8 +53,6 @@ class QGemmConfig:
                 )
         if self.num_warps % self.k_warps:
             raise ValueError(f"QGemmConfig.k_warps={self.k_warps} must divide num_warps={self.num_warps}")
-        if self.stream_k and self.stages:
-            raise ValueError(f"QGemmConfig.stream_k takes stages=0, got stages={self.stages}")
         if self.stream_k and self.split_k != 1:
             raise ValueError(
                 f"QGemmConfig.stream_k shares k between blocks itself: split_k must be 1, got {self.split_k}"
@@ -85,7 +79,6 @@ SEARCH_SPACE: dict[str, tuple[object, ...]] = {
     "k_warps": (1, 2, 4, 8),
     "split_k": (1, 2, 3, 4, 6, 8),
     "stream_k": (False, True),
-    "stages": (0, 2, 3, 4),
 }
 
 
@@ -98,8 +91,7 @@ def search_space(m: int) -> list[QGemmConfig]:
     return [
         QGemmConfig(**config)
         for config in configs
-        if config["num_warps"] % config["k_warps"] == 0
-        and not (config["stream_k"] and (config["split_k"] > 1 or config["stages"]))
+        if config["num_warps"] % config["k_warps"] == 0 and not (config["stream_k"] and config["split_k"] > 1)
     ]
 
 
@@ -108,14 +100,15 @@ def default_config(
     m: int, n: int, k: int, bits: int, device: str = "cuda", group_size: int | None = None
 ) -> QGemmConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
-    of k (None: per channel), from the sweep of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
-    (``m <= 16``) the 8 warps of a block all split k, each with one atom of 16 columns, so that blocks are
-    narrow and many, with many loads in flight. For 4 and 8 bits an iteration spans 128 values of k, and
-    the next iteration's loads are in flight during this one's work (``prefetch``); the other widths decode
-    with more instructions a byte and take iterations of about 256 values of k, prefetched only where
-    the registers hold two (``prefetch_fits``: 1 and 2 bits). ``split_k`` blocks share a tile when n
-    leaves fewer tiles than an H100 has SMs. Larger m tiles rows as well and splits nothing.
-    ``chunks`` is raised to hold whole groups (``kernel.plan_error``)."""
+    of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
+    (``m <= 8``) the 8 warps of a block all split k, each with one atom of 16 columns, so that blocks are
+    narrow and many, with many loads in flight; for 9 to 16 rows 4 warps split k and 2 split the columns.
+    For 4 and 8 bits an iteration spans 128 values of k, and the next iteration's loads are in flight
+    during this one's work (``prefetch``); the other widths decode with more instructions a byte and take
+    iterations of about 256 values of k, prefetched only where the registers hold two (``prefetch_fits``:
+    1 and 2 bits). ``split_k`` blocks share a tile when n leaves fewer tiles than an H100 has SMs. Larger m
+    tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups
+    (``kernel.plan_error``)."""
     chunk = prelayout.chunk_k(bits)
     group = group_size if group_size not in (None, 16, k) else 1
     fit = max(1, group // chunk)  # chunks that hold whole groups
@@ -126,15 +119,17 @@ def default_config(
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
     warps, n_tiles = 8, 1
+    k_warps = warps if m <= 8 else 4  # 16 rows: two warps across n (0.89x the time at M=16 on an H100)
     chunks = max(fit, (128 if bits in (4, 8) else 256) // chunk)
-    tiles, iterations = -(-n // (16 * n_tiles)), -(-k // (warps * chunks * chunk))
+    tiles = -(-n // (16 * n_tiles * (warps // k_warps)))
+    iterations = -(-k // (k_warps * chunks * chunk))
     split_k = 1
     if tiles < _SMS:
         split_k = max(
             s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= 2 * _SMS and iterations >= 2 * s)
         )
     prefetch = prefetch_fits(bits, chunks, n_tiles)
-    return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=warps, split_k=split_k)
+    return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k)
 
 
 def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:

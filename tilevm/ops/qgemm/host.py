@@ -61,7 +61,6 @@ class QGemmLaunch:
             group_size,
             k,
             config.stream_k,
-            config.stages,
         )
         # what the kernel reads in place of an absent tensor (never read: any tensor does)
         placeholder = scales

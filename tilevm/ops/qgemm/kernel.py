@@ -63,7 +63,6 @@ class KernelPlan:
     k_warps: int  # warps across k (slices of an iteration)
     split_k: int  # blocks across k
     stream_k: bool  # a persistent grid sharing the (tile, iteration) units evenly
-    stages: int  # 0: the weights load into registers; else a ring of this many windows in shared memory
     chunks: int  # pre-layout chunks a slice takes an iteration
     loads: int  # 16-byte loads a thread makes per chunk and m16 atom
     kc: int  # values of k a slice takes an iteration
@@ -120,7 +119,6 @@ def kernel_plan(
     group_size: int,
     k: int,
     stream_k: bool = False,
-    stages: int = 0,
 ) -> KernelPlan:
     """The plan for codes of ``bits`` bits, groups of ``group_size`` values of k (``k``: per channel) under
     a configuration (``QGemmConfig``'s fields; ``plan_error`` says which cannot be planned). Cached: a
@@ -185,7 +183,6 @@ def kernel_plan(
         k_warps=k_warps,
         split_k=split_k,
         stream_k=stream_k,
-        stages=stages,
         chunks=chunks,
         loads=prelayout.loads_per_chunk(bits),
         kc=kc,
@@ -203,20 +200,25 @@ def kernel_plan(
 
 
 @tv.func
-def _loads(x, packed, m0, chunk0, group0, PLAN):
-    """An iteration's windows from chunk ``chunk0`` on, in their pinned layouts: X ``[block_m, k_warps *
-    kc]`` and the packed bytes ``[block_n // 16, k_warps * chunks, loads, 32, 16]``."""
-    shape = [PLAN.block_n // 16, PLAN.k_warps * PLAN.chunks, PLAN.loads, 32, 16]
-    weights = tv.load_global(packed, offsets=[group0, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
-    return _x_window(x, m0, chunk0, PLAN), weights
-
-
-@tv.func
-def _x_window(x, m0, chunk0, PLAN):
-    """X's window ``[block_m, k_warps * kc]`` of the iteration from chunk ``chunk0`` on, in its pinned
-    layout."""
+def _loads(x, packed, scales, zeros, m0, n0, i, HAS_ZEROS, PLAN):
+    """Iteration ``i``'s operands for the tile at rows ``m0`` and columns ``n0``, in their pinned layouts:
+    X's window ``[block_m, k_warps * kc]``, the packed bytes ``[block_n // 16, k_warps * chunks, loads, 32,
+    16]``, and the rows of scales and of zero points that the iteration applies (0 where it applies
+    none). All are loaded together, so that a prefetch hides the latency of every one."""
+    chunk0 = i * PLAN.k_warps * PLAN.chunks
     k0 = chunk0 // PLAN.chunks * PLAN.kc
-    return tv.load_global(x, offsets=[m0, k0], shape=[PLAN.block_m, PLAN.k_warps * PLAN.kc], layout=PLAN.x)
+    window = tv.load_global(x, offsets=[m0, k0], shape=[PLAN.block_m, PLAN.k_warps * PLAN.kc], layout=PLAN.x)
+    shape = [PLAN.block_n // 16, PLAN.k_warps * PLAN.chunks, PLAN.loads, 32, 16]
+    weights = tv.load_global(packed, offsets=[n0 // 16, chunk0, 0, 0, 0], shape=shape, layout=PLAN.weights)
+    row0, rows = i * PLAN.row_step, PLAN.weight_rows.shape[0]
+    scale_rows = zero_rows = 0
+    if PLAN.scale_on == "groups":
+        scale_rows = _rows(scales, row0, n0, PLAN.k_warps * PLAN.groups, PLAN.group_rows)
+    elif PLAN.scale_on == "weights":
+        scale_rows = _rows(scales, row0, n0, rows, PLAN.weight_rows)
+    if HAS_ZEROS:
+        zero_rows = _rows(zeros, row0, n0, rows, PLAN.weight_rows)
+    return window, weights, scale_rows, zero_rows
 
 
 @tv.func
@@ -260,7 +262,7 @@ def _rows(tensor, row0, n0, ROWS, LAYOUT):
 
 
 @tv.func
-def _dequantized(codes, scales, zeros, row0, n0, HAS_ZEROS, PLAN):
+def _dequantized(codes, scale_rows, zero_rows, HAS_ZEROS, PLAN):
     """The A operand in the compute dtype: ``codes - zeros``, times the scales when they go on the weights
     (groups of 16)."""
     compute = codes.dtype
@@ -269,36 +271,35 @@ def _dequantized(codes, scales, zeros, row0, n0, HAS_ZEROS, PLAN):
         return codes
     split = tv.view(codes, compute, [PLAN.k_warps, PLAN.groups, PLAN.block_n, *PLAN.k_digits])
     grouped = tv.permute(split, [0, 1, *range(3, rank), 2])  # n last
-    rows = PLAN.weight_rows.shape[0]
     if HAS_ZEROS:
-        z = _rows(zeros, row0, n0, rows, PLAN.weight_rows)
-        grouped = grouped - tv.view(z, compute, PLAN.weight_tile_shape)
+        grouped = grouped - tv.view(zero_rows, compute, PLAN.weight_tile_shape)
     if PLAN.scale_on == "weights":
-        s = tv.cast(_rows(scales, row0, n0, rows, PLAN.weight_rows), compute)
-        grouped = grouped * tv.view(s, compute, PLAN.weight_tile_shape)
+        grouped = grouped * tv.view(tv.cast(scale_rows, compute), compute, PLAN.weight_tile_shape)
     back = tv.permute(grouped, [0, 1, rank - 1, *range(2, rank - 1)])
     return tv.view(back, compute, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.kc // PLAN.groups])
 
 
 @tv.func
-def _accumulated(acc, w, b, scales, row0, n0, PLAN):
+def _accumulated(acc, w, b, scale_rows, PLAN):
     """``acc`` plus this iteration's dot; each group's partial sum scaled first when the groups are a batch
     dim of the dot."""
     if PLAN.scale_on != "groups":
         return tv.dot(w, b, acc)
     shape = [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m]
     part = tv.dot(w, b, tv.register_tensor(tv.float32, shape, init=0.0, layout=PLAN.accumulator))
-    s = tv.cast(_rows(scales, row0, n0, PLAN.k_warps * PLAN.groups, PLAN.group_rows), tv.float32)
+    s = tv.cast(scale_rows, tv.float32)
     s = tv.permute(tv.view(s, tv.float32, [PLAN.k_warps, PLAN.groups, 1, PLAN.block_n]), [0, 1, 3, 2])
     return acc + part * s
 
 
 @tv.func
-def _step(acc, x_now, w_now, scales, zeros, row0, n0, CODE, HAS_ZEROS, PLAN):
-    """``acc`` plus one iteration's loaded windows: the codes cast and dequantized, then the dot."""
-    codes = tv.cast(_codes(w_now, CODE, PLAN), x_now.dtype)
-    w = _dequantized(codes, scales, zeros, row0, n0, HAS_ZEROS, PLAN)
-    return _accumulated(acc, w, _activations(x_now, PLAN), scales, row0, n0, PLAN)
+def _step(acc, operands, CODE, HAS_ZEROS, PLAN):
+    """``acc`` plus one iteration's loaded ``operands`` (``_loads``): the codes cast and dequantized, then
+    the dot."""
+    window, weights, scale_rows, zero_rows = operands
+    codes = tv.cast(_codes(weights, CODE, PLAN), window.dtype)
+    w = _dequantized(codes, scale_rows, zero_rows, HAS_ZEROS, PLAN)
+    return _accumulated(acc, w, _activations(window, PLAN), scale_rows, PLAN)
 
 
 @tv.func
@@ -379,7 +380,6 @@ def _gridded(
     """A grid of a block per tile of ``block_m`` rows and ``block_n`` columns, and per run of its
     iterations with ``split_k`` (the blocks of a tile then add their partial tiles: ``_split_epilogue``)."""
     m0, n0 = tv.block_idx(1) * PLAN.block_m, tv.block_idx(0) * PLAN.block_n
-    group0 = tv.block_idx(0) * (PLAN.block_n // 16)
     step = PLAN.k_warps * PLAN.chunks  # chunks an iteration
     iterations = tv.cdiv(packed.shape[1], step)
     per_block = tv.cdiv(iterations, PLAN.split_k)
@@ -388,20 +388,15 @@ def _gridded(
     acc = tv.register_tensor(
         tv.float32, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m], init=0.0, layout=PLAN.accumulator
     )
-    if PLAN.stages:
-        acc = _ring_loop(
-            acc, x, packed, scales, zeros, m0, n0, group0, first, last, CODE, HAS_ZEROS, PREFETCH, PLAN
-        )
-    else:
-        if PREFETCH:
-            x_next, w_next = _loads(x, packed, m0, first * step, group0, PLAN)
-        for i in range(first, last):
-            if PREFETCH:  # the next iteration's operands load while this one computes
-                x_now, w_now = x_next, w_next
-                x_next, w_next = _loads(x, packed, m0, (i + 1) * step, group0, PLAN)
-            else:
-                x_now, w_now = _loads(x, packed, m0, i * step, group0, PLAN)
-            acc = _step(acc, x_now, w_now, scales, zeros, i * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
+    if PREFETCH:
+        x_next, w_next, s_next, z_next = _loads(x, packed, scales, zeros, m0, n0, first, HAS_ZEROS, PLAN)
+    for i in range(first, last):
+        if PREFETCH:  # the next iteration's operands load while this one computes
+            current = (x_next, w_next, s_next, z_next)
+            x_next, w_next, s_next, z_next = _loads(x, packed, scales, zeros, m0, n0, i + 1, HAS_ZEROS, PLAN)
+        else:
+            current = _loads(x, packed, scales, zeros, m0, n0, i, HAS_ZEROS, PLAN)
+        acc = _step(acc, current, CODE, HAS_ZEROS, PLAN)
     total = _block_sum(acc, scales, n0, PLAN)
     if PLAN.split_k == 1:
         _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
@@ -409,40 +404,6 @@ def _gridded(
         _split_epilogue(
             total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN
         )
-
-
-@tv.func
-def _ring_loop(acc, x, packed, scales, zeros, m0, n0, group0, first, last, CODE, HAS_ZEROS, PREFETCH, PLAN):
-    """The iterations ``first .. last`` with the weights copied to shared memory ahead of use: a ring of
-    ``stages`` windows, ``stages - 1`` iterations' copies (``cp.async``, 16 bytes a thread) in flight while
-    one is decoded, with no registers held for them. X goes through registers (prefetched with
-    ``PREFETCH``): every block reads the same X, from L2."""
-    step = PLAN.k_warps * PLAN.chunks
-    shape = [PLAN.block_n // 16, step, PLAN.loads, 32, 16]
-    ring = tv.shared_tensor(tv.uint8, [PLAN.stages, *shape])
-    for stage in tv.static_range(PLAN.stages - 1):
-        slot = tv.slice_shared(ring, [stage, 0, 0, 0, 0, 0], shape)
-        tv.copy_async(slot, packed, offsets=[group0, (first + stage) * step, 0, 0, 0])
-        tv.copy_async_commit()
-    if PREFETCH:
-        x_next = _x_window(x, m0, first * step, PLAN)
-    for i in range(first, last):
-        tv.copy_async_wait(PLAN.stages - 2)  # this iteration's copy has landed, for this thread ...
-        tv.sync()  # ... and for every thread; all are done with the slot the next copy refills
-        ahead = i + PLAN.stages - 1
-        refilled = tv.slice_shared(ring, [(ahead - first) % PLAN.stages, 0, 0, 0, 0, 0], shape)
-        tv.copy_async(refilled, packed, offsets=[group0, ahead * step, 0, 0, 0])
-        tv.copy_async_commit()
-        current = tv.slice_shared(ring, [(i - first) % PLAN.stages, 0, 0, 0, 0, 0], shape)
-        w_now = tv.load_shared(current, layout=PLAN.weights)
-        if PREFETCH:
-            x_now = x_next
-            x_next = _x_window(x, m0, (i + 1) * step, PLAN)
-        else:
-            x_now = _x_window(x, m0, i * step, PLAN)
-        acc = _step(acc, x_now, w_now, scales, zeros, i * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
-    tv.copy_async_wait(0)
-    return acc
 
 
 @tv.func
@@ -472,22 +433,26 @@ def _streamed(
         tv.float32, [PLAN.k_warps, PLAN.groups, PLAN.block_n, PLAN.block_m], init=0.0, layout=PLAN.accumulator
     )
     if PREFETCH:
-        x_next, w_next = _loads(x, packed, tm * PLAN.block_m, j * step, tn * (PLAN.block_n // 16), PLAN)
+        x_next, w_next, s_next, z_next = _loads(
+            x, packed, scales, zeros, tm * PLAN.block_m, tn * PLAN.block_n, j, HAS_ZEROS, PLAN
+        )
     for u in range(first, last):
         j_next, tn_next, tm_next = j + 1, tn, tm
         if j_next == iterations:
             j_next, tn_next = 0, tn + 1
             if tn_next == columns:
                 tn_next, tm_next = 0, tm + 1
-        group = tn_next * (PLAN.block_n // 16)
-        if PREFETCH:  # the next unit's operands load while this one computes, within a tile
-            x_now, w_now = x_next, w_next
-            if j_next != 0 and u != last - 1:
-                x_next, w_next = _loads(x, packed, tm_next * PLAN.block_m, j_next * step, group, PLAN)
-        else:
-            x_now, w_now = _loads(x, packed, tm * PLAN.block_m, j * step, tn * (PLAN.block_n // 16), PLAN)
         m0, n0 = tm * PLAN.block_m, tn * PLAN.block_n
-        acc = _step(acc, x_now, w_now, scales, zeros, j * PLAN.row_step, n0, CODE, HAS_ZEROS, PLAN)
+        m_next, n_next = tm_next * PLAN.block_m, tn_next * PLAN.block_n
+        if PREFETCH:  # the next unit's operands load while this one computes, within a tile
+            current = (x_next, w_next, s_next, z_next)
+            if j_next != 0 and u != last - 1:
+                x_next, w_next, s_next, z_next = _loads(
+                    x, packed, scales, zeros, m_next, n_next, j_next, HAS_ZEROS, PLAN
+                )
+        else:
+            current = _loads(x, packed, scales, zeros, m0, n0, j, HAS_ZEROS, PLAN)
+        acc = _step(acc, current, CODE, HAS_ZEROS, PLAN)
         if j_next == 0 or u == last - 1:  # the tile ends here for this block
             total = _block_sum(acc, scales, n0, PLAN)
             if tile_start == 0 and j == iterations - 1:
@@ -505,7 +470,9 @@ def _streamed(
             )
             tile, tile_start = tile + 1, 0
             if PREFETCH:  # the next tile's first loads, issued after the epilogue: its registers are free
-                x_next, w_next = _loads(x, packed, tm_next * PLAN.block_m, j_next * step, group, PLAN)
+                x_next, w_next, s_next, z_next = _loads(
+                    x, packed, scales, zeros, m_next, n_next, j_next, HAS_ZEROS, PLAN
+                )
         j, tn, tm = j_next, tn_next, tm_next
 
 
