@@ -15,7 +15,8 @@ float4_e2m1, float6_e3m2, float8_e4m3, float16 scales per group of 128 along K. 
   activations: its CUDA kernel takes no others), and vLLM's Humming (``humming-kernels``) where it imports;
 - the eager wall time per call of ``quantized_matmul`` (host overhead included).
 
-Prefill rows: M = 4096, N = K = 8192, int4 and int8, in TFLOP/s beside torch float16.
+Prefill rows: M = 4096, N = K = 8192, int4 and int8, in TFLOP/s beside torch float16 (the prefill kernel,
+``tilevm.ops.qgemm.prefill``; the JSON row names the configuration timed).
 
 Every kernel's output is checked before it is timed: tilevm's and torch's against a float32 product with the
 same dequantized weight; Humming, which quantizes the weight itself, by its error against the float weight's
@@ -207,6 +208,7 @@ def prefill_rows(arguments) -> list[dict]:
 
     from benchmarks.gpu_timing import gpu_time_us
     from tilevm.ops import quantize_weight, quantized_matmul
+    from tilevm.ops.tuning import tuned_config
 
     n = k = 8192
     generator = torch.Generator(device="cuda").manual_seed(1)
@@ -230,7 +232,7 @@ def prefill_rows(arguments) -> list[dict]:
         row = {
             "m": PREFILL_M, "n": n, "k": k, "dtype": dtype.name, "tilevm_us": tilevm_us,
             "torch_fp16_us": torch_us, "tilevm_tflops": flops / tilevm_us / 1e6,
-            "torch_fp16_tflops": flops / torch_us / 1e6,
+            "torch_fp16_tflops": flops / torch_us / 1e6, "config": repr(tuned_config(x, qweight, None)),
         }  # fmt: skip
         rows.append(row)
         print(format_prefill(row), flush=True)

@@ -2,6 +2,7 @@
 default configuration and the autotuner's candidates are chosen from.
 
     PYTHONPATH=. python benchmarks/qgemm_sweep.py --shapes 8192x8192 --widths 4 --m 1 --out sweep.json
+    PYTHONPATH=. python benchmarks/qgemm_sweep.py --widths 4 8 --m 4096    # the prefill kernel's candidates
 
 For each shape and width: random codes and float16 scales per group of 128, every configuration of the
 sweep (``--configs`` narrows it), each output checked against a float32 product with the dequantized weight
@@ -47,7 +48,8 @@ def main() -> None:
 
     import tilevm as tv
     from benchmarks.gpu_timing import copy_bandwidth, gpu_time_us
-    from tilevm.ops.qgemm import default_config, prelayout, qgemm
+    from tilevm.ops.qgemm import PrefillConfig, default_config, prelayout, qgemm
+    from tilevm.ops.tuning import candidates
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="+", default=["8192x8192"], help="NxK shapes")
@@ -75,8 +77,12 @@ def main() -> None:
         nbytes = packed.numel() + scales.numel() * 2 + x.numel() * 2 + m * n * 2
         limit_us = nbytes / bandwidth * 1e6
         default = default_config(m, n, k, bits, "cuda", GROUP)
+        if isinstance(default, PrefillConfig):  # the prefill kernel's sizes: its tuner candidates
+            configs = candidates(m, n, k, bits, GROUP)
+        else:
+            configs = [default, *sweep_configs(bits, default.block_m)]
         rows = []
-        for config in dict.fromkeys([default, *sweep_configs(bits, default.block_m)]):
+        for config in dict.fromkeys(configs):
             if config != default and arguments.only not in repr(config):
                 continue
 

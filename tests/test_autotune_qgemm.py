@@ -11,7 +11,7 @@ import torch
 import tilevm as tv
 from tilevm.autotune import Autotuner
 from tilevm.ops import quantize_weight, quantized_matmul, tuning
-from tilevm.ops.qgemm import default_config
+from tilevm.ops.qgemm import PrefillConfig, default_config, prefill_config
 from tilevm.ops.qgemm.kernel import plan_error
 from tilevm.ops.qgemm.prelayout import chunk_k, loads_per_chunk
 
@@ -28,8 +28,12 @@ def test_candidates_are_valid_and_keep_prefetch_within_the_registers(bits, count
         loads = config.chunks * config.n_tiles * loads_per_chunk(bits)
         assert not config.prefetch or (loads <= 4 and loads_per_chunk(bits) == 1), config
         assert config.block_m == 8 and config.k_warps in (4, 8) and config.split_k in (1, 2), config
+    middle = tuning.candidates(64, n, k, bits, group)  # below the prefill kernel's sizes
+    assert {(config.block_m, config.k_warps, config.split_k) for config in middle} == {(64, 1, 1)}
     prefill = tuning.candidates(4096, n, k, bits, group)
-    assert {(config.block_m, config.k_warps, config.split_k) for config in prefill} == {(64, 1, 1)}
+    assert prefill[0] == prefill_config(bits) and len(prefill) == len(set(prefill)) > 1
+    for config in prefill:
+        assert isinstance(config, PrefillConfig) and config.shared_bytes(bits) <= 227 * 1024, config
 
 
 class Recorder:

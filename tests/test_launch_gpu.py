@@ -136,3 +136,21 @@ def test_tensors_on_two_devices_are_refused():
     vector_add[(1,)](a, a, a, BLOCK=256)
     with pytest.raises(tv.LaunchError, match=r"different devices: \['cpu', 'cuda:0'\]"):
         vector_add[(1,)](a, a.cpu(), a, BLOCK=256)
+
+
+def test_blocks_per_multiprocessor_meets_the_chips_limits():
+    # CUDA's limits for compute capability 8.0 to 9.0 (the programming guide's table): at most 2048 resident
+    # threads an SM, and 32 resident blocks on 8.0 and 9.0 (16 on 8.6 and 8.9); a small copy kernel uses
+    # too few registers to be limited by them, so the thread and block limits decide
+    @tv.kernel(num_warps=1)
+    def copy32(x: tv.Tensor, out: tv.Tensor):
+        offsets = [tv.block_idx() * 32]
+        tv.store_global(out, tv.load_global(x, offsets=offsets, shape=[32]), offsets=offsets)
+
+    copy1024 = tv.kernel(copy32.function, num_warps=32)
+    x = torch.randn(4096, device="cuda")
+    out = torch.empty_like(x)
+    major, minor = torch.cuda.get_device_capability()
+    block_limit = 16 if (major, minor) in ((8, 6), (8, 9)) else 32
+    assert copy32.blocks_per_multiprocessor(x, out) == min(block_limit, 2048 // 32)
+    assert copy1024.blocks_per_multiprocessor(x, out) == 2048 // 1024

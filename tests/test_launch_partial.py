@@ -75,3 +75,9 @@ def test_wrong_arguments_get_the_kernels_errors():
         partial[(1,)](seeded(16, 11), torch.zeros(16))
     with pytest.raises(LaunchError, match="'n' must be a Python int"):
         partial[(1,)](seeded(16, 11), torch.zeros(16), "16")
+
+
+def test_blocks_per_multiprocessor_needs_cuda_tensors():
+    x = seeded(8, 1)
+    with pytest.raises(LaunchError, match=r"axpy.blocks_per_multiprocessor needs CUDA tensors, got cpu"):
+        axpy.blocks_per_multiprocessor(x, x, x.clone(), 2.0, 8, BLOCK=8)

@@ -19,7 +19,7 @@ from tilevm.ir.rewrite import walk_instructions
 from tilevm.lang.captures import Captures
 from tilevm.lang.frontend import compile_kernel
 from tilevm.layout import RegisterLayout, bank_conflicts, mma_fragments, spatial
-from tilevm.layout.shared import swizzle_candidates
+from tilevm.layout.shared import SharedLayout, swizzle_candidates
 from tilevm.passes import TILE_PASSES, CompileOptions, run_pipeline
 from tilevm.passes.index_analysis import analyze_indices
 from tilevm.passes.lower.copy_async import copy_plan, pointer_divisibility, resolve_copy, source_alignment
@@ -188,6 +188,32 @@ def test_the_matmul_example_gets_the_brute_force_choice():
 def test_stores_and_loads_get_the_brute_force_choice(store, load):
     x, y = torch.zeros(32, 64).half(), torch.zeros(32, 64).half()
     assert_same_choice(before_planning(through_shared, x, y, STORE=store, LOAD=load))
+
+
+def test_two_rows_of_64_bytes_a_phase_get_a_swizzle_of_the_line_halves():
+    """16 bytes a lane, lanes 4g..4g+3 along row g (the mma B fragments of the qgemm's permuted k): a phase
+    of 8 lanes reads 64 bytes of two rows, which every swizzle of the lowest 16-byte units leaves in the
+    same banks; one that moves the row's parity onto the line's halves parts them (the tile is stored and
+    read back in that layout)."""
+    load = spatial(2, 1).local(2, 2).spatial(8, 4).local(1, 8)
+    x, y = torch.zeros(32, 64).half(), torch.zeros(32, 64).half()
+    program = before_planning(through_shared, x, y, STORE=load, LOAD=load)
+    (layout,) = assert_same_choice(program).values()
+    assert layout.swizzling.base > 3  # not a CUTLASS swizzle of the lowest units
+    assert strict_conflicts(layout, load) == 0 < strict_conflicts(SharedLayout.row_major(32, 64), load)
+
+
+def strict_conflicts(layout, load):
+    """The extra wavefronts of the 16-byte loads of ``load`` (one vector of 8 float16 a lane and group)
+    from a float16 tile placed by ``layout``, counted request by request with ``bank_conflicts``."""
+    table = load.table()
+    total = 0
+    for warp in range(load.num_threads // 32):
+        for group in range(load.local_size // 8):
+            cells = table[32 * warp : 32 * warp + 32, 8 * group : 8 * group + 8]
+            offsets = layout.table()[tuple(np.moveaxis(cells, -1, 0))]
+            total += bank_conflicts(_Rows(offsets), 16, [(lane, 0) for lane in range(32)], 16)
+    return total
 
 
 @pytest.mark.parametrize(

@@ -238,15 +238,30 @@ def choose_swizzle(shape: Sequence[int], dtype_bits: int, access: str | Sequence
 
 
 def swizzle_candidates(plain: SharedLayout, dtype_bits: int) -> list[SharedLayout]:
-    """``plain`` unswizzled, then with every swizzle that keeps 16-byte units and fits its size."""
-    base = (128 // dtype_bits).bit_length() - 1
+    """``plain`` unswizzled, then with every swizzle that keeps 16-byte units and fits its size: first those
+    that permute the units from the lowest (CUTLASS's), then those that permute only higher units of the
+    128-byte line (a row parity moved onto the line's half, say: what two rows read 64 bytes each in one
+    phase need), so that these win only where they remove more conflicts.
+
+    >>> [str(layout.swizzling) for layout in swizzle_candidates(SharedLayout.row_major(2, 64), 16)][-2:]
+    ['Swizzle(bits=1, base=5, shift=1)', 'Swizzle(bits=1, base=5, shift=2)']
+    """
+    unit = (128 // dtype_bits).bit_length() - 1
+    line = (1024 // dtype_bits).bit_length() - 1  # bits of an offset inside a 128-byte line of banks
     candidates = [plain]
+    for low in range(unit, line):
+        for bits in range(1, min(_MAX_SWIZZLE_BITS, line - low) + 1):
+            candidates += _swizzled(plain, bits, low)
+    return candidates
+
+
+def _swizzled(plain: SharedLayout, bits: int, base: int) -> list[SharedLayout]:
+    """``plain`` with ``Swizzle(bits, base, shift)`` for every shift whose source bits an offset reaches."""
+    if plain.size % (1 << (base + bits)):
+        return []
     # Source bits at or above the largest offset's bit length are always zero: larger shifts change nothing.
     largest_shift = plain.size.bit_length() - base - 1
-    for bits in range(1, _MAX_SWIZZLE_BITS + 1):
-        if plain.size % (1 << (base + bits)) == 0:
-            candidates += [plain.swizzle(bits, base, shift) for shift in range(bits, largest_shift + 1)]
-    return candidates
+    return [plain.swizzle(bits, base, shift) for shift in range(bits, largest_shift + 1)]
 
 
 def _ints(values: Sequence[int], what: str) -> tuple[int, ...]:

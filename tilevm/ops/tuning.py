@@ -10,7 +10,11 @@ there is a bias. The candidates are the configurations near ``default_config``'s
 - at decode (M <= 16), blocks of 8 warps all across k, 4 all across k, or 8 with 4 across k; one or two
   atoms of 16 columns a warp; the default's iteration and one twice as long (up to 256 values of k);
   split-k over one or two blocks; ``prefetch`` where the registers hold it (``prefetch_fits``);
-- at prefill, 4 or 8 warps, one or two atoms a warp, with and without prefetch where it fits;
+- at prefill below the prefill kernel's sizes, 4 or 8 warps, one or two atoms a warp, with and without
+  prefetch where it fits;
+- with the prefill kernel (``config.uses_prefill``), its warp grids of 128 x 128 blocks (4 x 2, 2 x 4 and
+  8 x 1 warps) and of 128 x 64 blocks (4 x 1 warps, two blocks an SM), each with 2, 3 or 4 stages where
+  shared memory holds them, and the default grid with iterations twice as long;
 
 and always ``default_config``'s choice first, which is also the answer on the CPU and with
 ``TILEVM_AUTOTUNE=0``.
@@ -27,22 +31,34 @@ import itertools
 import torch
 
 from tilevm.autotune import Autotuner
-from tilevm.ops.qgemm.config import QGemmConfig, default_config, prefetch_fits
+from tilevm.ops.qgemm.config import (
+    PREFILL_SPACE,
+    PrefillConfig,
+    QGemmConfig,
+    default_config,
+    prefetch_fits,
+)
 from tilevm.ops.qgemm.prelayout import chunk_k
 from tilevm.ops.quantization import QuantizedWeight, WeightFormat
 
 __all__ = ["TUNER", "candidates", "m_bucket", "tuned_config"]
 
 #: the quantized GEMM's tuner (its choices: ``$TILEVM_CACHE_DIR/autotune/<device>.json``)
-TUNER: Autotuner[QGemmConfig] = Autotuner("qgemm")
+TUNER: Autotuner[QGemmConfig | PrefillConfig] = Autotuner("qgemm")
 #: (num_warps, k_warps) tried at decode
 _DECODE_WARPS = ((8, 8), (4, 4), (8, 4))
+#: (n_warps, m_warps, n_tiles, m_tiles) tried with the prefill kernel
+_PREFILL_GRIDS = ((4, 2, 2, 8), (2, 4, 4, 4), (8, 1, 1, 16), (4, 1, 2, 8))
 
 
-def candidates(m: int, n: int, k: int, bits: int, group_size: int | None = None) -> list[QGemmConfig]:
+def candidates(
+    m: int, n: int, k: int, bits: int, group_size: int | None = None
+) -> list[QGemmConfig | PrefillConfig]:
     """The configurations timed for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of
     ``group_size`` (None: per channel), the default first."""
     default = default_config(m, n, k, bits, "cuda", group_size)
+    if isinstance(default, PrefillConfig):
+        return _prefill_candidates(default, bits)
     chunk = chunk_k(bits)
     lengths = [default.chunks] + ([2 * default.chunks] if 2 * default.chunks * chunk <= 256 else [])
     found = [default]
@@ -62,6 +78,21 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int | None = None)
     return found
 
 
+def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig | PrefillConfig]:
+    """The prefill kernel's warp grids (``_PREFILL_GRIDS``) with the default's sub-steps and 2 to 4 stages,
+    and the default's grid with iterations twice as long (half the copies' overhead, fewer stages), those
+    whose stages fit in shared memory; the default first."""
+    found: list[QGemmConfig | PrefillConfig] = [default]
+    steps = [default.steps] + [2 * default.steps] * (2 * default.steps in PREFILL_SPACE["steps"])
+    for grid, length, stages in itertools.product(_PREFILL_GRIDS, steps, (2, 3, 4)):
+        if length != default.steps and grid != _PREFILL_GRIDS[0]:
+            continue
+        config = PrefillConfig(*grid, chunks=default.chunks, steps=length, stages=stages)
+        if config.fits(bits) and config not in found:
+            found.append(config)
+    return found
+
+
 def m_bucket(m: int) -> int:
     """M as the tuner keys it: rounded up to a power of two, at least 8 (every M up to 8 shares a choice).
 
@@ -71,14 +102,16 @@ def m_bucket(m: int) -> int:
     return max(8, 1 << (m - 1).bit_length())
 
 
-def tuned_config(rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmConfig:
+def tuned_config(
+    rows: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None
+) -> QGemmConfig | PrefillConfig:
     """The configuration for ``rows [M, K] @ qweight.T (+ bias)``: the tuner's choice for its key (a search
     the first time a key is seen on a GPU), ``default_config``'s on the CPU."""
     m = rows.shape[0]
     n, k = qweight.shape
     key = (("m", m_bucket(m)), ("bias", bias is not None), *_weight_key(qweight))
 
-    def run(config: QGemmConfig) -> torch.Tensor:
+    def run(config: QGemmConfig | PrefillConfig) -> torch.Tensor:
         from tilevm.ops.qgemm.matmul import quantized_matmul  # here: matmul imports this module
 
         return quantized_matmul(rows, qweight, bias, config=config)

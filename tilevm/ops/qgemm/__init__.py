@@ -2,7 +2,14 @@
 kernel's threads (``prelayout``), the DSL kernel (``kernel``), its configuration (``config``) and the
 validating entry points: ``qgemm`` on raw tensors, ``quantized_matmul`` on a ``QuantizedWeight``."""
 
-from tilevm.ops.qgemm.config import SEARCH_SPACE, QGemmConfig, default_config, search_space
+from tilevm.ops.qgemm.config import (
+    SEARCH_SPACE,
+    PrefillConfig,
+    QGemmConfig,
+    default_config,
+    prefill_config,
+    search_space,
+)
 from tilevm.ops.qgemm.launch import CODE_DTYPES, SCALE_DTYPES, qgemm
 from tilevm.ops.qgemm.matmul import quantized_matmul
 
@@ -10,8 +17,10 @@ __all__ = [
     "CODE_DTYPES",
     "SCALE_DTYPES",
     "SEARCH_SPACE",
+    "PrefillConfig",
     "QGemmConfig",
     "default_config",
+    "prefill_config",
     "qgemm",
     "quantized_matmul",
     "search_space",

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 from tilevm.ops.qgemm import prelayout
 
-__all__ = ["SEARCH_SPACE", "QGemmConfig", "default_config", "prefetch_fits", "search_space"]
+__all__ = [
+    "PREFILL_SPACE",
+    "SEARCH_SPACE",
+    "PrefillConfig",
+    "QGemmConfig",
+    "default_config",
+    "prefetch_fits",
+    "prefill_config",
+    "search_space",
+    "uses_prefill",
+]
 
 
 @dataclass(frozen=True)
@@ -95,10 +105,104 @@ def search_space(m: int) -> list[QGemmConfig]:
     ]
 
 
+@dataclass(frozen=True)
+class PrefillConfig:
+    """How the prefill kernel (``prefill``: both operands staged in shared memory) tiles a large-M GEMM.
+
+    - ``n_warps`` x ``m_warps`` warps a block (4 or 8 in all), each owning ``n_tiles`` mma m16 atoms of the
+      weight's rows and ``m_tiles`` m8 atoms of X's: a block covers ``block_n = 16 * n_tiles * n_warps``
+      columns of the output and ``block_m = 8 * m_tiles * m_warps`` rows.
+    - ``chunks``: pre-layout chunks (``chunk_k(bits)`` values of k each) a sub-step multiplies at once: its
+      operands are in registers together (the weights dequantized), so a sub-step of about 64 values of k
+      keeps the registers below 255 with a 64-register accumulator.
+    - ``steps``: sub-steps an iteration, the unit of the pipeline: an iteration copies ``steps * chunks``
+      chunks of the weight and the X window they multiply into one of ``stages`` buffers of shared
+      memory, ``stages - 1`` iterations ahead of the one it computes.
+    """
+
+    n_warps: int = 4
+    m_warps: int = 2
+    n_tiles: int = 2
+    m_tiles: int = 8
+    chunks: int = 1
+    steps: int = 2
+    stages: int = 3
+
+    def __post_init__(self) -> None:
+        for name, allowed in PREFILL_SPACE.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"PrefillConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
+                )
+        if self.num_warps not in (4, 8):
+            raise ValueError(
+                f"PrefillConfig: n_warps * m_warps must be 4 or 8, got {self.n_warps} * {self.m_warps}"
+            )
+
+    @property
+    def num_warps(self) -> int:
+        return self.n_warps * self.m_warps
+
+    @property
+    def block_n(self) -> int:
+        """Columns of W (rows of the output's transpose) per block."""
+        return prelayout.N_GROUP * self.n_tiles * self.n_warps
+
+    @property
+    def block_m(self) -> int:
+        """Rows of X per block."""
+        return 8 * self.m_tiles * self.m_warps
+
+    def shared_bytes(self, bits: int) -> int:
+        """The bytes of the stages' buffers for ``bits``-bit codes and 16-bit X (all the shared memory the
+        kernel takes)."""
+        stage_k = self.steps * self.chunks * prelayout.chunk_k(bits)
+        return self.stages * stage_k * (2 * self.block_m + self.block_n * bits // 8)
+
+    def fits(self, bits: int) -> bool:
+        """Whether a block's shared memory for ``bits``-bit codes fits an H100's (227 KB)."""
+        return self.shared_bytes(bits) <= SHARED_BYTES
+
+
+#: the values each field of a ``PrefillConfig`` may take
+PREFILL_SPACE: dict[str, tuple[int, ...]] = {
+    "n_warps": (1, 2, 4, 8),
+    "m_warps": (1, 2, 4, 8),
+    "n_tiles": (1, 2, 4),
+    "m_tiles": (1, 2, 4, 8, 16),
+    "chunks": (1, 2, 4),
+    "steps": (1, 2, 4),
+    "stages": (2, 3, 4),
+}
+#: the M from which the prefill kernel runs (where it fills the machine: ``uses_prefill``)
+PREFILL_M = 65
+#: the shared memory a block may take on an H100 (227 KB)
+SHARED_BYTES = 227 * 1024
+
+
+def uses_prefill(m: int, n: int) -> bool:
+    """Whether ``default_config`` picks the prefill kernel for ``m`` rows of X and ``n`` columns: from
+    ``PREFILL_M`` rows, where its 128 x 128 tiles are at least as many as an H100's SMs (below that, the
+    decode kernel's smaller tiles keep more SMs busy)."""
+    return m >= PREFILL_M and -(-m // 128) * -(-n // 128) >= _SMS
+
+
+@functools.cache
+def prefill_config(bits: int) -> PrefillConfig:
+    """The prefill kernel's configuration for ``bits``-bit codes: blocks of 128 x 128 (4 x 2 warps of 32
+    columns by 64 rows), sub-steps of at least 64 values of k, iterations of at least 128, and as many
+    stages (up to 4) as shared memory holds."""
+    chunk = prelayout.chunk_k(bits)
+    chunks = max(1, 64 // chunk)
+    steps = max(1, 128 // (chunks * chunk))
+    stage_bytes = PrefillConfig(chunks=chunks, steps=steps, stages=2).shared_bytes(bits) // 2
+    return PrefillConfig(chunks=chunks, steps=steps, stages=min(4, SHARED_BYTES // stage_bytes))
+
+
 @functools.cache
 def default_config(
     m: int, n: int, k: int, bits: int, device: str = "cuda", group_size: int | None = None
-) -> QGemmConfig:
+) -> QGemmConfig | PrefillConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
     of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
     (``m <= 8``) the 8 warps of a block all split k, each with one atom of 16 columns, so that blocks are
@@ -107,7 +211,8 @@ def default_config(
     during this one's work (``prefetch``); the other widths decode with more instructions a byte and take
     iterations of about 256 values of k, prefetched only where the registers hold two (``prefetch_fits``:
     1 and 2 bits). ``split_k`` blocks share a tile when n leaves fewer tiles than an H100 has SMs. Larger m
-    tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups
+    tiles rows as well and splits nothing; from ``PREFILL_M`` rows and enough tiles (``uses_prefill``),
+    the prefill kernel (``prefill_config``). ``chunks`` is raised to hold whole groups
     (``kernel.plan_error``)."""
     chunk = prelayout.chunk_k(bits)
     group = group_size if group_size not in (None, 16, k) else 1
@@ -115,6 +220,8 @@ def default_config(
     block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
     if device == "cpu":  # the interpreter: the fewest instructions
         return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=fit, prefetch=False)
+    if uses_prefill(m, n):
+        return prefill_config(bits)
     if m > 16:
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)

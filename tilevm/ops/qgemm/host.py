@@ -22,8 +22,9 @@ import torch
 
 import tilevm as tv
 from tilevm.ops import tuning
-from tilevm.ops.qgemm.config import QGemmConfig
+from tilevm.ops.qgemm.config import PrefillConfig, QGemmConfig
 from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
+from tilevm.ops.qgemm.prefill import PREFILL_KERNELS, prefill_plan
 from tilevm.ops.qgemm.workspace import split_buffers
 from tilevm.ops.quantization import QuantizedWeight
 
@@ -46,22 +47,10 @@ class QGemmLaunch:
         scale_dtype: tv.DType,
         shape: tuple[int, int],
         group_size: int,
-        config: QGemmConfig,
+        config: QGemmConfig | PrefillConfig,
         persistent: bool = False,
     ) -> None:
         n, k = shape
-        plan = kernel_plan(
-            code_dtype.nbits,
-            config.n_warps,
-            config.k_warps,
-            config.split_k,
-            config.n_tiles,
-            config.block_m,
-            config.chunks,
-            group_size,
-            k,
-            config.stream_k,
-        )
         # what the kernel reads in place of an absent tensor (never read: any tensor does)
         placeholder = scales
         self.fixed: dict[str, object] = {
@@ -73,24 +62,52 @@ class QGemmLaunch:
             "HAS_ZEROS": zeros is not None,
             "HAS_GLOBAL_SCALE": global_scale is not None,
             "HAS_BIAS": has_bias,
-            "PREFETCH": config.prefetch,
-            "PLAN": plan,
         }
         if not has_bias:
             self.fixed["bias"] = placeholder
-        self.shares_tiles = config.split_k > 1 or config.stream_k  # blocks add partial tiles
-        if not self.shares_tiles:
+        if isinstance(config, PrefillConfig):
+            self.kernel = PREFILL_KERNELS[config.num_warps]
+            self.fixed["PREFILL"] = prefill_plan(
+                code_dtype.nbits,
+                config.n_warps,
+                config.m_warps,
+                config.n_tiles,
+                config.m_tiles,
+                config.chunks,
+                config.steps,
+                config.stages,
+                group_size,
+                k,
+            )
+            self.split_k, self.stream_k = 1, False
+            self.iterations = -(-packed.shape[1] // (config.steps * config.chunks))  # a tile's iterations
+        else:
+            self.kernel = KERNELS[config.num_warps]
+            self.fixed["PREFETCH"] = config.prefetch
+            self.fixed["PLAN"] = kernel_plan(
+                code_dtype.nbits,
+                config.n_warps,
+                config.k_warps,
+                config.split_k,
+                config.n_tiles,
+                config.block_m,
+                config.chunks,
+                group_size,
+                k,
+                config.stream_k,
+            )
+            self.split_k, self.stream_k = config.split_k, config.stream_k
+            self.iterations = -(-packed.shape[1] // (config.k_warps * config.chunks))  # a tile's iterations
+        self.shares_tiles = self.split_k > 1 or self.stream_k  # blocks add partial tiles
+        if isinstance(config, QGemmConfig) and not self.shares_tiles:  # the prefill kernel takes no buffers
             self.fixed["workspace"] = self.fixed["counters"] = placeholder
         self.config = config
-        self.split_k = config.split_k
-        self.iterations = -(-packed.shape[1] // (config.k_warps * config.chunks))  # a tile's iterations
         #: the blocks of a persistent grid (``stream_k``) on this GPU, found at the first launch
         self.resident_blocks = 0
         self.device = packed.device
         self.n = n
         self.columns = -(-n // config.block_n)  # the grid's first axis
         self.block_m = config.block_m
-        self.kernel = KERNELS[config.num_warps]
         #: the kernel with the weight bound (persistent launches), taking x, the bias if any, out, and the
         #: workspace and counters with split-K
         self.partial = self.kernel.partial(**self.fixed) if persistent else None
@@ -102,7 +119,7 @@ class QGemmLaunch:
 
     @classmethod
     def of(
-        cls, qweight: QuantizedWeight, has_bias: bool, config: QGemmConfig, persistent: bool
+        cls, qweight: QuantizedWeight, has_bias: bool, config: QGemmConfig | PrefillConfig, persistent: bool
     ) -> QGemmLaunch:
         """The launch of ``qweight``'s tensors under ``config``."""
         weight_format = qweight.format
@@ -138,7 +155,7 @@ class QGemmLaunch:
                 row = bias.view(1, self.n)
                 self._bias_row = (bias, row)
             free["bias"] = row
-        if self.config.stream_k:
+        if self.stream_k:
             tiles = grid[0] * grid[1]
             blocks = min(tiles * self.iterations, self._resident_blocks(x, free))
             grid = (blocks, 1, 1)

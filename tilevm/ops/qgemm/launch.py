@@ -11,7 +11,7 @@ import torch
 
 import tilevm as tv
 from tilevm.ops.qgemm import prelayout
-from tilevm.ops.qgemm.config import QGemmConfig, default_config
+from tilevm.ops.qgemm.config import PrefillConfig, QGemmConfig, default_config
 from tilevm.ops.qgemm.host import QGemmLaunch
 from tilevm.ops.qgemm.kernel import plan_error
 
@@ -45,7 +45,7 @@ def qgemm(
     zeros: torch.Tensor | None = None,
     global_scale: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
-    config: QGemmConfig | None = None,
+    config: QGemmConfig | PrefillConfig | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``x [M, K] @ W.T (+ bias)`` for the ``n x K`` weight whose codes ``prelayout.pack`` stored in
@@ -78,9 +78,10 @@ def qgemm(
     if out is not None:
         _check_tensor("out", out, x.dtype, (m, n), x.device)
     config = config or default_config(m, n, k, bits, x.device.type, group_size)
-    if not isinstance(config, QGemmConfig):
-        raise ValueError(f"config must be a QGemmConfig, got {type(config).__name__}")
-    error = plan_error(bits, config.chunks, group_size, k)
+    if not isinstance(config, (QGemmConfig, PrefillConfig)):
+        raise ValueError(f"config must be a QGemmConfig or a PrefillConfig, got {type(config).__name__}")
+    # the prefill kernel scales the weights: its sub-steps need not hold whole groups
+    error = plan_error(bits, config.chunks, group_size, k) if isinstance(config, QGemmConfig) else None
     if error:
         raise ValueError(f"config: {error}")
     return _launch(
@@ -100,7 +101,7 @@ def _launch(
     scale_dtype: tv.DType,
     n: int,
     group_size: int,
-    config: QGemmConfig,
+    config: QGemmConfig | PrefillConfig,
 ) -> torch.Tensor:
     shape = (n, x.shape[1])
     launch = QGemmLaunch(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from tilevm.ops.qgemm.config import QGemmConfig
+from tilevm.ops.qgemm.config import PrefillConfig, QGemmConfig
 from tilevm.ops.qgemm.host import QGemmLaunch, cached_launch
 from tilevm.ops.quantization import QuantizedWeight
 from tilevm.ops.tuning import tuned_config
@@ -21,7 +21,7 @@ def quantized_matmul(
     x: torch.Tensor,
     qweight: QuantizedWeight,
     bias: torch.Tensor | None = None,
-    config: QGemmConfig | None = None,
+    config: QGemmConfig | PrefillConfig | None = None,
 ) -> torch.Tensor:
     """``x [..., K] @ W.T (+ bias)`` -> ``[..., N]`` in ``qweight.compute_dtype`` (``x``'s dtype), with
     ``W = qweight``'s ``[N, K]`` weight: the GPU kernel on CUDA tensors, the SIMT interpreter on CPU ones.
@@ -42,7 +42,7 @@ def _matmul(
     x: torch.Tensor,
     qweight: QuantizedWeight,
     bias: torch.Tensor | None,
-    config: QGemmConfig | None,
+    config: QGemmConfig | PrefillConfig | None,
     keep: bool,
 ) -> torch.Tensor:
     if not isinstance(qweight, QuantizedWeight):
@@ -68,10 +68,10 @@ def _matmul(
         launch = QGemmLaunch.of(
             qweight, bias is not None, tuned_config(rows, qweight, bias), persistent=False
         )
-    elif isinstance(config, QGemmConfig):
+    elif isinstance(config, (QGemmConfig, PrefillConfig)):
         launch = QGemmLaunch.of(qweight, bias is not None, config, persistent=False)
     else:
-        raise ValueError(f"config must be a QGemmConfig, got {type(config).__name__}")
+        raise ValueError(f"config must be a QGemmConfig or a PrefillConfig, got {type(config).__name__}")
     out = launch.launch(rows, bias, None)
     return out if flat else out.view(*x.shape[:-1], n)
 

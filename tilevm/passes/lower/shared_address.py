@@ -165,5 +165,19 @@ class SwizzledOffsets:
 
 
 def byte_pointer(tile: SharedTile, offset: Expr) -> Expr:
-    """A shared pointer to the element at element offset ``offset`` (which starts a whole byte)."""
-    return SharedPointer(tile.dtype, base_elements(tile.dtype.nbits, offset))
+    """A shared pointer to the element at element offset ``offset`` (which starts a whole byte). A constant
+    last term of the offset stays the last term of the byte offset, so that it becomes the access's
+    immediate: in ``(swizzled + c) * 2`` LLVM makes the sum an ``or`` (its bits are disjoint), and each
+    access computes its whole address; ``swizzled * 2 + 2 * c`` shares one register among them."""
+    nbits = tile.dtype.nbits
+    rest, constant = _split_constant(offset)
+    if constant and constant * nbits % 8 == 0:
+        return SharedPointer(tile.dtype, add(base_elements(nbits, rest), Const(constant * nbits // 8, int32)))
+    return SharedPointer(tile.dtype, base_elements(nbits, offset))
+
+
+def _split_constant(offset: Expr) -> tuple[Expr, int]:
+    """``offset`` as (the rest, the constant that ``add`` puts last in a sum; 0 when there is none)."""
+    if isinstance(offset, BinaryExpr) and offset.op == "add" and isinstance(offset.rhs, Const):
+        return offset.lhs, int(offset.rhs.value)
+    return offset, 0

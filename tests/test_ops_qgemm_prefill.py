@@ -1,0 +1,175 @@
+"""The quantized GEMM's prefill kernel (``tilevm.ops.qgemm.prefill``) through the SIMT interpreter at small
+ragged shapes, against ``test_ops_qgemm``'s float64 reference (``x.double() @ W64.T`` with the weight
+dequantized here from the codes with the dtype codec) and its error bound: integer widths from 1 to 8
+bits (narrow and odd ones included), zero points, MX and NVFP4 scales, groups of 16 to 128 and per channel,
+float16 and bfloat16, several warp grids and pipelines. Then the choice of the kernel, its loop's IR and
+its PTX for sm_90; on the GPU, the benchmark's prefill shape."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+from test_ops_qgemm import check, make_inputs, run_qgemm
+
+import tilevm as tv
+from tilevm.ir.rewrite import walk_instructions
+from tilevm.ir.stmt import For
+from tilevm.ops import quantize_weight, quantized_matmul
+from tilevm.ops.qgemm import PrefillConfig, QGemmConfig, default_config, prefill_config, prelayout
+from tilevm.ops.qgemm.config import uses_prefill
+from tilevm.ops.qgemm.prefill import PREFILL_KERNELS, prefill_plan
+
+#: blocks of 32 x 16 (2 x 2 warps), 32 x 32 (4 warps along m: the weights' fragments in every warp),
+#: 64 x 16 (4 warps along n, two chunks a sub-step) and 16 x 64 (8 warps, 4 sub-steps an iteration)
+SQUARE = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=2)
+ROWS = PrefillConfig(n_warps=1, m_warps=4, n_tiles=2, m_tiles=1, chunks=1, steps=1, stages=3)
+COLUMNS = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=2, steps=1, stages=4)
+EIGHT = PrefillConfig(n_warps=1, m_warps=8, n_tiles=1, m_tiles=1, chunks=1, steps=4, stages=2)
+#: one sub-step an iteration: the odd widths' chunks of 256 values of k make long code to compile
+SHORT = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, steps=1, stages=3)
+
+CASES = [
+    # code, compute, scale kind, group (None: per channel), m, n, k, bias, config
+    (tv.int4, torch.float16, "compute", 128, 37, 45, 512, True, SQUARE),  # 4 iterations of 128
+    (tv.int8, torch.bfloat16, "compute", 32, 20, 33, 256, False, ROWS),  # groups of one chunk
+    (tv.int2, torch.float16, "compute", 64, 19, 40, 384, True, COLUMNS),  # 4 groups a sub-step, K ragged
+    (tv.int3, torch.float16, "compute", None, 17, 30, 300, True, SHORT),  # odd width, K past its chunk
+    (tv.int5, torch.bfloat16, "compute", 32, 23, 18, 512, False, SHORT),  # 8 groups a chunk of 256
+    (tv.uint4, torch.bfloat16, "compute", 64, 30, 40, 256, True, EIGHT),  # zero points by group
+    (tv.uint3, torch.float16, "compute", None, 21, 50, 256, False, SHORT),  # zero points per channel
+    (tv.float4_e2m1, torch.bfloat16, "e8m0", 32, 25, 36, 256, True, SQUARE),  # MX
+    (tv.float4_e2m1, torch.float16, "ue4m3", 16, 26, 34, 128, True, ROWS),  # NVFP4: global scale
+    (tv.float8_e4m3, torch.float16, "compute", 16, 19, 20, 192, False, COLUMNS),  # groups of 16
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "compute", "scale_kind", "group", "m", "n", "k", "bias", "config"),
+    CASES,
+    ids=[f"{case[0]}-{case[2]}-{case[3]}" for case in CASES],
+)
+def test_prefill_matches_float64_reference(code, compute, scale_kind, group, m, n, k, bias, config):
+    group = group or k
+    inputs = make_inputs(code, compute, scale_kind, group, m, n, k, bias, seed=m * n + k)
+    out = run_qgemm(inputs, code, group, config)  # poisoned with NaN: check finds any element not written
+    assert out.dtype == compute and out.shape == (m, n)
+    check(inputs, out)
+
+
+def test_quantized_matmul_takes_a_prefill_config():
+    generator = torch.Generator().manual_seed(11)
+    weight = torch.randn(40, 256, generator=generator).half()
+    qweight = quantize_weight(weight, tv.int4, group_size=64)
+    x, bias = torch.randn(2, 9, 256, generator=generator).half(), torch.randn(40, generator=generator).half()
+    out = quantized_matmul(x, qweight, bias, config=SQUARE)
+    expected = x.double() @ qweight.dequantize(torch.float64).T + bias.double()
+    magnitude = x.double().abs() @ qweight.dequantize(torch.float64).abs().T
+    # the check's bound: the scaled weight rounded once, float32 sums, the output rounded once
+    tolerance = 2.0**-11 * (expected.abs() + magnitude) + 256 * 2.0**-24 * magnitude
+    assert out.shape == (2, 9, 40) and ((out.double() - expected).abs() <= tolerance).all()
+
+
+def test_default_config_picks_the_prefill_kernel_where_it_fills_the_machine():
+    assert isinstance(default_config(4096, 8192, 8192, 4, "cuda", 128), PrefillConfig)
+    assert isinstance(default_config(4096, 8192, 8192, 8, "cuda", None), PrefillConfig)
+    assert isinstance(default_config(4096, 8192, 8192, 4, "cpu", 128), QGemmConfig)  # the interpreter
+    assert isinstance(default_config(64, 8192, 8192, 4, "cuda", 128), QGemmConfig)
+    # 128 x 128 tiles: 2 x 64 and 32 x 4 are fewer than an H100's 132 SMs, 3 x 64 and 32 x 5 are not
+    assert [uses_prefill(m, n) for m, n in ((256, 8192), (4096, 512), (257, 8192), (4096, 513))] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_prefill_config_fits_shared_memory_with_the_most_stages(bits):
+    config = prefill_config(bits)
+    chunk = prelayout.chunk_k(bits)
+    stage = (config.steps * config.chunks * chunk) * (2 * 128 + 128 * bits // 8)  # X and W bytes a stage
+    assert (config.block_n, config.block_m, config.num_warps) == (128, 128, 8)
+    assert config.chunks * chunk >= 64 and config.steps * config.chunks * chunk >= 128
+    assert config.shared_bytes(bits) == config.stages * stage <= 227 * 1024
+    assert config.stages == 4 or (config.stages + 1) * stage > 227 * 1024
+
+
+def _program(config: PrefillConfig, bits: int, m: int, n: int, k: int, group: int):
+    """The prefill kernel, its arguments (``meta`` tensors of these sizes: compiled, never run) and its
+    constexprs."""
+    plan = prefill_plan(bits, *_fields(config), group, k)
+    meta = functools.partial(torch.empty, device="meta")
+    x, out = meta(m, k, dtype=torch.float16), meta(m, n, dtype=torch.float16)
+    packed = meta(
+        n // 16, k // prelayout.chunk_k(bits), prelayout.loads_per_chunk(bits), 32, 16, dtype=torch.uint8
+    )
+    scales = meta(k // group, n, dtype=torch.float16)
+    kernel = PREFILL_KERNELS[config.num_warps]
+    constexprs = dict(CODE=tv.int_type(bits, True), HAS_ZEROS=False, HAS_GLOBAL_SCALE=False, HAS_BIAS=True)
+    return kernel, (x, packed, scales, scales, x, x, out), {**constexprs, "PREFILL": plan}
+
+
+def _fields(config: PrefillConfig) -> tuple[int, ...]:
+    return (config.n_warps, config.m_warps, config.n_tiles, config.m_tiles, config.chunks, config.steps,
+            config.stages)  # fmt: skip
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_the_loop_converts_no_layout_and_the_stages_are_all_the_shared_memory(bits):
+    """The pinned shared loads give the dot its operands' layouts (no ``convert_layout``, which goes
+    through shared memory, in the loop), and the block's shared memory is its stages'."""
+    config = prefill_config(bits)
+    kernel, args, constexprs = _program(config, bits, 4096, 8192, 8192, 128)  # as the ptxas test's
+    program = kernel.ir(*args, **constexprs)
+    loops = [statement for statement in walk_instructions(program.body) if isinstance(statement, For)]
+    (main,) = [loop for loop in loops if any(type(i).__name__ == "Dot" for i in walk_instructions(loop.body))]
+    assert not any(type(i).__name__ == "ConvertLayout" for i in walk_instructions(main.body))
+    assert program.shared_bytes == config.shared_bytes(bits)
+
+
+@pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas is not on PATH")
+@pytest.mark.parametrize("bits", [4, 8])
+def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
+    """The default configuration for sm_90 at the benchmark's shape: no spills, at most 255 registers
+    (8 warps of 256 threads: one block an SM), and the shared loads of X take their constant offsets as
+    immediates (one address register for all of a thread's 16-byte loads of a stage)."""
+    kernel, args, constexprs = _program(prefill_config(bits), bits, 4096, 8192, 8192, 128)
+    ptx = kernel.ptx(*args, **constexprs, target="sm_90")
+    path = tmp_path / "prefill.ptx"
+    path.write_text(ptx)
+    report = subprocess.run(
+        ["ptxas", "-v", "-arch=sm_90", "-o", str(tmp_path / "prefill.cubin"), str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    assert "0 bytes spill stores, 0 bytes spill loads" in report, report
+    registers = int(re.search(r"Used (\d+) registers", report).group(1))
+    assert registers <= 255, report
+    loads = re.findall(r"ld\.shared\.v4\.b32\s+\{[^}]*\}, \[(%r\d+)(\+-?\d+)?\]", ptx)
+    assert len(loads) >= 32 and sum(1 for _, immediate in loads if immediate) >= len(loads) // 2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("code", [tv.int4, tv.int8], ids=str)
+def test_prefill_at_the_benchmark_shape(code):
+    """M = 4096, N = K = 8192 with groups of 128: the default configuration (the prefill kernel) against
+    the float64 reference."""
+    n = k = 8192
+    inputs = make_inputs(code, torch.float16, "compute", 128, 4096, n, k, bias=True, seed=5, device="cuda")
+    assert isinstance(default_config(4096, n, k, code.nbits, "cuda", 128), PrefillConfig)
+    check(inputs, run_qgemm(inputs, code, 128, None))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", [SQUARE, ROWS, COLUMNS, EIGHT, SHORT, prefill_config(4)], ids=str)
+def test_prefill_configurations_on_the_gpu(config):
+    inputs = make_inputs(
+        tv.uint4, torch.bfloat16, "compute", 64, 300, 1000, 2112, bias=True, seed=4, device="cuda"
+    )
+    check(inputs, run_qgemm(inputs, tv.uint4, 64, config))

@@ -1,0 +1,252 @@
+"""The quantized GEMM's prefill kernel (large M): ``out = X @ dequant(W).T (+ bias)`` with both operands
+staged in shared memory by a ``copy_async`` pipeline.
+
+As the decode kernel (``kernel``), it computes ``out.T = W @ X.T`` with ``mma.m16n8k16``, the dequantized
+weight as operand A and X as operand B, and it reads the same pre-layout (``prelayout``). What changes at
+large M is the reuse: a block computes a ``block_n x block_m`` tile of ``out.T`` (128 x 128 by default)
+with its warps in a grid, ``n_warps`` across n and ``m_warps`` across m, each warp ``16 * n_tiles``
+columns by ``8 * m_tiles`` rows. Every byte of W a block reads serves ``block_m`` rows of X, and every
+value of X ``block_n`` columns of W, so the operands come from shared memory, where ``stages`` iterations
+are in flight at once:
+
+- an iteration waits for its stage's copies and syncs (one barrier an iteration: past it, every thread is
+  done with the previous iteration's stage), then starts copying ``steps * chunks`` pre-layout chunks of
+  the block's columns (``copy_async``: the packed bytes of a column group are contiguous) and the
+  ``[block_m, steps * kc]`` window of X ``stages - 1`` iterations ahead, into that stage;
+- it then computes ``steps`` sub-steps of ``kc = chunks * chunk_k(bits)`` values of k: each thread reads
+  its 16-byte strings of codes from the stage (a warp's 512 bytes contiguous: no bank conflict) and its
+  16 bytes of X per row of its B fragments and 32 values of k (the pre-layout's permuted k;
+  ``plan_shared_memory`` swizzles the stage so that these reads hit every bank once); the decode kernel's
+  ``_step`` makes them the A operand (decoded, dequantized) and the B operand, and multiplies;
+- the scales go on the weights (one multiply per code, in the compute dtype, after the zero point is
+  subtracted): a sub-step spans ``R = max(1, kc / group)`` groups, which split the A operand's k as
+  broadcast dims of the scales' rows; unlike the decode kernel's scaled partial sums (``scale_on =
+  "groups"``), this needs no second accumulator, and a sub-step need not hold whole groups. Scales per
+  channel multiply the sum once, at the end;
+- the epilogue is the decode kernel's: the global scale, the bias, one rounding, a masked store of the
+  ragged tile.
+
+The tiling is one Python value (``PrefillPlan``, a constexpr), whose ``core`` is a ``KernelPlan`` with the
+warp grid's layouts, so that the decode kernel's helpers run on it unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import tilevm as tv
+from tilevm.layout import local, mma_fragments, replicated, spatial
+from tilevm.ops.qgemm import prelayout
+from tilevm.ops.qgemm.kernel import KernelPlan, _block_sum, _epilogue, _rows, _step
+
+__all__ = ["PREFILL_KERNELS", "PrefillPlan", "prefill_plan"]
+
+_FRAGMENTS = mma_fragments("m16n8k16", "f16")
+#: values of k in a 32-value block of the mma order, rows of X an mma atom
+_BLOCK, _M_ATOM = 32, 8
+
+
+@dataclass(frozen=True)
+class PrefillPlan:
+    """The tiling of one prefill specialization (see ``prefill_plan``); ``core`` is what the decode
+    kernel's helpers read, for one sub-step."""
+
+    core: KernelPlan
+    m_warps: int  # warps across m (the core's n_warps are across n)
+    steps: int  # sub-steps an iteration (a stage holds steps * core.chunks chunks)
+    stages: int  # iterations in flight in shared memory
+    group_size: int  # values of k a row of scales covers (K: per channel)
+
+    @property
+    def stage_chunks(self) -> int:
+        """Pre-layout chunks an iteration copies."""
+        return self.steps * self.core.chunks
+
+    @property
+    def stage_k(self) -> int:
+        """Values of k an iteration copies."""
+        return self.steps * self.core.kc
+
+    @property
+    def num_warps(self) -> int:
+        return self.core.n_warps * self.m_warps
+
+
+@functools.cache
+def prefill_plan(
+    bits: int,
+    n_warps: int,
+    m_warps: int,
+    n_tiles: int,
+    m_tiles: int,
+    chunks: int,
+    steps: int,
+    stages: int,
+    group_size: int,
+    k: int,
+) -> PrefillPlan:
+    """The plan for codes of ``bits`` bits in groups of ``group_size`` values of k (``k``: per channel)
+    under a ``PrefillConfig``'s fields. Cached: a launch costs no layout algebra."""
+    kc = chunks * prelayout.chunk_k(bits)
+    per_channel = group_size == k
+    block_n = prelayout.N_GROUP * n_tiles * n_warps
+    block_m = _M_ATOM * m_tiles * m_warps
+    k_digits, weight_tile_shape = _scale_digits(kc, group_size, per_channel, block_n)
+    atoms = kc // 16  # mma k16 steps of a sub-step
+    # warp (w, v) = w * m_warps + v holds columns w and rows v of the block's tile; the A operand is the
+    # same in the warps of a column, the B operand in the warps of a row
+    accumulator = local(1, 1, n_tiles, m_tiles) * spatial(1, 1, n_warps, m_warps) * _FRAGMENTS.c
+    a = (
+        local(1, 1, n_tiles, 1)
+        * spatial(1, 1, n_warps, 1)
+        * replicated(m_warps)
+        * local(1, 1, 1, atoms)
+        * _FRAGMENTS.a
+    )
+    b = (
+        local(1, 1, 1, m_tiles)
+        * replicated(n_warps)
+        * spatial(1, 1, 1, m_warps)
+        * local(1, 1, atoms, 1)
+        * _FRAGMENTS.b
+    )
+    # X's window [m, (jh, t, jl, s1, s0)]: b [1, 1, (jh, jl, s1, t, s0), m] (as kernel_plan)
+    x = (
+        b.permute(3, 0, 1, 2)
+        .reshape(block_m, 1, kc // _BLOCK, 2, 2, 4, 2)
+        .permute(0, 1, 2, 5, 3, 4, 6)
+        .reshape(block_m, kc)
+    )
+    weights = (
+        local(n_tiles, 1, 1, 1, 1)
+        * spatial(n_warps, 1, 1, 1, 1)
+        * replicated(m_warps)
+        * local(1, chunks, prelayout.loads_per_chunk(bits), 1, 1)
+        * spatial(1, 1, 1, prelayout.LANES, 1)
+        * local(1, 1, 1, 1, prelayout.LOAD_BYTES)
+    )
+    # the A operand [1, 1, n, k] seen as [1, 1, *k_digits, n]: a group's scales broadcast along its digits
+    rank = 3 + len(k_digits)
+    n_last = a.reshape(1, 1, block_n, *k_digits).permute(0, 1, *range(3, rank), 2)
+    broadcast = [dim for dim, size in enumerate(weight_tile_shape) if size == 1]
+    rows = math.prod(weight_tile_shape[:-1])
+    row_layout = n_last.reduce(*broadcast).reshape(rows, block_n)
+    core = KernelPlan(
+        block_m=block_m,
+        n_tiles=n_tiles,
+        n_warps=n_warps,
+        k_warps=1,
+        split_k=1,
+        stream_k=False,
+        chunks=chunks,
+        loads=prelayout.loads_per_chunk(bits),
+        kc=kc,
+        scale_on="channel" if per_channel else "weights",
+        groups=1,
+        x=x,
+        weights=weights,
+        accumulator=accumulator,
+        group_rows=row_layout,  # read only when scale_on == "groups", which the prefill kernel never is
+        weight_rows=row_layout,
+        row_step=rows,
+        k_digits=k_digits,
+        weight_tile_shape=weight_tile_shape,
+    )
+    return PrefillPlan(core=core, m_warps=m_warps, steps=steps, stages=stages, group_size=group_size)
+
+
+def _scale_digits(
+    kc: int, group_size: int, per_channel: bool, block_n: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The digits of a sub-step's k (mma order) in which each group of scales is a broadcast dim, and the
+    shape the scales' rows take to broadcast against the A operand seen as ``[1, 1, *k_digits, n]``."""
+    if per_channel:  # one row of zero points (the scales multiply the sum at the end)
+        return (kc,), (1, 1, 1, block_n)
+    if group_size == 16:  # true k = 32 jh + 8 t + ...: a group is (jh, t // 2), t a digit of the mma's k
+        blocks = kc // _BLOCK
+        return (blocks, 4, 2, 4), (1, 1, blocks, 1, 2, 1, block_n)
+    groups = max(1, kc // group_size)  # whole 32-value blocks: the most significant digit of k
+    return (groups, kc // groups), (1, 1, groups, 1, block_n)
+
+
+@tv.func
+def _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, iteration, PREFILL):
+    """Starts copying iteration ``iteration``'s X window and packed bytes into stage ``stage`` (past the end
+    of k, the copies read zeros)."""
+    core = PREFILL.core
+    x_stage = tv.slice_shared(x_stages, [stage, 0, 0], [core.block_m, PREFILL.stage_k])
+    tv.copy_async(x_stage, x, offsets=[m0, iteration * PREFILL.stage_k])
+    shape = [core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
+    w_stage = tv.slice_shared(w_stages, [stage, 0, 0, 0, 0, 0], shape)
+    tv.copy_async(w_stage, packed, offsets=[group0, iteration * PREFILL.stage_chunks, 0, 0, 0])
+    tv.copy_async_commit()
+
+
+@tv.func
+def _sub_step(acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, CODE, HAS_ZEROS, PREFILL):
+    """``acc`` plus sub-step ``step`` of the iteration in ``stage``: the operands read from shared memory in
+    their fragments' layouts, then the decode kernel's step (the weights dequantized and scaled, one
+    dot)."""
+    core = PREFILL.core
+    window = tv.slice_shared(x_stages, [stage, 0, step * core.kc], [core.block_m, core.kc])
+    x_now = tv.load_shared(window, layout=core.x)
+    shape = [core.block_n // 16, core.chunks, core.loads, 32, 16]
+    strings = tv.slice_shared(w_stages, [stage, 0, step * core.chunks, 0, 0, 0], shape)
+    w_now = tv.load_shared(strings, layout=core.weights)
+    rows = core.weight_rows.shape[0]
+    scale_rows = zero_rows = 0  # none where the sub-step applies none
+    if core.scale_on == "weights":
+        scale_rows = _rows(scales, row0, n0, rows, core.weight_rows)
+    if HAS_ZEROS:
+        zero_rows = _rows(zeros, row0, n0, rows, core.weight_rows)
+    return _step(acc, (x_now, w_now, scale_rows, zero_rows), CODE, HAS_ZEROS, core)
+
+
+def _body(
+    x: tv.Tensor,
+    packed: tv.Tensor[tv.uint8, 5],
+    scales: tv.Tensor,
+    zeros: tv.Tensor,
+    global_scale: tv.Tensor,
+    bias: tv.Tensor,
+    out: tv.Tensor,
+    CODE: tv.constexpr,
+    HAS_ZEROS: tv.constexpr,
+    HAS_GLOBAL_SCALE: tv.constexpr,
+    HAS_BIAS: tv.constexpr,
+    PREFILL: tv.constexpr,
+):
+    core = PREFILL.core
+    m0, n0 = tv.block_idx(1) * core.block_m, tv.block_idx(0) * core.block_n
+    group0 = tv.block_idx(0) * (core.block_n // 16)
+    x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, core.block_m, PREFILL.stage_k])
+    shape = [PREFILL.stages, core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
+    w_stages = tv.shared_tensor(tv.uint8, shape)
+    iterations = tv.cdiv(packed.shape[1], PREFILL.stage_chunks)
+    for stage in tv.static_range(PREFILL.stages - 1):
+        _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, stage, PREFILL)
+    acc = tv.register_tensor(
+        tv.float32, [1, 1, core.block_n, core.block_m], init=0.0, layout=core.accumulator
+    )
+    for i in range(iterations):
+        # iteration i's copies are the oldest of the stages - 1 groups in flight; after the barrier every
+        # thread is done with iteration i - 1, whose stage the copies for i + stages - 1 then fill
+        tv.copy_async_wait(PREFILL.stages - 2)
+        tv.sync()
+        ahead = i + PREFILL.stages - 1
+        _copy_stage(x_stages, w_stages, x, packed, m0, group0, ahead % PREFILL.stages, ahead, PREFILL)
+        stage = i % PREFILL.stages
+        for step in tv.static_range(PREFILL.steps):
+            row0 = (i * PREFILL.stage_k + step * core.kc) // PREFILL.group_size
+            acc = _sub_step(
+                acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, CODE, HAS_ZEROS, PREFILL
+            )
+    tv.copy_async_wait(0)
+    total = _block_sum(acc, scales, n0, core)
+    _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core)
+
+
+#: one kernel per warp count (a block's thread count is fixed when a kernel is made)
+PREFILL_KERNELS: dict[int, tv.Kernel] = {warps: tv.kernel(_body, num_warps=warps) for warps in (4, 8)}
