@@ -210,7 +210,10 @@ def test_a_sub_byte_conversion_with_no_whole_bytes_a_thread_goes_through_one_byt
         CHECK-NEXT: barrier()
         CHECK-NEXT: %P0: vector<uint8, 16> = load(pointer=shared_pointer<uint8>(%ZERO), width=16)
         CHECK-NEXT: %P1: vector<uint8, 16> = load(pointer=shared_pointer<uint8>(%ZERO + 16), width=16)
-        CHECK-NEXT: %BYTES: vector<uint8, 32> = let(value=gather([%P0, %P1], [0, 1, 2, 3, 4, 5, 6, 7, 8,
+        CHECK-NEXT: %W0: vector<uint32, 4> = let(value=bitcast<uint32, 4>(%P0))
+        CHECK-NEXT: %W1: vector<uint32, 4> = let(value=bitcast<uint32, 4>(%P1))
+        CHECK-NEXT: %BYTES: vector<uint8, 32> = let(value=bitcast<uint8, 32>(pack([element(%W0, 0),
+        CHECK-SAME: element(%W0, 3), element(%W1, 0), element(%W1, 1), element(%W1, 2), element(%W1, 3)])))
         CHECK: %CODES: vector<uint4, 32> = let(
         CHECK-NEXT: vector<int4, 32> = let(value=bitcast<int4, 32>(%CODES))
         """,

@@ -27,13 +27,14 @@ import numpy as np
 from tilevm.dtypes import DType, int32, uint8
 from tilevm.ir import ConvertLayout
 from tilevm.ir.expr import BinaryExpr, Const, Expr
-from tilevm.ir.thread import Barrier, Gather, Load, SharedPointer, Store
+from tilevm.ir.thread import Barrier, Load, SharedPointer, Store
 from tilevm.ir.thread.memory import ACCESS_BYTES
 from tilevm.layout import RegisterLayout
 from tilevm.layout.register_modes import entry_size
 from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.local_maps import conversion_map
 from tilevm.passes.lower.lowering import Handler, Lowering, tile_layout
+from tilevm.passes.lower.packed_gather import packed_gather
 from tilevm.passes.lower.registers import byte_codes, from_byte_codes, gather
 
 __all__ = ["HANDLERS", "ScratchPlan", "scratch_plan"]
@@ -55,7 +56,7 @@ def _convert_layout(lowering: Lowering, conversion: ConvertLayout) -> None:
     if source != target:
         indices = conversion_map(source, target)
         if indices is not None:
-            register = lowering.let(conversion.output.name, gather(register, indices))
+            register = lowering.let(conversion.output.name, packed_gather(lowering, (register,), indices))
         else:
             register = _through_shared(lowering, register, source, target)
     lowering.bind(conversion.output, register)
@@ -92,7 +93,7 @@ def _move(
     )
     if len(parts) == 1:
         return parts[0]
-    return lowering.let("converted", Gather(parts, tuple(range(target.local_size))))
+    return lowering.let("converted", packed_gather(lowering, parts, range(target.local_size)))
 
 
 def _runs(

@@ -68,6 +68,7 @@ from tilevm.passes.lower.lowering import (
     tile_layout,
     vector_length,
 )
+from tilevm.passes.lower.packed_gather import packed_gather
 from tilevm.passes.lower.vectorize import AccessPlan, locals_in_runs, plan_access
 
 __all__ = ["HANDLERS", "checked_element"]
@@ -93,9 +94,9 @@ def _load_global(lowering: Lowering, instruction: LoadGlobal) -> None:
         value = pack_codes(codes, tensor.dtype)
     else:
         window, positions = _widest_window(lowering, instruction, window)
-        value = _concat(_load_groups(lowering, instruction, window, other))
+        value = _concat(lowering, _load_groups(lowering, instruction, window, other))
         if positions is not None:  # loaded in runs: back to the tile's order (a renaming of registers)
-            value = Gather((value,), positions)
+            value = packed_gather(lowering, (value,), positions)
     lowering.bind(instruction.output, lowering.let(instruction.output.name, value))
 
 
@@ -143,7 +144,7 @@ def _load_ragged(lowering: Lowering, window: ThreadWindow, plan: AccessPlan, loc
                      window.in_bounds(local + step))
             for step in range(0, plan.group, plan.unit)
         ]  # fmt: skip
-        lowering.emit(AssignScalar(variable=register, value=_concat(values)))
+        lowering.emit(AssignScalar(variable=register, value=_concat(lowering, values)))
     lowering.emit(If(condition=full, then_body=tuple(whole), else_body=tuple(elements)))
     return register
 
@@ -195,7 +196,7 @@ def _store_global(lowering: Lowering, instruction: StoreGlobal) -> None:
         store_through_words(lowering, window, value, writer, _pointer_divisibility(lowering, tensor))
         return
     for local in range(0, layout.local_size, plan.group):
-        piece = _slice(value, local, plan.group, layout.local_size)
+        piece = _slice(lowering, value, local, plan.group, layout.local_size)
         if plan.exact:
             _store_at(lowering, window, local, piece, binary("and", writer, window.in_bounds(local)))
         else:
@@ -210,7 +211,7 @@ def _store_ragged(
         _store_at(lowering, window, local, piece, writer)
     with lowering.collect() as elements:
         for step in range(0, plan.group, plan.unit):
-            unit = _slice(piece, step, plan.unit, plan.group)
+            unit = _slice(lowering, piece, step, plan.unit, plan.group)
             in_bounds = binary("and", writer, window.in_bounds(local + step))
             _store_at(lowering, window, local + step, unit, in_bounds)
     lowering.emit(If(condition=full, then_body=tuple(whole), else_body=tuple(elements)))
@@ -239,7 +240,7 @@ def _atomic_global(lowering: Lowering, instruction: AtomicGlobal) -> None:
         lowering.define(
             Atomic, "old", op=instruction.op,
             pointer=_byte_pointer(tensor.pointer, tensor.dtype, address),
-            value=_slice(value, local, 1, layout.local_size),
+            value=_slice(lowering, value, local, 1, layout.local_size),
             predicate=_predicate(binary("and", writer, window.in_bounds(local))),
         )  # fmt: skip
 
@@ -321,20 +322,20 @@ def _select(condition: Expr, if_true: Expr, if_false: Expr) -> Expr:
     return Bitcast(dtype, length, raw)
 
 
-def _slice(value: Expr, start: int, count: int, length: int) -> Expr:
+def _slice(lowering: Lowering, value: Expr, start: int, count: int, length: int) -> Expr:
     """Elements ``start`` to ``start + count`` of a register of ``length`` elements."""
     if count == length:
         return value
     if count == 1:
         return Element(value, start)
-    return Gather((value,), tuple(range(start, start + count)))
+    return packed_gather(lowering, (value,), range(start, start + count))
 
 
-def _concat(pieces: list[Expr]) -> Expr:
+def _concat(lowering: Lowering, pieces: list[Expr]) -> Expr:
     if len(pieces) == 1:
         return pieces[0]
     total = sum(vector_length(piece.type) for piece in pieces)
-    return Gather(tuple(pieces), tuple(range(total)))
+    return packed_gather(lowering, pieces, range(total))
 
 
 HANDLERS: dict[type, Handler] = {

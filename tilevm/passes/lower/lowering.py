@@ -116,6 +116,8 @@ class Lowering:
         self._globals: dict[Var, GlobalTensor] = {}
         self._prologue: list[Instruction] = []
         self._bodies: list[list[Instruction]] = []
+        #: per body being built (``_bodies``), the values ``let_once`` bound there
+        self._bound: list[dict[Expr, Var]] = []
         self._coordinates: dict[RegisterLayout, tuple[Expr, ...]] = {}
         self._scratch_start = _aligned(program.shared_bytes or 0, SCRATCH_ALIGNMENT)
         self._scratch_bytes = 0
@@ -157,10 +159,12 @@ class Lowering:
     def collect(self) -> Iterator[list[Instruction]]:
         """Instructions emitted inside the ``with`` go to the yielded list (a nested body) instead."""
         self._bodies.append([])
+        self._bound.append({})
         try:
             yield self._bodies[-1]
         finally:
             self._bodies.pop()
+            self._bound.pop()
 
     # -- emitting --------------------------------------------------------------------------------------
 
@@ -193,6 +197,18 @@ class Lowering:
         register declared mutable is not one: its value may change). A let's value never changes, so a
         lowering may read through it (a cast reads its elements' bits through a ``gather``)."""
         return self._lets.get(variable) if isinstance(variable, Var) else None
+
+    def let_once(self, name: str, value: Expr) -> Expr:
+        """``let(name, value)``, or the variable that an equal ``value`` was bound to before in this body or
+        an enclosing one (whose definition comes first): the words of a register that several gathers read,
+        say."""
+        for bound in reversed(self._bound):
+            if value in bound:
+                return bound[value]
+        variable = self.let(name, value)
+        if isinstance(variable, Var):
+            self._bound[-1][value] = variable
+        return variable
 
     @property
     def thread(self) -> Var:

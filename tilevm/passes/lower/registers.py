@@ -39,6 +39,7 @@ from tilevm.passes.lower.lowering import (
     tile_layout,
     vector_length,
 )
+from tilevm.passes.lower.packed_gather import packed_gather
 from tilevm.passes.lower.widening import arithmetic_dtype, code_dtype, is_machine
 
 __all__ = ["HANDLERS", "as_codes", "byte_codes", "from_byte_codes", "from_codes", "gather", "reinterpret"]
@@ -164,9 +165,8 @@ def _permute(lowering: Lowering, permute: Permute) -> None:
             f"{tile_layout(permute.output)} moves elements of {tile_layout(permute.operand)} between threads",
             lowering.location,
         )
-    lowering.bind(
-        permute.output, lowering.let(permute.output.name, gather(lowering.tile(permute.operand), indices))
-    )
+    value = packed_gather(lowering, (lowering.tile(permute.operand),), indices)
+    lowering.bind(permute.output, lowering.let(permute.output.name, value))
 
 
 def _view(lowering: Lowering, view: View) -> None:

@@ -32,6 +32,7 @@ from tilevm.layout import RegisterLayout
 from tilevm.layout.shared import permute_shared
 from tilevm.passes.lower.ldmatrix import load_matrices
 from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError, SharedTile, tile_layout
+from tilevm.passes.lower.packed_gather import packed_gather
 from tilevm.passes.lower.shared_access import (
     ldmatrix_plan,
     local_offsets,
@@ -129,7 +130,7 @@ def _load_vectors(
         return parts[0]
     if width == 1:
         return lowering.let("tile", Pack(tuple(parts)))
-    return lowering.let("tile", Gather(tuple(parts), tuple(range(register.local_size))))
+    return lowering.let("tile", packed_gather(lowering, parts, range(register.local_size)))
 
 
 def _group_offsets(lowering: Lowering, tile: SharedTile, start: Expr, offsets, width: int) -> list[Expr]:
