@@ -107,6 +107,8 @@ class Lowering:
         self.location: SourceLocation | None = None
         self._tiles: dict[Var, Expr] = {}
         self._lets: dict[Var, Expr] = {}
+        #: expressions that compute a gather in words (``packed_gather``), by identity, with that gather
+        self._gathers: dict[int, tuple[Expr, Expr]] = {}
         self._assigned = {
             instruction.destination
             for instruction in walk_instructions(program.body)
@@ -189,13 +191,22 @@ class Lowering:
         if isinstance(value, Var | Const):
             return value
         variable = self.define(LetScalar, name, value=value)
-        self._lets[variable] = value
+        meaning = self._gathers.get(id(value))
+        self._lets[variable] = meaning[1] if meaning is not None and meaning[0] is value else value
         return variable
 
+    def stands_for(self, value: Expr, gather: Expr) -> Expr:
+        """Record that ``value`` computes ``gather`` (a gather's elements moved in 32-bit words): a variable
+        that ``let`` binds to ``value`` reads, through ``let_value``, as the gather, so that a cast can take
+        each element's field from the gather's source instead of from the moved words. ``value``."""
+        self._gathers[id(value)] = (value, gather)
+        return value
+
     def let_value(self, variable: Expr) -> Expr | None:
-        """The expression that ``let`` bound to ``variable``, or None when ``variable`` is anything else (a
-        register declared mutable is not one: its value may change). A let's value never changes, so a
-        lowering may read through it (a cast reads its elements' bits through a ``gather``)."""
+        """The expression that ``let`` bound to ``variable`` (the gather it stands for, when that was
+        computed in words: ``stands_for``), or None when ``variable`` is anything else (a register declared
+        mutable is not one: its value may change). A let's value never changes, so a lowering may read
+        through it (a cast reads its elements' bits through a ``gather``)."""
         return self._lets.get(variable) if isinstance(variable, Var) else None
 
     def let_once(self, name: str, value: Expr) -> Expr:

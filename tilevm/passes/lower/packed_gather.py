@@ -93,7 +93,8 @@ def packed_gather(lowering: Lowering, sources: Sequence[Expr], indices: Sequence
         source_words.word(segments_of_word(lengths, dtype.nbits, picks, word))
         for word in range(len(indices) * dtype.nbits // WORD_BITS)
     ]
-    return Bitcast(dtype, len(indices), words[0] if len(words) == 1 else Pack(tuple(words)))
+    in_words = Bitcast(dtype, len(indices), words[0] if len(words) == 1 else Pack(tuple(words)))
+    return lowering.stands_for(in_words, Gather(sources, indices))
 
 
 def _in_words(bits: int, kind: str, lengths: list[int], count: int) -> bool:
