@@ -208,7 +208,8 @@ def default_config(
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
     of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
     (``m <= 8``) the 8 warps of a block all split k, each with one atom of 16 columns, so that blocks are
-    narrow and many, with many loads in flight; for 9 to 16 rows 4 warps split k and 2 split the columns.
+    narrow and many, with many loads in flight; for 9 to 16 rows of a weight of 8192 columns or more whose
+    chunk is one load (1, 2, 4 and 8 bits), 4 warps split k and 2 split the columns.
     For 4 and 8 bits an iteration spans 128 values of k, and the next iteration's loads are in flight
     during this one's work (``prefetch``); the other widths decode with more instructions a byte and take
     iterations of about 256 values of k, prefetched only where the registers hold two (``prefetch_fits``:
@@ -228,7 +229,11 @@ def default_config(
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
     warps, n_tiles = 8, 1
-    k_warps = warps if m <= 8 else 4  # 16 rows: two warps across n (0.89x the time at M=16 on an H100)
+    # 9 to 16 rows of a wide weight whose chunk is one load: two warps across n (H100, M=16: 0.8 to 0.9x
+    # the time for 2, 4 and 8 bits at 8192 and 28672 columns, but 1.1x for 3, 5, 6 and 7 bits, and too few
+    # blocks at 4096 columns)
+    wide = m > 8 and n >= 8192 and prelayout.loads_per_chunk(bits) == 1
+    k_warps = 4 if wide else warps
     chunks = max(fit, (128 if bits in (4, 8) else 256) // chunk)
     tiles = -(-n // (16 * n_tiles * (warps // k_warps)))
     iterations = -(-k // (k_warps * chunks * chunk))
