@@ -43,6 +43,23 @@ def sweep_configs(bits: int, block_m: int) -> list[object]:
     return configs
 
 
+def prefill_at_decode(bits: int, block_m: int) -> list[object]:
+    """The prefill kernel at decode M: one warp across m with ``block_m`` rows, 4 or 8 warps across the
+    columns, 1 or 2 tiles a warp, the default sub-steps and 2 to 4 stages (those that fit)."""
+    from tilevm.ops.qgemm import PrefillConfig
+    from tilevm.ops.qgemm.config import prefill_config
+
+    base = prefill_config(bits)
+    configs = []
+    for n_warps, n_tiles, stages in itertools.product((4, 8), (1, 2), (2, 3, 4)):
+        config = PrefillConfig(
+            n_warps, 1, n_tiles, block_m // 8, chunks=base.chunks, steps=base.steps, stages=stages
+        )
+        if config.fits(bits):
+            configs.append(config)
+    return configs
+
+
 def main() -> None:
     import torch
 
@@ -59,6 +76,9 @@ def main() -> None:
     parser.add_argument("--repeat-ms", type=int, default=20)
     parser.add_argument("--out", help="write every timing here as JSON")
     parser.add_argument("--only", default="", help="time only the configurations whose repr has this text")
+    parser.add_argument(
+        "--prefill", action="store_true", help="at decode M, also the prefill kernel with one warp across m"
+    )
     arguments = parser.parse_args()
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
@@ -81,6 +101,8 @@ def main() -> None:
             configs = candidates(m, n, k, bits, GROUP)
         else:
             configs = [default, *sweep_configs(bits, default.block_m)]
+            if arguments.prefill:
+                configs += prefill_at_decode(bits, default.block_m)
         rows = []
         for config in dict.fromkeys(configs):
             if config != default and arguments.only not in repr(config):
