@@ -6,12 +6,14 @@ bias)``."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 from test_ops_qgemm import ROUNDOFF
 
 import tilevm as tv
-from tilevm.ops import QuantizedLinear, quantize_weight, quantized_matmul
+from tilevm.ops import QuantizedLinear, custom_op, quantize_weight, quantized_matmul
 from tilevm.ops.custom_op import quantized_matmul_op
 from tilevm.ops.qgemm import host
 from tilevm.ops.tuning import m_bucket
@@ -102,18 +104,104 @@ def test_the_bias_is_read_at_every_call() -> None:
     assert_product(quantized_matmul(x, qweight, other), x, qweight, other)
 
 
-def test_quantized_linear_and_the_custom_op_give_the_product() -> None:
+def test_quantized_linear_and_the_custom_op_use_the_weights_launches(monkeypatch) -> None:
     generator = torch.Generator().manual_seed(46)
     qweight = quantize_weight(torch.randn(8, 64, generator=generator), "mxfp4")
     bias = torch.randn(8, generator=generator).half()
     layer = QuantizedLinear(qweight, bias)
     x = torch.randn(2, 3, 64, generator=generator).half()
     assert_product(layer(x), x, qweight, bias)
+    assert layer.qweight is qweight  # the layer's buffers are the weight's tensors: one set of launches
+    kept = qweight.host_cache[(8, True)]
+    once = []
+    original = custom_op.quantized_matmul_once
+    monkeypatch.setattr(
+        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
+    )
     assert_product(quantized_matmul_op(x, qweight, bias), x, qweight, bias)
-    assert qweight.host_cache == {}  # the layer's weight is its own, over its buffers; the op keeps nothing
+    assert_product(quantized_matmul_op(x[0], qweight), x[0], qweight)
+    assert (
+        once == []
+        and qweight.host_cache[(8, True)] is kept
+        and set(qweight.host_cache)
+        == {
+            (8, True),
+            (8, False),
+        }
+    )
     layer.scales = layer.scales.clone()  # a buffer replaced: a new weight, with its own launches
-    assert layer.qweight.host_cache == {}
+    assert layer.qweight is not qweight and layer.qweight.host_cache == {}
     assert_product(layer(x), x, qweight, bias)
+
+
+def test_the_custom_op_uses_a_weights_launches_only_for_its_own_tensors(monkeypatch) -> None:
+    generator = torch.Generator().manual_seed(49)
+    qweight = quantize_weight(torch.randn(24, 64, generator=generator), tv.uint4, 32)
+    x = torch.randn(5, 64, generator=generator).half()
+    quantized_matmul_op(x, qweight)  # registered, its launch kept
+    once = []
+    original = custom_op.quantized_matmul_once
+    monkeypatch.setattr(
+        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
+    )
+    plain = custom_op.format_arguments(qweight)
+    tensors = (qweight.packed, qweight.scales, qweight.zeros, qweight.global_scale)
+
+    def op(*arguments: torch.Tensor | None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        return custom_op.OP(x, *arguments, bias, *plain)
+
+    assert_product(op(*tensors), x, qweight)
+    assert once == []
+    # equal tensors, not the same objects: another weight (made for the call, checked, its launch not kept)
+    for changed in range(3):
+        other = [tensor.clone() if index == changed else tensor for index, tensor in enumerate(tensors)]
+        other[1] = other[1] * 2 if changed == 1 else other[1]  # other scales: another product
+        twin = type(qweight)(qweight.format, qweight.shape, *other, compute_dtype=torch.float16)
+        assert_product(op(*other), x, twin)
+        assert len(once) == changed + 1
+    # a weight sharing the packed codes but with its own scales: each weight's tensors give its own product
+    halved = type(qweight)(
+        qweight.format, qweight.shape, qweight.packed, qweight.scales / 2, qweight.zeros, None, torch.float16
+    )
+    for weight in (halved, qweight, halved):
+        assert_product(quantized_matmul_op(x, weight), x, weight)
+    assert set(qweight.host_cache) == set(halved.host_cache) == {(8, False)}
+    # another format named for the same tensors is not this weight: the op checks it, and refuses it
+    with pytest.raises(ValueError, match="zero points"):
+        custom_op.OP(x, *tensors, None, "int4", *plain[1:])
+    # a bfloat16 x is not this weight's either: refused as for any weight, never launched with its launches
+    with pytest.raises(ValueError, match="scales"):
+        custom_op.OP(x.bfloat16(), *tensors, None, *plain)
+
+
+def test_a_registered_weight_goes_with_its_owner() -> None:
+    generator = torch.Generator().manual_seed(50)
+    qweight = quantize_weight(torch.randn(16, 32, generator=generator), tv.int2, 32)
+    plain = custom_op.register(qweight)
+    tensors = (qweight.packed, qweight.scales, qweight.zeros, qweight.global_scale)
+    assert custom_op.registered(*tensors, plain, torch.float16) is qweight
+    assert custom_op.registered(*tensors, plain, torch.bfloat16) is None
+    key = id(qweight.packed)
+    del qweight
+    gc.collect()
+    assert key not in custom_op._WEIGHTS
+
+
+def test_a_moved_layer_registers_the_weight_over_its_new_buffers(monkeypatch) -> None:
+    generator = torch.Generator().manual_seed(51)
+    layer = QuantizedLinear(quantize_weight(torch.randn(16, 64, generator=generator), tv.int3, 64))
+    first = layer.qweight
+    layer._apply(torch.clone)  # what .to(device) does: new tensors
+    assert layer.qweight is not first and layer.qweight.packed is layer.packed
+    once = []
+    original = custom_op.quantized_matmul_once
+    monkeypatch.setattr(
+        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
+    )
+    x = torch.randn(3, 64, generator=generator).half()
+    tensors = (layer.packed, layer.scales, layer.zeros, layer.global_scale, None)
+    assert_product(custom_op.OP(x, *tensors, *custom_op.format_arguments(first)), x, first)
+    assert once == []
 
 
 @pytest.mark.gpu
@@ -136,3 +224,19 @@ def test_the_launch_of_an_explicit_config_is_not_kept() -> None:
     config = host.tuning.candidates(4, 16, 64, 2)[1]
     assert_product(quantized_matmul(x, qweight, config=config), x, qweight)
     assert qweight.host_cache == {}
+
+
+def test_a_compiled_layers_op_launches_through_the_layers_weight(monkeypatch) -> None:
+    generator = torch.Generator().manual_seed(52)
+    layer = QuantizedLinear(quantize_weight(torch.randn(24, 64, generator=generator), tv.int4, 32))
+    once = []
+    original = custom_op.quantized_matmul_once
+    monkeypatch.setattr(
+        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
+    )
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    for m in (3, 5):
+        x = torch.randn(m, 64, generator=generator).half()
+        assert_product(compiled(x), x, layer.qweight)
+    assert once == [] and set(layer.qweight.host_cache) == {(8, False)}

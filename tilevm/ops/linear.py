@@ -9,7 +9,10 @@ moves them, and ``load_state_dict`` refuses a checkpoint of another format (``fr
 layer from one). Their dtypes are part of the format: a dtype conversion of the model
 (``model.half()``) moves them but leaves their dtypes as they are. The forward pass is the custom op
 ``torch.ops.tilevm.quantized_matmul``, so ``torch.compile`` traces the layer without a graph break; in eager
-mode it calls ``quantized_matmul`` directly (one dispatch less per call).
+mode it calls ``quantized_matmul`` directly (one dispatch less per call). Either way the launches are those
+that the layer's ``QuantizedWeight`` keeps: the layer keeps the weight over its buffers, registered with the
+op (``custom_op.register``), made again at once after a move (``.to``, ``.cuda``) and on first use after a
+buffer was replaced (until then a compiled graph's op launches as for a weight it does not know).
 
 >>> layer = QuantizedLinear.from_linear(nn.Linear(64, 8), tv.int4, group_size=32)
 >>> layer
@@ -25,7 +28,7 @@ import torch
 from torch import nn
 
 import tilevm as tv
-from tilevm.ops.custom_op import format_arguments, weight_from_tensors
+from tilevm.ops.custom_op import OP, format_arguments, register, weight_from_tensors
 from tilevm.ops.qgemm import quantized_matmul
 from tilevm.ops.quantization import QuantizedWeight, quantize_weight
 
@@ -50,10 +53,12 @@ class QuantizedLinear(nn.Module):
             self.register_buffer(name, getattr(qweight, name))
         self.register_buffer("header", qweight.state_dict()["header"])
         self.register_buffer("bias", None if bias is None else bias.detach().to(qweight.compute_dtype))
-        #: the QuantizedWeight over the current buffers, built on first use after a buffer was replaced
-        self._weight: QuantizedWeight | None = None
         #: the custom op's plain arguments after the tensors (see ``tilevm.ops.custom_op``)
         self._format_arguments = format_arguments(qweight)
+        #: the QuantizedWeight over the current buffers (``qweight`` itself: they are its tensors), made
+        #: again on first use after a buffer was replaced
+        self._weight: QuantizedWeight | None = qweight
+        register(qweight)
 
     @classmethod
     def from_linear(
@@ -78,9 +83,14 @@ class QuantizedLinear(nn.Module):
     def qweight(self) -> QuantizedWeight:
         """The layer's weight as a ``QuantizedWeight`` over its current buffers."""
         weight = self._weight
-        if weight is None:
-            buffers = (self._buffers[name] for name in _WEIGHT_BUFFERS)
-            weight = self._weight = weight_from_tensors(*buffers, *self._format_arguments, self.compute_dtype)
+        return self._make_weight() if weight is None else weight
+
+    def _make_weight(self) -> QuantizedWeight:
+        """The weight over the current buffers, kept and registered with the op (``custom_op.register``)."""
+        buffers = (self._buffers[name] for name in _WEIGHT_BUFFERS)
+        weight = weight_from_tensors(*buffers, *self._format_arguments, self.compute_dtype)
+        register(weight)
+        self._weight = weight
         return weight
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -92,8 +102,9 @@ class QuantizedLinear(nn.Module):
         """``x @ W.T + bias``, ``x`` of shape ``[..., in_features]``."""
         if torch.compiler.is_compiling():
             tensors = (self.packed, self.scales, self.zeros, self.global_scale, self.bias)
-            return torch.ops.tilevm.quantized_matmul(x, *tensors, *self._format_arguments)
-        return quantized_matmul(x, self.qweight, self.bias)
+            return OP(x, *tensors, *self._format_arguments)
+        weight = self._weight
+        return quantized_matmul(x, self._make_weight() if weight is None else weight, self._buffers["bias"])
 
     def extra_repr(self) -> str:
         weight_format = self.format
@@ -137,11 +148,14 @@ class QuantizedLinear(nn.Module):
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> QuantizedLinear:
         """Moves the buffers where ``fn`` would (``.to(device)``, ``.cuda()``) but keeps their dtypes,
         which are the format's (``.half()`` must not turn a float32 global scale into float16)."""
+        consistent = self._weight is not None  # the buffers form a weight (none is being replaced)
         for name, buffer in self._buffers.items():
             if buffer is not None:
                 moved = fn(buffer)
                 self._buffers[name] = moved if moved.dtype == buffer.dtype else buffer.to(moved.device)
         self._weight = None
+        if consistent:  # made at once: a compiled graph's op finds it (and its launches) from the buffers
+            self._make_weight()
         return self
 
 
