@@ -79,7 +79,7 @@ UNUSUAL = object()
 PLAIN = object()
 #: ranks whose plain tensors of undeclared rank get unrolled code in the binder; others go through
 #: ``tensor_facts``
-UNROLLED_RANKS = (1, 2, 3)
+UNROLLED_RANKS = (2, 1, 3)  # tested in this order: matrices first
 #: a tensor parameter that declares its rank (``tv.Tensor[tv.uint8, 5]``) gets unrolled code up to this rank
 MAX_UNROLLED_RANK = 8
 #: the constexpr types keyed by the value itself: those for which ``constexpr_key(value)`` is ``(type name,
@@ -128,9 +128,9 @@ def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None
             if parts is None:
                 return None
             fixed_keys.append((name, parts[0]))
-            namespace[f"_tvfixedfull{index}"], namespace[f"_tvfixed{index}"] = parts[1], parts[2][0]
-            full.append(f"*_tvfixedfull{index}")
+            namespace[f"_tvfixed{index}"] = parts[2][0]
             names.append(f"_tvfixed{index}")
+            full.append(parts[1])
             continue
         names.append(name)
         free.append(parameter)
@@ -153,6 +153,7 @@ def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None
             lines += _scalar_lines(name, dtype)
             keys += [f"{name} & 15 == 0"] if dtype.is_integer else []
             full.append(name)
+    full = _constant_values(full, namespace)
     if fixed:  # the fixed arguments' part of the key, as one object: hashed and compared at once
         try:
             namespace["_tvfixedkey"] = FIXED_KEYS.setdefault(tuple(fixed_keys), object())
@@ -168,6 +169,22 @@ def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None
     )
     exec(compile(source, f"<tilevm binder of {signature}>", "exec"), namespace)
     return namespace["bind"]
+
+
+def _constant_values(full: list[str | tuple], namespace: dict[str, object]) -> list[str]:
+    """The values' expressions, each run of fixed arguments' values (tuples) joined into one constant of
+    the generated code (one unpacking per run)."""
+    joined: list[str | tuple] = []
+    for item in full:
+        if isinstance(item, tuple) and joined and isinstance(joined[-1], tuple):
+            joined[-1] += item
+        else:
+            joined.append(item)
+    for position, item in enumerate(joined):
+        if isinstance(item, tuple):
+            namespace[f"_tvfixedfull{position}"] = item
+            joined[position] = f"*_tvfixedfull{position}"
+    return joined
 
 
 def _mirrored(parameters: list[inspect.Parameter], partial: bool) -> bool:
@@ -260,9 +277,11 @@ def _tensor_lines(name: str, index: int, rank: int | None) -> list[str]:
         f"{local}_pointer = {name}.data_ptr()",
     ]
     ranks = UNROLLED_RANKS if rank is None else (rank,) if 0 < rank <= MAX_UNROLLED_RANK else ()
+    if ranks:  # the rank of a plain tensor, 0 for one that is reinterpreted (never unrolled)
+        plain.append(f"{local}_rank = len({local}_shape) if {local}_mode is _tvPLAIN else 0")
     for number, unrolled in enumerate(ranks):
         keyword = "if" if number == 0 else "elif"
-        plain.append(f"{keyword} {local}_mode is _tvPLAIN and len({local}_shape) == {unrolled}:")
+        plain.append(f"{keyword} {local}_rank == {unrolled}:")
         plain += [f"    {line}" for line in _unrolled_lines(local, unrolled)]
     generic = [
         f"{local}_facts = _tvfacts({name}, {local}_mode, {rank})",

@@ -13,7 +13,8 @@ validity was checked when it was made), so what the launch read from them stays 
 ``cached_launch`` keys a weight's launches by the tuner's key less what the weight fixes: M rounded up as
 the tuner rounds it (``tuning.m_bucket``) and whether there is a bias. A launch is kept while the tuner
 keeps its choice (``Autotuner.generation``); a choice made while a CUDA graph is captured is the default
-and is not kept (the tuner searches at the next call outside the capture).
+and is not kept (the tuner searches at the next call outside the capture). ``kept_launch`` is the look-up
+alone, which a call makes first (made no launch, it checks nothing more).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
 from tilevm.ops.qgemm.prefill import PREFILL_KERNELS, prefill_plan
 from tilevm.ops.qgemm.workspace import split_buffers
 from tilevm.ops.quantization import QuantizedWeight
+from tilevm.ops.tuning import m_bucket
 
-__all__ = ["QGemmLaunch", "cached_launch", "split_workspace"]
+__all__ = ["QGemmLaunch", "cached_launch", "kept_launch", "split_workspace"]
 
 _FLOAT_SCALES = (tv.float16, tv.bfloat16)
 
@@ -111,6 +113,8 @@ class QGemmLaunch:
         #: the kernel with the weight bound (persistent launches), taking x, the bias if any, out, and the
         #: workspace and counters with split-K
         self.partial = self.kernel.partial(**self.fixed) if persistent else None
+        #: a persistent launch whose blocks share no tile: it binds x, the bias and out only
+        self.bound_tiles = self.partial is not None and not self.shares_tiles
         #: the tuner's generation when the configuration was chosen (see ``cached_launch``)
         self.generation = -1
         # the last bias and its [1, N] view, one tuple (read at once by concurrent calls): a persistent
@@ -143,18 +147,17 @@ class QGemmLaunch:
         one."""
         m = x.shape[0]
         if out is None:
-            out = torch.empty((m, self.n), dtype=x.dtype, device=self.device)
+            out = torch.empty(m, self.n, dtype=x.dtype, device=self.device)  # sizes as arguments: faster
         grid = (self.columns, -(-m // self.block_m), self.split_k)
-        if bias is None and not self.shares_tiles and self.partial is not None:
-            self.partial.launch(grid, x, out)  # decode without bias or split-K: x and out only
+        if self.bound_tiles:  # no split-K: x, the bias row if any, and out
+            if bias is None:
+                self.partial.launch(grid, x, out)
+            else:
+                self.partial.launch(grid, x, self._bias_view(bias), out)
             return out
         free: dict[str, torch.Tensor] = {"out": out}
         if bias is not None:
-            last, row = self._bias_row
-            if last is not bias:
-                row = bias.view(1, self.n)
-                self._bias_row = (bias, row)
-            free["bias"] = row
+            free["bias"] = self._bias_view(bias)
         if self.stream_k:
             tiles = grid[0] * grid[1]
             blocks = min(tiles * self.iterations, self._resident_blocks(x, free))
@@ -172,6 +175,15 @@ class QGemmLaunch:
         else:
             self.kernel.launch(grid, x, **free, **self.fixed)
         return out
+
+    def _bias_view(self, bias: torch.Tensor) -> torch.Tensor:
+        """The bias as the kernel reads it, ``[1, N]`` (the last one's view kept: the same bias comes again
+        and again)."""
+        last, row = self._bias_row
+        if last is not bias:
+            row = bias.view(1, self.n)
+            self._bias_row = (bias, row)
+        return row
 
     def _resident_blocks(self, x: torch.Tensor, free: dict[str, torch.Tensor]) -> int:
         """The blocks of the persistent grid: as many as the GPU runs at once (asked of the driver at the
@@ -202,18 +214,25 @@ def split_workspace(
     return workspace[: split_k * m * n].view(split_k, m, n), counters
 
 
+def kept_launch(qweight: QuantizedWeight, m: int, has_bias: bool) -> QGemmLaunch | None:
+    """The launch that ``qweight`` keeps for ``m`` rows (and a bias or not) under the tuner's current
+    choices, or None (see the module's docstring)."""
+    launch = qweight.host_cache.get((m_bucket(m), has_bias))
+    if launch is not None and launch.generation == tuning.TUNER.generation:
+        return launch
+    return None
+
+
 def cached_launch(x: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmLaunch:
     """The persistent launch of ``qweight`` for ``x [M, K]`` (and ``bias``) under the tuner's choice, made
     the first time its key is seen and kept by the weight (see the module's docstring)."""
-    key = (tuning.m_bucket(x.shape[0]), bias is not None)
-    launches = qweight.host_cache
-    launch = launches.get(key)
-    tuner = tuning.TUNER
-    if launch is not None and launch.generation == tuner.generation:
+    m = x.shape[0]
+    launch = kept_launch(qweight, m, bias is not None)
+    if launch is not None:
         return launch
     config = tuning.tuned_config(x, qweight, bias)
     launch = QGemmLaunch.of(qweight, bias is not None, config, persistent=True)
     if not (x.is_cuda and torch.cuda.is_current_stream_capturing()):
-        launch.generation = tuner.generation
-        launches[key] = launch
+        launch.generation = tuning.TUNER.generation
+        qweight.host_cache[(m_bucket(m), bias is not None)] = launch
     return launch
