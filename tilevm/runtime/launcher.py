@@ -20,6 +20,7 @@ from tilevm.runtime.binding import flat_values
 from tilevm.runtime.launcher_binder import Layout
 
 if TYPE_CHECKING:
+    from tilevm.runtime.cuda import CudaLauncher
     from tilevm.runtime.jit import Specialization
 
 __all__ = ["PADDING", "CpuLaunch", "CudaLaunch", "checked_grid", "current_stream"]
@@ -91,21 +92,30 @@ class CpuLaunch:
 
 
 class CudaLaunch:
-    """A specialization's PTX (or cubin) loaded on one GPU, launched on torch's current stream there."""
+    """A specialization's PTX (or cubin) loaded on one GPU, launched on torch's current stream there.
+    ``launcher`` is its ``CudaLauncher`` when the caller has one, else it is compiled (or found on disk)
+    and loaded now."""
 
     def __init__(
-        self, specialization: Specialization, layout: Layout, names: Sequence[str], device_index: int
+        self,
+        specialization: Specialization,
+        layout: Layout,
+        names: Sequence[str],
+        device_index: int,
+        launcher: CudaLauncher | None = None,
     ) -> None:
-        from tilevm.runtime import cuda  # the driver is loaded when a kernel first runs on a GPU
+        if launcher is None:
+            from tilevm.runtime import cuda  # the driver is loaded when a kernel first runs on a GPU
 
-        target = cuda.target_for(cuda.properties(device_index).capability)
-        compiled, cubin = specialization.cuda_kernel(target, device_index)
-        ir_names = [parameter.name for parameter in specialization.parameters]
+            target = cuda.target_for(cuda.properties(device_index).capability)
+            compiled, cubin = specialization.cuda_kernel(target, device_index)
+            ir_names = [parameter.name for parameter in specialization.parameters]
+            launcher = cuda.CudaLauncher(compiled, device_index, cubin, ir_names)
         self.specialization = specialization
         self.layout = layout
         self.names = tuple(names)
         self.device_index = device_index
-        self.launcher = cuda.CudaLauncher(compiled, device_index, cubin, ir_names)
+        self.launcher = launcher
         # torch's raw stream getter, as Triton calls it; the public API where a build lacks it
         self.stream = getattr(torch._C, "_cuda_getCurrentRawStream", current_stream)
 
