@@ -121,3 +121,23 @@ def test_a_float_global_is_compared_by_its_bits(monkeypatch, compilations):
         biased[(1,)](torch.from_numpy(x), out, BLOCK=4)
         assert np.isnan(out.numpy()).all()
     assert compilations[0] == 3
+
+
+def test_a_global_assigned_another_object_of_the_same_value_compiles_nothing_until_it_changes(
+    monkeypatch, compilations
+):
+    x = np.array([1.5, -2.0, 3.25, -4.0], dtype=np.float32)
+    out = torch.full((4,), float("nan"))
+    biased[(1,)](torch.from_numpy(x), out, BLOCK=4)
+    monkeypatch.setattr(
+        MODULE, "BIAS", float("0.0")
+    )  # not the object read: compared by value, then by identity
+    for _ in range(2):
+        out.fill_(float("nan"))
+        biased[(1,)](torch.from_numpy(x), out, BLOCK=4)
+        np.testing.assert_array_equal(out.numpy(), x * np.float32(0.0))
+    assert compilations[0] == 1
+    monkeypatch.setattr(MODULE, "BIAS", 1.5)  # then a change is seen
+    biased[(1,)](torch.from_numpy(x), out, BLOCK=4)
+    np.testing.assert_array_equal(out.numpy(), x * np.float32(1.5))
+    assert compilations[0] == 2

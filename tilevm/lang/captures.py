@@ -21,7 +21,9 @@ False
 
 from __future__ import annotations
 
+import operator
 import struct
+from collections.abc import Callable
 from types import CellType
 
 __all__ = ["ABSENT", "Captures"]
@@ -29,6 +31,8 @@ __all__ = ["ABSENT", "Captures"]
 #: what a name not defined in a module reads as
 ABSENT = object()
 VALUE_TYPES = (int, bool, str, bytes, type(None))
+#: the globals read from one namespace: its ``get``, the names, as many ``ABSENT``, the values read
+_Group = tuple[Callable[[str, object], object], tuple[str, ...], tuple[object, ...], tuple[object, ...]]
 
 
 def same(old: object, new: object) -> bool:
@@ -52,11 +56,14 @@ class Captures:
     def __init__(self) -> None:
         self.globals: dict[tuple[int, str], tuple[dict, str, object]] = {}
         self.cells: dict[int, tuple[CellType, object]] = {}
+        #: the globals read, by namespace (``_grouped``), made at the first ``unchanged`` after a read
+        self._by_namespace: list[_Group] | None = None
 
     def read_global(self, namespace: dict, name: str) -> object:
         """``namespace[name]`` (``ABSENT`` if it has none), recorded."""
         value = namespace.get(name, ABSENT)
         self.globals[(id(namespace), name)] = (namespace, name, value)
+        self._by_namespace = None
         return value
 
     def read_cell(self, cell: CellType) -> object:
@@ -70,10 +77,41 @@ class Captures:
 
     def unchanged(self) -> bool:
         """Whether every name read still has the value it had."""
-        for namespace, name, value in self.globals.values():  # on every launch: identity first
+        groups = self._by_namespace
+        if groups is None:
+            groups = self._by_namespace = self._grouped()
+        # on every launch: each namespace's names looked up and compared by identity in C (map), the
+        # values compared as ``same`` does only where one is not the object it was
+        for get, names, absent, values in groups:
+            if not all(map(operator.is_, map(get, names, absent), values)):
+                if not self._globals_unchanged():
+                    return False
+                # values replaced by the same values (another object): identity holds for them from now on
+                self._by_namespace = [
+                    (get, names, absent, tuple(map(get, names, absent))) for get, names, absent, _ in groups
+                ]
+                break
+        return not self.cells or self._cells_unchanged()
+
+    def _grouped(self) -> list[_Group]:
+        by_namespace: dict[int, tuple[dict, list[str], list[object]]] = {}
+        for namespace, name, value in self.globals.values():
+            _, names, values = by_namespace.setdefault(id(namespace), (namespace, [], []))
+            names.append(name)
+            values.append(value)
+        return [
+            (namespace.get, tuple(names), (ABSENT,) * len(names), tuple(values))
+            for namespace, names, values in by_namespace.values()
+        ]
+
+    def _globals_unchanged(self) -> bool:
+        for namespace, name, value in self.globals.values():
             current = namespace.get(name, ABSENT)
             if current is not value and not same(value, current):
                 return False
+        return True
+
+    def _cells_unchanged(self) -> bool:
         for cell, value in self.cells.values():
             try:
                 current = cell.cell_contents
