@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, KeysView
 from types import CellType
 
 __all__ = ["ABSENT", "Captures"]
@@ -31,8 +31,8 @@ __all__ = ["ABSENT", "Captures"]
 #: what a name not defined in a module reads as
 ABSENT = object()
 VALUE_TYPES = (int, bool, str, bytes, type(None))
-#: the globals read from one namespace: its ``get``, the names, as many ``ABSENT``, the values read
-_Group = tuple[Callable[[str, object], object], tuple[str, ...], tuple[object, ...], tuple[object, ...]]
+#: the globals read from one namespace (``_group``)
+_Group = tuple[dict, KeysView, frozenset, Callable[[dict], tuple] | None, tuple]
 
 
 def same(old: object, new: object) -> bool:
@@ -56,7 +56,7 @@ class Captures:
     def __init__(self) -> None:
         self.globals: dict[tuple[int, str], tuple[dict, str, object]] = {}
         self.cells: dict[int, tuple[CellType, object]] = {}
-        #: the globals read, by namespace (``_grouped``), made at the first ``unchanged`` after a read
+        #: the globals read, by namespace, made at the first ``unchanged`` after a read
         self._by_namespace: list[_Group] | None = None
 
     def read_global(self, namespace: dict, name: str) -> object:
@@ -79,29 +79,35 @@ class Captures:
         """Whether every name read still has the value it had."""
         groups = self._by_namespace
         if groups is None:
-            groups = self._by_namespace = self._grouped()
-        # on every launch: each namespace's names looked up and compared by identity in C (map), the
-        # values compared as ``same`` does only where one is not the object it was
-        for get, names, absent, values in groups:
-            if not all(map(operator.is_, map(get, names, absent), values)):
+            groups = self._by_namespace = [_group(namespace, reads) for namespace, reads in self._reads()]
+        # on every launch: identity first, in C (see ``_Group``), then ``same``
+        for namespace, keys, absent, get, values in groups:
+            try:
+                identical = (not absent or keys.isdisjoint(absent)) and (
+                    get is None or all(map(operator.is_, get(namespace), values))
+                )
+            except KeyError:  # a name deleted from the namespace
+                identical = False
+            if not identical:
                 if not self._globals_unchanged():
                     return False
-                # values replaced by the same values (another object): identity holds for them from now on
-                self._by_namespace = [
-                    (get, names, absent, tuple(map(get, names, absent))) for get, names, absent, _ in groups
-                ]
+                # values replaced by the same values (other objects): identity holds for them from now on
+                self._by_namespace = [_group(namespace, reads) for namespace, reads in self._current()]
                 break
         return not self.cells or self._cells_unchanged()
 
-    def _grouped(self) -> list[_Group]:
-        by_namespace: dict[int, tuple[dict, list[str], list[object]]] = {}
+    def _reads(self) -> list[tuple[dict, dict[str, object]]]:
+        """The globals read, by namespace: (namespace, {name: value read})."""
+        by_namespace: dict[int, tuple[dict, dict[str, object]]] = {}
         for namespace, name, value in self.globals.values():
-            _, names, values = by_namespace.setdefault(id(namespace), (namespace, [], []))
-            names.append(name)
-            values.append(value)
+            by_namespace.setdefault(id(namespace), (namespace, {}))[1][name] = value
+        return list(by_namespace.values())
+
+    def _current(self) -> list[tuple[dict, dict[str, object]]]:
+        """``_reads`` with the namespaces' current values."""
         return [
-            (namespace.get, tuple(names), (ABSENT,) * len(names), tuple(values))
-            for namespace, names, values in by_namespace.values()
+            (namespace, {name: namespace.get(name, ABSENT) for name in reads})
+            for namespace, reads in self._reads()
         ]
 
     def _globals_unchanged(self) -> bool:
@@ -120,6 +126,18 @@ class Captures:
             if not same(value, current):
                 return False
         return True
+
+
+def _group(namespace: dict, reads: dict[str, object]) -> _Group:
+    """The globals read from one namespace, as ``unchanged`` checks them by identity in C: the namespace,
+    its keys, the names it lacked (read as ``ABSENT``: builtins, which must stay absent), and the names it
+    had, looked up at once (``operator.itemgetter``) and compared with the values read."""
+    present = [name for name, value in reads.items() if value is not ABSENT]
+    if len(present) == 1:  # itemgetter of one name gives the value, of several a tuple
+        present.append(present[0])
+    absent = frozenset(name for name, value in reads.items() if value is ABSENT)
+    get = operator.itemgetter(*present) if present else None
+    return namespace, namespace.keys(), absent, get, tuple(reads[name] for name in present)
 
 
 def _bits(number: float | complex) -> bytes:
