@@ -98,8 +98,9 @@ def host_only_launches(target: str = "sm_90") -> None:
         launch = self.launches.get(device)
         if launch is None:
             ir_names = [parameter.name for parameter in self.parameters]
-            launcher = CudaLauncher(self.compiled_ptx(target), 0, None, ir_names)
             layout = Layout.of(self.described, self.parameters, names)
+            compiled = self.compiled_ptx(target)
+            launcher = CudaLauncher(compiled, 0, None, ir_names, layout.select, layout.width)
             launch = self.launches[device] = CudaLaunch(self, layout, names, 0, launcher)
             launch.stream = lambda device_index: 0
         return launch
@@ -164,7 +165,7 @@ def driver_call(
     launch.partial.launch(grid, x, out=out, **split)  # compiled, loaded and filed under its key
     bound = launch.partial.binder(x, out=out, **split)
     cuda = launch.kernel.launches[bound[0]]
-    cuda.launcher.parameters.fill(cuda.layout.values(bound[1]))
+    cuda.launcher.parameters.fill(bound[1])
     stream = torch.cuda.current_stream().cuda_stream
     submit = cuda.launcher._submit
 

@@ -160,3 +160,29 @@ def test_a_kernel_without_parameters():
     buffer.fill(())
     with pytest.raises(LaunchError, match="takes 0 parameter values, got 1"):
         buffer.fill((1,))
+
+
+def test_a_buffer_of_a_binders_values_points_at_the_parameters_positions_only():
+    rng = random.Random(7)
+    kinds, positions, width = ("pointer", "i32", "f32", "bf16", "i32"), (0, 1, 3, 4, 6), 8
+    buffer = ParameterBuffer(kinds, kernel="k", names=tuple("abcde"), positions=positions, width=width)
+    for _ in range(2):
+        values = [rng.randrange(1, 1000) for _ in range(width)]  # ints where no parameter reads
+        for kind, position in zip(kinds, positions):
+            values[position] = random_value(kind, rng)
+        poison(buffer)
+        buffer.fill(values)
+        slots = read_back(buffer, len(kinds))
+        for kind, position, slot in zip(kinds, positions, slots):
+            expected = expected_bytes(kind, values[position])
+            assert slot[: len(expected)] == expected, (kind, values[position])
+    with pytest.raises(LaunchError, match=r"parameter c \(f32\): expected a number, got str"):
+        buffer.fill([*values[:3], "x", *values[4:]])
+    with pytest.raises(LaunchError, match="takes 8 parameter values, got 5"):
+        buffer.fill(values[:5])
+
+
+@pytest.mark.parametrize(("positions", "width"), [((0, 0), 3), ((0, 3), 3), ((0,), 3)])
+def test_positions_must_be_distinct_values_among_the_width(positions, width):
+    with pytest.raises(LaunchError, match=r"kernel 'k': positions"):
+        ParameterBuffer(("i32", "i32"), kernel="k", positions=positions, width=width)

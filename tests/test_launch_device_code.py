@@ -30,16 +30,20 @@ def scale_add_function(x: tv.Tensor, y: tv.Tensor, out: tv.Tensor, n: int, alpha
 
 
 class RecordingLauncher:
-    """``cuda.CudaLauncher``'s interface, recording what it is given instead of calling the driver."""
+    """``cuda.CudaLauncher``'s interface, recording what it is given instead of calling the driver: the
+    parameters' values, at their positions among the values a launch gives (as its buffer's pointers
+    pick them)."""
 
     made: ClassVar[list] = []
     launched: ClassVar[list] = []
 
-    def __init__(self, compiled, device_index, cubin=None, names=None) -> None:
+    def __init__(self, compiled, device_index, cubin=None, names=None, positions=None, width=None) -> None:
         RecordingLauncher.made.append((compiled, device_index, cubin, tuple(names)))
+        self.positions, self.width = positions, width
 
     def launch(self, grid, values, stream) -> None:
-        RecordingLauncher.launched.append((grid, tuple(values), stream))
+        assert len(values) == self.width
+        RecordingLauncher.launched.append((grid, tuple(values[index] for index in self.positions), stream))
 
 
 @pytest.fixture
@@ -78,8 +82,9 @@ def test_a_launch_hands_the_driver_the_ptx_the_cubin_and_the_values_by_address(f
     assert names == ("x", "x_size0", "y", "y_size0", "out", "out_size0", "n", "alpha")
     assert compiled.ptx == kernel.ptx(*arguments, target="sm_90", **constexprs)
     assert launch.launch((3,), kernel.binder(*arguments, **constexprs))
+    launch.run((3, 1), bind_arguments(kernel.signature, arguments, constexprs))  # the slow path's values
     addresses = (x.data_ptr(), 40, y.data_ptr(), 40, out.data_ptr(), 40, 40, 1.5)
-    assert RecordingLauncher.launched == [((3, 1, 1), addresses, STREAM)]
+    assert RecordingLauncher.launched == [((3, 1, 1), addresses, STREAM), ((3, 1, 1), addresses, STREAM)]
 
 
 def test_another_process_finds_the_specialization_on_disk_without_the_front_end(fake_gpu):

@@ -94,7 +94,8 @@ class CpuLaunch:
 class CudaLaunch:
     """A specialization's PTX (or cubin) loaded on one GPU, launched on torch's current stream there.
     ``launcher`` is its ``CudaLauncher`` when the caller has one, else it is compiled (or found on disk)
-    and loaded now."""
+    and loaded now; either way it takes the binder's values as they are (``layout.width`` of them, the
+    parameters' at ``layout.select``): a launch picks none."""
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class CudaLaunch:
             target = cuda.target_for(cuda.properties(device_index).capability)
             compiled, cubin = specialization.cuda_kernel(target, device_index)
             ir_names = [parameter.name for parameter in specialization.parameters]
-            launcher = cuda.CudaLauncher(compiled, device_index, cubin, ir_names)
+            launcher = cuda.CudaLauncher(compiled, device_index, cubin, ir_names, layout.select, layout.width)
         self.specialization = specialization
         self.layout = layout
         self.names = tuple(names)
@@ -124,9 +125,7 @@ class CudaLaunch:
         if not self.specialization.captures.unchanged():
             return False
         grid = checked_grid(grid, lambda: dict(zip(self.names, bound[2])))
-        self.launcher.launch(
-            grid + PADDING[len(grid)], self.layout.values(bound[1]), self.stream(self.device_index)
-        )
+        self.launcher.launch(grid + PADDING[len(grid)], bound[1], self.stream(self.device_index))
         return True
 
     def blocks_per_multiprocessor(self) -> int:
@@ -136,7 +135,9 @@ class CudaLaunch:
     def run(self, grid: tuple[int, ...], values: dict[str, object]) -> None:
         """Launch with the slow path's bound arguments."""
         flat = flat_values(self.specialization.parameters, values, addresses=True)
-        self.launcher.launch(grid + PADDING[len(grid)], flat, self.stream(self.device_index))
+        self.launcher.launch(
+            grid + PADDING[len(grid)], self.layout.spread(flat), self.stream(self.device_index)
+        )
 
 
 def current_stream(device_index: int) -> int:

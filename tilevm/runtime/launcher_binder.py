@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import inspect
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -416,11 +416,12 @@ def fast_constexpr_key(value: object, name: str) -> object:
 @dataclass(frozen=True)
 class Layout:
     """Where each IR parameter of a specialization is in a binder's values: ``select`` picks them (a
-    unit stride is compiled in, not passed), ``tensor_positions`` gives, for each pointer, the parameter
-    whose tensor it is (the CPU executors read tensors, not addresses)."""
+    unit stride is compiled in, not passed) among the ``width`` values, ``pointers`` gives, for each
+    pointer, the parameter whose tensor it is (the CPU executors read tensors, not addresses)."""
 
     select: tuple[int, ...]
     pointers: tuple[tuple[int, int], ...]  # (index in ``select``, index of the Python parameter)
+    width: int
 
     @classmethod
     def of(cls, described: tuple[Parameter, ...], flat: list[FlatParameter], order: list[str]) -> Layout:
@@ -441,7 +442,7 @@ class Layout:
         pointers = tuple(
             (index, order.index(item.owner)) for index, item in enumerate(flat) if item.kind == "pointer"
         )
-        return cls(select, pointers)
+        return cls(select, pointers, slots)
 
     def __post_init__(self) -> None:
         pick = operator.itemgetter(*self.select) if len(self.select) > 1 else None
@@ -452,3 +453,11 @@ class Layout:
         if self._pick is not None:
             return self._pick(full)
         return tuple(full[index] for index in self.select)  # itemgetter of one index gives no tuple
+
+    def spread(self, values: Sequence[object]) -> list[object]:
+        """The ``width`` values whose ``values`` (the IR parameters') are ``values`` (the others 0): what
+        ``values`` picks from, for a launcher that takes a binder's values (``CudaLaunch``)."""
+        full: list[object] = [0] * self.width
+        for index, value in zip(self.select, values):
+            full[index] = value
+        return full

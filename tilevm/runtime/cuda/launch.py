@@ -49,6 +49,8 @@ class CudaLauncher:
 
     ``names`` (optional) names the parameters in argument errors; ``cubin`` is the kernel's cubin for this
     device when the caller has one (``module.cubin_for``, or the disk cache), else the PTX is loaded.
+    ``positions`` and ``width`` (optional): the launch's values are ``width`` values among which the
+    parameters' are at ``positions`` (``ParameterBuffer``).
     """
 
     def __init__(
@@ -57,11 +59,13 @@ class CudaLauncher:
         device_index: int,
         cubin: bytes | None = None,
         names: Sequence[str] | None = None,
+        positions: Sequence[int] | None = None,
+        width: int | None = None,
     ) -> None:
         self.kernel: LoadedKernel = load(compiled, device_index, cubin)
         self.name = compiled.name
         self.device_index = device_index
-        self.parameters = ParameterBuffer(compiled.parameters, compiled.name, names)
+        self.parameters = ParameterBuffer(compiled.parameters, compiled.name, names, positions, width)
         driver = bindings()
         self._launch_kernel = driver.cuLaunchKernel
         self._wrong_context = tuple(getattr(driver.CUresult, name) for name in WRONG_CONTEXT_RESULTS)
@@ -73,8 +77,9 @@ class CudaLauncher:
         self._lock = threading.Lock()
 
     def launch(self, grid: tuple[int, int, int], values: Sequence[object], stream: int) -> None:
-        """Launch on ``grid`` blocks with the kernel's flat parameter ``values`` on ``stream`` (a ``CUstream``
-        handle as an int, such as ``torch.cuda.current_stream().cuda_stream``), asynchronously."""
+        """Launch on ``grid`` blocks with the kernel's flat parameter ``values`` (or the ``width`` values
+        that hold them) on ``stream`` (a ``CUstream`` handle as an int, such as
+        ``torch.cuda.current_stream().cuda_stream``), asynchronously."""
         x, y, z = grid
         if not (0 < x < GRID_X_LIMIT and 0 < y < GRID_YZ_LIMIT and 0 < z < GRID_YZ_LIMIT) and not check_grid(
             grid, self.name

@@ -4,7 +4,10 @@ each parameter's bytes.
 ``ParameterBuffer`` is built once per loaded kernel: one 8-byte, 8-aligned slot per parameter in a single
 ctypes buffer, and the ``void*[]`` of the slots' addresses. A launch only writes the values into the slots,
 with one ``struct.pack_into`` for the usual case, so the driver call receives one integer (the array's
-address) and no argument structure is built per launch. Values that the fast format refuses (an unsigned
+address) and no argument structure is built per launch. A buffer may take more values than the kernel has
+parameters (``positions``): a launcher's values as its binder gives them, every tensor's sizes and strides,
+of which the kernel takes all but the unit strides (compiled in); those go to slots that no pointer of the
+array points at, so that no value is picked per launch. Values that the fast format refuses (an unsigned
 value above the signed range, a float that overflows, a wrong type, a wrong count) go through a slower path
 that checks each value and raises a ``LaunchError`` naming the parameter, or converts it exactly.
 
@@ -119,21 +122,44 @@ class ParameterBuffer:
     ``address`` is what ``cuLaunchKernel`` takes as ``kernelParams``; ``storage`` holds the slots.
     """
 
-    def __init__(self, kinds: Sequence[str], kernel: str, names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        kinds: Sequence[str],
+        kernel: str,
+        names: Sequence[str] | None = None,
+        positions: Sequence[int] | None = None,
+        width: int | None = None,
+    ) -> None:
+        """``kinds`` and ``names``: the kernel's parameters; ``positions``: where each one's value is among
+        the ``width`` values that ``fill`` takes (by default the parameters' values, in order); the values
+        at other positions are ints that the kernel does not take."""
         unknown = [kind for kind in kinds if kind not in PARAMETER_KINDS]
         if unknown:
             raise LaunchError(f"kernel '{kernel}' has parameters of unknown kinds {unknown}")
         self.kernel = kernel
-        self.kinds = tuple(PARAMETER_KINDS[kind] for kind in kinds)
-        self.names = tuple(names) if names is not None else tuple(f"#{index}" for index in range(len(kinds)))
-        if len(self.names) != len(self.kinds):
-            raise LaunchError(f"kernel '{kernel}': {len(self.names)} names for {len(self.kinds)} parameters")
-        count = max(len(kinds), 1)
+        names = tuple(names) if names is not None else tuple(f"#{index}" for index in range(len(kinds)))
+        if len(names) != len(kinds):
+            raise LaunchError(f"kernel '{kernel}': {len(names)} names for {len(kinds)} parameters")
+        positions = tuple(range(len(kinds))) if positions is None else tuple(positions)
+        width = len(kinds) if width is None else width
+        if (
+            len(positions) != len(kinds)
+            or len(set(positions)) != len(kinds)
+            or not set(positions) <= set(range(width))
+        ):
+            raise LaunchError(f"kernel '{kernel}': positions {positions} for {len(kinds)} of {width} values")
+        # every slot's kind and name: the parameters', and a 64-bit int (never read) for the others
+        slot_kinds = [PARAMETER_KINDS["i64"]] * width
+        slot_names = [f"(value #{index}, no parameter)" for index in range(width)]
+        for kind, name, position in zip(kinds, names, positions):
+            slot_kinds[position], slot_names[position] = PARAMETER_KINDS[kind], name
+        self.kinds, self.names = tuple(slot_kinds), tuple(slot_names)
+        count = max(width, 1)
         # c_uint64 elements make the storage 8-aligned; viewed as bytes through memoryview for pack_into
         self._slots = (ctypes.c_uint64 * count)()
         self.storage = memoryview(self._slots).cast("B")
-        self._pointers = (ctypes.c_void_p * count)(
-            *(ctypes.addressof(self._slots) + SLOT_BYTES * index for index in range(count))
+        self._pointers = (ctypes.c_void_p * max(len(kinds), 1))(
+            *(ctypes.addressof(self._slots) + SLOT_BYTES * position for position in positions)
         )
         self.address = ctypes.addressof(self._pointers)
         self._pack = struct.Struct(_slot_format([kind.fast for kind in self.kinds])).pack_into
