@@ -240,3 +240,23 @@ def test_a_compiled_layers_op_launches_through_the_layers_weight(monkeypatch) ->
         x = torch.randn(m, 64, generator=generator).half()
         assert_product(compiled(x), x, layer.qweight)
     assert once == [] and set(layer.qweight.host_cache) == {(8, False)}
+
+
+def test_any_leading_shape_and_layout_of_x_gives_the_product_in_that_shape() -> None:
+    generator = torch.Generator().manual_seed(53)
+    qweight = quantize_weight(torch.randn(20, 64, generator=generator), tv.int5, 32)
+    bias = torch.randn(20, generator=generator).half()
+    wide = torch.randn(3, 64, 2, generator=generator).half()
+    for x in (
+        torch.randn(64, generator=generator).half(),  # one row, no leading dimension
+        torch.randn(2, 1, 3, 64, generator=generator).half(),
+        wide[..., 1],  # not contiguous: read as a contiguous copy
+        wide[1:, :, 0],
+    ):
+        for b in (None, bias):
+            expected_shape = (*x.shape[:-1], 20)
+            out = quantized_matmul(x, qweight, b)
+            assert out.shape == expected_shape
+            assert_product(out.reshape(-1, 20), x.reshape(-1, 64), qweight, b)
+    for empty in (torch.empty(0, 64).half(), torch.empty(2, 0, 64).half()):
+        assert quantized_matmul(empty, qweight).shape == (*empty.shape[:-1], 20)
