@@ -91,3 +91,27 @@ def test_cuda_graph_capture_and_replay():
         graph.replay()
         torch.cuda.synchronize()
         assert_close(static_y, static_x, layer.qweight, layer.bias)
+
+
+@pytest.mark.gpu
+def test_the_custom_op_of_a_registered_weight_is_captured_and_replayed():
+    generator = torch.Generator().manual_seed(27)
+    qweight = quantize_weight(torch.randn(1000, 4096, generator=generator).half(), tv.uint4, 64).to("cuda")
+    bias = torch.randn(1000, generator=generator).half().cuda()
+    static_x = torch.randn(3, 4096, generator=generator).half().cuda()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):  # warm up outside the capture: compile, load, autotune
+            quantized_matmul_op(static_x, qweight, bias)
+    torch.cuda.current_stream().wait_stream(stream)
+    assert set(qweight.host_cache) == {(8, True)}  # the op launched through the weight's kept launch
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = quantized_matmul_op(static_x, qweight, bias)
+    for seed in (28, 29):
+        static_x.copy_(torch.randn(3, 4096, generator=torch.Generator().manual_seed(seed)).half())
+        static_y.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert_close(static_y, static_x, qweight, bias)

@@ -260,3 +260,22 @@ def test_any_leading_shape_and_layout_of_x_gives_the_product_in_that_shape() -> 
             assert_product(out.reshape(-1, 20), x.reshape(-1, 64), qweight, b)
     for empty in (torch.empty(0, 64).half(), torch.empty(2, 0, 64).half()):
         assert quantized_matmul(empty, qweight).shape == (*empty.shape[:-1], 20)
+
+
+@pytest.mark.gpu
+def test_a_layer_moved_to_the_gpu_launches_its_compiled_op_through_its_weight(monkeypatch) -> None:
+    generator = torch.Generator().manual_seed(54)
+    layer = QuantizedLinear(quantize_weight(torch.randn(256, 512, generator=generator), tv.int4))
+    layer = layer.cuda()
+    assert layer.qweight.packed is layer.packed and layer.packed.is_cuda
+    once = []
+    original = custom_op.quantized_matmul_once
+    monkeypatch.setattr(
+        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
+    )
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    for m in (1, 5):
+        x = torch.randn(m, 512, generator=generator).half().cuda()
+        assert_product(compiled(x), x, layer.qweight)
+    assert once == [] and layer.qweight.host_cache[(8, False)].fixed["packed"].is_cuda
