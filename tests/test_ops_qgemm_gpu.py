@@ -12,7 +12,8 @@ import torch
 from test_ops_qgemm import check, make_inputs, run_qgemm
 
 import tilevm as tv
-from tilevm.ops.qgemm import QGemmConfig, default_config, search_space
+from tilevm.ops.qgemm import QGemmConfig, search_space
+from tilevm.ops.qgemm.config import decode_config
 
 SHAPES = [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672)]
 #: (code, scale kind, group size): integer widths, MX fp4 / fp8 (e8m0, 32), NVFP4 (ue4m3, 16), per channel
@@ -66,10 +67,10 @@ def test_qgemm_with_more_rows_on_the_gpu(m: int) -> None:
 @pytest.mark.parametrize("code", [tv.int4, tv.int2, tv.int8, tv.uint3], ids=str)
 def test_stream_k_at_benchmark_shapes(n: int, k: int, code: tv.DType) -> None:
     """The persistent grid (as many blocks as the GPU runs at once, sharing the tiles' iterations) under
-    the default configuration's tiling, with and without prefetch."""
+    the decode kernel's default tiling, with and without prefetch."""
     inputs = make_inputs(code, torch.float16, "compute", 128, 16, n, k, bias=True, seed=n + k, device="cuda")
     for m, prefetch in ((1, False), (16, True)):
-        default = default_config(m, n, k, code.nbits, "cuda", 128)
+        default = decode_config(m, n, k, code.nbits, 128)
         config = dataclasses.replace(default, split_k=1, stream_k=True, prefetch=prefetch)
         rows = {**inputs, "x": inputs["x"][:m]}
         check(rows, run_qgemm(rows, code, 128, config))
