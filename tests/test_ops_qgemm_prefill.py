@@ -36,6 +36,10 @@ SHORT = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, step
 #: and 4 (2, 2, 1, none: a block with no iteration adds a zero tile)
 SPLIT3 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=3, split_k=3)
 SPLIT4 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=1, stages=2, split_k=4)
+#: decode size with sub-steps of whole groups: the decode kernel's plan (scaled partial sums of each group,
+#: or per channel, or groups of 16 on the weights) under the prefill kernel's pipeline
+STAGED16 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=2, split_k=2)
+STAGED8 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=3, split_k=2)
 
 CASES = [
     # code, compute, scale kind, group (None: per channel), m, n, k, bias, config
@@ -51,6 +55,10 @@ CASES = [
     (tv.float8_e4m3, torch.float16, "compute", 16, 19, 20, 192, False, COLUMNS),  # groups of 16
     (tv.int4, torch.float16, "compute", 128, 16, 45, 640, True, SPLIT3),  # 5 iterations, 3 blocks a tile
     (tv.uint8, torch.bfloat16, "compute", 64, 5, 90, 640, False, SPLIT4),  # 4 blocks, one with none
+    (tv.int3, torch.float16, "compute", 64, 13, 50, 512, True, STAGED16),  # 4 groups a sub-step
+    (tv.uint5, torch.bfloat16, "compute", 128, 7, 40, 1536, False, STAGED8),  # zero points, 2 groups
+    (tv.float4_e2m1, torch.float16, "ue4m3", 16, 9, 36, 256, True, STAGED8),  # NVFP4: on the weights
+    (tv.int7, torch.float16, "compute", None, 16, 20, 512, True, STAGED16),  # per channel
 ]
 
 

@@ -83,7 +83,7 @@ def candidates(
             if config not in found:
                 found.append(config)
     if m <= 16:
-        staged = staged_config(bits, decode.block_m, n, k)
+        staged = staged_config(bits, decode.block_m, n, k, group_size)
         for n_warps, split_k in itertools.product((4, 8), (1, 2, 4, 8)):
             config = dataclasses.replace(staged, n_warps=n_warps, split_k=split_k)
             if config not in found:

@@ -226,7 +226,7 @@ def default_config(
     if uses_prefill(m, n):
         return prefill_config(bits)
     if uses_staged_decode(m, n, k, bits):
-        return staged_config(bits, block_m, n, k)
+        return staged_config(bits, block_m, n, k, group_size)
     return decode_config(m, n, k, bits, group_size)
 
 
@@ -291,20 +291,24 @@ def uses_staged_decode(m: int, n: int, k: int, bits: int) -> bool:
     return bits in (5, 7) and k >= n
 
 
-def staged_config(bits: int, block_m: int, n: int, k: int) -> PrefillConfig:
+def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | None = None) -> PrefillConfig:
     """The prefill kernel at decode size (``uses_staged_decode``): one warp of ``block_m`` rows across m
-    and 4 of 16 columns across n, ``prefill_config``'s sub-steps, 2 stages (more shared memory buys
-    nothing when a stage is this small), and 4 blocks a tile (8 at 4096 columns or fewer), so that a grid
-    has about 512 blocks or more; fewer where k holds fewer than two iterations a block."""
+    and 4 of 16 columns across n, ``prefill_config``'s sub-steps made to hold whole groups of
+    ``group_size`` (so that the scales multiply partial sums, not codes: ``prefill.prefill_plan``), 2
+    stages (more shared memory buys nothing when a stage is this small), and 4 blocks a tile (8 at 4096
+    columns or fewer), so that a grid has about 512 blocks or more; fewer where k holds fewer than two
+    iterations a block."""
     base = prefill_config(bits)
-    stage_k = base.steps * base.chunks * prelayout.chunk_k(bits)
+    chunks = max(base.chunks, _group_chunks(bits, k, group_size))
+    steps = max(1, base.steps * base.chunks // chunks)
+    stage_k = steps * chunks * prelayout.chunk_k(bits)
     iterations = -(-k // stage_k)
     split_k = 8 if n <= 4096 else 4
     while split_k > 1 and iterations < 2 * split_k:
         split_k //= 2
     return PrefillConfig(
-        n_warps=4, m_warps=1, n_tiles=1, m_tiles=block_m // 8, chunks=base.chunks, steps=base.steps,
-        stages=2, split_k=split_k,
+        n_warps=4, m_warps=1, n_tiles=1, m_tiles=block_m // 8, chunks=chunks, steps=steps, stages=2,
+        split_k=split_k,
     )  # fmt: skip
 
 

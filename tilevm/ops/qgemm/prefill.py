@@ -22,7 +22,9 @@ are in flight at once:
   subtracted): a sub-step spans ``R = max(1, kc / group)`` groups, which split the A operand's k as
   broadcast dims of the scales' rows; unlike the decode kernel's scaled partial sums (``scale_on =
   "groups"``), this needs no second accumulator, and a sub-step need not hold whole groups. Scales per
-  channel multiply the sum once, at the end;
+  channel multiply the sum once, at the end. At decode size (one warp across m, a small tile, sub-steps
+  of whole groups), the kernel takes the decode kernel's plan and its scaled partial sums, which cost one
+  multiply-add per accumulator element a group instead of a multiply per code (``prefill_plan``);
 - the epilogue is the decode kernel's: the global scale, the bias, one rounding, a masked store of the
   ragged tile.
 
@@ -39,7 +41,16 @@ from dataclasses import dataclass
 import tilevm as tv
 from tilevm.layout import local, mma_fragments, replicated, spatial
 from tilevm.ops.qgemm import prelayout
-from tilevm.ops.qgemm.kernel import KernelPlan, _block_sum, _epilogue, _rows, _split_epilogue, _step
+from tilevm.ops.qgemm.kernel import (
+    KernelPlan,
+    _block_sum,
+    _epilogue,
+    _rows,
+    _split_epilogue,
+    _step,
+    kernel_plan,
+    plan_error,
+)
 
 __all__ = ["PREFILL_KERNELS", "PrefillPlan", "prefill_plan"]
 
@@ -89,8 +100,17 @@ def prefill_plan(
     split_k: int = 1,
 ) -> PrefillPlan:
     """The plan for codes of ``bits`` bits in groups of ``group_size`` values of k (``k``: per channel)
-    under a ``PrefillConfig``'s fields. Cached: a launch costs no layout algebra."""
+    under a ``PrefillConfig``'s fields. Cached: a launch costs no layout algebra.
+
+    With one warp across m and a small tile whose sub-steps hold whole groups (the prefill kernel at
+    decode size), the core is the decode kernel's plan with one slice of k (``kernel_plan``), which scales
+    each group's partial sums (``scale_on="groups"``: one multiply-add per accumulator element a group)
+    rather than every weight; its layouts are the ones built below where they coincide."""
     kc = chunks * prelayout.chunk_k(bits)
+    groups = kc // group_size if group_size not in (16, k) else 1
+    if m_warps == 1 and plan_error(bits, chunks, group_size, k) is None and n_tiles * m_tiles * groups <= 8:
+        core = kernel_plan(bits, n_warps, 1, split_k, n_tiles, _M_ATOM * m_tiles, chunks, group_size, k)
+        return PrefillPlan(core=core, m_warps=1, steps=steps, stages=stages, group_size=group_size)
     per_channel = group_size == k
     block_n = prelayout.N_GROUP * n_tiles * n_warps
     block_m = _M_ATOM * m_tiles * m_warps
@@ -201,7 +221,9 @@ def _sub_step(acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, COD
     w_now = tv.load_shared(strings, layout=core.weights)
     rows = core.weight_rows.shape[0]
     scale_rows = zero_rows = 0  # none where the sub-step applies none
-    if core.scale_on == "weights":
+    if core.scale_on == "groups":
+        scale_rows = _rows(scales, row0, n0, core.groups, core.group_rows)
+    elif core.scale_on == "weights":
         scale_rows = _rows(scales, row0, n0, rows, core.weight_rows)
     if HAS_ZEROS:
         zero_rows = _rows(zeros, row0, n0, rows, core.weight_rows)
@@ -237,7 +259,7 @@ def _body(
     for stage in tv.static_range(PREFILL.stages - 1):
         _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, first + stage, last, PREFILL)
     acc = tv.register_tensor(
-        tv.float32, [1, 1, core.block_n, core.block_m], init=0.0, layout=core.accumulator
+        tv.float32, [1, core.groups, core.block_n, core.block_m], init=0.0, layout=core.accumulator
     )
     for j in range(last - first):
         # iteration i's copies are the oldest of the stages - 1 groups in flight; after the barrier every
