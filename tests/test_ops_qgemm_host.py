@@ -15,7 +15,7 @@ from test_ops_qgemm import ROUNDOFF
 import tilevm as tv
 from tilevm.ops import QuantizedLinear, custom_op, quantize_weight, quantized_matmul
 from tilevm.ops.custom_op import quantized_matmul_op
-from tilevm.ops.qgemm import host
+from tilevm.ops.qgemm import PrefillConfig, host
 from tilevm.ops.tuning import m_bucket
 from tilevm.runtime.jit import Kernel
 
@@ -279,3 +279,39 @@ def test_a_layer_moved_to_the_gpu_launches_its_compiled_op_through_its_weight(mo
         x = torch.randn(m, 512, generator=generator).half().cuda()
         assert_product(compiled(x), x, layer.qweight)
     assert once == [] and layer.qweight.host_cache[(8, False)].fixed["packed"].is_cuda
+
+
+def test_a_split_k_launch_binds_each_streams_buffers_once_per_m(monkeypatch) -> None:
+    """On a GPU a split-K launch binds its stream's buffers (``split_buffers``) in a kernel kept per M and
+    pair of buffers; here the buffers of two stand-in streams, kept between launches as on a GPU (the
+    kernel leaves the counters at zero), and grown when a larger M needs more."""
+    generator = torch.Generator().manual_seed(55)
+    qweight = quantize_weight(torch.randn(36, 256, generator=generator), tv.int4, 32)
+    bias = torch.randn(36, generator=generator).half()
+    stream, buffers = [0], {}
+
+    def split_buffers(device, partials, tiles):
+        workspace, counters = buffers.get(stream[0], (torch.empty(0), torch.empty(0)))
+        if workspace.numel() < partials or counters.numel() < tiles:
+            workspace, counters = torch.empty(partials), torch.zeros(tiles, dtype=torch.int32)
+            buffers[stream[0]] = (workspace, counters)
+        return workspace, counters
+
+    monkeypatch.setattr(host, "split_buffers", split_buffers)
+    decode = next(c for c in host.tuning.candidates(4, 36, 256, 4, 32) if c.split_k == 2)
+    staged = PrefillConfig(4, 1, 1, 1, chunks=1, steps=2, stages=3, split_k=2)
+    for config in (decode, staged):
+        buffers.clear()
+        launch = host.QGemmLaunch.of(qweight, True, config, persistent=True)
+        launch.bound_split = True  # as on a GPU
+        kept = {}
+        for on, m in [(0, 3), (0, 3), (0, 2), (1, 3), (0, 3), (0, 9), (0, 3)]:
+            stream[0] = on
+            x = torch.randn(m, 256, generator=generator).half()
+            assert_product(launch.launch(x, bias, None), x, qweight, bias)
+            key = (m, id(buffers[on][1]))
+            kept.setdefault(key, launch._split_bound[key][2])
+            assert launch._split_bound[key][2] is kept[key]  # kept for its M and buffers, used again
+            assert not buffers[on][1].any()  # the counters left at zero for the next launch
+        # stream 0's buffers grew for 9 rows: 3 rows on them is another kernel
+        assert len(kept) == 5 and len(launch._split_bound) == 5

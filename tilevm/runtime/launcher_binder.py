@@ -48,6 +48,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -199,8 +200,22 @@ def _mirrored(parameters: list[inspect.Parameter], partial: bool) -> bool:
 
 def _fixed_parts(parameter: inspect.Parameter, value: object) -> tuple[tuple, tuple, tuple] | None:
     """A fixed argument's key, values and argument, as a binder computes them (None: unusual)."""
-    alone = make_binder(inspect.Signature([parameter.replace(default=inspect.Parameter.empty)]))
+    alone = _binder_of(parameter.replace(default=inspect.Parameter.empty))
     return alone(**{parameter.name: value}) if alone is not None else None
+
+
+def _binder_of(parameter: inspect.Parameter) -> Binder | None:
+    """The binder of a kernel with this one parameter, made once per parameter (a partial kernel made
+    again, for other buffers say, compiles its own binder only)."""
+    try:
+        return _binder_of_hashable(parameter)
+    except TypeError:  # an unhashable annotation or default
+        return make_binder(inspect.Signature([parameter]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _binder_of_hashable(parameter: inspect.Parameter) -> Binder | None:
+    return make_binder(inspect.Signature([parameter]))
 
 
 def _tuple(items: list[str]) -> str:

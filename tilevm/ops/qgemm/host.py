@@ -5,8 +5,8 @@ A ``QGemmLaunch`` holds everything a launch needs but X, the bias, the output an
 the kernel for the configuration's warp count, the weight's tensors as the kernel takes them (the e8m0 /
 ue4m3 scales viewed as their dtype, a placeholder for an absent zero point, global scale, bias or split-K
 buffers), the constexprs and the plan. Made ``persistent``, it binds all of these once
-(``Kernel.partial``), so that a call binds X and the output only (and the bias and the split-K buffers
-where it has them). A persistent launch holds the weight's tensors: it is kept by the weight itself
+(``Kernel.partial``), so that a call binds X and the output only (and the bias where it has one; with
+split-K on a GPU, the stream's buffers are bound too, in a kernel kept per M: ``_split_partial``). A persistent launch holds the weight's tensors: it is kept by the weight itself
 (``QuantizedWeight.host_cache``), and goes with it; a weight's tensors never change (it is frozen, and its
 validity was checked when it was made), so what the launch read from them stays true.
 
@@ -29,10 +29,13 @@ from tilevm.ops.qgemm.prefill import PREFILL_KERNELS, prefill_plan
 from tilevm.ops.qgemm.workspace import split_buffers
 from tilevm.ops.quantization import QuantizedWeight
 from tilevm.ops.tuning import m_bucket
+from tilevm.runtime.jit_partial import PartialKernel
 
 __all__ = ["QGemmLaunch", "cached_launch", "kept_launch", "split_workspace"]
 
 _FLOAT_SCALES = (tv.float16, tv.bfloat16)
+#: how many split-K kernels (with a stream's buffers bound, one per M) a launch keeps at most
+SPLIT_KERNELS = 64
 
 
 class QGemmLaunch:
@@ -116,6 +119,12 @@ class QGemmLaunch:
         self.partial = self.kernel.partial(**self.fixed) if persistent else None
         #: a persistent launch whose blocks share no tile: it binds x, the bias and out only
         self.bound_tiles = self.partial is not None and not self.shares_tiles
+        #: a persistent split-K launch on a GPU: the stream's buffers bound too (``_split_partial``)
+        self.bound_split = (
+            self.partial is not None and self.split_k > 1 and not self.stream_k and self.device.type == "cuda"
+        )
+        #: (M, the counters' id) -> the stream's workspace and counters and the kernel with them bound
+        self._split_bound: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, PartialKernel]] = {}
         #: the tuner's generation when the configuration was chosen (see ``cached_launch``)
         self.generation = -1
         # the last bias and its [1, N] view, one tuple (read at once by concurrent calls): a persistent
@@ -150,11 +159,12 @@ class QGemmLaunch:
         if out is None:
             out = torch.empty(m, self.n, dtype=x.dtype, device=self.device)  # sizes as arguments: faster
         grid = (self.columns, -(-m // self.block_m), self.split_k)
-        if self.bound_tiles:  # no split-K: x, the bias row if any, and out
+        if self.bound_tiles or self.bound_split:  # x, the bias row if any, and out
+            partial = self.partial if self.bound_tiles else self._split_partial(m, grid[0] * grid[1])
             if bias is None:
-                self.partial.launch(grid, x, out)
+                partial.launch(grid, x, out)
             else:
-                self.partial.launch(grid, x, self._bias_view(bias), out)
+                partial.launch(grid, x, self._bias_view(bias), out)
             return out
         free: dict[str, torch.Tensor] = {"out": out}
         if bias is not None:
@@ -176,6 +186,25 @@ class QGemmLaunch:
         else:
             self.kernel.launch(grid, x, **free, **self.fixed)
         return out
+
+    def _split_partial(self, m: int, tiles: int) -> PartialKernel:
+        """The kernel with the weight and the current stream's split-K buffers bound (the workspace viewed
+        as ``[split_k, m, N]``), made once per M and pair of buffers: a launch then binds x, the bias and
+        out only. The buffers are asked for at every launch (``split_buffers`` zeroes the counters of a
+        stream that leaves a graph capture), and a stream's new buffers (larger, or another stream's) get
+        their own kernel; the kept ones are dropped all at once past ``SPLIT_KERNELS`` (buffers
+        replaced again and again), so that old buffers are not held for long."""
+        size = self.split_k * m * self.n
+        workspace, counters = split_buffers(self.device, size, tiles)
+        key = (m, id(counters))
+        bound = self._split_bound.get(key)
+        if bound is None or bound[0] is not workspace or bound[1] is not counters:
+            if len(self._split_bound) >= SPLIT_KERNELS:
+                self._split_bound.clear()
+            view = workspace[:size].view(self.split_k, m, self.n)
+            partial = self.kernel.partial(**self.fixed, workspace=view, counters=counters)
+            bound = self._split_bound[key] = (workspace, counters, partial)
+        return bound[2]
 
     def _bias_view(self, bias: torch.Tensor) -> torch.Tensor:
         """The bias as the kernel reads it, ``[1, N]`` (the last one's view kept: the same bias comes again
