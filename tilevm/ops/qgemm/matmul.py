@@ -39,7 +39,7 @@ def quantized_matmul(
     if launch is None or x.device != launch.device:
         _check_device(x, qweight)
         launch = _launch(rows, qweight, bias, config, keep=True)
-    return _product(launch, shape, rows, m, bias, qweight.shape[0])
+    return _product(launch, shape, rows, bias, qweight.shape[0])
 
 
 def quantized_matmul_once(
@@ -53,7 +53,7 @@ def quantized_matmul_once(
         return _empty(x, qweight, shape)
     _check_device(x, qweight)
     launch = _launch(rows, qweight, bias, None, keep=False)
-    return _product(launch, shape, rows, m, bias, qweight.shape[0])
+    return _product(launch, shape, rows, bias, qweight.shape[0])
 
 
 def _rows(
@@ -100,16 +100,12 @@ def _product(
     launch: QGemmLaunch,
     shape: torch.Size,
     rows: torch.Tensor,
-    m: int,
     bias: torch.Tensor | None,
     n: int,
 ) -> torch.Tensor:
-    """The launch's product of the rows, in ``x``'s leading shape (made in it: one view, of the rows)."""
-    if len(shape) == 2:
-        return launch.launch(rows, bias, None)
-    product = torch.empty(*shape[:-1], n, dtype=rows.dtype, device=launch.device)
-    launch.launch(rows, bias, product.view(m, n))
-    return product
+    """The launch's product of the rows, in ``x``'s leading shape."""
+    out = launch.launch(rows, bias, None)
+    return out if len(shape) == 2 else out.view(*shape[:-1], n)
 
 
 def _empty(x: torch.Tensor, qweight: QuantizedWeight, shape: torch.Size) -> torch.Tensor:
