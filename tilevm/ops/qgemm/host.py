@@ -6,7 +6,8 @@ the kernel for the configuration's warp count, the weight's tensors as the kerne
 ue4m3 scales viewed as their dtype, a placeholder for an absent zero point, global scale, bias or split-K
 buffers), the constexprs and the plan. Made ``persistent``, it binds all of these once
 (``Kernel.partial``), so that a call binds X and the output only (and the bias where it has one; with
-split-K on a GPU, the stream's buffers are bound too, in a kernel kept per M: ``_split_partial``). A persistent launch holds the weight's tensors: it is kept by the weight itself
+split-K on a GPU, the stream's buffers are bound too, in a kernel kept per M: ``_split_partial``). A
+persistent launch holds the weight's tensors: it is kept by the weight itself
 (``QuantizedWeight.host_cache``), and goes with it; a weight's tensors never change (it is frozen, and its
 validity was checked when it was made), so what the launch read from them stays true.
 
