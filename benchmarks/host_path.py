@@ -35,8 +35,9 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from tilevm.ops import QuantizedLinear, quantize_weight, quantized_matmul
+from tilevm.ops import QuantizedLinear, quantize_weight, quantized_matmul, tuning
 from tilevm.ops.custom_op import quantized_matmul_op
+from tilevm.ops.qgemm import host
 from tilevm.ops.qgemm.host import QGemmLaunch, cached_launch, split_workspace
 from tilevm.runtime.cuda import CudaLauncher, driver
 from tilevm.runtime.cuda import launch as cuda_launch
@@ -87,7 +88,8 @@ def eager_us(run: Callable[[], object]) -> float:
 def host_only_launches(target: str = "sm_90") -> None:
     """Launches on CPU tensors take ``CudaLaunch``'s host path from now on: the kernel's PTX for
     ``target`` (compiled here, for its parameters), loaded nowhere, on stream 0, with a driver whose
-    ``cuLaunchKernel`` returns success and does nothing."""
+    ``cuLaunchKernel`` returns success and does nothing; the configurations are the GPU's defaults, and
+    split-K launches keep their buffers (one pair, grown as needed) as on a GPU."""
     driver._bindings = SimpleNamespace(
         cuLaunchKernel=lambda *arguments: (0,),
         CUresult=SimpleNamespace(CUDA_ERROR_INVALID_CONTEXT=201, CUDA_ERROR_INVALID_HANDLE=400),
@@ -106,6 +108,23 @@ def host_only_launches(target: str = "sm_90") -> None:
         return launch
 
     Specialization.launch_on = launch_on
+    buffers: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def split_buffers(device: torch.device, partials: int, tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
+        workspace, counters = buffers.get(device, (torch.empty(0), torch.empty(0)))
+        if workspace.numel() < partials or counters.numel() < tiles:
+            workspace, counters = torch.empty(partials), torch.zeros(tiles, dtype=torch.int32)
+            buffers[device] = (workspace, counters)
+        return workspace, counters
+
+    # split-K launches keep their buffers as on a GPU (one stream)
+    host.split_buffers = split_buffers
+    host.STREAM_BUFFER_DEVICES = ("cuda", "cpu")
+    # the GPU's configuration (TILEVM_AUTOTUNE=0's), not the interpreter's
+    gpu_default = tuning.default_config
+    tuning.default_config = lambda m, n, k, bits, device, group_size: gpu_default(
+        m, n, k, bits, "cuda", group_size
+    )
 
 
 def rows_for(m: int, n: int, k: int, dtype: str, device: str) -> list[tuple[str, Callable[[], object]]]:
@@ -135,7 +154,7 @@ def rows_for(m: int, n: int, k: int, dtype: str, device: str) -> list[tuple[str,
         ("QuantizedLinear, x [1, M, K]", lambda: layer(x3)),
         ("custom op torch.ops.tilevm.quantized_matmul", lambda: quantized_matmul_op(x, qweight)),
         (
-            f"kernel[grid]({tensors} tensors, 5 constexprs), out given",
+            f"kernel[grid]({tensors} tensors and the constexprs), out given",
             lambda: launch.kernel.launch(grid, x, out=out, **split, **launch.fixed),
         ),
         (

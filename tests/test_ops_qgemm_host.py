@@ -298,12 +298,12 @@ def test_a_split_k_launch_binds_each_streams_buffers_once_per_m(monkeypatch) -> 
         return workspace, counters
 
     monkeypatch.setattr(host, "split_buffers", split_buffers)
+    monkeypatch.setattr(host, "STREAM_BUFFER_DEVICES", ("cuda", "cpu"))  # as on a GPU
     decode = next(c for c in host.tuning.candidates(4, 36, 256, 4, 32) if c.split_k == 2)
     staged = PrefillConfig(4, 1, 1, 1, chunks=1, steps=2, stages=3, split_k=2)
     for config in (decode, staged):
         buffers.clear()
         launch = host.QGemmLaunch.of(qweight, True, config, persistent=True)
-        launch.bound_split = True  # as on a GPU
         kept = {}
         for on, m in [(0, 3), (0, 3), (0, 2), (1, 3), (0, 3), (0, 9), (0, 3)]:
             stream[0] = on

@@ -37,6 +37,9 @@ __all__ = ["QGemmLaunch", "cached_launch", "kept_launch", "split_workspace"]
 _FLOAT_SCALES = (tv.float16, tv.bfloat16)
 #: how many split-K kernels (with a stream's buffers bound, one per M) a launch keeps at most
 SPLIT_KERNELS = 64
+#: the devices whose split-K buffers are kept per stream (``workspace.split_buffers``), so that a launch
+#: binds them once (the interpreter's are new at every launch)
+STREAM_BUFFER_DEVICES = ("cuda",)
 
 
 class QGemmLaunch:
@@ -122,7 +125,10 @@ class QGemmLaunch:
         self.bound_tiles = self.partial is not None and not self.shares_tiles
         #: a persistent split-K launch on a GPU: the stream's buffers bound too (``_split_partial``)
         self.bound_split = (
-            self.partial is not None and self.split_k > 1 and not self.stream_k and self.device.type == "cuda"
+            self.partial is not None
+            and self.split_k > 1
+            and not self.stream_k
+            and self.device.type in STREAM_BUFFER_DEVICES
         )
         #: (M, the counters' id) -> the stream's workspace and counters and the kernel with them bound
         self._split_bound: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, PartialKernel]] = {}
