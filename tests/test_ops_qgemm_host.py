@@ -6,6 +6,7 @@ bias)``."""
 
 from __future__ import annotations
 
+import copy
 import gc
 
 import pytest
@@ -226,9 +227,13 @@ def test_the_launch_of_an_explicit_config_is_not_kept() -> None:
     assert qweight.host_cache == {}
 
 
-def test_a_compiled_layers_op_launches_through_the_layers_weight(monkeypatch) -> None:
+@pytest.mark.parametrize("copied", [False, True])
+def test_a_compiled_layers_op_launches_through_the_layers_weight(monkeypatch, copied) -> None:
     generator = torch.Generator().manual_seed(52)
     layer = QuantizedLinear(quantize_weight(torch.randn(24, 64, generator=generator), tv.int4, 32))
+    if copied:  # copy.deepcopy, as unpickling: the copy's weight is registered too
+        layer = copy.deepcopy(layer)
+        assert layer.qweight.packed is layer.packed
     once = []
     original = custom_op.quantized_matmul_once
     monkeypatch.setattr(

@@ -93,6 +93,12 @@ class QuantizedLinear(nn.Module):
         self._weight = weight
         return weight
 
+    def __setstate__(self, state: dict) -> None:
+        """As ``nn.Module``'s (unpickling, ``copy.deepcopy``), and the weight registered with the op."""
+        super().__setstate__(state)
+        if self._weight is not None:
+            register(self._weight)
+
     def __setattr__(self, name: str, value: object) -> None:
         super().__setattr__(name, value)
         if name in _WEIGHT_BUFFERS:  # a buffer replaced (load_state_dict(assign=True), or by hand)
