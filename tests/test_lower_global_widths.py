@@ -80,14 +80,19 @@ def test_vector_add_moves_16_bytes_and_falls_back_at_the_ragged_end():
         """
         CHECK: %FULL: bool = let(value=(%I >= 0) & ((%I + 3) < %a_size0))
         CHECK: if %FULL {
-        CHECK-NEXT: vector<float32, 4> = load(pointer=pointer_add(%a, %I * 4), width=16)
+        CHECK-NEXT: %P: ptr<float32> = let(value=pointer_add(%a, %I * 4))
+        CHECK-NEXT: vector<float32, 4> = load(pointer=%P, width=16)
         CHECK: } else {
-        CHECK: %IN: bool = let(value=(%I >= 0) & (%I < %a_size0))
-        CHECK-NEXT: float32 = load(pointer=pointer_add(%a, %I * 4), width=4, predicate=%IN)
+        CHECK-NEXT: %Q: ptr<float32> = let(value=pointer_add(%a, %I * 4))
+        CHECK-NEXT: %IN: bool = let(value=(%I >= 0) & (%I < %a_size0))
+        CHECK-NEXT: float32 = load(pointer=%Q, width=4, predicate=%IN)
+        CHECK: float32 = load(pointer=pointer_add(%Q, 4), width=4, predicate=
         CHECK: if
-        CHECK-NEXT: vector<float32, 4> = load(pointer=pointer_add(%b, {{.*}}), width=16)
+        CHECK-NEXT: %R: ptr<float32> = let(value=pointer_add(%b, {{.*}}))
+        CHECK-NEXT: vector<float32, 4> = load(pointer=%R, width=16)
         CHECK: if
-        CHECK-NEXT: store(pointer=pointer_add(%out, %J * 4), value={{.*}}, predicate=%WRITER)
+        CHECK-NEXT: %S: ptr<float32> = let(value=pointer_add(%out, %J * 4))
+        CHECK-NEXT: store(pointer=%S, value={{.*}}, predicate=%WRITER)
         """,
     )
 
@@ -99,9 +104,12 @@ def test_vector_add_with_a_size_multiple_of_16_moves_16_bytes_without_a_fallback
         text,
         """
         CHECK-NOT: if
-        CHECK: vector<float32, 4> = load(pointer=pointer_add(%a, %I * 4), width=16, predicate=
-        CHECK: vector<float32, 4> = load(pointer=pointer_add(%b, {{.*}}), width=16, predicate=
-        CHECK: store(pointer=pointer_add(%out, %J * 4), value=
+        CHECK: %P: ptr<float32> = let(value=pointer_add(%a, %I * 4))
+        CHECK: vector<float32, 4> = load(pointer=%P, width=16, predicate=
+        CHECK: %Q: ptr<float32> = let(value=pointer_add(%b, {{.*}}))
+        CHECK: vector<float32, 4> = load(pointer=%Q, width=16, predicate=
+        CHECK: %R: ptr<float32> = let(value=pointer_add(%out, %J * 4))
+        CHECK: store(pointer=%R, value=
         CHECK-NOT: load(
         """,
     )
@@ -114,9 +122,11 @@ def test_softmax_moves_16_bytes_and_fills_minus_infinity():
     filecheck(
         text,
         """
-        CHECK: %L: vector<float32, 4> = load(pointer=pointer_add(%x, %A * 4), width=16, predicate=%IN)
+        CHECK: %P: ptr<float32> = let(value=pointer_add(%x, %A * 4))
+        CHECK: %L: vector<float32, 4> = load(pointer=%P, width=16, predicate=%IN)
         CHECK-NEXT: select(%IN, %L, gather([-inf], [0, 0, 0, 0]))
-        CHECK: store(pointer=pointer_add(%out, {{.*}} * 4), value=%V
+        CHECK: %Q: ptr<float32> = let(value=pointer_add(%out, {{.*}} * 4))
+        CHECK: store(pointer=%Q, value=%V
         """,
     )
     assert "width=4" not in text
@@ -129,10 +139,14 @@ def test_layer_norm_moves_16_bytes_of_float16():
     filecheck(
         text,
         """
-        CHECK: vector<float16, 8> = load(pointer=pointer_add(%x, {{.*}} * 2), width=16, predicate=
-        CHECK: vector<float16, 8> = load(pointer=pointer_add(%weight, {{.*}} * 2), width=16, predicate=
-        CHECK: vector<float16, 8> = load(pointer=pointer_add(%bias, {{.*}} * 2), width=16, predicate=
-        CHECK: store(pointer=pointer_add(%out, {{.*}} * 2), value=
+        CHECK: = let(value=pointer_add(%x, {{.*}} * 2))
+        CHECK: vector<float16, 8> = load(pointer={{.*}}, width=16, predicate=
+        CHECK: = let(value=pointer_add(%weight, {{.*}} * 2))
+        CHECK: vector<float16, 8> = load(pointer={{.*}}, width=16, predicate=
+        CHECK: = let(value=pointer_add(%bias, {{.*}} * 2))
+        CHECK: vector<float16, 8> = load(pointer={{.*}}, width=16, predicate=
+        CHECK: = let(value=pointer_add(%out, {{.*}} * 2))
+        CHECK: store(pointer={{.*}}, value=
         """,
     )
     assert "width=2" not in text and "if " not in text
@@ -149,9 +163,10 @@ def test_w4a16_loads_its_int4_weights_16_bytes_a_thread():
         text,
         """
         CHECK: for %GROUP: int32 in
-        CHECK: %W: vector<uint8, 16> = load(pointer=pointer_add(%packed_weights, %{{.*}}), width=16,
+        CHECK: %P: ptr<uint8> = let(value=pointer_add(%packed_weights, %{{.*}}))
+        CHECK: %W: vector<uint8, 16> = load(pointer=%P, width=16,
         CHECK-SAME: predicate=
-        CHECK-NOT: load(pointer=pointer_add(%packed_weights
+        CHECK-NOT: pointer_add(%packed_weights
         """,
     )
 
@@ -275,8 +290,9 @@ def test_atomics_are_one_instruction_an_element_after_a_uniform_scalar_load():
         """
         CHECK: %INSIDE: bool = let(value=(0 < %out_size0) & (0 < %out_size1))
         CHECK-NEXT: %COLUMN: int32 = load(pointer=pointer_add(%out, 0), width=4, predicate=%INSIDE)
-        CHECK: atomic(op="add", pointer=pointer_add(%out, %A * 4), value=element(%V, 0), predicate=
-        CHECK: atomic(op="add", pointer=pointer_add(%out, %B * 4), value=element(%V, 1), predicate=
+        CHECK: %P: ptr<int32> = let(value=pointer_add(%out, %A * 4))
+        CHECK-NEXT: atomic(op="add", pointer=%P, value=element(%V, 0), predicate=
+        CHECK-NEXT: atomic(op="add", pointer=pointer_add(%P, 4), value=element(%V, 1), predicate=
         """,
     )
 

@@ -7,6 +7,11 @@ part`` (``tilevm.passes.lower.coordinates``). So its address (in elements from t
 ``base`` (computed once per access) plus ``sum(local[i, k] * strides[dims[k]])``, a constant times a
 stride; an element is in bounds when every index lies in ``[0, size)``, as the reference executor's
 ``tilevm.runtime.reference.global_view`` says.
+
+A whole-byte element whose offset from the base is a constant (the strides it moves along are) is
+addressed from the base pointer, bound once per access: the offset becomes the load's immediate. A 32-bit
+address per element, sign-extended to 64 bits, would cost a conversion and a 64-bit add for each (LLVM
+cannot move a constant out of a sign extension of an add that may wrap).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 
 from tilevm.dtypes import boolean, int32
 from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
+from tilevm.ir.thread import PointerAdd
 from tilevm.layout import RegisterLayout
 from tilevm.passes.fold_constants import fold_expression
 from tilevm.passes.lower.coordinates import local_coordinates
@@ -60,13 +66,29 @@ class ThreadWindow:
     def local_part(self, local: int, axis: int) -> int:
         return int(local_coordinates(self.layout)[local, axis])
 
-    def address(self, local: int) -> Expr:
-        """The address (in elements from the pointer) of the thread's element at ``local``."""
-        address = self.base
+    def offset(self, local: int) -> Expr:
+        """The address of the thread's element at ``local`` from ``base``, in elements (a constant when the
+        strides of the dims it moves along are)."""
+        offset: Expr = Const(0, int32)
         for axis, dim in enumerate(self.dims):
             step = binary("mul", Const(self.local_part(local, axis), int32), self.tensor.strides[dim])
-            address = binary("add", address, step)
-        return address
+            offset = binary("add", offset, step)
+        return offset
+
+    def address(self, local: int) -> Expr:
+        """The address (in elements from the pointer) of the thread's element at ``local``."""
+        return binary("add", self.base, self.offset(local))
+
+    def byte_pointer(self, lowering: Lowering, local: int) -> Expr:
+        """The pointer to the thread's element at ``local`` of a tensor of whole-byte elements: the
+        window's base pointer (bound once) moved by the element's offset."""
+        size = self.tensor.dtype.nbits // 8
+        offset = binary("mul", self.offset(local), Const(size, int32))
+        if not isinstance(offset, Const):  # a runtime stride: one 64-bit add either way
+            return PointerAdd(self.tensor.pointer, binary("mul", self.address(local), Const(size, int32)))
+        base = binary("mul", self.base, Const(size, int32))
+        pointer = lowering.let_once("base", PointerAdd(self.tensor.pointer, base))
+        return pointer if offset == Const(0, int32) else PointerAdd(pointer, offset)
 
     def in_bounds(self, local: int, count: int = 1, axis: int | None = None) -> Expr:
         """Whether the element at ``local`` lies in the tensor, and with it the ``count - 1`` elements that
