@@ -23,7 +23,7 @@ from tilevm.ir import INSTRUCTION_CLASSES, Program, TileType, check_round_trip, 
 from tilevm.ir.expr import Const
 from tilevm.ir.stmt import DeclareScalar
 from tilevm.ir.thread import THREAD_IR
-from tilevm.layout import RegisterLayout
+from tilevm.layout import RegisterLayout, local, spatial
 from tilevm.passes.filecheck import filecheck
 from tilevm.passes.lower import control, global_memory
 from tilevm.passes.lower.lowering import Lowering, LoweringError, splat
@@ -80,19 +80,14 @@ def test_vector_add_moves_16_bytes_and_falls_back_at_the_ragged_end():
         """
         CHECK: %FULL: bool = let(value=(%I >= 0) & ((%I + 3) < %a_size0))
         CHECK: if %FULL {
-        CHECK-NEXT: %P: ptr<float32> = let(value=pointer_add(%a, %I * 4))
-        CHECK-NEXT: vector<float32, 4> = load(pointer=%P, width=16)
+        CHECK-NEXT: vector<float32, 4> = load(pointer=pointer_add(%a, %I * 4), width=16)
         CHECK: } else {
-        CHECK-NEXT: %Q: ptr<float32> = let(value=pointer_add(%a, %I * 4))
-        CHECK-NEXT: %IN: bool = let(value=(%I >= 0) & (%I < %a_size0))
-        CHECK-NEXT: float32 = load(pointer=%Q, width=4, predicate=%IN)
-        CHECK: float32 = load(pointer=pointer_add(%Q, 4), width=4, predicate=
+        CHECK: %IN: bool = let(value=(%I >= 0) & (%I < %a_size0))
+        CHECK-NEXT: float32 = load(pointer=pointer_add(%a, %I * 4), width=4, predicate=%IN)
         CHECK: if
-        CHECK-NEXT: %R: ptr<float32> = let(value=pointer_add(%b, {{.*}}))
-        CHECK-NEXT: vector<float32, 4> = load(pointer=%R, width=16)
+        CHECK-NEXT: vector<float32, 4> = load(pointer=pointer_add(%b, {{.*}}), width=16)
         CHECK: if
-        CHECK-NEXT: %S: ptr<float32> = let(value=pointer_add(%out, %J * 4))
-        CHECK-NEXT: store(pointer=%S, value={{.*}}, predicate=%WRITER)
+        CHECK-NEXT: store(pointer=pointer_add(%out, %J * 4), value={{.*}}, predicate=%WRITER)
         """,
     )
 
@@ -104,12 +99,9 @@ def test_vector_add_with_a_size_multiple_of_16_moves_16_bytes_without_a_fallback
         text,
         """
         CHECK-NOT: if
-        CHECK: %P: ptr<float32> = let(value=pointer_add(%a, %I * 4))
-        CHECK: vector<float32, 4> = load(pointer=%P, width=16, predicate=
-        CHECK: %Q: ptr<float32> = let(value=pointer_add(%b, {{.*}}))
-        CHECK: vector<float32, 4> = load(pointer=%Q, width=16, predicate=
-        CHECK: %R: ptr<float32> = let(value=pointer_add(%out, %J * 4))
-        CHECK: store(pointer=%R, value=
+        CHECK: vector<float32, 4> = load(pointer=pointer_add(%a, %I * 4), width=16, predicate=
+        CHECK: vector<float32, 4> = load(pointer=pointer_add(%b, {{.*}}), width=16, predicate=
+        CHECK: store(pointer=pointer_add(%out, %J * 4), value=
         CHECK-NOT: load(
         """,
     )
@@ -122,11 +114,9 @@ def test_softmax_moves_16_bytes_and_fills_minus_infinity():
     filecheck(
         text,
         """
-        CHECK: %P: ptr<float32> = let(value=pointer_add(%x, %A * 4))
-        CHECK: %L: vector<float32, 4> = load(pointer=%P, width=16, predicate=%IN)
+        CHECK: %L: vector<float32, 4> = load(pointer=pointer_add(%x, %A * 4), width=16, predicate=%IN)
         CHECK-NEXT: select(%IN, %L, gather([-inf], [0, 0, 0, 0]))
-        CHECK: %Q: ptr<float32> = let(value=pointer_add(%out, {{.*}} * 4))
-        CHECK: store(pointer=%Q, value=%V
+        CHECK: store(pointer=pointer_add(%out, {{.*}} * 4), value=%V
         """,
     )
     assert "width=4" not in text
@@ -139,14 +129,10 @@ def test_layer_norm_moves_16_bytes_of_float16():
     filecheck(
         text,
         """
-        CHECK: = let(value=pointer_add(%x, {{.*}} * 2))
-        CHECK: vector<float16, 8> = load(pointer={{.*}}, width=16, predicate=
-        CHECK: = let(value=pointer_add(%weight, {{.*}} * 2))
-        CHECK: vector<float16, 8> = load(pointer={{.*}}, width=16, predicate=
-        CHECK: = let(value=pointer_add(%bias, {{.*}} * 2))
-        CHECK: vector<float16, 8> = load(pointer={{.*}}, width=16, predicate=
-        CHECK: = let(value=pointer_add(%out, {{.*}} * 2))
-        CHECK: store(pointer={{.*}}, value=
+        CHECK: vector<float16, 8> = load(pointer=pointer_add(%x, {{.*}} * 2), width=16, predicate=
+        CHECK: vector<float16, 8> = load(pointer=pointer_add(%weight, {{.*}} * 2), width=16, predicate=
+        CHECK: vector<float16, 8> = load(pointer=pointer_add(%bias, {{.*}} * 2), width=16, predicate=
+        CHECK: store(pointer=pointer_add(%out, {{.*}} * 2), value=
         """,
     )
     assert "width=2" not in text and "if " not in text
@@ -163,12 +149,79 @@ def test_w4a16_loads_its_int4_weights_16_bytes_a_thread():
         text,
         """
         CHECK: for %GROUP: int32 in
-        CHECK: %P: ptr<uint8> = let(value=pointer_add(%packed_weights, %{{.*}}))
-        CHECK: %W: vector<uint8, 16> = load(pointer=%P, width=16,
+        CHECK: %W: vector<uint8, 16> = load(pointer=pointer_add(%packed_weights, %{{.*}}), width=16,
         CHECK-SAME: predicate=
-        CHECK-NOT: pointer_add(%packed_weights
+        CHECK-NOT: load(pointer=pointer_add(%packed_weights
         """,
     )
+
+
+@tv.kernel(num_warps=1)
+def copy_rows(source: tv.Tensor, destination: tv.Tensor, LAYOUT: tv.constexpr):
+    """Two rows of 1024 values from ``block_idx * 2`` on, each thread holding 4 runs of 8 in each row."""
+    m = tv.block_idx() * 2
+    tile = tv.load_global(source, offsets=[m, 0], shape=[2, 1024], layout=LAYOUT)
+    tv.store_global(destination, tile, offsets=[m, 0])
+
+
+#: each thread: 2 rows x 4 runs of 8 float16 (16 bytes), the runs 256 values apart
+ROWS_LAYOUT = local(2, 4) * spatial(1, 32) * local(1, 8)
+
+
+def test_a_row_that_several_accesses_share_is_addressed_from_one_pointer_and_immediates():
+    """64 bytes of a thread in each row: the base pointer and the pointer to the second row (a runtime
+    stride away) are bound once, and each access adds a constant to one of them."""
+    source = torch.zeros(6, 1024, dtype=torch.float16)
+    text = lower_memory(copy_rows.ir(source, torch.zeros_like(source), LAYOUT=ROWS_LAYOUT))
+    filecheck(
+        text,
+        """
+        CHECK: %BASE: ptr<float16> = let(value=pointer_add(%source, %A * 2))
+        CHECK: {{.*}} = load(pointer=%BASE, width=16, predicate=
+        CHECK: {{.*}} = load(pointer=pointer_add(%BASE, 512), width=16, predicate=
+        CHECK: {{.*}} = load(pointer=pointer_add(%BASE, 1536), width=16, predicate=
+        CHECK: %ROW: ptr<float16> = let(value=pointer_add(%BASE, %source_stride0 * 2))
+        CHECK: {{.*}} = load(pointer=%ROW, width=16, predicate=
+        CHECK: {{.*}} = load(pointer=pointer_add(%ROW, 1536), width=16, predicate=
+        CHECK: %OUT: ptr<float16> = let(value=pointer_add(%destination, {{.*}} * 2))
+        CHECK: store(pointer=pointer_add(%OUT, 512), value=
+        """,
+    )
+
+
+def test_rows_addressed_from_shared_pointers_copy_the_reference_bytes():
+    """Ragged rows (5 of them: the last block's second row is out of bounds), and a row stride that is
+    not the row's length: the interpreter of the Thread IR writes what the reference executor writes."""
+    generator = torch.Generator().manual_seed(17)
+    source = torch.randn(5, 1100, generator=generator).to(torch.float16)[:, :1024]
+    poison = torch.full((5, 1024), float("nan"), dtype=torch.float16)
+    reference, lowered = run_both(copy_rows, (3,), source, poison, LAYOUT=ROWS_LAYOUT)
+    assert_same_bytes(reference, lowered)
+    torch.testing.assert_close(lowered[1], source, rtol=0, atol=0)
+
+
+@tv.kernel(num_warps=1)
+def sum_row_blocks(source: tv.Tensor, destination: tv.Tensor, LAYOUT: tv.constexpr):
+    """The sum of the blocks of 1024 columns of two rows from ``block_idx * 2`` on."""
+    m = tv.block_idx() * 2
+    total = tv.register_tensor(tv.float16, [2, 1024], init=0.0, layout=LAYOUT)
+    for j in range(tv.cdiv(source.shape[1], 1024)):
+        total = total + tv.load_global(source, offsets=[m, j * 1024], shape=[2, 1024], layout=LAYOUT)
+    tv.store_global(destination, total, offsets=[m, 0])
+
+
+def test_loads_at_constant_offsets_from_a_shared_pointer_are_immediates_in_the_ptx():
+    """In a loop, as the quantized GEMM loads its operands: one sign extension for each row's pointer (of
+    the loads and of the store), and the 16-byte loads at immediate offsets from them; a 32-bit address
+    per load took a sign extension each (10 in all)."""
+    source = torch.zeros(6, 4096, dtype=torch.float16)
+    ptx = sum_row_blocks.ptx(
+        source, torch.zeros(6, 1024, dtype=torch.float16), LAYOUT=ROWS_LAYOUT, target="sm_90"
+    )
+    loads = [line for line in ptx.splitlines() if "ld.global" in line]
+    assert len(loads) == 8
+    assert sum("+512]" in line or "+1024]" in line or "+1536]" in line for line in loads) == 6
+    assert ptx.count("cvt.s64.s32") == 4
 
 
 # -- layouts, strides and alignment
@@ -290,9 +343,8 @@ def test_atomics_are_one_instruction_an_element_after_a_uniform_scalar_load():
         """
         CHECK: %INSIDE: bool = let(value=(0 < %out_size0) & (0 < %out_size1))
         CHECK-NEXT: %COLUMN: int32 = load(pointer=pointer_add(%out, 0), width=4, predicate=%INSIDE)
-        CHECK: %P: ptr<int32> = let(value=pointer_add(%out, %A * 4))
-        CHECK-NEXT: atomic(op="add", pointer=%P, value=element(%V, 0), predicate=
-        CHECK-NEXT: atomic(op="add", pointer=pointer_add(%P, 4), value=element(%V, 1), predicate=
+        CHECK: atomic(op="add", pointer=pointer_add(%out, %A * 4), value=element(%V, 0), predicate=
+        CHECK: atomic(op="add", pointer=pointer_add(%out, %B * 4), value=element(%V, 1), predicate=
         """,
     )
 

@@ -8,8 +8,9 @@ part`` (``tilevm.passes.lower.coordinates``). So its address (in elements from t
 stride; an element is in bounds when every index lies in ``[0, size)``, as the reference executor's
 ``tilevm.runtime.reference.global_view`` says.
 
-A whole-byte element whose offset from the base is a constant (the strides it moves along are) is
-addressed from the base pointer, bound once per access: the offset becomes the load's immediate. A 32-bit
+When every element of a thread lies at a constant offset from its base (the strides its elements move
+along are constants), whole-byte elements are addressed from the base pointer, bound once per access:
+each offset becomes its load's immediate. A 32-bit
 address per element, sign-extended to 64 bits, would cost a conversion and a 64-bit add for each (LLVM
 cannot move a constant out of a sign extension of an add that may wrap).
 """
@@ -17,6 +18,8 @@ cannot move a constant out of a sign extension of an add that may wrap).
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections import Counter
 from dataclasses import dataclass
 
 from tilevm.dtypes import boolean, int32
@@ -30,6 +33,8 @@ from tilevm.passes.lower.lowering import GlobalTensor, Lowering
 __all__ = ["ThreadWindow", "binary", "replica_condition", "thread_window"]
 
 TRUE = Const(True, boolean)
+#: the bytes of a thread's elements that one access moves at most: a pointer shared by more is worth holding
+POINTER_BYTES = 16
 
 
 def binary(op: str, lhs: Expr, rhs: Expr) -> Expr:
@@ -79,15 +84,42 @@ class ThreadWindow:
         """The address (in elements from the pointer) of the thread's element at ``local``."""
         return binary("add", self.base, self.offset(local))
 
+    def offset_parts(self, local: int) -> tuple[Expr, Expr]:
+        """The offset of the element at ``local`` from ``base`` (elements) as the part along dims of runtime
+        strides and the constant part along the others."""
+        runtime: Expr = Const(0, int32)
+        constant: Expr = Const(0, int32)
+        for axis, dim in enumerate(self.dims):
+            step = binary("mul", Const(self.local_part(local, axis), int32), self.tensor.strides[dim])
+            if isinstance(step, Const):
+                constant = binary("add", constant, step)
+            else:
+                runtime = binary("add", runtime, step)
+        return runtime, constant
+
+    @functools.cached_property
+    def shared_rows(self) -> frozenset[Expr]:
+        """The runtime parts of the offsets (``offset_parts``) that more than ``POINTER_BYTES`` of the
+        thread's elements share: more than one access of 16 bytes goes through the pointer to such a row."""
+        counts = Counter(self.offset_parts(local)[0] for local in range(self.layout.local_size))
+        return frozenset(
+            part for part, count in counts.items() if count * self.tensor.dtype.nbits > 8 * POINTER_BYTES
+        )
+
     def byte_pointer(self, lowering: Lowering, local: int) -> Expr:
-        """The pointer to the thread's element at ``local`` of a tensor of whole-byte elements: the
-        window's base pointer (bound once) moved by the element's offset."""
-        size = self.tensor.dtype.nbits // 8
-        offset = binary("mul", self.offset(local), Const(size, int32))
-        if not isinstance(offset, Const):  # a runtime stride: one 64-bit add either way
-            return PointerAdd(self.tensor.pointer, binary("mul", self.address(local), Const(size, int32)))
-        base = binary("mul", self.base, Const(size, int32))
-        pointer = lowering.let_once("base", PointerAdd(self.tensor.pointer, base))
+        """The pointer to the thread's element at ``local`` of a tensor of whole-byte elements: the pointer
+        to its row (the base moved by the runtime part of its offset, bound once) moved by the constant
+        part, when the row is shared (``shared_rows``); else its own address from the tensor's pointer (a
+        pointer held for one access would only take registers)."""
+        size = Const(self.tensor.dtype.nbits // 8, int32)
+        runtime, constant = self.offset_parts(local)
+        if runtime not in self.shared_rows:
+            address = lowering.let("element", self.address(local))
+            return PointerAdd(self.tensor.pointer, binary("mul", address, size))
+        pointer = lowering.let_once("base", PointerAdd(self.tensor.pointer, binary("mul", self.base, size)))
+        if runtime != Const(0, int32):
+            pointer = lowering.let_once("row", PointerAdd(pointer, binary("mul", runtime, size)))
+        offset = binary("mul", constant, size)
         return pointer if offset == Const(0, int32) else PointerAdd(pointer, offset)
 
     def in_bounds(self, local: int, count: int = 1, axis: int | None = None) -> Expr:
