@@ -3,15 +3,17 @@
     ncu --clock-control none --launch-skip 2 --launch-count 1 --section SpeedOfLight \\
         python benchmarks/qgemm_profile.py --shape 28672x8192 --bits 4 --m 1
 
-The weight is random codes of ``--bits`` bits with float16 scales per group of 128; ``--config`` gives
-``QGemmConfig`` fields (``"num_warps=8, k_warps=8, chunks=2"``) in place of the default. The output is
-checked against a float32 product with the dequantized weight, so a profile is never of a wrong kernel.
+The weight is random codes of ``--bits`` bits with float16 scales per group of 128; ``--config`` changes
+fields of the default ``QGemmConfig`` or ``PrefillConfig`` (``"num_warps=8, k_warps=8, chunks=2"``). The
+output is checked against a float32 product with the dequantized weight, so a profile is never of a wrong
+kernel.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 
 GROUP = 128
 
@@ -20,7 +22,7 @@ def main() -> None:
     import torch
 
     import tilevm as tv
-    from tilevm.ops.qgemm import QGemmConfig, default_config, prelayout, qgemm
+    from tilevm.ops.qgemm import default_config, prelayout, qgemm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", default="28672x8192", help="NxK")
@@ -40,8 +42,8 @@ def main() -> None:
     config = default_config(m, n, k, bits, "cuda", GROUP)
     if arguments.config:
         fields = dict(item.split("=") for item in arguments.config.replace(" ", "").split(","))
-        config = QGemmConfig(
-            **{**config.__dict__, **{key: ast.literal_eval(value) for key, value in fields.items()}}
+        config = dataclasses.replace(
+            config, **{key: ast.literal_eval(value) for key, value in fields.items()}
         )
     packed = prelayout.pack(codes, bits)
     code = tv.int_type(bits, True)

@@ -45,19 +45,30 @@ def sweep_configs(bits: int, block_m: int) -> list[object]:
 
 def prefill_at_decode(bits: int, block_m: int) -> list[object]:
     """The prefill kernel at decode M: one warp across m with ``block_m`` rows, 4 or 8 warps across the
-    columns, 1 or 2 tiles a warp, the default sub-steps and 2 to 4 stages (those that fit)."""
+    columns, one tile a warp, the default sub-steps, 2 or 3 stages and 1 to 8 blocks a tile."""
     from tilevm.ops.qgemm import PrefillConfig
     from tilevm.ops.qgemm.config import prefill_config
 
     base = prefill_config(bits)
-    configs = []
-    for n_warps, n_tiles, stages in itertools.product((4, 8), (1, 2), (2, 3, 4)):
-        config = PrefillConfig(
-            n_warps, 1, n_tiles, block_m // 8, chunks=base.chunks, steps=base.steps, stages=stages
-        )
-        if config.fits(bits):
-            configs.append(config)
-    return configs
+    return [
+        PrefillConfig(n_warps, 1, 1, block_m // 8, base.chunks, base.steps, stages, split_k)
+        for n_warps, stages, split_k in itertools.product((4, 8), (2, 3), (1, 2, 4, 8))
+    ]
+
+
+def swept(m: int, n: int, k: int, bits: int, prefill: bool) -> list[object]:
+    """The configurations a shape is timed with, the default first: at the prefill kernel's sizes its
+    tuner candidates; else the decode kernel's ``sweep_configs`` (and with ``prefill``, the prefill
+    kernel's ``prefill_at_decode``)."""
+    from tilevm.ops.qgemm import default_config
+    from tilevm.ops.qgemm.config import decode_config, uses_prefill
+    from tilevm.ops.tuning import candidates
+
+    default = default_config(m, n, k, bits, "cuda", GROUP)
+    if uses_prefill(m, n):
+        return candidates(m, n, k, bits, GROUP)
+    block_m = decode_config(m, n, k, bits, GROUP).block_m
+    return [default, *sweep_configs(bits, block_m), *(prefill_at_decode(bits, block_m) if prefill else [])]
 
 
 def main() -> None:
@@ -65,8 +76,7 @@ def main() -> None:
 
     import tilevm as tv
     from benchmarks.gpu_timing import copy_bandwidth, gpu_time_us
-    from tilevm.ops.qgemm import PrefillConfig, default_config, prelayout, qgemm
-    from tilevm.ops.tuning import candidates
+    from tilevm.ops.qgemm import default_config, prelayout, qgemm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="+", default=["8192x8192"], help="NxK shapes")
@@ -97,12 +107,7 @@ def main() -> None:
         nbytes = packed.numel() + scales.numel() * 2 + x.numel() * 2 + m * n * 2
         limit_us = nbytes / bandwidth * 1e6
         default = default_config(m, n, k, bits, "cuda", GROUP)
-        if isinstance(default, PrefillConfig):  # the prefill kernel's sizes: its tuner candidates
-            configs = candidates(m, n, k, bits, GROUP)
-        else:
-            configs = [default, *sweep_configs(bits, default.block_m)]
-            if arguments.prefill:
-                configs += prefill_at_decode(bits, default.block_m)
+        configs = swept(m, n, k, bits, arguments.prefill)
         rows = []
         for config in dict.fromkeys(configs):
             if config != default and arguments.only not in repr(config):

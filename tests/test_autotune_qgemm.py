@@ -21,6 +21,20 @@ def test_candidates_are_valid_and_keep_prefetch_within_the_registers(bits, count
     m, n, k, group = 1, 8192, 8192, 128
     found = tuning.candidates(m, n, k, bits, group)
     assert found[0] == default_config(m, n, k, bits, "cuda", group)
+    staged = [config for config in found if isinstance(config, PrefillConfig)]
+    # the prefill kernel at decode size: 4 or 8 warps across n, 1 to 8 blocks a tile, 8 rows a block
+    assert {(config.n_warps, config.split_k) for config in staged} == {
+        (4, 1),
+        (4, 2),
+        (4, 4),
+        (4, 8),
+        (8, 1),
+        (8, 2),
+        (8, 4),
+        (8, 8),
+    }
+    assert all(config.block_m == 8 and config.m_warps == 1 for config in staged)
+    found = [config for config in found if config not in staged]
     assert len(found) == len(set(found)) == count
     for config in found:
         assert plan_error(bits, config.chunks, group, k) is None, config

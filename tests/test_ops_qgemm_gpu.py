@@ -12,7 +12,8 @@ import torch
 from test_ops_qgemm import check, make_inputs, run_qgemm
 
 import tilevm as tv
-from tilevm.ops.qgemm import QGemmConfig, default_config, search_space
+from tilevm.ops.qgemm import PrefillConfig, QGemmConfig, search_space
+from tilevm.ops.qgemm.config import decode_config
 
 SHAPES = [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672)]
 #: (code, scale kind, group size): integer widths, MX fp4 / fp8 (e8m0, 32), NVFP4 (ue4m3, 16), per channel
@@ -21,6 +22,8 @@ FORMATS = [
     (tv.uint4, "compute", 128),
     (tv.int8, "compute", None),
     (tv.int3, "compute", 64),
+    (tv.uint5, "compute", 64),  # 5 and 7 bits: the prefill kernel at M = 1 where K >= N
+    (tv.int7, "compute", 128),
     (tv.uint2, "compute", 32),
     (tv.float4_e2m1, "e8m0", 32),
     (tv.float4_e2m1, "ue4m3", 16),
@@ -66,10 +69,10 @@ def test_qgemm_with_more_rows_on_the_gpu(m: int) -> None:
 @pytest.mark.parametrize("code", [tv.int4, tv.int2, tv.int8, tv.uint3], ids=str)
 def test_stream_k_at_benchmark_shapes(n: int, k: int, code: tv.DType) -> None:
     """The persistent grid (as many blocks as the GPU runs at once, sharing the tiles' iterations) under
-    the default configuration's tiling, with and without prefetch."""
+    the decode kernel's default tiling, with and without prefetch."""
     inputs = make_inputs(code, torch.float16, "compute", 128, 16, n, k, bias=True, seed=n + k, device="cuda")
     for m, prefetch in ((1, False), (16, True)):
-        default = default_config(m, n, k, code.nbits, "cuda", 128)
+        default = decode_config(m, n, k, code.nbits, 128)
         config = dataclasses.replace(default, split_k=1, stream_k=True, prefetch=prefetch)
         rows = {**inputs, "x": inputs["x"][:m]}
         check(rows, run_qgemm(rows, code, 128, config))
@@ -81,11 +84,13 @@ def test_stream_k_at_benchmark_shapes(n: int, k: int, code: tv.DType) -> None:
     [
         QGemmConfig(num_warps=4, n_tiles=1, block_m=8, chunks=2, prefetch=True, k_warps=4, split_k=3),
         QGemmConfig(num_warps=8, n_tiles=1, block_m=8, chunks=2, prefetch=False, k_warps=8, stream_k=True),
+        PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=2, split_k=4),
     ],
     ids=str,
 )
-def test_split_k_under_cuda_graphs_and_on_two_streams(config: QGemmConfig) -> None:
-    """Split-K's (and the persistent grid's) workspace and counters first met inside a graph capture
+def test_split_k_under_cuda_graphs_and_on_two_streams(config: QGemmConfig | PrefillConfig) -> None:
+    """Split-K's (the decode kernel's, the persistent grid's, and the prefill kernel's at decode size)
+    workspace and counters first met inside a graph capture
     (allocated in the graph's pool, zeroed by a node of the graph), replayed twice; then the same
     configuration eagerly on the capture stream and on another stream: every result against the float64
     reference."""

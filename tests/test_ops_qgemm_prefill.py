@@ -32,6 +32,14 @@ COLUMNS = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=2, st
 EIGHT = PrefillConfig(n_warps=1, m_warps=8, n_tiles=1, m_tiles=1, chunks=1, steps=4, stages=2)
 #: one sub-step an iteration: the odd widths' chunks of 256 values of k make long code to compile
 SHORT = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, steps=1, stages=3)
+#: decode M, one warp across m, blocks sharing a tile's iterations: 3 blocks for 5 iterations (2, 2, 1),
+#: and 4 (2, 2, 1, none: a block with no iteration adds a zero tile)
+SPLIT3 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=3, split_k=3)
+SPLIT4 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=1, stages=2, split_k=4)
+#: decode size with sub-steps of whole groups: the decode kernel's plan (scaled partial sums of each group,
+#: or per channel, or groups of 16 on the weights) under the prefill kernel's pipeline
+STAGED16 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=2, split_k=2)
+STAGED8 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=3, split_k=2)
 
 CASES = [
     # code, compute, scale kind, group (None: per channel), m, n, k, bias, config
@@ -45,6 +53,12 @@ CASES = [
     (tv.float4_e2m1, torch.bfloat16, "e8m0", 32, 25, 36, 256, True, SQUARE),  # MX
     (tv.float4_e2m1, torch.float16, "ue4m3", 16, 26, 34, 128, True, ROWS),  # NVFP4: global scale
     (tv.float8_e4m3, torch.float16, "compute", 16, 19, 20, 192, False, COLUMNS),  # groups of 16
+    (tv.int4, torch.float16, "compute", 128, 16, 45, 640, True, SPLIT3),  # 5 iterations, 3 blocks a tile
+    (tv.uint8, torch.bfloat16, "compute", 64, 5, 90, 640, False, SPLIT4),  # 4 blocks, one with none
+    (tv.int3, torch.float16, "compute", 64, 13, 50, 512, True, STAGED16),  # 4 groups a sub-step
+    (tv.uint5, torch.bfloat16, "compute", 128, 7, 40, 1536, False, STAGED8),  # zero points, 2 groups
+    (tv.float4_e2m1, torch.float16, "ue4m3", 16, 9, 36, 256, True, STAGED8),  # NVFP4: on the weights
+    (tv.int7, torch.float16, "compute", None, 16, 20, 512, True, STAGED16),  # per channel
 ]
 
 
@@ -111,7 +125,7 @@ def _program(config: PrefillConfig, bits: int, m: int, n: int, k: int, group: in
     scales = meta(k // group, n, dtype=torch.float16)
     kernel = PREFILL_KERNELS[config.num_warps]
     constexprs = dict(CODE=tv.int_type(bits, True), HAS_ZEROS=False, HAS_GLOBAL_SCALE=False, HAS_BIAS=True)
-    return kernel, (x, packed, scales, scales, x, x, out), {**constexprs, "PREFILL": plan}
+    return kernel, (x, packed, scales, scales, x, x, out, x, x), {**constexprs, "PREFILL": plan}
 
 
 def _fields(config: PrefillConfig) -> tuple[int, ...]:
@@ -179,3 +193,30 @@ def test_prefill_configurations_on_the_gpu(config):
         tv.uint4, torch.bfloat16, "compute", 64, 300, 1000, 2112, bias=True, seed=4, device="cuda"
     )
     check(inputs, run_qgemm(inputs, tv.uint4, 64, config))
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "k", "bits", "staged"),
+    [
+        (16, 8192, 8192, 3, True),  # several loads a chunk: X read once a block pays at 9 to 16 rows
+        (16, 8192, 28672, 7, True),
+        (16, 8192, 8192, 4, False),  # one load a chunk: the decode kernel, below 16384 columns
+        (16, 28672, 8192, 4, True),
+        (16, 4096, 4096, 3, False),  # small weights: the decode kernel's smaller tiles fill the GPU
+        (1, 8192, 28672, 5, True),  # up to 8 rows: 5 and 7 bits where k >= n
+        (4, 28672, 8192, 7, False),
+        (1, 8192, 8192, 3, False),
+        (17, 28672, 8192, 3, False),  # above 16 rows: the decode kernel's row tiles
+    ],
+)
+def test_decode_shapes_take_the_staged_kernel_by_the_sweep_rule(m, n, k, bits, staged):
+    """``default_config`` at decode sizes: the prefill kernel with one warp across m where the H100 sweep
+    found it faster (``uses_staged_decode``'s docstring), sized for about 512 blocks."""
+    config = default_config(m, n, k, bits, "cuda", 128)
+    assert isinstance(config, PrefillConfig) == staged
+    if staged:
+        block_m = 8 if m <= 8 else 16
+        assert (config.block_m, config.m_warps, config.block_n) == (block_m, 1, 64)
+        tiles = -(-n // config.block_n)
+        assert tiles * config.split_k >= 512 and config.split_k in (4, 8)
+        assert isinstance(default_config(m, n, k, bits, "cpu", 128), QGemmConfig)

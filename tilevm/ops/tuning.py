@@ -10,6 +10,8 @@ there is a bias. The candidates are the configurations near ``default_config``'s
 - at decode (M <= 16), blocks of 8 warps all across k, 4 all across k, or 8 with 4 across k; one or two
   atoms of 16 columns a warp; the default's iteration and one twice as long (up to 256 values of k);
   split-k over one or two blocks; ``prefetch`` where the registers hold it (``prefetch_fits``);
+- at decode, also the prefill kernel with one warp of ``block_m`` rows across m (``config.staged_config``):
+  4 or 8 warps of 16 columns, 1, 2, 4 or 8 blocks a tile;
 - at prefill below the prefill kernel's sizes, 4 or 8 warps, one or two atoms a warp, with and without
   prefetch where it fits;
 - with the prefill kernel (``config.uses_prefill``), its warp grids of 128 x 128 blocks (4 x 2, 2 x 4 and
@@ -20,11 +22,12 @@ and always ``default_config``'s choice first, which is also the answer on the CP
 ``TILEVM_AUTOTUNE=0``.
 
 >>> len(candidates(1, 8192, 8192, 4, 128)), candidates(1, 8192, 8192, 4, 128)[0].k_warps
-(24, 8)
+(32, 8)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 
@@ -35,8 +38,11 @@ from tilevm.ops.qgemm.config import (
     PREFILL_SPACE,
     PrefillConfig,
     QGemmConfig,
+    decode_config,
     default_config,
     prefetch_fits,
+    staged_config,
+    uses_prefill,
 )
 from tilevm.ops.qgemm.prelayout import chunk_k
 from tilevm.ops.quantization import QuantizedWeight, WeightFormat
@@ -57,11 +63,12 @@ def candidates(
     """The configurations timed for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of
     ``group_size`` (None: per channel), the default first."""
     default = default_config(m, n, k, bits, "cuda", group_size)
-    if isinstance(default, PrefillConfig):
+    if uses_prefill(m, n):
         return _prefill_candidates(default, bits)
+    decode = decode_config(m, n, k, bits, group_size)
     chunk = chunk_k(bits)
-    lengths = [default.chunks] + ([2 * default.chunks] if 2 * default.chunks * chunk <= 256 else [])
-    found = [default]
+    lengths = [decode.chunks] + ([2 * decode.chunks] if 2 * decode.chunks * chunk <= 256 else [])
+    found: list[QGemmConfig | PrefillConfig] = [default, decode] if default != decode else [default]
     # (num_warps, k_warps, split_k): prefill splits nothing
     if m > 16:
         splits = [(warps, 1, 1) for warps in (4, 8)]
@@ -71,8 +78,14 @@ def candidates(
         fits = prefetch_fits(bits, chunks, n_tiles)
         for prefetch in (True, False) if m > 16 and fits else (fits,):
             config = QGemmConfig(
-                num_warps, n_tiles, default.block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k
+                num_warps, n_tiles, decode.block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k
             )
+            if config not in found:
+                found.append(config)
+    if m <= 16:
+        staged = staged_config(bits, decode.block_m, n, k, group_size)
+        for n_warps, split_k in itertools.product((4, 8), (1, 2, 4, 8)):
+            config = dataclasses.replace(staged, n_warps=n_warps, split_k=split_k)
             if config not in found:
                 found.append(config)
     return found

@@ -17,11 +17,14 @@ __all__ = [
     "SEARCH_SPACE",
     "PrefillConfig",
     "QGemmConfig",
+    "decode_config",
     "default_config",
     "prefetch_fits",
     "prefill_config",
     "search_space",
+    "staged_config",
     "uses_prefill",
+    "uses_staged_decode",
 ]
 
 
@@ -118,6 +121,9 @@ class PrefillConfig:
     - ``steps``: sub-steps an iteration, the unit of the pipeline: an iteration copies ``steps * chunks``
       chunks of the weight and the X window they multiply into one of ``stages`` buffers of shared
       memory, ``stages - 1`` iterations ahead of the one it computes.
+    - ``split_k``: blocks that share a tile's iterations, in equal runs, and add their float32 partial
+      tiles as the decode kernel's do: the blocks of few, wide tiles (at decode M, one warp across m)
+      fill the GPU so.
     """
 
     n_warps: int = 4
@@ -127,6 +133,7 @@ class PrefillConfig:
     chunks: int = 1
     steps: int = 2
     stages: int = 3
+    split_k: int = 1
 
     def __post_init__(self) -> None:
         for name, allowed in PREFILL_SPACE.items():
@@ -173,6 +180,7 @@ PREFILL_SPACE: dict[str, tuple[int, ...]] = {
     "chunks": (1, 2, 4),
     "steps": (1, 2, 4),
     "stages": (2, 3, 4),
+    "split_k": (1, 2, 3, 4, 6, 8),
 }
 #: the M from which the prefill kernel runs (where it fills the machine: ``uses_prefill``)
 PREFILL_M = 65
@@ -206,25 +214,42 @@ def default_config(
     m: int, n: int, k: int, bits: int, device: str = "cuda", group_size: int | None = None
 ) -> QGemmConfig | PrefillConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
-    of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100. At decode
-    (``m <= 8``) the 8 warps of a block all split k, each with one atom of 16 columns, so that blocks are
-    narrow and many, with many loads in flight; for 9 to 16 rows of a weight of 8192 columns or more whose
-    chunk is one load (1, 2, 4 and 8 bits), 4 warps split k and 2 split the columns.
+    of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100: the prefill
+    kernel from ``PREFILL_M`` rows and enough tiles (``uses_prefill``: ``prefill_config``), and at decode
+    sizes where it streams better than the decode kernel (``uses_staged_decode``: ``staged_config``);
+    the decode kernel's ``decode_config`` otherwise, and always in the interpreter (the fewest
+    instructions)."""
+    block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
+    if device == "cpu":
+        chunks = max(1, _group_chunks(bits, k, group_size))
+        return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=chunks, prefetch=False)
+    if uses_prefill(m, n):
+        return prefill_config(bits)
+    if uses_staged_decode(m, n, k, bits):
+        return staged_config(bits, block_m, n, k, group_size)
+    return decode_config(m, n, k, bits, group_size)
+
+
+def _group_chunks(bits: int, k: int, group_size: int | None) -> int:
+    """The chunks an iteration of the decode kernel takes to hold whole groups (``kernel.plan_error``)."""
+    group = group_size if group_size not in (None, 16, k) else 1
+    return max(1, group // prelayout.chunk_k(bits))
+
+
+@functools.cache
+def decode_config(m: int, n: int, k: int, bits: int, group_size: int | None = None) -> QGemmConfig:
+    """The decode kernel's configuration on a GPU. At decode (``m <= 8``) the 8 warps of a block all split
+    k, each with one atom of 16 columns, so that blocks are narrow and many, with many loads in flight;
+    for 9 to 16 rows of a weight of 8192 columns or more whose chunk is one load (1, 2, 4 and 8 bits), 4
+    warps split k and 2 split the columns.
     For 4 and 8 bits an iteration spans 128 values of k, and the next iteration's loads are in flight
     during this one's work (``prefetch``); the other widths decode with more instructions a byte and take
     iterations of about 256 values of k, prefetched only where the registers hold two (``prefetch_fits``:
     1 and 2 bits). ``split_k`` blocks share a tile when n leaves fewer tiles than an H100 has SMs. Larger m
-    tiles rows as well and splits nothing; from ``PREFILL_M`` rows and enough tiles (``uses_prefill``),
-    the prefill kernel (``prefill_config``). ``chunks`` is raised to hold whole groups
-    (``kernel.plan_error``)."""
+    tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups."""
     chunk = prelayout.chunk_k(bits)
-    group = group_size if group_size not in (None, 16, k) else 1
-    fit = max(1, group // chunk)  # chunks that hold whole groups
+    fit = _group_chunks(bits, k, group_size)
     block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
-    if device == "cpu":  # the interpreter: the fewest instructions
-        return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=fit, prefetch=False)
-    if uses_prefill(m, n):
-        return prefill_config(bits)
     if m > 16:
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
@@ -244,6 +269,47 @@ def default_config(
         )
     prefetch = prefetch_fits(bits, chunks, n_tiles)
     return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k)
+
+
+def uses_staged_decode(m: int, n: int, k: int, bits: int) -> bool:
+    """Whether ``default_config`` runs a decode shape (``m <= 16``) with the prefill kernel
+    (``staged_config``), from the H100 sweep of ``benchmarks/qgemm_sweep.py --prefill`` at the benchmark's
+    shapes. Its blocks of 64 columns read X once into shared memory for 4 warps, where the decode kernel's
+    warps each read their own from L2, and stream the weights through shared memory, not registers. So it
+    wins where the decode kernel's registers or its reads of X run short:
+
+    - 9 to 16 rows of widths whose chunk is several loads (3, 5, 6, 7 bits: 1.1 to 2.1x faster at 8192x8192
+      and above), and of every width at 16384 columns or more (1.05 to 1.07x at 28672x8192);
+    - up to 8 rows of 5 and 7 bits where k is at least n (1.06 to 1.24x at 8192x8192 and 8192x28672;
+      0.95 to 0.98x at 28672x8192, where the decode kernel stays).
+
+    Below 8192 x 8192 weights the decode kernel's smaller tiles keep more SMs busy (0.82 to 1.13x)."""
+    if m > 16 or n * k < 8192 * 8192:
+        return False
+    if m > 8:
+        return prelayout.loads_per_chunk(bits) > 1 or n >= 16384
+    return bits in (5, 7) and k >= n
+
+
+def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | None = None) -> PrefillConfig:
+    """The prefill kernel at decode size (``uses_staged_decode``): one warp of ``block_m`` rows across m
+    and 4 of 16 columns across n, ``prefill_config``'s sub-steps made to hold whole groups of
+    ``group_size`` (so that the scales multiply partial sums, not codes: ``prefill.prefill_plan``), 2
+    stages (more shared memory buys nothing when a stage is this small), and 4 blocks a tile (8 at 4096
+    columns or fewer), so that a grid has about 512 blocks or more; fewer where k holds fewer than two
+    iterations a block."""
+    base = prefill_config(bits)
+    chunks = max(base.chunks, _group_chunks(bits, k, group_size))
+    steps = max(1, base.steps * base.chunks // chunks)
+    stage_k = steps * chunks * prelayout.chunk_k(bits)
+    iterations = -(-k // stage_k)
+    split_k = 8 if n <= 4096 else 4
+    while split_k > 1 and iterations < 2 * split_k:
+        split_k //= 2
+    return PrefillConfig(
+        n_warps=4, m_warps=1, n_tiles=1, m_tiles=block_m // 8, chunks=chunks, steps=steps, stages=2,
+        split_k=split_k,
+    )  # fmt: skip
 
 
 def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:

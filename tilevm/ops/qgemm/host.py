@@ -78,8 +78,9 @@ class QGemmLaunch:
                 config.stages,
                 group_size,
                 k,
+                config.split_k,
             )
-            self.split_k, self.stream_k = 1, False
+            self.split_k, self.stream_k = config.split_k, False
             self.iterations = -(-packed.shape[1] // (config.steps * config.chunks))  # a tile's iterations
         else:
             self.kernel = KERNELS[config.num_warps]
@@ -99,7 +100,7 @@ class QGemmLaunch:
             self.split_k, self.stream_k = config.split_k, config.stream_k
             self.iterations = -(-packed.shape[1] // (config.k_warps * config.chunks))  # a tile's iterations
         self.shares_tiles = self.split_k > 1 or self.stream_k  # blocks add partial tiles
-        if isinstance(config, QGemmConfig) and not self.shares_tiles:  # the prefill kernel takes no buffers
+        if not self.shares_tiles:
             self.fixed["workspace"] = self.fixed["counters"] = placeholder
         self.config = config
         #: the blocks of a persistent grid (``stream_k``) on this GPU, found at the first launch

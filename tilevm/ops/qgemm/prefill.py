@@ -22,7 +22,9 @@ are in flight at once:
   subtracted): a sub-step spans ``R = max(1, kc / group)`` groups, which split the A operand's k as
   broadcast dims of the scales' rows; unlike the decode kernel's scaled partial sums (``scale_on =
   "groups"``), this needs no second accumulator, and a sub-step need not hold whole groups. Scales per
-  channel multiply the sum once, at the end;
+  channel multiply the sum once, at the end. At decode size (one warp across m, a small tile, sub-steps
+  of whole groups), the kernel takes the decode kernel's plan and its scaled partial sums, which cost one
+  multiply-add per accumulator element a group instead of a multiply per code (``prefill_plan``);
 - the epilogue is the decode kernel's: the global scale, the bias, one rounding, a masked store of the
   ragged tile.
 
@@ -39,7 +41,16 @@ from dataclasses import dataclass
 import tilevm as tv
 from tilevm.layout import local, mma_fragments, replicated, spatial
 from tilevm.ops.qgemm import prelayout
-from tilevm.ops.qgemm.kernel import KernelPlan, _block_sum, _epilogue, _rows, _step
+from tilevm.ops.qgemm.kernel import (
+    KernelPlan,
+    _block_sum,
+    _epilogue,
+    _rows,
+    _split_epilogue,
+    _step,
+    kernel_plan,
+    plan_error,
+)
 
 __all__ = ["PREFILL_KERNELS", "PrefillPlan", "prefill_plan"]
 
@@ -86,10 +97,20 @@ def prefill_plan(
     stages: int,
     group_size: int,
     k: int,
+    split_k: int = 1,
 ) -> PrefillPlan:
     """The plan for codes of ``bits`` bits in groups of ``group_size`` values of k (``k``: per channel)
-    under a ``PrefillConfig``'s fields. Cached: a launch costs no layout algebra."""
+    under a ``PrefillConfig``'s fields. Cached: a launch costs no layout algebra.
+
+    With one warp across m and a small tile whose sub-steps hold whole groups (the prefill kernel at
+    decode size), the core is the decode kernel's plan with one slice of k (``kernel_plan``), which scales
+    each group's partial sums (``scale_on="groups"``: one multiply-add per accumulator element a group)
+    rather than every weight; its layouts are the ones built below where they coincide."""
     kc = chunks * prelayout.chunk_k(bits)
+    groups = kc // group_size if group_size not in (16, k) else 1
+    if m_warps == 1 and plan_error(bits, chunks, group_size, k) is None and n_tiles * m_tiles * groups <= 8:
+        core = kernel_plan(bits, n_warps, 1, split_k, n_tiles, _M_ATOM * m_tiles, chunks, group_size, k)
+        return PrefillPlan(core=core, m_warps=1, steps=steps, stages=stages, group_size=group_size)
     per_channel = group_size == k
     block_n = prelayout.N_GROUP * n_tiles * n_warps
     block_m = _M_ATOM * m_tiles * m_warps
@@ -138,7 +159,7 @@ def prefill_plan(
         n_tiles=n_tiles,
         n_warps=n_warps,
         k_warps=1,
-        split_k=1,
+        split_k=split_k,
         stream_k=False,
         chunks=chunks,
         loads=prelayout.loads_per_chunk(bits),
@@ -173,15 +194,17 @@ def _scale_digits(
 
 
 @tv.func
-def _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, iteration, PREFILL):
-    """Starts copying iteration ``iteration``'s X window and packed bytes into stage ``stage`` (past the end
-    of k, the copies read zeros)."""
+def _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, iteration, last, PREFILL):
+    """Starts copying iteration ``iteration``'s X window and packed bytes into stage ``stage`` if it comes
+    before ``last`` (past the end of k, the copies read zeros); the group is committed either way, so that
+    every iteration waits for the same count of groups."""
     core = PREFILL.core
-    x_stage = tv.slice_shared(x_stages, [stage, 0, 0], [core.block_m, PREFILL.stage_k])
-    tv.copy_async(x_stage, x, offsets=[m0, iteration * PREFILL.stage_k])
-    shape = [core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
-    w_stage = tv.slice_shared(w_stages, [stage, 0, 0, 0, 0, 0], shape)
-    tv.copy_async(w_stage, packed, offsets=[group0, iteration * PREFILL.stage_chunks, 0, 0, 0])
+    if iteration < last:
+        x_stage = tv.slice_shared(x_stages, [stage, 0, 0], [core.block_m, PREFILL.stage_k])
+        tv.copy_async(x_stage, x, offsets=[m0, iteration * PREFILL.stage_k])
+        shape = [core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
+        w_stage = tv.slice_shared(w_stages, [stage, 0, 0, 0, 0, 0], shape)
+        tv.copy_async(w_stage, packed, offsets=[group0, iteration * PREFILL.stage_chunks, 0, 0, 0])
     tv.copy_async_commit()
 
 
@@ -198,7 +221,9 @@ def _sub_step(acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, COD
     w_now = tv.load_shared(strings, layout=core.weights)
     rows = core.weight_rows.shape[0]
     scale_rows = zero_rows = 0  # none where the sub-step applies none
-    if core.scale_on == "weights":
+    if core.scale_on == "groups":
+        scale_rows = _rows(scales, row0, n0, core.groups, core.group_rows)
+    elif core.scale_on == "weights":
         scale_rows = _rows(scales, row0, n0, rows, core.weight_rows)
     if HAS_ZEROS:
         zero_rows = _rows(zeros, row0, n0, rows, core.weight_rows)
@@ -213,6 +238,8 @@ def _body(
     global_scale: tv.Tensor,
     bias: tv.Tensor,
     out: tv.Tensor,
+    workspace: tv.Tensor,
+    counters: tv.Tensor,
     CODE: tv.constexpr,
     HAS_ZEROS: tv.constexpr,
     HAS_GLOBAL_SCALE: tv.constexpr,
@@ -226,19 +253,25 @@ def _body(
     shape = [PREFILL.stages, core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
     w_stages = tv.shared_tensor(tv.uint8, shape)
     iterations = tv.cdiv(packed.shape[1], PREFILL.stage_chunks)
+    per_block = tv.cdiv(iterations, core.split_k)  # with split_k, block z runs iterations [first, last)
+    first = tv.block_idx(2) * per_block
+    last = tv.minimum(first + per_block, iterations)
     for stage in tv.static_range(PREFILL.stages - 1):
-        _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, stage, PREFILL)
+        _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, first + stage, last, PREFILL)
     acc = tv.register_tensor(
-        tv.float32, [1, 1, core.block_n, core.block_m], init=0.0, layout=core.accumulator
+        tv.float32, [1, core.groups, core.block_n, core.block_m], init=0.0, layout=core.accumulator
     )
-    for i in range(iterations):
+    for j in range(last - first):
         # iteration i's copies are the oldest of the stages - 1 groups in flight; after the barrier every
         # thread is done with iteration i - 1, whose stage the copies for i + stages - 1 then fill
+        i = first + j
         tv.copy_async_wait(PREFILL.stages - 2)
         tv.sync()
-        ahead = i + PREFILL.stages - 1
-        _copy_stage(x_stages, w_stages, x, packed, m0, group0, ahead % PREFILL.stages, ahead, PREFILL)
-        stage = i % PREFILL.stages
+        ahead = j + PREFILL.stages - 1
+        _copy_stage(
+            x_stages, w_stages, x, packed, m0, group0, ahead % PREFILL.stages, first + ahead, last, PREFILL
+        )
+        stage = j % PREFILL.stages
         for step in tv.static_range(PREFILL.steps):
             row0 = (i * PREFILL.stage_k + step * core.kc) // PREFILL.group_size
             acc = _sub_step(
@@ -246,7 +279,12 @@ def _body(
             )
     tv.copy_async_wait(0)
     total = _block_sum(acc, scales, n0, core)
-    _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core)
+    if core.split_k == 1:
+        _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core)
+    else:
+        _split_epilogue(
+            total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core
+        )
 
 
 #: one kernel per warp count (a block's thread count is fixed when a kernel is made)

@@ -26,14 +26,19 @@ class _Buffers:
 
 
 _BUFFERS: dict[tuple[torch.device, int], _Buffers] = {}
+_raw_stream = getattr(
+    torch._C, "_cuda_getCurrentRawStream", lambda index: torch.cuda.current_stream(index).cuda_stream
+)
+_capturing = getattr(torch._C, "_cuda_isCurrentStreamCapturing", torch.cuda.is_current_stream_capturing)
 
 
 def split_buffers(device: torch.device, partials: int, tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A float32 workspace of at least ``partials`` elements and ``tiles`` zero int32 counters for a
     launch on ``device``'s current stream."""
-    stream = torch.cuda.current_stream(device)
-    key = (device, stream.cuda_stream)
-    capturing = torch.cuda.is_current_stream_capturing()
+    # torch's raw getters: the public ones build a Stream object and resolve the device at every call (the
+    # hot path of every split-K launch)
+    key = (device, _raw_stream(torch.cuda.current_device() if device.index is None else device.index))
+    capturing = _capturing()
     buffers = _BUFFERS.get(key)
     if buffers is None or buffers.workspace.numel() < partials or buffers.counters.numel() < tiles:
         size = max(partials, buffers.workspace.numel() if buffers else 0)
