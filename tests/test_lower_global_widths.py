@@ -72,17 +72,18 @@ def copy(source: tv.Tensor, destination: tv.Tensor, BM: tv.constexpr, BN: tv.con
 
 def test_vector_add_moves_16_bytes_and_falls_back_at_the_ragged_end():
     """1000 floats: the size is not known to be a multiple of 4, so each group of 4 is one 16-byte access
-    when wholly in bounds, and 4 predicated 4-byte accesses otherwise."""
+    when wholly in bounds, and 4 predicated 4-byte accesses otherwise. The offset (a block index times the
+    block) is never negative: only the upper bound is checked."""
     a, b, out = (torch.zeros(1000) for _ in range(3))
     text = lower_memory(example("vector_add").ir(a, b, out, BLOCK=256))
     filecheck(
         text,
         """
-        CHECK: %FULL: bool = let(value=(%I >= 0) & ((%I + 3) < %a_size0))
+        CHECK: %FULL: bool = let(value=(%I + 3) < %a_size0)
         CHECK: if %FULL {
         CHECK-NEXT: vector<float32, 4> = load(pointer=pointer_add(%a, %I * 4), width=16)
         CHECK: } else {
-        CHECK: %IN: bool = let(value=(%I >= 0) & (%I < %a_size0))
+        CHECK: %IN: bool = let(value=%I < %a_size0)
         CHECK-NEXT: float32 = load(pointer=pointer_add(%a, %I * 4), width=4, predicate=%IN)
         CHECK: if
         CHECK-NEXT: vector<float32, 4> = load(pointer=pointer_add(%b, {{.*}}), width=16)
@@ -271,11 +272,11 @@ def test_int4_moves_16_bytes_of_32_elements_and_whole_bytes_at_the_end():
     filecheck(
         text,
         """
-        CHECK: %FULL: bool = let(value=(%I >= 0) & ((%I + 31) < %source_size0))
+        CHECK: %FULL: bool = let(value=(%I + 31) < %source_size0)
         CHECK: if %FULL {
         CHECK-NEXT: vector<int4, 32> = load(pointer=pointer_add(%source, %I >> 1), width=16)
         CHECK: } else {
-        CHECK-NEXT: %IN: bool = let(value=(%I >= 0) & (%I < %source_size0))
+        CHECK-NEXT: %IN: bool = let(value=%I < %source_size0)
         CHECK-NEXT: vector<int4, 2> = load(pointer=pointer_add(%source, %I >> 1), width=1, predicate=%IN)
         CHECK: if
         CHECK-NEXT: store(pointer=pointer_add(%destination, %J >> 1), value=%V, predicate=%W)

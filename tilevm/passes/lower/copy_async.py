@@ -278,7 +278,9 @@ def _copy_chunk(
     address = add(*(scale_by(index, stride) for index, stride in zip(indices, tensor.strides)))
     source = PointerAdd(tensor.pointer, base_elements(nbits, lowering.let("address", address)))
     edge_dim = instruction.dims[plan.dim]
-    inside = _inside(indices, tensor.shape, skip=edge_dim if plan.asynchronous else None)
+    # an index from an offset known never to be negative needs no lower bound (coordinates are not)
+    below = [not lowering.indices.is_nonnegative(offset) for offset in instruction.offsets]
+    inside = _inside(indices, tensor.shape, below, skip=edge_dim if plan.asynchronous else None)
     if plan.asynchronous:
         if size_known % plan.width == 0:  # the edge falls between chunks: each is wholly in or out
             edge = BinaryExpr("lt", indices[edge_dim], tensor.shape[edge_dim])
@@ -326,11 +328,12 @@ def scale_by(index: Expr, stride: Expr) -> Expr:
     return BinaryExpr("mul", index, stride)
 
 
-def _inside(indices: list[Expr], shape: tuple[Expr, ...], skip: int | None) -> Expr | None:
-    """Whether every index (but ``skip``'s) lies in ``[0, size)`` (``skip``'s only needs to be 0 or more)."""
+def _inside(indices: list[Expr], shape: tuple[Expr, ...], below: list[bool], skip: int | None) -> Expr | None:
+    """Whether every index (but ``skip``'s) lies in ``[0, size)`` (``skip``'s only needs to be 0 or more);
+    the lower bound is checked only where ``below`` says an index may be negative."""
     condition = None
     for dim, (index, size) in enumerate(zip(indices, shape)):
-        tests = [BinaryExpr("ge", index, Const(0, int32))]
+        tests = [BinaryExpr("ge", index, Const(0, int32))] if below[dim] else []
         if dim != skip:
             tests.append(BinaryExpr("lt", index, size))
         for test in tests:

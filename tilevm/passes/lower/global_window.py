@@ -6,7 +6,8 @@ when tile dim ``k`` runs along ``d`` (else ``offsets[d]``), where ``coordinate =
 part`` (``tilevm.passes.lower.coordinates``). So its address (in elements from the pointer) is the thread's
 ``base`` (computed once per access) plus ``sum(local[i, k] * strides[dims[k]])``, a constant times a
 stride; an element is in bounds when every index lies in ``[0, size)``, as the reference executor's
-``tilevm.runtime.reference.global_view`` says.
+``tilevm.runtime.reference.global_view`` says (the lower bound checked only where the index analysis does
+not know the offset never to be negative: ``tilevm.passes.index_sign``).
 
 When every element of a thread lies at a constant offset from its base (the strides its elements move
 along are constants), whole-byte elements are addressed from the base pointer, bound once per access:
@@ -67,6 +68,8 @@ class ThreadWindow:
     indices: tuple[Expr, ...]
     base: Expr
     inside: Expr
+    #: per global dim, whether the index is known never to be negative (nor, then, any element's)
+    nonnegative: tuple[bool, ...]
 
     def local_part(self, local: int, axis: int) -> int:
         return int(local_coordinates(self.layout)[local, axis])
@@ -129,7 +132,8 @@ class ThreadWindow:
         for tile_axis, dim in enumerate(self.dims):
             index = binary("add", self.indices[dim], Const(self.local_part(local, tile_axis), int32))
             last = binary("add", index, Const(count - 1, int32)) if tile_axis == axis else index
-            condition = binary("and", condition, binary("ge", index, Const(0, int32)))
+            if not self.nonnegative[dim]:
+                condition = binary("and", condition, binary("ge", index, Const(0, int32)))
             condition = binary("and", condition, binary("lt", last, self.tensor.shape[dim]))
         return condition
 
@@ -152,19 +156,23 @@ def thread_window(
     axis_of = {dim: axis for axis, dim in enumerate(dims)}
     indices = []
     inside: Expr = TRUE
+    # an offset known never to be negative needs no lower bound check, nor do the indices from it (a
+    # thread's coordinates and its elements' are not negative either)
+    nonnegative = tuple(lowering.indices.is_nonnegative(as_int32(offset)) for offset in offsets)
     for dim, offset in enumerate(offsets):
         offset = as_int32(offset)
         if dim in axis_of:
             indices.append(lowering.let("index", binary("add", offset, coordinates[axis_of[dim]])))
             continue
         indices.append(offset)
-        inside = binary("and", inside, binary("ge", offset, Const(0, int32)))
+        if not nonnegative[dim]:
+            inside = binary("and", inside, binary("ge", offset, Const(0, int32)))
         inside = binary("and", inside, binary("lt", offset, tensor.shape[dim]))
     base: Expr = Const(0, int32)
     for index, stride in zip(indices, tensor.strides):
         base = binary("add", base, binary("mul", index, stride))
     address, inside = lowering.let("address", base), lowering.let("inside", inside)
-    return ThreadWindow(tensor, layout, dims, tuple(indices), address, inside)
+    return ThreadWindow(tensor, layout, dims, tuple(indices), address, inside, nonnegative)
 
 
 def replica_condition(layout: RegisterLayout, thread: Expr) -> Expr:
