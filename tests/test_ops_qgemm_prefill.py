@@ -55,7 +55,8 @@ CASES = [
     (tv.float8_e4m3, torch.float16, "compute", 16, 19, 20, 192, False, COLUMNS),  # groups of 16
     (tv.int4, torch.float16, "compute", 128, 16, 45, 640, True, SPLIT3),  # 5 iterations, 3 blocks a tile
     (tv.uint8, torch.bfloat16, "compute", 64, 5, 90, 640, False, SPLIT4),  # 4 blocks, one with none
-    (tv.int3, torch.float16, "compute", 64, 13, 50, 512, True, STAGED16),  # 4 groups a sub-step
+    (tv.int3, torch.float16, "compute", 64, 13, 50, 512, True, STAGED16),  # 4 groups: on the weights
+    (tv.int6, torch.float16, "compute", 128, 14, 60, 384, True, STAGED16),  # a group a sub-step
     (tv.uint5, torch.bfloat16, "compute", 128, 7, 40, 1536, False, STAGED8),  # zero points, 2 groups
     (tv.float4_e2m1, torch.float16, "ue4m3", 16, 9, 36, 256, True, STAGED8),  # NVFP4: on the weights
     (tv.int7, torch.float16, "compute", None, 16, 20, 512, True, STAGED16),  # per channel
