@@ -13,7 +13,7 @@ import torch
 from lowering import assert_same_bytes, run_both
 
 import tilevm as tv
-from tilevm.dtypes import int32, uint8
+from tilevm.dtypes import int32, int64, uint8, uint32
 from tilevm.ir import BinaryExpr, BlockIndex, CastExpr, Const, Var, print_program
 from tilevm.ir.thread import THREAD_IR
 from tilevm.ir.types import ScalarType
@@ -34,8 +34,10 @@ def _evaluate(expression, values: dict) -> int:
         return values[expression]
     if isinstance(expression, BlockIndex):
         return values["block"]
-    if isinstance(expression, CastExpr):
-        return _evaluate(expression.operand, values)
+    if isinstance(expression, CastExpr):  # the low bits, read in the target's dtype
+        target = expression.type.dtype
+        value = _evaluate(expression.operand, values) % (1 << target.nbits)
+        return value - (1 << target.nbits) if target.is_signed and value >> (target.nbits - 1) else value
     lhs, rhs = _evaluate(expression.lhs, values), _evaluate(expression.rhs, values)
     operations = {
         "add": lambda: lhs + rhs,
@@ -94,6 +96,8 @@ CASES = [
     (_b("shr", K, Const(2)), False),
     (CastExpr(SMALL, int32), True),
     (CastExpr(K, int32), False),
+    (CastExpr(Const(0xFFFF_FFFF, uint32), int32), False),
+    (CastExpr(CastExpr(SMALL, int32), int64), True),
 ]
 
 

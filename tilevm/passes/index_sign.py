@@ -59,7 +59,9 @@ def _cast(expression: CastExpr, known: Set[Var]) -> bool:
     source, target = expression.operand.type.dtype, expression.type.dtype
     if source.kind == "bool" or (not source.is_signed and source.nbits < target.nbits):
         return True  # every value fits, below the target's sign bit
-    return source.nbits <= target.nbits and is_nonnegative(expression.operand, known)
+    # a signed value keeps its value in a signed integer as wide or wider (an unsigned one as wide may not)
+    signed = source.is_signed and target.is_signed
+    return signed and source.nbits <= target.nbits and is_nonnegative(expression.operand, known)
 
 
 def _binary(expression: BinaryExpr, known: Set[Var]) -> bool:
