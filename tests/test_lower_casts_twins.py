@@ -104,6 +104,24 @@ def test_twins_take_fewer_instructions_per_code(pair: tuple[str, str]):
     assert cast_instructions.per_code(code, twins) < cast_instructions.per_code(code, side_by_side)
 
 
+#: right shifts per code of the twins of float4_e2m1, at most: one a word for float16 (the magnitudes of
+#: the field at bits 12 to 15 of each half move down to bit 9), two for bfloat16 (bits 8 and 12 to bit 6);
+#: the other shifts are left shifts, which ptxas may make multiplies (the FMA pipe, not the ALU pipe)
+MOST_RIGHT_SHIFTS = {"float16": 1 / 8, "bfloat16": 2 / 8}
+
+
+@pytest.mark.parametrize("target", MOST_RIGHT_SHIFTS)
+def test_twin_small_floats_take_two_lop3_a_pair_and_few_right_shifts(target: str):
+    """Each pair of float4_e2m1 twins: one lop3 for the magnitudes, one for the signs, one multiply, and
+    no shift of its own (the side-by-side sequence shifts every pair's magnitudes down)."""
+    code = tv.float4_e2m1
+    twins = cast_instructions.measure(code, HALVES[target], twins=True)
+    side_by_side = cast_instructions.measure(code, HALVES[target])
+    pairs = cast_instructions.chunk(code.nbits)[1] // 2
+    assert twins["prmt"] == 0 and twins["lop3"] == 2 * pairs and twins["mul"] == pairs, twins
+    assert twins["shr"] / (2 * pairs) <= MOST_RIGHT_SHIFTS[target] < side_by_side["shr"] / (2 * pairs), twins
+
+
 def _served_by_fewer(offsets: frozenset[int], lowest: int, highest: int, count: int) -> bool:
     """Whether some set of fewer than ``count`` nonzero shifts brings every offset to a position from
     ``lowest`` to ``highest`` (every such set tried)."""

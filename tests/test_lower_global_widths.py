@@ -23,7 +23,7 @@ from tilevm.ir import INSTRUCTION_CLASSES, Program, TileType, check_round_trip, 
 from tilevm.ir.expr import Const
 from tilevm.ir.stmt import DeclareScalar
 from tilevm.ir.thread import THREAD_IR
-from tilevm.layout import RegisterLayout
+from tilevm.layout import RegisterLayout, local, spatial
 from tilevm.passes.filecheck import filecheck
 from tilevm.passes.lower import control, global_memory
 from tilevm.passes.lower.lowering import Lowering, LoweringError, splat
@@ -72,17 +72,18 @@ def copy(source: tv.Tensor, destination: tv.Tensor, BM: tv.constexpr, BN: tv.con
 
 def test_vector_add_moves_16_bytes_and_falls_back_at_the_ragged_end():
     """1000 floats: the size is not known to be a multiple of 4, so each group of 4 is one 16-byte access
-    when wholly in bounds, and 4 predicated 4-byte accesses otherwise."""
+    when wholly in bounds, and 4 predicated 4-byte accesses otherwise. The offset (a block index times the
+    block) is never negative: only the upper bound is checked."""
     a, b, out = (torch.zeros(1000) for _ in range(3))
     text = lower_memory(example("vector_add").ir(a, b, out, BLOCK=256))
     filecheck(
         text,
         """
-        CHECK: %FULL: bool = let(value=(%I >= 0) & ((%I + 3) < %a_size0))
+        CHECK: %FULL: bool = let(value=(%I + 3) < %a_size0)
         CHECK: if %FULL {
         CHECK-NEXT: vector<float32, 4> = load(pointer=pointer_add(%a, %I * 4), width=16)
         CHECK: } else {
-        CHECK: %IN: bool = let(value=(%I >= 0) & (%I < %a_size0))
+        CHECK: %IN: bool = let(value=%I < %a_size0)
         CHECK-NEXT: float32 = load(pointer=pointer_add(%a, %I * 4), width=4, predicate=%IN)
         CHECK: if
         CHECK-NEXT: vector<float32, 4> = load(pointer=pointer_add(%b, {{.*}}), width=16)
@@ -156,6 +157,74 @@ def test_w4a16_loads_its_int4_weights_16_bytes_a_thread():
     )
 
 
+@tv.kernel(num_warps=1)
+def copy_rows(source: tv.Tensor, destination: tv.Tensor, LAYOUT: tv.constexpr):
+    """Two rows of 1024 values from ``block_idx * 2`` on, each thread holding 4 runs of 8 in each row."""
+    m = tv.block_idx() * 2
+    tile = tv.load_global(source, offsets=[m, 0], shape=[2, 1024], layout=LAYOUT)
+    tv.store_global(destination, tile, offsets=[m, 0])
+
+
+#: each thread: 2 rows x 4 runs of 8 float16 (16 bytes), the runs 256 values apart
+ROWS_LAYOUT = local(2, 4) * spatial(1, 32) * local(1, 8)
+
+
+def test_a_row_that_several_accesses_share_is_addressed_from_one_pointer_and_immediates():
+    """64 bytes of a thread in each row: the base pointer and the pointer to the second row (a runtime
+    stride away) are bound once, and each access adds a constant to one of them."""
+    source = torch.zeros(6, 1024, dtype=torch.float16)
+    text = lower_memory(copy_rows.ir(source, torch.zeros_like(source), LAYOUT=ROWS_LAYOUT))
+    filecheck(
+        text,
+        """
+        CHECK: %BASE: ptr<float16> = let(value=pointer_add(%source, %A * 2))
+        CHECK: {{.*}} = load(pointer=%BASE, width=16, predicate=
+        CHECK: {{.*}} = load(pointer=pointer_add(%BASE, 512), width=16, predicate=
+        CHECK: {{.*}} = load(pointer=pointer_add(%BASE, 1536), width=16, predicate=
+        CHECK: %ROW: ptr<float16> = let(value=pointer_add(%BASE, %source_stride0 * 2))
+        CHECK: {{.*}} = load(pointer=%ROW, width=16, predicate=
+        CHECK: {{.*}} = load(pointer=pointer_add(%ROW, 1536), width=16, predicate=
+        CHECK: %OUT: ptr<float16> = let(value=pointer_add(%destination, {{.*}} * 2))
+        CHECK: store(pointer=pointer_add(%OUT, 512), value=
+        """,
+    )
+
+
+def test_rows_addressed_from_shared_pointers_copy_the_reference_bytes():
+    """Ragged rows (5 of them: the last block's second row is out of bounds), and a row stride that is
+    not the row's length: the interpreter of the Thread IR writes what the reference executor writes."""
+    generator = torch.Generator().manual_seed(17)
+    source = torch.randn(5, 1100, generator=generator).to(torch.float16)[:, :1024]
+    poison = torch.full((5, 1024), float("nan"), dtype=torch.float16)
+    reference, lowered = run_both(copy_rows, (3,), source, poison, LAYOUT=ROWS_LAYOUT)
+    assert_same_bytes(reference, lowered)
+    torch.testing.assert_close(lowered[1], source, rtol=0, atol=0)
+
+
+@tv.kernel(num_warps=1)
+def sum_row_blocks(source: tv.Tensor, destination: tv.Tensor, LAYOUT: tv.constexpr):
+    """The sum of the blocks of 1024 columns of two rows from ``block_idx * 2`` on."""
+    m = tv.block_idx() * 2
+    total = tv.register_tensor(tv.float16, [2, 1024], init=0.0, layout=LAYOUT)
+    for j in range(tv.cdiv(source.shape[1], 1024)):
+        total = total + tv.load_global(source, offsets=[m, j * 1024], shape=[2, 1024], layout=LAYOUT)
+    tv.store_global(destination, total, offsets=[m, 0])
+
+
+def test_loads_at_constant_offsets_from_a_shared_pointer_are_immediates_in_the_ptx():
+    """In a loop, as the quantized GEMM loads its operands: one sign extension for each row's pointer (of
+    the loads and of the store), and the 16-byte loads at immediate offsets from them; a 32-bit address
+    per load took a sign extension each (10 in all)."""
+    source = torch.zeros(6, 4096, dtype=torch.float16)
+    ptx = sum_row_blocks.ptx(
+        source, torch.zeros(6, 1024, dtype=torch.float16), LAYOUT=ROWS_LAYOUT, target="sm_90"
+    )
+    loads = [line for line in ptx.splitlines() if "ld.global" in line]
+    assert len(loads) == 8
+    assert sum("+512]" in line or "+1024]" in line or "+1536]" in line for line in loads) == 6
+    assert ptx.count("cvt.s64.s32") == 4
+
+
 # -- layouts, strides and alignment
 
 
@@ -203,11 +272,11 @@ def test_int4_moves_16_bytes_of_32_elements_and_whole_bytes_at_the_end():
     filecheck(
         text,
         """
-        CHECK: %FULL: bool = let(value=(%I >= 0) & ((%I + 31) < %source_size0))
+        CHECK: %FULL: bool = let(value=(%I + 31) < %source_size0)
         CHECK: if %FULL {
         CHECK-NEXT: vector<int4, 32> = load(pointer=pointer_add(%source, %I >> 1), width=16)
         CHECK: } else {
-        CHECK-NEXT: %IN: bool = let(value=(%I >= 0) & (%I < %source_size0))
+        CHECK-NEXT: %IN: bool = let(value=%I < %source_size0)
         CHECK-NEXT: vector<int4, 2> = load(pointer=pointer_add(%source, %I >> 1), width=1, predicate=%IN)
         CHECK: if
         CHECK-NEXT: store(pointer=pointer_add(%destination, %J >> 1), value=%V, predicate=%W)

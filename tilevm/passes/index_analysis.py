@@ -62,6 +62,7 @@ from tilevm.passes.index_divisibility import (
     is_integer_scalar,
     power_of_two_part,
 )
+from tilevm.passes.index_sign import is_nonnegative
 
 __all__ = ["AccessInfo", "DimensionInfo", "IndexAnalysis", "analyze_indices", "annotate_indices"]
 
@@ -133,10 +134,15 @@ class IndexAnalysis:
 
     divisibility: Mapping[Var, int]
     accesses: Mapping[Instruction, tuple[AccessInfo, ...]]
+    nonnegative: frozenset[Var] = frozenset()
 
     def of(self, expression: Expr) -> int:
         """The divisibility of an integer scalar expression of the program."""
         return expression_divisibility(expression, self.divisibility)
+
+    def is_nonnegative(self, expression: Expr) -> bool:
+        """Whether an integer scalar expression of the program is never negative (``index_sign``)."""
+        return is_nonnegative(expression, self.nonnegative)
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,7 @@ class _Analyzer:
     def __init__(self, program: Program) -> None:
         self.program = program
         self.divisibility: dict[Var, int] = {}
+        self.nonnegative: set[Var] = set()
         self.pointers: dict[Var, int] = {}
         self.globals: dict[Var, _Global] = {}
         self.shared: dict[Var, _Shared] = {}
@@ -183,7 +190,7 @@ class _Analyzer:
             handler = _HANDLERS.get(type(instruction))
             if handler is not None:
                 handler(self, instruction)
-        return IndexAnalysis(self.divisibility, self.accesses)
+        return IndexAnalysis(self.divisibility, self.accesses, frozenset(self.nonnegative))
 
     def of(self, expression: Expr) -> int:
         return expression_divisibility(expression, self.divisibility)
@@ -193,6 +200,8 @@ class _Analyzer:
     def let(self, instruction: LetScalar) -> None:
         if is_integer_scalar(instruction.output):
             self.divisibility[instruction.output] = self.of(instruction.value)
+            if is_nonnegative(instruction.value, self.nonnegative):
+                self.nonnegative.add(instruction.output)
 
     def unknown(self, instruction: DeclareScalar | LoadScalar | AtomicScalar) -> None:
         if is_integer_scalar(instruction.output):
@@ -200,6 +209,9 @@ class _Analyzer:
 
     def loop(self, instruction: For) -> None:
         self.divisibility[instruction.variable] = min(self.of(instruction.start), self.of(instruction.step))
+        # from a start of 0 or more, a step of 0 or more never makes the variable negative
+        if all(is_nonnegative(bound, self.nonnegative) for bound in (instruction.start, instruction.step)):
+            self.nonnegative.add(instruction.variable)
 
     # views
 
@@ -207,6 +219,8 @@ class _Analyzer:
         pointer = instruction.pointer
         bits = self.pointers.get(pointer, 8) if isinstance(pointer, Var) else 8
         self.globals[instruction.output] = _Global(bits, instruction.shape, instruction.strides)
+        # a view's sizes are what the launch found (never negative)
+        self.nonnegative.update(size for size in instruction.shape if isinstance(size, Var))
 
     def alloc_shared(self, instruction: AllocShared) -> None:
         offset = instruction.offset

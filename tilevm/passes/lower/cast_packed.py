@@ -43,8 +43,8 @@ __all__ = [
     "small_floats_to_halves",
 ]
 
-#: lop3 tables: (a & b) | c, (a & b) ^ c, ~a & b
-AND_OR, AND_XOR, NOT_AND = 0xEA, 0x6A, 0x0C
+#: lop3 tables: (a & b) | c, (a & b) ^ c, ~a & b, a | (b & c)
+AND_OR, AND_XOR, NOT_AND, OR_AND = 0xEA, 0x6A, 0x0C, 0xF8
 #: prmt's selector nibble bit that copies the picked byte's sign bit into all eight bits
 SIGN_REPLICATE = 8
 #: bfloat16's magic word (128.0 in both halves) and int8's top-bit mask
@@ -301,7 +301,15 @@ def small_floats_to_halves(lowering: Lowering, value: Expr, target: DType, round
     sign_mask = 0x8000_8000 if source.is_signed else 0
     pairs = []
     twin_shifts = stream.twin_shifts(_pairs(length), starts, top, top)
+    magnitude_shifts = stream.twin_shifts(_pairs(length), starts, top - down, top - down)
     for low, high in _pairs(length):
+        if low in twin_shifts and down:
+            pairs.append(
+                _twin_float_pair(
+                    lowering, stream, starts[low], twin_shifts[low], magnitude_shifts[low], source, target
+                )
+            )
+            continue
         if low in twin_shifts:
             word = stream.shifted_word(twin_shifts[low], starts[low] // WORD_BITS, funnel=False)
         else:
@@ -323,6 +331,41 @@ def small_floats_to_halves(lowering: Lowering, value: Expr, target: DType, round
             half = binary("mul", half, 2.0**scale)
         pairs.append(_specials(lowering, lowering.let("pair", half), magnitude, source, 2.0**-scale))
     return _concatenate(lowering, pairs, length)
+
+
+def _twin_float_pair(
+    lowering: Lowering,
+    stream: Stream,
+    start: int,
+    sign_shift: int,
+    magnitude_shift: int,
+    source: DType,
+    target: DType,
+) -> Expr:
+    """A pair of twin small floats (the field starting at stream bit ``start`` and its twin): the word
+    shifted by ``magnitude_shift`` holds both magnitudes at their places in the halves, which one lop3
+    masks; the multiply rescales them; one more lop3 ors each sign in from the word shifted by
+    ``sign_shift`` (the fields at the top of their halves). Where the side-by-side sequence shifts each
+    pair's magnitudes down, a twin's two shifts serve every pair of its word at that place, and a shift left
+    can be a multiply (``shl`` by a constant: ptxas picks the pipe)."""
+    magnitude_bits = source.exponent_bits + source.mantissa_bits
+    place = target.mantissa_bits - source.mantissa_bits  # the magnitude's lowest bit in its half
+    index = start // WORD_BITS
+    placed = stream.shifted_word(magnitude_shift, index, funnel=False)
+    mask = _both_halves(*[((1 << magnitude_bits) - 1) << place] * 2)
+    moved = lowering.define(
+        Lop3, "magnitude", a=placed, b=Const(mask, uint32), c=Const(0, uint32), table=AND_OR
+    )
+    magnitude = Bitcast(target, 2, moved)
+    scale = target.bias - source.bias
+    half = lowering.let("pair", binary("mul", magnitude, 2.0**scale)) if scale else magnitude
+    if source.is_signed:
+        signs = stream.shifted_word(sign_shift, index, funnel=False)
+        bits = lowering.define(
+            Lop3, "signed", a=Bitcast(uint32, 1, half), b=Const(0x8000_8000, uint32), c=signs, table=OR_AND
+        )
+        half = lowering.let("pair", Bitcast(target, 2, bits))
+    return _specials(lowering, half, magnitude, source, 2.0**-scale)
 
 
 def _specials(lowering: Lowering, pair: Expr, magnitude: Expr | None, source: DType, unscale: float) -> Expr:

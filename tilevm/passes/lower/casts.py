@@ -48,7 +48,8 @@ twins                      sequence per two elements                            
 (u)int4 -> bfloat16        lop3 + sub; three shifts per 8 elements                                  1.375
 (u)int2 -> bfloat16        lop3 + sub; two shifts per 16 elements                                   1.125
 (u)int1 -> bfloat16        lop3 + sub; three shifts per 32 elements (four magic constants)          1.09375
-float4_e2m1 -> f16 / bf16  lop3 + shift + lop3 (sign) + mul; three shifts per 8 elements            2.375
+float4_e2m1 -> f16 / bf16  lop3 (magnitudes) + mul + lop3 (signs); seven shifts per 8 elements, of  2.375
+                           which one (f16) or two (bf16) right shifts, the others left shifts
 =========================  =======================================================================  =====
 """
 

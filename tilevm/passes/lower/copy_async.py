@@ -10,8 +10,10 @@ most 16 bytes, that keep every chunk aligned on both sides (:func:`copy_plan`).
 is the bytes of its elements inside the tensor, so the rest is zero-filled as the reference's copy says: 0
 when the chunk lies outside another dim's bounds or below the tensor, ``(size - index) * nbits / 8`` at the
 tensor's edge along the chunk's dim. A chunk starts at a multiple of ``width`` there (the offset is aligned),
-so its inside part is always a prefix. Sub-byte elements need the tensor's size along the chunk's dim to
-end on a byte, so that the edge is a whole number of bytes.
+so its inside part is always a prefix; where the size is known to be a multiple of ``width`` too, a chunk
+is wholly inside or wholly outside, and its ``source_size`` a choice of the two (no clamp to compute).
+Sub-byte elements need the tensor's size along the chunk's dim to end on a byte, so that the edge is a
+whole number of bytes.
 
 **Otherwise** (chunks under 4 bytes, or a sub-byte edge inside a byte), each chunk is a predicated load
 from global memory and a store to shared memory, made synchronously: the copy then completes early, which
@@ -212,13 +214,14 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
         for round_ in range(resolved.rounds):
             local_part = local_coordinates(layout)[round_ * resolved.width]
             coordinates = tuple(add(c, Const(int(k), int32)) for c, k in zip(thread_part, local_part))
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, size_known)
         return
     for round_ in range(resolved.rounds):
         first = round_ * resolved.num_threads
         chunk = lowering.let("chunk", add(lowering.thread, Const(first, int32)))
         with lowering.collect() as body:
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, _unraveled(lowering, resolved, chunk))
+            coordinates = _unraveled(lowering, resolved, chunk)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, size_known)
         if first + resolved.num_threads <= resolved.num_chunks:
             for statement in body:
                 lowering.emit(statement)
@@ -262,8 +265,10 @@ def _copy_chunk(
     tensor: GlobalTensor,
     plan: CopyPlan,
     coordinates: tuple[Expr, ...],
+    size_known: int,
 ) -> None:
-    """Copy the chunk whose first element is at tile ``coordinates``."""
+    """Copy the chunk whose first element is at tile ``coordinates`` (``size_known`` divides the tensor's
+    size along the chunks' dim)."""
     nbits = tile.dtype.nbits
     offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, coordinates))
     destination = byte_pointer(tile, offset)
@@ -273,13 +278,20 @@ def _copy_chunk(
     address = add(*(scale_by(index, stride) for index, stride in zip(indices, tensor.strides)))
     source = PointerAdd(tensor.pointer, base_elements(nbits, lowering.let("address", address)))
     edge_dim = instruction.dims[plan.dim]
-    inside = _inside(indices, tensor.shape, skip=edge_dim if plan.asynchronous else None)
+    # an index from an offset known never to be negative needs no lower bound (coordinates are not)
+    below = [not lowering.indices.is_nonnegative(offset) for offset in instruction.offsets]
+    inside = _inside(indices, tensor.shape, below, skip=edge_dim if plan.asynchronous else None)
     if plan.asynchronous:
-        remaining = BinaryExpr("sub", tensor.shape[edge_dim], indices[edge_dim])
-        count = BinaryExpr("max", BinaryExpr("min", remaining, Const(plan.width, int32)), Const(0, int32))
-        size = base_elements(nbits, count)
-        if inside is not None:
-            size = Select(inside, size, Const(0, int32))
+        if size_known % plan.width == 0:  # the edge falls between chunks: each is wholly in or out
+            edge = BinaryExpr("lt", indices[edge_dim], tensor.shape[edge_dim])
+            whole = edge if inside is None else BinaryExpr("and", inside, edge)
+            size = Select(whole, Const(plan.width * nbits // 8, int32), Const(0, int32))
+        else:
+            remaining = BinaryExpr("sub", tensor.shape[edge_dim], indices[edge_dim])
+            count = BinaryExpr("max", BinaryExpr("min", remaining, Const(plan.width, int32)), Const(0, int32))
+            size = base_elements(nbits, count)
+            if inside is not None:
+                size = Select(inside, size, Const(0, int32))
         cache = "global" if plan.width * nbits == MAX_ACCESS_BITS else "all"
         lowering.emit(
             CopyAsyncGroup(
@@ -316,11 +328,12 @@ def scale_by(index: Expr, stride: Expr) -> Expr:
     return BinaryExpr("mul", index, stride)
 
 
-def _inside(indices: list[Expr], shape: tuple[Expr, ...], skip: int | None) -> Expr | None:
-    """Whether every index (but ``skip``'s) lies in ``[0, size)`` (``skip``'s only needs to be 0 or more)."""
+def _inside(indices: list[Expr], shape: tuple[Expr, ...], below: list[bool], skip: int | None) -> Expr | None:
+    """Whether every index (but ``skip``'s) lies in ``[0, size)`` (``skip``'s only needs to be 0 or more);
+    the lower bound is checked only where ``below`` says an index may be negative."""
     condition = None
     for dim, (index, size) in enumerate(zip(indices, shape)):
-        tests = [BinaryExpr("ge", index, Const(0, int32))]
+        tests = [BinaryExpr("ge", index, Const(0, int32))] if below[dim] else []
         if dim != skip:
             tests.append(BinaryExpr("lt", index, size))
         for test in tests:

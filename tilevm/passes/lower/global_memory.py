@@ -28,6 +28,7 @@ Replicated layouts write once: only the first replica of each element stores it 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from tilevm.dtypes import (
     DType,
@@ -124,8 +125,10 @@ def _load_groups(
     for local in range(0, window.layout.local_size, plan.group):
         if plan.exact:
             # the whole group is in bounds when its first element is
-            address, in_bounds = window.address(local), window.in_bounds(local)
-            pieces.append(_load_at(lowering, window.tensor, address, plan.group, other, in_bounds))
+            pointer = _element_pointer(lowering, window, local)
+            pieces.append(
+                _load_at(lowering, window.tensor, pointer, plan.group, other, window.in_bounds(local))
+            )
         else:
             pieces.append(_load_ragged(lowering, window, plan, local, other))
     return pieces
@@ -136,12 +139,14 @@ def _load_ragged(lowering: Lowering, window: ThreadWindow, plan: AccessPlan, loc
     full = lowering.let("full", window.in_bounds(local, plan.group, plan.dim))
     register = lowering.define(DeclareScalar, "group", init=splat(other, plan.group))
     with lowering.collect() as whole:
-        value = _load_at(lowering, window.tensor, window.address(local), plan.group, other, TRUE)
+        value = _load_at(
+            lowering, window.tensor, _element_pointer(lowering, window, local), plan.group, other, TRUE
+        )
         lowering.emit(AssignScalar(variable=register, value=value))
     with lowering.collect() as elements:
         values = [
-            _load_at(lowering, window.tensor, window.address(local + step), plan.unit, other,
-                     window.in_bounds(local + step))
+            _load_at(lowering, window.tensor, _element_pointer(lowering, window, local + step), plan.unit,
+                     other, window.in_bounds(local + step))
             for step in range(0, plan.group, plan.unit)
         ]  # fmt: skip
         lowering.emit(AssignScalar(variable=register, value=_concat(lowering, values)))
@@ -149,27 +154,33 @@ def _load_ragged(lowering: Lowering, window: ThreadWindow, plan: AccessPlan, loc
     return register
 
 
+def _element_pointer(lowering: Lowering, window: ThreadWindow, local: int) -> ElementPointer:
+    """Where the thread's element at ``local`` is: the pointer to its byte, and for sub-byte elements its
+    address in elements (which says where in the byte it lies)."""
+    if window.tensor.dtype.nbits >= 8:
+        return ElementPointer(window.byte_pointer(lowering, local), None)
+    address = lowering.let("element", window.address(local))
+    return ElementPointer(_byte_pointer(window.tensor.pointer, window.tensor.dtype, address), address)
+
+
 def _load_at(
-    lowering: Lowering, tensor: GlobalTensor, address: Expr, count: int, other: Expr, predicate: Expr
+    lowering: Lowering, tensor: GlobalTensor, at: ElementPointer, count: int, other: Expr, predicate: Expr
 ) -> Expr:
-    """``count`` consecutive elements of ``tensor`` from element ``address``, in one access where
+    """``count`` consecutive elements of ``tensor`` from the element ``at``, in one access where
     ``predicate`` holds; ``other`` in each element elsewhere, where nothing is read."""
-    pointer, dtype = tensor.pointer, tensor.dtype
-    address = lowering.let("element", address)
+    dtype = tensor.dtype
     predicate = lowering.let("in_bounds", predicate)
     keep = predicate == TRUE or _is_zero_code(other)  # a load that reads nothing gives zero
     bits = count * dtype.nbits
     if bits >= 8:
         loaded = lowering.define(
-            Load, "load", pointer=_byte_pointer(pointer, dtype, address), width=bits // 8,
-            predicate=_predicate(predicate),
-        )  # fmt: skip
+            Load, "load", pointer=at.pointer, width=bits // 8, predicate=_predicate(predicate)
+        )
         return loaded if keep else _select(predicate, loaded, splat(other, count))
     # Inside one byte: load the byte, move the group to its lowest bits, keep ``count`` elements.
-    per_byte = 8 // dtype.nbits
-    byte = lowering.define(
-        Load, "byte", pointer=_byte_pointer(pointer, dtype, address), width=1, predicate=_predicate(predicate)
-    )
+    per_byte, address = 8 // dtype.nbits, at.address
+    assert address is not None, "a sub-byte element's pointer comes with its address"
+    byte = lowering.define(Load, "byte", pointer=at.pointer, width=1, predicate=_predicate(predicate))
     position = binary("mul", binary("and", address, Const(per_byte - 1)), Const(dtype.nbits))
     shifted = binary("shr", Bitcast(uint8, 1, byte), CastExpr(position, uint8))
     if not keep:
@@ -218,9 +229,7 @@ def _store_ragged(
 
 
 def _store_at(lowering: Lowering, window: ThreadWindow, local: int, value: Expr, predicate: Expr) -> None:
-    tensor = window.tensor
-    address = lowering.let("element", window.address(local))
-    pointer = _byte_pointer(tensor.pointer, tensor.dtype, address)
+    pointer = _element_pointer(lowering, window, local).pointer
     lowering.emit(Store(pointer=pointer, value=lowering.let("value", value), predicate=_predicate(predicate)))
 
 
@@ -236,10 +245,8 @@ def _atomic_global(lowering: Lowering, instruction: AtomicGlobal) -> None:
     value = lowering.tile(instruction.value)
     writer = lowering.let("writer", replica_condition(layout, lowering.thread))
     for local in range(layout.local_size):
-        address = lowering.let("element", window.address(local))
         lowering.define(
-            Atomic, "old", op=instruction.op,
-            pointer=_byte_pointer(tensor.pointer, tensor.dtype, address),
+            Atomic, "old", op=instruction.op, pointer=window.byte_pointer(lowering, local),
             value=_slice(lowering, value, local, 1, layout.local_size),
             predicate=_predicate(binary("and", writer, window.in_bounds(local))),
         )  # fmt: skip
@@ -271,7 +278,9 @@ def _load_scalar(lowering: Lowering, instruction: LoadScalar) -> None:
     if _straddles(tensor.dtype):
         value = pack_codes([load_codes(lowering, tensor, address, inside, zero)], tensor.dtype)
     else:
-        value = _load_at(lowering, tensor, address, 1, zero, inside)
+        address = lowering.let("element", address)
+        at = ElementPointer(_byte_pointer(tensor.pointer, tensor.dtype, address), address)
+        value = _load_at(lowering, tensor, at, 1, zero, inside)
     lowering.emit(LetScalar(output=instruction.output, value=value))
 
 
@@ -291,6 +300,15 @@ def _pointer_divisibility(lowering: Lowering, tensor: GlobalTensor) -> int:
         if param.variable is tensor.pointer:
             return param.divisibility
     return 1
+
+
+@dataclass(frozen=True)
+class ElementPointer:
+    """The pointer to the byte that holds an element, and the element's address (in elements from the
+    tensor's pointer) when its elements are narrower than a byte (None otherwise)."""
+
+    pointer: Expr
+    address: Expr | None
 
 
 def _byte_pointer(pointer: Expr, dtype: DType, address: Expr) -> Expr:

@@ -6,16 +6,26 @@ when tile dim ``k`` runs along ``d`` (else ``offsets[d]``), where ``coordinate =
 part`` (``tilevm.passes.lower.coordinates``). So its address (in elements from the pointer) is the thread's
 ``base`` (computed once per access) plus ``sum(local[i, k] * strides[dims[k]])``, a constant times a
 stride; an element is in bounds when every index lies in ``[0, size)``, as the reference executor's
-``tilevm.runtime.reference.global_view`` says.
+``tilevm.runtime.reference.global_view`` says (the lower bound checked only where the index analysis does
+not know the offset never to be negative: ``tilevm.passes.index_sign``).
+
+When every element of a thread lies at a constant offset from its base (the strides its elements move
+along are constants), whole-byte elements are addressed from the base pointer, bound once per access:
+each offset becomes its load's immediate. A 32-bit
+address per element, sign-extended to 64 bits, would cost a conversion and a 64-bit add for each (LLVM
+cannot move a constant out of a sign extension of an add that may wrap).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections import Counter
 from dataclasses import dataclass
 
 from tilevm.dtypes import boolean, int32
 from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr
+from tilevm.ir.thread import PointerAdd
 from tilevm.layout import RegisterLayout
 from tilevm.passes.fold_constants import fold_expression
 from tilevm.passes.lower.coordinates import local_coordinates
@@ -24,6 +34,8 @@ from tilevm.passes.lower.lowering import GlobalTensor, Lowering
 __all__ = ["ThreadWindow", "binary", "replica_condition", "thread_window"]
 
 TRUE = Const(True, boolean)
+#: the bytes of a thread's elements that one access moves at most: a pointer shared by more is worth holding
+POINTER_BYTES = 16
 
 
 def binary(op: str, lhs: Expr, rhs: Expr) -> Expr:
@@ -56,17 +68,62 @@ class ThreadWindow:
     indices: tuple[Expr, ...]
     base: Expr
     inside: Expr
+    #: per global dim, whether the index is known never to be negative (nor, then, any element's)
+    nonnegative: tuple[bool, ...]
 
     def local_part(self, local: int, axis: int) -> int:
         return int(local_coordinates(self.layout)[local, axis])
 
-    def address(self, local: int) -> Expr:
-        """The address (in elements from the pointer) of the thread's element at ``local``."""
-        address = self.base
+    def offset(self, local: int) -> Expr:
+        """The address of the thread's element at ``local`` from ``base``, in elements (a constant when the
+        strides of the dims it moves along are)."""
+        offset: Expr = Const(0, int32)
         for axis, dim in enumerate(self.dims):
             step = binary("mul", Const(self.local_part(local, axis), int32), self.tensor.strides[dim])
-            address = binary("add", address, step)
-        return address
+            offset = binary("add", offset, step)
+        return offset
+
+    def address(self, local: int) -> Expr:
+        """The address (in elements from the pointer) of the thread's element at ``local``."""
+        return binary("add", self.base, self.offset(local))
+
+    def offset_parts(self, local: int) -> tuple[Expr, Expr]:
+        """The offset of the element at ``local`` from ``base`` (elements) as the part along dims of runtime
+        strides and the constant part along the others."""
+        runtime: Expr = Const(0, int32)
+        constant: Expr = Const(0, int32)
+        for axis, dim in enumerate(self.dims):
+            step = binary("mul", Const(self.local_part(local, axis), int32), self.tensor.strides[dim])
+            if isinstance(step, Const):
+                constant = binary("add", constant, step)
+            else:
+                runtime = binary("add", runtime, step)
+        return runtime, constant
+
+    @functools.cached_property
+    def shared_rows(self) -> frozenset[Expr]:
+        """The runtime parts of the offsets (``offset_parts``) that more than ``POINTER_BYTES`` of the
+        thread's elements share: more than one access of 16 bytes goes through the pointer to such a row."""
+        counts = Counter(self.offset_parts(local)[0] for local in range(self.layout.local_size))
+        return frozenset(
+            part for part, count in counts.items() if count * self.tensor.dtype.nbits > 8 * POINTER_BYTES
+        )
+
+    def byte_pointer(self, lowering: Lowering, local: int) -> Expr:
+        """The pointer to the thread's element at ``local`` of a tensor of whole-byte elements: the pointer
+        to its row (the base moved by the runtime part of its offset, bound once) moved by the constant
+        part, when the row is shared (``shared_rows``); else its own address from the tensor's pointer (a
+        pointer held for one access would only take registers)."""
+        size = Const(self.tensor.dtype.nbits // 8, int32)
+        runtime, constant = self.offset_parts(local)
+        if runtime not in self.shared_rows:
+            address = lowering.let("element", self.address(local))
+            return PointerAdd(self.tensor.pointer, binary("mul", address, size))
+        pointer = lowering.let_once("base", PointerAdd(self.tensor.pointer, binary("mul", self.base, size)))
+        if runtime != Const(0, int32):
+            pointer = lowering.let_once("row", PointerAdd(pointer, binary("mul", runtime, size)))
+        offset = binary("mul", constant, size)
+        return pointer if offset == Const(0, int32) else PointerAdd(pointer, offset)
 
     def in_bounds(self, local: int, count: int = 1, axis: int | None = None) -> Expr:
         """Whether the element at ``local`` lies in the tensor, and with it the ``count - 1`` elements that
@@ -75,7 +132,8 @@ class ThreadWindow:
         for tile_axis, dim in enumerate(self.dims):
             index = binary("add", self.indices[dim], Const(self.local_part(local, tile_axis), int32))
             last = binary("add", index, Const(count - 1, int32)) if tile_axis == axis else index
-            condition = binary("and", condition, binary("ge", index, Const(0, int32)))
+            if not self.nonnegative[dim]:
+                condition = binary("and", condition, binary("ge", index, Const(0, int32)))
             condition = binary("and", condition, binary("lt", last, self.tensor.shape[dim]))
         return condition
 
@@ -98,19 +156,23 @@ def thread_window(
     axis_of = {dim: axis for axis, dim in enumerate(dims)}
     indices = []
     inside: Expr = TRUE
+    # an offset known never to be negative needs no lower bound check, nor do the indices from it (a
+    # thread's coordinates and its elements' are not negative either)
+    nonnegative = tuple(lowering.indices.is_nonnegative(as_int32(offset)) for offset in offsets)
     for dim, offset in enumerate(offsets):
         offset = as_int32(offset)
         if dim in axis_of:
             indices.append(lowering.let("index", binary("add", offset, coordinates[axis_of[dim]])))
             continue
         indices.append(offset)
-        inside = binary("and", inside, binary("ge", offset, Const(0, int32)))
+        if not nonnegative[dim]:
+            inside = binary("and", inside, binary("ge", offset, Const(0, int32)))
         inside = binary("and", inside, binary("lt", offset, tensor.shape[dim]))
     base: Expr = Const(0, int32)
     for index, stride in zip(indices, tensor.strides):
         base = binary("add", base, binary("mul", index, stride))
     address, inside = lowering.let("address", base), lowering.let("inside", inside)
-    return ThreadWindow(tensor, layout, dims, tuple(indices), address, inside)
+    return ThreadWindow(tensor, layout, dims, tuple(indices), address, inside, nonnegative)
 
 
 def replica_condition(layout: RegisterLayout, thread: Expr) -> Expr:
