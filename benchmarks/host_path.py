@@ -71,13 +71,19 @@ def median_us(
 
 
 def host_us(run: Callable[[], object], gpu: bool) -> float:
-    """The host's µs per call, the GPU kept busy by a sleep (about 100 µs a call) queued first. Without a
-    GPU, the least thread time of the repeats: work beside it on the machine's cores (sharing their caches)
-    only ever adds to it."""
+    """The host's µs per call, the GPU kept busy by a sleep (about 100 µs a call) queued first, after the
+    previous repeat's work has drained (untimed): without that, the repeats' launches pile up past CUDA's
+    launch queue, and the host then waits for the GPU at every call. Without a GPU, the least thread time
+    of the repeats: work beside it on the machine's cores (sharing their caches) only ever adds to it."""
     if not gpu:
         return median_us(run, CALLS, lambda: None, lambda: None, time.thread_time, min)
     cycles = int(1.5e3 * 100 * CALLS)  # ~100 µs a call at the H100's ~1.5 GHz (a margin: the host is faster)
-    return median_us(run, CALLS, lambda: torch.cuda._sleep(cycles), lambda: None)
+
+    def drained_then_asleep() -> None:
+        torch.cuda.synchronize()
+        torch.cuda._sleep(cycles)
+
+    return median_us(run, CALLS, drained_then_asleep, lambda: None)
 
 
 def eager_us(run: Callable[[], object]) -> float:
