@@ -32,6 +32,17 @@ def assert_product(out: torch.Tensor, x: torch.Tensor, qweight, bias: torch.Tens
     assert ((out.double() - expected).abs() <= tolerance).all()
 
 
+def slow_calls(monkeypatch) -> list[tuple]:
+    """The arguments of every call of the custom op that makes a weight for the call only
+    (``custom_op.quantized_matmul_once``: no registered weight found), recorded as the call goes on."""
+    calls: list[tuple] = []
+    original = custom_op.quantized_matmul_once
+    monkeypatch.setattr(
+        custom_op, "quantized_matmul_once", lambda *args: calls.append(args) or original(*args)
+    )
+    return calls
+
+
 def test_a_weight_keeps_one_launch_per_m_bucket_and_bias() -> None:
     generator = torch.Generator().manual_seed(41)
     qweight = quantize_weight(torch.randn(20, 64, generator=generator), tv.int4, 32)
@@ -114,11 +125,7 @@ def test_quantized_linear_and_the_custom_op_use_the_weights_launches(monkeypatch
     assert_product(layer(x), x, qweight, bias)
     assert layer.qweight is qweight  # the layer's buffers are the weight's tensors: one set of launches
     kept = qweight.host_cache[(8, True)]
-    once = []
-    original = custom_op.quantized_matmul_once
-    monkeypatch.setattr(
-        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
-    )
+    once = slow_calls(monkeypatch)
     assert_product(quantized_matmul_op(x, qweight, bias), x, qweight, bias)
     assert_product(quantized_matmul_op(x[0], qweight), x[0], qweight)
     assert (
@@ -140,11 +147,7 @@ def test_the_custom_op_uses_a_weights_launches_only_for_its_own_tensors(monkeypa
     qweight = quantize_weight(torch.randn(24, 64, generator=generator), tv.uint4, 32)
     x = torch.randn(5, 64, generator=generator).half()
     quantized_matmul_op(x, qweight)  # registered, its launch kept
-    once = []
-    original = custom_op.quantized_matmul_once
-    monkeypatch.setattr(
-        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
-    )
+    once = slow_calls(monkeypatch)
     plain = custom_op.format_arguments(qweight)
     tensors = (qweight.packed, qweight.scales, qweight.zeros, qweight.global_scale)
 
@@ -194,11 +197,7 @@ def test_a_moved_layer_registers_the_weight_over_its_new_buffers(monkeypatch) ->
     first = layer.qweight
     layer._apply(torch.clone)  # what .to(device) does: new tensors
     assert layer.qweight is not first and layer.qweight.packed is layer.packed
-    once = []
-    original = custom_op.quantized_matmul_once
-    monkeypatch.setattr(
-        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
-    )
+    once = slow_calls(monkeypatch)
     x = torch.randn(3, 64, generator=generator).half()
     tensors = (layer.packed, layer.scales, layer.zeros, layer.global_scale, None)
     assert_product(custom_op.OP(x, *tensors, *custom_op.format_arguments(first)), x, first)
@@ -234,11 +233,7 @@ def test_a_compiled_layers_op_launches_through_the_layers_weight(monkeypatch, co
     if copied:  # copy.deepcopy, as unpickling: the copy's weight is registered too
         layer = copy.deepcopy(layer)
         assert layer.qweight.packed is layer.packed
-    once = []
-    original = custom_op.quantized_matmul_once
-    monkeypatch.setattr(
-        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
-    )
+    once = slow_calls(monkeypatch)
     torch._dynamo.reset()
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
     for m in (3, 5):
@@ -273,11 +268,7 @@ def test_a_layer_moved_to_the_gpu_launches_its_compiled_op_through_its_weight(mo
     layer = QuantizedLinear(quantize_weight(torch.randn(256, 512, generator=generator), tv.int4))
     layer = layer.cuda()
     assert layer.qweight.packed is layer.packed and layer.packed.is_cuda
-    once = []
-    original = custom_op.quantized_matmul_once
-    monkeypatch.setattr(
-        custom_op, "quantized_matmul_once", lambda *args: once.append(args) or original(*args)
-    )
+    once = slow_calls(monkeypatch)
     torch._dynamo.reset()
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
     for m in (1, 5):
