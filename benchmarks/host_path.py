@@ -189,7 +189,7 @@ def driver_call(
     of ``launch.partial[grid](x, out, **split)``, filled once."""
     launch.partial.launch(grid, x, out=out, **split)  # compiled, loaded and filed under its key
     bound = launch.partial.binder(x, out=out, **split)
-    cuda = launch.kernel.launches[bound[0]]
+    cuda = launch.partial.launches[bound[0]]
     cuda.launcher.parameters.fill(bound[1])
     stream = torch.cuda.current_stream().cuda_stream
     submit = cuda.launcher._submit

@@ -16,7 +16,7 @@ import tilevm as tv
 from tilevm.errors import LaunchError
 from tilevm.lang.parameters import flat_parameters
 from tilevm.runtime.binding import TensorArgument, bind_arguments, describe_arguments, flat_values
-from tilevm.runtime.launcher_binder import Layout, make_binder
+from tilevm.runtime.launcher_binder import Layout, fixed_parts, make_binder, value_ranges
 
 
 def launched(
@@ -114,26 +114,44 @@ def test_equal_keys_mean_equal_specializations(seed):
         assert list(layout.values(full)) == values
         # what a callable grid is given: the slow path's values (a float by its text: -0.0, nan)
         assert [(type(value), repr(value)) for value in arguments] == [(type(v), repr(v)) for v in named]
-        partial_key = check_partial_binder(rng, args, kwargs, bound)
+        partial_key = check_partial_binder(rng, args, kwargs, bound, described)
         if partial_key is not None:
             assert accepted.setdefault(partial_key, described) == described
     assert not refused & accepted.keys(), "a refused launch shares a key with an accepted one"
     assert bound_fast > 90  # the usual launches are bound by the binder
 
 
-def check_partial_binder(rng: np.random.Generator, args: tuple, kwargs: dict, bound: tuple) -> tuple | None:
+def check_partial_binder(
+    rng: np.random.Generator, args: tuple, kwargs: dict, bound: tuple, described: tuple
+) -> tuple | None:
     """A binder with some arguments fixed (``Kernel.partial``) gives the full binder's values and arguments
-    from the others; its key (returned, or None when no binder was made) must mean one specialization."""
+    of the others, and ``fixed_parts`` those of the fixed ones; its key, with the fixed arguments' (a partial
+    kernel has a table of its own: returned, or None when no binder was made) must mean one
+    specialization."""
     if rng.random() > 0.3:  # a binder is made with exec: a few of them are enough
         return None
     named = dict(zip(NAMES, args)) | kwargs
     fixed = {name: value for name, value in named.items() if rng.random() < 0.5}
-    partial = make_binder(SIGNATURE, fixed)
-    assert partial is not None  # the launch was bound: none of its values is unusual
+    partial, parts = make_binder(SIGNATURE, fixed), fixed_parts(SIGNATURE, fixed)
+    assert partial is not None and parts is not None  # the launch was bound: none of its values is unusual
     key, full, arguments = partial(**{name: value for name, value in named.items() if name not in fixed})
-    assert full == bound[1]
-    assert [(type(value), repr(value)) for value in arguments] == [(type(v), repr(v)) for v in bound[2]]
-    return key
+    free_values, free_arguments = iter(full), iter(arguments)
+    values, given = [], []
+    for name, positions in value_ranges(described).items():  # the parameters in order
+        if name in parts:
+            values += parts[name][0]
+            given.append(parts[name][1])
+        else:
+            values += [next(free_values) for _ in positions]
+            given.append(next(free_arguments))
+    assert next(free_values, None) is None and next(free_arguments, None) is None
+    assert tuple(values) == bound[1]
+    assert [(type(value), repr(value)) for value in given] == [(type(v), repr(v)) for v in bound[2]]
+    fixed_keys = []  # each fixed argument's key, as a kernel of that parameter alone keys it
+    for name, value in fixed.items():
+        alone = inspect.Signature([SIGNATURE.parameters[name].replace(default=inspect.Parameter.empty)])
+        fixed_keys.append((name, make_binder(alone)(**{name: value})[0]))
+    return tuple(fixed_keys), key
 
 
 def test_usual_arguments_are_bound_by_the_binder_and_unusual_ones_are_not():

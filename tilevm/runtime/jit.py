@@ -325,9 +325,10 @@ class Kernel:
                 return
         self.launch_slowly(grid, args, kwargs, None if bound is None else bound[0])
 
-    def launch_slowly(self, grid: object, args: tuple, kwargs: dict, key: tuple | None = None) -> None:
+    def launch_slowly(self, grid: object, args: tuple, kwargs: dict, key: tuple | None = None) -> Launch:
         """Bind and check the arguments, compile if needed, launch, and file the launch under the binder's
-        ``key`` (when it gave one), so that the next launch with that key takes the hot path."""
+        ``key`` (when it gave one), so that the next launch with that key takes the hot path; returns the
+        launch (a partial kernel files it in its own table)."""
         values = bind_arguments(self.signature, args, kwargs)
         device = _common_device(values)
         specialization = self.compiled(values, device)
@@ -336,6 +337,7 @@ class Kernel:
         if key is not None:
             self.launches[key] = launch
         launch.run(grid_shape, values)
+        return launch
 
 
 def kernel(function: Callable | None = None, *, num_warps: int = 4, num_threads: int | None = None):

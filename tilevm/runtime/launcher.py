@@ -10,6 +10,7 @@ values from the binder (``bound``) or, on the slow path, ``run`` takes the bound
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -124,9 +125,23 @@ class CudaLaunch:
         """Launch with a binder's values (see the module docstring); False if the program is stale."""
         if not self.specialization.captures.unchanged():
             return False
-        grid = checked_grid(grid, lambda: dict(zip(self.names, bound[2])))
-        self.launcher.launch(grid + PADDING[len(grid)], bound[1], self.stream(self.device_index))
+        # three ints (CUDA's axes) go as they are: the launcher checks their range
+        if (
+            type(grid) is not tuple
+            or len(grid) != MAX_GRID_RANK
+            or not type(grid[0]) is type(grid[1]) is type(grid[2]) is int
+        ):
+            grid = checked_grid(grid, lambda: dict(zip(self.names, bound[2])))
+            grid += PADDING[len(grid)]
+        self.launcher.launch(grid, bound[1], self.stream(self.device_index))
         return True
+
+    def rebound(self, positions: Sequence[int], width: int, constants: Sequence[object]) -> CudaLaunch:
+        """This launch taking ``width`` values (a binder's of a partial kernel), the other parameters'
+        values given once as ``constants`` (``CudaLauncher.rebound``)."""
+        launch = copy.copy(self)
+        launch.launcher = self.launcher.rebound(positions, width, constants)
+        return launch
 
     def blocks_per_multiprocessor(self) -> int:
         """How many blocks one multiprocessor of the GPU runs at once."""

@@ -22,9 +22,10 @@ then takes the slow path (``bind_arguments`` -> ``describe_arguments``), which b
 wrong, in its own words.
 
 ``make_binder(signature, fixed)`` makes the binder of a kernel some of whose arguments are given once
-(``Kernel.partial``): it takes the others only; its values and arguments are the full binder's for all of
-them, the fixed arguments' parts computed once, and its key stands for the fixed arguments' parts with one
-object (``FIXED_KEYS``), so that a launch hashes and compares the other arguments' parts only.
+(``Kernel.partial``): it takes the others only and gives their key, values and arguments only: a launch
+binds, hashes and packs the free arguments' parts only. ``fixed_parts`` gives the fixed arguments' values and
+arguments, as the full binder would, computed once (a partial kernel keeps its own launches, whose parameter
+buffers hold the fixed values: ``tilevm.runtime.jit_partial``).
 
 >>> import inspect, torch, tilevm as tv
 >>> def add(x: tv.Tensor, y: tv.Tensor[tv.float32, 1], n: int, BLOCK: tv.constexpr = 64): ...
@@ -42,7 +43,9 @@ True
 >>> bind(x, tv.view(x, tv.int32), 3) is None  # y reads float32: unusual, the slow path says what is wrong
 True
 >>> bind_y = make_binder(inspect.signature(add, eval_str=True), {"y": x[:16], "BLOCK": 32})
->>> bind_y(x, 8)[1] == bind(x, x[:16], 8, 32)[1]  # the same values
+>>> bind_y(x, 8)[1] == (x.data_ptr(), 48, 1, 8)  # x's and n's values only
+True
+>>> fixed_parts(inspect.signature(add, eval_str=True), {"y": x[:16]})["y"][0] == (x.data_ptr(), 16, 1)
 True
 """
 
@@ -69,7 +72,7 @@ from tilevm.lang.parameters import (
 )
 from tilevm.runtime.binding import INT32_LIMIT, TORCH_DTYPES, TensorArgument, reinterprets
 
-__all__ = ["Binder", "Layout", "make_binder"]
+__all__ = ["Binder", "Layout", "fixed_parts", "make_binder", "value_ranges"]
 
 #: what a binder returns: (key, full values, the arguments in parameter order), or None (slow path)
 Binder = Callable[..., tuple[tuple, tuple, tuple] | None]
@@ -91,9 +94,6 @@ BY_VALUE: set[type] = {int, bool, str, type(None)}
 VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 #: the generated code's own names (its locals and globals) start so
 PREFIX = "_tv"
-#: the fixed arguments' part of the keys of binders with fixed arguments (the parameters and their key
-#: parts: no tensor) -> the object that stands for it in their keys (equal parts, one object)
-FIXED_KEYS: dict[tuple, object] = {}
 #: the constexpr types (and their subclasses) that ``constexpr_key`` keys otherwise than by ``(type name,
 #: value)``
 _BY_KEY = (float, complex, tuple)
@@ -110,31 +110,22 @@ class Reinterpreted:
 def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None = None) -> Binder | None:
     """The binder of a kernel with this signature (see the module docstring); None for a signature it
     cannot mirror (``*args``, a parameter named like the generated code's own names), whose launches all
-    take the slow path. With ``fixed`` (values by parameter name), the binder takes the other parameters
-    only; None also when a fixed value is unusual or a parameter is positional-only."""
-    fixed = fixed or {}
+    take the slow path. With ``fixed`` (values by parameter name), the binder of the other parameters: their
+    key, values and arguments only (``fixed_parts`` gives the fixed ones'); None also when a parameter is
+    positional-only."""
     parameters = list(signature.parameters.values())
     if not _mirrored(parameters, bool(fixed)):
         return None
+    if fixed:
+        return _binder_of(inspect.Signature([p for p in parameters if p.name not in fixed]))
     namespace: dict[str, object] = {
         "_tvTensor": torch.Tensor, "_tvUNUSUAL": UNUSUAL, "_tvPLAIN": PLAIN, "_tvLIMIT": INT32_LIMIT,
         "_tvfacts": tensor_facts, "_tvas_float": as_float, "_tvconstexpr_key": fast_constexpr_key,
         "_tvBY_VALUE": BY_VALUE, "_tvview_facts": view_facts,
     }  # fmt: skip
-    lines, keys, full, names, free, fixed_keys = [], [], [], [], [], []
+    lines, keys, full = [], [], []
     for index, parameter in enumerate(parameters):
         name = parameter.name
-        if name in fixed:  # its parts, as this code computes them, computed now
-            parts = _fixed_parts(parameter, fixed[name])
-            if parts is None:
-                return None
-            fixed_keys.append((name, parts[0]))
-            namespace[f"_tvfixed{index}"] = parts[2][0]
-            names.append(f"_tvfixed{index}")
-            full.append(parts[1])
-            continue
-        names.append(name)
-        free.append(parameter)
         if parameter.default is not inspect.Parameter.empty:
             namespace[f"_tvdefault_{name}"] = parameter.default
         annotation = parameter.annotation
@@ -154,38 +145,45 @@ def make_binder(signature: inspect.Signature, fixed: Mapping[str, object] | None
             lines += _scalar_lines(name, dtype)
             keys += [f"{name} & 15 == 0"] if dtype.is_integer else []
             full.append(name)
-    full = _constant_values(full, namespace)
-    if fixed:  # the fixed arguments' part of the key, as one object: hashed and compared at once
-        try:
-            namespace["_tvfixedkey"] = FIXED_KEYS.setdefault(tuple(fixed_keys), object())
-        except TypeError:  # an unhashable constexpr (``BY_VALUE``)
-            return None
-        keys.insert(0, "_tvfixedkey")
     source = "\n".join(
         [
-            f"def bind({_parameter_list(free)}):",
+            f"def bind({_parameter_list(parameters)}):",
             *(f"    {line}" for line in lines),
-            f"    return ({_tuple(keys)}), ({_tuple(full)}), ({_tuple(names)})",
+            f"    return ({_tuple(keys)}), ({_tuple(full)}), ({_tuple([p.name for p in parameters])})",
         ]
     )
     exec(compile(source, f"<tilevm binder of {signature}>", "exec"), namespace)
     return namespace["bind"]
 
 
-def _constant_values(full: list[str | tuple], namespace: dict[str, object]) -> list[str]:
-    """The values' expressions, each run of fixed arguments' values (tuples) joined into one constant of
-    the generated code (one unpacking per run)."""
-    joined: list[str | tuple] = []
-    for item in full:
-        if isinstance(item, tuple) and joined and isinstance(joined[-1], tuple):
-            joined[-1] += item
+def fixed_parts(
+    signature: inspect.Signature, fixed: Mapping[str, object]
+) -> dict[str, tuple[tuple, object]] | None:
+    """The values and the argument that the kernel's binder gives for each fixed argument, by name (None
+    when one of them is unusual: its launches then all take the slow path, which says what is wrong)."""
+    parts = {}
+    for name, value in fixed.items():
+        parameter = signature.parameters[name].replace(default=inspect.Parameter.empty)
+        alone = _binder_of(inspect.Signature([parameter]))
+        bound = alone(**{name: value}) if alone is not None else None
+        if bound is None:
+            return None
+        parts[name] = (bound[1], bound[2][0])
+    return parts
+
+
+def value_ranges(described: Sequence[Parameter]) -> dict[str, range]:
+    """Where each argument's values are among the values a binder gives for arguments ``described`` (every
+    tensor: pointer, sizes, strides; every scalar: its value; a constexpr: none), by parameter name."""
+    ranges, start = {}, 0
+    for parameter in described:
+        if isinstance(parameter, TensorParameter):
+            count = 1 + 2 * parameter.rank
         else:
-            joined.append(item)
-    for position, item in enumerate(joined):
-        if isinstance(item, tuple):
-            namespace[f"_tvfixedfull{position}"] = item
-            joined[position] = f"*_tvfixedfull{position}"
-    return joined
+            count = 1 if isinstance(parameter, ScalarParameter) else 0
+        ranges[parameter.name] = range(start, start + count)
+        start += count
+    return ranges
 
 
 def _mirrored(parameters: list[inspect.Parameter], partial: bool) -> bool:
@@ -198,24 +196,18 @@ def _mirrored(parameters: list[inspect.Parameter], partial: bool) -> bool:
     return not any(parameter.name.startswith(PREFIX) for parameter in parameters)
 
 
-def _fixed_parts(parameter: inspect.Parameter, value: object) -> tuple[tuple, tuple, tuple] | None:
-    """A fixed argument's key, values and argument, as a binder computes them (None: unusual)."""
-    alone = _binder_of(parameter.replace(default=inspect.Parameter.empty))
-    return alone(**{parameter.name: value}) if alone is not None else None
-
-
-def _binder_of(parameter: inspect.Parameter) -> Binder | None:
-    """The binder of a kernel with this one parameter, made once per parameter (a partial kernel made
-    again, for other buffers say, compiles its own binder only)."""
+def _binder_of(signature: inspect.Signature) -> Binder | None:
+    """``make_binder(signature)``, made once per signature (a partial kernel made again, for other buffers
+    say, compiles no binder)."""
     try:
-        return _binder_of_hashable(parameter)
+        return _binder_of_hashable(signature)
     except TypeError:  # an unhashable annotation or default
-        return make_binder(inspect.Signature([parameter]))
+        return make_binder(signature)
 
 
 @functools.lru_cache(maxsize=1024)
-def _binder_of_hashable(parameter: inspect.Parameter) -> Binder | None:
-    return make_binder(inspect.Signature([parameter]))
+def _binder_of_hashable(signature: inspect.Signature) -> Binder | None:
+    return make_binder(signature)
 
 
 def _tuple(items: list[str]) -> str:
@@ -442,22 +434,12 @@ class Layout:
     def of(cls, described: tuple[Parameter, ...], flat: list[FlatParameter], order: list[str]) -> Layout:
         """The layout of ``flat`` (a specialization's IR parameters) among the values a binder gives for
         arguments ``described`` so (every tensor: pointer, sizes, strides; every scalar: its value)."""
-        position, slots = {}, 0
-        for parameter in described:
-            if isinstance(parameter, TensorParameter):
-                position[(parameter.name, "pointer", None)] = slots
-                for dim in range(parameter.rank):
-                    position[(parameter.name, "size", dim)] = slots + 1 + dim
-                    position[(parameter.name, "stride", dim)] = slots + 1 + parameter.rank + dim
-                slots += 1 + 2 * parameter.rank
-            elif isinstance(parameter, ScalarParameter):
-                position[(parameter.name, "scalar", None)] = slots
-                slots += 1
-        select = tuple(position[(item.owner, item.kind, item.dim)] for item in flat)
+        ranges = value_ranges(described)
+        select = tuple(ranges[item.owner].start + _offset(item, ranges[item.owner]) for item in flat)
         pointers = tuple(
             (index, order.index(item.owner)) for index, item in enumerate(flat) if item.kind == "pointer"
         )
-        return cls(select, pointers, slots)
+        return cls(select, pointers, sum(map(len, ranges.values())))
 
     def __post_init__(self) -> None:
         pick = operator.itemgetter(*self.select) if len(self.select) > 1 else None
@@ -476,3 +458,12 @@ class Layout:
         for index, value in zip(self.select, values):
             full[index] = value
         return full
+
+
+def _offset(item: FlatParameter, values: range) -> int:
+    """Where an IR parameter's value is among its tensor's or its scalar's ``values``."""
+    if item.kind == "size":
+        return 1 + item.dim
+    if item.kind == "stride":
+        return 1 + len(values) // 2 + item.dim  # after the pointer and the rank's sizes
+    return 0  # the pointer, or the scalar itself

@@ -9,6 +9,7 @@ built, no dictionary, no driver query, and no synchronising call, so it can be c
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +66,7 @@ class CudaLauncher:
         self.kernel: LoadedKernel = load(compiled, device_index, cubin)
         self.name = compiled.name
         self.device_index = device_index
+        self._kinds, self._names = compiled.parameters, names
         self.parameters = ParameterBuffer(compiled.parameters, compiled.name, names, positions, width)
         driver = bindings()
         self._launch_kernel = driver.cuLaunchKernel
@@ -72,14 +74,30 @@ class CudaLauncher:
         self._function = self.kernel.function
         self._num_threads = compiled.num_threads
         self._shared_bytes = compiled.shared_bytes
-        self._parameters_address = self.parameters.address
-        self._fill = self.parameters.fill
+        self._use(self.parameters)
+
+    def rebound(self, positions: Sequence[int], width: int, constants: Sequence[object]) -> CudaLauncher:
+        """This kernel, loaded as it is, with its own ``ParameterBuffer(..., positions, width, constants)``:
+        its launches take ``width`` values, the parameters at other positions are the ``constants`` (a
+        partial kernel's fixed arguments, written once)."""
+        launcher = copy.copy(self)
+        launcher.parameters = ParameterBuffer(
+            self._kinds, self.name, self._names, positions, width, constants
+        )
+        launcher._use(launcher.parameters)
+        return launcher
+
+    def _use(self, parameters: ParameterBuffer) -> None:
+        """Launch with ``parameters`` (and a lock of its own: threads share the buffer)."""
+        self._parameters_address = parameters.address
+        self._fill = parameters.fill
         self._lock = threading.Lock()
 
     def launch(self, grid: tuple[int, int, int], values: Sequence[object], stream: int) -> None:
         """Launch on ``grid`` blocks with the kernel's flat parameter ``values`` (or the ``width`` values
         that hold them) on ``stream`` (a ``CUstream`` handle as an int, such as
-        ``torch.cuda.current_stream().cuda_stream``), asynchronously."""
+        ``torch.cuda.current_stream().cuda_stream``), asynchronously. The extents must be ints (the
+        caller's ``checked_grid``); the limits are checked here."""
         x, y, z = grid
         if not (0 < x < GRID_X_LIMIT and 0 < y < GRID_YZ_LIMIT and 0 < z < GRID_YZ_LIMIT) and not check_grid(
             grid, self.name

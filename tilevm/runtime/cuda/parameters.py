@@ -7,9 +7,11 @@ with one ``struct.pack_into`` for the usual case, so the driver call receives on
 address) and no argument structure is built per launch. A buffer may take more values than the kernel has
 parameters (``positions``): a launcher's values as its binder gives them, every tensor's sizes and strides,
 of which the kernel takes all but the unit strides (compiled in); those go to slots that no pointer of the
-array points at, so that no value is picked per launch. Values that the fast format refuses (an unsigned
-value above the signed range, a float that overflows, a wrong type, a wrong count) go through a slower path
-that checks each value and raises a ``LaunchError`` naming the parameter, or converts it exactly.
+array points at, so that no value is picked per launch. Values given once (``constants``: a partial
+kernel's fixed arguments) have slots after those, written when the buffer is made: a launch packs the
+other values only. Values that the fast format refuses (an unsigned value above the signed range, a float
+that overflows, a wrong type, a wrong count) go through a slower path that checks each value and raises a
+``LaunchError`` naming the parameter, or converts it exactly.
 
 The kinds are those of ``CompiledPtx.parameters`` (``tilevm.codegen.kernel.parameter_kind``). Integer kinds
 are signless, as PTX's ``.b32`` and LLVM's ``i32`` are: an ``i32`` takes any value in [-2**31, 2**32) and
@@ -129,10 +131,12 @@ class ParameterBuffer:
         names: Sequence[str] | None = None,
         positions: Sequence[int] | None = None,
         width: int | None = None,
+        constants: Sequence[object] = (),
     ) -> None:
         """``kinds`` and ``names``: the kernel's parameters; ``positions``: where each one's value is among
-        the ``width`` values that ``fill`` takes (by default the parameters' values, in order); the values
-        at other positions are ints that the kernel does not take."""
+        the ``width`` values that ``fill`` takes (by default the parameters' values, in order), or, at
+        ``width + i``, the value ``constants[i]``, given once (a partial kernel's fixed arguments: written
+        now); the values at other positions are ints that the kernel does not take."""
         unknown = [kind for kind in kinds if kind not in PARAMETER_KINDS]
         if unknown:
             raise LaunchError(f"kernel '{kernel}' has parameters of unknown kinds {unknown}")
@@ -142,21 +146,24 @@ class ParameterBuffer:
             raise LaunchError(f"kernel '{kernel}': {len(names)} names for {len(kinds)} parameters")
         positions = tuple(range(len(kinds))) if positions is None else tuple(positions)
         width = len(kinds) if width is None else width
+        count = width + len(constants)
         if (
             len(positions) != len(kinds)
             or len(set(positions)) != len(kinds)
-            or not set(positions) <= set(range(width))
+            or not set(range(width, count)) <= set(positions) <= set(range(count))
         ):
-            raise LaunchError(f"kernel '{kernel}': positions {positions} for {len(kinds)} of {width} values")
+            raise LaunchError(
+                f"kernel '{kernel}': positions {positions} for {len(kinds)} of {width} values "
+                f"and {len(constants)} constants"
+            )
         # every slot's kind and name: the parameters', and a 64-bit int (never read) for the others
-        slot_kinds = [PARAMETER_KINDS["i64"]] * width
-        slot_names = [f"(value #{index}, no parameter)" for index in range(width)]
+        slot_kinds = [PARAMETER_KINDS["i64"]] * count
+        slot_names = [f"(value #{index}, no parameter)" for index in range(count)]
         for kind, name, position in zip(kinds, names, positions):
             slot_kinds[position], slot_names[position] = PARAMETER_KINDS[kind], name
-        self.kinds, self.names = tuple(slot_kinds), tuple(slot_names)
-        count = max(width, 1)
+        self.kinds, self.names = tuple(slot_kinds[:width]), tuple(slot_names[:width])
         # c_uint64 elements make the storage 8-aligned; viewed as bytes through memoryview for pack_into
-        self._slots = (ctypes.c_uint64 * count)()
+        self._slots = (ctypes.c_uint64 * max(count, 1))()
         self.storage = memoryview(self._slots).cast("B")
         self._pointers = (ctypes.c_void_p * max(len(kinds), 1))(
             *(ctypes.addressof(self._slots) + SLOT_BYTES * position for position in positions)
@@ -165,6 +172,10 @@ class ParameterBuffer:
         self._pack = struct.Struct(_slot_format([kind.fast for kind in self.kinds])).pack_into
         self._pack_codes = struct.Struct(_slot_format([kind.code_format for kind in self.kinds])).pack_into
         self._converted = tuple((index, kind.pre) for index, kind in enumerate(self.kinds) if kind.pre)
+        constant_kinds = slot_kinds[width:]
+        codes = self._codes(constant_kinds, slot_names[width:], constants)
+        pack_constants = struct.Struct(_slot_format([kind.code_format for kind in constant_kinds])).pack_into
+        pack_constants(self.storage, SLOT_BYTES * width, *codes)
 
     def fill(self, values: Sequence[object]) -> None:
         """Write one launch's values (device addresses as ints, Python ints, floats, bools) into the slots."""
@@ -184,12 +195,19 @@ class ParameterBuffer:
             raise LaunchError(
                 f"kernel '{self.kernel}' takes {len(self.kinds)} parameter values, got {len(values)}"
             )
+        self._pack_codes(self.storage, 0, *self._codes(self.kinds, self.names, values))
+
+    def _codes(
+        self, kinds: Sequence[ParameterKind], names: Sequence[str], values: Sequence[object]
+    ) -> list[int]:
+        """Each value's code as its kind stores it; a ``LaunchError`` naming the parameter of the first
+        value that its kind refuses."""
         codes = []
-        for kind, name, value in zip(self.kinds, self.names, values):
+        for kind, name, value in zip(kinds, names, values):
             try:
                 codes.append(kind.checked(value))
             except (TypeError, ValueError) as error:
                 raise LaunchError(
                     f"kernel '{self.kernel}', parameter {name} ({kind.name}): {error}"
                 ) from None
-        self._pack_codes(self.storage, 0, *codes)
+        return codes
