@@ -235,6 +235,34 @@ def test_threads_launching_one_kernel_never_mix_their_arguments(fake_driver):
         assert slots == expected_slots(values[arguments[8]])
 
 
+def test_a_rebound_launcher_takes_some_values_per_launch_and_keeps_the_others(fake_driver):
+    fake = RecordingDriver()
+    launcher = fake_driver(fake)
+    # parameters #1 and #4 are the launch's values 1 and 0; #0, #2 and #3 the constants 0, 1 and 2
+    rebound = launcher.rebound((2, 1, 3, 4, 0), 2, (VALUES[0], VALUES[2], VALUES[3]))
+    other = (0x7F00_0000_4000, 0x7F00_0000_5000, 0x7F00_0000_6000, -2.25, 7)
+    rebound.launch((4, 1, 1), (VALUES[4], VALUES[1]), 5)
+    launcher.launch((2, 1, 1), other, 6)  # its own buffer: the rebound constants stay
+    rebound.launch((4, 1, 1), (-3, 0x7F00_0000_7000), 5)
+    assert [call[3] for call in fake.calls] == [
+        expected_slots(),
+        expected_slots(other),
+        expected_slots((VALUES[0], 0x7F00_0000_7000, *VALUES[2:4], -3)),
+    ]
+    assert [call[1][1:2] + call[1][8:] for call in fake.calls] == [(4, 5), (2, 6), (4, 5)]
+
+
+def test_a_rebound_launchers_constants_and_values_are_checked(fake_driver):
+    launcher = fake_driver(RecordingDriver())
+    with pytest.raises(LaunchError, match=r"kernel 'axpy', parameter #3 \(f32\): expected a number, got str"):
+        launcher.rebound((2, 1, 3, 4, 0), 2, (VALUES[0], VALUES[2], "1.5"))
+    with pytest.raises(LaunchError, match=r"positions \(2, 1, 3, 4, 0\) for 5 of 2 values and 2 constants"):
+        launcher.rebound((2, 1, 3, 4, 0), 2, (VALUES[0], VALUES[2]))  # position 4 has no constant
+    rebound = launcher.rebound((2, 1, 3, 4, 0), 2, (VALUES[0], VALUES[2], VALUES[3]))
+    with pytest.raises(LaunchError, match="kernel 'axpy' takes 2 parameter values, got 5"):
+        rebound.launch((1, 1, 1), VALUES, 0)
+
+
 UNSUPPORTED_PTX_VERSION, INVALID_PTX = Result(222), Result(218)
 ERROR_NAMES = {222: b"CUDA_ERROR_UNSUPPORTED_PTX_VERSION", 218: b"CUDA_ERROR_INVALID_PTX"}
 

@@ -1,8 +1,8 @@
 """The eager host path of ``quantized_matmul`` (``tilevm.ops.qgemm.host``): a weight keeps one launch per M
-bucket and bias, used again within a bucket and never for another weight, dtype, device or bucket; after its
-first call a weight's launch binds X and the output only (no slow path, whatever the format); the bias is
-read at every call. Every result is compared with ``x.double() @ qweight.dequantize(torch.float64).T (+
-bias)``."""
+bucket and bias (filed under each M seen too), used again within a bucket and never for another weight, dtype,
+device or bucket; after its first call a weight's launch binds X and the output only (no slow path, whatever
+the format); the bias is read at every call. Every result is compared with ``x.double() @
+qweight.dequantize(torch.float64).T (+ bias)``."""
 
 from __future__ import annotations
 
@@ -48,14 +48,18 @@ def test_a_weight_keeps_one_launch_per_m_bucket_and_bias() -> None:
     qweight = quantize_weight(torch.randn(20, 64, generator=generator), tv.int4, 32)
     bias = torch.randn(20, generator=generator).half()
     kept = {}
-    for m, with_bias in [(1, False), (8, False), (3, True), (17, False), (1, True), (12, False)]:
+    cases = [(1, False), (8, False), (3, True), (17, False), (1, True), (12, False), (3, True)]
+    for m, with_bias in cases:
         x = torch.randn(m, 64, generator=generator).half()
         b = bias if with_bias else None
         assert_product(quantized_matmul(x, qweight, b), x, qweight, b)
         key = (m_bucket(m), with_bias)
         kept.setdefault(key, qweight.host_cache[key])
         assert qweight.host_cache[key] is kept[key]  # a bucket's launch is used again
-    assert set(qweight.host_cache) == {(8, False), (8, True), (16, False), (32, False)}
+        assert qweight.host_cache[(m, with_bias)] is kept[key]  # under its M's own key too
+    buckets = {(8, False), (8, True), (16, False), (32, False)}
+    assert set(qweight.host_cache) == buckets | set(cases)
+    assert len({id(launch) for launch in qweight.host_cache.values()}) == len(buckets)
 
 
 def test_a_launch_is_never_used_for_another_weight_or_dtype() -> None:
@@ -131,11 +135,7 @@ def test_quantized_linear_and_the_custom_op_use_the_weights_launches(monkeypatch
     assert (
         once == []
         and qweight.host_cache[(8, True)] is kept
-        and set(qweight.host_cache)
-        == {
-            (8, True),
-            (8, False),
-        }
+        and set(qweight.host_cache) == {(8, True), (6, True), (8, False), (3, False)}  # buckets and Ms
     )
     layer.scales = layer.scales.clone()  # a buffer replaced: a new weight, with its own launches
     assert layer.qweight is not qweight and layer.qweight.host_cache == {}
@@ -169,7 +169,7 @@ def test_the_custom_op_uses_a_weights_launches_only_for_its_own_tensors(monkeypa
     )
     for weight in (halved, qweight, halved):
         assert_product(quantized_matmul_op(x, weight), x, weight)
-    assert set(qweight.host_cache) == set(halved.host_cache) == {(8, False)}
+    assert set(qweight.host_cache) == set(halved.host_cache) == {(8, False), (5, False)}  # bucket and M
     # another format named for the same tensors is not this weight: the op checks it, and refuses it
     with pytest.raises(ValueError, match="zero points"):
         custom_op.OP(x, *tensors, None, "int4", *plain[1:])
@@ -239,7 +239,7 @@ def test_a_compiled_layers_op_launches_through_the_layers_weight(monkeypatch, co
     for m in (3, 5):
         x = torch.randn(m, 64, generator=generator).half()
         assert_product(compiled(x), x, layer.qweight)
-    assert once == [] and set(layer.qweight.host_cache) == {(8, False)}
+    assert once == [] and set(layer.qweight.host_cache) == {(8, False), (3, False), (5, False)}  # bucket, Ms
 
 
 def test_any_leading_shape_and_layout_of_x_gives_the_product_in_that_shape() -> None:

@@ -11,11 +11,12 @@ persistent launch holds the weight's tensors: it is kept by the weight itself
 (``QuantizedWeight.host_cache``), and goes with it; a weight's tensors never change (it is frozen, and its
 validity was checked when it was made), so what the launch read from them stays true.
 
-``cached_launch`` keys a weight's launches by the tuner's key less what the weight fixes: M rounded up as
-the tuner rounds it (``tuning.m_bucket``) and whether there is a bias. A launch is kept while the tuner
-keeps its choice (``Autotuner.generation``); a choice made while a CUDA graph is captured is the default
-and is not kept (the tuner searches at the next call outside the capture). ``kept_launch`` is the look-up
-alone, which a call makes first (made no launch, it checks nothing more).
+``cached_launch`` keys a weight's launches by the tuner's key less what the weight fixes: M rounded up as the
+tuner rounds it (``tuning.m_bucket``) and whether there is a bias; each M seen is a key too, for the same
+launch as its bucket's (a call then looks its M up, without rounding it). A launch is kept while the tuner
+keeps its choice (``Autotuner.generation``); a choice made while a CUDA graph is captured is the default and
+is not kept (the tuner searches at the next call outside the capture). ``kept_launch`` is the look-up alone,
+which a call makes first (made no launch, it checks nothing more).
 """
 
 from __future__ import annotations
@@ -254,10 +255,14 @@ def split_workspace(
 def kept_launch(qweight: QuantizedWeight, m: int, has_bias: bool) -> QGemmLaunch | None:
     """The launch that ``qweight`` keeps for ``m`` rows (and a bias or not) under the tuner's current
     choices, or None (see the module's docstring)."""
-    launch = qweight.host_cache.get((m_bucket(m), has_bias))
-    if launch is not None and launch.generation == tuning.TUNER.generation:
-        return launch
-    return None
+    cache = qweight.host_cache
+    launch = cache.get((m, has_bias))
+    if launch is None:
+        launch = cache.get((m_bucket(m), has_bias))
+        if launch is None:
+            return None
+        cache[(m, has_bias)] = launch  # this M's own key: the next call skips the rounding
+    return launch if launch.generation == tuning.TUNER.generation else None
 
 
 def cached_launch(x: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor | None) -> QGemmLaunch:
@@ -272,4 +277,5 @@ def cached_launch(x: torch.Tensor, qweight: QuantizedWeight, bias: torch.Tensor 
     if not (x.is_cuda and torch.cuda.is_current_stream_capturing()):
         launch.generation = tuning.TUNER.generation
         qweight.host_cache[(m_bucket(m), bias is not None)] = launch
+        qweight.host_cache[(m, bias is not None)] = launch
     return launch

@@ -33,13 +33,11 @@ def quantized_matmul(
     shape, rows, m = _rows(x, qweight, bias)
     if m == 0:
         return _empty(x, qweight, shape)
-    launch = None
-    if config is None:
-        launch = kept_launch(qweight, m, bias is not None)
+    launch = kept_launch(qweight, m, bias is not None) if config is None else None
     if launch is None or x.device != launch.device:
         _check_device(x, qweight)
         launch = _launch(rows, qweight, bias, config, keep=True)
-    return _product(launch, shape, rows, bias, qweight.shape[0])
+    return _product(launch, shape, rows, bias)
 
 
 def quantized_matmul_once(
@@ -53,7 +51,7 @@ def quantized_matmul_once(
         return _empty(x, qweight, shape)
     _check_device(x, qweight)
     launch = _launch(rows, qweight, bias, None, keep=False)
-    return _product(launch, shape, rows, bias, qweight.shape[0])
+    return _product(launch, shape, rows, bias)
 
 
 def _rows(
@@ -72,9 +70,12 @@ def _rows(
         raise ValueError(f"x must have qweight's compute dtype {qweight.compute_dtype}, got {x.dtype}")
     if bias is not None:
         _check_bias(bias, qweight)
-    if len(shape) == 2 and x.is_contiguous():
-        return shape, x, shape[0]
-    rows = x.reshape(-1, k).contiguous()
+    if x.is_contiguous():
+        if len(shape) == 2:
+            return shape, x, shape[0]
+        rows = x.view(-1, k)
+    else:
+        rows = x.reshape(-1, k).contiguous()
     return shape, rows, rows.shape[0]
 
 
@@ -97,15 +98,15 @@ def _launch(
 
 
 def _product(
-    launch: QGemmLaunch,
-    shape: torch.Size,
-    rows: torch.Tensor,
-    bias: torch.Tensor | None,
-    n: int,
+    launch: QGemmLaunch, shape: torch.Size, rows: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
     """The launch's product of the rows, in ``x``'s leading shape."""
     out = launch.launch(rows, bias, None)
-    return out if len(shape) == 2 else out.view(*shape[:-1], n)
+    if len(shape) == 2:
+        return out
+    if len(shape) == 3:  # [batch, sequence, features]: the sizes given one by one (no torch.Size slice)
+        return out.view(shape[0], shape[1], launch.n)
+    return out.view(*shape[:-1], launch.n)
 
 
 def _empty(x: torch.Tensor, qweight: QuantizedWeight, shape: torch.Size) -> torch.Tensor:
