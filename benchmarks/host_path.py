@@ -13,9 +13,10 @@ GPU):
 - eager: the wall time per call of calls back to back with one synchronisation at the end (what an eager
   caller sees: the larger of the host time and the GPU time).
 
-The issue's goal is an eager time within 1.2x of the GPU time. On a GPU, one more row times the driver
-call alone (``cuLaunchKernel`` through cuda-python, its parameters filled once): the part of the bound
-launch that tilevm's Python does not decide.
+The issue's goal is an eager time within 1.2x of the GPU time. On a GPU, two more rows time the driver
+call alone (``cuLaunchKernel``, its parameters filled once): through cuda-python, as tilevm calls it (the
+part of the bound launch that tilevm's Python does not decide), and through ctypes on the driver's own
+function pointer (what a direct call would cost instead of cuda-python's wrapper).
 
 Without a GPU (or with ``--cpu-side``) the tensors are on the CPU and their launches take the host path of
 a GPU launch (``host_only_launches``: binder, table, grid check, the kernel's parameter buffer filled) with
@@ -27,6 +28,7 @@ and there is no eager or GPU column.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import time
 from collections.abc import Callable
@@ -172,7 +174,11 @@ def rows_for(m: int, n: int, k: int, dtype: str, device: str) -> list[tuple[str,
                 (
                     "cuLaunchKernel alone (cuda-python), parameters filled",
                     driver_call(launch, grid, x, out, split),
-                )
+                ),
+                (
+                    "cuLaunchKernel alone (ctypes, cuGetProcAddress), parameters filled",
+                    driver_call(launch, grid, x, out, split, through_ctypes=True),
+                ),
             ]
             if device == "cuda"
             else []
@@ -183,16 +189,38 @@ def rows_for(m: int, n: int, k: int, dtype: str, device: str) -> list[tuple[str,
 
 
 def driver_call(
-    launch: QGemmLaunch, grid: tuple[int, int, int], x: torch.Tensor, out: torch.Tensor, split: dict
+    launch: QGemmLaunch,
+    grid: tuple[int, int, int],
+    x: torch.Tensor,
+    out: torch.Tensor,
+    split: dict,
+    through_ctypes: bool = False,
 ) -> Callable[[], object]:
     """The bound launch's driver call alone: ``cuLaunchKernel`` of its specialization with the parameters
-    of ``launch.partial[grid](x, out, **split)``, filled once."""
+    of ``launch.partial[grid](x, out, **split)``, filled once; through cuda-python's wrapper, or
+    (``through_ctypes``) through ctypes on the driver's own function pointer (``cuGetProcAddress``, as
+    cuda-python finds it: CUDA 4.0's ABI, the default stream mode), its argument types set once."""
     launch.partial.launch(grid, x, out=out, **split)  # compiled, loaded and filed under its key
     bound = launch.partial.binder(x, out=out, **split)
-    cuda = launch.partial.launches[bound[0]]
-    cuda.launcher.parameters.fill(bound[1])
+    launcher = launch.partial.launches[bound[0]].launcher
+    launcher.parameters.fill(bound[1])
     stream = torch.cuda.current_stream().cuda_stream
-    submit = cuda.launcher._submit
+    if through_ctypes:
+        bindings = driver.bindings()
+        flags = bindings.CUdriverProcAddress_flags.CU_GET_PROC_ADDRESS_DEFAULT
+        address = driver.check(bindings.cuGetProcAddress(b"cuLaunchKernel", 4000, flags), "cuGetProcAddress")
+        address = address[0] if isinstance(address, tuple) else address
+        unsigned, pointer = ctypes.c_uint, ctypes.c_void_p
+        prototype = ctypes.CFUNCTYPE(ctypes.c_int, pointer, *[unsigned] * 7, pointer, pointer, pointer)
+        launch_kernel = prototype(int(address))
+        function, parameters = int(launcher._function), launcher.parameters.address
+        threads, shared = launcher._num_threads, launcher._shared_bytes
+
+        def submit(x: int, y: int, z: int, stream: int) -> int:
+            return launch_kernel(function, x, y, z, threads, 1, 1, shared, stream, parameters, None)
+
+    else:
+        submit = launcher._submit
 
     def call() -> None:
         result = submit(*grid, stream)
