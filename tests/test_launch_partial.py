@@ -7,6 +7,7 @@ parameter the driver reads is the slow path's value for the full launch."""
 
 import ctypes
 import struct
+import sys
 import types
 
 import numpy as np
@@ -122,6 +123,27 @@ def test_a_callable_grid_is_given_every_argument_by_name():
         partial[grid](y, out, 32)
         np.testing.assert_allclose(out.numpy(), (3 * x.double() + y.double()).numpy(), rtol=1e-6)
     assert seen == [["BLOCK", "alpha", "n", "out", "x", "y"]] * 2
+
+
+#: read by ``shifted`` when it compiles: a change compiles it again (``tilevm.lang.captures``)
+OFFSET = 1.0
+
+
+@tv.kernel(num_warps=1)
+def shifted(x: tv.Tensor, out: tv.Tensor, BLOCK: tv.constexpr):
+    tile = tv.load_global(x, offsets=[0], shape=[BLOCK])
+    tv.store_global(out, tile + OFFSET, offsets=[0])
+
+
+def test_a_changed_global_replaces_a_partial_kernels_launch(monkeypatch):
+    x = seeded(8, 28)
+    partial = shifted.partial(x=x, BLOCK=8)
+    for offset in (1.0, -2.5, -2.5):  # the launch kept, replaced by the new program's, kept
+        monkeypatch.setattr(sys.modules[__name__], "OFFSET", offset)
+        out = torch.full((8,), float("nan"))
+        partial[(1,)](out)
+        np.testing.assert_allclose(out.numpy(), (x.double() + offset).numpy(), rtol=1e-6)
+    assert len(partial.launches) == 1
 
 
 class RecordingDriver(types.SimpleNamespace):
