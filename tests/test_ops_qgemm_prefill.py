@@ -53,6 +53,8 @@ CASES = [
     (tv.float4_e2m1, torch.bfloat16, "e8m0", 32, 25, 36, 256, True, SQUARE),  # MX
     (tv.float4_e2m1, torch.float16, "ue4m3", 16, 26, 34, 128, True, ROWS),  # NVFP4: global scale
     (tv.float8_e4m3, torch.float16, "compute", 16, 19, 20, 192, False, COLUMNS),  # groups of 16
+    (tv.uint8, torch.float16, "compute", 128, 18, 40, 640, True, ROWS),  # a group spans 4 iterations
+    (tv.int8, torch.bfloat16, "compute", 64, 22, 24, 320, False, EIGHT),  # sub-steps 2 by 2 share a group
     (tv.int4, torch.float16, "compute", 128, 16, 45, 640, True, SPLIT3),  # 5 iterations, 3 blocks a tile
     (tv.uint8, torch.bfloat16, "compute", 64, 5, 90, 640, False, SPLIT4),  # 4 blocks, one with none
     (tv.int3, torch.float16, "compute", 64, 13, 50, 512, True, STAGED16),  # 4 groups: on the weights
@@ -107,11 +109,15 @@ def test_default_config_picks_the_prefill_kernel_where_it_fills_the_machine():
 def test_prefill_config_fits_shared_memory_with_the_most_stages(bits):
     config = prefill_config(bits)
     chunk = prelayout.chunk_k(bits)
-    stage = (config.steps * config.chunks * chunk) * (2 * 64 + 128 * bits // 8)  # X and W bytes a stage
+    stage_k = config.steps * config.chunks * chunk
+    stage = stage_k * (2 * 64 + 128 * bits // 8)  # X and W bytes a stage
+    rows = 2 * (stage_k // 16) * 2 * 128  # the most rows of scales and zero points: groups of 16
     assert (config.block_n, config.block_m, config.num_warps) == (128, 64, 4)
-    assert config.chunks * chunk >= 64 and config.steps * config.chunks * chunk >= 128
-    assert config.shared_bytes(bits) == config.stages * stage <= 227 * 1024
-    assert config.stages == 3 or (config.stages + 1) * stage > 227 * 1024
+    assert config.chunks * chunk >= 64 and stage_k >= 128
+    assert config.shared_bytes(bits, group_size=None) == config.stages * stage
+    assert config.shared_bytes(bits, 128, zeros=False) == config.stages * (stage + max(1, stage_k // 128) * 256)
+    assert config.shared_bytes(bits) == config.stages * (stage + rows) <= 227 * 1024
+    assert config.stages == 3 or (config.stages + 1) * (stage + rows) > 227 * 1024
 
 
 def _program(config: PrefillConfig, bits: int, m: int, n: int, k: int, group: int):
@@ -150,7 +156,7 @@ def test_the_loop_converts_no_layout_and_the_stages_are_all_the_shared_memory(bi
     conversions = [i for i in walk_instructions(main.body) if type(i).__name__ == "ConvertLayout"]
     assert all(c.operand.type.dtype.nbits == bits for c in conversions)
     assert all(conversion_map(c.operand.type.layout, c.output.type.layout) is not None for c in conversions)
-    assert program.shared_bytes == config.shared_bytes(bits)
+    assert program.shared_bytes == config.shared_bytes(bits, 128, zeros=False)
 
 
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas is not on PATH")

@@ -160,14 +160,17 @@ class PrefillConfig:
         """Rows of X per block."""
         return 8 * self.m_tiles * self.m_warps
 
-    def shared_bytes(self, bits: int) -> int:
-        """The bytes of the stages' buffers for ``bits``-bit codes and 16-bit X (all the shared memory the
-        kernel takes)."""
+    def shared_bytes(self, bits: int, group_size: int | None = 16, zeros: bool = True) -> int:
+        """The bytes of the stages' buffers (all the shared memory the kernel takes) for ``bits``-bit codes,
+        16-bit X, and the rows of 16-bit scales (and of zero points with ``zeros``) in groups of
+        ``group_size`` that an iteration applies (none per channel: ``group_size=None``). By default the
+        most any format takes: groups of 16 with zero points (e8m0 and ue4m3 scales take half as much)."""
         stage_k = self.steps * self.chunks * prelayout.chunk_k(bits)
-        return self.stages * stage_k * (2 * self.block_m + self.block_n * bits // 8)
+        rows = 0 if group_size is None else max(1, stage_k // group_size) * (2 if zeros else 1)
+        return self.stages * (stage_k * (2 * self.block_m + self.block_n * bits // 8) + rows * 2 * self.block_n)
 
     def fits(self, bits: int) -> bool:
-        """Whether a block's shared memory for ``bits``-bit codes fits an H100's (227 KB)."""
+        """Whether a block's shared memory for ``bits``-bit codes fits an H100's (227 KB) in every format."""
         return self.shared_bytes(bits) <= SHARED_BYTES
 
 
