@@ -167,7 +167,8 @@ class PrefillConfig:
         most any format takes: groups of 16 with zero points (e8m0 and ue4m3 scales take half as much)."""
         stage_k = self.steps * self.chunks * prelayout.chunk_k(bits)
         rows = 0 if group_size is None else max(1, stage_k // group_size) * (2 if zeros else 1)
-        return self.stages * (stage_k * (2 * self.block_m + self.block_n * bits // 8) + rows * 2 * self.block_n)
+        operands = stage_k * (2 * self.block_m + self.block_n * bits // 8)
+        return self.stages * (operands + rows * 2 * self.block_n)
 
     def fits(self, bits: int) -> bool:
         """Whether a block's shared memory for ``bits``-bit codes fits an H100's (227 KB) in every format."""
