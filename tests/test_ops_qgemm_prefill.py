@@ -165,7 +165,8 @@ def test_the_loop_converts_no_layout_and_the_stages_are_all_the_shared_memory(bi
 def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
     """The default configuration for sm_90 at the benchmark's shape: no spills, at most 255 registers
     (8 warps of 256 threads: one block an SM), and the shared loads of X take their constant offsets as
-    immediates (one address register for all of a thread's 16-byte loads of a stage)."""
+    immediates (one address register for all of a thread's 16-byte loads of a stage), as do the copies
+    into a stage (one swizzle serves a thread's rounds of 16 bytes)."""
     kernel, args, constexprs = _program(prefill_config(bits), bits, 4096, 8192, 8192, 128)
     ptx = kernel.ptx(*args, **constexprs, target="sm_90")
     path = tmp_path / "prefill.ptx"
@@ -181,6 +182,8 @@ def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
     assert registers <= 255, report
     loads = re.findall(r"ld\.shared\.v4\.b32\s+\{[^}]*\}, \[(%r\d+)(\+-?\d+)?\]", ptx)
     assert len(loads) >= 32 and sum(1 for _, immediate in loads if immediate) >= len(loads) // 2
+    copies = re.findall(r"cp\.async\.cg\.shared\.global\s+\[%r\d+(\+\d+)?\]", ptx)
+    assert len(copies) >= 12 and sum(1 for immediate in copies if immediate) >= len(copies) * 3 // 4
 
 
 @pytest.mark.gpu

@@ -50,6 +50,7 @@ from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.lowering import GlobalTensor, Handler, Lowering, LoweringError, SharedTile
 from tilevm.passes.lower.shared_access import MAX_ACCESS_BITS, offset_table
 from tilevm.passes.lower.shared_address import (
+    SwizzledOffsets,
     add,
     base_elements,
     byte_pointer,
@@ -211,17 +212,24 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
     layout = _chunk_layout(resolved)
     if layout is not None:  # the chunks' coordinates: hoisted thread parts plus constants per round
         thread_part = lowering.thread_coordinates(layout)
+        # one swizzle serves every round whose constant offset is a multiple of the swizzle's period from
+        # another's: the rounds' shared addresses are then one register and immediates
+        start = linear_offset(lowering, tile, thread_part, "row")
+        offsets = SwizzledOffsets(lowering, tile.layout, start)
         for round_ in range(resolved.rounds):
             local_part = local_coordinates(layout)[round_ * resolved.width]
             coordinates = tuple(add(c, Const(int(k), int32)) for c, k in zip(thread_part, local_part))
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, size_known)
+            constant = sum(int(k) * stride for k, stride in zip(local_part, tile.layout.strides))
+            offset = offsets(constant)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, offset, size_known)
         return
     for round_ in range(resolved.rounds):
         first = round_ * resolved.num_threads
         chunk = lowering.let("chunk", add(lowering.thread, Const(first, int32)))
         with lowering.collect() as body:
             coordinates = _unraveled(lowering, resolved, chunk)
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, size_known)
+            offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, coordinates))
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, offset, size_known)
         if first + resolved.num_threads <= resolved.num_chunks:
             for statement in body:
                 lowering.emit(statement)
@@ -265,12 +273,12 @@ def _copy_chunk(
     tensor: GlobalTensor,
     plan: CopyPlan,
     coordinates: tuple[Expr, ...],
+    offset: Expr,
     size_known: int,
 ) -> None:
-    """Copy the chunk whose first element is at tile ``coordinates`` (``size_known`` divides the tensor's
-    size along the chunks' dim)."""
+    """Copy the chunk whose first element is at tile ``coordinates``, element offset ``offset`` of the
+    shared memory (swizzled; ``size_known`` divides the tensor's size along the chunks' dim)."""
     nbits = tile.dtype.nbits
-    offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, coordinates))
     destination = byte_pointer(tile, offset)
     indices = list(instruction.offsets)
     for axis, global_dim in enumerate(instruction.dims):
