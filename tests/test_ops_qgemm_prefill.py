@@ -30,6 +30,9 @@ SQUARE = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, ste
 ROWS = PrefillConfig(n_warps=1, m_warps=4, n_tiles=2, m_tiles=1, chunks=1, steps=1, stages=3)
 COLUMNS = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=2, steps=1, stages=4)
 EIGHT = PrefillConfig(n_warps=1, m_warps=8, n_tiles=1, m_tiles=1, chunks=1, steps=4, stages=2)
+#: the warp tiles of 32 x 128 (2 x 16 mma atoms): 4 warps of a block of 128 x 128, and 8 of 128 x 256
+WIDE = PrefillConfig(n_warps=4, m_warps=1, n_tiles=2, m_tiles=16, chunks=1, steps=2, stages=2)
+WIDE8 = PrefillConfig(n_warps=4, m_warps=2, n_tiles=2, m_tiles=16, chunks=1, steps=4, stages=2)
 #: one sub-step an iteration: the odd widths' chunks of 256 values of k make long code to compile
 SHORT = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, steps=1, stages=3)
 #: decode M, one warp across m, blocks sharing a tile's iterations: 3 blocks for 5 iterations (2, 2, 1),
@@ -55,6 +58,8 @@ CASES = [
     (tv.float8_e4m3, torch.float16, "compute", 16, 19, 20, 192, False, COLUMNS),  # groups of 16
     (tv.uint8, torch.float16, "compute", 128, 18, 40, 640, True, ROWS),  # a group spans 4 iterations
     (tv.int8, torch.bfloat16, "compute", 64, 22, 24, 320, False, EIGHT),  # sub-steps 2 by 2 share a group
+    (tv.int4, torch.float16, "compute", 128, 137, 150, 384, True, WIDE),  # 2 x 2 blocks, both ragged
+    (tv.int8, torch.bfloat16, "compute", 128, 70, 130, 256, False, WIDE8),  # M inside one block
     (tv.int4, torch.float16, "compute", 128, 16, 45, 640, True, SPLIT3),  # 5 iterations, 3 blocks a tile
     (tv.uint8, torch.bfloat16, "compute", 64, 5, 90, 640, False, SPLIT4),  # 4 blocks, one with none
     (tv.int3, torch.float16, "compute", 64, 13, 50, 512, True, STAGED16),  # 4 groups: on the weights
