@@ -33,6 +33,8 @@ EIGHT = PrefillConfig(n_warps=1, m_warps=8, n_tiles=1, m_tiles=1, chunks=1, step
 #: the warp tiles of 32 x 128 (2 x 16 mma atoms): 4 warps of a block of 128 x 128, and 8 of 128 x 256
 WIDE = PrefillConfig(n_warps=4, m_warps=1, n_tiles=2, m_tiles=16, chunks=1, steps=2, stages=2)
 WIDE8 = PrefillConfig(n_warps=4, m_warps=2, n_tiles=2, m_tiles=16, chunks=1, steps=4, stages=2)
+#: and 8 warps of a block of 256 x 128 (on the GPU only: the interpreter takes long over a block this wide)
+WIDE_N = PrefillConfig(n_warps=8, m_warps=1, n_tiles=2, m_tiles=16, chunks=1, steps=2, stages=3)
 #: one sub-step an iteration: the odd widths' chunks of 256 values of k make long code to compile
 SHORT = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, steps=1, stages=3)
 #: decode M, one warp across m, blocks sharing a tile's iterations: 3 blocks for 5 iterations (2, 2, 1),
@@ -203,7 +205,9 @@ def test_prefill_at_the_benchmark_shape(code):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("config", [SQUARE, ROWS, COLUMNS, EIGHT, SHORT, prefill_config(4)], ids=str)
+@pytest.mark.parametrize(
+    "config", [SQUARE, ROWS, COLUMNS, EIGHT, SHORT, WIDE, WIDE8, WIDE_N, prefill_config(4)], ids=str
+)
 def test_prefill_configurations_on_the_gpu(config):
     inputs = make_inputs(
         tv.uint4, torch.bfloat16, "compute", 64, 300, 1000, 2112, bias=True, seed=4, device="cuda"
