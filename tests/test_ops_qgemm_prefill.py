@@ -33,7 +33,7 @@ EIGHT = PrefillConfig(n_warps=1, m_warps=8, n_tiles=1, m_tiles=1, chunks=1, step
 #: the warp tiles of 32 x 128 (2 x 16 mma atoms): 4 warps of a block of 128 x 128, and 8 of 128 x 256
 WIDE = PrefillConfig(n_warps=4, m_warps=1, n_tiles=2, m_tiles=16, chunks=1, steps=2, stages=2)
 WIDE8 = PrefillConfig(n_warps=4, m_warps=2, n_tiles=2, m_tiles=16, chunks=1, steps=4, stages=2)
-#: and 8 warps of a block of 256 x 128 (on the GPU only: the interpreter takes long over a block this wide)
+#: and 8 warps of a block of 256 x 128
 WIDE_N = PrefillConfig(n_warps=8, m_warps=1, n_tiles=2, m_tiles=16, chunks=1, steps=2, stages=3)
 #: one sub-step an iteration: the odd widths' chunks of 256 values of k make long code to compile
 SHORT = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, steps=1, stages=3)
@@ -62,6 +62,7 @@ CASES = [
     (tv.int8, torch.bfloat16, "compute", 64, 22, 24, 320, False, EIGHT),  # sub-steps 2 by 2 share a group
     (tv.int4, torch.float16, "compute", 128, 137, 150, 384, True, WIDE),  # 2 x 2 blocks, both ragged
     (tv.int8, torch.bfloat16, "compute", 128, 70, 130, 256, False, WIDE8),  # M inside one block
+    (tv.int4, torch.float16, "compute", 64, 45, 270, 256, True, WIDE_N),  # 2 blocks across n, ragged
     (tv.int4, torch.float16, "compute", 128, 16, 45, 640, True, SPLIT3),  # 5 iterations, 3 blocks a tile
     (tv.uint8, torch.bfloat16, "compute", 64, 5, 90, 640, False, SPLIT4),  # 4 blocks, one with none
     (tv.int3, torch.float16, "compute", 64, 13, 50, 512, True, STAGED16),  # 4 groups: on the weights
