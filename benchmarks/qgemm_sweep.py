@@ -3,11 +3,13 @@ default configuration and the autotuner's candidates are chosen from.
 
     PYTHONPATH=. python benchmarks/qgemm_sweep.py --shapes 8192x8192 --widths 4 --m 1 --out sweep.json
     PYTHONPATH=. python benchmarks/qgemm_sweep.py --widths 4 8 --m 4096    # the prefill kernel's candidates
+    PYTHONPATH=. python benchmarks/qgemm_sweep.py --widths 6 --only NONE --caps 0 96 128  # the default's caps
 
 For each shape and width: random codes and float16 scales per group of 128, every configuration of the
-sweep (``--configs`` narrows it), each output checked against a float32 product with the dequantized weight
-before it is timed (median GPU time, L2 flushed: ``benchmarks/gpu_timing.py``), sorted by time, with the
-fraction of the bandwidth limit (bytes moved over the copy bandwidth measured in the same run). The sweep
+sweep (``--only`` narrows it; ``--caps`` times each under several register caps), each output checked
+against a float32 product with the dequantized weight before it is timed (median GPU time, L2 flushed:
+``benchmarks/gpu_timing.py``), sorted by time, with the fraction of the bandwidth limit (bytes moved over
+the copy bandwidth measured in the same run). The sweep
 leaves out the configurations that hold more than 1024 values of k a thread's registers (they spill); one
 whose iteration does not hold whole groups is kept in the JSON with its error, not timed.
 """
@@ -15,6 +17,7 @@ whose iteration does not hold whole groups is kept in the JSON with its error, n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 
@@ -89,6 +92,14 @@ def main() -> None:
     parser.add_argument(
         "--prefill", action="store_true", help="at decode M, also the prefill kernel with one warp across m"
     )
+    parser.add_argument(
+        "--caps",
+        nargs="+",
+        type=int,
+        default=[],
+        help="time every configuration under each of these register caps (max_registers; 0: none) "
+        "instead of its own; the default is timed as it is too",
+    )
     arguments = parser.parse_args()
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
@@ -107,11 +118,14 @@ def main() -> None:
         nbytes = packed.numel() + scales.numel() * 2 + x.numel() * 2 + m * n * 2
         limit_us = nbytes / bandwidth * 1e6
         default = default_config(m, n, k, bits, "cuda", GROUP)
-        configs = swept(m, n, k, bits, arguments.prefill)
+        configs = [
+            c for c in swept(m, n, k, bits, arguments.prefill) if c == default or arguments.only in repr(c)
+        ]
+        if arguments.caps:
+            caps = [cap or None for cap in arguments.caps]
+            configs = [default, *(dataclasses.replace(c, max_registers=cap) for c in configs for cap in caps)]
         rows = []
         for config in dict.fromkeys(configs):
-            if config != default and arguments.only not in repr(config):
-                continue
 
             def run(config=config, x=x, packed=packed, scales=scales, code=code, n=n):
                 return qgemm(x, packed, scales, code_dtype=code, n=n, group_size=GROUP, config=config)

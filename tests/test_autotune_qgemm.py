@@ -11,16 +11,27 @@ import torch
 import tilevm as tv
 from tilevm.autotune import Autotuner
 from tilevm.ops import quantize_weight, quantized_matmul, tuning
-from tilevm.ops.qgemm import PrefillConfig, default_config, prefill_config
+from tilevm.ops.qgemm import PrefillConfig, QGemmConfig, default_config, prefill_config
 from tilevm.ops.qgemm.kernel import plan_error
 from tilevm.ops.qgemm.prelayout import chunk_k, loads_per_chunk
 
 
-@pytest.mark.parametrize(("bits", "count"), [(1, 12), (2, 12), (3, 12), (4, 24), (8, 24)])
+@pytest.mark.parametrize(("bits", "count"), [(1, 14), (2, 14), (3, 14), (4, 26), (8, 26)])
 def test_candidates_are_valid_and_keep_prefetch_within_the_registers(bits, count):
     m, n, k, group = 1, 8192, 8192, 128
     found = tuning.candidates(m, n, k, bits, group)
-    assert found[0] == default_config(m, n, k, bits, "cuda", group)
+    default = found[0]
+    assert default == default_config(m, n, k, bits, "cuda", group)
+    # the default under every register cap; the decode kernel's other candidates under the default's
+    uncapped = dataclasses.replace(default, max_registers=None)
+    caps = {c.max_registers for c in found if dataclasses.replace(c, max_registers=None) == uncapped}
+    assert caps == {None, 96, 128}
+    others = [
+        c
+        for c in found
+        if isinstance(c, QGemmConfig) and dataclasses.replace(c, max_registers=None) != uncapped
+    ]
+    assert others and all(c.max_registers == default.max_registers for c in others)
     staged = [config for config in found if isinstance(config, PrefillConfig)]
     # the prefill kernel at decode size: 4 or 8 warps across n, 1 to 8 blocks a tile, 8 rows a block
     assert {(config.n_warps, config.split_k) for config in staged} == {

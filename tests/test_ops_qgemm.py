@@ -239,7 +239,7 @@ def test_no_layout_conversion_in_the_loop(config: QGemmConfig) -> None:
     from tilevm.ir import ConvertLayout
     from tilevm.ir.rewrite import walk_instructions
     from tilevm.ir.stmt import For
-    from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
+    from tilevm.ops.qgemm.kernel import decode_kernel, kernel_plan
     from tilevm.passes.lower.local_maps import conversion_map
 
     m, n, k, group = 5, 40, 1024, 64
@@ -253,7 +253,7 @@ def test_no_layout_conversion_in_the_loop(config: QGemmConfig) -> None:
     x, out = torch.empty(m, k, dtype=torch.float16), torch.empty(m, n, dtype=torch.float16)
     packed = prelayout.pack(torch.zeros(n, k, dtype=torch.uint8), 4)
     scales, counters = torch.empty(k // group, n, dtype=torch.float16), torch.empty(8, dtype=torch.int32)
-    program = KERNELS[config.num_warps].ir(
+    program = decode_kernel(config.num_warps).ir(
         x, packed, scales, scales, x, x, out, workspace, counters,
         CODE=tv.int4, HAS_ZEROS=False, HAS_GLOBAL_SCALE=False, HAS_BIAS=False, PREFETCH=config.prefetch,
         PLAN=plan,

@@ -22,7 +22,7 @@ from tilevm.ir.stmt import For
 from tilevm.ops import quantize_weight, quantized_matmul
 from tilevm.ops.qgemm import PrefillConfig, QGemmConfig, default_config, prefill_config, prelayout
 from tilevm.ops.qgemm.config import uses_prefill
-from tilevm.ops.qgemm.prefill import PREFILL_KERNELS, prefill_plan
+from tilevm.ops.qgemm.prefill import prefill_kernel, prefill_plan
 
 #: blocks of 32 x 16 (2 x 2 warps), 32 x 32 (4 warps along m: the weights' fragments in every warp),
 #: 64 x 16 (4 warps along n, two chunks a sub-step) and 16 x 64 (8 warps, 4 sub-steps an iteration)
@@ -139,7 +139,7 @@ def _program(config: PrefillConfig, bits: int, m: int, n: int, k: int, group: in
         n // 16, k // prelayout.chunk_k(bits), prelayout.loads_per_chunk(bits), 32, 16, dtype=torch.uint8
     )
     scales = meta(k // group, n, dtype=torch.float16)
-    kernel = PREFILL_KERNELS[config.num_warps]
+    kernel = prefill_kernel(config.num_warps, config.max_registers)
     constexprs = dict(CODE=tv.int_type(bits, True), HAS_ZEROS=False, HAS_GLOBAL_SCALE=False, HAS_BIAS=True)
     return kernel, (x, packed, scales, scales, x, x, out, x, x), {**constexprs, "PREFILL": plan}
 

@@ -14,7 +14,8 @@ import tilevm as tv
 from tilevm import ir
 from tilevm.errors import CompilationError
 from tilevm.ir.thread import THREAD_IR
-from tilevm.ops.qgemm.kernel import KERNELS
+from tilevm.ops.qgemm.kernel import decode_kernel
+from tilevm.ops.qgemm.prefill import prefill_kernel
 from tilevm.passes import CompileOptions, pipeline
 from tilevm.runtime import jit
 from tilevm.runtime.cpu import execute as execute_threads
@@ -149,7 +150,7 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
     monkeypatch.setattr(jit, "run_pipeline", record_pipeline)
     monkeypatch.setattr(jit, "execute_reference", record_launch)
     monkeypatch.setenv(jit.CPU_EXECUTOR_VARIABLE, "reference")
-    _fresh_op_kernels(monkeypatch)
+    _fresh_op_kernels()
     run_example_on_cpu(path, monkeypatch)
     assert "match" in capsys.readouterr().out and launches
     for final, before, after, grid in launches:
@@ -171,12 +172,12 @@ def test_every_example_computes_the_same_bits_before_and_after_every_pass(path, 
         _check_lowered(path.stem, final, before, after, grid)
 
 
-def _fresh_op_kernels(monkeypatch) -> None:
-    """The op library's kernels are module globals, compiled once per process: an earlier test in this
-    worker may have compiled an example's specializations, whose pipeline this test must see run."""
-    for kernel in KERNELS.values():
-        monkeypatch.setattr(kernel, "programs", {})
-        monkeypatch.setattr(kernel, "launches", {})
+def _fresh_op_kernels() -> None:
+    """The op library's kernels are made once per process and keep what they compiled: an earlier test in
+    this worker may have compiled an example's specializations, whose pipeline this test must see run. The
+    next call of ``decode_kernel`` or ``prefill_kernel`` makes a kernel afresh."""
+    decode_kernel.cache_clear()
+    prefill_kernel.cache_clear()
 
 
 #: examples whose arithmetic is exact in any order (no float sums), whose lowering gives the same bits

@@ -1,7 +1,8 @@
 """A Thread IR ``Program`` as an LLVM module holding one kernel.
 
 The kernel is ``define ptx_kernel void @<name>(...)`` (without the ``ptx_kernel`` calling convention LLVM
-silently emits a device ``.func``), with ``"nvvm.maxntid"="<num_threads>"`` (PTX ``.maxntid``). Pointer
+silently emits a device ``.func``), with ``"nvvm.maxntid"="<num_threads>"`` (PTX ``.maxntid``) and, when the
+program caps them, ``"nvvm.maxnreg"="<max_registers>"`` (PTX ``.maxnreg``). Pointer
 parameters are ``ptr addrspace(1) noundef align A``, ``A`` the largest power of two that the parameter's
 divisibility promises (at least its element's size); they are never ``noalias``, since the tensors of a
 launch may overlap. A scalar parameter is its LLVM type, except that bool and integers narrower than a byte
@@ -85,7 +86,10 @@ def build_module(
     signature = ir.FunctionType(ir.VoidType(), [_parameter_type(param) for param in program.params])
     function = ir.Function(module, signature, name=program.name)
     function.calling_convention = "ptx_kernel"
-    function.attributes = _KernelAttributes([f'"nvvm.maxntid"="{program.num_threads}"'])
+    bounds = [f'"nvvm.maxntid"="{program.num_threads}"']
+    if program.max_registers is not None:
+        bounds.append(f'"nvvm.maxnreg"="{program.max_registers}"')
+    function.attributes = _KernelAttributes(bounds)
     shared = ir.GlobalVariable(module, ir.ArrayType(ir.IntType(8), 0), f"{program.name}_shared", addrspace=3)
     shared.linkage = "external"
     shared.align = SHARED_ALIGNMENT

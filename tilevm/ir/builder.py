@@ -38,11 +38,12 @@ _PLACEHOLDER = Var("placeholder", None)  # type: ignore[arg-type]
 class ProgramBuilder:
     """Collects parameters and instructions into a ``Program``; nested bodies through context managers."""
 
-    def __init__(self, name: str, num_threads: int) -> None:
+    def __init__(self, name: str, num_threads: int, max_registers: int | None = None) -> None:
         if num_threads <= 0 or num_threads % 32:
             raise ValueError(f"num_threads must be a positive multiple of 32, got {num_threads}")
         self.name = name
         self.num_threads = num_threads
+        self.max_registers = max_registers
         self.params: list[Param] = []
         self.bodies: list[list[Instruction]] = [[]]
         self.location: SourceLocation | None = None
@@ -172,4 +173,5 @@ class ProgramBuilder:
     def build(self) -> Program:
         if len(self.bodies) != 1:
             raise RuntimeError("build() called inside an open loop or branch")
-        return Program(self.name, tuple(self.params), self.num_threads, tuple(self.bodies[0]))
+        params, body = tuple(self.params), tuple(self.bodies[0])
+        return Program(self.name, params, self.num_threads, body, max_registers=self.max_registers)

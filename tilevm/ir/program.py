@@ -13,7 +13,7 @@ from tilevm.ir.types import PointerType, ScalarType
 if TYPE_CHECKING:
     from tilevm.ir.instruction_set import InstructionSet
 
-__all__ = ["Param", "Program", "instruction_set_of"]
+__all__ = ["MAX_REGISTERS", "MIN_REGISTERS", "Param", "Program", "check_max_registers", "instruction_set_of"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ class Program:
 
     The keyword fields are facts about the target, set by passes: ``target`` names the GPU architecture the
     program is compiled for (``"sm_90"``), ``shared_bytes`` is the shared memory one block needs once
-    allocations are planned. Every field but the name, parameters and body is written in the text form's
-    header as ``name=value``, so a new fact is a new field here.
+    allocations are planned. ``max_registers`` is the user's: the most registers a thread may take (PTX
+    ``.maxnreg``), None for the compiler's choice. Every field but the name, parameters and body is
+    written in the text form's header as ``name=value``, so a new fact is a new field here.
     """
 
     name: str
@@ -52,6 +53,10 @@ class Program:
     _: KW_ONLY
     target: str | None = None
     shared_bytes: int | None = None
+    max_registers: int | None = None
+
+    def __post_init__(self) -> None:
+        check_max_registers(self.max_registers)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Program) and programs_equal(self, other)
@@ -64,6 +69,25 @@ class Program:
         from tilevm.ir.printer import print_program  # the printer imports this module
 
         return print_program(self, instruction_set_of(self))
+
+
+#: the registers a thread may have on every GPU tilevm targets (sm_80 and later), and the fewest ptxas
+#: accepts from ``.maxnreg`` (for sm_90 it raises a smaller cap to 24, with a warning)
+MAX_REGISTERS, MIN_REGISTERS = 255, 24
+
+
+def check_max_registers(max_registers: int | None) -> None:
+    """Raise a ``ValueError`` unless ``max_registers`` is None or a whole number of registers a thread can
+    have (``MIN_REGISTERS`` to ``MAX_REGISTERS``)."""
+    if max_registers is None:
+        return
+    if isinstance(max_registers, bool) or not isinstance(max_registers, int):
+        raise ValueError(f"max_registers must be an int or None, got {max_registers!r}")
+    if not MIN_REGISTERS <= max_registers <= MAX_REGISTERS:
+        raise ValueError(
+            f"max_registers must be between {MIN_REGISTERS} and {MAX_REGISTERS} (a thread's registers), "
+            f"got {max_registers}"
+        )
 
 
 def instruction_set_of(program: Program) -> InstructionSet:

@@ -415,11 +415,15 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
 
 
 def compile_kernel(
-    function: Callable, parameters: tuple[Parameter, ...], num_threads: int, captures: Captures | None = None
+    function: Callable,
+    parameters: tuple[Parameter, ...],
+    num_threads: int,
+    captures: Captures | None = None,
+    max_registers: int | None = None,
 ) -> Program:
     """Compile ``function`` for the described launch values (tensors, scalars, constexprs), given in the
     order of its signature; ``captures``, if given, records the globals and closure variables it read."""
-    context = KernelContext(ProgramBuilder(function.__name__, num_threads))
+    context = KernelContext(ProgramBuilder(function.__name__, num_threads, max_registers))
     if captures is not None:
         context.captures = captures
     return FunctionCompiler(function, context).compile_kernel(parameters)

@@ -12,6 +12,8 @@ there is a bias. The candidates are the configurations near ``default_config``'s
   split-k over one or two blocks; ``prefetch`` where the registers hold it (``prefetch_fits``);
 - at decode, also the prefill kernel with one warp of ``block_m`` rows across m (``config.staged_config``):
   4 or 8 warps of 16 columns, 1, 2, 4 or 8 blocks a tile;
+- below the prefill kernel's sizes, the default under each register cap of ``_REGISTER_CAPS`` (the
+  others keep the default's: ``config._decode_registers``);
 - at prefill below the prefill kernel's sizes, 4 or 8 warps, one or two atoms a warp, with and without
   prefetch where it fits;
 - with the prefill kernel (``config.uses_prefill``), its warp grids of 128 x 128 blocks (4 x 2, 2 x 4 and
@@ -22,7 +24,7 @@ and always ``default_config``'s choice first, which is also the answer on the CP
 ``TILEVM_AUTOTUNE=0``.
 
 >>> len(candidates(1, 8192, 8192, 4, 128)), candidates(1, 8192, 8192, 4, 128)[0].k_warps
-(32, 8)
+(34, 8)
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ __all__ = ["TUNER", "candidates", "m_bucket", "tuned_config"]
 TUNER: Autotuner[QGemmConfig | PrefillConfig] = Autotuner("qgemm")
 #: (num_warps, k_warps) tried at decode
 _DECODE_WARPS = ((8, 8), (4, 4), (8, 4))
+#: register caps the default is timed under (``QGemmConfig.max_registers``; None: ptxas' choice)
+_REGISTER_CAPS = (None, 96, 128)
 #: (n_warps, m_warps, n_tiles, m_tiles) tried with the prefill kernel
 _PREFILL_GRIDS = ((4, 2, 2, 8), (2, 4, 4, 4), (8, 1, 1, 16), (4, 1, 2, 8))
 
@@ -66,29 +70,39 @@ def candidates(
     if uses_prefill(m, n):
         return _prefill_candidates(default, bits)
     decode = decode_config(m, n, k, bits, group_size)
+    found: list[QGemmConfig | PrefillConfig] = [default]
+    _extend(found, [decode, *_decode_grids(m, bits, decode)])
+    if m <= 16:
+        staged = staged_config(bits, decode.block_m, n, k, group_size)
+        grids = itertools.product((4, 8), (1, 2, 4, 8))
+        _extend(found, [dataclasses.replace(staged, n_warps=w, split_k=s) for w, s in grids])
+    _extend(found, [dataclasses.replace(default, max_registers=cap) for cap in _REGISTER_CAPS])
+    return found
+
+
+def _decode_grids(m: int, bits: int, decode: QGemmConfig) -> list[QGemmConfig]:
+    """The decode kernel's warp grids, tiles and iteration lengths near ``decode`` (its register cap)."""
     chunk = chunk_k(bits)
     lengths = [decode.chunks] + ([2 * decode.chunks] if 2 * decode.chunks * chunk <= 256 else [])
-    found: list[QGemmConfig | PrefillConfig] = [default, decode] if default != decode else [default]
     # (num_warps, k_warps, split_k): prefill splits nothing
     if m > 16:
         splits = [(warps, 1, 1) for warps in (4, 8)]
     else:
         splits = [(warps, k_warps, split) for warps, k_warps in _DECODE_WARPS for split in (1, 2)]
+    grids = []
     for (num_warps, k_warps, split_k), n_tiles, chunks in itertools.product(splits, (1, 2), lengths):
         fits = prefetch_fits(bits, chunks, n_tiles)
         for prefetch in (True, False) if m > 16 and fits else (fits,):
-            config = QGemmConfig(
-                num_warps, n_tiles, decode.block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k
-            )
-            if config not in found:
-                found.append(config)
-    if m <= 16:
-        staged = staged_config(bits, decode.block_m, n, k, group_size)
-        for n_warps, split_k in itertools.product((4, 8), (1, 2, 4, 8)):
-            config = dataclasses.replace(staged, n_warps=n_warps, split_k=split_k)
-            if config not in found:
-                found.append(config)
-    return found
+            fields = {"k_warps": k_warps, "split_k": split_k, "max_registers": decode.max_registers}
+            grids.append(QGemmConfig(num_warps, n_tiles, decode.block_m, chunks, prefetch, **fields))
+    return grids
+
+
+def _extend(found: list, configs: list) -> None:
+    """Append to ``found`` the ``configs`` it does not hold yet, in order."""
+    for config in configs:
+        if config not in found:
+            found.append(config)
 
 
 def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig | PrefillConfig]:

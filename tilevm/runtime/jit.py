@@ -35,6 +35,7 @@ import torch
 from tilevm.dtypes import DType
 from tilevm.errors import LaunchError
 from tilevm.ir import Program
+from tilevm.ir.program import check_max_registers
 from tilevm.lang.annotations import TensorAnnotation, constexpr
 from tilevm.lang.captures import Captures
 from tilevm.lang.frontend import compile_kernel
@@ -171,9 +172,10 @@ class Specialization:
 class Kernel:
     """A compiled-on-demand kernel. ``kernel[grid](*args)`` launches; ``kernel.ir(*args)`` gives the IR."""
 
-    def __init__(self, function: Callable, num_threads: int) -> None:
+    def __init__(self, function: Callable, num_threads: int, max_registers: int | None = None) -> None:
         self.function = function
         self.num_threads = num_threads
+        self.max_registers = max_registers
         self.signature = inspect.signature(function, eval_str=True)  # annotations may be strings (PEP 563)
         #: the described launch values (``describe_arguments``) -> the compiled specialization (compiled
         #: again when a global that it read has changed: ``tilevm.lang.captures``)
@@ -189,7 +191,8 @@ class Kernel:
         functools.update_wrapper(self, function)
 
     def __repr__(self) -> str:
-        return f"<tilevm.kernel {self.function.__qualname__} ({self.num_threads} threads)>"
+        registers = f", at most {self.max_registers} registers a thread" if self.max_registers else ""
+        return f"<tilevm.kernel {self.function.__qualname__} ({self.num_threads} threads{registers})>"
 
     def __call__(self, *args: object, **kwargs: object) -> None:
         raise LaunchError(f"launch {self.function.__name__} with a grid: {self.function.__name__}[grid](...)")
@@ -271,7 +274,9 @@ class Kernel:
     ) -> tuple[Program, Captures]:
         """The Tile IR of the specialization ``described`` after every Tile IR pass, and what it read."""
         captures = Captures()
-        frontend_program = compile_kernel(self.function, described, self.num_threads, captures)
+        frontend_program = compile_kernel(
+            self.function, described, self.num_threads, captures, self.max_registers
+        )
         return run_pipeline(frontend_program, options, TILE_PASSES), captures
 
     def from_disk(
@@ -301,7 +306,7 @@ class Kernel:
             device = properties(device_index)
             key = self._disk_keys[memo] = specialization_key(
                 self.function,
-                self.num_threads,
+                (self.num_threads, self.max_registers),
                 described,
                 options,
                 target_for(device.capability),
@@ -338,14 +343,26 @@ class Kernel:
         launch.run(grid_shape, values)
 
 
-def kernel(function: Callable | None = None, *, num_warps: int = 4, num_threads: int | None = None):
-    """Make ``function`` a tilevm kernel; every block runs it with ``num_threads`` (or ``32 * num_warps``)."""
+def kernel(
+    function: Callable | None = None,
+    *,
+    num_warps: int = 4,
+    num_threads: int | None = None,
+    max_registers: int | None = None,
+):
+    """Make ``function`` a tilevm kernel; every block runs it with ``num_threads`` (or ``32 * num_warps``).
+
+    ``max_registers`` caps the registers a thread takes on the GPU (PTX ``.maxnreg``, as CUDA's
+    ``__maxnreg__``): ptxas then schedules for that budget, spilling past it. Fewer registers let more
+    blocks share a multiprocessor; more let the loads of a loop run further ahead of their use. None (the
+    default) leaves the choice to ptxas."""
     threads = num_threads if num_threads is not None else WARP_SIZE * num_warps
     if not isinstance(threads, int) or threads <= 0 or threads % WARP_SIZE:
         raise ValueError(f"a block has a positive multiple of {WARP_SIZE} threads, got {threads}")
+    check_max_registers(max_registers)
 
     def decorate(target: Callable) -> Kernel:
-        return Kernel(target, threads)
+        return Kernel(target, threads, max_registers)
 
     return decorate(function) if function is not None else decorate
 

@@ -56,14 +56,15 @@ PACKAGE = pathlib.Path(tilevm.__file__).parent
 
 def specialization_key(
     function: Callable,
-    num_threads: int,
+    block: tuple[int, int | None],
     described: tuple[Parameter, ...],
     options: CompileOptions,
     target: str,
     capability: tuple[int, int],
     driver_version: int,
 ) -> str:
-    """The disk key of a specialization, from what the front end reads (see the module docstring)."""
+    """The disk key of a specialization, from what the front end reads (see the module docstring); ``block``
+    is the kernel's threads a block and its register cap."""
     from tilevm.codegen import llvmlite_version
     from tilevm.runtime.cuda import cache_key
 
@@ -78,7 +79,7 @@ def specialization_key(
         "tilevm specialization",
         f"{function.__module__}.{function.__qualname__} {code.co_filename}:{code.co_firstlineno}",
         _source_text(function) or "",
-        str(num_threads),
+        repr(block),
         repr(arguments),
         ",".join(sorted(options.disabled_passes)),
         target,

@@ -10,6 +10,7 @@ import functools
 import itertools
 from dataclasses import dataclass
 
+from tilevm.ir.program import check_max_registers
 from tilevm.ops.qgemm import prelayout
 
 __all__ = [
@@ -47,6 +48,9 @@ class QGemmConfig:
     - ``stream_k``: a persistent grid of as many blocks as the GPU runs at once, which share the tiles'
       iterations in equal runs (a tile split between blocks adds their partial sums in a float32
       workspace), so that no wave is left part full; ``split_k`` is then 1.
+    - ``max_registers``: the registers a thread may take (``tv.kernel``'s cap, 24 to 255; None: ptxas'
+      choice). ptxas schedules the loop for its budget: a cap above its own choice can buy loads further
+      ahead of their use at the cost of blocks an SM.
     """
 
     num_warps: int = 4
@@ -57,6 +61,7 @@ class QGemmConfig:
     k_warps: int = 1
     split_k: int = 1
     stream_k: bool = False
+    max_registers: int | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in SEARCH_SPACE.items():
@@ -64,6 +69,7 @@ class QGemmConfig:
                 raise ValueError(
                     f"QGemmConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
                 )
+        _check_registers("QGemmConfig", self.max_registers)
         if self.num_warps % self.k_warps:
             raise ValueError(f"QGemmConfig.k_warps={self.k_warps} must divide num_warps={self.num_warps}")
         if self.stream_k and self.split_k != 1:
@@ -82,7 +88,14 @@ class QGemmConfig:
         return prelayout.N_GROUP * self.n_tiles * self.n_warps
 
 
-#: the values each field may take
+def _check_registers(config: str, max_registers: int | None) -> None:
+    try:
+        check_max_registers(max_registers)
+    except ValueError as error:
+        raise ValueError(f"{config}.{error}") from None
+
+
+#: the values each field may take (but ``max_registers``, any cap ``tv.kernel`` takes)
 SEARCH_SPACE: dict[str, tuple[object, ...]] = {
     "num_warps": (1, 2, 4, 8),
     "n_tiles": (1, 2, 4),
@@ -124,6 +137,7 @@ class PrefillConfig:
     - ``split_k``: blocks that share a tile's iterations, in equal runs, and add their float32 partial
       tiles as the decode kernel's do: the blocks of few, wide tiles (at decode M, one warp across m)
       fill the GPU so.
+    - ``max_registers``: as ``QGemmConfig``'s.
     """
 
     n_warps: int = 4
@@ -134,6 +148,7 @@ class PrefillConfig:
     steps: int = 2
     stages: int = 3
     split_k: int = 1
+    max_registers: int | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in PREFILL_SPACE.items():
@@ -141,6 +156,7 @@ class PrefillConfig:
                 raise ValueError(
                     f"PrefillConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
                 )
+        _check_registers("PrefillConfig", self.max_registers)
         if self.num_warps not in (4, 8):
             raise ValueError(
                 f"PrefillConfig: n_warps * m_warps must be 4 or 8, got {self.n_warps} * {self.m_warps}"
@@ -250,7 +266,8 @@ def decode_config(m: int, n: int, k: int, bits: int, group_size: int | None = No
     during this one's work (``prefetch``); the other widths decode with more instructions a byte and take
     iterations of about 256 values of k, prefetched only where the registers hold two (``prefetch_fits``:
     1 and 2 bits). ``split_k`` blocks share a tile when n leaves fewer tiles than an H100 has SMs. Larger m
-    tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups."""
+    tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups. The registers are
+    capped where that helps (``_decode_registers``)."""
     chunk = prelayout.chunk_k(bits)
     fit = _group_chunks(bits, k, group_size)
     block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
@@ -272,7 +289,28 @@ def decode_config(m: int, n: int, k: int, bits: int, group_size: int | None = No
             s for s in SEARCH_SPACE["split_k"] if s == 1 or (tiles * s <= 2 * _SMS and iterations >= 2 * s)
         )
     prefetch = prefetch_fits(bits, chunks, n_tiles)
-    return QGemmConfig(warps, n_tiles, block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k)
+    return QGemmConfig(
+        warps, n_tiles, block_m, chunks, prefetch, k_warps=k_warps, split_k=split_k,
+        max_registers=_decode_registers(m, n, k, bits),
+    )  # fmt: skip
+
+
+def _decode_registers(m: int, n: int, k: int, bits: int) -> int | None:
+    """The register cap of the decode kernel's 8-warp blocks (``QGemmConfig.max_registers``), from the
+    H100 sweep of ``benchmarks/qgemm_sweep.py --caps`` at the benchmark's shapes. Left to itself, ptxas
+    gives these loops 72 to 80 registers (3 blocks an SM); with a cap of 96 or 128 it takes more and
+    schedules the loads and the decoding further apart, which pays more than the third block:
+
+    - 5, 6 and 7 bits, and 3 bits where k is at least n: 96 (1.03 to 1.27x faster: int6 at 8192x28672,
+      83.4 -> 66.5 µs; but 0.93x for 3 bits at 28672x8192);
+    - 9 to 16 rows of 1, 2, 4 and 8 bits (a chunk of one load, prefetched): 128 (ptxas' own choice spills
+      nothing but stalls: int2 at 8192x28672, 62.7 -> 52.5 µs; 1.02 to 1.25x, 0.96x for int8 at 4096x4096);
+      up to 8 rows of these, ptxas' choice is best (a cap of 128 took 1.1x as long for int4)."""
+    if bits in (5, 6, 7) or (bits == 3 and k >= n):
+        return 96
+    if m > 8 and prelayout.loads_per_chunk(bits) == 1:
+        return 128
+    return None
 
 
 def uses_staged_decode(m: int, n: int, k: int, bits: int) -> bool:
@@ -301,7 +339,8 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
     ``group_size`` (so that the scales multiply partial sums, not codes: ``prefill.prefill_plan``), 2
     stages (more shared memory buys nothing when a stage is this small), and 4 blocks a tile (8 at 4096
     columns or fewer), so that a grid has about 512 blocks or more; fewer where k holds fewer than two
-    iterations a block."""
+    iterations a block. For 5 bits the registers are capped at 96 (H100 sweep: 1.02 to 1.13x faster, int5
+    at 8192x28672 M = 16 73.0 -> 65.4 µs; no gain for the other widths)."""
     base = prefill_config(bits)
     chunks = max(base.chunks, _group_chunks(bits, k, group_size))
     steps = max(1, base.steps * base.chunks // chunks)
@@ -312,7 +351,7 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
         split_k //= 2
     return PrefillConfig(
         n_warps=4, m_warps=1, n_tiles=1, m_tiles=block_m // 8, chunks=chunks, steps=steps, stages=2,
-        split_k=split_k,
+        split_k=split_k, max_registers=96 if bits == 5 else None,
     )  # fmt: skip
 
 

@@ -2,9 +2,9 @@
 path of ``quantized_matmul``, which keeps one per weight, M bucket and bias (``cached_launch``).
 
 A ``QGemmLaunch`` holds everything a launch needs but X, the bias, the output and (split-K) the workspace:
-the kernel for the configuration's warp count, the weight's tensors as the kernel takes them (the e8m0 /
-ue4m3 scales viewed as their dtype, a placeholder for an absent zero point, global scale, bias or split-K
-buffers), the constexprs and the plan. Made ``persistent``, it binds all of these once
+the kernel for the configuration's warps and register cap, the weight's tensors as the kernel takes them
+(the e8m0 / ue4m3 scales viewed as their dtype, a placeholder for an absent zero point, global scale, bias
+or split-K buffers), the constexprs and the plan. Made ``persistent``, it binds all of these once
 (``Kernel.partial``), so that a call binds X and the output only (and the bias where it has one; with
 split-K on a GPU, the stream's buffers are bound too, in a kernel kept per M: ``_split_partial``). A
 persistent launch holds the weight's tensors: it is kept by the weight itself
@@ -25,8 +25,8 @@ import torch
 import tilevm as tv
 from tilevm.ops import tuning
 from tilevm.ops.qgemm.config import PrefillConfig, QGemmConfig
-from tilevm.ops.qgemm.kernel import KERNELS, kernel_plan
-from tilevm.ops.qgemm.prefill import PREFILL_KERNELS, prefill_plan
+from tilevm.ops.qgemm.kernel import decode_kernel, kernel_plan
+from tilevm.ops.qgemm.prefill import prefill_kernel, prefill_plan
 from tilevm.ops.qgemm.workspace import split_buffers
 from tilevm.ops.quantization import QuantizedWeight
 from tilevm.ops.tuning import m_bucket
@@ -75,7 +75,7 @@ class QGemmLaunch:
         if not has_bias:
             self.fixed["bias"] = placeholder
         if isinstance(config, PrefillConfig):
-            self.kernel = PREFILL_KERNELS[config.num_warps]
+            self.kernel = prefill_kernel(config.num_warps, config.max_registers)
             self.fixed["PREFILL"] = prefill_plan(
                 code_dtype.nbits,
                 config.n_warps,
@@ -92,7 +92,7 @@ class QGemmLaunch:
             self.split_k, self.stream_k = config.split_k, False
             self.iterations = -(-packed.shape[1] // (config.steps * config.chunks))  # a tile's iterations
         else:
-            self.kernel = KERNELS[config.num_warps]
+            self.kernel = decode_kernel(config.num_warps, config.max_registers)
             self.fixed["PREFETCH"] = config.prefetch
             self.fixed["PLAN"] = kernel_plan(
                 code_dtype.nbits,

@@ -45,7 +45,7 @@ import tilevm as tv
 from tilevm.layout import RegisterLayout, local, mma_fragments, replicated, spatial
 from tilevm.ops.qgemm import prelayout
 
-__all__ = ["KERNELS", "KernelPlan", "kernel_plan", "plan_error"]
+__all__ = ["KernelPlan", "decode_kernel", "kernel_plan", "plan_error"]
 
 #: the mma fragments (the same layouts for float16 and bfloat16)
 _FRAGMENTS = mma_fragments("m16n8k16", "f16")
@@ -513,4 +513,8 @@ def _stream_fixup(
 
 
 #: one kernel per warp count (a block's thread count is fixed when a kernel is made)
-KERNELS: dict[int, tv.Kernel] = {warps: tv.kernel(_body, num_warps=warps) for warps in (1, 2, 4, 8)}
+@functools.cache
+def decode_kernel(num_warps: int, max_registers: int | None = None) -> tv.Kernel:
+    """The decode kernel for blocks of ``num_warps`` warps whose threads take at most ``max_registers``
+    registers (None: ptxas' choice); one ``tv.Kernel`` each, made once."""
+    return tv.kernel(_body, num_warps=num_warps, max_registers=max_registers)

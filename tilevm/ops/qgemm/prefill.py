@@ -54,7 +54,7 @@ from tilevm.ops.qgemm.kernel import (
     plan_error,
 )
 
-__all__ = ["PREFILL_KERNELS", "PrefillPlan", "prefill_plan"]
+__all__ = ["PrefillPlan", "prefill_kernel", "prefill_plan"]
 
 _FRAGMENTS = mma_fragments("m16n8k16", "f16")
 #: values of k in a 32-value block of the mma order, rows of X an mma atom
@@ -338,4 +338,8 @@ def _body(
 
 
 #: one kernel per warp count (a block's thread count is fixed when a kernel is made)
-PREFILL_KERNELS: dict[int, tv.Kernel] = {warps: tv.kernel(_body, num_warps=warps) for warps in (4, 8)}
+@functools.cache
+def prefill_kernel(num_warps: int, max_registers: int | None = None) -> tv.Kernel:
+    """The prefill kernel for blocks of ``num_warps`` warps whose threads take at most ``max_registers``
+    registers (None: ptxas' choice); one ``tv.Kernel`` each, made once."""
+    return tv.kernel(_body, num_warps=num_warps, max_registers=max_registers)
