@@ -113,20 +113,29 @@ def test_default_config_picks_the_prefill_kernel_where_it_fills_the_machine():
     ]
 
 
+#: the default's block (columns, rows, warps) and stages: warps of 32 x 128 for 4 and 8 bits (the H100
+#: timings of ``prefill_config``'s docstring), 32 x 64 for the widths whose sub-steps are longer
+DEFAULT_BLOCKS = {4: (128, 128, 4, 2), 8: (256, 128, 8, 2)}
+
+
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_prefill_config_fits_shared_memory_with_the_most_stages(bits):
     config = prefill_config(bits)
+    block_n, block_m, warps, stages = DEFAULT_BLOCKS.get(bits, (128, 64, 4, None))
     chunk = prelayout.chunk_k(bits)
     stage_k = config.steps * config.chunks * chunk
-    stage = stage_k * (2 * 64 + 128 * bits // 8)  # X and W bytes a stage
-    rows = 2 * (stage_k // 16) * 2 * 128  # the most rows of scales and zero points: groups of 16
-    assert (config.block_n, config.block_m, config.num_warps) == (128, 64, 4)
-    assert config.chunks * chunk >= 64 and stage_k >= 128
+    stage = stage_k * (2 * block_m + block_n * bits // 8)  # X and W bytes a stage
+    rows = 2 * (stage_k // 16) * 2 * block_n  # the most rows of scales and zero points: groups of 16
+    assert (config.block_n, config.block_m, config.num_warps) == (block_n, block_m, warps)
+    assert config.chunks * chunk == max(64, chunk) and stage_k >= 128
     assert config.shared_bytes(bits, group_size=None) == config.stages * stage
-    scales = max(1, stage_k // 128) * 2 * 128  # a row of 16-bit scales per group of 128
+    scales = max(1, stage_k // 128) * 2 * block_n  # a row of 16-bit scales per group of 128
     assert config.shared_bytes(bits, 128, zeros=False) == config.stages * (stage + scales)
     assert config.shared_bytes(bits) == config.stages * (stage + rows) <= 227 * 1024
-    assert config.stages == 3 or (config.stages + 1) * (stage + rows) > 227 * 1024
+    if stages is None:  # as many stages as fit, up to 3
+        assert config.stages == 3 or (config.stages + 1) * (stage + rows) > 227 * 1024
+    else:
+        assert config.stages == stages
 
 
 def _program(config: PrefillConfig, bits: int, m: int, n: int, k: int, group: int):
@@ -171,10 +180,12 @@ def test_the_loop_converts_no_layout_and_the_stages_are_all_the_shared_memory(bi
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas is not on PATH")
 @pytest.mark.parametrize("bits", [4, 8])
 def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
-    """The default configuration for sm_90 at the benchmark's shape: no spills, at most 255 registers
-    (8 warps of 256 threads: one block an SM), and the shared loads of X take their constant offsets as
-    immediates (one address register for all of a thread's 16-byte loads of a stage), as do the copies
-    into a stage (one swizzle serves a thread's rounds of 16 bytes)."""
+    """The default configuration for sm_90 at the benchmark's shape: at most 255 registers (8 warps of 256
+    threads: one block an SM) and at most one spilled word (int8's 8 warps spill none; int4's 4 warps, with
+    twice the copies a thread, spill a loop-invariant word of the copies' addresses, reloaded once an
+    iteration of 256 mma: still the fastest on the H100), and the shared loads of X take their constant
+    offsets as immediates (one address register for all of a thread's 16-byte loads of a stage), as do the
+    copies into a stage (one swizzle serves a thread's rounds of 16 bytes)."""
     kernel, args, constexprs = _program(prefill_config(bits), bits, 4096, 8192, 8192, 128)
     ptx = kernel.ptx(*args, **constexprs, target="sm_90")
     path = tmp_path / "prefill.ptx"
@@ -185,7 +196,10 @@ def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
         text=True,
         check=True,
     ).stderr
-    assert "0 bytes spill stores, 0 bytes spill loads" in report, report
+    spill_stores, spill_loads = (
+        int(size) for size in re.search(r"(\d+) bytes spill stores, (\d+) bytes spill", report).groups()
+    )
+    assert spill_stores <= 4 and spill_loads <= 4, report
     registers = int(re.search(r"Used (\d+) registers", report).group(1))
     assert registers <= 255, report
     loads = re.findall(r"ld\.shared\.v4\.b32\s+\{[^}]*\}, \[(%r\d+)(\+-?\d+)?\]", ptx)
