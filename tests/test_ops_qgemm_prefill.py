@@ -180,12 +180,10 @@ def test_the_loop_converts_no_layout_and_the_stages_are_all_the_shared_memory(bi
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas is not on PATH")
 @pytest.mark.parametrize("bits", [4, 8])
 def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
-    """The default configuration for sm_90 at the benchmark's shape: at most 255 registers (8 warps of 256
-    threads: one block an SM) and at most one spilled word (int8's 8 warps spill none; int4's 4 warps, with
-    twice the copies a thread, spill a loop-invariant word of the copies' addresses, reloaded once an
-    iteration of 256 mma: still the fastest on the H100), and the shared loads of X take their constant
-    offsets as immediates (one address register for all of a thread's 16-byte loads of a stage), as do the
-    copies into a stage (one swizzle serves a thread's rounds of 16 bytes)."""
+    """The default configuration for sm_90 at the benchmark's shape: no spills, at most 255 registers
+    (8 warps of 256 threads: one block an SM), and the shared loads of X take their constant offsets as
+    immediates (one address register for all of a thread's 16-byte loads of a stage), as do the copies
+    into a stage (one swizzle serves a thread's rounds of 16 bytes)."""
     kernel, args, constexprs = _program(prefill_config(bits), bits, 4096, 8192, 8192, 128)
     ptx = kernel.ptx(*args, **constexprs, target="sm_90")
     path = tmp_path / "prefill.ptx"
@@ -196,10 +194,7 @@ def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
         text=True,
         check=True,
     ).stderr
-    spill_stores, spill_loads = (
-        int(size) for size in re.search(r"(\d+) bytes spill stores, (\d+) bytes spill", report).groups()
-    )
-    assert spill_stores <= 4 and spill_loads <= 4, report
+    assert "0 bytes spill stores, 0 bytes spill loads" in report, report
     registers = int(re.search(r"Used (\d+) registers", report).group(1))
     assert registers <= 255, report
     loads = re.findall(r"ld\.shared\.v4\.b32\s+\{[^}]*\}, \[(%r\d+)(\+-?\d+)?\]", ptx)

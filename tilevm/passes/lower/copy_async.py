@@ -216,12 +216,21 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
         # another's: the rounds' shared addresses are then one register and immediates
         start = linear_offset(lowering, tile, thread_part, "row")
         offsets = SwizzledOffsets(lowering, tile.layout, start)
+        # in global memory too, a round is the thread's first chunk moved by its constant coordinates:
+        # one address a copy, and a product of constants and strides a round (whole bytes from 8 bits on)
+        origin = _source(lowering, instruction, tensor, nbits, thread_part) if nbits >= 8 else None
         for round_ in range(resolved.rounds):
             local_part = local_coordinates(layout)[round_ * resolved.width]
             coordinates = tuple(add(c, Const(int(k), int32)) for c, k in zip(thread_part, local_part))
             constant = sum(int(k) * stride for k, stride in zip(local_part, tile.layout.strides))
+            if origin is None:
+                pointer = _source(lowering, instruction, tensor, nbits, coordinates)
+            else:
+                moved = [Const(int(k), int32) for k in local_part]
+                pointer = PointerAdd(origin, base_elements(nbits, _moved(instruction, tensor, moved)))
             offset = offsets(constant)
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, offset, size_known)
+            chunk_at = (coordinates, offset, pointer)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, chunk_at, size_known)
         return
     for round_ in range(resolved.rounds):
         first = round_ * resolved.num_threads
@@ -229,7 +238,9 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
         with lowering.collect() as body:
             coordinates = _unraveled(lowering, resolved, chunk)
             offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, coordinates))
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, offset, size_known)
+            pointer = _source(lowering, instruction, tensor, nbits, coordinates)
+            chunk_at = (coordinates, offset, pointer)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, chunk_at, size_known)
         if first + resolved.num_threads <= resolved.num_chunks:
             for statement in body:
                 lowering.emit(statement)
@@ -266,25 +277,48 @@ def _unraveled(lowering: Lowering, plan: CopyPlan, chunk: Expr) -> tuple[Expr, .
     return tuple(reversed(coordinates))
 
 
+def _moved(instruction: CopyAsync, tensor: GlobalTensor, coordinates: list[Expr]) -> Expr:
+    """How many elements of ``tensor`` tile ``coordinates`` lie past the tile's origin (the window's
+    offsets left out)."""
+    terms = [Const(0, int32)] * len(tensor.strides)
+    for axis, global_dim in enumerate(instruction.dims):
+        terms[global_dim] = scale_by(coordinates[axis], tensor.strides[global_dim])
+    return add(*terms)
+
+
+def _source(
+    lowering: Lowering,
+    instruction: CopyAsync,
+    tensor: GlobalTensor,
+    nbits: int,
+    coordinates: tuple[Expr, ...],
+) -> Expr:
+    """A global pointer to the element at tile ``coordinates`` of the copy's window."""
+    indices = list(instruction.offsets)
+    for axis, global_dim in enumerate(instruction.dims):
+        indices[global_dim] = add(indices[global_dim], coordinates[axis])
+    address = add(*(scale_by(index, stride) for index, stride in zip(indices, tensor.strides)))
+    return PointerAdd(tensor.pointer, base_elements(nbits, lowering.let("address", address)))
+
+
 def _copy_chunk(
     lowering: Lowering,
     instruction: CopyAsync,
     tile: SharedTile,
     tensor: GlobalTensor,
     plan: CopyPlan,
-    coordinates: tuple[Expr, ...],
-    offset: Expr,
+    chunk_at: tuple[tuple[Expr, ...], Expr, Expr],
     size_known: int,
 ) -> None:
-    """Copy the chunk whose first element is at tile ``coordinates``, element offset ``offset`` of the
-    shared memory (swizzled; ``size_known`` divides the tensor's size along the chunks' dim)."""
+    """Copy the chunk ``chunk_at = (coordinates, offset, source)``: its first element is at tile
+    ``coordinates``, element offset ``offset`` of the shared memory (swizzled) and ``source`` in global
+    memory (``size_known`` divides the tensor's size along the chunks' dim)."""
+    coordinates, offset, source = chunk_at
     nbits = tile.dtype.nbits
     destination = byte_pointer(tile, offset)
     indices = list(instruction.offsets)
     for axis, global_dim in enumerate(instruction.dims):
         indices[global_dim] = lowering.let("index", add(indices[global_dim], coordinates[axis]))
-    address = add(*(scale_by(index, stride) for index, stride in zip(indices, tensor.strides)))
-    source = PointerAdd(tensor.pointer, base_elements(nbits, lowering.let("address", address)))
     edge_dim = instruction.dims[plan.dim]
     # an index from an offset known never to be negative needs no lower bound (coordinates are not)
     below = [not lowering.indices.is_nonnegative(offset) for offset in instruction.offsets]
