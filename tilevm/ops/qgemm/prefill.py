@@ -10,7 +10,7 @@ value of X ``block_n`` columns of W, so the operands come from shared memory, wh
 are in flight at once:
 
 - an iteration waits for its stage's copies and syncs (one barrier an iteration: past it, every thread is
-  done with the previous iteration's stage), and halfway through its sub-steps starts copying ``steps * chunks`` pre-layout chunks of
+  done with the previous iteration's stage), then starts copying ``steps * chunks`` pre-layout chunks of
   the block's columns (``copy_async``: the packed bytes of a column group are contiguous), the
   ``[block_m, steps * kc]`` window of X and the rows of scales and zero points the iteration applies
   ``stages - 1`` iterations ahead, into that stage (the scales read from global memory in the sub-step
@@ -321,16 +321,11 @@ def _body(
         tv.copy_async_wait(PREFILL.stages - 2)
         tv.sync()
         ahead = j + PREFILL.stages - 1
+        _copy_stage(
+            stages, tensors, m0, n0, group0, ahead % PREFILL.stages, first + ahead, last, HAS_ZEROS, PREFILL
+        )
         stage = j % PREFILL.stages
         for step in tv.static_range(PREFILL.steps):
-            if step == PREFILL.steps // 2:
-                # the copies start halfway through the sub-steps: the first ones' shared loads go right
-                # after the barrier (ptxas keeps a thread's shared loads after its copies into shared
-                # memory), and the copies issue while their mma run
-                ahead_stage = ahead % PREFILL.stages
-                _copy_stage(
-                    stages, tensors, m0, n0, group0, ahead_stage, first + ahead, last, HAS_ZEROS, PREFILL
-                )
             acc = _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
     tv.copy_async_wait(0)
     total = _block_sum(acc, scales, n0, core)
