@@ -226,8 +226,10 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
             if origin is None:
                 pointer = _source(lowering, instruction, tensor, nbits, coordinates)
             else:
-                moved = [Const(int(k), int32) for k in local_part]
-                pointer = PointerAdd(origin, base_elements(nbits, _moved(instruction, tensor, moved)))
+                moved = _moved(instruction, tensor, [int(k) for k in local_part])
+                pointer = origin
+                if not (isinstance(moved, Const) and moved.value == 0):
+                    pointer = PointerAdd(origin, base_elements(nbits, moved))
             offset = offsets(constant)
             chunk_at = (coordinates, offset, pointer)
             _copy_chunk(lowering, instruction, tile, tensor, resolved, chunk_at, size_known)
@@ -277,13 +279,14 @@ def _unraveled(lowering: Lowering, plan: CopyPlan, chunk: Expr) -> tuple[Expr, .
     return tuple(reversed(coordinates))
 
 
-def _moved(instruction: CopyAsync, tensor: GlobalTensor, coordinates: list[Expr]) -> Expr:
-    """How many elements of ``tensor`` tile ``coordinates`` lie past the tile's origin (the window's
-    offsets left out)."""
-    terms = [Const(0, int32)] * len(tensor.strides)
-    for axis, global_dim in enumerate(instruction.dims):
-        terms[global_dim] = scale_by(coordinates[axis], tensor.strides[global_dim])
-    return add(*terms)
+def _moved(instruction: CopyAsync, tensor: GlobalTensor, coordinates: list[int]) -> Expr:
+    """How many elements of ``tensor`` the constant tile ``coordinates`` lie past the tile's origin."""
+    terms = [
+        scale_by(Const(coordinate, int32), tensor.strides[global_dim])
+        for coordinate, global_dim in zip(coordinates, instruction.dims)
+        if coordinate
+    ]
+    return add(Const(0, int32), *terms)
 
 
 def _source(
