@@ -231,6 +231,8 @@ def test_prefill_configurations_on_the_gpu(config):
         (16, 8192, 8192, 3, True),  # several loads a chunk: X read once a block pays at 9 to 16 rows
         (16, 8192, 28672, 7, True),
         (16, 8192, 8192, 4, False),  # one load a chunk: the decode kernel, below 16384 columns
+        (16, 8192, 28672, 2, True),  # but for 1 and 2 bits
+        (12, 8192, 8192, 8, False),
         (16, 28672, 8192, 4, True),
         (16, 4096, 4096, 3, False),  # small weights: the decode kernel's smaller tiles fill the GPU
         (1, 8192, 28672, 5, True),  # up to 8 rows: 5 and 7 bits where k >= n

@@ -327,7 +327,9 @@ def uses_staged_decode(m: int, n: int, k: int, bits: int) -> bool:
     wins where the decode kernel's registers or its reads of X run short:
 
     - 9 to 16 rows of widths whose chunk is several loads (3, 5, 6, 7 bits: 1.1 to 2.1x faster at 8192x8192
-      and above), and of every width at 16384 columns or more (1.05 to 1.07x at 28672x8192);
+      and above), of 1 and 2 bits (1.05 to 1.06x against the decode kernel's register cap of 128 at
+      8192x8192 and 8192x28672), and of every width at 16384 columns or more (1.05 to 1.07x at
+      28672x8192);
     - up to 8 rows of 5 and 7 bits where k is at least n (1.06 to 1.24x at 8192x8192 and 8192x28672;
       0.95 to 0.98x at 28672x8192, where the decode kernel stays).
 
@@ -335,7 +337,7 @@ def uses_staged_decode(m: int, n: int, k: int, bits: int) -> bool:
     if m > 16 or n * k < 8192 * 8192:
         return False
     if m > 8:
-        return prelayout.loads_per_chunk(bits) > 1 or n >= 16384
+        return prelayout.loads_per_chunk(bits) > 1 or bits <= 2 or n >= 16384
     return bits in (5, 7) and k >= n
 
 
