@@ -30,6 +30,11 @@ SQUARE = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, ste
 ROWS = PrefillConfig(n_warps=1, m_warps=4, n_tiles=2, m_tiles=1, chunks=1, steps=1, stages=3)
 COLUMNS = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=2, steps=1, stages=4)
 EIGHT = PrefillConfig(n_warps=1, m_warps=8, n_tiles=1, m_tiles=1, chunks=1, steps=4, stages=2)
+#: the warp tiles of 32 x 128 (2 x 16 mma atoms): 4 warps of a block of 128 x 128, and 8 of 128 x 256
+WIDE = PrefillConfig(n_warps=4, m_warps=1, n_tiles=2, m_tiles=16, chunks=1, steps=2, stages=2)
+WIDE8 = PrefillConfig(n_warps=4, m_warps=2, n_tiles=2, m_tiles=16, chunks=1, steps=4, stages=2)
+#: and 8 warps of a block of 256 x 128
+WIDE_N = PrefillConfig(n_warps=8, m_warps=1, n_tiles=2, m_tiles=16, chunks=1, steps=2, stages=3)
 #: one sub-step an iteration: the odd widths' chunks of 256 values of k make long code to compile
 SHORT = PrefillConfig(n_warps=2, m_warps=2, n_tiles=1, m_tiles=1, chunks=1, steps=1, stages=3)
 #: decode M, one warp across m, blocks sharing a tile's iterations: 3 blocks for 5 iterations (2, 2, 1),
@@ -53,6 +58,11 @@ CASES = [
     (tv.float4_e2m1, torch.bfloat16, "e8m0", 32, 25, 36, 256, True, SQUARE),  # MX
     (tv.float4_e2m1, torch.float16, "ue4m3", 16, 26, 34, 128, True, ROWS),  # NVFP4: global scale
     (tv.float8_e4m3, torch.float16, "compute", 16, 19, 20, 192, False, COLUMNS),  # groups of 16
+    (tv.uint8, torch.float16, "compute", 128, 18, 40, 640, True, ROWS),  # a group spans 4 iterations
+    (tv.int8, torch.bfloat16, "compute", 64, 22, 24, 320, False, EIGHT),  # sub-steps 2 by 2 share a group
+    (tv.int4, torch.float16, "compute", 128, 137, 150, 384, True, WIDE),  # 2 x 2 blocks, both ragged
+    (tv.int8, torch.bfloat16, "compute", 128, 70, 130, 256, False, WIDE8),  # M inside one block
+    (tv.int4, torch.float16, "compute", 64, 45, 270, 256, True, WIDE_N),  # 2 blocks across n, ragged
     (tv.int4, torch.float16, "compute", 128, 16, 45, 640, True, SPLIT3),  # 5 iterations, 3 blocks a tile
     (tv.uint8, torch.bfloat16, "compute", 64, 5, 90, 640, False, SPLIT4),  # 4 blocks, one with none
     (tv.int3, torch.float16, "compute", 64, 13, 50, 512, True, STAGED16),  # 4 groups: on the weights
@@ -103,15 +113,29 @@ def test_default_config_picks_the_prefill_kernel_where_it_fills_the_machine():
     ]
 
 
+#: the default's block (columns, rows, warps) and stages: warps of 32 x 128 for 4 and 8 bits (the H100
+#: timings of ``prefill_config``'s docstring), 32 x 64 for the widths whose sub-steps are longer
+DEFAULT_BLOCKS = {4: (128, 128, 4, 2), 8: (256, 128, 8, 2)}
+
+
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_prefill_config_fits_shared_memory_with_the_most_stages(bits):
     config = prefill_config(bits)
+    block_n, block_m, warps, stages = DEFAULT_BLOCKS.get(bits, (128, 64, 4, None))
     chunk = prelayout.chunk_k(bits)
-    stage = (config.steps * config.chunks * chunk) * (2 * 64 + 128 * bits // 8)  # X and W bytes a stage
-    assert (config.block_n, config.block_m, config.num_warps) == (128, 64, 4)
-    assert config.chunks * chunk >= 64 and config.steps * config.chunks * chunk >= 128
-    assert config.shared_bytes(bits) == config.stages * stage <= 227 * 1024
-    assert config.stages == 3 or (config.stages + 1) * stage > 227 * 1024
+    stage_k = config.steps * config.chunks * chunk
+    stage = stage_k * (2 * block_m + block_n * bits // 8)  # X and W bytes a stage
+    rows = 2 * (stage_k // 16) * 2 * block_n  # the most rows of scales and zero points: groups of 16
+    assert (config.block_n, config.block_m, config.num_warps) == (block_n, block_m, warps)
+    assert config.chunks * chunk == max(64, chunk) and stage_k >= 128
+    assert config.shared_bytes(bits, group_size=None) == config.stages * stage
+    scales = max(1, stage_k // 128) * 2 * block_n  # a row of 16-bit scales per group of 128
+    assert config.shared_bytes(bits, 128, zeros=False) == config.stages * (stage + scales)
+    assert config.shared_bytes(bits) == config.stages * (stage + rows) <= 227 * 1024
+    if stages is None:  # as many stages as fit, up to 3
+        assert config.stages == 3 or (config.stages + 1) * (stage + rows) > 227 * 1024
+    else:
+        assert config.stages == stages
 
 
 def _program(config: PrefillConfig, bits: int, m: int, n: int, k: int, group: int):
@@ -150,7 +174,7 @@ def test_the_loop_converts_no_layout_and_the_stages_are_all_the_shared_memory(bi
     conversions = [i for i in walk_instructions(main.body) if type(i).__name__ == "ConvertLayout"]
     assert all(c.operand.type.dtype.nbits == bits for c in conversions)
     assert all(conversion_map(c.operand.type.layout, c.output.type.layout) is not None for c in conversions)
-    assert program.shared_bytes == config.shared_bytes(bits)
+    assert program.shared_bytes == config.shared_bytes(bits, 128, zeros=False)
 
 
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas is not on PATH")
@@ -158,7 +182,8 @@ def test_the_loop_converts_no_layout_and_the_stages_are_all_the_shared_memory(bi
 def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
     """The default configuration for sm_90 at the benchmark's shape: no spills, at most 255 registers
     (8 warps of 256 threads: one block an SM), and the shared loads of X take their constant offsets as
-    immediates (one address register for all of a thread's 16-byte loads of a stage)."""
+    immediates (one address register for all of a thread's 16-byte loads of a stage), as do the copies
+    into a stage (one swizzle serves a thread's rounds of 16 bytes)."""
     kernel, args, constexprs = _program(prefill_config(bits), bits, 4096, 8192, 8192, 128)
     ptx = kernel.ptx(*args, **constexprs, target="sm_90")
     path = tmp_path / "prefill.ptx"
@@ -174,6 +199,8 @@ def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
     assert registers <= 255, report
     loads = re.findall(r"ld\.shared\.v4\.b32\s+\{[^}]*\}, \[(%r\d+)(\+-?\d+)?\]", ptx)
     assert len(loads) >= 32 and sum(1 for _, immediate in loads if immediate) >= len(loads) // 2
+    copies = re.findall(r"cp\.async\.cg\.shared\.global\s+\[%r\d+(\+\d+)?\]", ptx)
+    assert len(copies) >= 12 and sum(1 for immediate in copies if immediate) >= len(copies) * 3 // 4
 
 
 @pytest.mark.gpu
@@ -188,7 +215,9 @@ def test_prefill_at_the_benchmark_shape(code):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("config", [SQUARE, ROWS, COLUMNS, EIGHT, SHORT, prefill_config(4)], ids=str)
+@pytest.mark.parametrize(
+    "config", [SQUARE, ROWS, COLUMNS, EIGHT, SHORT, WIDE, WIDE8, WIDE_N, prefill_config(4)], ids=str
+)
 def test_prefill_configurations_on_the_gpu(config):
     inputs = make_inputs(
         tv.uint4, torch.bfloat16, "compute", 64, 300, 1000, 2112, bias=True, seed=4, device="cuda"

@@ -176,14 +176,18 @@ class PrefillConfig:
         """Rows of X per block."""
         return 8 * self.m_tiles * self.m_warps
 
-    def shared_bytes(self, bits: int) -> int:
-        """The bytes of the stages' buffers for ``bits``-bit codes and 16-bit X (all the shared memory the
-        kernel takes)."""
+    def shared_bytes(self, bits: int, group_size: int | None = 16, zeros: bool = True) -> int:
+        """The bytes of the stages' buffers (all the shared memory the kernel takes) for ``bits``-bit codes,
+        16-bit X, and the rows of 16-bit scales (and of zero points with ``zeros``) in groups of
+        ``group_size`` that an iteration applies (none per channel: ``group_size=None``). By default the
+        most any format takes: groups of 16 with zero points (e8m0 and ue4m3 scales take half as much)."""
         stage_k = self.steps * self.chunks * prelayout.chunk_k(bits)
-        return self.stages * stage_k * (2 * self.block_m + self.block_n * bits // 8)
+        rows = 0 if group_size is None else max(1, stage_k // group_size) * (2 if zeros else 1)
+        operands = stage_k * (2 * self.block_m + self.block_n * bits // 8)
+        return self.stages * (operands + rows * 2 * self.block_n)
 
     def fits(self, bits: int) -> bool:
-        """Whether a block's shared memory for ``bits``-bit codes fits an H100's (227 KB)."""
+        """Whether a block's shared memory for ``bits``-bit codes fits an H100's (227 KB) in every format."""
         return self.shared_bytes(bits) <= SHARED_BYTES
 
 
@@ -213,14 +217,20 @@ def uses_prefill(m: int, n: int) -> bool:
 
 @functools.cache
 def prefill_config(bits: int) -> PrefillConfig:
-    """The prefill kernel's configuration for ``bits``-bit codes: blocks of 128 x 64 (4 warps of 32 columns
-    by 64 rows), sub-steps of at least 64 values of k, iterations of at least 128, and 3 stages where
-    shared memory holds them (the H100 sweep at M = 4096, 8192x8192, int4: 1709 µs, against 1896 for 8
-    warps of 128 x 128 and 4 stages)."""
+    """The prefill kernel's configuration for ``bits``-bit codes: sub-steps of at least 64 values of k and
+    iterations of at least 128, in warps of 32 columns by 128 rows (2 x 16 mma atoms: the dequantized
+    weights serve 16 atoms of X) for 4 and 8 bits, whose sub-steps of 64 values of k leave the registers
+    room for them (4 warps, a block of 128 x 128, for 4 bits; 8 warps, 256 x 128, for 8 bits; 2 stages).
+    The other widths' chunks make sub-steps of 128 or 256 values of k, which spill with 128 rows a warp:
+    their warps take 32 x 64, 4 a block of 128 x 64, with 3 stages where shared memory holds them. H100,
+    M = 4096, 8192x8192 (torch fp16: 716 µs): int4 1299 µs against 1481 for 128 x 64 (and 1309 for 8 warps
+    of 256 x 128 and 3 stages), int8 1329 against 1689 (1382 for 4 warps of 128 x 128)."""
     chunk = prelayout.chunk_k(bits)
     chunks = max(1, 64 // chunk)
     steps = max(1, 128 // (chunks * chunk))
     fields = {"m_warps": 1, "chunks": chunks, "steps": steps}
+    if bits in (4, 8):
+        return PrefillConfig(**fields, n_warps=bits, m_tiles=16, stages=2)  # 4 warps for 4 bits, 8 for 8
     stage_bytes = PrefillConfig(**fields, stages=2).shared_bytes(bits) // 2
     return PrefillConfig(**fields, stages=min(3, SHARED_BYTES // stage_bytes))
 

@@ -11,8 +11,10 @@ are in flight at once:
 
 - an iteration waits for its stage's copies and syncs (one barrier an iteration: past it, every thread is
   done with the previous iteration's stage), then starts copying ``steps * chunks`` pre-layout chunks of
-  the block's columns (``copy_async``: the packed bytes of a column group are contiguous) and the
-  ``[block_m, steps * kc]`` window of X ``stages - 1`` iterations ahead, into that stage;
+  the block's columns (``copy_async``: the packed bytes of a column group are contiguous), the
+  ``[block_m, steps * kc]`` window of X and the rows of scales and zero points the iteration applies
+  ``stages - 1`` iterations ahead, into that stage (the scales read from global memory in the sub-step
+  left the first dequantization waiting on a load from L2 after every barrier);
 - it then computes ``steps`` sub-steps of ``kc = chunks * chunk_k(bits)`` values of k: each thread reads
   its 16-byte strings of codes from the stage (a warp's 512 bytes contiguous: no bank conflict) and its
   16 bytes of X per row of its B fragments and 32 values of k (the pre-layout's permuted k;
@@ -83,6 +85,19 @@ class PrefillPlan:
     @property
     def num_warps(self) -> int:
         return self.core.n_warps * self.m_warps
+
+    @property
+    def stage_rows(self) -> int:
+        """Rows of scales (and of zero points) an iteration's sub-steps apply, copied into its stage with
+        its operands; 0 per channel, where one row of zero points serves every iteration."""
+        if self.core.scale_on == "channel":
+            return 0
+        return max(1, self.stage_k // self.group_size)
+
+    def step_row(self, step: int) -> int:
+        """The first of the stage's rows that sub-step ``step`` applies (0 while a group spans the
+        iteration: sizes of k and groups are powers of two)."""
+        return step * self.core.kc // self.group_size
 
 
 @functools.cache
@@ -197,40 +212,74 @@ def _scale_digits(
 
 
 @tv.func
-def _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, iteration, last, PREFILL):
-    """Starts copying iteration ``iteration``'s X window and packed bytes into stage ``stage`` if it comes
-    before ``last`` (past the end of k, the copies read zeros); the group is committed either way, so that
-    every iteration waits for the same count of groups."""
+def _copy_stage(stages, tensors, m0, n0, group0, stage, iteration, last, HAS_ZEROS, PREFILL):
+    """Starts copying iteration ``iteration``'s X window, packed bytes and rows of scales and zero points
+    (those it applies: ``stage_rows``) into stage ``stage`` of ``stages`` (``_stages``) if it comes before
+    ``last`` (past the end of k, the copies read zeros); the group is committed either way, so that every
+    iteration waits for the same count of groups."""
     core = PREFILL.core
+    x_stages, w_stages, s_stages, z_stages = stages
+    x, packed, scales, zeros = tensors
     if iteration < last:
         x_stage = tv.slice_shared(x_stages, [stage, 0, 0], [core.block_m, PREFILL.stage_k])
         tv.copy_async(x_stage, x, offsets=[m0, iteration * PREFILL.stage_k])
         shape = [core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
         w_stage = tv.slice_shared(w_stages, [stage, 0, 0, 0, 0, 0], shape)
         tv.copy_async(w_stage, packed, offsets=[group0, iteration * PREFILL.stage_chunks, 0, 0, 0])
+        if PREFILL.stage_rows:
+            row0 = iteration * PREFILL.stage_k // PREFILL.group_size
+            rows = [PREFILL.stage_rows, core.block_n]
+            tv.copy_async(tv.slice_shared(s_stages, [stage, 0, 0], rows), scales, offsets=[row0, n0])
+            if HAS_ZEROS:
+                tv.copy_async(tv.slice_shared(z_stages, [stage, 0, 0], rows), zeros, offsets=[row0, n0])
     tv.copy_async_commit()
 
 
 @tv.func
-def _sub_step(acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, CODE, HAS_ZEROS, PREFILL):
+def _stage_rows(stages, stage, step, LAYOUT, PREFILL):
+    """Sub-step ``step``'s rows of one of ``stages`` (scales or zero points) in the iteration in ``stage``,
+    in ``LAYOUT``."""
+    rows = tv.slice_shared(stages, [stage, PREFILL.step_row(step), 0], list(LAYOUT.shape))
+    return tv.load_shared(rows, layout=LAYOUT)
+
+
+@tv.func
+def _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL):
     """``acc`` plus sub-step ``step`` of the iteration in ``stage``: the operands read from shared memory in
     their fragments' layouts, then the decode kernel's step (the weights dequantized and scaled, one
     dot)."""
     core = PREFILL.core
+    x_stages, w_stages, s_stages, z_stages = stages
     window = tv.slice_shared(x_stages, [stage, 0, step * core.kc], [core.block_m, core.kc])
     x_now = tv.load_shared(window, layout=core.x)
     shape = [core.block_n // 16, core.chunks, core.loads, 32, 16]
     strings = tv.slice_shared(w_stages, [stage, 0, step * core.chunks, 0, 0, 0], shape)
     w_now = tv.load_shared(strings, layout=core.weights)
-    rows = core.weight_rows.shape[0]
-    scale_rows = zero_rows = 0  # none where the sub-step applies none
+    scale_rows = 0  # none where the sub-step applies none
+    zero_rows = channel_zeros
     if core.scale_on == "groups":
-        scale_rows = _rows(scales, row0, n0, core.groups, core.group_rows)
+        scale_rows = _stage_rows(s_stages, stage, step, core.group_rows, PREFILL)
     elif core.scale_on == "weights":
-        scale_rows = _rows(scales, row0, n0, rows, core.weight_rows)
-    if HAS_ZEROS:
-        zero_rows = _rows(zeros, row0, n0, rows, core.weight_rows)
+        scale_rows = _stage_rows(s_stages, stage, step, core.weight_rows, PREFILL)
+    if HAS_ZEROS and PREFILL.stage_rows:
+        zero_rows = _stage_rows(z_stages, stage, step, core.weight_rows, PREFILL)
     return _step(acc, (x_now, w_now, scale_rows, zero_rows), CODE, HAS_ZEROS, core)
+
+
+@tv.func
+def _stages(x, scales, HAS_ZEROS, PREFILL):
+    """The pipeline's buffers of shared memory: ``stages`` iterations of X windows, packed bytes and rows
+    of scales and of zero points (0 for those an iteration does not copy)."""
+    core = PREFILL.core
+    x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, core.block_m, PREFILL.stage_k])
+    shape = [PREFILL.stages, core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
+    w_stages = tv.shared_tensor(tv.uint8, shape)
+    s_stages = z_stages = 0
+    if PREFILL.stage_rows:
+        s_stages = tv.shared_tensor(scales.dtype, [PREFILL.stages, PREFILL.stage_rows, core.block_n])
+        if HAS_ZEROS:  # zero points are integers in the compute dtype, X's
+            z_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, PREFILL.stage_rows, core.block_n])
+    return x_stages, w_stages, s_stages, z_stages
 
 
 def _body(
@@ -252,34 +301,32 @@ def _body(
     core = PREFILL.core
     m0, n0 = tv.block_idx(1) * core.block_m, tv.block_idx(0) * core.block_n
     group0 = tv.block_idx(0) * (core.block_n // 16)
-    x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, core.block_m, PREFILL.stage_k])
-    shape = [PREFILL.stages, core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
-    w_stages = tv.shared_tensor(tv.uint8, shape)
+    stages = _stages(x, scales, HAS_ZEROS, PREFILL)
+    tensors = (x, packed, scales, zeros)
     iterations = tv.cdiv(packed.shape[1], PREFILL.stage_chunks)
     per_block = tv.cdiv(iterations, core.split_k)  # with split_k, block z runs iterations [first, last)
     first = tv.block_idx(2) * per_block
     last = tv.minimum(first + per_block, iterations)
     for stage in tv.static_range(PREFILL.stages - 1):
-        _copy_stage(x_stages, w_stages, x, packed, m0, group0, stage, first + stage, last, PREFILL)
+        _copy_stage(stages, tensors, m0, n0, group0, stage, first + stage, last, HAS_ZEROS, PREFILL)
+    channel_zeros = 0  # per channel, the one row of zero points every sub-step subtracts
+    if HAS_ZEROS and not PREFILL.stage_rows:
+        channel_zeros = _rows(zeros, 0, n0, 1, core.weight_rows)
     acc = tv.register_tensor(
         tv.float32, [1, core.groups, core.block_n, core.block_m], init=0.0, layout=core.accumulator
     )
     for j in range(last - first):
-        # iteration i's copies are the oldest of the stages - 1 groups in flight; after the barrier every
-        # thread is done with iteration i - 1, whose stage the copies for i + stages - 1 then fill
-        i = first + j
+        # iteration first + j's copies are the oldest of the stages - 1 groups in flight; after the barrier
+        # every thread is done with iteration j - 1, whose stage the copies for j + stages - 1 then fill
         tv.copy_async_wait(PREFILL.stages - 2)
         tv.sync()
         ahead = j + PREFILL.stages - 1
         _copy_stage(
-            x_stages, w_stages, x, packed, m0, group0, ahead % PREFILL.stages, first + ahead, last, PREFILL
+            stages, tensors, m0, n0, group0, ahead % PREFILL.stages, first + ahead, last, HAS_ZEROS, PREFILL
         )
         stage = j % PREFILL.stages
         for step in tv.static_range(PREFILL.steps):
-            row0 = (i * PREFILL.stage_k + step * core.kc) // PREFILL.group_size
-            acc = _sub_step(
-                acc, x_stages, w_stages, scales, zeros, stage, step, row0, n0, CODE, HAS_ZEROS, PREFILL
-            )
+            acc = _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
     tv.copy_async_wait(0)
     total = _block_sum(acc, scales, n0, core)
     if core.split_k == 1:

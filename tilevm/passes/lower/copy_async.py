@@ -50,6 +50,7 @@ from tilevm.passes.lower.coordinates import local_coordinates
 from tilevm.passes.lower.lowering import GlobalTensor, Handler, Lowering, LoweringError, SharedTile
 from tilevm.passes.lower.shared_access import MAX_ACCESS_BITS, offset_table
 from tilevm.passes.lower.shared_address import (
+    SwizzledOffsets,
     add,
     base_elements,
     byte_pointer,
@@ -211,17 +212,37 @@ def _copy_async(lowering: Lowering, instruction: CopyAsync) -> None:
     layout = _chunk_layout(resolved)
     if layout is not None:  # the chunks' coordinates: hoisted thread parts plus constants per round
         thread_part = lowering.thread_coordinates(layout)
+        # one swizzle serves every round whose constant offset is a multiple of the swizzle's period from
+        # another's: the rounds' shared addresses are then one register and immediates
+        start = linear_offset(lowering, tile, thread_part, "row")
+        offsets = SwizzledOffsets(lowering, tile.layout, start)
+        # in global memory too, a round is the thread's first chunk moved by its constant coordinates:
+        # one address a copy, and a product of constants and strides a round (whole bytes from 8 bits on)
+        origin = _source(lowering, instruction, tensor, nbits, thread_part) if nbits >= 8 else None
         for round_ in range(resolved.rounds):
             local_part = local_coordinates(layout)[round_ * resolved.width]
             coordinates = tuple(add(c, Const(int(k), int32)) for c, k in zip(thread_part, local_part))
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, size_known)
+            constant = sum(int(k) * stride for k, stride in zip(local_part, tile.layout.strides))
+            if origin is None:
+                pointer = _source(lowering, instruction, tensor, nbits, coordinates)
+            else:
+                moved = _moved(instruction, tensor, [int(k) for k in local_part])
+                pointer = origin
+                if not (isinstance(moved, Const) and moved.value == 0):
+                    pointer = PointerAdd(origin, base_elements(nbits, moved))
+            offset = offsets(constant)
+            chunk_at = (coordinates, offset, pointer)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, chunk_at, size_known)
         return
     for round_ in range(resolved.rounds):
         first = round_ * resolved.num_threads
         chunk = lowering.let("chunk", add(lowering.thread, Const(first, int32)))
         with lowering.collect() as body:
             coordinates = _unraveled(lowering, resolved, chunk)
-            _copy_chunk(lowering, instruction, tile, tensor, resolved, coordinates, size_known)
+            offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, coordinates))
+            pointer = _source(lowering, instruction, tensor, nbits, coordinates)
+            chunk_at = (coordinates, offset, pointer)
+            _copy_chunk(lowering, instruction, tile, tensor, resolved, chunk_at, size_known)
         if first + resolved.num_threads <= resolved.num_chunks:
             for statement in body:
                 lowering.emit(statement)
@@ -258,25 +279,49 @@ def _unraveled(lowering: Lowering, plan: CopyPlan, chunk: Expr) -> tuple[Expr, .
     return tuple(reversed(coordinates))
 
 
+def _moved(instruction: CopyAsync, tensor: GlobalTensor, coordinates: list[int]) -> Expr:
+    """How many elements of ``tensor`` the constant tile ``coordinates`` lie past the tile's origin."""
+    terms = [
+        scale_by(Const(coordinate, int32), tensor.strides[global_dim])
+        for coordinate, global_dim in zip(coordinates, instruction.dims)
+        if coordinate
+    ]
+    return add(Const(0, int32), *terms)
+
+
+def _source(
+    lowering: Lowering,
+    instruction: CopyAsync,
+    tensor: GlobalTensor,
+    nbits: int,
+    coordinates: tuple[Expr, ...],
+) -> Expr:
+    """A global pointer to the element at tile ``coordinates`` of the copy's window."""
+    indices = list(instruction.offsets)
+    for axis, global_dim in enumerate(instruction.dims):
+        indices[global_dim] = add(indices[global_dim], coordinates[axis])
+    address = add(*(scale_by(index, stride) for index, stride in zip(indices, tensor.strides)))
+    return PointerAdd(tensor.pointer, base_elements(nbits, lowering.let("address", address)))
+
+
 def _copy_chunk(
     lowering: Lowering,
     instruction: CopyAsync,
     tile: SharedTile,
     tensor: GlobalTensor,
     plan: CopyPlan,
-    coordinates: tuple[Expr, ...],
+    chunk_at: tuple[tuple[Expr, ...], Expr, Expr],
     size_known: int,
 ) -> None:
-    """Copy the chunk whose first element is at tile ``coordinates`` (``size_known`` divides the tensor's
-    size along the chunks' dim)."""
+    """Copy the chunk ``chunk_at = (coordinates, offset, source)``: its first element is at tile
+    ``coordinates``, element offset ``offset`` of the shared memory (swizzled) and ``source`` in global
+    memory (``size_known`` divides the tensor's size along the chunks' dim)."""
+    coordinates, offset, source = chunk_at
     nbits = tile.dtype.nbits
-    offset = swizzled(lowering, tile.layout, linear_offset(lowering, tile, coordinates))
     destination = byte_pointer(tile, offset)
     indices = list(instruction.offsets)
     for axis, global_dim in enumerate(instruction.dims):
         indices[global_dim] = lowering.let("index", add(indices[global_dim], coordinates[axis]))
-    address = add(*(scale_by(index, stride) for index, stride in zip(indices, tensor.strides)))
-    source = PointerAdd(tensor.pointer, base_elements(nbits, lowering.let("address", address)))
     edge_dim = instruction.dims[plan.dim]
     # an index from an offset known never to be negative needs no lower bound (coordinates are not)
     below = [not lowering.indices.is_nonnegative(offset) for offset in instruction.offsets]
