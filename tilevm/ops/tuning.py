@@ -17,8 +17,9 @@ there is a bias. The candidates are the configurations near ``default_config``'s
 - at prefill below the prefill kernel's sizes, 4 or 8 warps, one or two atoms a warp, with and without
   prefetch where it fits;
 - with the prefill kernel (``config.uses_prefill``), its warp grids of 128 x 128 blocks (4 x 2, 2 x 4 and
-  8 x 1 warps) and of 128 x 64 blocks (4 x 1 warps, two blocks an SM), each with 2, 3 or 4 stages where
-  shared memory holds them, and the default grid with iterations twice as long;
+  8 x 1 warps) and of 128 x 64 blocks (4 x 1 warps, two blocks an SM), and for 4 and 8 bits warps of 32 x
+  128 (4 of a 128 x 128 block, 8 of 256 x 128), each with 2, 3 or 4 stages where shared memory holds
+  them, and the default grid with iterations twice as long;
 
 and always ``default_config``'s choice first, which is also the answer on the CPU and with
 ``TILEVM_AUTOTUNE=0``.
@@ -59,6 +60,8 @@ _DECODE_WARPS = ((8, 8), (4, 4), (8, 4))
 _REGISTER_CAPS = (None, 96, 128)
 #: (n_warps, m_warps, n_tiles, m_tiles) tried with the prefill kernel
 _PREFILL_GRIDS = ((4, 2, 2, 8), (2, 4, 4, 4), (8, 1, 1, 16), (4, 1, 2, 8))
+#: and those of warps of 32 x 128, where the default's warps are (4 and 8 bits: the others' sub-steps spill)
+_TALL_GRIDS = ((4, 1, 2, 16), (8, 1, 2, 16))
 
 
 def candidates(
@@ -106,13 +109,16 @@ def _extend(found: list, configs: list) -> None:
 
 
 def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig | PrefillConfig]:
-    """The prefill kernel's warp grids (``_PREFILL_GRIDS``) with the default's sub-steps and 2 to 4 stages,
-    and the default's grid with iterations twice as long (half the copies' overhead, fewer stages), those
-    whose stages fit in shared memory; the default first."""
+    """The prefill kernel's warp grids (``_PREFILL_GRIDS``, and ``_TALL_GRIDS`` where the default's warps
+    are as tall) with the default's sub-steps and 2 to 4 stages, and the default's grid with iterations
+    twice as long (half the copies' overhead, fewer stages), those whose stages fit in shared memory; the
+    default first."""
     found: list[QGemmConfig | PrefillConfig] = [default]
     steps = [default.steps] + [2 * default.steps] * (2 * default.steps in PREFILL_SPACE["steps"])
-    for grid, length, stages in itertools.product(_PREFILL_GRIDS, steps, (2, 3, 4)):
-        if length != default.steps and grid != _PREFILL_GRIDS[0]:
+    grids = _PREFILL_GRIDS + (_TALL_GRIDS if default.m_tiles == 16 and default.m_warps == 1 else ())
+    own = (default.n_warps, default.m_warps, default.n_tiles, default.m_tiles)
+    for grid, length, stages in itertools.product(grids, steps, (2, 3, 4)):
+        if length != default.steps and grid != own:
             continue
         config = PrefillConfig(*grid, chunks=default.chunks, steps=length, stages=stages)
         if config.fits(bits) and config not in found:
