@@ -105,7 +105,9 @@ def test_the_custom_op_of_a_registered_weight_is_captured_and_replayed():
         for _ in range(2):  # warm up outside the capture: compile, load, autotune
             quantized_matmul_op(static_x, qweight, bias)
     torch.cuda.current_stream().wait_stream(stream)
-    assert set(qweight.host_cache) == {(8, True)}  # the op launched through the weight's kept launch
+    # the op launched through the weight's kept launch, filed under its M bucket and under M itself
+    assert set(qweight.host_cache) == {(8, True), (3, True)}
+    assert qweight.host_cache[(3, True)] is qweight.host_cache[(8, True)]
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         static_y = quantized_matmul_op(static_x, qweight, bias)

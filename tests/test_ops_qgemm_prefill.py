@@ -11,6 +11,7 @@ import functools
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pytest
 import torch
@@ -214,10 +215,28 @@ def test_prefill_at_the_benchmark_shape(code):
     check(inputs, run_qgemm(inputs, code, 128, None))
 
 
+#: the configurations the GPU test runs with 4-bit codes (WIDE8's 4 sub-steps of 64 values of k would take
+#: 300 KB of shared memory for them: 2 here)
+GPU_CONFIGS = [SQUARE, ROWS, COLUMNS, EIGHT, SHORT, WIDE, replace(WIDE8, steps=2), WIDE_N, prefill_config(4)]
+
+
+def test_the_gpu_configurations_fit_in_shared_memory():
+    """Every configuration of the GPU test fits an H100's shared memory with 4-bit codes, as counted
+    here: each stage holds its weight bytes, its rows of X in 16 bits and one row of scales and of zero
+    points a group of 64 in it (``PrefillConfig.shared_bytes`` counts the rows of the largest format)."""
+    for config in GPU_CONFIGS:
+        stage_k = config.steps * config.chunks * 64
+        stage = (
+            stage_k * config.block_n // 2
+            + stage_k * config.block_m * 2
+            + 2 * -(-stage_k // 64) * config.block_n * 2
+        )
+        assert config.stages * stage <= config.shared_bytes(4) <= 227 * 1024, config
+    assert not WIDE8.fits(4)
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize(
-    "config", [SQUARE, ROWS, COLUMNS, EIGHT, SHORT, WIDE, WIDE8, WIDE_N, prefill_config(4)], ids=str
-)
+@pytest.mark.parametrize("config", GPU_CONFIGS, ids=str)
 def test_prefill_configurations_on_the_gpu(config):
     inputs = make_inputs(
         tv.uint4, torch.bfloat16, "compute", 64, 300, 1000, 2112, bias=True, seed=4, device="cuda"
