@@ -10,7 +10,7 @@ from test_ops_qgemm import ROUNDOFF
 
 import tilevm as tv
 from tilevm.ops import quantize_weight, quantized_matmul
-from tilevm.ops.qgemm import QGemmConfig, prelayout, qgemm
+from tilevm.ops.qgemm import PrefillConfig, QGemmConfig, prelayout, qgemm
 
 
 def test_quantized_matmul_matches_the_dequantized_weight() -> None:
@@ -82,6 +82,10 @@ def test_qgemm_rejects_bad_arguments(change: dict, message: str) -> None:
 def test_config_fields_are_checked() -> None:
     with pytest.raises(ValueError, match=r"QGemmConfig\.block_m must be one of"):
         QGemmConfig(block_m=24)
+    with pytest.raises(ValueError, match=r"QGemmConfig\.max_registers must be between 24 and 255"):
+        QGemmConfig(max_registers=300)
+    with pytest.raises(ValueError, match=r"PrefillConfig\.max_registers must be an int or None"):
+        PrefillConfig(max_registers=96.0)
 
 
 def test_quantized_matmul_rejects_bad_arguments() -> None:
