@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tilevm.runtime.cuda.ptxas import find_ptxas
 
-__all__ = ["ChildOutcome", "assemble", "assemble_together", "compile_in_child"]
+__all__ = ["ChildOutcome", "assemble", "assemble_together", "compile_in_child", "registers_used"]
 
 TESTS = Path(__file__).parent
 #: the ptxas that tilevm itself would use: the nvidia-cuda-nvcc wheel's (the test extra), else PATH's
@@ -21,18 +21,26 @@ PTXAS = find_ptxas() or "ptxas"
 _HEADER = re.compile(r"^\s*\.(version|target|address_size)\b.*$", re.MULTILINE)
 
 
-def assemble(ptx: str, target: str) -> None:
-    """Assemble ``ptx`` for ``target`` with ptxas; an AssertionError with ptxas's message if it fails."""
+def assemble(ptx: str, target: str, verbose: bool = False) -> str:
+    """Assemble ``ptx`` for ``target`` with ptxas; an AssertionError with ptxas's message if it fails.
+    Returns what ptxas wrote, with ``verbose`` its resource report (``-v``: registers, spills)."""
     with tempfile.TemporaryDirectory() as directory:
         source = Path(directory) / "kernel.ptx"
         source.write_text(ptx)
+        flags = ["-v"] if verbose else []
         result = subprocess.run(
-            [PTXAS, f"-arch={target}", str(source), "-o", str(Path(directory) / "kernel.cubin")],
+            [PTXAS, *flags, f"-arch={target}", str(source), "-o", str(Path(directory) / "kernel.cubin")],
             capture_output=True,
             text=True,
             check=False,
         )
     assert result.returncode == 0, f"ptxas -arch={target} failed:\n{result.stderr}"
+    return result.stderr
+
+
+def registers_used(report: str) -> int:
+    """The registers a thread takes, from ptxas's ``-v`` report of one kernel."""
+    return int(re.search(r"Used (\d+) registers", report).group(1))
 
 
 def assemble_together(ptx_by_name: dict[str, str], target: str) -> list[str]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import re
 import shutil
-import subprocess
 from dataclasses import replace
 
 import pytest
 import torch
+from codegen_support import assemble, registers_used
 from test_ops_qgemm import check, make_inputs, run_qgemm
 
 import tilevm as tv
@@ -180,24 +180,16 @@ def test_the_loop_converts_no_layout_and_the_stages_are_all_the_shared_memory(bi
 
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas is not on PATH")
 @pytest.mark.parametrize("bits", [4, 8])
-def test_ptxas_fits_the_default_in_the_registers(bits, tmp_path):
+def test_ptxas_fits_the_default_in_the_registers(bits):
     """The default configuration for sm_90 at the benchmark's shape: no spills, at most 255 registers
     (8 warps of 256 threads: one block an SM), and the shared loads of X take their constant offsets as
     immediates (one address register for all of a thread's 16-byte loads of a stage), as do the copies
     into a stage (one swizzle serves a thread's rounds of 16 bytes)."""
     kernel, args, constexprs = _program(prefill_config(bits), bits, 4096, 8192, 8192, 128)
     ptx = kernel.ptx(*args, **constexprs, target="sm_90")
-    path = tmp_path / "prefill.ptx"
-    path.write_text(ptx)
-    report = subprocess.run(
-        ["ptxas", "-v", "-arch=sm_90", "-o", str(tmp_path / "prefill.cubin"), str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stderr
+    report = assemble(ptx, "sm_90", verbose=True)
     assert "0 bytes spill stores, 0 bytes spill loads" in report, report
-    registers = int(re.search(r"Used (\d+) registers", report).group(1))
-    assert registers <= 255, report
+    assert registers_used(report) <= 255, report
     loads = re.findall(r"ld\.shared\.v4\.b32\s+\{[^}]*\}, \[(%r\d+)(\+-?\d+)?\]", ptx)
     assert len(loads) >= 32 and sum(1 for _, immediate in loads if immediate) >= len(loads) // 2
     copies = re.findall(r"cp\.async\.cg\.shared\.global\s+\[%r\d+(\+\d+)?\]", ptx)

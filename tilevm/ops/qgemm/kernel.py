@@ -333,22 +333,25 @@ def _epilogue(acc, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, 
 
 
 @tv.func
-def _split_epilogue(
+def _tile_epilogue(
     total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN
 ):
-    """The epilogue of a tile that ``split_k`` blocks share: each block stores its float32 partial tile, then
-    draws a ticket; the last to draw resets the counter, adds the partial tiles in block order and runs the
-    epilogue."""
-    tile = tv.block_idx(1) * tv.num_blocks(0) + tv.block_idx(0)
-    tv.store_global(workspace, total, offsets=[tv.block_idx(2), m0, n0], dims=[1, 2])
-    ticket = tv.atomic_add_scalar(counters, tile, 1)
-    if ticket == PLAN.split_k - 1:
-        tv.atomic_exchange_scalar(counters, tile, 0)
-        shape = [PLAN.block_m, PLAN.block_n]
-        result = tv.load_global(workspace, offsets=[0, m0, n0], shape=shape, dims=[1, 2])
-        for part in range(1, PLAN.split_k):
-            result = result + tv.load_global(workspace, offsets=[part, m0, n0], shape=shape, dims=[1, 2])
-        _epilogue(result, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
+    """The epilogue of a block's float32 ``total`` of its tile: the epilogue itself when one block computes
+    the tile; when ``split_k`` blocks share it, each stores its partial tile, then draws a ticket, and the
+    last to draw resets the counter, adds the partial tiles in block order and runs the epilogue."""
+    if PLAN.split_k == 1:
+        _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
+    else:
+        tile = tv.block_idx(1) * tv.num_blocks(0) + tv.block_idx(0)
+        tv.store_global(workspace, total, offsets=[tv.block_idx(2), m0, n0], dims=[1, 2])
+        ticket = tv.atomic_add_scalar(counters, tile, 1)
+        if ticket == PLAN.split_k - 1:
+            tv.atomic_exchange_scalar(counters, tile, 0)
+            shape = [PLAN.block_m, PLAN.block_n]
+            result = tv.load_global(workspace, offsets=[0, m0, n0], shape=shape, dims=[1, 2])
+            for part in range(1, PLAN.split_k):
+                result = result + tv.load_global(workspace, offsets=[part, m0, n0], shape=shape, dims=[1, 2])
+            _epilogue(result, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
 
 
 def _body(
@@ -386,7 +389,7 @@ def _gridded(
     CODE, HAS_ZEROS, HAS_GLOBAL_SCALE, HAS_BIAS, PREFETCH, PLAN,
 ):  # fmt: skip
     """A grid of a block per tile of ``block_m`` rows and ``block_n`` columns, and per run of its
-    iterations with ``split_k`` (the blocks of a tile then add their partial tiles: ``_split_epilogue``)."""
+    iterations with ``split_k`` (the blocks of a tile then add their partial tiles: ``_tile_epilogue``)."""
     m0, n0 = tv.block_idx(1) * PLAN.block_m, tv.block_idx(0) * PLAN.block_n
     step = PLAN.k_warps * PLAN.chunks  # chunks an iteration
     iterations = tv.cdiv(packed.shape[1], step)
@@ -406,12 +409,9 @@ def _gridded(
             current = _loads(x, packed, scales, zeros, m0, n0, i, HAS_ZEROS, PLAN)
         acc = _step(acc, current, CODE, HAS_ZEROS, PLAN)
     total = _block_sum(acc, scales, n0, PLAN)
-    if PLAN.split_k == 1:
-        _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
-    else:
-        _split_epilogue(
-            total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN
-        )
+    _tile_epilogue(
+        total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN
+    )
 
 
 @tv.func
@@ -512,7 +512,6 @@ def _stream_fixup(
         _epilogue(result, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, PLAN)
 
 
-#: one kernel per warp count (a block's thread count is fixed when a kernel is made)
 @functools.cache
 def decode_kernel(num_warps: int, max_registers: int | None = None) -> tv.Kernel:
     """The decode kernel for blocks of ``num_warps`` warps whose threads take at most ``max_registers``

@@ -46,10 +46,9 @@ from tilevm.ops.qgemm import prelayout
 from tilevm.ops.qgemm.kernel import (
     KernelPlan,
     _block_sum,
-    _epilogue,
     _rows,
-    _split_epilogue,
     _step,
+    _tile_epilogue,
     kernel_plan,
     plan_error,
 )
@@ -329,15 +328,11 @@ def _body(
             acc = _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
     tv.copy_async_wait(0)
     total = _block_sum(acc, scales, n0, core)
-    if core.split_k == 1:
-        _epilogue(total, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core)
-    else:
-        _split_epilogue(
-            total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core
-        )
+    _tile_epilogue(
+        total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core
+    )
 
 
-#: one kernel per warp count (a block's thread count is fixed when a kernel is made)
 @functools.cache
 def prefill_kernel(num_warps: int, max_registers: int | None = None) -> tv.Kernel:
     """The prefill kernel for blocks of ``num_warps`` warps whose threads take at most ``max_registers``
