@@ -2,10 +2,11 @@
 fp16 and the default configuration, on the GPU: how a candidate tiling is measured before it joins the
 tuner's candidates or becomes the default.
 
-    PYTHONPATH=. python benchmarks/prefill_configs.py --widths 4 8 \\
-        "n_warps=4,m_warps=1,n_tiles=2,m_tiles=16,chunks=1,steps=2,stages=2"
+    PYTHONPATH=. python benchmarks/prefill_configs.py \\
+        "n_warps=4,m_warps=1,n_tiles=2,m_tiles=16,chunks=1,steps=2,stages=2" --widths 4 8
 
-A configuration is a ``PrefillConfig``'s fields as ``name=value`` pairs; a field left out keeps the
+A configuration is a ``PrefillConfig``'s fields as ``name=value`` pairs (before ``--widths``, which takes
+every number after it); a field left out keeps the
 default configuration's for the width (``prefill_config``). For each width: random codes and float16
 scales per group of 128, the output of each configuration checked against a float32 product with the
 dequantized weight, then its median GPU time (L2 flushed: ``benchmarks/gpu_timing.py``).
@@ -14,16 +15,6 @@ dequantized weight, then its median GPU time (L2 flushed: ``benchmarks/gpu_timin
 from __future__ import annotations
 
 import argparse
-import dataclasses
-
-
-def parse_config(text: str, bits: int) -> object:
-    """The default ``PrefillConfig`` for ``bits``-bit codes with the fields of ``name=value`` pairs."""
-    from tilevm.ops.qgemm.config import prefill_config
-
-    fields = dict(pair.split("=") for pair in text.replace(" ", "").split(",") if pair)
-    values = {name: int(value) for name, value in fields.items()}
-    return dataclasses.replace(prefill_config(bits), **values)
 
 
 def main() -> None:
@@ -32,7 +23,8 @@ def main() -> None:
 
     import tilevm as tv
     from benchmarks.gpu_timing import gpu_time_us
-    from tilevm.ops.qgemm import prelayout, qgemm
+    from benchmarks.qgemm_inputs import random_weight, with_fields
+    from tilevm.ops.qgemm import qgemm
     from tilevm.ops.qgemm.config import prefill_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,13 +42,10 @@ def main() -> None:
     print("| ---: | ---: | ---: | ---: | --- |")
     for bits in arguments.widths:
         code = tv.int_type(bits, True)
-        codes = torch.randint(0, 1 << bits, (n, k), generator=generator, device="cuda", dtype=torch.uint8)
-        packed = prelayout.pack(codes, bits)
-        scales = (torch.rand(k // group, n, generator=generator, device="cuda") / (1 << bits) + 1e-3).half()
-        values = codes.int() - ((codes.int() >> (bits - 1)) << bits)  # two's complement
-        weight = (values.view(n, k // group, group) * scales.T[:, :, None].float()).view(n, k)
+        packed, scales, weight = random_weight(n, k, bits, group, generator)
         reference = x.float() @ weight.T
-        configs = [prefill_config(bits), *(parse_config(text, bits) for text in arguments.configs)]
+        default = prefill_config(bits)
+        configs = [default, *(with_fields(default, text) for text in arguments.configs)]
         for config in dict.fromkeys(configs):
 
             def run(config=config, packed=packed, scales=scales, code=code):

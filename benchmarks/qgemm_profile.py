@@ -12,8 +12,6 @@ kernel.
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 
 GROUP = 128
 
@@ -22,7 +20,8 @@ def main() -> None:
     import torch
 
     import tilevm as tv
-    from tilevm.ops.qgemm import default_config, prelayout, qgemm
+    from benchmarks.qgemm_inputs import random_weight, with_fields
+    from tilevm.ops.qgemm import default_config, qgemm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", default="28672x8192", help="NxK")
@@ -34,18 +33,9 @@ def main() -> None:
     n, k = (int(size) for size in arguments.shape.split("x"))
     bits, m = arguments.bits, arguments.m
     generator = torch.Generator("cuda").manual_seed(n * 31 + k * 7 + bits)
-    codes = torch.randint(0, 1 << bits, (n, k), generator=generator, device="cuda", dtype=torch.uint8)
-    scales = (torch.rand(k // GROUP, n, generator=generator, device="cuda") / (1 << bits) + 1e-3).half()
-    values = codes.int() - ((codes.int() >> (bits - 1)) << bits)  # two's complement
-    weight = (values.view(n, k // GROUP, GROUP) * scales.T[:, :, None].float()).view(n, k)
+    packed, scales, weight = random_weight(n, k, bits, GROUP, generator)
     x = torch.randn(m, k, generator=generator, device="cuda").half()
-    config = default_config(m, n, k, bits, "cuda", GROUP)
-    if arguments.config:
-        fields = dict(item.split("=") for item in arguments.config.replace(" ", "").split(","))
-        config = dataclasses.replace(
-            config, **{key: ast.literal_eval(value) for key, value in fields.items()}
-        )
-    packed = prelayout.pack(codes, bits)
+    config = with_fields(default_config(m, n, k, bits, "cuda", GROUP), arguments.config)
     code = tv.int_type(bits, True)
     for _ in range(arguments.launches):
         out = qgemm(x, packed, scales, code_dtype=code, n=n, group_size=GROUP, config=config)

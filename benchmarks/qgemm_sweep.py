@@ -79,7 +79,8 @@ def main() -> None:
 
     import tilevm as tv
     from benchmarks.gpu_timing import copy_bandwidth, gpu_time_us
-    from tilevm.ops.qgemm import default_config, prelayout, qgemm
+    from benchmarks.qgemm_inputs import random_weight
+    from tilevm.ops.qgemm import default_config, qgemm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="+", default=["8192x8192"], help="NxK shapes")
@@ -108,11 +109,7 @@ def main() -> None:
     for shape, bits, m in itertools.product(arguments.shapes, arguments.widths, arguments.m):
         n, k = (int(size) for size in shape.split("x"))
         code = tv.int_type(bits, True)
-        codes = torch.randint(0, 1 << bits, (n, k), generator=generator, device="cuda", dtype=torch.uint8)
-        packed = prelayout.pack(codes, bits)
-        scales = (torch.rand(k // GROUP, n, generator=generator, device="cuda") / (1 << bits) + 1e-3).half()
-        values = codes.int() - ((codes.int() >> (bits - 1)) << bits)  # two's complement
-        weight = (values.view(n, k // GROUP, GROUP) * scales.T[:, :, None].float()).view(n, k)
+        packed, scales, weight = random_weight(n, k, bits, GROUP, generator)
         x = torch.randn(m, k, generator=generator, device="cuda").half()
         reference = x.float() @ weight.T
         nbytes = packed.numel() + scales.numel() * 2 + x.numel() * 2 + m * n * 2
