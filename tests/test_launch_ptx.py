@@ -70,7 +70,7 @@ def test_dump_ir_writes_the_llvm_ir_and_the_ptx(tmp_path, monkeypatch):
         meta, meta, meta, 0.5, BLOCK=64, target="sm_80"
     ) + "\n"
     assert sorted(path.name for path in folder.iterdir())[-3:] == [
-        "05-lower_to_threads.tir",
+        "06-lower_to_threads.tir",
         LLVM_IR_STAGE,
         PTX_STAGE,
     ]

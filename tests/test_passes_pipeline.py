@@ -64,9 +64,10 @@ def test_a_launch_dumps_every_stage_and_runs_the_last(tmp_path, monkeypatch):
         "01-fold_constants.tir",
         "02-remove_dead_code.tir",
         "03-infer_layouts.tir",
-        "04-plan_shared_memory.tir",
+        "04-hoist_loop_invariants.tir",
+        "05-plan_shared_memory.tir",
     ]
-    frontend, folded, dead_code_removed, laid_out, final = (
+    frontend, folded, dead_code_removed, laid_out, _, final = (
         ir.parse((tmp_path / "scale" / name).read_text()) for name in names
     )
     assert "%unused" in str(frontend) and "offsets=[%start + 0]" in str(frontend)
@@ -79,7 +80,7 @@ def test_a_launch_dumps_every_stage_and_runs_the_last(tmp_path, monkeypatch):
     out.zero_()
     scale[(3,)](x, out, BLOCK=4)
     assert torch.equal(out, x * 2)
-    lowered = ir.parse((tmp_path / "scale" / "05-lower_to_threads.tir").read_text(), THREAD_IR)
+    lowered = ir.parse((tmp_path / "scale" / "06-lower_to_threads.tir").read_text(), THREAD_IR)
     assert lowered == scale.thread_ir(x, out, BLOCK=4)
     assert "vector<float32, 4> = load(" in ir.print_program(lowered, THREAD_IR)
 
@@ -91,6 +92,7 @@ def test_disabled_passes_are_skipped_and_unknown_ones_named(monkeypatch):
         "frontend",
         "fold_constants",
         "infer_layouts",
+        "hoist_loop_invariants",
         "plan_shared_memory",
         "lower_to_threads",
     ]

@@ -5,6 +5,7 @@ Tile IR to Thread IR. ``PIPELINE`` in ``pipeline`` lists them in order; ``run_pi
 
 from tilevm.passes.dead_code import remove_dead_code
 from tilevm.passes.fold_constants import fold_constants
+from tilevm.passes.hoist_loop_invariants import hoist_loop_invariants
 from tilevm.passes.infer_layouts import infer_layouts
 from tilevm.passes.lower import lower_to_threads
 from tilevm.passes.options import CompileOptions
@@ -17,6 +18,7 @@ __all__ = [
     "CompileOptions",
     "Pass",
     "fold_constants",
+    "hoist_loop_invariants",
     "infer_layouts",
     "instruction_set_of",
     "lower_to_threads",

@@ -5,15 +5,16 @@ The passes of ``TILE_PASSES`` take Tile IR to Tile IR (with layouts and a shared
 ``run_pipeline`` verifies the program before the first pass and, when ``options.verify_passes`` asks (the
 tests', ``TILEVM_VERIFY=1``), after every pass, each with its instruction set; with a dump directory it
 writes each stage's text there, numbered and named after the pass that produced it, in a folder per
-kernel: ``DIR/<kernel>/00-frontend.tir``, ``01-fold_constants.tir``, ..., ``05-lower_to_threads.tir`` (a
+kernel: ``DIR/<kernel>/00-frontend.tir``, ``01-fold_constants.tir``, ..., ``06-lower_to_threads.tir`` (a
 later compile of the same kernel, another specialization say, writes over them).
 
 >>> from tilevm.ir import parse
 >>> program = parse('''kernel k(%n: int32) num_threads=32 {
 ...   %unused: int32 = declare(init=%n * (2 + 3))
 ... }''')
->>> [name for name, _ in stages(program, CompileOptions())]
-['frontend', 'fold_constants', 'remove_dead_code', 'infer_layouts', 'plan_shared_memory', 'lower_to_threads']
+>>> [name for name, _ in stages(program, CompileOptions())]  # doctest: +NORMALIZE_WHITESPACE
+['frontend', 'fold_constants', 'remove_dead_code', 'infer_layouts', 'hoist_loop_invariants',
+ 'plan_shared_memory', 'lower_to_threads']
 >>> print(run_pipeline(program, CompileOptions(), TILE_PASSES))
 kernel k(%n: int32) num_threads=32 {
 }
@@ -29,6 +30,7 @@ from tilevm.ir import TILE_IR, InstructionSet, Program, print_program, verify
 from tilevm.ir.thread import THREAD_IR
 from tilevm.passes.dead_code import remove_dead_code
 from tilevm.passes.fold_constants import fold_constants
+from tilevm.passes.hoist_loop_invariants import hoist_loop_invariants
 from tilevm.passes.infer_layouts import infer_layouts
 from tilevm.passes.lower import lower_to_threads
 from tilevm.passes.options import CompileOptions
@@ -52,6 +54,7 @@ TILE_PASSES: tuple[Pass, ...] = (
     fold_constants,
     remove_dead_code,
     infer_layouts,
+    hoist_loop_invariants,
     plan_shared_memory,
 )
 
@@ -98,7 +101,7 @@ def stages(
 
 def dump_stage(options: CompileOptions, kernel: str, file_name: str, text: str) -> None:
     """Write ``text`` as ``file_name`` in kernel ``kernel``'s folder of the dump directory, if there is one;
-    code generation writes its stages (``06-llvm_ir.ll``, ``07-ptx.ptx``) beside the passes' this way."""
+    code generation writes its stages (``07-llvm_ir.ll``, ``08-ptx.ptx``) beside the passes' this way."""
     if options.dump_directory is None:
         return
     folder = options.dump_directory / (_NOT_FILE_NAME_CHARACTER.sub("_", kernel) or "kernel")

@@ -1,7 +1,7 @@
 """A specialization's code for one GPU: its PTX, compiled by ``tilevm.codegen`` from its Thread IR, and the
 cubin that ``ptxas`` makes of it when the device should load one; kept on disk
 (``tilevm.runtime.cuda.DiskCache``) so that another process finds them, and written beside the passes'
-dumps when ``TILEVM_DUMP_IR`` asks (``06-llvm_ir.ll``, ``07-ptx.ptx``: numbered after the last pass).
+dumps when ``TILEVM_DUMP_IR`` asks (``07-llvm_ir.ll``, ``08-ptx.ptx``: numbered after the last pass).
 
 The disk key (``kernel_key``) is everything the code depends on: the Thread IR's text (which holds every
 compile-time value and fact the program was specialized on), the target, the device's compute capability
