@@ -4,9 +4,11 @@ default configuration and the autotuner's candidates are chosen from.
     PYTHONPATH=. python benchmarks/qgemm_sweep.py --shapes 8192x8192 --widths 4 --m 1 --out sweep.json
     PYTHONPATH=. python benchmarks/qgemm_sweep.py --widths 4 8 --m 4096    # the prefill kernel's candidates
     PYTHONPATH=. python benchmarks/qgemm_sweep.py --widths 6 --only NONE --caps 0 96 128  # the default's caps
+    PYTHONPATH=. python benchmarks/qgemm_sweep.py --widths 2 --variants n_tiles=2 "chunks=1,n_tiles=2"
 
 For each shape and width: random codes and float16 scales per group of 128, every configuration of the
-sweep (``--only`` narrows it; ``--caps`` times each under several register caps), each output checked
+sweep (``--only`` narrows it; ``--variants`` replaces it by the default with some fields changed; ``--caps``
+times each under several register caps), each output checked
 against a float32 product with the dequantized weight before it is timed (median GPU time, L2 flushed:
 ``benchmarks/gpu_timing.py``), sorted by time, with the fraction of the bandwidth limit (bytes moved over
 the copy bandwidth measured in the same run). The sweep
@@ -79,7 +81,7 @@ def main() -> None:
 
     import tilevm as tv
     from benchmarks.gpu_timing import copy_bandwidth, gpu_time_us
-    from benchmarks.qgemm_inputs import random_weight
+    from benchmarks.qgemm_inputs import random_weight, with_fields
     from tilevm.ops.qgemm import default_config, qgemm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -101,6 +103,13 @@ def main() -> None:
         help="time every configuration under each of these register caps (max_registers; 0: none) "
         "instead of its own; the default is timed as it is too",
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=[],
+        help="time the default configuration with these fields changed (each 'name=value,...') instead "
+        "of the sweep",
+    )
     arguments = parser.parse_args()
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
@@ -115,9 +124,11 @@ def main() -> None:
         nbytes = packed.numel() + scales.numel() * 2 + x.numel() * 2 + m * n * 2
         limit_us = nbytes / bandwidth * 1e6
         default = default_config(m, n, k, bits, "cuda", GROUP)
-        configs = [
-            c for c in swept(m, n, k, bits, arguments.prefill) if c == default or arguments.only in repr(c)
-        ]
+        if arguments.variants:
+            configs = [default, *(with_fields(default, fields) for fields in arguments.variants)]
+        else:
+            swept_configs = swept(m, n, k, bits, arguments.prefill)
+            configs = [c for c in swept_configs if c == default or arguments.only in repr(c)]
         if arguments.caps:
             caps = [cap or None for cap in arguments.caps]
             configs = [default, *(dataclasses.replace(c, max_registers=cap) for c in configs for cap in caps)]
