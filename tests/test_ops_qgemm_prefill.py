@@ -263,3 +263,32 @@ def test_decode_shapes_take_the_staged_kernel_by_the_sweep_rule(m, n, k, bits, s
         tiles = -(-n // config.block_n)
         assert tiles * config.split_k >= 512 and config.split_k in (4, 8)
         assert isinstance(default_config(m, n, k, bits, "cpu", 128), QGemmConfig)
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "k", "bits", "group", "two"),
+    [
+        (1, 8192, 8192, 2, 128, True),
+        (4, 8192, 28672, 2, 32, True),
+        (8, 8192, 28672, 3, 128, True),
+        (1, 28672, 8192, 2, 128, False),  # k < n
+        (4, 28672, 8192, 3, 64, False),
+        (1, 4096, 4096, 2, 128, False),  # too few blocks
+        (16, 8192, 8192, 3, 128, False),  # the staged kernel
+        (1, 8192, 28672, 4, 128, False),  # 4 bits keep one atom
+    ],
+)
+def test_narrow_widths_take_two_column_atoms_by_the_sweep_rule(m, n, k, bits, group, two):
+    """``decode_config`` at decode sizes: 2 and 3 bits where k is at least n, from 8192 x 8192, give each
+    warp two atoms of 16 columns and an iteration of half the values of k (``_two_tiles``' docstring), with
+    whole groups an iteration and the weights prefetched only where a chunk is one load."""
+    config = default_config(m, n, k, bits, "cuda", group)
+    assert isinstance(config, QGemmConfig) == (m <= 8)
+    if m > 8:
+        return
+    values = config.chunks * prelayout.chunk_k(bits)
+    assert (config.n_tiles == 2) == two
+    if two:
+        assert values == (128 if bits == 2 else 256)
+    assert values % group == 0
+    assert config.prefetch == (bits != 3)

@@ -271,22 +271,25 @@ def decode_config(m: int, n: int, k: int, bits: int, group_size: int | None = No
     For 4 and 8 bits an iteration spans 128 values of k, and the next iteration's loads are in flight
     during this one's work (``prefetch``); the other widths decode with more instructions a byte and take
     iterations of about 256 values of k, prefetched only where the registers hold two (``prefetch_fits``:
-    1 and 2 bits). ``split_k`` blocks share a tile when n leaves fewer tiles than an H100 has SMs. Larger m
-    tiles rows as well and splits nothing. ``chunks`` is raised to hold whole groups. The registers are
-    capped where that helps (``_decode_registers``)."""
+    1 and 2 bits). Up to 8 rows of 2 and 3 bits where k is at least n and the weight is 8192 x 8192 or
+    larger (``_two_tiles``), each warp takes two atoms of 16 columns and half the values of k (2 bits:
+    128; 3 bits: one chunk of 256), so that each load of X serves twice the weights. ``split_k`` blocks
+    share a tile when n leaves fewer tiles than an H100 has SMs. Larger m tiles rows as well and splits
+    nothing. ``chunks`` is raised to hold whole groups. The registers are capped where that helps
+    (``_decode_registers``)."""
     chunk = prelayout.chunk_k(bits)
     fit = _group_chunks(bits, k, group_size)
     block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
     if m > 16:
         n_tiles = 1 if n <= 4096 else 2
         return QGemmConfig(num_warps=4, n_tiles=n_tiles, block_m=block_m, chunks=fit, prefetch=False)
-    warps, n_tiles = 8, 1
+    warps, n_tiles = 8, 2 if _two_tiles(m, n, k, bits) else 1
     # 9 to 16 rows of a wide weight whose chunk is one load: two warps across n (H100, M=16: 0.8 to 0.9x
     # the time for 2, 4 and 8 bits at 8192 and 28672 columns, but 1.1x for 3, 5, 6 and 7 bits, and too few
     # blocks at 4096 columns)
     wide = m > 8 and n >= 8192 and prelayout.loads_per_chunk(bits) == 1
     k_warps = 4 if wide else warps
-    chunks = max(fit, (128 if bits in (4, 8) else 256) // chunk)
+    chunks = max(fit, (128 if bits in (4, 8) else 256 // n_tiles) // chunk, 1)
     tiles = -(-n // (16 * n_tiles * (warps // k_warps)))
     iterations = -(-k // (k_warps * chunks * chunk))
     split_k = 1
@@ -301,6 +304,20 @@ def decode_config(m: int, n: int, k: int, bits: int, group_size: int | None = No
     )  # fmt: skip
 
 
+def _two_tiles(m: int, n: int, k: int, bits: int) -> bool:
+    """Whether the decode kernel's warps take two atoms of columns (``decode_config``), from the H100 sweep
+    of ``benchmarks/qgemm_sweep.py --variants`` at M = 1 and 4: for 2 and 3 bits where k is at least n,
+    from 8192 x 8192 weights. µs, default against two atoms (2 bits: 128 values of k, a cap of 96
+    registers; 3 bits: no cap):
+
+    - 2 bits, M = 1: 15.2 -> 14.1 at 8192x8192, 36.3 -> 32.5 at 8192x28672; M = 4: 17.3 -> 14.4, 36.6 ->
+      32.6;
+    - 3 bits, M = 1: 18.6 -> 17.1 and 44.7 -> 42.3; M = 4: 17.8 -> 17.5 and 45.5 -> 42.5;
+    - where k < n (28672x8192) they gain nothing (2 bits: 0.98 to 1.01x the time; 3 bits: 1.03x), and at
+      4096x4096 too few blocks are left (1.05 to 1.16x)."""
+    return m <= 8 and bits in (2, 3) and k >= n and n * k >= 8192 * 8192
+
+
 def _decode_registers(m: int, n: int, k: int, bits: int) -> int | None:
     """The register cap of the decode kernel's 8-warp blocks (``QGemmConfig.max_registers``), from the
     H100 sweep of ``benchmarks/qgemm_sweep.py --caps`` at the benchmark's shapes. Left to itself, ptxas
@@ -311,7 +328,11 @@ def _decode_registers(m: int, n: int, k: int, bits: int) -> int | None:
       83.4 -> 66.5 µs; but 0.93x for 3 bits at 28672x8192);
     - 9 to 16 rows of 1, 2, 4 and 8 bits (a chunk of one load, prefetched): 128 (ptxas' own choice spills
       nothing but stalls: int2 at 8192x28672, 62.7 -> 52.5 µs; 1.02 to 1.25x, 0.96x for int8 at 4096x4096);
-      up to 8 rows of these, ptxas' choice is best (a cap of 128 took 1.1x as long for int4)."""
+      up to 8 rows of these, ptxas' choice is best (a cap of 128 took 1.1x as long for int4);
+    - two atoms of columns a warp (``_two_tiles``): 96 for 2 bits (ptxas' choice: 16.7 against 14.1 µs at
+      8192x8192), none for 3 bits (96: 47.1 against 42.3 µs at 8192x28672)."""
+    if _two_tiles(m, n, k, bits):
+        return 96 if bits == 2 else None
     if bits in (5, 6, 7) or (bits == 3 and k >= n):
         return 96
     if m > 8 and prelayout.loads_per_chunk(bits) == 1:
