@@ -46,6 +46,8 @@ SPLIT4 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, ste
 #: or per channel, or groups of 16 on the weights) under the prefill kernel's pipeline
 STAGED16 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=2, split_k=2)
 STAGED8 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=3, split_k=2)
+#: and two atoms of columns a warp (2 and 3 bits at 9 to 16 rows: blocks of 128 columns)
+STAGED_PAIRS = replace(STAGED16, n_tiles=2)
 
 CASES = [
     # code, compute, scale kind, group (None: per channel), m, n, k, bias, config
@@ -71,6 +73,8 @@ CASES = [
     (tv.uint5, torch.bfloat16, "compute", 128, 7, 40, 1536, False, STAGED8),  # zero points, 2 groups
     (tv.float4_e2m1, torch.float16, "ue4m3", 16, 9, 36, 256, True, STAGED8),  # NVFP4: on the weights
     (tv.int7, torch.float16, "compute", None, 16, 20, 512, True, STAGED16),  # per channel
+    (tv.int2, torch.float16, "compute", 128, 15, 150, 768, True, STAGED_PAIRS),  # 2 tiles, the last ragged
+    (tv.uint3, torch.bfloat16, "compute", 64, 11, 140, 512, False, STAGED_PAIRS),  # zero points by group
 ]
 
 
@@ -209,7 +213,18 @@ def test_prefill_at_the_benchmark_shape(code):
 
 #: the configurations the GPU test runs with 4-bit codes (WIDE8's 4 sub-steps of 64 values of k would take
 #: 300 KB of shared memory for them: 2 here)
-GPU_CONFIGS = [SQUARE, ROWS, COLUMNS, EIGHT, SHORT, WIDE, replace(WIDE8, steps=2), WIDE_N, prefill_config(4)]
+GPU_CONFIGS = [
+    SQUARE,
+    ROWS,
+    COLUMNS,
+    EIGHT,
+    SHORT,
+    WIDE,
+    replace(WIDE8, steps=2),
+    WIDE_N,
+    prefill_config(4),
+    STAGED_PAIRS,
+]
 
 
 def test_the_gpu_configurations_fit_in_shared_memory():
@@ -254,14 +269,16 @@ def test_prefill_configurations_on_the_gpu(config):
 )
 def test_decode_shapes_take_the_staged_kernel_by_the_sweep_rule(m, n, k, bits, staged):
     """``default_config`` at decode sizes: the prefill kernel with one warp across m where the H100 sweep
-    found it faster (``uses_staged_decode``'s docstring), sized for about 512 blocks."""
+    found it faster (``uses_staged_decode``'s docstring), with 4 blocks a tile (8 at 4096 columns or
+    fewer: ``staged_config``'s docstring), blocks of 128 columns for 2 and 3 bits, 64 for the others."""
     config = default_config(m, n, k, bits, "cuda", 128)
     assert isinstance(config, PrefillConfig) == staged
     if staged:
         block_m = 8 if m <= 8 else 16
-        assert (config.block_m, config.m_warps, config.block_n) == (block_m, 1, 64)
+        block_n = 128 if bits in (2, 3) else 64
+        assert (config.block_m, config.m_warps, config.block_n) == (block_m, 1, block_n)
         tiles = -(-n // config.block_n)
-        assert tiles * config.split_k >= 512 and config.split_k in (4, 8)
+        assert tiles * config.split_k >= 256 and config.split_k in (4, 8)
         assert isinstance(default_config(m, n, k, bits, "cpu", 128), QGemmConfig)
 
 

@@ -369,7 +369,10 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
     stages (more shared memory buys nothing when a stage is this small), and 4 blocks a tile (8 at 4096
     columns or fewer), so that a grid has about 512 blocks or more; fewer where k holds fewer than two
     iterations a block. For 5 bits the registers are capped at 96 (H100 sweep: 1.02 to 1.13x faster, int5
-    at 8192x28672 M = 16 73.0 -> 65.4 µs; no gain for the other widths)."""
+    at 8192x28672 M = 16 73.0 -> 65.4 µs; no gain for the other widths). For 2 and 3 bits each warp takes
+    two atoms of 16 columns, so that a block reads X once for 128 columns (H100 sweep ``--variants``, M =
+    16: int3 20.9 -> 19.7 µs at 8192x8192, 52.5 -> 48.7 at 28672x8192, 52.3 -> 48.4 at 8192x28672; int2
+    19.2 -> 18.7, 46.1 -> 43.8, 46.3 -> 46.3; 1.05 to 1.33x slower for 5 bits)."""
     base = prefill_config(bits)
     chunks = max(base.chunks, _group_chunks(bits, k, group_size))
     steps = max(1, base.steps * base.chunks // chunks)
@@ -379,8 +382,8 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
     while split_k > 1 and iterations < 2 * split_k:
         split_k //= 2
     return PrefillConfig(
-        n_warps=4, m_warps=1, n_tiles=1, m_tiles=block_m // 8, chunks=chunks, steps=steps, stages=2,
-        split_k=split_k, max_registers=96 if bits == 5 else None,
+        n_warps=4, m_warps=1, n_tiles=2 if bits in (2, 3) else 1, m_tiles=block_m // 8, chunks=chunks,
+        steps=steps, stages=2, split_k=split_k, max_registers=96 if bits == 5 else None,
     )  # fmt: skip
 
 
