@@ -170,3 +170,38 @@ def test_a_loop_carried_value_reassigned_in_a_branch_keeps_the_update():
     chunks = [0, 1, 2, 2, 4, 5]
     torch.testing.assert_close(sums, x.double().reshape(7, 32)[chunks].sum(dim=0).float())
     assert seen.tolist() == [sum(chunks)]
+
+
+def test_unpacking_in_a_loop_reads_every_value_before_it_assigns_one():
+    # ``a, b = a + b, a`` in a runtime loop, as Python does it: the right side is evaluated first, so ``b``
+    # gets the old ``a``, not the one just assigned; for tiles, scalars, a nested tuple and inside a branch
+    @tv.kernel(num_warps=1)
+    def fibonacci(x: tv.Tensor, out: tv.Tensor, n: int):
+        a = tv.load_global(x, offsets=[0], shape=[32])
+        b = tv.load_global(x, offsets=[32], shape=[32])
+        s = 1
+        t = 2
+        u = 3
+        for i in range(n):
+            a, b = a + b, a
+            s, (t, u) = t, (u, s)
+            if i % 2 == 0:
+                s, t = t, s
+        tv.store_global(out, a, offsets=[0, 0], dims=[1])
+        tv.store_global(out, b, offsets=[1, 0], dims=[1])
+        for row, value in ((2, s), (3, t), (4, u)):
+            tv.store_global(out, tv.register_tensor(tv.int32, [32], init=value), offsets=[row, 0], dims=[1])
+
+    x = torch.randint(-5, 6, (64,), generator=torch.Generator().manual_seed(11)).int()
+    n = 7
+    a, b = x[:32].tolist(), x[32:].tolist()
+    s, t, u = 1, 2, 3
+    for i in range(n):
+        a, b = [p + q for p, q in zip(a, b)], a
+        s, (t, u) = t, (u, s)
+        if i % 2 == 0:
+            s, t = t, s
+    out = torch.full((5, 32), -99, dtype=torch.int32)
+    fibonacci[(1,)](x, out, n)
+    assert out[0].tolist() == a and out[1].tolist() == b
+    assert out[2:, 0].tolist() == [s, t, u] and (out[2:] == out[2:, :1]).all()

@@ -173,7 +173,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
     def assign(self, name: str, value: object) -> None:
         if name in self.loop_variables:
             raise CompilationError(f"cannot assign to the loop variable '{name}'")
-        if self.regions and name in self.regions[-1].outer_names:
+        if self.updates_in_place(name):
             self.update_outer(name, value)
             return
         self.hidden.pop(name, None)
@@ -209,23 +209,43 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         (``current = buffer`` before ``buffer = next_load``) are given a copy of its value now. (Names from
         before the region never hold it: ``make_mutable`` gave ``name`` a variable of its own.)"""
         holders = [key for key, held in self.env.items() if key != name and holds(held, target)]
-        if not holders or not is_ir(target):
-            return
-        if isinstance(target.type, ScalarType):
-            copy = self.builder.emit_output(LetScalar, name, value=target)
-        elif isinstance(target.type, TileType) and target.type.scope is Scope.REGISTER:
-            copy = self.builder.emit_output(
-                AllocRegister,
-                name,
-                layout=target.type.layout,
-                dtype=target.type.dtype,
-                shape=target.type.shape,
-            )
-            self.builder.emit(AssignTensor(destination=copy, value=target))
-        else:
+        copy = self.copy_of(name, target) if holders else None
+        if copy is None:
             return
         for key in holders:
             self.env[key] = replaced(self.env[key], target, copy)
+
+    def copy_of(self, name: str, value: object) -> object | None:
+        """A new variable holding ``value``'s value now (None for what is not a scalar or register tile)."""
+        if not is_ir(value):
+            return None
+        if isinstance(value.type, ScalarType):
+            return self.builder.emit_output(LetScalar, name, value=value)
+        if isinstance(value.type, TileType) and value.type.scope is Scope.REGISTER:
+            copy = self.builder.emit_output(
+                AllocRegister, name, layout=value.type.layout, dtype=value.type.dtype, shape=value.type.shape
+            )
+            self.builder.emit(AssignTensor(destination=copy, value=value))
+            return copy
+        return None
+
+    def unchanged_by(self, target: ast.expr, value: object) -> object:
+        """``value`` (what an unpacking assignment to ``target`` binds) with a copy of each variable that
+        one of the target's names will change in place before all are bound (``a, b = b, a`` in a loop that
+        updates ``a``: ``b`` must get ``a``'s old value, as in Python, where the right side is evaluated
+        first)."""
+        names = {node.id for node in ast.walk(target) if isinstance(node, ast.Name)}
+        in_place = [self.env[name] for name in names if self.updates_in_place(name) and name in self.env]
+        if isinstance(value, (tuple, list)):
+            return type(value)(self.unchanged_by(target, item) for item in value)
+        if any(holds(held, value) for held in in_place):
+            return self.copy_of("old", value) or value
+        return value
+
+    def updates_in_place(self, name: str) -> bool:
+        """Whether assigning ``name`` now changes its variable in place (an outer name of a runtime
+        region)."""
+        return bool(self.regions) and name in self.regions[-1].outer_names
 
     # runtime regions
 
@@ -331,6 +351,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         elif isinstance(target, (ast.Tuple, ast.List)):
             if is_ir(value) or not isinstance(value, (tuple, list)) or len(value) != len(target.elts):
                 raise CompilationError(f"cannot unpack {describe_value(value)} into {len(target.elts)} names")
+            value = self.unchanged_by(target, value)
             for element, item in zip(target.elts, value):
                 self.bind_target(element, item)
         else:
