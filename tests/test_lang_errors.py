@@ -103,6 +103,31 @@ def test_reassigning_with_another_shape_inside_a_loop():
     assert error.location.line == line_of(reshapes, "marker")
 
 
+def test_a_tuple_reassigned_inside_a_loop_keeps_its_length_and_its_constant_parts():
+    @tv.kernel
+    def grows(x: tv.Tensor, n: int):
+        pair = (tv.load_global(x, offsets=[0], shape=[32]), 1)
+        for i in range(n):
+            pair = (pair[0], i, i)  # marker
+        tv.store_global(x, pair[0], offsets=[0])
+
+    error = compile_error(grows, vector(), 3)
+    assert "'pair' holds a tuple of 2" in error.message
+    assert "only be given another tuple of 2" in error.message
+    assert error.location.line == line_of(grows, "marker")
+
+    @tv.kernel
+    def swaps_tensors(x: tv.Tensor, y: tv.Tensor, n: int):
+        pair = (x, 1)
+        for i in range(n):
+            pair = (y, i)  # marker
+        tv.store_global(pair[0], tv.load_global(x, offsets=[0], shape=[32]), offsets=[0])
+
+    error = compile_error(swaps_tensors, vector(), vector(), 3)
+    assert "part 0 of 'pair' holds" in error.message and "cannot be given" in error.message
+    assert error.location.line == line_of(swaps_tensors, "marker")
+
+
 def test_runtime_condition_must_be_bool():
     @tv.kernel
     def int_condition(x: tv.Tensor, n: int):

@@ -205,3 +205,55 @@ def test_unpacking_in_a_loop_reads_every_value_before_it_assigns_one():
     fibonacci[(1,)](x, out, n)
     assert out[0].tolist() == a and out[1].tolist() == b
     assert out[2:, 0].tolist() == [s, t, u] and (out[2:] == out[2:, :1]).all()
+
+
+@tv.func
+def _window_and_index(x, i):
+    """A tile, a scalar and a nested pair (a tile and a Python int): what a prefetching loop carries."""
+    return (
+        tv.load_global(x, offsets=[i * 32], shape=[32]),
+        i * 2,
+        (tv.load_global(x, offsets=[i * 32 + 32], shape=[32]), 1),
+    )
+
+
+def test_a_tuple_is_carried_by_a_loop_part_by_part():
+    # loads two iterations ahead held in tuples: ``operands, ahead = ahead, further`` then ``further = ...``
+    # rotates them; a branch swaps the parts of another tuple; every part keeps Python's value
+    @tv.kernel(num_warps=1)
+    def pipelined(x: tv.Tensor, out: tv.Tensor, n: int):
+        acc = tv.register_tensor(tv.float32, [32], init=0.0)
+        count = 0
+        ahead = _window_and_index(x, 0)
+        further = _window_and_index(x, 1)
+        pair = (
+            tv.register_tensor(tv.float32, [32], init=1.0),
+            tv.register_tensor(tv.float32, [32], init=2.0),
+        )
+        for i in range(n):
+            operands, ahead = ahead, further
+            further = _window_and_index(x, i + 2)
+            tile, twice, (following, one) = operands
+            acc = acc + tile * 2.0 + following
+            count = count + twice + one
+            if i % 3 == 0:
+                pair = (pair[1], pair[0] + acc)
+        tv.store_global(out, acc, offsets=[0, 0], dims=[1])
+        tv.store_global(out, pair[0], offsets=[1, 0], dims=[1])
+        tv.store_global(out, pair[1], offsets=[2, 0], dims=[1])
+        total = tv.register_tensor(tv.float32, [32], init=tv.cast(count, tv.float32))
+        tv.store_global(out, total, offsets=[3, 0], dims=[1])
+
+    # small integers: every sum is exact in float32
+    x = torch.randint(-8, 9, (12 * 32,), generator=torch.Generator().manual_seed(12)).float()
+    rows, n = x.view(12, 32), 7
+    acc, count, pair = torch.zeros(32), 0, (torch.full((32,), 1.0), torch.full((32,), 2.0))
+    for i in range(n):
+        acc = acc + rows[i] * 2 + rows[i + 1]
+        count += 2 * i + 1
+        if i % 3 == 0:
+            pair = (pair[1], pair[0] + acc)
+    out = torch.full((4, 32), float("nan"))
+    pipelined[(1,)](x, out, n)
+    assert torch.equal(out[0], acc) and torch.equal(out[1], pair[0]) and torch.equal(out[2], pair[1])
+    assert torch.equal(out[3], torch.full((32,), float(count)))

@@ -191,6 +191,9 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
 
     def update_outer(self, name: str, value: object) -> None:
         target = self.env[name]
+        if isinstance(target, tuple):
+            self.update_tuple(name, target, value)
+            return
         self.keep_old_value(name, target)
         if is_ir(target) and isinstance(target.type, ScalarType):
             self.builder.emit(AssignScalar(variable=target, value=literal_like(value, target)))
@@ -203,6 +206,34 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
                 f"'{name}' holds {describe_value(target)} and is defined outside this runtime loop "
                 "or branch; it cannot be reassigned inside it"
             )
+
+    def update_tuple(self, name: str, target: tuple, value: object) -> None:
+        """Assign the tuple ``value`` to ``name``'s tuple ``target`` of variables (``make_mutable``), part by
+        part; a part that is not a variable (a global tensor, a layout) must be given the same value."""
+        if not isinstance(value, (tuple, list)) or len(value) != len(target):
+            raise CompilationError(
+                f"'{name}' holds a tuple of {len(target)} and is defined outside this runtime loop or "
+                f"branch; inside it, it can only be given another tuple of {len(target)}, not "
+                f"{describe_value(value)}"
+            )
+        for index, (part, new) in enumerate(zip(target, value)):
+            if isinstance(part, tuple):
+                self.update_tuple(name, part, new)
+            elif is_ir(part) and isinstance(part.type, ScalarType):
+                self.keep_old_value(name, part)
+                self.builder.emit(AssignScalar(variable=part, value=literal_like(new, part)))
+            elif is_ir(part) and isinstance(part.type, TileType) and part.type.scope is Scope.REGISTER:
+                if not is_ir(new):
+                    raise CompilationError(
+                        f"cannot assign {describe_value(new)} to the tile {index} of '{name}'"
+                    )
+                self.keep_old_value(name, part)
+                self.builder.emit(AssignTensor(destination=part, value=new))
+            elif new is not part:
+                raise CompilationError(
+                    f"part {index} of '{name}' holds {describe_value(part)} and is defined outside this "
+                    f"runtime loop or branch; it cannot be given {describe_value(new)} inside it"
+                )
 
     def keep_old_value(self, name: str, target: object) -> None:
         """Before ``name``'s variable ``target`` changes in place: the names of this region that hold it
@@ -256,7 +287,9 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             self.make_mutable(name, self.env[name])
 
     def make_mutable(self, name: str, value: object) -> None:
-        if python_scalar(value):
+        if isinstance(value, tuple):
+            self.env[name] = self.mutable_parts(name, value)
+        elif python_scalar(value):
             self.env[name] = self.declare_scalar(name, constant(value))
         elif not is_ir(value):
             return
@@ -277,6 +310,30 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             self.owner[copy.uid] = name
             self.mutable.add(copy.uid)
             self.env[name] = copy
+
+    def mutable_parts(self, name: str, value: tuple) -> tuple:
+        """A tuple that ``name`` holds, with a variable of ``name``'s own for each part that a region may
+        change (scalars and register tiles, in nested tuples too), so that the region can assign the tuple
+        part by part (``update_tuple``)."""
+        parts = []
+        for part in value:
+            if isinstance(part, tuple):
+                parts.append(self.mutable_parts(name, part))
+            elif python_scalar(part):
+                parts.append(self.declare_scalar(name, constant(part)))
+            elif is_ir(part) and part.uid in self.mutable and self.owner.get(part.uid) == name:
+                self.keep_old_value(name, part)  # the variable an enclosing region assigns: it stays
+                parts.append(part)
+            elif is_ir(part) and isinstance(part.type, ScalarType):
+                parts.append(self.declare_scalar(name, part))
+            elif is_ir(part) and isinstance(part.type, TileType) and part.type.scope is Scope.REGISTER:
+                copy = self.copy_of(name, part)
+                self.owner[copy.uid] = name
+                self.mutable.add(copy.uid)
+                parts.append(copy)
+            else:
+                parts.append(part)
+        return tuple(parts)
 
     def owns_mutable(self, name: str, value: object) -> bool:
         """Whether ``name`` may change ``value`` in place: the value is ``name``'s own, already mutable, or
