@@ -260,6 +260,8 @@ def test_prefill_configurations_on_the_gpu(config):
         (16, 8192, 28672, 2, True),  # but for 1 and 2 bits
         (12, 8192, 8192, 8, False),
         (16, 28672, 8192, 4, True),
+        (16, 8192, 28672, 4, True),  # 4 bits where k is 16384 or more
+        (16, 8192, 28672, 8, False),
         (16, 4096, 4096, 3, False),  # small weights: the decode kernel's smaller tiles fill the GPU
         (1, 8192, 28672, 5, True),  # up to 8 rows: 5 and 7 bits where k >= n
         (4, 28672, 8192, 7, False),
@@ -270,7 +272,8 @@ def test_prefill_configurations_on_the_gpu(config):
 def test_decode_shapes_take_the_staged_kernel_by_the_sweep_rule(m, n, k, bits, staged):
     """``default_config`` at decode sizes: the prefill kernel with one warp across m where the H100 sweep
     found it faster (``uses_staged_decode``'s docstring), with 4 blocks a tile (8 at 4096 columns or
-    fewer: ``staged_config``'s docstring), blocks of 128 columns for 2 and 3 bits, 64 for the others."""
+    fewer: ``staged_config``'s docstring), blocks of 128 columns for 2 and 3 bits, 64 for the others, and
+    3 stages for 4 bits, 2 for the others."""
     config = default_config(m, n, k, bits, "cuda", 128)
     assert isinstance(config, PrefillConfig) == staged
     if staged:
@@ -279,6 +282,7 @@ def test_decode_shapes_take_the_staged_kernel_by_the_sweep_rule(m, n, k, bits, s
         assert (config.block_m, config.m_warps, config.block_n) == (block_m, 1, block_n)
         tiles = -(-n // config.block_n)
         assert tiles * config.split_k >= 256 and config.split_k in (4, 8)
+        assert config.stages == (3 if bits == 4 else 2)
         assert isinstance(default_config(m, n, k, bits, "cpu", 128), QGemmConfig)
 
 

@@ -349,8 +349,9 @@ def uses_staged_decode(m: int, n: int, k: int, bits: int) -> bool:
 
     - 9 to 16 rows of widths whose chunk is several loads (3, 5, 6, 7 bits: 1.1 to 2.1x faster at 8192x8192
       and above), of 1 and 2 bits (1.05 to 1.06x against the decode kernel's register cap of 128 at
-      8192x8192 and 8192x28672), and of every width at 16384 columns or more (1.05 to 1.07x at
-      28672x8192);
+      8192x8192 and 8192x28672), of every width at 16384 columns or more (1.05 to 1.07x at
+      28672x8192), and of 4 bits where k is 16384 or more (int4 at 8192x28672: 61.9 -> 52 µs; at
+      8192x8192 21.0 against 20, too close to call; int8 at 8192x28672 90.1 against 90.3);
     - up to 8 rows of 5 and 7 bits where k is at least n (1.06 to 1.24x at 8192x8192 and 8192x28672;
       0.95 to 0.98x at 28672x8192, where the decode kernel stays).
 
@@ -358,21 +359,26 @@ def uses_staged_decode(m: int, n: int, k: int, bits: int) -> bool:
     if m > 16 or n * k < 8192 * 8192:
         return False
     if m > 8:
-        return prelayout.loads_per_chunk(bits) > 1 or bits <= 2 or n >= 16384
+        return prelayout.loads_per_chunk(bits) > 1 or bits <= 2 or n >= 16384 or (bits == 4 and k >= 16384)
     return bits in (5, 7) and k >= n
 
 
 def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | None = None) -> PrefillConfig:
     """The prefill kernel at decode size (``uses_staged_decode``): one warp of ``block_m`` rows across m
-    and 4 of 16 columns across n, ``prefill_config``'s sub-steps made to hold whole groups of
-    ``group_size`` (so that the scales multiply partial sums, not codes: ``prefill.prefill_plan``), 2
-    stages (more shared memory buys nothing when a stage is this small), and 4 blocks a tile (8 at 4096
+    and 4 across n, ``prefill_config``'s sub-steps made to hold whole groups of ``group_size`` (so that
+    the scales multiply partial sums, not codes: ``prefill.prefill_plan``), and 4 blocks a tile (8 at 4096
     columns or fewer), so that a grid has about 512 blocks or more; fewer where k holds fewer than two
-    iterations a block. For 5 bits the registers are capped at 96 (H100 sweep: 1.02 to 1.13x faster, int5
-    at 8192x28672 M = 16 73.0 -> 65.4 µs; no gain for the other widths). For 2 and 3 bits each warp takes
-    two atoms of 16 columns, so that a block reads X once for 128 columns (H100 sweep ``--variants``, M =
-    16: int3 20.9 -> 19.7 µs at 8192x8192, 52.5 -> 48.7 at 28672x8192, 52.3 -> 48.4 at 8192x28672; int2
-    19.2 -> 18.7, 46.1 -> 43.8, 46.3 -> 46.3; 1.05 to 1.33x slower for 5 bits)."""
+    iterations a block. From the H100 sweeps (``benchmarks/qgemm_sweep.py --prefill`` and ``--variants``,
+    ``benchmarks/prefill_configs.py``):
+
+    - 2 stages (more shared memory buys nothing when a stage is this small), but 3 for 4 bits (M = 16: 57
+      -> 55 µs at 28672x8192, 57 -> 52 at 8192x28672); 3 stages were up to 1.3x slower for 6, 7 and 8
+      bits, and equal for 2, 3 and 5;
+    - warps of one atom of 16 columns, but two for 2 and 3 bits, so that a block reads X once for 128
+      columns (M = 16: int3 20.9 -> 19.7 µs at 8192x8192, 52.5 -> 48.7 at 28672x8192, 52.3 -> 48.4 at
+      8192x28672; int2 19.2 -> 18.7, 46.1 -> 43.8, 46.3 -> 46.3; 1.05 to 1.33x slower for 5 bits);
+    - registers capped at 96 for 5 bits (1.02 to 1.13x faster, int5 at 8192x28672 M = 16 73.0 -> 65.4 µs;
+      no gain for the other widths)."""
     base = prefill_config(bits)
     chunks = max(base.chunks, _group_chunks(bits, k, group_size))
     steps = max(1, base.steps * base.chunks // chunks)
@@ -383,7 +389,7 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
         split_k //= 2
     return PrefillConfig(
         n_warps=4, m_warps=1, n_tiles=2 if bits in (2, 3) else 1, m_tiles=block_m // 8, chunks=chunks,
-        steps=steps, stages=2, split_k=split_k, max_registers=96 if bits == 5 else None,
+        steps=steps, stages=3 if bits == 4 else 2, split_k=split_k, max_registers=96 if bits == 5 else None,
     )  # fmt: skip
 
 
