@@ -64,6 +64,47 @@ def test_what_depends_on_the_iteration_stays():
     )
 
 
+def test_an_output_that_an_inner_loop_changes_stays_in_the_outer_loop():
+    # ``t = a * 2`` then ``t = t + 1`` in an inner loop: each outer iteration starts again from ``a * 2``
+    hoist(
+        f"""  for %i: int32 in range(0, %n, 1) {{
+    %t: {COLUMNS} = binary(op="mul", lhs=%a, rhs=2.0)
+    for %j: int32 in range(0, %n, 1) {{
+      %u: {COLUMNS} = binary(op="add", lhs=%t, rhs=1.0)
+      assign(destination=%t, value=%u)
+    }}
+    store_global(tensor=%v, value=%t, offsets=[0], dims=[0])
+  }}""",
+        """
+        CHECK: for %I: int32 in range(0, %N, 1) {
+        CHECK-NEXT: %T: register<float32, [4], spatial(2).local(2)> = binary(op="mul", lhs=%A, rhs=2.0)
+        CHECK-NEXT: for %J: int32 in range(0, %N, 1) {
+        """,
+    )
+
+
+def test_a_division_that_can_fail_stays():
+    # ``q = a // b`` in a loop of no iteration must not divide: only the loop may run it
+    check_pass(
+        hoist_loop_invariants,
+        """kernel k(%x: ptr<int32>, %n: int32) num_threads=2 {
+  %v: global<int32, [4], strides=[1]> = global_view(pointer=%x, shape=[4], strides=[1])
+  %a: register<int32, [4], spatial(2).local(2)> = load_global(tensor=%v, offsets=[0], shape=[4], dims=[0])
+  for %i: int32 in range(0, %n, 1) {
+    %q: register<int32, [4], spatial(2).local(2)> = binary(op="floordiv", lhs=%a, rhs=%a)
+    %r: register<int32, [4], spatial(2).local(2)> = binary(op="add", lhs=%a, rhs=%a)
+    store_global(tensor=%v, value=%q, offsets=[0], dims=[0])
+    store_global(tensor=%v, value=%r, offsets=[0], dims=[0])
+  }
+}""",
+        """
+        CHECK: %R: register<int32, [4], spatial(2).local(2)> = binary(op="add", lhs=%A, rhs=%A)
+        CHECK-NEXT: for %I: int32 in range(0, %N, 1) {
+        CHECK-NEXT: binary(op="floordiv", lhs=%A, rhs=%A)
+        """,
+    )
+
+
 def test_a_branch_keeps_its_instructions():
     hoist(
         f"""  for %i: int32 in range(0, %n, 1) {{
@@ -125,3 +166,32 @@ def repeated_dot(a: tv.Tensor[tv.float16, 2], b: tv.Tensor[tv.float16, 2], out: 
     empty = torch.full((64, 32), float("nan"))
     module.repeated_dot[(1,)](a, b, empty, 0)
     assert torch.equal(empty, torch.zeros(64, 32))
+
+
+def test_a_tile_restarted_each_outer_iteration_matches_python(tmp_path: pathlib.Path) -> None:
+    """The kernel that the IR case above comes from, run in the interpreter against Python."""
+    import importlib.util
+
+    source = tmp_path / "restarted.py"
+    source.write_text(
+        """
+import tilevm as tv
+
+
+@tv.kernel(num_warps=1)
+def restarted(x: tv.Tensor[tv.float32, 1], out: tv.Tensor[tv.float32, 2], n: int, m: int):
+    a = tv.load_global(x, offsets=[0], shape=[32])
+    for i in range(n):
+        t = a * 2.0
+        for j in range(m):
+            t = t + 1.0
+        tv.store_global(out, t, offsets=[i, 0], dims=[1])
+"""
+    )
+    spec = importlib.util.spec_from_file_location("restarted", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = torch.randint(-4, 5, (32,), generator=torch.Generator().manual_seed(43)).float()
+    out = torch.full((3, 32), float("nan"))
+    module.restarted[(1,)](x, out, 3, 2)
+    assert torch.equal(out, (x * 2 + 2).expand(3, 32))

@@ -8,10 +8,11 @@ this pass does, on Tile IR.
 
 Before: a program with layouts (after ``infer_layouts``). After: the same program in which an instruction
 at the top level of a ``for`` body moves to just before the loop when it is of a kind in ``HOISTED`` (no
-effect but its output) and every variable it reads is defined before the loop and assigned nowhere in it,
-or is the output of an instruction moved out before it. Inner loops go first, so that an instruction can
-leave several nested loops. A moved instruction also runs when the loop runs no iteration, which costs
-time but changes no result; branch bodies keep their instructions (they run on a condition).
+effect but its output; not a ``//`` or ``%``, which can fail), the loop assigns its output nowhere, and
+every variable it reads is defined before the loop and assigned nowhere in it, or is the output of an
+instruction moved out before it. Inner loops go first, so that an instruction can leave several nested
+loops. A moved instruction also runs when the loop runs no iteration, which costs time but changes no
+result; branch bodies keep their instructions (they run on a condition).
 
 >>> from tilevm.ir import parse
 >>> print(hoist_loop_invariants(parse('''kernel k(%x: ptr<int8>, %n: int32) num_threads=2 {
@@ -71,18 +72,30 @@ def _split_loop(instruction: Instruction) -> Instruction | tuple[Instruction, ..
     them; any other instruction as it is."""
     if not isinstance(instruction, For):
         return instruction
-    inside = _defined_inside(instruction.body) | {instruction.variable.uid} | _assigned(instruction.body)
+    assigned = _assigned(instruction.body)
+    inside = _defined_inside(instruction.body) | {instruction.variable.uid} | assigned
     moved: list[Instruction] = []
     kept: list[Instruction] = []
     for statement in instruction.body:
-        if isinstance(statement, HOISTED) and not (_reads(statement) & inside):
+        outputs = {variable.uid for variable in defined_variables(statement)}
+        # an output that the loop changes in place (``t = a * 2`` then ``t = t + 1`` in an inner loop)
+        # must be computed afresh every iteration
+        if _hoistable(statement) and not (_reads(statement) & inside) and not (outputs & assigned):
             moved.append(statement)
-            inside -= {variable.uid for variable in defined_variables(statement)}
+            inside -= outputs
         else:
             kept.append(statement)
     if not moved:
         return instruction
     return (*moved, dataclasses.replace(instruction, body=tuple(kept)))
+
+
+def _hoistable(instruction: Instruction) -> bool:
+    """Of a kind that may move: in ``HOISTED``, and not a division that can fail (an integer ``//`` or
+    ``%`` by zero is an error in the executors, which a loop of no iteration must not raise)."""
+    if isinstance(instruction, Binary) and instruction.op in ("floordiv", "mod"):
+        return False
+    return isinstance(instruction, HOISTED)
 
 
 def _reads(instruction: Instruction) -> set[int]:
