@@ -267,11 +267,15 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         first)."""
         names = {node.id for node in ast.walk(target) if isinstance(node, ast.Name)}
         in_place = [self.env[name] for name in names if self.updates_in_place(name) and name in self.env]
-        if isinstance(value, (tuple, list)):
-            return type(value)(self.unchanged_by(target, item) for item in value)
-        if any(holds(held, value) for held in in_place):
-            return self.copy_of("old", value) or value
-        return value
+
+        def unchanged(item: object) -> object:
+            if isinstance(item, (tuple, list)):
+                return type(item)(unchanged(part) for part in item)
+            if any(holds(held, item) for held in in_place):
+                return self.copy_of("old", item) or item
+            return item
+
+        return unchanged(value) if in_place else value
 
     def updates_in_place(self, name: str) -> bool:
         """Whether assigning ``name`` now changes its variable in place (an outer name of a runtime
@@ -303,13 +307,14 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
         elif isinstance(value.type, ScalarType):
             self.env[name] = self.declare_scalar(name, value)
         elif isinstance(value.type, TileType) and value.type.scope is Scope.REGISTER:
-            copy = self.builder.emit_output(
-                AllocRegister, name, layout=value.type.layout, dtype=value.type.dtype, shape=value.type.shape
-            )
-            self.builder.emit(AssignTensor(destination=copy, value=value))
-            self.owner[copy.uid] = name
-            self.mutable.add(copy.uid)
-            self.env[name] = copy
+            self.env[name] = self.own_copy(name, value)
+
+    def own_copy(self, name: str, tile: object) -> object:
+        """A copy of the register ``tile`` that ``name`` owns and may change in place."""
+        copy = self.copy_of(name, tile)
+        self.owner[copy.uid] = name
+        self.mutable.add(copy.uid)
+        return copy
 
     def mutable_parts(self, name: str, value: tuple) -> tuple:
         """A tuple that ``name`` holds, with a variable of ``name``'s own for each part that a region may
@@ -327,10 +332,7 @@ class FunctionCompiler(ControlFlow, ExpressionEvaluator):
             elif is_ir(part) and isinstance(part.type, ScalarType):
                 parts.append(self.declare_scalar(name, part))
             elif is_ir(part) and isinstance(part.type, TileType) and part.type.scope is Scope.REGISTER:
-                copy = self.copy_of(name, part)
-                self.owner[copy.uid] = name
-                self.mutable.add(copy.uid)
-                parts.append(copy)
+                parts.append(self.own_copy(name, part))
             else:
                 parts.append(part)
         return tuple(parts)
