@@ -72,7 +72,7 @@ def brute_force_layouts(program):
     analysis = analyze_indices(program)
     views = {item.output: item for item in walk_instructions(program.body) if isinstance(item, GlobalView)}
     chosen = {}
-    for allocation, accesses in _accesses(program).items():
+    for allocation, accesses in _accesses(program)[0].items():
         plain = allocation.placement()
         nbits = allocation.dtype.nbits
         candidates = swizzle_candidates(plain, nbits) if nbits in (8, 16, 32, 64, 128) else [plain]

@@ -42,6 +42,7 @@ from tilevm.ir.program import Param, Program
 from tilevm.ir.reductions import (
     Dot,
     Reduce,
+    SharedDot,
 )
 from tilevm.ir.shared_tiles import (
     AllocRegister,
@@ -104,6 +105,7 @@ __all__ = [
     "Program",
     "ProgramBuilder",
     "Reduce",
+    "SharedDot",
     "ScalarType",
     "Scope",
     "SliceShared",

@@ -43,6 +43,7 @@ from tilevm.ir.layout_ops import (
 from tilevm.ir.reductions import (
     Dot,
     Reduce,
+    SharedDot,
 )
 from tilevm.ir.shared_tiles import (
     AllocRegister,
@@ -76,7 +77,8 @@ TILE_IR = InstructionSet(
     instructions=(
         GlobalView, AllocShared, FreeShared, AllocRegister, SliceShared, LoadGlobal, StoreGlobal,
         AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync, PermuteShared,
-        Unary, Binary, Where, Reduce, Dot, Cast, View, AssignTensor, ConvertLayout, Arange, Permute,
+        Unary, Binary, Where, Reduce, Dot, SharedDot, Cast, View, AssignTensor, ConvertLayout, Arange,
+        Permute,
         LetScalar, DeclareScalar, AssignScalar, For, While, If,
         LoadScalar, AtomicScalar,
     ),

@@ -3,14 +3,16 @@
 Layout rules (see ``tilevm.ir.elementwise`` for how they are checked):
 
 - reduce: the result has the operand's layout reduced over the dim;
-- dot: a, b and the accumulator fit an atom (``tilevm.layout.dot_atom``), the result has the accumulator's.
+- dot: a, b and the accumulator fit an atom (``tilevm.layout.dot_atom``), the result has the accumulator's;
+- dot_shared: the accumulator and the result have the same layout (the lowering reads it as
+  ``tilevm.layout.warpgroup.warpgroup_accumulator``, which layout inference gives it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilevm.dtypes import DType
+from tilevm.dtypes import DType, bfloat16, float16, float32
 from tilevm.ir.accumulators import holds_every_value, reduce_dtype
 from tilevm.ir.elementwise import check_same_layout, layout_of, register_result
 from tilevm.ir.expr import Expr, Var, expect_choice
@@ -22,6 +24,8 @@ __all__ = [
     "Dot",
     "REDUCE_OPS",
     "Reduce",
+    "SHARED_DOT_DTYPES",
+    "SharedDot",
 ]
 
 
@@ -146,3 +150,52 @@ class Dot(Instruction):
                 f"the layouts of a ({a}), b ({b}) and the accumulator ({accumulator}) fit no {dtype} "
                 f"dot atom; one multiply-add per thread needs a {fma_a} and b {fma_b}"
             )
+
+
+#: the operand dtypes of a dot from shared memory
+SHARED_DOT_DTYPES = (float16, bfloat16)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SharedDot(Instruction):
+    """``a @ b + accumulator`` with the operands ``a`` [m, k] and ``b`` [k, n] read from shared memory
+    (float16 or bfloat16) and a float32 register accumulator [m, n]; m a multiple of 64, n of 8, k of 16:
+    the shapes of the tensor cores' warpgroup instruction (``wgmma``, sm_90a), which the block's warpgroups
+    run where the target has it and the operands lie in its canonical layouts
+    (``tilevm.layout.warpgroup``); elsewhere the operands are read into registers and multiplied by
+    ``mma.sync``. Products summed exactly, rounded to float32 per step of the hardware (the CPU executor
+    rounds once). Every thread of the block must run it.
+    """
+
+    output: Var
+    a: Expr
+    b: Expr
+    accumulator: Expr
+    opname = "dot_shared"
+
+    def result_type(self) -> TileType:
+        a = expect_tile(self.a, "dot_shared's a", Scope.SHARED)
+        b = expect_tile(self.b, "dot_shared's b", Scope.SHARED)
+        accumulator = expect_tile(self.accumulator, "dot_shared's accumulator", Scope.REGISTER)
+        shapes = f"a {list(a.shape)}, b {list(b.shape)}, accumulator {list(accumulator.shape)}"
+        if not a.rank == b.rank == accumulator.rank == 2:
+            raise IRTypeError(f"a dot from shared memory takes tiles [m, k], [k, n] and [m, n]; got {shapes}")
+        (m, k), (k_b, n) = a.shape, b.shape
+        if k != k_b or accumulator.shape != (m, n):
+            raise IRTypeError(f"dot shapes do not match: {shapes}")
+        if m % 64 or n % 8 or k % 16:
+            raise IRTypeError(
+                f"a dot from shared memory needs m a multiple of 64, n of 8 and k of 16 (the warpgroup "
+                f"instruction's shapes); got {shapes}: read the operands with load_shared for other shapes"
+            )
+        if a.dtype != b.dtype or a.dtype not in SHARED_DOT_DTYPES:
+            raise IRTypeError(
+                "a dot from shared memory takes float16 or bfloat16 operands of one dtype, got "
+                f"{a.dtype} and {b.dtype}"
+            )
+        if accumulator.dtype != float32:
+            raise IRTypeError(f"a dot from shared memory accumulates in float32, got {accumulator.dtype}")
+        return accumulator.with_layout(None)
+
+    def check_layouts(self) -> None:
+        check_same_layout(self.accumulator, self.output, "the accumulator", "the result")

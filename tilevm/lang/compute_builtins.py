@@ -26,6 +26,7 @@ from tilevm.ir import (
     PermuteShared,
     ScalarType,
     Scope,
+    SharedDot,
     TileType,
     View,
     Where,
@@ -96,8 +97,27 @@ def cdiv(numerator: int | Expr, denominator: int | Expr) -> int | Expr:
 
 def dot(a: Expr, b: Expr, accumulator: Expr) -> Expr:
     """``a @ b + accumulator`` on register tiles [m, k], [k, n], [m, n], or [*B, m, k], [*B, k, n],
-    [*B, m, n] with the same leading batch dims ``B``: one independent product per batch index."""
-    return emit_output("dot", Dot, a=a, b=b, accumulator=accumulator)
+    [*B, m, n] with the same leading batch dims ``B``: one independent product per batch index. With ``a``
+    and ``b`` shared tiles, a dot read from shared memory by the block's warpgroups (``SharedDot``)."""
+    shared = [_is_shared_tile(operand) for operand in (a, b)]
+    if not any(shared):
+        return emit_output("dot", Dot, a=a, b=b, accumulator=accumulator)
+    if not all(shared):
+        register = "a" if shared[1] else "b"
+        raise CompilationError(
+            f"dot reads both operands from shared memory or neither; {register} is in registers: load_shared "
+            f"the other one, or store {register} into shared memory"
+        )
+    num_warps = current("dot").builder.num_threads // 32
+    if num_warps % 4:
+        raise CompilationError(
+            f"a dot from shared memory runs on warpgroups of 4 warps; the kernel has {num_warps} warps"
+        )
+    return emit_output("dot", SharedDot, a=a, b=b, accumulator=accumulator)
+
+
+def _is_shared_tile(value: object) -> bool:
+    return is_ir(value) and isinstance(value.type, TileType) and value.type.scope == Scope.SHARED
 
 
 def cast(value: Expr, dtype: DType, rounding: str | None = None) -> Expr:

@@ -14,6 +14,8 @@ tile's layout when it is defined:
   (:func:`tilevm.layout.broadcast_layout`) then demands;
 - casts, reductions and permutes derive their result from the operand's layout; a view keeps the operand's
   layout when :func:`tilevm.layout.view_layout` allows, and converts it first otherwise;
+- a dot from shared memory gives its accumulator the warpgroups' layout
+  (:func:`tilevm.layout.warpgroup.warpgroup_accumulator`);
 - a dot takes the largest mma atom for its operand type whose fragments tile its shapes (the scalar atom
   where none does), spread over warps along its batch dims first (:meth:`LayoutChooser.quotient`), keeps
   the layouts its tiles already have where they fit that atom, and converts the others.
@@ -58,6 +60,7 @@ from tilevm.ir import (
     Permute,
     Program,
     Reduce,
+    SharedDot,
     StoreGlobal,
     TileType,
     Unary,
@@ -78,6 +81,7 @@ from tilevm.layout import (
     view_layout,
 )
 from tilevm.layout.mma import DTYPE_NAMES, MMA_OPERANDS
+from tilevm.layout.warpgroup import warpgroup_accumulator
 
 __all__ = ["RULES", "LayoutChooser", "assign_layouts", "infer_layouts", "vectorized_layout"]
 
@@ -198,6 +202,9 @@ def assign_layouts(program: Program, chooser: LayoutChooser) -> Program:
             layouts = assigner.dot_layouts[instruction.output.uid] = _dot_layouts(assigner, instruction)
             for key, layout in layouts.items():
                 assigner.demanded.setdefault(getattr(instruction, key).uid, layout)
+        elif isinstance(instruction, SharedDot):
+            layout = _shared_dot_layout(assigner, instruction)
+            assigner.demanded.setdefault(instruction.accumulator.uid, layout)
     return dataclasses.replace(program, body=assigner.body(program.body))
 
 
@@ -364,6 +371,19 @@ def _dot(assigner: _Assigner, instruction: Dot) -> None:
     assigner.define(dataclasses.replace(instruction, **changes), layouts["accumulator"])
 
 
+def _shared_dot(assigner: _Assigner, instruction: SharedDot) -> None:
+    layout = _shared_dot_layout(assigner, instruction)
+    accumulator = assigner.convert(instruction.accumulator, layout)
+    assigner.define(dataclasses.replace(instruction, accumulator=accumulator), layout)
+
+
+def _shared_dot_layout(assigner: _Assigner, instruction: SharedDot) -> RegisterLayout:
+    """The accumulator's layout: the warpgroups' (``tilevm.layout.warpgroup``), whatever the target, so that
+    the lowering for any target reads the same tiles (``mma.sync`` fragments where there is no ``wgmma``)."""
+    m, n = instruction.accumulator.type.shape
+    return warpgroup_accumulator(m, n, assigner.num_threads // 32)
+
+
 def _kept_dot_layouts(instruction: Dot, chosen: dict[str, RegisterLayout]) -> dict[str, RegisterLayout]:
     """The layouts the dot reads its tiles in: the chosen ones, with as many as possible (the accumulator
     first) replaced by the layout the tile already has where the three still fit the chosen atom, so that
@@ -421,5 +441,6 @@ RULES: dict[type[Instruction], Callable[..., None]] = {
     Permute: _permute,
     View: _view,
     Dot: _dot,
+    SharedDot: _shared_dot,
     AssignTensor: _assign,
 }

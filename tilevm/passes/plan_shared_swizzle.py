@@ -8,7 +8,9 @@ and every warp request of 4, 8 or 16 bytes per lane is counted with the bank mod
 that keeps 16-byte units whole (fewest bits first, then smallest shift: ``tilevm.layout.shared``); the
 first with the fewest conflicts in ``ldmatrix`` and 16-byte requests, then the fewest in all, wins. So an
 allocation that no such request touches stays row-major, and one that has them gets a conflict-free
-swizzle whenever one exists.
+swizzle whenever one exists. An allocation that a dot from shared memory reads gets the tensor cores'
+canonical swizzle (``tilevm.layout.warpgroup``) where that makes every view the dot reads an operand they
+can read, whatever the other accesses cost.
 
 A runtime base of a slice is taken as 0 when counting: planning puts each swizzled allocation at a multiple
 of its swizzle's period, and slices along the outer dims of a tile (a pipeline's stages) move by multiples
@@ -32,6 +34,7 @@ from tilevm.ir import (
     LoadShared,
     PermuteShared,
     Program,
+    SharedDot,
     SliceShared,
     StoreShared,
 )
@@ -40,6 +43,7 @@ from tilevm.ir.rewrite import walk_instructions
 from tilevm.layout import RegisterLayout, SharedLayout
 from tilevm.layout.shared import permute_shared, swizzle_candidates
 from tilevm.layout.swizzle import extra_wavefronts
+from tilevm.layout.warpgroup import canonical_placement, operand_form
 from tilevm.passes.index_analysis import IndexAnalysis, analyze_indices
 from tilevm.passes.index_divisibility import power_of_two_part
 from tilevm.passes.lower.copy_async import (
@@ -166,10 +170,15 @@ def choose_layouts(program: Program) -> dict[int, SharedLayout]:
     views = {item.output: item for item in walk_instructions(program.body) if isinstance(item, GlobalView)}
     context = _Context(program, analyze_indices(program), views)
     chosen = {}
-    for allocation, found in _accesses(program).items():
+    accesses, operands = _accesses(program)
+    for allocation, found in accesses.items():
         if allocation.output.type.layout is not None:
             continue
         candidates = _layouts(allocation)
+        canonical = _warpgroup_placement(allocation, operands.get(allocation, []))
+        if canonical is not None:  # the tensor cores read it: their layout, whatever the other accesses cost
+            chosen[allocation.output.uid] = canonical
+            continue
         replays = [_Replay(context, access, candidates[0]) for access in found]
         best, best_cost = None, None
         for candidate in candidates:
@@ -204,9 +213,30 @@ def _layouts(allocation: AllocShared) -> list[SharedLayout]:
     return swizzle_candidates(plain, nbits)
 
 
-def _accesses(program: Program) -> dict[AllocShared, list[_Access]]:
+def _warpgroup_placement(allocation: AllocShared, operands: list[tuple[_View, int]]) -> SharedLayout | None:
+    """The canonical placement (``tilevm.layout.warpgroup``) that makes every view of ``allocation`` read
+    by a dot from shared memory (with its values of k along the dim given) an operand the tensor cores
+    read, or None when there are none or no placement does (the lowering reads those through registers)."""
+    if not operands:
+        return None
+    placement = canonical_placement(allocation.placement(), allocation.dtype.nbits)
+    if placement is None:
+        return None
+    for view, k_dim in operands:
+        layout, _ = view.layout(placement)
+        if operand_form(layout, k_dim, allocation.dtype.nbits) is None:
+            return None
+    return placement
+
+
+def _accesses(
+    program: Program,
+) -> tuple[dict[AllocShared, list[_Access]], dict[AllocShared, list[tuple[_View, int]]]]:
+    """Per allocation, the accesses made through its views, and the views that dots from shared memory
+    read (each with the dim of its values of k)."""
     views: dict[Var, _View] = {}
     accesses: dict[AllocShared, list[_Access]] = {}
+    operands: dict[AllocShared, list[tuple[_View, int]]] = {}
     for instruction in walk_instructions(program.body):
         if isinstance(instruction, AllocShared):
             views[instruction.output] = _View(instruction, ())
@@ -218,7 +248,11 @@ def _accesses(program: Program) -> dict[AllocShared, list[_Access]]:
             operand = instruction.destination if isinstance(instruction, CopyAsync) else instruction.tensor
             view = views[operand]
             accesses[view.allocation].append(_Access(view, instruction))
-    return accesses
+        elif isinstance(instruction, SharedDot):
+            for operand, k_dim in ((instruction.a, 1), (instruction.b, 0)):
+                view = views[operand]
+                operands.setdefault(view.allocation, []).append((view, k_dim))
+    return accesses, operands
 
 
 def _register_layout(instruction: Instruction) -> RegisterLayout | None:

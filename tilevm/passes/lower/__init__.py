@@ -14,6 +14,7 @@ from tilevm.passes.lower import (
     convert_layout,
     copy_async,
     dot,
+    dot_shared,
     global_memory,
     reductions,
     registers,
@@ -35,6 +36,7 @@ HANDLERS: dict[type[Instruction], Handler] = {
     **shared_memory.HANDLERS,
     **copy_async.HANDLERS,
     **dot.HANDLERS,
+    **dot_shared.HANDLERS,
     **reductions.HANDLERS,
 }
 

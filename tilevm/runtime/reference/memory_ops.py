@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tilevm.dtypes import int32
+from tilevm.dtypes import float32, int32
 from tilevm.ir import (
     AllocRegister,
     AllocShared,
@@ -37,6 +37,7 @@ from tilevm.ir import (
     LoadScalar,
     LoadShared,
     PermuteShared,
+    SharedDot,
     SliceShared,
     StoreGlobal,
     StoreShared,
@@ -143,6 +144,18 @@ def _load_shared(instruction: LoadShared, state: BlockState) -> None:
     )
 
 
+def _dot_shared(instruction: SharedDot, state: BlockState) -> None:
+    # the hardware's semantics are Dot's: exact products, one rounding of the sum (here in float64)
+    operands = []
+    for name in ("a", "b"):
+        tile: SharedTile = evaluate(getattr(instruction, name), state)
+        tile.check_ready("read")
+        access = _access("read", instruction, f"dot_shared's {name}, {tile.description}")
+        operands.append(tile.read(access).astype(np.float64))
+    accumulator = evaluate(instruction.accumulator, state).astype(np.float64)
+    state.bind(instruction.output, to_carrier(operands[0] @ operands[1] + accumulator, float32))
+
+
 def _store_shared(instruction: StoreShared, state: BlockState) -> None:
     tile: SharedTile = evaluate(instruction.tensor, state)
     tile.check_ready("write")
@@ -227,6 +240,7 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     StoreGlobal: _store_global,
     AtomicGlobal: _atomic_global,
     LoadShared: _load_shared,
+    SharedDot: _dot_shared,
     StoreShared: _store_shared,
     CopyAsync: _copy_async,
     LoadScalar: _load_scalar,
