@@ -121,27 +121,30 @@ def test_shapes_the_warpgroup_instruction_does_not_take_are_refused(shapes, mess
         run_pipeline(parse(text), CompileOptions(verify_passes=True), TILE_PASSES)
 
 
-@pytest.mark.parametrize(("m", "n", "num_warps"), [(128, 64, 8), (64, 512, 4), (192, 48, 8), (128, 256, 16)])
+@pytest.mark.parametrize(
+    ("m", "n", "num_warps"), [(128, 64, 8), (64, 512, 4), (192, 48, 8), (128, 256, 16), (64, 1024, 8)]
+)
 def test_accumulator_layout_is_the_warpgroup_fragment(m, n, num_warps):
-    """Each thread's register ``4 j + i`` of instruction ``r`` is the element the PTX ISA's wgmma
+    """Each thread's register ``4 j + i`` of instruction ``(r, c)`` is the element the PTX ISA's wgmma
     ``.m64nNk16`` D fragment gives: warp ``w % 4`` rows ``16 (w % 4) + lane / 4 (+ 8)``, atom ``j`` columns
-    ``8 j + 2 (lane % 4) (+ 1)``, offset by the warpgroup's tile and the instruction's repeat."""
+    ``8 j + 2 (lane % 4) (+ 1)``, offset by the warpgroup's place and the instruction's repeat."""
     layout = warpgroup_accumulator(m, n, num_warps)
     table = layout.table()
     groups = num_warps // 4
     row_groups = max(g for g in range(1, groups + 1) if groups % g == 0 and (m // 64) % g == 0)
     column_groups = groups // row_groups
-    columns = n // column_groups  # of one warpgroup
-    per_instruction = next(c for c in range(min(columns, 256), 0, -8) if columns % c == 0)
+    per_group = n // column_groups
+    columns = next(c for c in range(min(per_group, 256), 0, -8) if per_group % c == 0)  # an instruction's
+    column_repeats = per_group // columns
     for thread in range(num_warps * 32):
         group, warp, lane = thread // 128, thread // 32 % 4, thread % 32
         group_row, group_column = divmod(group, column_groups)
         for slot in range(layout.local_size):
-            instruction, register = divmod(slot, per_instruction // 2)
-            repeat_row, repeat_column = divmod(instruction, columns // per_instruction)
+            instruction, register = divmod(slot, columns // 2)
+            repeat_row, repeat_column = divmod(instruction, column_repeats)
             atom, element = divmod(register, 4)
             row = (repeat_row * row_groups + group_row) * 64 + 16 * warp + lane // 4 + 8 * (element // 2)
-            column = group_column * columns + repeat_column * per_instruction + 8 * atom
+            column = (repeat_column * column_groups + group_column) * columns + 8 * atom
             column += 2 * (lane % 4) + element % 2
             assert tuple(table[thread, slot]) == (row, column), (thread, slot)
 

@@ -48,6 +48,14 @@ STAGED16 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, s
 STAGED8 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=3, split_k=2)
 #: and two atoms of columns a warp (2 and 3 bits at 9 to 16 rows: blocks of 128 columns)
 STAGED_PAIRS = replace(STAGED16, n_tiles=2)
+#: the weights dequantized into shared memory and multiplied there (dot_shared): a warpgroup of 64 x 16,
+#: and two of 128 x 8 sharing the rows, with 2 and 3 stages
+WARPGROUP = PrefillConfig(
+    n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=2, warpgroups=True
+)
+WARPGROUPS = PrefillConfig(
+    n_warps=8, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=3, warpgroups=True
+)
 
 CASES = [
     # code, compute, scale kind, group (None: per channel), m, n, k, bias, config
@@ -75,6 +83,12 @@ CASES = [
     (tv.int7, torch.float16, "compute", None, 16, 20, 512, True, STAGED16),  # per channel
     (tv.int2, torch.float16, "compute", 128, 15, 150, 768, True, STAGED_PAIRS),  # 2 tiles, the last ragged
     (tv.uint3, torch.bfloat16, "compute", 64, 11, 140, 512, False, STAGED_PAIRS),  # zero points by group
+    (tv.int4, torch.float16, "compute", 64, 19, 70, 320, True, WARPGROUP),  # 5 iterations, 2 x 2 blocks
+    (tv.int8, torch.bfloat16, "compute", 32, 20, 140, 384, False, WARPGROUPS),  # 2 sub-steps, ragged n
+    (tv.int2, torch.float16, "compute", None, 9, 64, 384, True, WARPGROUP),  # 2 windows a sub-step
+    (tv.uint4, torch.bfloat16, "compute", 128, 17, 64, 256, True, WARPGROUP),  # zero points
+    (tv.float4_e2m1, torch.float16, "ue4m3", 16, 10, 70, 256, True, WARPGROUPS),  # NVFP4, groups of 16
+    (tv.int3, torch.float16, "compute", 64, 8, 64, 256, False, WARPGROUP),  # 4 windows a sub-step
 ]
 
 

@@ -41,10 +41,12 @@ __all__ = [
     "WARPGROUP_ROWS",
     "WARPGROUP_WARPS",
     "OperandForm",
+    "WarpgroupTiling",
     "canonical_placement",
     "operand_form",
     "operand_swizzle",
     "warpgroup_accumulator",
+    "warpgroup_tiling",
 ]
 
 #: warps in a warpgroup
@@ -60,13 +62,39 @@ _ROW_BYTES = (32, 64, 128)
 _UNIT_BYTES, _PATTERN_SHIFT_BYTES = 16, 128
 
 
-def warpgroup_accumulator(m: int, n: int, num_warps: int) -> RegisterLayout:
-    """The layout of an ``[m, n]`` float32 accumulator that a dot from shared memory computes with a block
-    of ``num_warps`` warps: its warpgroups spread over ``m / 64`` row tiles first, then over columns, each
-    warpgroup's tile of ``64 r`` rows by ``c`` columns (``c <= 256``) repeated locally.
+@dataclass(frozen=True)
+class WarpgroupTiling:
+    """How a block's warpgroups tile an accumulator: ``row_groups`` x ``column_groups`` warpgroups (the
+    warpgroup ``g`` at ``divmod(g, column_groups)``), each running ``row_repeats`` x ``column_repeats``
+    instructions of 64 rows by ``columns``. Instruction ``(r, c)`` of warpgroup ``(i, j)`` computes rows
+    ``64 (r * row_groups + i)`` on and columns ``columns * (c * column_groups + j)`` on, into the thread's
+    registers ``columns / 2 * (r * column_repeats + c)`` on."""
 
-    >>> str(warpgroup_accumulator(64, 512, num_warps=4))
-    'spatial(4, 1).column_local(2, 64).spatial(8, 4).local(1, 2)'
+    row_groups: int
+    column_groups: int
+    row_repeats: int
+    column_repeats: int
+    columns: int
+
+    @property
+    def layout(self) -> RegisterLayout:
+        fragment = mma_fragments("m16n8k16", "f16").c
+        return (
+            local(self.row_repeats, self.column_repeats)
+            * spatial(self.row_groups, self.column_groups)
+            * spatial(WARPGROUP_WARPS, 1)
+            * local(1, self.columns // 8)
+            * fragment
+        )
+
+
+def warpgroup_tiling(m: int, n: int, num_warps: int) -> WarpgroupTiling:
+    """The tiling of an ``[m, n]`` float32 accumulator that a dot from shared memory computes with a block
+    of ``num_warps`` warps: its warpgroups spread over ``m / 64`` row tiles first, then over columns, each
+    warpgroup's part repeated in instructions of at most 256 columns.
+
+    >>> warpgroup_tiling(128, 1024, num_warps=8)
+    WarpgroupTiling(row_groups=2, column_groups=1, row_repeats=1, column_repeats=4, columns=256)
     """
     if num_warps % WARPGROUP_WARPS:
         raise LayoutError(
@@ -86,15 +114,17 @@ def warpgroup_accumulator(m: int, n: int, num_warps: int) -> RegisterLayout:
     repeats = -(-columns // WARPGROUP_COLUMNS)
     while columns % (repeats * 8):
         repeats += 1
-    per_instruction = columns // repeats
-    fragment = mma_fragments("m16n8k16", "f16").c
-    return (
-        local(m // (WARPGROUP_ROWS * row_groups), repeats)
-        * spatial(row_groups, column_groups)
-        * spatial(WARPGROUP_WARPS, 1)
-        * local(1, per_instruction // 8)
-        * fragment
-    )
+    rows = m // (WARPGROUP_ROWS * row_groups)
+    return WarpgroupTiling(row_groups, column_groups, rows, repeats, columns // repeats)
+
+
+def warpgroup_accumulator(m: int, n: int, num_warps: int) -> RegisterLayout:
+    """The layout of ``warpgroup_tiling(m, n, num_warps)``.
+
+    >>> str(warpgroup_accumulator(64, 512, num_warps=4))
+    'spatial(4, 1).column_local(2, 64).spatial(8, 4).local(1, 2)'
+    """
+    return warpgroup_tiling(m, n, num_warps).layout
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,10 @@ class PrefillConfig:
       tiles as the decode kernel's do: the blocks of few, wide tiles (at decode M, one warp across m)
       fill the GPU so.
     - ``max_registers``: as ``QGemmConfig``'s.
+    - ``warpgroups``: each iteration's weights are dequantized into shared memory (in true k order, the
+      tensor cores' canonical layout) and multiplied with X's window there by a dot from shared memory
+      (``wgmma`` on sm_90a, run by the block's warpgroups): one warp across m, 4 or 8 warps, a multiple
+      of 64 values of k an iteration.
     """
 
     n_warps: int = 4
@@ -149,6 +153,7 @@ class PrefillConfig:
     stages: int = 3
     split_k: int = 1
     max_registers: int | None = None
+    warpgroups: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in PREFILL_SPACE.items():
@@ -160,6 +165,13 @@ class PrefillConfig:
         if self.num_warps not in (4, 8):
             raise ValueError(
                 f"PrefillConfig: n_warps * m_warps must be 4 or 8, got {self.n_warps} * {self.m_warps}"
+            )
+        if not isinstance(self.warpgroups, bool):
+            raise ValueError(f"PrefillConfig.warpgroups must be a bool, got {self.warpgroups!r}")
+        if self.warpgroups and (self.m_warps != 1 or self.block_n % 64):
+            raise ValueError(
+                "PrefillConfig.warpgroups needs one warp across m and a multiple of 64 columns a block "
+                f"(16 * n_tiles * n_warps), got m_warps={self.m_warps} and {self.block_n} columns"
             )
 
     @property
@@ -184,7 +196,8 @@ class PrefillConfig:
         stage_k = self.steps * self.chunks * prelayout.chunk_k(bits)
         rows = 0 if group_size is None else max(1, stage_k // group_size) * (2 if zeros else 1)
         operands = stage_k * (2 * self.block_m + self.block_n * bits // 8)
-        return self.stages * (operands + rows * 2 * self.block_n)
+        dequantized = 2 * stage_k * self.block_n if self.warpgroups else 0  # one buffer, not staged
+        return self.stages * (operands + rows * 2 * self.block_n) + dequantized
 
     def fits(self, bits: int) -> bool:
         """Whether a block's shared memory for ``bits``-bit codes fits an H100's (227 KB) in every format."""

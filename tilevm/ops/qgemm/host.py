@@ -89,6 +89,7 @@ class QGemmLaunch:
                 group_size,
                 k,
                 config.split_k,
+                config.warpgroups,
             )
             self.split_k, self.stream_k = config.split_k, False
             self.iterations = -(-packed.shape[1] // (config.steps * config.chunks))  # a tile's iterations

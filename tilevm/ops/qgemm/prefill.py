@@ -46,6 +46,8 @@ from tilevm.ops.qgemm import prelayout
 from tilevm.ops.qgemm.kernel import (
     KernelPlan,
     _block_sum,
+    _codes,
+    _dequantized,
     _rows,
     _step,
     _tile_epilogue,
@@ -58,6 +60,8 @@ __all__ = ["PrefillPlan", "prefill_kernel", "prefill_plan"]
 _FRAGMENTS = mma_fragments("m16n8k16", "f16")
 #: values of k in a 32-value block of the mma order, rows of X an mma atom
 _BLOCK, _M_ATOM = 32, 8
+#: values of k of a window that a dot from shared memory reads: rows of 128 bytes
+_PIECE_K = 64
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class PrefillPlan:
     steps: int  # sub-steps an iteration (a stage holds steps * core.chunks chunks)
     stages: int  # iterations in flight in shared memory
     group_size: int  # values of k a row of scales covers (K: per channel)
+    warpgroups: bool = False  # the weights dequantized into shared memory, multiplied there (dot_shared)
 
     @property
     def stage_chunks(self) -> int:
@@ -93,6 +98,12 @@ class PrefillPlan:
             return 0
         return max(1, self.stage_k // self.group_size)
 
+    @property
+    def pieces(self) -> int:
+        """Windows of 64 values of k (one 128-byte row of 16-bit values: the tensor cores' canonical
+        operand) an iteration holds, with ``warpgroups``."""
+        return self.stage_k // _PIECE_K
+
     def step_row(self, step: int) -> int:
         """The first of the stage's rows that sub-step ``step`` applies (0 while a group spans the
         iteration: sizes of k and groups are powers of two)."""
@@ -112,6 +123,7 @@ def prefill_plan(
     group_size: int,
     k: int,
     split_k: int = 1,
+    warpgroups: bool = False,
 ) -> PrefillPlan:
     """The plan for codes of ``bits`` bits in groups of ``group_size`` values of k (``k``: per channel)
     under a ``PrefillConfig``'s fields. Cached: a launch costs no layout algebra.
@@ -122,10 +134,17 @@ def prefill_plan(
     rather than every weight; its layouts are the ones built below where they coincide. Only while a
     thread's accumulators a group stay few (two mma atoms of them at most): on the H100, M = 16 with two
     groups a sub-step took 1.2 to 1.4 times as long for 5 bits this way (int5 at 8192x28672: 91 against 68
-    µs), one group a sub-step 0.96 to 0.98 times (int6: 76 against 79)."""
+    µs), one group a sub-step 0.96 to 0.98 times (int6: 76 against 79).
+
+    With ``warpgroups`` the core's operand A layout is only where the dequantized weights are made before
+    they are stored (``_dequantize_into``); they are scaled there (never the partial sums), and an
+    iteration spans whole windows of 64 values of k."""
     kc = chunks * prelayout.chunk_k(bits)
     groups = kc // group_size if group_size not in (16, k) else 1
-    if m_warps == 1 and plan_error(bits, chunks, group_size, k) is None and n_tiles * m_tiles * groups <= 2:
+    if warpgroups and (m_warps != 1 or steps * kc % _PIECE_K):
+        raise ValueError(f"warpgroups take one warp across m and windows of {_PIECE_K} values of k")
+    decode_core = plan_error(bits, chunks, group_size, k) is None and n_tiles * m_tiles * groups <= 2
+    if m_warps == 1 and not warpgroups and decode_core:
         core = kernel_plan(bits, n_warps, 1, split_k, n_tiles, _M_ATOM * m_tiles, chunks, group_size, k)
         return PrefillPlan(core=core, m_warps=1, steps=steps, stages=stages, group_size=group_size)
     per_channel = group_size == k
@@ -193,7 +212,9 @@ def prefill_plan(
         k_digits=k_digits,
         weight_tile_shape=weight_tile_shape,
     )
-    return PrefillPlan(core=core, m_warps=m_warps, steps=steps, stages=stages, group_size=group_size)
+    return PrefillPlan(
+        core=core, m_warps=m_warps, steps=steps, stages=stages, group_size=group_size, warpgroups=warpgroups
+    )
 
 
 def _scale_digits(
@@ -217,11 +238,16 @@ def _copy_stage(stages, tensors, m0, n0, group0, stage, iteration, last, HAS_ZER
     ``last`` (past the end of k, the copies read zeros); the group is committed either way, so that every
     iteration waits for the same count of groups."""
     core = PREFILL.core
-    x_stages, w_stages, s_stages, z_stages = stages
+    x_stages, w_stages, s_stages, z_stages, _ = stages
     x, packed, scales, zeros = tensors
     if iteration < last:
-        x_stage = tv.slice_shared(x_stages, [stage, 0, 0], [core.block_m, PREFILL.stage_k])
-        tv.copy_async(x_stage, x, offsets=[m0, iteration * PREFILL.stage_k])
+        if PREFILL.warpgroups:  # windows of 64 values of k, each its own [block_m, 64] tile
+            for piece in tv.static_range(PREFILL.pieces):
+                x_piece = tv.slice_shared(x_stages, [stage, piece, 0, 0], [core.block_m, _PIECE_K])
+                tv.copy_async(x_piece, x, offsets=[m0, iteration * PREFILL.stage_k + piece * _PIECE_K])
+        else:
+            x_stage = tv.slice_shared(x_stages, [stage, 0, 0], [core.block_m, PREFILL.stage_k])
+            tv.copy_async(x_stage, x, offsets=[m0, iteration * PREFILL.stage_k])
         shape = [core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
         w_stage = tv.slice_shared(w_stages, [stage, 0, 0, 0, 0, 0], shape)
         tv.copy_async(w_stage, packed, offsets=[group0, iteration * PREFILL.stage_chunks, 0, 0, 0])
@@ -247,10 +273,21 @@ def _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
     """``acc`` plus sub-step ``step`` of the iteration in ``stage``: the operands read from shared memory in
     their fragments' layouts, then the decode kernel's step (the weights dequantized and scaled, one
     dot)."""
+    x_stages = stages[0]
+    window = tv.slice_shared(
+        x_stages, [stage, 0, step * PREFILL.core.kc], [PREFILL.core.block_m, PREFILL.core.kc]
+    )
+    x_now = tv.load_shared(window, layout=PREFILL.core.x)
+    weights = _weight_operands(stages, stage, step, channel_zeros, HAS_ZEROS, PREFILL)
+    return _step(acc, (x_now, *weights), CODE, HAS_ZEROS, PREFILL.core)
+
+
+@tv.func
+def _weight_operands(stages, stage, step, channel_zeros, HAS_ZEROS, PREFILL):
+    """Sub-step ``step``'s packed bytes and the rows of scales and zero points it applies (0 for none),
+    read from the stage in their layouts."""
     core = PREFILL.core
-    x_stages, w_stages, s_stages, z_stages = stages
-    window = tv.slice_shared(x_stages, [stage, 0, step * core.kc], [core.block_m, core.kc])
-    x_now = tv.load_shared(window, layout=core.x)
+    _, w_stages, s_stages, z_stages, _ = stages
     shape = [core.block_n // 16, core.chunks, core.loads, 32, 16]
     strings = tv.slice_shared(w_stages, [stage, 0, step * core.chunks, 0, 0, 0], shape)
     w_now = tv.load_shared(strings, layout=core.weights)
@@ -262,15 +299,54 @@ def _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
         scale_rows = _stage_rows(s_stages, stage, step, core.weight_rows, PREFILL)
     if HAS_ZEROS and PREFILL.stage_rows:
         zero_rows = _stage_rows(z_stages, stage, step, core.weight_rows, PREFILL)
-    return _step(acc, (x_now, w_now, scale_rows, zero_rows), CODE, HAS_ZEROS, core)
+    return w_now, scale_rows, zero_rows
+
+
+@tv.func
+def _dequantize_into(stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL):
+    """Sub-step ``step``'s weights dequantized (scaled, in X's dtype) and stored in true k order into its
+    windows of the dequantized buffer ``[pieces, block_n, 64]``, where the tensor cores read them."""
+    core = PREFILL.core
+    w_now, scale_rows, zero_rows = _weight_operands(stages, stage, step, channel_zeros, HAS_ZEROS, PREFILL)
+    dequantized = stages[4]
+    codes = tv.cast(_codes(w_now, CODE, core), dequantized.dtype)
+    w = _dequantized(codes, scale_rows, zero_rows, HAS_ZEROS, core)
+    # the mma order's k (jh, jl, s1, t, s0) back to the true order (jh, t, jl, s1, s0), then in windows
+    digits = tv.view(w, w.dtype, [core.block_n, core.kc // _BLOCK, 2, 2, 4, 2])
+    windows, width = max(1, core.kc // _PIECE_K), min(core.kc, _PIECE_K)  # a sub-step may fill part of one
+    ordered = tv.view(tv.permute(digits, [0, 1, 4, 2, 3, 5]), w.dtype, [core.block_n, windows, width])
+    start = step * core.kc
+    target = tv.slice_shared(
+        dequantized, [start // _PIECE_K, 0, start % _PIECE_K], [windows, core.block_n, width]
+    )
+    tv.store_shared(target, tv.permute(ordered, [1, 0, 2]))
+
+
+@tv.func
+def _multiply_windows(acc, stages, stage, PREFILL):
+    """``acc`` plus the iteration's dequantized weights times its X windows, read from shared memory."""
+    x_stages, dequantized = stages[0], stages[4]
+    core = PREFILL.core
+    for piece in tv.static_range(PREFILL.pieces):
+        w_piece = tv.slice_shared(dequantized, [piece, 0, 0], [core.block_n, _PIECE_K])
+        x_piece = tv.slice_shared(x_stages, [stage, piece, 0, 0], [core.block_m, _PIECE_K])
+        acc = tv.dot(w_piece, tv.permute(x_piece, [1, 0]), acc)
+    return acc
 
 
 @tv.func
 def _stages(x, scales, HAS_ZEROS, PREFILL):
     """The pipeline's buffers of shared memory: ``stages`` iterations of X windows, packed bytes and rows
-    of scales and of zero points (0 for those an iteration does not copy)."""
+    of scales and of zero points (0 for those an iteration does not copy); with ``warpgroups``, X's
+    windows are ``[pieces, block_m, 64]`` an iteration, and one buffer holds an iteration's dequantized
+    weights (0 without)."""
     core = PREFILL.core
-    x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, core.block_m, PREFILL.stage_k])
+    dequantized = 0
+    if PREFILL.warpgroups:
+        x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, PREFILL.pieces, core.block_m, _PIECE_K])
+        dequantized = tv.shared_tensor(x.dtype, [PREFILL.pieces, core.block_n, _PIECE_K])
+    else:
+        x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, core.block_m, PREFILL.stage_k])
     shape = [PREFILL.stages, core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
     w_stages = tv.shared_tensor(tv.uint8, shape)
     s_stages = z_stages = 0
@@ -278,7 +354,7 @@ def _stages(x, scales, HAS_ZEROS, PREFILL):
         s_stages = tv.shared_tensor(scales.dtype, [PREFILL.stages, PREFILL.stage_rows, core.block_n])
         if HAS_ZEROS:  # zero points are integers in the compute dtype, X's
             z_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, PREFILL.stage_rows, core.block_n])
-    return x_stages, w_stages, s_stages, z_stages
+    return x_stages, w_stages, s_stages, z_stages, dequantized
 
 
 def _body(
@@ -311,9 +387,12 @@ def _body(
     channel_zeros = 0  # per channel, the one row of zero points every sub-step subtracts
     if HAS_ZEROS and not PREFILL.stage_rows:
         channel_zeros = _rows(zeros, 0, n0, 1, core.weight_rows)
-    acc = tv.register_tensor(
-        tv.float32, [1, core.groups, core.block_n, core.block_m], init=0.0, layout=core.accumulator
-    )
+    if PREFILL.warpgroups:
+        acc = tv.register_tensor(tv.float32, [core.block_n, core.block_m], init=0.0)
+    else:
+        acc = tv.register_tensor(
+            tv.float32, [1, core.groups, core.block_n, core.block_m], init=0.0, layout=core.accumulator
+        )
     for j in range(last - first):
         # iteration first + j's copies are the oldest of the stages - 1 groups in flight; after the barrier
         # every thread is done with iteration j - 1, whose stage the copies for j + stages - 1 then fill
@@ -324,9 +403,17 @@ def _body(
             stages, tensors, m0, n0, group0, ahead % PREFILL.stages, first + ahead, last, HAS_ZEROS, PREFILL
         )
         stage = j % PREFILL.stages
-        for step in tv.static_range(PREFILL.steps):
-            acc = _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
+        if PREFILL.warpgroups:
+            for step in tv.static_range(PREFILL.steps):
+                _dequantize_into(stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
+            tv.sync()  # the dequantized weights are whole; the next iteration's barrier frees them
+            acc = _multiply_windows(acc, stages, stage, PREFILL)
+        else:
+            for step in tv.static_range(PREFILL.steps):
+                acc = _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
     tv.copy_async_wait(0)
+    if PREFILL.warpgroups:
+        acc = tv.view(acc, acc.dtype, [1, 1, core.block_n, core.block_m])
     total = _block_sum(acc, scales, n0, core)
     _tile_epilogue(
         total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core
