@@ -14,6 +14,8 @@ marked ``arch_specific`` is had by the architecture-specific target of its capab
 
 >>> TARGETS["sm_90"].has("float8_mma"), TARGETS["sm_80"].has("float8_mma")
 (True, False)
+>>> TARGETS["sm_90a"].has("wgmma"), TARGETS["sm_90"].has("wgmma"), TARGETS["sm_90"].has("async_proxy_fence")
+(True, False, True)
 >>> TARGETS["sm_89"].with_ptx_limit(81).ptx_version
 81
 """
@@ -53,6 +55,10 @@ class Feature:
 FEATURES: dict[str, Feature] = {
     "float8_mma": Feature(89, 84, "mma.sync on float8_e4m3 / float8_e5m2 operands"),
     "float8_convert": Feature(89, 81, "cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32, cvt.rn.f16x2.{e4m3x2,e5m2x2}"),
+    "async_proxy_fence": Feature(90, 80, "fence.proxy.async.shared::cta"),
+    "wgmma": Feature(
+        90, 80, "wgmma.mma_async and its fence, commit_group and wait_group", arch_specific=True
+    ),
 }
 
 
