@@ -12,8 +12,13 @@ import torch
 
 from tests.cpu_programs import assert_error_at, run
 from tests.wgmma_programs import Case, accumulator_positions, descriptor_bits, make_data, program_text
-from tilevm.dtypes import bfloat16, float16
-from tilevm.ir.thread.warpgroup import MatrixDescriptor, matrix_descriptor
+from tilevm.dtypes import bfloat16, float16, int32, uint8, uint64
+from tilevm.ir import Param, Program, verify
+from tilevm.ir.expr import Const, Var
+from tilevm.ir.thread import THREAD_IR, SharedAddress, SharedPointer, Store
+from tilevm.ir.thread.warpgroup import MatrixDescriptor, matrix_descriptor, matrix_descriptor_expr
+from tilevm.ir.types import PointerType
+from tilevm.runtime.cpu import execute
 
 CASES = [
     Case(n=8, dtype=float16, swizzle=128, steps=4),
@@ -165,3 +170,15 @@ def test_a_nonzero_base_offset_is_an_error() -> None:
 def test_operands_written_after_the_last_barrier_race() -> None:
     text, line = _edited("  barrier()\n", "")
     assert_error_at(text, _arguments(ONE_STEP), line, "reads shared byte 0 of block 0, written by thread 0")
+
+
+@pytest.mark.parametrize(("offset", "swizzle"), [(0, 128), (1056, 0), (4096 + 96, 64)])
+def test_the_descriptor_expression_is_the_descriptor_of_the_shared_address(offset: int, swizzle: int) -> None:
+    """matrix_descriptor_expr of a run-time shared address gives matrix_descriptor's bits of that address."""
+    out = Var("out", PointerType(uint64))
+    start = SharedAddress(SharedPointer(uint8, Const(offset, int32)))
+    body = (Store(pointer=out, value=matrix_descriptor_expr(start, 16, 1024, swizzle)),)
+    program = Program("descriptor", (Param(out, 16),), 128, body, shared_bytes=8192)
+    result = torch.zeros(1, dtype=torch.int64)
+    execute(verify(program, THREAD_IR), [result], (1,))
+    assert int(result[0]) & (1 << 64) - 1 == matrix_descriptor(offset, 16, 1024, swizzle)
