@@ -137,6 +137,19 @@ def _read_operand(
     return to_carrier(from_codes(codes, dtype), dtype)
 
 
+def _operands(
+    batch: Batch, firsts: np.ndarray, descriptors: list[int], rows: int, name: str, dtype: DType
+) -> np.ndarray:
+    """The values ``[warpgroups, rows, 16]`` of the operand of each warpgroup (whose first thread is in
+    ``firsts``)."""
+    return np.stack(
+        [
+            _read_operand(batch, int(first), bits, rows, name, dtype)
+            for first, bits in zip(firsts, descriptors)
+        ]
+    )
+
+
 def _wgmma(compiler: Compiler, instruction: Wgmma) -> Step:
     slots = tuple(compiler.slot(output) for output in instruction.outputs)
     a, b = compiler.expression(instruction.a), compiler.expression(instruction.b)
@@ -153,15 +166,8 @@ def _wgmma(compiler: Compiler, instruction: Wgmma) -> Step:
             _uniform_descriptors(batch, threads, value(batch), name) for value, name in ((a, "a"), (b, "b"))
         )
         firsts = threads[::WARPGROUP_SIZE]
-        a_values, b_values = (
-            np.stack(
-                [
-                    _read_operand(batch, int(first), bits, count, name, dtype)
-                    for first, bits in zip(firsts, all_bits)
-                ]
-            )
-            for all_bits, count, name in ((a_bits, _A_ROWS, "a"), (b_bits, n, "b"))
-        )
+        a_values = _operands(batch, firsts, a_bits, _A_ROWS, "a", dtype)
+        b_values = _operands(batch, firsts, b_bits, n, "b", dtype)
         registers = [np.broadcast_to(value(batch), (batch.size,))[threads] for value in accumulators]
         c = to_carrier(np.stack(registers, axis=1), float32).reshape(-1, WARPGROUP_SIZE, n // 2)
         c_matrix = np.zeros((len(firsts), _A_ROWS, n))
