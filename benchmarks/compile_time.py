@@ -78,13 +78,13 @@ start = time.perf_counter()
 compile_phases.instrument(clock, stand_in)
 values = jit.bind_arguments(kernel.signature, args, kwargs)
 specialization = kernel.compiled(values, torch.device("cuda", 0))
-specialization.cuda_kernel("sm_90", 0)
+specialization.cuda_kernel("sm_90a", 0)  # the target of compute capability 9.0
 total = time.perf_counter() - start
 print(compile_phases.END_MARK, file=sys.stderr, flush=True)
 phases = clock.result(total)  # before the recompile below, which calls the timed functions again
 kernel.programs.clear()
 start = time.perf_counter()
-kernel.compiled(values).compiled_ptx("sm_90")
+kernel.compiled(values).compiled_ptx("sm_90a")
 recompile = time.perf_counter() - start
 lookups = []
 for _ in range(int(sys.argv[2])):

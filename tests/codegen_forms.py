@@ -1,7 +1,7 @@
 """Every form of Thread IR code generation can emit, each as a tiny kernel: the instructions and expressions
-of ``THREAD_IR`` on every dtype and mode their type rules allow (mma shapes and dtypes, shuffle modes, the
-packed conversions, cp.async sizes, ldmatrix counts, atomics, loads and stores of each width, arithmetic and
-casts on the machine dtypes). ``tests/test_codegen_targets.py`` compiles them for every target.
+of ``THREAD_IR`` on every dtype and mode their type rules allow (mma shapes and dtypes, wgmma's n, shuffle
+modes, the packed conversions, cp.async sizes, ldmatrix counts, atomics, loads and stores of each width,
+arithmetic and casts on the machine dtypes). ``tests/test_codegen_targets.py`` compiles them for every target.
 
 A form is a name, the Thread IR program, and the ``targets.FEATURES`` entry it needs (None: every target).
 Operands are loaded from pointer parameters and results stored through others, so that nothing folds away.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-from tilevm.dtypes import DType, boolean, dtype, float16, float32, int32, uint8, uint32
+from tilevm.dtypes import DType, bfloat16, boolean, dtype, float16, float32, int32, uint8, uint32, uint64
 from tilevm.ir import Param, Program
 from tilevm.ir.expr import (
     BINARY_OPS,
@@ -43,6 +43,7 @@ from tilevm.ir.thread import (
     CopyAsyncWaitGroup,
     Element,
     Fence,
+    FenceProxyAsync,
     Gather,
     LaneIndex,
     Ldmatrix,
@@ -54,12 +55,17 @@ from tilevm.ir.thread import (
     PointerCast,
     Prmt,
     Select,
+    SharedAddress,
     SharedPointer,
     Shuffle,
     Store,
     ThreadIndex,
     Trap,
     WarpIndex,
+    Wgmma,
+    WgmmaCommitGroup,
+    WgmmaFence,
+    WgmmaWaitGroup,
 )
 from tilevm.ir.thread.compute import (
     MMA_SHAPES,
@@ -245,6 +251,43 @@ def _register_instruction_forms() -> Iterator[Form]:
         kernel.body.append(ConvertUnpack(output=output, value=kernel.operand(VectorType(source, 2))))
         kernel.store(output)
         yield kernel.program("float8_convert")
+
+
+def _warpgroup_forms() -> Iterator[Form]:
+    """wgmma of every n and dtype, between its fence, commit and wait (whose outputs are stored); the async
+    proxy fence, beside the shared address it orders accesses to."""
+    # every n on float16; bfloat16 changes only the instruction's type suffix: its smallest, an odd and the
+    # largest n
+    shapes = [(float16, n) for n in range(8, 257, 8)] + [(bfloat16, n) for n in (8, 136, 256)]
+    for operand, n in shapes:
+        kernel = _Kernel(_name("wgmma", n, operand))
+        a, b = (kernel.operand(ScalarType(uint64)) for _ in range(2))
+        accumulators = tuple(kernel.operand(ScalarType(float32)) for _ in range(n // 2))
+        outputs = tuple(Var("d", ScalarType(float32)) for _ in range(n // 2))
+        waited = tuple(Var("e", ScalarType(float32)) for _ in range(n // 2))
+        kernel.body += [
+            WgmmaFence(),
+            Wgmma(outputs=outputs, n=n, dtype=operand, a=a, b=b, c=accumulators),
+            WgmmaCommitGroup(),
+            WgmmaWaitGroup(pending=1),
+            WgmmaWaitGroup(outputs=waited, pending=0, accumulators=outputs),
+        ]
+        for value in waited:
+            kernel.store(value)
+        yield kernel.program("wgmma")
+    kernel = _Kernel("wgmma_wait_one_accumulator")
+    waited = Var("e", ScalarType(float32))
+    accumulator = kernel.operand(ScalarType(float32))
+    kernel.body.append(WgmmaWaitGroup(outputs=(waited,), pending=0, accumulators=(accumulator,)))
+    kernel.store(waited)
+    yield kernel.program("wgmma")
+    kernel = _Kernel("fence_proxy_async")
+    kernel.body += [
+        Store(pointer=_shared(float32), value=kernel.operand(ScalarType(float32))),
+        FenceProxyAsync(),
+    ]
+    kernel.store(SharedAddress(_shared(float32)))
+    yield kernel.program("async_proxy_fence")
 
 
 # -- memory instructions -------------------------------------------------------------------------------------
@@ -440,6 +483,7 @@ def all_forms() -> list[Form]:
     return [
         *_mma_forms(),
         *_register_instruction_forms(),
+        *_warpgroup_forms(),
         *_memory_forms(),
         *_control_forms(),
         *_expression_forms(),

@@ -57,12 +57,13 @@ def test_newer_driver_than_the_table_gets_the_newest_known_version_and_old_drive
 
 @pytest.mark.parametrize(
     ("capability", "target"),
-    [((8, 0), "sm_80"), ((8, 6), "sm_86"), ((8, 7), "sm_86"), ((8, 9), "sm_89"), ((9, 0), "sm_90"),
+    [((8, 0), "sm_80"), ((8, 6), "sm_86"), ((8, 7), "sm_86"), ((8, 9), "sm_89"), ((9, 0), "sm_90a"),
      ((10, 0), "sm_90"), ((10, 3), "sm_90"), ((12, 0), "sm_90")],
 )  # fmt: skip
 def test_target_for_each_chip(capability, target):
     """A100 8.0, A10/RTX 30 8.6, Orin 8.7, L4/L40/RTX 40 8.9, H100/H200 9.0, B200 10.0, B300 10.3, RTX 50
-    12.0 (CUDA C++ Programming Guide's compute capability table); chips after Hopper get sm_90 PTX."""
+    12.0 (CUDA C++ Programming Guide's compute capability table); Hopper gets its architecture-specific
+    sm_90a (wgmma), chips after it sm_90 PTX, which sm_90a's is not (PTX ISA, "Target ISA notes")."""
     assert device.target_for(capability) == target
 
 
@@ -76,7 +77,8 @@ def test_chips_before_sm_80_are_an_error(capability):
     ("target", "capability", "runs"),
     [("sm_80", (8, 0), True), ("sm_80", (8, 6), True), ("sm_80", (8, 9), True), ("sm_86", (8, 0), False),
      ("sm_86", (8, 7), True), ("sm_89", (8, 6), False), ("sm_80", (9, 0), False), ("sm_90", (9, 0), True),
-     ("sm_90", (10, 0), False), ("sm_90", (12, 0), False)],
+     ("sm_90", (10, 0), False), ("sm_90", (12, 0), False), ("sm_90a", (9, 0), True),
+     ("sm_90a", (10, 0), False)],
 )  # fmt: skip
 def test_cubin_compatibility(target, capability, runs):
     """CUDA's binary compatibility: a cubin for X.y runs on X.z with z >= y, never on another major."""

@@ -22,11 +22,14 @@ from tilevm.runtime.cuda.device import DeviceProperties
 H100 = DeviceProperties(0, "NVIDIA H100 80GB HBM3", (9, 0), 132, 227 * 1024, 13000)
 A100 = DeviceProperties(1, "NVIDIA A100-SXM4-80GB", (8, 0), 108, 163 * 1024, 12080)
 L4 = DeviceProperties(2, "NVIDIA L4", (8, 9), 58, 99 * 1024, 12040)
+B200 = DeviceProperties(3, "NVIDIA B200", (10, 0), 148, 227 * 1024, 13000)
 
 
 def test_blocks_that_fit_pass():
     module.check_fits(stand_in("axpy", "sm_90", num_threads=1024, shared_bytes=227 * 1024), H100)
     module.check_fits(stand_in("axpy", "sm_80", num_threads=1, shared_bytes=0), H100)
+    module.check_fits(stand_in("axpy", "sm_90a"), H100)
+    module.check_fits(stand_in("axpy", "sm_90"), B200)
     module.check_fits(stand_in("axpy", "sm_89", num_threads=256, shared_bytes=99 * 1024), L4)
 
 
@@ -48,6 +51,8 @@ def test_blocks_that_fit_pass():
         (stand_in("axpy", "sm_90"), A100, r"compiled for sm_90; device 1 .* compute capability 8\.0"),
         (stand_in("axpy", "sm_90"), L4, r"compiled for sm_90; device 2 .* compute capability 8\.9"),
         (stand_in("axpy", "sm_70"), H100, "compiled for sm_70, which tilevm cannot load"),
+        # sm_90a code is architecture-specific: compute capability 9.0 alone loads it
+        (stand_in("axpy", "sm_90a"), B200, r"compiled for sm_90a; device 3 .* compute capability 10\.0"),
     ],
 )
 def test_blocks_that_cannot_run_are_named_errors(compiled, device, message):
@@ -73,6 +78,7 @@ def test_load_checks_the_block_before_any_driver_call(monkeypatch):
         ("sm_90", 85, (9, 0), 13000, 12080, True),  # an older major release: backward compatibility
         ("sm_90", 85, (9, 0), 13000, None, False),  # no ptxas
         ("sm_90", 85, (10, 0), 13000, 13000, False),  # Blackwell runs sm_90 PTX, not sm_90 cubins
+        ("sm_90a", 85, (9, 0), 13000, 13000, True),
         ("sm_80", 80, (8, 6), 12040, 12040, True),  # same major, newer minor runs it
         ("sm_86", 80, (8, 0), 13000, 13000, False),
         ("sm_90", 85, (9, 0), 13000, 12040, False),  # ptxas 12.4 reads PTX up to 8.4

@@ -15,12 +15,19 @@ from tilevm.ir.expr import Expr
 from tilevm.ir.rewrite import walk_expressions, walk_instructions
 from tilevm.ir.stmt import For, If, While
 from tilevm.ir.text_forms import text_forms
-from tilevm.ir.thread import THREAD_IR, CopyAsyncCommitGroup, Fence
+from tilevm.ir.thread import (
+    THREAD_IR,
+    CopyAsyncCommitGroup,
+    Fence,
+    FenceProxyAsync,
+    WgmmaCommitGroup,
+    WgmmaFence,
+)
 from tilevm.ir.thread.compute import mma_fragment_types
 from tilevm.ir.types import VectorType
 
 #: instructions with nothing for a type rule to check
-WITHOUT_OPERANDS = {CopyAsyncCommitGroup, Fence}
+WITHOUT_OPERANDS = {CopyAsyncCommitGroup, Fence, WgmmaFence, WgmmaCommitGroup, FenceProxyAsync}
 
 HEADER = "kernel k(%x: ptr<float16>, %y: ptr<float32>, %n: int32) num_threads=64 {"
 
@@ -40,6 +47,13 @@ kernel every(%x: ptr<float16>, %y: ptr<float32>, %n: int32) num_threads=64 {
 ldmatrix(pointer=pointer_add(%tile, %lane * 16), count=4)
   %b0: vector<float16, 2>, %b1: vector<float16, 2> = ldmatrix(pointer=%tile, count=2, transpose=true)
   %acc: float32 = declare(init=0.0)
+  fence_proxy_async()
+  %desc: uint64 = let(value=cast<uint64>(shared_address(%tile)) >> 4:uint64)
+  wgmma_fence()
+  %w0: float32, %w1: float32, %w2: float32, %w3: float32 = \
+wgmma(n=8, dtype=bfloat16, a=%desc, b=%desc, c=[%acc, %acc, %acc, %acc])
+  wgmma_commit_group()
+  %e0: float32, %e3: float32 = wgmma_wait_group(pending=0, accumulators=[%w0, %w3])
   for %i: int32 in range(0, %n, 16) {
     %d0: float32, %d1: float32, %d2: float32, %d3: float32 = \
 mma(shape="m16n8k16", a=[%a0, %a1, %a2, %a3], b=[%b0, %b1], c=[%acc, %acc, %acc, %acc])
@@ -176,6 +190,28 @@ BROKEN = [
      "let: a pointer offset must be an integer, got float32"),
     ("%m: ptr<float16, shared> = let(value=shared_pointer<float16>(%s))",
      "let: a shared pointer's offset must be a"),
+    ("%m: uint32 = let(value=shared_address(%x))",
+     "let: shared_address's pointer must point to shared memory, got ptr<float16>"),
+    ("%m: float32 = wgmma(n=12, dtype=float16, a=0:uint64, b=0:uint64, c=[1.0])",
+     "wgmma: wgmma's n is a multiple of 8 from 8 to 256, got 12"),
+    ("%m: float32 = wgmma(n=264, dtype=float16, a=0:uint64, b=0:uint64, c=[1.0])",
+     "wgmma: wgmma's n is a multiple of 8 from 8 to 256, got 264"),
+    ("%m: float32 = wgmma(n=8, dtype=float8_e4m3, a=0:uint64, b=0:uint64, c=[1.0])",
+     "wgmma: wgmma multiplies float16 or bfloat16, not float8_e4m3"),
+    ("%m: float32 = wgmma(n=8, dtype=float16, a=0, b=0:uint64, c=[1.0])",
+     "wgmma: wgmma's a is a uint64 matrix descriptor, got scalar int32"),
+    ("%m: float32 = wgmma(n=8, dtype=float16, a=0:uint64, b=0:int64, c=[1.0])",
+     "wgmma: wgmma's b is a uint64 matrix descriptor, got scalar int64"),
+    ("%m: float32 = wgmma(n=8, dtype=float16, a=0:uint64, b=0:uint64, c=[1.0, 1.0, 1.0])",
+     "wgmma: wgmma m64n8k16's c is 4 float32 registers, got [scalar float32, scalar float32, scalar"),
+    ("%m: float32 = wgmma(n=8, dtype=float16, a=0:uint64, b=0:uint64, c=[%h, 1.0, 1.0, 1.0])",
+     "wgmma: wgmma m64n8k16's c is 4 float32 registers, got [vector<float16, 2>, scalar float32"),
+    ("%m: float32 = wgmma(n=8, dtype=float16, a=0:uint64, b=0:uint64, c=[1.0, 1.0, 1.0, 1.0])",
+     "wgmma: defines 1 output(s), its type rule gives 4"),
+    ("wgmma_wait_group(pending=-1)",
+     "wgmma_wait_group: wgmma.wait_group's pending count is 0 or more, got -1"),
+    ("%m: float16 = wgmma_wait_group(pending=0, accumulators=[1.0:float16])",
+     "wgmma_wait_group: wgmma_wait_group's accumulator 0 is a float32 register, got scalar float16"),
 ]  # fmt: skip
 
 

@@ -48,8 +48,9 @@ class RecordingLauncher:
 
 @pytest.fixture
 def fake_gpu(monkeypatch, tmp_path):
-    """An sm_90 device 0 with driver 13.0, a recording launcher, a cubin made of the PTX's name, and a disk
-    cache in ``tmp_path``; returns the number of front-end compilations so far, in a dict."""
+    """An H100 (compute capability 9.0: target sm_90a) as device 0 with driver 13.0, a recording launcher,
+    a cubin made of the PTX's name, and a disk cache in ``tmp_path``; returns the number of front-end
+    compilations so far, in a dict."""
     device = cuda.DeviceProperties(0, "recorded H100", (9, 0), 132, 227 * 1024, 13000)
     monkeypatch.setattr(cuda, "properties", lambda index: device)
     monkeypatch.setattr(cuda, "CudaLauncher", RecordingLauncher)
@@ -78,9 +79,9 @@ def test_a_launch_hands_the_driver_the_ptx_the_cubin_and_the_values_by_address(f
     specialization = kernel.compiled(bind_arguments(kernel.signature, arguments, constexprs), GPU)
     launch = specialization.launch_on(GPU, kernel.names)
     compiled, device_index, cubin, names = RecordingLauncher.made[0]
-    assert (compiled.target, device_index, cubin) == ("sm_90", 0, b"cubin of " + compiled.name.encode())
+    assert (compiled.target, device_index, cubin) == ("sm_90a", 0, b"cubin of " + compiled.name.encode())
     assert names == ("x", "x_size0", "y", "y_size0", "out", "out_size0", "n", "alpha")
-    assert compiled.ptx == kernel.ptx(*arguments, target="sm_90", **constexprs)
+    assert compiled.ptx == kernel.ptx(*arguments, target="sm_90a", **constexprs)
     assert launch.launch((3,), kernel.binder(*arguments, **constexprs))
     launch.run((3, 1), bind_arguments(kernel.signature, arguments, constexprs))  # the slow path's values
     addresses = (x.data_ptr(), 40, y.data_ptr(), 40, out.data_ptr(), 40, 40, 1.5)

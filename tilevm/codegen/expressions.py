@@ -30,6 +30,7 @@ from tilevm.ir.thread import (
     PointerAdd,
     PointerCast,
     Select,
+    SharedAddress,
     SharedPointer,
     ThreadIndex,
     WarpIndex,
@@ -137,6 +138,11 @@ def _byte_address(context: FunctionContext, base: ir.Value, offset: Expr) -> ir.
 
 def _shared_pointer(context: FunctionContext, expr: SharedPointer) -> ir.Value:
     return _byte_address(context, context.shared_memory, expr.offset)
+
+
+def _shared_address(context: FunctionContext, expr: SharedAddress) -> ir.Value:
+    # shared pointers are 32 bits (--nvptx-short-ptr): the address in the shared window, unchanged
+    return context.builder.ptrtoint(context.value(expr.pointer), _I32)
 
 
 def _pointer_add(context: FunctionContext, expr: PointerAdd) -> ir.Value:
@@ -338,6 +344,7 @@ EXPRESSIONS = {
     LaneIndex: _lane_index,
     WarpIndex: _warp_index,
     SharedPointer: _shared_pointer,
+    SharedAddress: _shared_address,
     PointerAdd: _pointer_add,
     PointerCast: _pointer_cast,
     Element: _element,

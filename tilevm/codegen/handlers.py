@@ -3,12 +3,17 @@ and the expression handlers (``EXPRESSIONS``), so that ``FunctionContext`` dispa
 
 from __future__ import annotations
 
-from tilevm.codegen import arithmetic, casts, compute, control, expressions, memory
+from tilevm.codegen import arithmetic, casts, compute, control, expressions, memory, warpgroup
 from tilevm.codegen.context import ExpressionHandler, InstructionHandler
 
 __all__ = ["EXPRESSIONS", "INSTRUCTIONS"]
 
-INSTRUCTIONS: dict[type, InstructionHandler] = {**control.HANDLERS, **memory.HANDLERS, **compute.HANDLERS}
+INSTRUCTIONS: dict[type, InstructionHandler] = {
+    **control.HANDLERS,
+    **memory.HANDLERS,
+    **compute.HANDLERS,
+    **warpgroup.HANDLERS,
+}
 EXPRESSIONS: dict[type, ExpressionHandler] = {
     **expressions.EXPRESSIONS,
     **arithmetic.EXPRESSIONS,

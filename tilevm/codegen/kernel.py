@@ -10,7 +10,10 @@ travel as ``i8`` (the narrowest PTX parameter) and are truncated on entry.
 
 The block's shared memory is one ``external addrspace(3)`` array of unknown size, ``@<name>_shared``
 (PTX ``.extern .shared .align 16 .b8 <name>_shared[]``): the launch gives its size as the dynamic shared
-memory, ``program.shared_bytes``, which the lowering already extends by its own scratch area.
+memory, ``program.shared_bytes``, which the lowering already extends by its own scratch area. In a program
+with ``wgmma`` it is aligned to 1024 bytes: the swizzle patterns that wgmma reads repeat every 1024 bytes of
+the shared address space at most and must start on their boundaries, so offsets that the lowering aligns
+within the dynamic shared memory are aligned addresses too (the SIMT interpreter places it at address 0).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from tilevm.codegen.context import ExpressionHandler, FunctionContext, Instructi
 from tilevm.codegen.llvm_types import ir, llvm_type
 from tilevm.codegen.targets import CodegenError, Target
 from tilevm.ir.program import Param, Program
+from tilevm.ir.rewrite import walk_instructions
+from tilevm.ir.thread import Wgmma
 from tilevm.ir.types import AddressSpace, PointerType, ScalarType
 
 __all__ = ["TRIPLE", "build_module", "parameter_kind"]
@@ -26,6 +31,9 @@ __all__ = ["TRIPLE", "build_module", "parameter_kind"]
 TRIPLE = "nvptx64-nvidia-cuda"
 #: the alignment of the dynamic shared memory, the widest access (a 16-byte vector, cp.async, ldmatrix row)
 SHARED_ALIGNMENT = 16
+#: its alignment where wgmma reads it: the 128-byte swizzle's pattern, 8 rows of 128 bytes (PTX ISA, "Matrix
+#: Descriptor Format": a base offset of 0 wants patterns on 1024-byte boundaries)
+WGMMA_SHARED_ALIGNMENT = 1024
 _FLOAT_KINDS = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
 
 
@@ -92,7 +100,8 @@ def build_module(
     function.attributes = _KernelAttributes(bounds)
     shared = ir.GlobalVariable(module, ir.ArrayType(ir.IntType(8), 0), f"{program.name}_shared", addrspace=3)
     shared.linkage = "external"
-    shared.align = SHARED_ALIGNMENT
+    uses_wgmma = any(isinstance(instruction, Wgmma) for instruction in walk_instructions(program.body))
+    shared.align = WGMMA_SHARED_ALIGNMENT if uses_wgmma else SHARED_ALIGNMENT
     shared.type = ir.PointerType(addrspace=3)  # llvmlite types a global with a typed pointer otherwise
     context = FunctionContext(module, function, target, shared, instructions, expressions)
     for param, argument in zip(program.params, function.args, strict=True):

@@ -33,10 +33,10 @@ DISABLE_PASSES_VARIABLE = "TILEVM_DISABLE_PASSES"
 #: ``1``: verify the program after every pass, not only the front end's (for debugging a pass; the tests do)
 VERIFY_VARIABLE = "TILEVM_VERIFY"
 #: the machines a program is compiled for: the CPU (reference executor), NVIDIA GPUs by compute capability
-TARGETS = ("cpu", "sm_80", "sm_86", "sm_89", "sm_90")
+TARGETS = ("cpu", "sm_80", "sm_86", "sm_89", "sm_90", "sm_90a")
 #: the targets with float8 instructions (tensor cores and ``cvt`` to e4m3x2/e5m2x2: sm_89 and later); a
 #: program with no target yet (None) may use them, as the CPU can
-FLOAT8_TARGETS = (None, "cpu", "sm_89", "sm_90")
+FLOAT8_TARGETS = (None, "cpu", "sm_89", "sm_90", "sm_90a")
 
 
 @dataclass(frozen=True)

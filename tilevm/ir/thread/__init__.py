@@ -2,7 +2,8 @@
 code generation run. Each thread holds scalar, short-vector and pointer registers (``ScalarType``,
 ``VectorType``, ``PointerType`` with its ``AddressSpace``), reads its indices (``thread_index()``,
 ``lane_index()``, ``warp_index()``, Tile IR's ``block_index(axis)``), and runs the PTX-like instructions
-of ``tilevm.ir.thread.memory`` and ``tilevm.ir.thread.compute``.
+of ``tilevm.ir.thread.memory``, ``tilevm.ir.thread.compute`` and ``tilevm.ir.thread.warpgroup`` (sm_90a's
+``wgmma``).
 
 Thread IR reuses Tile IR's scalar expressions and its structured statements (``for``, ``while``, ``if``,
 ``let``, ``declare``, ``set``), run by each thread on its own values, and the text form, the round-trip
@@ -41,22 +42,25 @@ from tilevm.ir.thread.values import (
     PointerAdd,
     PointerCast,
     Select,
+    SharedAddress,
     SharedPointer,
     ThreadIndex,
     WarpIndex,
 )
+from tilevm.ir.thread.warpgroup import FenceProxyAsync, Wgmma, WgmmaCommitGroup, WgmmaFence, WgmmaWaitGroup
 
 THREAD_IR = InstructionSet(
     "thread",
     instructions=(
         Load, Store, CopyAsyncGroup, CopyAsyncCommitGroup, CopyAsyncWaitGroup, Barrier, Fence, Atomic,
         Ldmatrix, Mma, Shuffle, Lop3, Prmt, ConvertPack, ConvertUnpack, Trap,
+        Wgmma, WgmmaFence, WgmmaCommitGroup, WgmmaWaitGroup, FenceProxyAsync,
         LetScalar, DeclareScalar, AssignScalar, For, While, If,
     ),
     expressions=(
         Var, Const, BlockIndex, GridSize, UnaryExpr, BinaryExpr, CastExpr,
-        ThreadIndex, LaneIndex, WarpIndex, SharedPointer, PointerAdd, PointerCast, Element, Pack, Bitcast,
-        Select, Gather,
+        ThreadIndex, LaneIndex, WarpIndex, SharedPointer, SharedAddress, PointerAdd, PointerCast, Element,
+        Pack, Bitcast, Select, Gather,
     ),
 )  # fmt: skip
 
@@ -72,6 +76,7 @@ __all__ = [
     "CopyAsyncWaitGroup",
     "Element",
     "Fence",
+    "FenceProxyAsync",
     "Gather",
     "LaneIndex",
     "Ldmatrix",
@@ -83,10 +88,15 @@ __all__ = [
     "PointerCast",
     "Prmt",
     "Select",
+    "SharedAddress",
     "SharedPointer",
     "Shuffle",
     "Store",
     "ThreadIndex",
     "Trap",
     "WarpIndex",
+    "Wgmma",
+    "WgmmaCommitGroup",
+    "WgmmaFence",
+    "WgmmaWaitGroup",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilevm.dtypes import DType, boolean, int32
+from tilevm.dtypes import DType, boolean, int32, uint32
 from tilevm.ir.expr import Expr, IRTypeError, Syntax
 from tilevm.ir.inst import describe, expect_scalar
 from tilevm.ir.types import AddressSpace, PointerType, ScalarType, Type, VectorType
@@ -27,6 +27,7 @@ __all__ = [
     "PointerAdd",
     "PointerCast",
     "Select",
+    "SharedAddress",
     "SharedPointer",
     "ThreadIndex",
     "WarpIndex",
@@ -112,6 +113,26 @@ class SharedPointer(Expr):
 
     def result_type(self) -> PointerType:
         expect_scalar(self.offset, "a shared pointer's offset", integer=True)
+        return self.type
+
+
+@dataclass(frozen=True)
+class SharedAddress(Expr):
+    """The 32-bit address in the shared state space of a shared ``pointer`` (PTX ``cvta.to.shared``, LLVM
+    ``ptrtoint`` of an ``addrspace(3)`` pointer): what a wgmma matrix descriptor encodes. It is the address
+    of the block's dynamic shared memory plus the pointer's offset; the GPU may place that memory after a
+    reserved area (an H100 at 1024), the SIMT interpreter at 0, so a program uses it only where the
+    hardware wants an address, never as an offset."""
+
+    pointer: Expr
+    opname = "shared_address"
+
+    @property
+    def type(self) -> ScalarType:
+        return ScalarType(uint32)
+
+    def result_type(self) -> ScalarType:
+        expect_pointer(self.pointer, "shared_address's pointer", AddressSpace.SHARED)
         return self.type
 
 

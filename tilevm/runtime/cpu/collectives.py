@@ -56,7 +56,7 @@ from tilevm.runtime.reference.errors import ExecutionError
 if TYPE_CHECKING:
     from tilevm.runtime.cpu.compiler import Compiler
 
-__all__ = ["COLLECTIVES", "warp_threads"]
+__all__ = ["COLLECTIVES", "scatter", "warp_threads"]
 
 _LANE = np.arange(WARP_SIZE)
 _GROUP, _THREAD = _LANE >> 2, _LANE % 4
@@ -82,7 +82,7 @@ def warp_threads(batch: Batch, what: str) -> np.ndarray:
     return np.flatnonzero(np.repeat(active == WARP_SIZE, WARP_SIZE))
 
 
-def _scatter(batch: Batch, threads: np.ndarray, values: np.ndarray, dtype: DType) -> np.ndarray:
+def scatter(batch: Batch, threads: np.ndarray, values: np.ndarray, dtype: DType) -> np.ndarray:
     """A register of the batch: ``values`` in ``threads``, zero elsewhere."""
     if threads.size == batch.size:
         return values
@@ -158,7 +158,7 @@ def _mma(compiler: Compiler, instruction: Mma) -> Step:
         lanes = rounded[:, c_rows, c_columns].reshape(threads.size, len(slots), c_each)
         for index, slot in enumerate(slots):
             value = lanes[:, index, :] if c_each > 1 else lanes[:, index, 0]
-            batch.registers[slot] = _scatter(batch, threads, from_carrier(value, c_dtype), c_dtype)
+            batch.registers[slot] = scatter(batch, threads, from_carrier(value, c_dtype), c_dtype)
 
     return run
 
@@ -191,7 +191,7 @@ def _ldmatrix(compiler: Compiler, instruction: Ldmatrix) -> Step:
         picked = codes[:, matrix, row, column]  # [warps, 32, count, 2]
         values = from_codes(picked.reshape(threads.size, count, 2), dtype)
         for index, slot in enumerate(slots):
-            batch.registers[slot] = _scatter(batch, threads, values[:, index, :], dtype)
+            batch.registers[slot] = scatter(batch, threads, values[:, index, :], dtype)
 
     return run
 
@@ -236,7 +236,7 @@ def _shuffle(compiler: Compiler, instruction: Shuffle) -> Step:
         values = np.broadcast_to(value(batch), shape)[threads]
         warp_base = (np.arange(threads.size // WARP_SIZE) * WARP_SIZE)[:, None]
         moved = values[(warp_base + source).reshape(-1)]
-        batch.registers[slot] = _scatter(batch, threads, moved, dtype)
+        batch.registers[slot] = scatter(batch, threads, moved, dtype)
 
     return run
 

@@ -1,7 +1,6 @@
 """Thread IR translated once into Python closures: a ``Step`` per instruction, an ``Evaluator`` per
-expression, each looked up in the tables of ``control``, ``memory``, ``atomics``, ``collectives``, ``bit_ops``
-and ``expressions``; registers live in
-numbered slots of the batch.
+expression, each looked up in the tables of ``control``, ``memory``, ``atomics``, ``collectives``,
+``warpgroup``, ``bit_ops`` and ``expressions``; registers live in numbered slots of the batch.
 
 A body runs its steps in order; an ``ExecutionError`` raised by a step (or an integer division by zero) is
 reported at that instruction's source location, the user's line that the lowering carried to it.
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from tilevm.ir import Expr, Instruction, Program, Var
 from tilevm.ir.semantics import IntegerDivisionByZero
 from tilevm.ir.stmt import Body
-from tilevm.runtime.cpu import atomics, bit_ops, collectives, control, memory
+from tilevm.runtime.cpu import atomics, bit_ops, collectives, control, memory, warpgroup
 from tilevm.runtime.cpu.control import Step
 from tilevm.runtime.cpu.expressions import EXPRESSIONS, Evaluator
 from tilevm.runtime.cpu.state import Batch
@@ -33,6 +32,7 @@ INSTRUCTIONS: dict[type, Callable[..., Step]] = {
     **memory.MEMORY,
     **atomics.ATOMICS,
     **collectives.COLLECTIVES,
+    **warpgroup.WARPGROUP,
     **bit_ops.BIT_OPS,
 }
 

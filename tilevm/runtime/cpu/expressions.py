@@ -37,6 +37,7 @@ from tilevm.ir.thread import (
     PointerAdd,
     PointerCast,
     Select,
+    SharedAddress,
     SharedPointer,
     ThreadIndex,
     WarpIndex,
@@ -126,6 +127,12 @@ def _grid_size(compiler: Compiler, expr: GridSize) -> Evaluator:
 def _shared_pointer(compiler: Compiler, expr: SharedPointer) -> Evaluator:
     offset = compiler.expression(expr.offset)
     return lambda batch: offset(batch).astype(np.int64)
+
+
+def _shared_address(compiler: Compiler, expr: SharedAddress) -> Evaluator:
+    # the interpreter's shared window holds the block's shared memory from address 0
+    pointer = compiler.expression(expr.pointer)
+    return lambda batch: pointer(batch).astype(np.uint32)
 
 
 def _pointer_add(compiler: Compiler, expr: PointerAdd) -> Evaluator:
@@ -218,6 +225,7 @@ EXPRESSIONS: dict[type, Callable[[Compiler, object], Evaluator]] = {
     LaneIndex: _thread_value("lane_index"),
     WarpIndex: _thread_value("warp_index"),
     SharedPointer: _shared_pointer,
+    SharedAddress: _shared_address,
     PointerAdd: _pointer_add,
     PointerCast: _pointer_cast,
     Element: _element,

@@ -4,7 +4,7 @@ tables behind them: the PTX ISA version of each CUDA release and the codegen tar
 ``tilevm.codegen.targets.TARGETS``).
 
 >>> target_for((8, 7)), target_for((9, 0)), target_for((12, 0))
-('sm_86', 'sm_90', 'sm_90')
+('sm_86', 'sm_90a', 'sm_90')
 >>> max_ptx_version(12060), max_ptx_version(13000)
 (85, 90)
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from tilevm.codegen.targets import TARGETS
+from tilevm.codegen.targets import TARGETS, Target
 from tilevm.errors import CudaError
 from tilevm.runtime.cuda.driver import bindings, check
 
@@ -22,6 +22,7 @@ __all__ = [
     "PTX_ISA_RELEASES",
     "DeviceProperties",
     "cuda_version_text",
+    "loads_on",
     "max_ptx_version",
     "properties",
     "runs_cubin",
@@ -82,27 +83,39 @@ def max_ptx_version(driver_version: int) -> int:
     return newest
 
 
+def loads_on(target: Target, capability: tuple[int, int]) -> bool:
+    """Whether ``target``'s PTX loads on a chip of ``capability``: any chip at least as new, but an
+    architecture-specific target's only on its own capability (PTX ISA, "Target ISA notes")."""
+    # codegen's targets write a capability as one number (86 for 8.6); minor versions stay below 10
+    chip = capability[0] * 10 + capability[1]
+    return chip == target.capability if target.arch_specific else chip >= target.capability
+
+
 def target_for(capability: tuple[int, int]) -> str:
     """The codegen target (a key of ``tilevm.codegen.targets.TARGETS``) for a chip of compute
-    ``capability``: the newest target it can run. Chips newer than sm_90 get sm_90 PTX, which their driver
-    compiles forward when it loads it.
+    ``capability``: the newest target it can run, the architecture-specific one of its own capability
+    first (an H100 gets ``sm_90a``, which has ``wgmma``). Chips newer than sm_90 get sm_90 PTX, which their
+    driver compiles forward when it loads it (``sm_90a`` code runs on compute capability 9.0 alone).
     """
-    major, minor = capability
-    # codegen's targets write a capability as one number (86 for 8.6); minor versions stay below 10
-    fitting = [target.name for target in TARGETS.values() if target.capability <= major * 10 + minor]
+    fitting = [target for target in TARGETS.values() if loads_on(target, capability)]
     if not fitting:
+        major, minor = capability
         raise CudaError(
             f"the GPU has compute capability {major}.{minor}; "
             "tilevm needs sm_80 (compute capability 8.0) or newer"
         )
-    return max(fitting, key=lambda name: TARGETS[name].capability)
+    return max(fitting, key=lambda target: (target.capability, target.arch_specific)).name
 
 
 def runs_cubin(target: str, capability: tuple[int, int]) -> bool:
     """Whether a cubin built for ``target`` runs on a chip of ``capability``: same major version, minor at
-    least the target's (CUDA's binary compatibility rule). Otherwise only the PTX can be loaded."""
-    major, minor = divmod(TARGETS[target].capability, 10)
-    return capability[0] == major and capability[1] >= minor
+    least the target's (CUDA's binary compatibility rule), the same minor too for an architecture-specific
+    target. Otherwise only the PTX can be loaded."""
+    chosen = TARGETS[target]
+    major, minor = divmod(chosen.capability, 10)
+    return capability[0] == major and (
+        capability[1] == minor if chosen.arch_specific else capability[1] >= minor
+    )
 
 
 @dataclass(frozen=True)

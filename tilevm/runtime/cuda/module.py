@@ -17,7 +17,7 @@ from tilevm.codegen import CompiledPtx
 from tilevm.codegen.targets import TARGETS
 from tilevm.errors import CudaError
 from tilevm.runtime.cuda import ptxas
-from tilevm.runtime.cuda.device import DeviceProperties, max_ptx_version, properties, runs_cubin
+from tilevm.runtime.cuda.device import DeviceProperties, loads_on, max_ptx_version, properties, runs_cubin
 from tilevm.runtime.cuda.driver import bindings, check, current_context, describe_error
 
 __all__ = [
@@ -56,7 +56,8 @@ class LoadedKernel:
 
 def check_fits(compiled: CompiledPtx, device: DeviceProperties) -> None:
     """Raise ``CudaError`` when a block of ``compiled`` cannot run on ``device``: too many threads, more
-    shared memory than the device lets a block opt in to, or a target newer than the device."""
+    shared memory than the device lets a block opt in to, or a target whose PTX the device cannot load (newer
+    than the device, or architecture-specific to another chip)."""
     name = compiled.name
     if not 0 < compiled.num_threads <= MAX_THREADS_PER_BLOCK:
         raise CudaError(
@@ -71,7 +72,7 @@ def check_fits(compiled: CompiledPtx, device: DeviceProperties) -> None:
     target = TARGETS.get(compiled.target)
     if target is None:
         raise CudaError(f"kernel '{name}' was compiled for {compiled.target}, which tilevm cannot load")
-    if divmod(target.capability, 10) > device.capability:
+    if not loads_on(target, device.capability):
         major, minor = device.capability
         raise CudaError(
             f"kernel '{name}' was compiled for {compiled.target}; device {device.index} ({device.name}) "
