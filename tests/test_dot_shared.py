@@ -4,16 +4,19 @@ float64 product, for float16 and bfloat16, over warpgroups spread along the rows
 with a k loop whose last window is ragged (the copies read zeros past the end); the shared placement the
 tensor cores need; and the errors. Inputs are small integers, so that every partial sum is exact."""
 
+import dataclasses
+
 import pytest
 import torch
 from lowering import assert_same_bytes, run_both
 
 import tilevm as tv
 from tilevm.errors import CompilationError
-from tilevm.ir import IRTypeError, SharedDot, parse
+from tilevm.ir import IRTypeError, SharedDot, parse, print_program
+from tilevm.ir.thread import THREAD_IR
 from tilevm.layout import LayoutError, Swizzle
 from tilevm.layout.warpgroup import operand_form, warpgroup_accumulator
-from tilevm.passes import CompileOptions, run_pipeline
+from tilevm.passes import CompileOptions, lower_to_threads, run_pipeline
 from tilevm.passes.pipeline import TILE_PASSES
 
 
@@ -39,6 +42,40 @@ def shared_dot_kernel(num_warps: int):
     return shared_dot
 
 
+def pipelined_dot_kernel(num_warps: int):
+    """``y = x @ w.T`` by dots left running (``wait=False``) on two buffers: the copies of window j + 1 go
+    on while the tensor cores multiply window j, and ``dot_wait(0)`` before each barrier frees the
+    buffer the next copies fill."""
+
+    @tv.kernel(num_warps=num_warps)
+    def pipelined_dot(
+        x: tv.Tensor, w: tv.Tensor, y: tv.Tensor, M: tv.constexpr, N: tv.constexpr, BK: tv.constexpr
+    ):
+        xs = tv.shared_tensor(x.dtype, [2, M, BK])
+        ws = tv.shared_tensor(x.dtype, [2, N, BK])
+        acc = tv.register_tensor(tv.float32, [M, N], init=0.0)
+        windows = tv.cdiv(x.shape[1], BK)
+        tv.copy_async(tv.slice_shared(xs, [0, 0, 0], [M, BK]), x, offsets=[0, 0])
+        tv.copy_async(tv.slice_shared(ws, [0, 0, 0], [N, BK]), w, offsets=[0, 0])
+        tv.copy_async_commit()
+        for j in range(windows):
+            tv.copy_async_wait(0)
+            tv.dot_wait(0)
+            tv.sync()
+            if j + 1 < windows:
+                ahead = (j + 1) % 2
+                tv.copy_async(tv.slice_shared(xs, [ahead, 0, 0], [M, BK]), x, offsets=[0, (j + 1) * BK])
+                tv.copy_async(tv.slice_shared(ws, [ahead, 0, 0], [N, BK]), w, offsets=[0, (j + 1) * BK])
+            tv.copy_async_commit()
+            x_now = tv.slice_shared(xs, [j % 2, 0, 0], [M, BK])
+            w_now = tv.permute(tv.slice_shared(ws, [j % 2, 0, 0], [N, BK]), [1, 0])
+            acc = tv.dot(x_now, w_now, acc, wait=False)
+        tv.dot_wait(0)
+        tv.store_global(y, acc, offsets=[0, 0])
+
+    return pipelined_dot
+
+
 CASES = [
     # (dtype, num_warps, M, N, K, BK): warpgroups along the rows, along the columns, a tile repeated per
     # warpgroup (n over 256), rows of 32 and 64 bytes, and a ragged last window of k
@@ -50,13 +87,14 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("kernel_of", [shared_dot_kernel, pipelined_dot_kernel], ids=["waiting", "running"])
 @pytest.mark.parametrize(("dtype", "num_warps", "m", "n", "k", "block_k"), CASES)
-def test_shared_dot_matches_the_float64_product(dtype, num_warps, m, n, k, block_k):
+def test_shared_dot_matches_the_float64_product(dtype, num_warps, m, n, k, block_k, kernel_of):
     generator = torch.Generator().manual_seed(m * 7 + n * 3 + k)
     x = torch.randint(-4, 5, (m, k), generator=generator).to(dtype)
     w = torch.randint(-4, 5, (n, k), generator=generator).to(dtype)
     y = torch.full((m, n), float("nan"))
-    kernel = shared_dot_kernel(num_warps)
+    kernel = kernel_of(num_warps)
     reference, lowered = run_both(kernel, (1,), x, w, y, M=m, N=n, BK=block_k)
     assert_same_bytes(reference, lowered)
     torch.testing.assert_close(lowered[2].double(), x.double() @ w.double().T, rtol=0, atol=0)
@@ -152,3 +190,46 @@ def test_accumulator_layout_is_the_warpgroup_fragment(m, n, num_warps):
 def test_warpgroup_layouts_refuse_partial_warpgroups():
     with pytest.raises(LayoutError, match="whole warpgroups"):
         warpgroup_accumulator(64, 64, num_warps=6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kernel_of", [shared_dot_kernel, pipelined_dot_kernel], ids=["waiting", "running"])
+@pytest.mark.parametrize(("dtype", "num_warps", "m", "n", "k", "block_k"), CASES)
+def test_shared_dot_on_the_gpu(dtype, num_warps, m, n, k, block_k, kernel_of):
+    """The same kernels on the GPU (``wgmma`` on an H100 or H200, ``mma.sync`` elsewhere), against the
+    float64 product, with random floats: float32 sums of k products."""
+    generator = torch.Generator(device="cuda").manual_seed(m + n + k)
+    x = torch.randn(m, k, generator=generator, device="cuda").to(dtype)
+    w = torch.randn(n, k, generator=generator, device="cuda").to(dtype)
+    y = torch.full((m, n), float("nan"), device="cuda")
+    kernel_of(num_warps)[(1,)](x, w, y, M=m, N=n, BK=block_k)
+    expected = x.double() @ w.double().T
+    bound = 2.0**-22 * k * (x.double().abs() @ w.double().abs().T)
+    assert ((y.double() - expected).abs() <= bound).all()
+
+
+def test_the_lowering_takes_wgmma_where_the_target_has_it():
+    """sm_90a (and the CPU interpreter, with no target) runs the warpgroups' instruction, behind a proxy
+    fence at each barrier; sm_90 and sm_80 read the operands into registers (``ldmatrix``); an operand that
+    is not in a canonical layout (rows of 256 bytes) is read into registers on sm_90a too."""
+    x, w, y = torch.ones(128, 128).half(), torch.ones(64, 128).half(), torch.zeros(128, 64)
+    for block_k, target, wgmma in (
+        (64, None, 4),
+        (64, "sm_90a", 4),
+        (64, "sm_90", 0),
+        (64, "sm_80", 0),
+        (128, "sm_90a", 0),
+    ):
+        program = shared_dot_kernel(8).ir(x, w, y, M=128, N=64, BK=block_k)
+        lowered = run_pipeline(
+            dataclasses.replace(program, target=target),
+            CompileOptions(target=target or "cpu"),
+            (lower_to_threads,),
+        )
+        text = print_program(lowered, THREAD_IR)
+        assert text.count(" = wgmma(") == wgmma, (block_k, target)
+        assert text.count("fence_proxy_async()") == (2 if target in (None, "sm_90a") else 0), (
+            block_k,
+            target,
+        )
+        assert (text.count("ldmatrix") > 0) == (wgmma == 0), (block_k, target)

@@ -49,12 +49,12 @@ STAGED8 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, st
 #: and two atoms of columns a warp (2 and 3 bits at 9 to 16 rows: blocks of 128 columns)
 STAGED_PAIRS = replace(STAGED16, n_tiles=2)
 #: the weights dequantized into shared memory and multiplied there (dot_shared): a warpgroup of 64 x 16,
-#: and two of 128 x 8 sharing the rows, with 2 and 3 stages
+#: and two of 128 x 8 sharing the rows, with 3 and 4 stages
 WARPGROUP = PrefillConfig(
-    n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=2, warpgroups=True
+    n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=3, warpgroups=True
 )
 WARPGROUPS = PrefillConfig(
-    n_warps=8, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=3, warpgroups=True
+    n_warps=8, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=4, warpgroups=True
 )
 
 CASES = [
@@ -238,6 +238,9 @@ GPU_CONFIGS = [
     WIDE_N,
     prefill_config(4),
     STAGED_PAIRS,
+    WARPGROUP,
+    WARPGROUPS,
+    replace(prefill_config(4), n_warps=8, n_tiles=1, steps=1, stages=4, warpgroups=True),
 ]
 
 

@@ -41,6 +41,7 @@ from tilevm.ir.printer import print_program
 from tilevm.ir.program import Param, Program
 from tilevm.ir.reductions import (
     Dot,
+    DotWait,
     Reduce,
     SharedDot,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "CopyAsyncWait",
     "DeclareScalar",
     "Dot",
+    "DotWait",
     "Expr",
     "For",
     "FreeShared",

@@ -42,6 +42,7 @@ from tilevm.ir.layout_ops import (
 )
 from tilevm.ir.reductions import (
     Dot,
+    DotWait,
     Reduce,
     SharedDot,
 )
@@ -77,8 +78,8 @@ TILE_IR = InstructionSet(
     instructions=(
         GlobalView, AllocShared, FreeShared, AllocRegister, SliceShared, LoadGlobal, StoreGlobal,
         AtomicGlobal, LoadShared, StoreShared, CopyAsync, CopyAsyncCommit, CopyAsyncWait, Sync, PermuteShared,
-        Unary, Binary, Where, Reduce, Dot, SharedDot, Cast, View, AssignTensor, ConvertLayout, Arange,
-        Permute,
+        Unary, Binary, Where, Reduce, Dot, SharedDot, DotWait, Cast, View, AssignTensor, ConvertLayout,
+        Arange, Permute,
         LetScalar, DeclareScalar, AssignScalar, For, While, If,
         LoadScalar, AtomicScalar,
     ),

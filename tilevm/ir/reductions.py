@@ -22,6 +22,7 @@ from tilevm.layout import dot_atom, local
 
 __all__ = [
     "Dot",
+    "DotWait",
     "REDUCE_OPS",
     "Reduce",
     "SHARED_DOT_DTYPES",
@@ -165,12 +166,18 @@ class SharedDot(Instruction):
     (``tilevm.layout.warpgroup``); elsewhere the operands are read into registers and multiplied by
     ``mma.sync``. Products summed exactly, rounded to float32 per step of the hardware (the CPU executor
     rounds once). Every thread of the block must run it.
+
+    With ``wait`` false the dot is asynchronous: the block goes on while the tensor cores multiply, and
+    until a ``dot_wait`` completes it, its result may only be the accumulator of further dots from shared
+    memory (or be assigned to the variable that carries it through a loop), and its operands' shared memory
+    may not be written. Where the dot runs through registers it is complete at once.
     """
 
     output: Var
     a: Expr
     b: Expr
     accumulator: Expr
+    wait: bool = True
     opname = "dot_shared"
 
     def result_type(self) -> TileType:
@@ -199,3 +206,17 @@ class SharedDot(Instruction):
 
     def check_layouts(self) -> None:
         check_same_layout(self.accumulator, self.output, "the accumulator", "the result")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class DotWait(Instruction):
+    """Wait until at most the ``pending`` latest asynchronous dots from shared memory (``dot_shared`` with
+    ``wait`` false) are still running: the results of the others may then be read and their operands'
+    shared memory written (after a ``sync``, for other threads' writes)."""
+
+    pending: int = 0
+    opname = "dot_wait"
+
+    def result_type(self) -> None:
+        if self.pending < 0:
+            raise IRTypeError(f"dot_wait's pending count is 0 or more, got {self.pending}")

@@ -20,6 +20,7 @@ from tilevm.ir import (
     CastExpr,
     ConvertLayout,
     Dot,
+    DotWait,
     Expr,
     GridSize,
     Permute,
@@ -34,6 +35,7 @@ from tilevm.ir import (
 from tilevm.ir.expr import ROUNDING_MODES
 from tilevm.lang.builtin_arguments import (
     dtype_argument,
+    emit,
     emit_output,
     int_tuple,
     layout_argument,
@@ -95,12 +97,17 @@ def cdiv(numerator: int | Expr, denominator: int | Expr) -> int | Expr:
 # compute
 
 
-def dot(a: Expr, b: Expr, accumulator: Expr) -> Expr:
+def dot(a: Expr, b: Expr, accumulator: Expr, wait: bool = True) -> Expr:
     """``a @ b + accumulator`` on register tiles [m, k], [k, n], [m, n], or [*B, m, k], [*B, k, n],
     [*B, m, n] with the same leading batch dims ``B``: one independent product per batch index. With ``a``
-    and ``b`` shared tiles, a dot read from shared memory by the block's warpgroups (``SharedDot``)."""
+    and ``b`` shared tiles, a dot read from shared memory by the block's warpgroups (``SharedDot``), which
+    ``wait=False`` leaves running until a ``dot_wait``."""
+    if not isinstance(wait, bool):
+        raise CompilationError(f"dot's wait must be a compile-time bool, got {describe_value(wait)}")
     shared = [_is_shared_tile(operand) for operand in (a, b)]
     if not any(shared):
+        if not wait:
+            raise CompilationError("dot(..., wait=False) runs on shared tiles; a and b are in registers")
         return emit_output("dot", Dot, a=a, b=b, accumulator=accumulator)
     if not all(shared):
         register = "a" if shared[1] else "b"
@@ -113,7 +120,16 @@ def dot(a: Expr, b: Expr, accumulator: Expr) -> Expr:
         raise CompilationError(
             f"a dot from shared memory runs on warpgroups of 4 warps; the kernel has {num_warps} warps"
         )
-    return emit_output("dot", SharedDot, a=a, b=b, accumulator=accumulator)
+    return emit_output("dot", SharedDot, a=a, b=b, accumulator=accumulator, wait=wait)
+
+
+def dot_wait(pending: int = 0) -> None:
+    """Wait until at most the ``pending`` latest dots started with ``wait=False`` still run."""
+    if not isinstance(pending, int) or isinstance(pending, bool) or pending < 0:
+        raise CompilationError(
+            f"dot_wait's pending must be a compile-time int >= 0, got {describe_value(pending)}"
+        )
+    emit("dot_wait", DotWait(pending=pending))
 
 
 def _is_shared_tile(value: object) -> bool:

@@ -23,6 +23,7 @@ __all__ = [
     "FLOAT8_TARGETS",
     "TARGETS",
     "VERIFY_VARIABLE",
+    "WGMMA_TARGETS",
     "CompileOptions",
 ]
 
@@ -37,6 +38,9 @@ TARGETS = ("cpu", "sm_80", "sm_86", "sm_89", "sm_90", "sm_90a")
 #: the targets with float8 instructions (tensor cores and ``cvt`` to e4m3x2/e5m2x2: sm_89 and later); a
 #: program with no target yet (None) may use them, as the CPU can
 FLOAT8_TARGETS = (None, "cpu", "sm_89", "sm_90", "sm_90a")
+#: the targets with the tensor cores' warpgroup instruction (``wgmma``: sm_90a alone); as for float8, a
+#: program with no target yet may use it, as the CPU can
+WGMMA_TARGETS = (None, "cpu", "sm_90a")
 
 
 @dataclass(frozen=True)

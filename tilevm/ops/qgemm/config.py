@@ -168,10 +168,11 @@ class PrefillConfig:
             )
         if not isinstance(self.warpgroups, bool):
             raise ValueError(f"PrefillConfig.warpgroups must be a bool, got {self.warpgroups!r}")
-        if self.warpgroups and (self.m_warps != 1 or self.block_n % 64):
+        if self.warpgroups and (self.m_warps != 1 or self.block_n % 64 or self.stages < 3):
             raise ValueError(
-                "PrefillConfig.warpgroups needs one warp across m and a multiple of 64 columns a block "
-                f"(16 * n_tiles * n_warps), got m_warps={self.m_warps} and {self.block_n} columns"
+                "PrefillConfig.warpgroups needs one warp across m, a multiple of 64 columns a block "
+                f"(16 * n_tiles * n_warps) and 3 stages or more, got m_warps={self.m_warps}, "
+                f"{self.block_n} columns and {self.stages} stages"
             )
 
     @property
@@ -196,7 +197,7 @@ class PrefillConfig:
         stage_k = self.steps * self.chunks * prelayout.chunk_k(bits)
         rows = 0 if group_size is None else max(1, stage_k // group_size) * (2 if zeros else 1)
         operands = stage_k * (2 * self.block_m + self.block_n * bits // 8)
-        dequantized = 2 * stage_k * self.block_n if self.warpgroups else 0  # one buffer, not staged
+        dequantized = 2 * 2 * stage_k * self.block_n if self.warpgroups else 0  # two buffers
         return self.stages * (operands + rows * 2 * self.block_n) + dequantized
 
     def fits(self, bits: int) -> bool:
@@ -209,10 +210,10 @@ PREFILL_SPACE: dict[str, tuple[int, ...]] = {
     "n_warps": (1, 2, 4, 8),
     "m_warps": (1, 2, 4, 8),
     "n_tiles": (1, 2, 4),
-    "m_tiles": (1, 2, 4, 8, 16),
+    "m_tiles": (1, 2, 4, 8, 16, 32),
     "chunks": (1, 2, 4),
     "steps": (1, 2, 4),
-    "stages": (2, 3, 4),
+    "stages": (2, 3, 4, 5, 6),
     "split_k": (1, 2, 3, 4, 6, 8),
 }
 #: the M from which the prefill kernel runs (where it fills the machine: ``uses_prefill``)

@@ -303,9 +303,10 @@ def _weight_operands(stages, stage, step, channel_zeros, HAS_ZEROS, PREFILL):
 
 
 @tv.func
-def _dequantize_into(stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL):
-    """Sub-step ``step``'s weights dequantized (scaled, in X's dtype) and stored in true k order into its
-    windows of the dequantized buffer ``[pieces, block_n, 64]``, where the tensor cores read them."""
+def _dequantize_into(stages, stage, buffer, step, channel_zeros, CODE, HAS_ZEROS, PREFILL):
+    """Sub-step ``step``'s weights of the iteration in ``stage`` dequantized (scaled, in X's dtype) and
+    stored in true k order into its windows of dequantized buffer ``buffer`` (``[pieces, block_n, 64]``),
+    where the tensor cores read them."""
     core = PREFILL.core
     w_now, scale_rows, zero_rows = _weight_operands(stages, stage, step, channel_zeros, HAS_ZEROS, PREFILL)
     dequantized = stages[4]
@@ -317,20 +318,21 @@ def _dequantize_into(stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFIL
     ordered = tv.view(tv.permute(digits, [0, 1, 4, 2, 3, 5]), w.dtype, [core.block_n, windows, width])
     start = step * core.kc
     target = tv.slice_shared(
-        dequantized, [start // _PIECE_K, 0, start % _PIECE_K], [windows, core.block_n, width]
+        dequantized, [buffer, start // _PIECE_K, 0, start % _PIECE_K], [windows, core.block_n, width]
     )
     tv.store_shared(target, tv.permute(ordered, [1, 0, 2]))
 
 
 @tv.func
-def _multiply_windows(acc, stages, stage, PREFILL):
-    """``acc`` plus the iteration's dequantized weights times its X windows, read from shared memory."""
+def _multiply_windows(acc, stages, stage, buffer, PREFILL):
+    """``acc`` plus the dequantized weights in ``buffer`` times the X windows in ``stage``, read from shared
+    memory by dots left running (``dot_wait`` completes them)."""
     x_stages, dequantized = stages[0], stages[4]
     core = PREFILL.core
     for piece in tv.static_range(PREFILL.pieces):
-        w_piece = tv.slice_shared(dequantized, [piece, 0, 0], [core.block_n, _PIECE_K])
+        w_piece = tv.slice_shared(dequantized, [buffer, piece, 0, 0], [core.block_n, _PIECE_K])
         x_piece = tv.slice_shared(x_stages, [stage, piece, 0, 0], [core.block_m, _PIECE_K])
-        acc = tv.dot(w_piece, tv.permute(x_piece, [1, 0]), acc)
+        acc = tv.dot(w_piece, tv.permute(x_piece, [1, 0]), acc, wait=False)
     return acc
 
 
@@ -338,13 +340,13 @@ def _multiply_windows(acc, stages, stage, PREFILL):
 def _stages(x, scales, HAS_ZEROS, PREFILL):
     """The pipeline's buffers of shared memory: ``stages`` iterations of X windows, packed bytes and rows
     of scales and of zero points (0 for those an iteration does not copy); with ``warpgroups``, X's
-    windows are ``[pieces, block_m, 64]`` an iteration, and one buffer holds an iteration's dequantized
+    windows are ``[pieces, block_m, 64]`` an iteration, and two buffers hold two iterations' dequantized
     weights (0 without)."""
     core = PREFILL.core
     dequantized = 0
     if PREFILL.warpgroups:
         x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, PREFILL.pieces, core.block_m, _PIECE_K])
-        dequantized = tv.shared_tensor(x.dtype, [PREFILL.pieces, core.block_n, _PIECE_K])
+        dequantized = tv.shared_tensor(x.dtype, [2, PREFILL.pieces, core.block_n, _PIECE_K])
     else:
         x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, core.block_m, PREFILL.stage_k])
     shape = [PREFILL.stages, core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
@@ -388,11 +390,28 @@ def _body(
     if HAS_ZEROS and not PREFILL.stage_rows:
         channel_zeros = _rows(zeros, 0, n0, 1, core.weight_rows)
     if PREFILL.warpgroups:
-        acc = tv.register_tensor(tv.float32, [core.block_n, core.block_m], init=0.0)
-    else:
-        acc = tv.register_tensor(
-            tv.float32, [1, core.groups, core.block_n, core.block_m], init=0.0, layout=core.accumulator
+        acc = _warpgroup_iterations(
+            stages, tensors, m0, n0, group0, first, last, channel_zeros, CODE, HAS_ZEROS, PREFILL
         )
+    else:
+        acc = _iterations(
+            stages, tensors, m0, n0, group0, first, last, channel_zeros, CODE, HAS_ZEROS, PREFILL
+        )
+    tv.copy_async_wait(0)
+    total = _block_sum(acc, scales, n0, core)
+    _tile_epilogue(
+        total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core
+    )
+
+
+@tv.func
+def _iterations(stages, tensors, m0, n0, group0, first, last, channel_zeros, CODE, HAS_ZEROS, PREFILL):
+    """The sum of iterations ``first`` to ``last`` (the block's tile): each sub-step's operands read
+    from shared memory into registers and multiplied there."""
+    core = PREFILL.core
+    acc = tv.register_tensor(
+        tv.float32, [1, core.groups, core.block_n, core.block_m], init=0.0, layout=core.accumulator
+    )
     for j in range(last - first):
         # iteration first + j's copies are the oldest of the stages - 1 groups in flight; after the barrier
         # every thread is done with iteration j - 1, whose stage the copies for j + stages - 1 then fill
@@ -403,21 +422,44 @@ def _body(
             stages, tensors, m0, n0, group0, ahead % PREFILL.stages, first + ahead, last, HAS_ZEROS, PREFILL
         )
         stage = j % PREFILL.stages
-        if PREFILL.warpgroups:
+        for step in tv.static_range(PREFILL.steps):
+            acc = _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
+    return acc
+
+
+@tv.func
+def _warpgroup_iterations(
+    stages, tensors, m0, n0, group0, first, last, channel_zeros, CODE, HAS_ZEROS, PREFILL
+):
+    """The sum of iterations ``first`` to ``last`` with ``warpgroups``: an iteration's weights are
+    dequantized into one of two buffers an iteration ahead of the dot that reads them, so that the
+    dequantization of iteration j + 1 runs while the tensor cores multiply iteration j. At the top of
+    iteration j, after the barrier, every thread has dequantized j and finished the dot of j - 1 (whose
+    stage the copies for j + stages - 1 then fill, and whose buffer j + 1's weights then fill); the copies of
+    j + 1 are complete (stages - 3 groups may still be in flight)."""
+    core = PREFILL.core
+    count = last - first
+    acc = tv.register_tensor(tv.float32, [core.block_n, core.block_m], init=0.0)
+    tv.copy_async_wait(PREFILL.stages - 2)
+    tv.sync()
+    if count > 0:
+        for step in tv.static_range(PREFILL.steps):
+            _dequantize_into(stages, 0, 0, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
+    for j in range(count):
+        tv.copy_async_wait(PREFILL.stages - 3)
+        tv.dot_wait(0)  # the dot of j - 1 ran during the dequantization of j
+        tv.sync()
+        ahead = j + PREFILL.stages - 1
+        _copy_stage(
+            stages, tensors, m0, n0, group0, ahead % PREFILL.stages, first + ahead, last, HAS_ZEROS, PREFILL
+        )
+        acc = _multiply_windows(acc, stages, j % PREFILL.stages, j % 2, PREFILL)
+        if j + 1 < count:
             for step in tv.static_range(PREFILL.steps):
-                _dequantize_into(stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
-            tv.sync()  # the dequantized weights are whole; the next iteration's barrier frees them
-            acc = _multiply_windows(acc, stages, stage, PREFILL)
-        else:
-            for step in tv.static_range(PREFILL.steps):
-                acc = _sub_step(acc, stages, stage, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
-    tv.copy_async_wait(0)
-    if PREFILL.warpgroups:
-        acc = tv.view(acc, acc.dtype, [1, 1, core.block_n, core.block_m])
-    total = _block_sum(acc, scales, n0, core)
-    _tile_epilogue(
-        total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core
-    )
+                stage = (j + 1) % PREFILL.stages
+                _dequantize_into(stages, stage, (j + 1) % 2, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
+    tv.dot_wait(0)
+    return tv.view(acc, acc.dtype, [1, 1, core.block_n, core.block_m])
 
 
 @functools.cache

@@ -55,6 +55,9 @@ def _alloc_register(lowering: Lowering, allocation: AllocRegister) -> None:
 def _assign_tensor(lowering: Lowering, assignment: AssignTensor) -> None:
     destination = lowering.tile(assignment.destination)
     lowering.emit(AssignScalar(variable=destination, value=lowering.tile(assignment.value)))
+    if assignment.value in lowering.in_flight:  # the variable carries an asynchronous dot's result on
+        lowering.in_flight.remove(assignment.value)
+        lowering.in_flight.append(assignment.destination)
 
 
 def _global_view(lowering: Lowering, view: GlobalView) -> None:

@@ -1,27 +1,184 @@
 """Lowering of ``dot_shared`` (``accumulator + a @ b`` with ``a`` and ``b`` in shared memory).
 
-The accumulator is in the warpgroups' layout (``tilevm.layout.warpgroup.warpgroup_accumulator``), which
-is the ``mma.sync`` m16n8 accumulator fragments of warps stacked four by four along the rows: so the same
-Tile IR lowers two ways.
+The accumulator is in the warpgroups' layout (``tilevm.layout.warpgroup.warpgroup_accumulator``), which is
+the ``mma.sync`` m16n8 accumulator fragments of warps stacked four by four along the rows: so the same Tile
+IR lowers two ways.
 
-- **Through registers** (every target): the operands are read into the ``mma.sync`` operand layouts that
-  fit the accumulator (``ldmatrix`` where the shared layout allows) and multiplied as ``dot`` is.
+- **By the warpgroups** (``wgmma``, where the target has it: sm_90a, and the CPU interpreter), when both
+  operands lie in a canonical layout (``tilevm.layout.warpgroup.operand_form``) at addresses that keep
+  their swizzle patterns aligned: each warpgroup runs, for each of its tiles of 64 rows by at most 256
+  columns (the accumulator's local repeats), one ``wgmma .m64nNk16`` per 16 values of k, whose matrix
+  descriptors start at the tile's first row (of A) and column (of B) and move 32 bytes along the rows for
+  each 16 values of k. The registers of a tile are a contiguous run of the thread's accumulator, in the
+  instruction's order. A ``wgmma.fence`` comes first, and one commit and a wait for all of them last, so
+  that the result is complete when the dot is (the next barrier may free the operands). Barriers of such a
+  program also fence the async proxy (``Lowering.async_proxy``), so that the operands' ordinary writes
+  before a ``sync`` are seen by the tensor cores.
+- **Through registers** (every other case): the operands are read into the ``mma.sync`` operand layouts
+  that fit the accumulator (``ldmatrix`` where the shared layout allows) and multiplied as ``dot`` is.
 """
 
 from __future__ import annotations
 
-from tilevm.ir import Dot, LoadShared, Scope, SharedDot, TileType, Var
+from dataclasses import dataclass
+
+from tilevm.dtypes import float32, int32, uint64
+from tilevm.ir import Dot, DotWait, LoadShared, Scope, SharedDot, TileType, Var
+from tilevm.ir.expr import BinaryExpr, Const, Expr
+from tilevm.ir.thread import (
+    Gather,
+    SharedAddress,
+    SharedPointer,
+    Wgmma,
+    WgmmaCommitGroup,
+    WgmmaFence,
+    WgmmaWaitGroup,
+)
+from tilevm.ir.thread.warpgroup import WARPGROUP_SIZE, matrix_descriptor_expr
+from tilevm.ir.types import ScalarType
 from tilevm.layout import local, mma_fragments
-from tilevm.passes.lower.lowering import Handler, Lowering, tile_layout
+from tilevm.layout.warpgroup import WARPGROUP_ROWS, OperandForm, operand_form, warpgroup_tiling
+from tilevm.passes.lower.lowering import Handler, Lowering, SharedTile, tile_layout, vector_length
+from tilevm.passes.lower.registers import gather
+from tilevm.passes.lower.shared_address import add, divisibility, scale
+from tilevm.passes.options import WGMMA_TARGETS
 
 __all__ = ["HANDLERS"]
 
-#: values of k of one ``mma.sync`` m16n8k16 atom
+#: values of k of one ``mma.sync`` m16n8k16 atom and of one ``wgmma``
 _ATOM_K = 16
 
 
+@dataclass(frozen=True)
+class _Operand:
+    tile: SharedTile
+    form: OperandForm
+
+    def start(self, row: Expr) -> Expr:
+        """The byte offset in shared memory of the operand's row ``row`` (of its rows: A's m, B's n), at its
+        first value of k, before swizzling."""
+        row_elements = self.form.row_bytes // 2
+        elements = add(Const(self.tile.layout.origin, int32), scale(row, row_elements))
+        return add(self.tile.base, scale(elements, 2))
+
+    def descriptor(self, lowering: Lowering, row: Expr) -> Expr:
+        pointer = SharedPointer(self.tile.dtype, self.start(row))
+        start = lowering.let_once("operand", SharedAddress(pointer))
+        return lowering.let_once(
+            "descriptor", matrix_descriptor_expr(start, 16, 8 * self.form.row_bytes, self.form.row_bytes)
+        )
+
+
 def _dot_shared(lowering: Lowering, dot: SharedDot) -> None:
-    _through_registers(lowering, dot)
+    operands = _warpgroup_operands(lowering, dot)
+    if operands is None:
+        _through_registers(lowering, dot)
+    else:
+        _by_warpgroups(lowering, dot, *operands)
+
+
+def _warpgroup_operands(lowering: Lowering, dot: SharedDot) -> tuple[_Operand, _Operand] | None:
+    """The operands as the warpgroups read them, or None where they cannot (the target, their layouts, or
+    addresses not known to keep their swizzle patterns aligned)."""
+    if lowering.program.target not in WGMMA_TARGETS:
+        return None
+    operands = []
+    for operand, k_dim in ((dot.a, 1), (dot.b, 0)):
+        tile = lowering.shared_tile(operand)
+        form = operand_form(tile.layout, k_dim, tile.dtype.nbits)
+        if form is None or divisibility(lowering, tile.base) % (8 * form.row_bytes):
+            return None
+        operands.append(_Operand(tile, form))
+    m, n = dot.accumulator.type.shape
+    if tile_layout(dot.accumulator) != warpgroup_tiling(m, n, lowering.program.num_threads // 32).layout:
+        return None
+    return operands[0], operands[1]
+
+
+def _by_warpgroups(lowering: Lowering, dot: SharedDot, a: _Operand, b: _Operand) -> None:
+    m, n = dot.accumulator.type.shape
+    tiling = warpgroup_tiling(m, n, lowering.program.num_threads // 32)
+    group = lowering.let_once(
+        "warpgroup", BinaryExpr("floordiv", lowering.thread, Const(WARPGROUP_SIZE, int32))
+    )
+    group_row = lowering.let_once(
+        "group_row", BinaryExpr("floordiv", group, Const(tiling.column_groups, int32))
+    )
+    group_column = lowering.let_once(
+        "group_column", BinaryExpr("mod", group, Const(tiling.column_groups, int32))
+    )
+    accumulator = lowering.tile(dot.accumulator)
+    per_instruction = tiling.columns // 2
+    steps = dot.a.type.shape[1] // _ATOM_K
+    lowering.emit(WgmmaFence())
+    chains = []
+    for repeat_row in range(tiling.row_repeats):
+        row = add(
+            scale(group_row, WARPGROUP_ROWS), Const(repeat_row * tiling.row_groups * WARPGROUP_ROWS, int32)
+        )
+        a_descriptor = a.descriptor(lowering, row)
+        for repeat_column in range(tiling.column_repeats):
+            first = (repeat_row * tiling.column_repeats + repeat_column) * per_instruction
+            column = add(
+                scale(group_column, tiling.columns),
+                Const(repeat_column * tiling.column_groups * tiling.columns, int32),
+            )
+            b_descriptor = b.descriptor(lowering, column)
+            chain = tuple(gather(accumulator, (first + index,)) for index in range(per_instruction))
+            for step in range(steps):
+                # 16 values of k are 32 bytes along the rows: 2 in the descriptor's 16-byte start field
+                moved = Const(2 * step, uint64)
+                outputs = tuple(Var("d", ScalarType(float32)) for _ in range(per_instruction))
+                lowering.emit(
+                    Wgmma(
+                        outputs=outputs,
+                        n=tiling.columns,
+                        dtype=dot.a.type.dtype,
+                        a=BinaryExpr("add", a_descriptor, moved) if step else a_descriptor,
+                        b=BinaryExpr("add", b_descriptor, moved) if step else b_descriptor,
+                        c=chain,
+                    )
+                )
+                chain = outputs
+            chains.extend(chain)
+    lowering.emit(WgmmaCommitGroup())
+    if dot.accumulator in lowering.in_flight:  # this dot's result carries it on
+        lowering.in_flight.remove(dot.accumulator)
+    if not dot.wait:  # the registers are read through the wait that completes the dot (``_dot_wait``)
+        lowering.bind(dot.output, _registers(lowering, tuple(chains)))
+        lowering.in_flight.append(dot.output)
+        return
+    results = tuple(Var("acc", ScalarType(float32)) for _ in chains)
+    lowering.emit(WgmmaWaitGroup(outputs=results, pending=0, accumulators=tuple(chains)))
+    lowering.bind(dot.output, _registers(lowering, results))
+
+
+def _registers(lowering: Lowering, elements: tuple[Expr, ...]) -> Expr:
+    """One register of the float32 ``elements``."""
+    return lowering.let("dot", Gather(elements, tuple(range(len(elements)))))
+
+
+def _dot_wait(lowering: Lowering, wait: DotWait) -> None:
+    """``wgmma.wait_group`` where dots run on the warpgroups (nothing where they run through registers,
+    complete at once). Waiting for all of them, it passes the registers of every result in flight through
+    the wait, so that no read of them can be scheduled above it, and the tiles hold the wait's outputs."""
+    if not lowering.async_proxy:
+        return
+    if wait.pending:
+        lowering.emit(WgmmaWaitGroup(pending=wait.pending))
+        return
+    registers = [lowering.tile(variable) for variable in lowering.in_flight]
+    sizes = [vector_length(register.type) for register in registers]
+    elements = tuple(
+        gather(register, (index,)) for register, size in zip(registers, sizes) for index in range(size)
+    )
+    outputs = tuple(Var("acc", ScalarType(float32)) for _ in elements)
+    lowering.emit(WgmmaWaitGroup(outputs=outputs, pending=0, accumulators=elements))
+    start = 0
+    for variable, size in zip(lowering.in_flight, sizes):
+        lowering.rebind(variable, _registers(lowering, outputs[start : start + size]))
+        start += size
+    lowering.in_flight.clear()
 
 
 def _through_registers(lowering: Lowering, dot: SharedDot) -> None:
@@ -41,4 +198,4 @@ def _through_registers(lowering: Lowering, dot: SharedDot) -> None:
     lowering.lower(Dot(output=dot.output, a=a, b=b, accumulator=dot.accumulator, loc=dot.loc))
 
 
-HANDLERS: dict[type, Handler] = {SharedDot: _dot_shared}
+HANDLERS: dict[type, Handler] = {SharedDot: _dot_shared, DotWait: _dot_wait}

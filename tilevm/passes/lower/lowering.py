@@ -29,15 +29,16 @@ from dataclasses import dataclass
 
 from tilevm.dtypes import DType, int32
 from tilevm.errors import CompilationError, SourceLocation
-from tilevm.ir import AssignTensor, Instruction, Program, TileType
+from tilevm.ir import AssignTensor, Instruction, Program, SharedDot, TileType
 from tilevm.ir.expr import Const, Expr, Var
 from tilevm.ir.rewrite import walk_instructions
-from tilevm.ir.stmt import Body, DeclareScalar, LetScalar
+from tilevm.ir.stmt import AssignScalar, Body, DeclareScalar, LetScalar
 from tilevm.ir.thread import Gather, ThreadIndex
 from tilevm.ir.types import ScalarType, Type, VectorType
 from tilevm.layout import RegisterLayout, SharedLayout
 from tilevm.passes.index_analysis import IndexAnalysis, analyze_indices
 from tilevm.passes.lower.coordinates import thread_coordinates
+from tilevm.passes.options import WGMMA_TARGETS
 
 __all__ = [
     "GlobalTensor",
@@ -124,6 +125,8 @@ class Lowering:
         self._scratch_start = _aligned(program.shared_bytes or 0, SCRATCH_ALIGNMENT)
         self._scratch_bytes = 0
         self._thread: Var | None = None
+        #: the register tiles holding results of asynchronous dots that no wait has completed yet
+        self.in_flight: list[Var] = []
 
     # -- the result ------------------------------------------------------------------------------------
 
@@ -138,10 +141,13 @@ class Lowering:
         )
 
     def lower_body(self, body: Body) -> Body:
-        """The Thread IR of a Tile IR body (a loop's, a branch's), in a body of its own."""
+        """The Thread IR of a Tile IR body (a loop's, a branch's), in a body of its own. Results in flight
+        that are defined in it are out of scope after it (a variable assigned there carries them on)."""
+        outer = list(self.in_flight)
         with self.collect() as lowered:
             for instruction in body:
                 self.lower(instruction)
+        self.in_flight = [tile for tile in self.in_flight if tile in outer or tile in self._assigned]
         return tuple(lowered)
 
     def lower(self, instruction: Instruction) -> None:
@@ -241,6 +247,16 @@ class Lowering:
         return coordinates
 
     @functools.cached_property
+    def async_proxy(self) -> bool:
+        """Whether the tensor cores may read shared memory through the async proxy (a dot from shared memory
+        lowered for a target with ``wgmma``): every barrier then fences the thread's ordinary shared-memory
+        writes against those reads first, so that what a barrier orders the warpgroups see too (PTX ISA,
+        "Memory Consistency Model", "Proxies")."""
+        return self.program.target in WGMMA_TARGETS and any(
+            isinstance(instruction, SharedDot) for instruction in walk_instructions(self.program.body)
+        )
+
+    @functools.cached_property
     def index_analysis(self) -> IndexAnalysis:
         """The index analysis of the Tile IR program (what divides its scalars), computed once."""
         return analyze_indices(self.program)
@@ -281,6 +297,13 @@ class Lowering:
         if variable in self._assigned:
             value = self.define(DeclareScalar, variable.name, init=value)
         self._tiles[variable] = value
+
+    def rebind(self, variable: Var, value: Expr) -> None:
+        """The register tile ``variable`` holds ``value`` from here on (a mutable one is assigned it)."""
+        if variable in self._assigned:
+            self.emit(AssignScalar(variable=self._tiles[variable], value=value))
+        else:
+            self._tiles[variable] = value
 
     def shared_tile(self, variable: Expr) -> SharedTile:
         try:

@@ -27,7 +27,18 @@ from tilevm.ir import (
     Sync,
 )
 from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr, UnaryExpr
-from tilevm.ir.thread import Atomic, Barrier, Bitcast, Element, Gather, Load, Pack, SharedPointer, Store
+from tilevm.ir.thread import (
+    Atomic,
+    Barrier,
+    Bitcast,
+    Element,
+    FenceProxyAsync,
+    Gather,
+    Load,
+    Pack,
+    SharedPointer,
+    Store,
+)
 from tilevm.layout import RegisterLayout
 from tilevm.layout.shared import permute_shared
 from tilevm.passes.lower.ldmatrix import load_matrices
@@ -94,6 +105,8 @@ def _permute_shared(lowering: Lowering, instruction: PermuteShared) -> None:
 
 
 def _sync(lowering: Lowering, instruction: Sync) -> None:
+    if lowering.async_proxy:
+        lowering.emit(FenceProxyAsync())
     lowering.emit(Barrier())
 
 

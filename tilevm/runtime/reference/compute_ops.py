@@ -30,6 +30,7 @@ from tilevm.ir import (
     Permute,
     Reduce,
     Unary,
+    Var,
     View,
     Where,
 )
@@ -37,6 +38,7 @@ from tilevm.ir.semantics import binary, cast, to_carrier, unary
 from tilevm.runtime.reference.carrier import carrier_type
 from tilevm.runtime.reference.convert import view
 from tilevm.runtime.reference.scalars import evaluate
+from tilevm.runtime.reference.shared import InFlightDot
 from tilevm.runtime.reference.state import BlockState
 
 __all__ = ["HANDLERS"]
@@ -109,6 +111,10 @@ def _view(instruction: View, state: BlockState) -> None:
 
 
 def _assign(instruction: AssignTensor, state: BlockState) -> None:
+    value = state.lookup_in_flight(instruction.value) if isinstance(instruction.value, Var) else None
+    if isinstance(value, InFlightDot):  # a loop carries an asynchronous dot's result on: still in flight
+        state.bind(instruction.destination, value)
+        return
     state.bind(instruction.destination, np.array(evaluate(instruction.value, state), copy=True))
 
 

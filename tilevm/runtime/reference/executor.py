@@ -89,6 +89,7 @@ def execute(
             state.bind(variable, value)
         run_body(program.body, state)
         state.copies.check_finished()
+        state.dots.check_finished()
 
 
 def run_body(body: Body, state: BlockState) -> None:

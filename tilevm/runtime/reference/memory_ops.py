@@ -29,6 +29,7 @@ from tilevm.ir import (
     CopyAsync,
     CopyAsyncCommit,
     CopyAsyncWait,
+    DotWait,
     Expr,
     FreeShared,
     GlobalView,
@@ -51,7 +52,7 @@ from tilevm.runtime.reference.global_memory import read_codes, write_codes
 from tilevm.runtime.reference.global_view import GlobalTensor, atomic_window, load_window, store_window
 from tilevm.runtime.reference.races import Access
 from tilevm.runtime.reference.scalars import evaluate, evaluate_int
-from tilevm.runtime.reference.shared import SharedTile
+from tilevm.runtime.reference.shared import InFlightDot, SharedTile
 from tilevm.runtime.reference.state import BlockState
 
 __all__ = ["HANDLERS"]
@@ -146,14 +147,21 @@ def _load_shared(instruction: LoadShared, state: BlockState) -> None:
 
 def _dot_shared(instruction: SharedDot, state: BlockState) -> None:
     # the hardware's semantics are Dot's: exact products, one rounding of the sum (here in float64)
-    operands = []
+    tiles, operands = [], []
     for name in ("a", "b"):
         tile: SharedTile = evaluate(getattr(instruction, name), state)
         tile.check_ready("read")
         access = _access("read", instruction, f"dot_shared's {name}, {tile.description}")
         operands.append(tile.read(access).astype(np.float64))
-    accumulator = evaluate(instruction.accumulator, state).astype(np.float64)
-    state.bind(instruction.output, to_carrier(operands[0] @ operands[1] + accumulator, float32))
+        tiles.append(tile)
+    accumulator = state.lookup_in_flight(instruction.accumulator)  # another in-flight dot's result may chain
+    if isinstance(accumulator, InFlightDot):
+        accumulator = accumulator.values
+    result = to_carrier(operands[0] @ operands[1] + accumulator.astype(np.float64), float32)
+    if not instruction.wait:
+        where = f" at {instruction.loc}" if instruction.loc is not None else ""
+        result = state.dots.start(result, tuple(tiles), f"the asynchronous dot{where}")
+    state.bind(instruction.output, result)
 
 
 def _store_shared(instruction: StoreShared, state: BlockState) -> None:
@@ -189,7 +197,7 @@ def _permute_shared(instruction: PermuteShared, state: BlockState) -> None:
     permuted = dataclasses.replace(
         tile,
         layout=permute_shared(tile.layout, dims),
-        pending=tile.pending.transpose(dims),
+        pending=tile.pending.transpose((*dims, len(dims))),
         name=instruction.output.name,
     )
     state.bind(instruction.output, permuted)
@@ -241,6 +249,7 @@ HANDLERS: dict[type[Instruction], Callable[..., None]] = {
     AtomicGlobal: _atomic_global,
     LoadShared: _load_shared,
     SharedDot: _dot_shared,
+    DotWait: lambda instruction, state: state.complete_dots(instruction.pending),
     StoreShared: _store_shared,
     CopyAsync: _copy_async,
     LoadScalar: _load_scalar,

@@ -48,7 +48,7 @@ from tilevm.runtime.reference.errors import ExecutionError
 from tilevm.runtime.reference.global_memory import Pointer, read_codes, write_codes
 from tilevm.runtime.reference.races import Access, UnsyncedBytes
 
-__all__ = ["AsyncCopies", "SharedMemory", "SharedTile"]
+__all__ = ["AsyncCopies", "AsyncDots", "InFlightDot", "SharedMemory", "SharedTile"]
 
 
 @dataclass(eq=False)
@@ -104,8 +104,9 @@ class SharedTile:
 
     @staticmethod
     def allocate(pointer: Pointer, layout: SharedLayout, unsynced: UnsyncedBytes) -> SharedTile:
-        """A whole allocation, placed by ``layout`` from its first byte."""
-        pending = np.zeros(layout.shape, dtype=np.int64)
+        """A whole allocation, placed by ``layout`` from its first byte. ``pending`` counts, per element,
+        the copies into it (``[..., 0]``) and the asynchronous dots reading it (``[..., 1]``) in flight."""
+        pending = np.zeros((*layout.shape, 2), dtype=np.int64)
         return SharedTile(pointer, layout, 0, pending, pointer.name, unsynced)
 
     def window(
@@ -152,9 +153,14 @@ class SharedTile:
         return self.layout.shifted_by(self.base).table().ravel()
 
     def check_ready(self, access: str) -> None:
-        """Raise when a copy into any element of this tile has not been completed by a wait."""
-        if self.pending.any():
+        """Raise when a copy into any element of this tile has not been completed by a wait, or (for a
+        ``write``) a dot reading one (``dot_shared`` with ``wait`` false) by a ``dot_wait``."""
+        if self.pending[..., 0].any():
             raise ExecutionError(f"{access} of shared tile {self.name} before copy_async_wait")
+        if access == "write" and self.pending[..., 1].any():
+            raise ExecutionError(
+                f"write of shared tile {self.name} while an asynchronous dot reads it: dot_wait first"
+            )
 
 
 @dataclass(eq=False)
@@ -173,7 +179,7 @@ class AsyncCopies:
     def start(self, destination: SharedTile, apply: Callable[[], None]) -> None:
         """Start a copy into ``destination``; ``apply`` performs it when a wait completes it."""
         destination.check_ready("write")
-        destination.pending[...] += 1
+        destination.pending[..., 0] += 1
         self.open_group.append(_Copy(destination, apply))
 
     def commit(self) -> None:
@@ -183,7 +189,7 @@ class AsyncCopies:
     def wait(self, pending_groups: int) -> None:
         while len(self.committed) > pending_groups:
             for copy in self.committed.pop(0):
-                copy.destination.pending[...] -= 1
+                copy.destination.pending[..., 0] -= 1
                 copy.apply()
 
     def check_finished(self) -> None:
@@ -195,3 +201,42 @@ class AsyncCopies:
         if in_flight:
             name = in_flight[0].destination.name
             raise ExecutionError(f"copy_async into shared tile {name} was never waited for (copy_async_wait)")
+
+
+@dataclass(eq=False)
+class InFlightDot:
+    """The result of an asynchronous dot from shared memory, which no instruction but another such dot may
+    read until a ``dot_wait`` completes it (``AsyncDots``)."""
+
+    values: np.ndarray
+    operands: tuple[SharedTile, ...]
+    description: str
+
+
+@dataclass(eq=False)
+class AsyncDots:
+    """The asynchronous dots of one block in flight, oldest first."""
+
+    in_flight: list[InFlightDot] = field(default_factory=list)
+
+    def start(self, values: np.ndarray, operands: tuple[SharedTile, ...], description: str) -> InFlightDot:
+        """A dot whose result is ``values``, reading ``operands`` until it completes."""
+        for operand in operands:
+            operand.pending[..., 1] += 1
+        dot = InFlightDot(values, operands, description)
+        self.in_flight.append(dot)
+        return dot
+
+    def wait(self, pending: int) -> list[InFlightDot]:
+        """Complete all but the ``pending`` latest dots; returns the completed ones."""
+        done = self.in_flight[: max(0, len(self.in_flight) - pending)]
+        self.in_flight = self.in_flight[len(done) :]
+        for dot in done:
+            for operand in dot.operands:
+                operand.pending[..., 1] -= 1
+        return done
+
+    def check_finished(self) -> None:
+        """Raise when the block ends with a dot that no ``dot_wait`` completed."""
+        if self.in_flight:
+            raise ExecutionError(f"{self.in_flight[0].description} was never completed by a dot_wait")
