@@ -18,6 +18,7 @@ from tilevm.layout import LayoutError, Swizzle
 from tilevm.layout.warpgroup import operand_form, warpgroup_accumulator
 from tilevm.passes import CompileOptions, lower_to_threads, run_pipeline
 from tilevm.passes.pipeline import TILE_PASSES
+from tilevm.runtime.reference.errors import ExecutionError
 
 
 def shared_dot_kernel(num_warps: int):
@@ -233,3 +234,58 @@ def test_the_lowering_takes_wgmma_where_the_target_has_it():
             target,
         )
         assert (text.count("ldmatrix") > 0) == (wgmma == 0), (block_k, target)
+
+
+def _running_dot_kernel(mistake: str):
+    """A dot left running (``wait=False``) and then ``mistake``: its result read before a ``dot_wait``, an
+    operand written before one, or no ``dot_wait`` at all."""
+
+    @tv.kernel(num_warps=4)
+    def running(x: tv.Tensor, w: tv.Tensor, y: tv.Tensor, MISTAKE: tv.constexpr):
+        xs = tv.shared_tensor(x.dtype, [64, 16])
+        ws = tv.shared_tensor(x.dtype, [8, 16])
+        tv.copy_async(xs, x, offsets=[0, 0])
+        tv.copy_async(ws, w, offsets=[0, 0])
+        tv.copy_async_commit()
+        tv.copy_async_wait(0)
+        tv.sync()
+        acc = tv.dot(
+            xs, tv.permute(ws, [1, 0]), tv.register_tensor(tv.float32, [64, 8], init=0.0), wait=False
+        )
+        if MISTAKE == "write":
+            tv.sync()
+            tv.store_shared(ws, tv.load_global(w, offsets=[0, 0], shape=[8, 16]))
+        if MISTAKE != "no wait":
+            if MISTAKE != "read":
+                tv.dot_wait(0)
+            tv.store_global(y, acc, offsets=[0, 0])
+
+    return running
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ("read", "the result of the asynchronous dot at .*is read before a dot_wait completes it"),
+        ("write", "write of shared tile ws while an asynchronous dot reads it: dot_wait first"),
+        ("no wait", "asynchronous dot at .* was never completed by a dot_wait"),
+    ],
+)
+def test_the_reference_executor_refuses_what_a_running_dot_forbids(mistake, message, monkeypatch):
+    monkeypatch.setenv("TILEVM_CPU_EXECUTOR", "reference")
+    # a dot whose result nothing reads is dead code: kept here, to be never waited for
+    monkeypatch.setenv("TILEVM_DISABLE_PASSES", "remove_dead_code" if mistake == "no wait" else "")
+    x, w, y = torch.ones(64, 16).half(), torch.ones(8, 16).half(), torch.zeros(64, 8)
+    with pytest.raises(ExecutionError, match=message):
+        _running_dot_kernel(mistake)[(1,)](x, w, y, MISTAKE=mistake)
+
+
+def test_only_dots_from_shared_memory_run_on():
+    @tv.kernel(num_warps=4)
+    def registers(x: tv.Tensor, y: tv.Tensor):
+        a = tv.load_global(x, offsets=[0, 0], shape=[16, 16])
+        acc = tv.register_tensor(tv.float32, [16, 16], init=0.0)
+        tv.store_global(y, tv.dot(a, a, acc, wait=False), offsets=[0, 0])
+
+    with pytest.raises(CompilationError, match="wait=False\\) runs on shared tiles"):
+        registers.ir(torch.ones(16, 16).half(), torch.zeros(16, 16))

@@ -47,6 +47,7 @@ from tilevm.ir import (
     CopyAsyncWait,
     DeclareScalar,
     Dot,
+    DotWait,
     FreeShared,
     GlobalView,
     GridSize,
@@ -123,7 +124,8 @@ def build_everything(shared_layout: SharedLayout | None = None, init: float = 0.
     tiles = [b.emit_output(AllocShared, f"wg_{name}", dtype=float16, shape=shape)
              for name, shape in (("a", (64, 16)), ("b", (16, 8)))]  # fmt: skip
     wg_acc = b.emit_output(AllocRegister, "wg_acc", dtype=float32, shape=(64, 8), init=Const(0.0, float32))
-    b.emit_output(SharedDot, "wg_product", a=tiles[0], b=tiles[1], accumulator=wg_acc)
+    b.emit_output(SharedDot, "wg_product", a=tiles[0], b=tiles[1], accumulator=wg_acc, wait=False)
+    b.emit(DotWait(pending=0))
     columns_layout = None if shared_layout is None else permute_shared(shared_layout, (1, 0))
     b.emit_output(PermuteShared, "columns", columns_layout, tensor=smem, dims=(1, 0))
     b.emit_output(Permute, "flipped", operand=nibbles, dims=(1, 0))

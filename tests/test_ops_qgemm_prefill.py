@@ -22,7 +22,7 @@ from tilevm.ir.rewrite import walk_instructions
 from tilevm.ir.stmt import For
 from tilevm.ops import quantize_weight, quantized_matmul
 from tilevm.ops.qgemm import PrefillConfig, QGemmConfig, default_config, prefill_config, prelayout
-from tilevm.ops.qgemm.config import uses_prefill
+from tilevm.ops.qgemm.config import uses_prefill, warpgroup_config
 from tilevm.ops.qgemm.prefill import prefill_kernel, prefill_plan
 
 #: blocks of 32 x 16 (2 x 2 warps), 32 x 32 (4 warps along m: the weights' fragments in every warp),
@@ -116,6 +116,21 @@ def test_quantized_matmul_takes_a_prefill_config():
     # the check's bound: the scaled weight rounded once, float32 sums, the output rounded once
     tolerance = 2.0**-11 * (expected.abs() + magnitude) + 256 * 2.0**-24 * magnitude
     assert out.shape == (2, 9, 40) and ((out.double() - expected).abs() <= tolerance).all()
+
+
+def test_default_config_takes_the_warpgroups_for_4_and_8_bits_where_the_gpu_has_them():
+    """From 256 rows (a whole block of 128 x 256), 4 and 8 bits run on the warpgroups where the GPU has
+    wgmma; other widths, fewer rows and other GPUs keep the mma.sync prefill kernel."""
+    for bits in (4, 8):
+        config = default_config(4096, 8192, 8192, bits, "cuda", 128, warpgroups=True)
+        assert config == warpgroup_config(bits) and config.warpgroups
+        assert (config.block_n, config.block_m, config.num_warps, config.stages) == (128, 256, 8, 4)
+        assert config.shared_bytes(bits) <= 227 * 1024
+        assert default_config(4096, 8192, 8192, bits, "cuda", 128) == prefill_config(bits)
+        assert default_config(255, 28672, 8192, bits, "cuda", 128, warpgroups=True) == prefill_config(bits)
+    assert default_config(4096, 8192, 8192, 3, "cuda", 128, warpgroups=True) == prefill_config(3)
+    with pytest.raises(ValueError, match="3 stages or more"):
+        replace(warpgroup_config(4), stages=2)
 
 
 def test_default_config_picks_the_prefill_kernel_where_it_fills_the_machine():

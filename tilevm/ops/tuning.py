@@ -39,6 +39,7 @@ import torch
 from tilevm.autotune import Autotuner
 from tilevm.ops.qgemm.config import (
     PREFILL_SPACE,
+    WARPGROUP_WIDTHS,
     PrefillConfig,
     QGemmConfig,
     decode_config,
@@ -46,7 +47,9 @@ from tilevm.ops.qgemm.config import (
     prefetch_fits,
     staged_config,
     uses_prefill,
+    warpgroup_config,
 )
+from tilevm.ops.qgemm.gpu import runs_wgmma
 from tilevm.ops.qgemm.prelayout import chunk_k
 from tilevm.ops.quantization import QuantizedWeight, WeightFormat
 
@@ -112,7 +115,7 @@ def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig |
     """The prefill kernel's warp grids (``_PREFILL_GRIDS``, and ``_TALL_GRIDS`` where the default's warps
     are as tall) with the default's sub-steps and 2 to 4 stages, and the default's grid with iterations
     twice as long (half the copies' overhead, fewer stages), those whose stages fit in shared memory; the
-    default first."""
+    default first; for 4 and 8 bits, the warpgroups' configuration last."""
     found: list[QGemmConfig | PrefillConfig] = [default]
     steps = [default.steps] + [2 * default.steps] * (2 * default.steps in PREFILL_SPACE["steps"])
     grids = _PREFILL_GRIDS + (_TALL_GRIDS if default.m_tiles == 16 and default.m_warps == 1 else ())
@@ -123,6 +126,8 @@ def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig |
         config = PrefillConfig(*grid, chunks=default.chunks, steps=length, stages=stages)
         if config.fits(bits) and config not in found:
             found.append(config)
+    if bits in WARPGROUP_WIDTHS:  # on the warpgroups (elsewhere it runs, through registers, and loses)
+        _extend(found, [warpgroup_config(bits)])
     return found
 
 
@@ -153,7 +158,9 @@ def tuned_config(
         key,
         lambda: candidates(key[0][1], n, k, qweight.bits, qweight.group_size),
         run,
-        lambda: default_config(m, n, k, qweight.bits, rows.device.type, qweight.group_size),
+        lambda: default_config(
+            m, n, k, qweight.bits, rows.device.type, qweight.group_size, runs_wgmma(rows.device)
+        ),
         rows.device,
     )
 

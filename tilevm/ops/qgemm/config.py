@@ -26,6 +26,7 @@ __all__ = [
     "staged_config",
     "uses_prefill",
     "uses_staged_decode",
+    "warpgroup_config",
 ]
 
 
@@ -218,6 +219,8 @@ PREFILL_SPACE: dict[str, tuple[int, ...]] = {
 }
 #: the M from which the prefill kernel runs (where it fills the machine: ``uses_prefill``)
 PREFILL_M = 65
+#: the M from which it runs on the warpgroups (a whole block of ``warpgroup_config``'s rows)
+WARPGROUP_M = 256
 #: the shared memory a block may take on an H100 (227 KB)
 SHARED_BYTES = 227 * 1024
 
@@ -249,21 +252,53 @@ def prefill_config(bits: int) -> PrefillConfig:
     return PrefillConfig(**fields, stages=min(3, SHARED_BYTES // stage_bytes))
 
 
+#: the widths whose prefill runs on the warpgroups where the GPU has them (``warpgroup_config``)
+WARPGROUP_WIDTHS = (4, 8)
+
+
+@functools.cache
+def warpgroup_config(bits: int) -> PrefillConfig:
+    """The prefill kernel on the warpgroups (``PrefillConfig.warpgroups``: ``wgmma``, sm_90a) for 4 and 8
+    bits: 8 warps, blocks of 128 columns by 256 rows of X (each warpgroup's accumulator 64 x 256), an
+    iteration of 64 values of k, 4 stages. H100, M = 4096, 8192x8192 (torch fp16: 716 µs), µs:
+
+    | blocks (columns x rows), stages | int4 | int8 |
+    | --- | ---: | ---: |
+    | ``prefill_config`` (mma.sync) | 1265 | 1323 |
+    | 128 x 128, 4 | 1406 | |
+    | 128 x 256, 3 | 1117 | 1133 |
+    | 128 x 256, 4 | 1050 | 1102 |
+    """
+    chunks = max(1, 64 // prelayout.chunk_k(bits))
+    return PrefillConfig(
+        n_warps=8, m_warps=1, n_tiles=1, m_tiles=32, chunks=chunks, steps=1, stages=4, warpgroups=True
+    )
+
+
 @functools.cache
 def default_config(
-    m: int, n: int, k: int, bits: int, device: str = "cuda", group_size: int | None = None
+    m: int,
+    n: int,
+    k: int,
+    bits: int,
+    device: str = "cuda",
+    group_size: int | None = None,
+    warpgroups: bool = False,
 ) -> QGemmConfig | PrefillConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
     of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100: the prefill
-    kernel from ``PREFILL_M`` rows and enough tiles (``uses_prefill``: ``prefill_config``), and at decode
-    sizes where it streams better than the decode kernel (``uses_staged_decode``: ``staged_config``);
-    the decode kernel's ``decode_config`` otherwise, and always in the interpreter (the fewest
-    instructions)."""
+    kernel from ``PREFILL_M`` rows and enough tiles (``uses_prefill``: ``prefill_config``, or
+    ``warpgroup_config`` for 4 and 8 bits from 256 rows, a whole block of it, where the GPU has the
+    warpgroups' ``wgmma``: ``warpgroups``), and at decode sizes where it streams better than the decode
+    kernel (``uses_staged_decode``: ``staged_config``); the decode kernel's ``decode_config`` otherwise,
+    and always in the interpreter (the fewest instructions)."""
     block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
     if device == "cpu":
         chunks = max(1, _group_chunks(bits, k, group_size))
         return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=chunks, prefetch=False)
     if uses_prefill(m, n):
+        if warpgroups and bits in WARPGROUP_WIDTHS and m >= WARPGROUP_M:
+            return warpgroup_config(bits)
         return prefill_config(bits)
     if uses_staged_decode(m, n, k, bits):
         return staged_config(bits, block_m, n, k, group_size)

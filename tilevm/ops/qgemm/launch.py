@@ -12,6 +12,7 @@ import torch
 import tilevm as tv
 from tilevm.ops.qgemm import prelayout
 from tilevm.ops.qgemm.config import PrefillConfig, QGemmConfig, default_config
+from tilevm.ops.qgemm.gpu import runs_wgmma
 from tilevm.ops.qgemm.host import QGemmLaunch
 from tilevm.ops.qgemm.kernel import plan_error
 
@@ -77,7 +78,7 @@ def qgemm(
         _check_tensor("bias", bias, x.dtype, (n,), x.device)
     if out is not None:
         _check_tensor("out", out, x.dtype, (m, n), x.device)
-    config = config or default_config(m, n, k, bits, x.device.type, group_size)
+    config = config or default_config(m, n, k, bits, x.device.type, group_size, runs_wgmma(x.device))
     if not isinstance(config, (QGemmConfig, PrefillConfig)):
         raise ValueError(f"config must be a QGemmConfig or a PrefillConfig, got {type(config).__name__}")
     # the prefill kernel scales the weights: its sub-steps need not hold whole groups
