@@ -49,12 +49,12 @@ STAGED8 = PrefillConfig(n_warps=4, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, st
 #: and two atoms of columns a warp (2 and 3 bits at 9 to 16 rows: blocks of 128 columns)
 STAGED_PAIRS = replace(STAGED16, n_tiles=2)
 #: the weights dequantized into shared memory and multiplied there (dot_shared): a warpgroup of 64 x 16,
-#: and two of 128 x 8 sharing the rows, with 3 and 4 stages
+#: and two of 128 x 8 sharing the rows, with 3 and 4 stages (and a dot left running across the barrier)
 WARPGROUP = PrefillConfig(
     n_warps=4, m_warps=1, n_tiles=1, m_tiles=2, chunks=1, steps=1, stages=3, warpgroups=True
 )
 WARPGROUPS = PrefillConfig(
-    n_warps=8, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=4, warpgroups=True
+    n_warps=8, m_warps=1, n_tiles=1, m_tiles=1, chunks=1, steps=2, stages=4, warpgroups=True, running=1
 )
 
 CASES = [
@@ -103,6 +103,22 @@ def test_prefill_matches_float64_reference(code, compute, scale_kind, group, m, 
     out = run_qgemm(inputs, code, group, config)  # poisoned with NaN: check finds any element not written
     assert out.dtype == compute and out.shape == (m, n)
     check(inputs, out)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [case for case in CASES if case[-1].warpgroups][:2],
+    ids=lambda case: f"{case[0]}-{case[-1].running}",
+)
+def test_warpgroups_keep_the_running_dots_rules(case, monkeypatch):
+    """The warpgroups' pipeline under the block-level reference executor, which raises where a thread
+    writes a buffer that a running dot still reads, or reads its result before a wait, and against the
+    float64 reference."""
+    monkeypatch.setenv("TILEVM_CPU_EXECUTOR", "reference")
+    code, compute, scale_kind, group, m, n, k, bias, config = case
+    group = group or k
+    inputs = make_inputs(code, compute, scale_kind, group, m, n, k, bias, seed=m * n + k)
+    check(inputs, run_qgemm(inputs, code, group, config))
 
 
 def test_quantized_matmul_takes_a_prefill_config():

@@ -143,6 +143,9 @@ class PrefillConfig:
       tensor cores' canonical layout) and multiplied with X's window there by a dot from shared memory
       (``wgmma`` on sm_90a, run by the block's warpgroups): one warp across m, 4 or 8 warps, a multiple
       of 64 values of k an iteration.
+    - ``running``: with ``warpgroups``, the dots left running across an iteration's barrier (0 or 1), so
+      that the tensor cores go on from one iteration's dot to the next; it takes a buffer of dequantized
+      weights more, and the copies run one iteration less far ahead.
     """
 
     n_warps: int = 4
@@ -155,6 +158,7 @@ class PrefillConfig:
     split_k: int = 1
     max_registers: int | None = None
     warpgroups: bool = False
+    running: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in PREFILL_SPACE.items():
@@ -169,11 +173,13 @@ class PrefillConfig:
             )
         if not isinstance(self.warpgroups, bool):
             raise ValueError(f"PrefillConfig.warpgroups must be a bool, got {self.warpgroups!r}")
-        if self.warpgroups and (self.m_warps != 1 or self.block_n % 64 or self.stages < 3):
+        if self.running not in (0, 1) or (self.running and not self.warpgroups):
+            raise ValueError(f"PrefillConfig.running is 0, or 1 with warpgroups, got {self.running!r}")
+        if self.warpgroups and (self.m_warps != 1 or self.block_n % 64 or self.stages < 3 + self.running):
             raise ValueError(
                 "PrefillConfig.warpgroups needs one warp across m, a multiple of 64 columns a block "
-                f"(16 * n_tiles * n_warps) and 3 stages or more, got m_warps={self.m_warps}, "
-                f"{self.block_n} columns and {self.stages} stages"
+                f"(16 * n_tiles * n_warps) and 3 stages or more (4 with running dots), got "
+                f"m_warps={self.m_warps}, {self.block_n} columns and {self.stages} stages"
             )
 
     @property
@@ -198,7 +204,8 @@ class PrefillConfig:
         stage_k = self.steps * self.chunks * prelayout.chunk_k(bits)
         rows = 0 if group_size is None else max(1, stage_k // group_size) * (2 if zeros else 1)
         operands = stage_k * (2 * self.block_m + self.block_n * bits // 8)
-        dequantized = 2 * 2 * stage_k * self.block_n if self.warpgroups else 0  # two buffers
+        buffers = 2 + self.running if self.warpgroups else 0
+        dequantized = buffers * 2 * stage_k * self.block_n
         return self.stages * (operands + rows * 2 * self.block_n) + dequantized
 
     def fits(self, bits: int) -> bool:

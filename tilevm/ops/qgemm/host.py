@@ -90,6 +90,7 @@ class QGemmLaunch:
                 k,
                 config.split_k,
                 config.warpgroups,
+                config.running,
             )
             self.split_k, self.stream_k = config.split_k, False
             self.iterations = -(-packed.shape[1] // (config.steps * config.chunks))  # a tile's iterations

@@ -41,7 +41,7 @@ import math
 from dataclasses import dataclass
 
 import tilevm as tv
-from tilevm.layout import local, mma_fragments, replicated, spatial
+from tilevm.layout import RegisterLayout, local, mma_fragments, replicated, spatial
 from tilevm.ops.qgemm import prelayout
 from tilevm.ops.qgemm.kernel import (
     KernelPlan,
@@ -75,6 +75,18 @@ class PrefillPlan:
     stages: int  # iterations in flight in shared memory
     group_size: int  # values of k a row of scales covers (K: per channel)
     warpgroups: bool = False  # the weights dequantized into shared memory, multiplied there (dot_shared)
+    running: int = 0  # with warpgroups, the dots left running across an iteration's barrier (0 or 1)
+
+    @property
+    def stored(self) -> RegisterLayout:
+        """With ``warpgroups``, the layout in which a sub-step's dequantized weights ``[block_n, windows,
+        width]`` (true k order) are stored: the A fragments' threads, each holding its 8 values of k of a
+        32-value block side by side in its registers, so that one 16-byte store writes them."""
+        core = self.core
+        windows, width = max(1, core.kc // _PIECE_K), min(core.kc, _PIECE_K)
+        fragment = spatial(8, 4) * local(1, 8)  # lane 4 g + t: row g, values 8 t to 8 t + 7 of a block
+        rows = local(core.n_tiles, 1) * spatial(core.n_warps, 1) * local(2, core.kc // _BLOCK)
+        return (rows * fragment).reshape(core.block_n, windows, width)
 
     @property
     def stage_chunks(self) -> int:
@@ -97,6 +109,18 @@ class PrefillPlan:
         if self.core.scale_on == "channel":
             return 0
         return max(1, self.stage_k // self.group_size)
+
+    @property
+    def ahead(self) -> int:
+        """Iterations whose copies are in flight ahead of the one multiplied: all stages but the one read,
+        and but the ones the dots left running still read."""
+        return self.stages - 1 - self.running
+
+    @property
+    def buffers(self) -> int:
+        """Buffers of dequantized weights (with ``warpgroups``): the one multiplied, the one dequantized
+        meanwhile, and those of the dots left running."""
+        return 2 + self.running
 
     @property
     def pieces(self) -> int:
@@ -124,6 +148,7 @@ def prefill_plan(
     k: int,
     split_k: int = 1,
     warpgroups: bool = False,
+    running: int = 0,
 ) -> PrefillPlan:
     """The plan for codes of ``bits`` bits in groups of ``group_size`` values of k (``k``: per channel)
     under a ``PrefillConfig``'s fields. Cached: a launch costs no layout algebra.
@@ -213,7 +238,13 @@ def prefill_plan(
         weight_tile_shape=weight_tile_shape,
     )
     return PrefillPlan(
-        core=core, m_warps=m_warps, steps=steps, stages=stages, group_size=group_size, warpgroups=warpgroups
+        core=core,
+        m_warps=m_warps,
+        steps=steps,
+        stages=stages,
+        group_size=group_size,
+        warpgroups=warpgroups,
+        running=running,
     )
 
 
@@ -316,6 +347,7 @@ def _dequantize_into(stages, stage, buffer, step, channel_zeros, CODE, HAS_ZEROS
     digits = tv.view(w, w.dtype, [core.block_n, core.kc // _BLOCK, 2, 2, 4, 2])
     windows, width = max(1, core.kc // _PIECE_K), min(core.kc, _PIECE_K)  # a sub-step may fill part of one
     ordered = tv.view(tv.permute(digits, [0, 1, 4, 2, 3, 5]), w.dtype, [core.block_n, windows, width])
+    ordered = tv.convert_layout(ordered, PREFILL.stored)  # each thread's registers reordered alone
     start = step * core.kc
     target = tv.slice_shared(
         dequantized, [buffer, start // _PIECE_K, 0, start % _PIECE_K], [windows, core.block_n, width]
@@ -346,7 +378,7 @@ def _stages(x, scales, HAS_ZEROS, PREFILL):
     dequantized = 0
     if PREFILL.warpgroups:
         x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, PREFILL.pieces, core.block_m, _PIECE_K])
-        dequantized = tv.shared_tensor(x.dtype, [2, PREFILL.pieces, core.block_n, _PIECE_K])
+        dequantized = tv.shared_tensor(x.dtype, [PREFILL.buffers, PREFILL.pieces, core.block_n, _PIECE_K])
     else:
         x_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, core.block_m, PREFILL.stage_k])
     shape = [PREFILL.stages, core.block_n // 16, PREFILL.stage_chunks, core.loads, 32, 16]
@@ -384,7 +416,7 @@ def _body(
     per_block = tv.cdiv(iterations, core.split_k)  # with split_k, block z runs iterations [first, last)
     first = tv.block_idx(2) * per_block
     last = tv.minimum(first + per_block, iterations)
-    for stage in tv.static_range(PREFILL.stages - 1):
+    for stage in tv.static_range(PREFILL.ahead):
         _copy_stage(stages, tensors, m0, n0, group0, stage, first + stage, last, HAS_ZEROS, PREFILL)
     channel_zeros = 0  # per channel, the one row of zero points every sub-step subtracts
     if HAS_ZEROS and not PREFILL.stage_rows:
@@ -432,32 +464,33 @@ def _warpgroup_iterations(
     stages, tensors, m0, n0, group0, first, last, channel_zeros, CODE, HAS_ZEROS, PREFILL
 ):
     """The sum of iterations ``first`` to ``last`` with ``warpgroups``: an iteration's weights are
-    dequantized into one of two buffers an iteration ahead of the dot that reads them, so that the
-    dequantization of iteration j + 1 runs while the tensor cores multiply iteration j. At the top of
-    iteration j, after the barrier, every thread has dequantized j and finished the dot of j - 1 (whose
-    stage the copies for j + stages - 1 then fill, and whose buffer j + 1's weights then fill); the copies of
-    j + 1 are complete (stages - 3 groups may still be in flight)."""
+    dequantized into one of ``buffers`` buffers an iteration ahead of the dot that reads them, so that the
+    dequantization of iteration j + 1 runs while the tensor cores multiply iteration j, and ``running``
+    dots are left running across the barrier. At the top of iteration j, after the barrier, every thread
+    has dequantized j and finished the dot of j - 1 - running, whose stage the copies for j + ahead then
+    fill and whose buffer j + 1's weights then fill; the copies of j + 1 are complete (ahead - 2 groups
+    may still be in flight)."""
     core = PREFILL.core
     count = last - first
     acc = tv.register_tensor(tv.float32, [core.block_n, core.block_m], init=0.0)
-    tv.copy_async_wait(PREFILL.stages - 2)
+    tv.copy_async_wait(PREFILL.ahead - 1)
     tv.sync()
     if count > 0:
         for step in tv.static_range(PREFILL.steps):
             _dequantize_into(stages, 0, 0, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
     for j in range(count):
-        tv.copy_async_wait(PREFILL.stages - 3)
-        tv.dot_wait(0)  # the dot of j - 1 ran during the dequantization of j
+        tv.copy_async_wait(PREFILL.ahead - 2)
+        tv.dot_wait(PREFILL.running)
         tv.sync()
-        ahead = j + PREFILL.stages - 1
+        ahead = j + PREFILL.ahead
         _copy_stage(
             stages, tensors, m0, n0, group0, ahead % PREFILL.stages, first + ahead, last, HAS_ZEROS, PREFILL
         )
-        acc = _multiply_windows(acc, stages, j % PREFILL.stages, j % 2, PREFILL)
+        acc = _multiply_windows(acc, stages, j % PREFILL.stages, j % PREFILL.buffers, PREFILL)
         if j + 1 < count:
             for step in tv.static_range(PREFILL.steps):
-                stage = (j + 1) % PREFILL.stages
-                _dequantize_into(stages, stage, (j + 1) % 2, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
+                stage, buffer = (j + 1) % PREFILL.stages, (j + 1) % PREFILL.buffers
+                _dequantize_into(stages, stage, buffer, step, channel_zeros, CODE, HAS_ZEROS, PREFILL)
     tv.dot_wait(0)
     return tv.view(acc, acc.dtype, [1, 1, core.block_n, core.block_m])
 
