@@ -10,10 +10,11 @@ IR lowers two ways.
   columns (the accumulator's local repeats), one ``wgmma .m64nNk16`` per 16 values of k, whose matrix
   descriptors start at the tile's first row (of A) and column (of B) and move 32 bytes along the rows for
   each 16 values of k. The registers of a tile are a contiguous run of the thread's accumulator, in the
-  instruction's order. A ``wgmma.fence`` comes first, and one commit and a wait for all of them last, so
-  that the result is complete when the dot is (the next barrier may free the operands). Barriers of such a
-  program also fence the async proxy (``Lowering.async_proxy``), so that the operands' ordinary writes
-  before a ``sync`` are seen by the tensor cores.
+  instruction's order. A ``wgmma.fence`` comes first and one commit last, then a wait for all of them,
+  so that the result is complete when the dot is; a dot with ``wait`` false skips the wait, and a
+  ``dot_wait`` later waits and passes the running results' registers through it (``Lowering.in_flight``
+  lists them). Barriers of such a program also fence the async proxy (``Lowering.async_proxy``), so that
+  the operands' ordinary writes before a ``sync`` are seen by the tensor cores.
 - **Through registers** (every other case): the operands are read into the ``mma.sync`` operand layouts
   that fit the accumulator (``ldmatrix`` where the shared layout allows) and multiplied as ``dot`` is.
 """
@@ -47,6 +48,9 @@ __all__ = ["HANDLERS"]
 
 #: values of k of one ``mma.sync`` m16n8k16 atom and of one ``wgmma``
 _ATOM_K = 16
+#: a descriptor's leading byte offset, which swizzled K-major operands do not use (the ISA assumes 1;
+#: CUTLASS writes 16 bytes, as here)
+_LEADING_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,13 @@ class _Operand:
         return add(self.tile.base, scale(elements, 2))
 
     def descriptor(self, lowering: Lowering, row: Expr) -> Expr:
+        """The matrix descriptor of the 8-row patterns from row ``row``: rows of ``row_bytes`` swizzled
+        over as many bytes, 8 rows (``8 * row_bytes``) from one pattern to the next."""
         pointer = SharedPointer(self.tile.dtype, self.start(row))
         start = lowering.let_once("operand", SharedAddress(pointer))
         return lowering.let_once(
-            "descriptor", matrix_descriptor_expr(start, 16, 8 * self.form.row_bytes, self.form.row_bytes)
+            "descriptor",
+            matrix_descriptor_expr(start, _LEADING_BYTES, 8 * self.form.row_bytes, self.form.row_bytes),
         )
 
 
@@ -98,15 +105,9 @@ def _warpgroup_operands(lowering: Lowering, dot: SharedDot) -> tuple[_Operand, _
 def _by_warpgroups(lowering: Lowering, dot: SharedDot, a: _Operand, b: _Operand) -> None:
     m, n = dot.accumulator.type.shape
     tiling = warpgroup_tiling(m, n, lowering.program.num_threads // 32)
-    group = lowering.let_once(
-        "warpgroup", BinaryExpr("floordiv", lowering.thread, Const(WARPGROUP_SIZE, int32))
-    )
-    group_row = lowering.let_once(
-        "group_row", BinaryExpr("floordiv", group, Const(tiling.column_groups, int32))
-    )
-    group_column = lowering.let_once(
-        "group_column", BinaryExpr("mod", group, Const(tiling.column_groups, int32))
-    )
+    group = _integer(lowering, "warpgroup", "floordiv", lowering.thread, WARPGROUP_SIZE)
+    group_row = _integer(lowering, "group_row", "floordiv", group, tiling.column_groups)
+    group_column = _integer(lowering, "group_column", "mod", group, tiling.column_groups)
     accumulator = lowering.tile(dot.accumulator)
     per_instruction = tiling.columns // 2
     steps = dot.a.type.shape[1] // _ATOM_K
@@ -151,6 +152,11 @@ def _by_warpgroups(lowering: Lowering, dot: SharedDot, a: _Operand, b: _Operand)
     results = tuple(Var("acc", ScalarType(float32)) for _ in chains)
     lowering.emit(WgmmaWaitGroup(outputs=results, pending=0, accumulators=tuple(chains)))
     lowering.bind(dot.output, _registers(lowering, results))
+
+
+def _integer(lowering: Lowering, name: str, op: str, value: Expr, divisor: int) -> Expr:
+    """``value // divisor`` or ``value % divisor`` (int32), bound once where the body allows."""
+    return lowering.let_once(name, BinaryExpr(op, value, Const(divisor, int32)))
 
 
 def _registers(lowering: Lowering, elements: tuple[Expr, ...]) -> Expr:
