@@ -15,7 +15,9 @@ tile's layout when it is defined:
 - casts, reductions and permutes derive their result from the operand's layout; a view keeps the operand's
   layout when :func:`tilevm.layout.view_layout` allows, and converts it first otherwise;
 - a dot from shared memory gives its accumulator the warpgroups' layout
-  (:func:`tilevm.layout.warpgroup.warpgroup_accumulator`);
+  (:func:`tilevm.layout.warpgroup.warpgroup_accumulator`), and a fresh tile that it reads (a loop's
+  accumulator) is made in it whatever the chooser prefers: converting a running dot's result in the loop
+  would read it before its wait;
 - a dot takes the largest mma atom for its operand type whose fragments tile its shapes (the scalar atom
   where none does), spread over warps along its batch dims first (:meth:`LayoutChooser.quotient`), keeps
   the layouts its tiles already have where they fit that atom, and converts the others.
@@ -203,8 +205,8 @@ def assign_layouts(program: Program, chooser: LayoutChooser) -> Program:
             for key, layout in layouts.items():
                 assigner.demanded.setdefault(getattr(instruction, key).uid, layout)
         elif isinstance(instruction, SharedDot):
-            layout = _shared_dot_layout(assigner, instruction)
-            assigner.demanded.setdefault(instruction.accumulator.uid, layout)
+            # not a preference: a loop carrying a running dot's result must never convert it (that reads it)
+            assigner.required[instruction.accumulator.uid] = _shared_dot_layout(assigner, instruction)
     return dataclasses.replace(program, body=assigner.body(program.body))
 
 
@@ -215,6 +217,9 @@ class _Assigner:
         self.renamed: dict[int, Var] = {}
         self.dot_layouts: dict[int, dict[str, RegisterLayout]] = {}
         self.demanded: dict[int, RegisterLayout] = {}
+        #: the layouts that fresh tiles must be made in whatever the chooser prefers (a dot from shared
+        #: memory's accumulator)
+        self.required: dict[int, RegisterLayout] = {}
         self.emitted: list[Instruction] = []
         self.location: SourceLocation | None = None
 
@@ -259,8 +264,11 @@ class _Assigner:
         self.renamed[output.uid] = laid_out
 
     def chosen(self, output: Var) -> RegisterLayout:
-        """The output's pinned layout, or the chooser's for a fresh tile."""
-        return output.type.layout or self.chooser.fresh(output.type, self.demanded.get(output.uid))
+        """The output's pinned layout, or the one required of it, or the chooser's for a fresh tile."""
+        if output.type.layout is not None:
+            return output.type.layout
+        required = self.required.get(output.uid)
+        return required or self.chooser.fresh(output.type, self.demanded.get(output.uid))
 
 
 def _keep(assigner: _Assigner, instruction: Instruction) -> None:

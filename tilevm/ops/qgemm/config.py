@@ -273,7 +273,7 @@ def warpgroup_config(bits: int) -> PrefillConfig:
     | blocks (columns x rows), stages | int4 | int8 |
     | --- | ---: | ---: |
     | ``prefill_config`` (mma.sync) | 1251 | 1334 |
-    | 128 x 128, 3 | 1410 | 1504 |
+    | 128 x 128, 3 (before the 16-byte stores of ``PrefillPlan.stored``) | 1410 | 1504 |
     | 128 x 256, 3 | 958 | 986 |
     | 128 x 256, 4 | 918 | 961 |
     | 128 x 256, 4, a dot left running (``running=1``) | 926 | 968 |
