@@ -56,7 +56,7 @@ from tilevm.runtime.reference.errors import ExecutionError
 if TYPE_CHECKING:
     from tilevm.runtime.cpu.compiler import Compiler
 
-__all__ = ["COLLECTIVES", "scatter", "warp_threads"]
+__all__ = ["COLLECTIVES", "group_threads", "scatter", "warp_threads"]
 
 _LANE = np.arange(WARP_SIZE)
 _GROUP, _THREAD = _LANE >> 2, _LANE % 4
@@ -65,21 +65,29 @@ _GROUP, _THREAD = _LANE >> 2, _LANE % 4
 def warp_threads(batch: Batch, what: str) -> np.ndarray:
     """The threads of the warps that run a collective (all 32 lanes of each, warp by warp), after checking
     that no warp has only some of its lanes active."""
-    if batch.num_threads % WARP_SIZE:
-        raise ExecutionError(f"{what} needs whole warps; the block has {batch.num_threads} threads")
+    return group_threads(batch, what, WARP_SIZE, "lane", "warp")
+
+
+def group_threads(batch: Batch, what: str, size: int, member: str, group: str) -> np.ndarray:
+    """The threads of the groups of ``size`` consecutive threads (a warp's lanes, a warpgroup's threads)
+    that run an instruction collective over the group, group by group, after checking that the block is
+    whole groups and that no group has only some of its members (each a ``member``) active."""
+    if batch.num_threads % size:
+        raise ExecutionError(
+            f"{what} needs whole {group}s of {size} threads; the block has {batch.num_threads} threads"
+        )
     if batch.mask is None:
         return batch.all_threads
-    lanes = batch.mask.reshape(-1, WARP_SIZE)
-    active = lanes.sum(axis=1)
-    partial = (active > 0) & (active < WARP_SIZE)
+    active = batch.mask.reshape(-1, size).sum(axis=1)
+    partial = (active > 0) & (active < size)
     if partial.any():
-        warp = int(np.flatnonzero(partial)[0])
-        first = batch.describe_thread(warp * WARP_SIZE)
+        index = int(np.flatnonzero(partial)[0])
+        first = batch.describe_thread(index * size)
         raise ExecutionError(
-            f"{what} with {int(active[warp])} of the 32 lanes of the warp of {first} active: every lane of "
-            f"the warp must run it"
+            f"{what} with {int(active[index])} of the {size} {member}s of the {group} of {first} active: "
+            f"every {member} of the {group} must run it"
         )
-    return np.flatnonzero(np.repeat(active == WARP_SIZE, WARP_SIZE))
+    return np.flatnonzero(np.repeat(active == size, size))
 
 
 def scatter(batch: Batch, threads: np.ndarray, values: np.ndarray, dtype: DType) -> np.ndarray:

@@ -37,7 +37,7 @@ from tilevm.dtypes import DType, float32
 from tilevm.ir.semantics import to_carrier as semantic_carrier
 from tilevm.ir.thread import FenceProxyAsync, Wgmma, WgmmaCommitGroup, WgmmaFence, WgmmaWaitGroup
 from tilevm.ir.thread.warpgroup import WARPGROUP_SIZE, MatrixDescriptor
-from tilevm.runtime.cpu.collectives import scatter
+from tilevm.runtime.cpu.collectives import group_threads, scatter
 from tilevm.runtime.cpu.control import Step
 from tilevm.runtime.cpu.registers import from_carrier, from_codes, to_carrier
 from tilevm.runtime.cpu.state import Batch
@@ -55,22 +55,7 @@ _A_ROWS = 64
 def warpgroup_threads(batch: Batch, what: str) -> np.ndarray:
     """The threads of the warpgroups that run a warpgroup-collective instruction (all 128 threads of each,
     warpgroup by warpgroup), after checking that no warpgroup has only some of its threads active."""
-    if batch.num_threads % WARPGROUP_SIZE:
-        raise ExecutionError(
-            f"{what} needs whole warpgroups of {WARPGROUP_SIZE} threads; the block has {batch.num_threads}"
-        )
-    if batch.mask is None:
-        return batch.all_threads
-    active = batch.mask.reshape(-1, WARPGROUP_SIZE).sum(axis=1)
-    partial = (active > 0) & (active < WARPGROUP_SIZE)
-    if partial.any():
-        group = int(np.flatnonzero(partial)[0])
-        first = batch.describe_thread(group * WARPGROUP_SIZE)
-        raise ExecutionError(
-            f"{what} with {int(active[group])} of the {WARPGROUP_SIZE} threads of the warpgroup of {first} "
-            f"active: every thread of the warpgroup must run it"
-        )
-    return np.flatnonzero(np.repeat(active == WARPGROUP_SIZE, WARPGROUP_SIZE))
+    return group_threads(batch, what, WARPGROUP_SIZE, "thread", "warpgroup")
 
 
 def operand_chunks(descriptor: MatrixDescriptor, rows: int) -> np.ndarray:
