@@ -22,6 +22,7 @@ def main() -> None:
     import tilevm as tv
     from benchmarks.qgemm_inputs import random_weight, with_fields
     from tilevm.ops.qgemm import default_config, qgemm
+    from tilevm.ops.qgemm.gpu import runs_wgmma
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", default="28672x8192", help="NxK")
@@ -35,7 +36,7 @@ def main() -> None:
     generator = torch.Generator("cuda").manual_seed(n * 31 + k * 7 + bits)
     packed, scales, weight = random_weight(n, k, bits, GROUP, generator)
     x = torch.randn(m, k, generator=generator, device="cuda").half()
-    config = with_fields(default_config(m, n, k, bits, "cuda", GROUP), arguments.config)
+    config = with_fields(default_config(m, n, k, bits, "cuda", GROUP, runs_wgmma(x.device)), arguments.config)
     code = tv.int_type(bits, True)
     for _ in range(arguments.launches):
         out = qgemm(x, packed, scales, code_dtype=code, n=n, group_size=GROUP, config=config)

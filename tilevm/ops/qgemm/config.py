@@ -267,19 +267,21 @@ WARPGROUP_WIDTHS = (4, 8)
 def warpgroup_config(bits: int) -> PrefillConfig:
     """The prefill kernel on the warpgroups (``PrefillConfig.warpgroups``: ``wgmma``, sm_90a) for 4 and 8
     bits: 8 warps, blocks of 128 columns by 256 rows of X (each warpgroup's accumulator 64 x 256), an
-    iteration of 64 values of k, 4 stages. H100, M = 4096, 8192x8192 (torch fp16: 716 µs), µs
+    iteration of 64 values of k, 4 stages. H100, M = 4096, 8192x8192 (torch fp16: 716 to 727 µs), µs
     (``benchmarks/prefill_configs.py``):
 
     | blocks (columns x rows), stages | int4 | int8 |
     | --- | ---: | ---: |
     | ``prefill_config`` (mma.sync) | 1251 | 1334 |
     | 128 x 128, 3 (before the 16-byte stores of ``PrefillPlan.stored``) | 1410 | 1504 |
-    | 128 x 256, 3 | 958 | 986 |
-    | 128 x 256, 4 | 918 | 961 |
-    | 128 x 256, 4, a dot left running (``running=1``) | 926 | 968 |
+    | 128 x 256, 3 (the copies issued before the dot) | 958 | 986 |
+    | 128 x 256, 4, the copies issued before the dot | 939 | 990 |
+    | 128 x 256, 4 (the dot issued first) | 883 | 934 |
+    | 128 x 256, 5 | 925 | |
+    | 128 x 256, 4, a dot left running (``running=1``) | 941 | 995 |
 
-    At 4096 x 28672 x 8192: int4 3443 against 4592 µs, int8 3648 against 4895 (0.78 and 0.73 of torch
-    fp16)."""
+    At 4096 x 28672 x 8192, before the dot went first: int4 3443 against 4592 µs, int8 3648 against 4895
+    (0.78 and 0.73 of torch fp16)."""
     chunks = max(1, 64 // prelayout.chunk_k(bits))
     return PrefillConfig(
         n_warps=8, m_warps=1, n_tiles=1, m_tiles=32, chunks=chunks, steps=1, stages=4, warpgroups=True

