@@ -15,7 +15,7 @@ from tilevm.errors import CompilationError
 from tilevm.ir import IRTypeError, SharedDot, parse, print_program
 from tilevm.ir.thread import THREAD_IR
 from tilevm.layout import LayoutError, Swizzle
-from tilevm.layout.warpgroup import operand_form, warpgroup_accumulator
+from tilevm.layout.warpgroup import operand_form, warpgroup_accumulator, warpgroup_operand_a
 from tilevm.passes import CompileOptions, lower_to_threads, run_pipeline
 from tilevm.passes.pipeline import TILE_PASSES
 from tilevm.runtime.reference.errors import ExecutionError
@@ -77,6 +77,63 @@ def pipelined_dot_kernel(num_warps: int):
     return pipelined_dot
 
 
+def register_a_kernel(num_warps: int):
+    """``y = x @ w.T`` with x's window loaded into registers (the A operand in registers: ``wgmma``'s
+    register fragment on sm_90a, ``mma.sync`` elsewhere) and w's copied into shared memory."""
+
+    @tv.kernel(num_warps=num_warps)
+    def register_a_dot(
+        x: tv.Tensor, w: tv.Tensor, y: tv.Tensor, M: tv.constexpr, N: tv.constexpr, BK: tv.constexpr
+    ):
+        ws = tv.shared_tensor(x.dtype, [N, BK])
+        acc = tv.register_tensor(tv.float32, [M, N], init=0.0)
+        for k0 in range(0, x.shape[1], BK):
+            tv.copy_async(ws, w, offsets=[0, k0])
+            tv.copy_async_commit()
+            a = tv.load_global(x, offsets=[0, k0], shape=[M, BK])
+            tv.copy_async_wait(0)
+            tv.sync()
+            acc = tv.dot(a, tv.permute(ws, [1, 0]), acc)
+            tv.sync()
+        tv.store_global(y, acc, offsets=[0, 0])
+
+    return register_a_dot
+
+
+def pipelined_register_a_kernel(num_warps: int):
+    """``pipelined_dot_kernel`` with the A operand in registers: the window of x for the next dot loads
+    while the tensor cores multiply this one, whose A registers stay untouched until its wait."""
+
+    @tv.kernel(num_warps=num_warps)
+    def pipelined_register_a(
+        x: tv.Tensor, w: tv.Tensor, y: tv.Tensor, M: tv.constexpr, N: tv.constexpr, BK: tv.constexpr
+    ):
+        ws = tv.shared_tensor(x.dtype, [2, N, BK])
+        acc = tv.register_tensor(tv.float32, [M, N], init=0.0)
+        windows = tv.cdiv(x.shape[1], BK)
+        tv.copy_async(tv.slice_shared(ws, [0, 0, 0], [N, BK]), w, offsets=[0, 0])
+        tv.copy_async_commit()
+        a = tv.load_global(x, offsets=[0, 0], shape=[M, BK])
+        for j in range(windows):
+            tv.copy_async_wait(0)
+            tv.dot_wait(0)
+            tv.sync()
+            if j + 1 < windows:
+                ahead = (j + 1) % 2
+                tv.copy_async(tv.slice_shared(ws, [ahead, 0, 0], [N, BK]), w, offsets=[0, (j + 1) * BK])
+            tv.copy_async_commit()
+            w_now = tv.permute(tv.slice_shared(ws, [j % 2, 0, 0], [N, BK]), [1, 0])
+            acc = tv.dot(a, w_now, acc, wait=False)
+            a = tv.load_global(x, offsets=[0, (j + 1) * BK], shape=[M, BK])
+        tv.dot_wait(0)
+        tv.store_global(y, acc, offsets=[0, 0])
+
+    return pipelined_register_a
+
+
+KERNELS = [shared_dot_kernel, pipelined_dot_kernel, register_a_kernel, pipelined_register_a_kernel]
+KERNEL_IDS = ["waiting", "running", "a in registers", "a in registers, running"]
+
 CASES = [
     # (dtype, num_warps, M, N, K, BK): warpgroups along the rows, along the columns, a tile repeated per
     # warpgroup (n over 256), rows of 32 and 64 bytes, and a ragged last window of k
@@ -88,7 +145,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("kernel_of", [shared_dot_kernel, pipelined_dot_kernel], ids=["waiting", "running"])
+@pytest.mark.parametrize("kernel_of", KERNELS, ids=KERNEL_IDS)
 @pytest.mark.parametrize(("dtype", "num_warps", "m", "n", "k", "block_k"), CASES)
 def test_shared_dot_matches_the_float64_product(dtype, num_warps, m, n, k, block_k, kernel_of):
     generator = torch.Generator().manual_seed(m * 7 + n * 3 + k)
@@ -121,7 +178,7 @@ def _bodies(body):
                 yield from _bodies(getattr(item, nested))
 
 
-def test_a_dot_needs_both_operands_in_shared_memory():
+def test_a_dot_from_shared_memory_reads_b_from_shared_memory():
     @tv.kernel(num_warps=4)
     def mixed(x: tv.Tensor, y: tv.Tensor):
         xs = tv.shared_tensor(tv.float16, [64, 16])
@@ -129,8 +186,39 @@ def test_a_dot_needs_both_operands_in_shared_memory():
         acc = tv.register_tensor(tv.float32, [64, 8], init=0.0)
         tv.store_global(y, tv.dot(xs, b, acc), offsets=[0, 0])
 
-    with pytest.raises(CompilationError, match="shared memory or neither; b is in registers"):
+    with pytest.raises(CompilationError, match="reads b from shared memory \\(a may be in registers\\)"):
         mixed.ir(torch.ones(16, 8).half(), torch.zeros(64, 8))
+
+
+def test_an_a_in_registers_gets_the_warpgroups_fragment_layout():
+    x, w, y = torch.ones(128, 64).half(), torch.ones(96, 64).half(), torch.zeros(128, 96)
+    program = register_a_kernel(8).ir(x, w, y, M=128, N=96, BK=32)
+    dot = next(item for body in _bodies(program.body) for item in body if isinstance(item, SharedDot))
+    assert dot.a_in_registers
+    assert dot.a.type.layout == warpgroup_operand_a(128, 96, 32, num_warps=8)
+
+
+@pytest.mark.parametrize(("m", "n", "k", "num_warps"), [(128, 64, 32, 8), (64, 256, 16, 4), (64, 96, 48, 8)])
+def test_the_a_operand_layout_is_the_isa_register_fragment(m, n, k, num_warps):
+    """Each thread's A elements are those of wgmma's register fragment of A for ``.m64nNk16`` (the PTX ISA:
+    warp ``w % 4`` of a warpgroup holds rows ``16 (w % 4) + lane / 4`` and ``+ 8``, at values of k ``2
+    (lane % 4)``, ``+ 1``, ``+ 8`` and ``+ 9`` of each 16), for the rows of its warpgroup's accumulator
+    tiles: warpgroups across the columns hold the same rows."""
+    layout = warpgroup_operand_a(m, n, k, num_warps)
+    accumulator = warpgroup_accumulator(m, n, num_warps).table()
+    table = layout.table()
+    for thread in range(num_warps * 32):
+        lane = thread % 32
+        # the rows of the thread's accumulator fragments, 16 a warp and instruction repeat
+        rows = sorted({int(row) for row, _ in accumulator[thread]})
+        expected = set()
+        for first in rows[::16] if len(rows) > 16 else rows[:1]:
+            base = first - lane // 4
+            for step in range(k // 16):
+                for row in (base + lane // 4, base + lane // 4 + 8):
+                    for column in (0, 1, 8, 9):
+                        expected.add((row, 16 * step + 2 * (lane % 4) + column))
+        assert {tuple(int(v) for v in element) for element in table[thread]} == expected, thread
 
 
 def test_a_dot_from_shared_memory_needs_warpgroups():
@@ -194,7 +282,7 @@ def test_warpgroup_layouts_refuse_partial_warpgroups():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kernel_of", [shared_dot_kernel, pipelined_dot_kernel], ids=["waiting", "running"])
+@pytest.mark.parametrize("kernel_of", KERNELS, ids=KERNEL_IDS)
 @pytest.mark.parametrize(("dtype", "num_warps", "m", "n", "k", "block_k"), CASES)
 def test_shared_dot_on_the_gpu(dtype, num_warps, m, n, k, block_k, kernel_of):
     """The same kernels on the GPU (``wgmma`` on an H100 or H200, ``mma.sync`` elsewhere), against the
@@ -210,9 +298,10 @@ def test_shared_dot_on_the_gpu(dtype, num_warps, m, n, k, block_k, kernel_of):
 
 
 def test_the_lowering_takes_wgmma_where_the_target_has_it():
-    """sm_90a (and the CPU interpreter, with no target) runs the warpgroups' instruction, behind a proxy
-    fence at each barrier; sm_90 and sm_80 read the operands into registers (``ldmatrix``); an operand that
-    is not in a canonical layout (rows of 256 bytes) is read into registers on sm_90a too."""
+    """sm_90a (and the CPU interpreter, with no target) runs the warpgroups' instruction; sm_90 and sm_80
+    read the operands into registers (``ldmatrix``); an operand that is not in a canonical layout (rows of
+    256 bytes) is read into registers on sm_90a too. Operands that only ``cp.async`` writes take no
+    async-proxy fence."""
     x, w, y = torch.ones(128, 128).half(), torch.ones(64, 128).half(), torch.zeros(128, 64)
     for block_k, target, wgmma in (
         (64, None, 4),
@@ -221,19 +310,63 @@ def test_the_lowering_takes_wgmma_where_the_target_has_it():
         (64, "sm_80", 0),
         (128, "sm_90a", 0),
     ):
-        program = shared_dot_kernel(8).ir(x, w, y, M=128, N=64, BK=block_k)
-        lowered = run_pipeline(
-            dataclasses.replace(program, target=target),
-            CompileOptions(target=target or "cpu"),
-            (lower_to_threads,),
-        )
-        text = print_program(lowered, THREAD_IR)
+        text = _thread_ir(shared_dot_kernel(8).ir(x, w, y, M=128, N=64, BK=block_k), target)
         assert text.count(" = wgmma(") == wgmma, (block_k, target)
-        assert text.count("fence_proxy_async()") == (2 if target in (None, "sm_90a") else 0), (
-            block_k,
-            target,
-        )
+        assert "fence_proxy_async()" not in text, (block_k, target)
         assert (text.count("ldmatrix") > 0) == (wgmma == 0), (block_k, target)
+
+
+def test_an_a_in_registers_is_read_from_registers_on_every_target():
+    """sm_90a takes wgmma with the A fragment's four registers (no descriptor for A); sm_80 takes mma.sync
+    on the same registers, with B read by ldmatrix."""
+    x, w, y = torch.ones(128, 64).half(), torch.ones(64, 64).half(), torch.zeros(128, 64)
+    program = register_a_kernel(8).ir(x, w, y, M=128, N=64, BK=32)
+    wgmma = _thread_ir(program, "sm_90a")
+    assert wgmma.count(" = wgmma(") == 2  # 64 x 64 a warpgroup, two steps of 16 values of k
+    assert "ldmatrix" not in wgmma and "mma(" not in wgmma.replace("wgmma(", "")
+    mma = _thread_ir(program, "sm_80")
+    assert "wgmma" not in mma and mma.count(" = mma(") == 2 * 8 and mma.count("ldmatrix") > 0
+
+
+def _stored_operand_kernel():
+    """A dot whose B operand threads store into shared memory (``store_shared``): its stores take the
+    async-proxy fence where the warpgroups read it."""
+
+    @tv.kernel(num_warps=4)
+    def stored_operand(x: tv.Tensor, w: tv.Tensor, y: tv.Tensor):
+        xs = tv.shared_tensor(x.dtype, [64, 16])
+        ws = tv.shared_tensor(x.dtype, [8, 16])
+        tv.copy_async(xs, x, offsets=[0, 0])
+        tv.copy_async_commit()
+        tv.store_shared(ws, tv.load_global(w, offsets=[0, 0], shape=[8, 16]))
+        tv.copy_async_wait(0)
+        tv.sync()
+        acc = tv.dot(xs, tv.permute(ws, [1, 0]), tv.register_tensor(tv.float32, [64, 8], init=0.0))
+        tv.store_global(y, acc, offsets=[0, 0])
+
+    return stored_operand
+
+
+def test_stores_into_an_operand_the_tensor_cores_read_are_fenced():
+    x, w, y = torch.randn(64, 16).half(), torch.randn(8, 16).half(), torch.zeros(64, 8)
+    program = _stored_operand_kernel().ir(x, w, y)
+    for target, fences in ((None, 1), ("sm_90a", 1), ("sm_90", 0), ("sm_80", 0)):
+        text = _thread_ir(program, target)
+        assert text.count("fence_proxy_async()") == fences, target
+        if fences:  # right after the store, before the barrier
+            lines = text.splitlines()
+            fence = next(i for i, line in enumerate(lines) if "fence_proxy_async()" in line)
+            assert "store(" in lines[fence - 1] and "barrier()" in "".join(lines[fence + 1 :]), target
+    reference, lowered = run_both(_stored_operand_kernel(), (1,), x, w, y.clone())
+    assert_same_bytes(reference, lowered)
+    torch.testing.assert_close(lowered[2].double(), x.double() @ w.double().T, rtol=1e-6, atol=1e-6)
+
+
+def _thread_ir(program, target):
+    lowered = run_pipeline(
+        dataclasses.replace(program, target=target), CompileOptions(target=target or "cpu"), (lower_to_threads,)
+    )
+    return print_program(lowered, THREAD_IR)
 
 
 def _running_dot_kernel(mistake: str):

@@ -159,13 +159,14 @@ SHARED_DOT_DTYPES = (float16, bfloat16)
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class SharedDot(Instruction):
-    """``a @ b + accumulator`` with the operands ``a`` [m, k] and ``b`` [k, n] read from shared memory
-    (float16 or bfloat16) and a float32 register accumulator [m, n]; m a multiple of 64, n of 8, k of 16:
-    the shapes of the tensor cores' warpgroup instruction (``wgmma``, sm_90a), which the block's warpgroups
-    run where the target has it and the operands lie in its canonical layouts
-    (``tilevm.layout.warpgroup``); elsewhere the operands are read into registers and multiplied by
-    ``mma.sync``. Products summed exactly, rounded to float32 per step of the hardware (the CPU executor
-    rounds once). Every thread of the block must run it.
+    """``a @ b + accumulator`` with the operand ``b`` [k, n] read from shared memory, ``a`` [m, k] from
+    shared memory or registers (float16 or bfloat16) and a float32 register accumulator [m, n]; m a
+    multiple of 64, n of 8, k of 16: the shapes of the tensor cores' warpgroup instruction (``wgmma``,
+    sm_90a), which the block's warpgroups run where the target has it and the shared operands lie in its
+    canonical layouts (``tilevm.layout.warpgroup``); elsewhere the operands are read into registers and
+    multiplied by ``mma.sync``. Products summed exactly, rounded to float32 per step of the hardware (the
+    CPU executor rounds once). Every thread of the block must run it. An ``a`` in registers is in the
+    warpgroups' operand layout (``warpgroup_operand_a``), which layout inference gives it.
 
     With ``wait`` false the dot is asynchronous: the block goes on while the tensor cores multiply, and
     until a ``dot_wait`` completes it, its result may only be the accumulator of further dots from shared
@@ -181,7 +182,7 @@ class SharedDot(Instruction):
     opname = "dot_shared"
 
     def result_type(self) -> TileType:
-        a = expect_tile(self.a, "dot_shared's a", Scope.SHARED)
+        a = expect_tile(self.a, "dot_shared's a")
         b = expect_tile(self.b, "dot_shared's b", Scope.SHARED)
         accumulator = expect_tile(self.accumulator, "dot_shared's accumulator", Scope.REGISTER)
         shapes = f"a {list(a.shape)}, b {list(b.shape)}, accumulator {list(accumulator.shape)}"
@@ -206,6 +207,11 @@ class SharedDot(Instruction):
 
     def check_layouts(self) -> None:
         check_same_layout(self.accumulator, self.output, "the accumulator", "the result")
+
+    @property
+    def a_in_registers(self) -> bool:
+        """Whether ``a`` is a register tile (the tensor cores read it from the threads' registers)."""
+        return self.a.type.scope == Scope.REGISTER
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

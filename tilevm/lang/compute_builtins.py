@@ -99,9 +99,9 @@ def cdiv(numerator: int | Expr, denominator: int | Expr) -> int | Expr:
 
 def dot(a: Expr, b: Expr, accumulator: Expr, wait: bool = True) -> Expr:
     """``a @ b + accumulator`` on register tiles [m, k], [k, n], [m, n], or [*B, m, k], [*B, k, n],
-    [*B, m, n] with the same leading batch dims ``B``: one independent product per batch index. With ``a``
-    and ``b`` shared tiles, a dot read from shared memory by the block's warpgroups (``SharedDot``), which
-    ``wait=False`` leaves running until a ``dot_wait``."""
+    [*B, m, n] with the same leading batch dims ``B``: one independent product per batch index. With ``b``
+    a shared tile (and ``a`` a shared tile or a register tile), a dot read from shared memory by the
+    block's warpgroups (``SharedDot``), which ``wait=False`` leaves running until a ``dot_wait``."""
     if not isinstance(wait, bool):
         raise CompilationError(f"dot's wait must be a compile-time bool, got {describe_value(wait)}")
     shared = [_is_shared_tile(operand) for operand in (a, b)]
@@ -109,11 +109,10 @@ def dot(a: Expr, b: Expr, accumulator: Expr, wait: bool = True) -> Expr:
         if not wait:
             raise CompilationError("dot(..., wait=False) runs on shared tiles; a and b are in registers")
         return emit_output("dot", Dot, a=a, b=b, accumulator=accumulator)
-    if not all(shared):
-        register = "a" if shared[1] else "b"
+    if not shared[1]:
         raise CompilationError(
-            f"dot reads both operands from shared memory or neither; {register} is in registers: load_shared "
-            f"the other one, or store {register} into shared memory"
+            "a dot from shared memory reads b from shared memory (a may be in registers); b is in registers: "
+            "store b into shared memory, or load_shared a"
         )
     num_warps = current("dot").builder.num_threads // 32
     if num_warps % 4:

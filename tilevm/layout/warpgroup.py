@@ -46,6 +46,7 @@ __all__ = [
     "operand_form",
     "operand_swizzle",
     "warpgroup_accumulator",
+    "warpgroup_operand_a",
     "warpgroup_tiling",
 ]
 
@@ -125,6 +126,23 @@ def warpgroup_accumulator(m: int, n: int, num_warps: int) -> RegisterLayout:
     'spatial(4, 1).column_local(2, 64).spatial(8, 4).local(1, 2)'
     """
     return warpgroup_tiling(m, n, num_warps).layout
+
+
+def warpgroup_operand_a(m: int, n: int, k: int, num_warps: int) -> RegisterLayout:
+    """The layout of an ``[m, k]`` A operand in registers for the dot whose accumulator ``[m, n]`` is
+    ``warpgroup_accumulator(m, n, num_warps)``: each warp holds the rows of its accumulator fragments as
+    ``mma.sync``'s m16n8k16 A fragments, one per 16 values of k (the thread's locals in the order row
+    repeat, k, fragment). That is ``wgmma``'s register fragment of A (warp ``w % 4`` of a warpgroup holds
+    rows ``16 (w % 4)`` on, as the m16n8k16 fragment); warpgroups across the columns hold the same rows.
+
+    >>> str(warpgroup_operand_a(128, 256, 64, num_warps=8))
+    'spatial(8, 1).column_local(2, 8).spatial(8, 4).local(1, 2)'
+    """
+    if k % 16:
+        raise LayoutError(f"a dot's A operand in registers needs k a multiple of 16; got [{m}, {k}]")
+    fragments = mma_fragments("m16n8k16", "f16")
+    quotient = warpgroup_accumulator(m, n, num_warps) / fragments.c
+    return quotient.reduce(1) * local(1, k // 16) * fragments.a
 
 
 @dataclass(frozen=True)

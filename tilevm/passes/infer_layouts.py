@@ -83,7 +83,7 @@ from tilevm.layout import (
     view_layout,
 )
 from tilevm.layout.mma import DTYPE_NAMES, MMA_OPERANDS
-from tilevm.layout.warpgroup import warpgroup_accumulator
+from tilevm.layout.warpgroup import warpgroup_accumulator, warpgroup_operand_a
 
 __all__ = ["RULES", "LayoutChooser", "assign_layouts", "infer_layouts", "vectorized_layout"]
 
@@ -207,6 +207,8 @@ def assign_layouts(program: Program, chooser: LayoutChooser) -> Program:
         elif isinstance(instruction, SharedDot):
             # not a preference: a loop carrying a running dot's result must never convert it (that reads it)
             assigner.required[instruction.accumulator.uid] = _shared_dot_layout(assigner, instruction)
+            if instruction.a_in_registers:  # made in the tensor cores' fragments where it can be
+                assigner.demanded.setdefault(instruction.a.uid, _shared_dot_a_layout(assigner, instruction))
     return dataclasses.replace(program, body=assigner.body(program.body))
 
 
@@ -381,8 +383,10 @@ def _dot(assigner: _Assigner, instruction: Dot) -> None:
 
 def _shared_dot(assigner: _Assigner, instruction: SharedDot) -> None:
     layout = _shared_dot_layout(assigner, instruction)
-    accumulator = assigner.convert(instruction.accumulator, layout)
-    assigner.define(dataclasses.replace(instruction, accumulator=accumulator), layout)
+    changes = {"accumulator": assigner.convert(instruction.accumulator, layout)}
+    if instruction.a_in_registers:
+        changes["a"] = assigner.convert(instruction.a, _shared_dot_a_layout(assigner, instruction))
+    assigner.define(dataclasses.replace(instruction, **changes), layout)
 
 
 def _shared_dot_layout(assigner: _Assigner, instruction: SharedDot) -> RegisterLayout:
@@ -390,6 +394,12 @@ def _shared_dot_layout(assigner: _Assigner, instruction: SharedDot) -> RegisterL
     the lowering for any target reads the same tiles (``mma.sync`` fragments where there is no ``wgmma``)."""
     m, n = instruction.accumulator.type.shape
     return warpgroup_accumulator(m, n, assigner.num_threads // 32)
+
+
+def _shared_dot_a_layout(assigner: _Assigner, instruction: SharedDot) -> RegisterLayout:
+    """The layout of an A in registers: the warpgroups' A fragments (wgmma's, and mma.sync's elsewhere)."""
+    m, n = instruction.accumulator.type.shape
+    return warpgroup_operand_a(m, n, instruction.a.type.shape[1], assigner.num_threads // 32)
 
 
 def _kept_dot_layouts(instruction: Dot, chosen: dict[str, RegisterLayout]) -> dict[str, RegisterLayout]:

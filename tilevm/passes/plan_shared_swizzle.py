@@ -249,7 +249,8 @@ def _accesses(
             view = views[operand]
             accesses[view.allocation].append(_Access(view, instruction))
         elif isinstance(instruction, SharedDot):
-            for operand, k_dim in ((instruction.a, 1), (instruction.b, 0)):
+            shared = ((instruction.a, 1), (instruction.b, 0))[instruction.a_in_registers :]
+            for operand, k_dim in shared:
                 view = views[operand]
                 operands.setdefault(view.allocation, []).append((view, k_dim))
     return accesses, operands

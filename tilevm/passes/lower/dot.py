@@ -48,7 +48,7 @@ from tilevm.passes.lower.lowering import Handler, Lowering, LoweringError, tile_
 from tilevm.passes.lower.registers import gather
 from tilevm.passes.options import FLOAT8_TARGETS
 
-__all__ = ["HANDLERS", "MmaSteps", "atom_pairs", "mma_steps"]
+__all__ = ["HANDLERS", "FragmentRegisters", "MmaSteps", "atom_pairs", "mma_steps"]
 
 
 #: per accumulator atom (a local index of the accumulator's quotient), per k, the a and b atoms it reads
@@ -195,7 +195,7 @@ def _lower_mma(
         for atom in range(len(pairs))
     ]
     a_fragment, b_fragment = (
-        _FragmentRegisters(lowering, lowering.tile(tile), fragment.local_size, list(registers), steps.dtype)
+        FragmentRegisters(lowering, lowering.tile(tile), fragment.local_size, list(registers), steps.dtype)
         for tile, fragment, registers in zip((dot.a, dot.b), (fragments.a, fragments.b), zip(*steps.steps))
     )
     for k in range(len(pairs[0])):
@@ -212,7 +212,7 @@ def _lower_mma(
     return lowering.let("dot", BinaryExpr("add", accumulator, widened))
 
 
-class _FragmentRegisters:
+class FragmentRegisters:
     """The registers of an operand's fragment of each atom, for each step: gathers from the thread's
     register of the tile (after converting the atom's elements, all at once, the first time an mma reads
     them, where the steps take another dtype)."""

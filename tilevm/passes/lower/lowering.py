@@ -29,7 +29,17 @@ from dataclasses import dataclass
 
 from tilevm.dtypes import DType, int32
 from tilevm.errors import CompilationError, SourceLocation
-from tilevm.ir import AssignTensor, Instruction, Program, SharedDot, TileType
+from tilevm.ir import (
+    AllocShared,
+    AssignTensor,
+    Instruction,
+    PermuteShared,
+    Program,
+    SharedDot,
+    SliceShared,
+    StoreShared,
+    TileType,
+)
 from tilevm.ir.expr import Const, Expr, Var
 from tilevm.ir.rewrite import walk_instructions
 from tilevm.ir.stmt import AssignScalar, Body, DeclareScalar, LetScalar
@@ -127,6 +137,8 @@ class Lowering:
         self._thread: Var | None = None
         #: the register tiles holding results of asynchronous dots that no wait has completed yet
         self.in_flight: list[Var] = []
+        #: the A registers that asynchronous dots read, held until the wait that completes them
+        self.held: list[Expr] = []
 
     # -- the result ------------------------------------------------------------------------------------
 
@@ -143,11 +155,13 @@ class Lowering:
     def lower_body(self, body: Body) -> Body:
         """The Thread IR of a Tile IR body (a loop's, a branch's), in a body of its own. Results in flight
         that are defined in it are out of scope after it (a variable assigned there carries them on)."""
-        outer = list(self.in_flight)
+        outer, outer_held = list(self.in_flight), len(self.held)
         with self.collect() as lowered:
             for instruction in body:
                 self.lower(instruction)
         self.in_flight = [tile for tile in self.in_flight if tile in outer or tile in self._assigned]
+        # the body's own A registers are out of scope after it: ptxas keeps them until the wait
+        del self.held[outer_held:]
         return tuple(lowered)
 
     def lower(self, instruction: Instruction) -> None:
@@ -247,14 +261,27 @@ class Lowering:
         return coordinates
 
     @functools.cached_property
-    def async_proxy(self) -> bool:
-        """Whether the tensor cores may read shared memory through the async proxy (a dot from shared memory
-        lowered for a target with ``wgmma``): every barrier then fences the thread's ordinary shared-memory
-        writes against those reads first, so that what a barrier orders the warpgroups see too (PTX ISA,
-        "Memory Consistency Model", "Proxies")."""
+    def warpgroup_dots(self) -> bool:
+        """Whether the program's dots from shared memory may run on the warpgroups (``wgmma``: the target
+        has it), so that their waits are ``wgmma.wait_group``."""
         return self.program.target in WGMMA_TARGETS and any(
             isinstance(instruction, SharedDot) for instruction in walk_instructions(self.program.body)
         )
+
+    @functools.cached_property
+    def async_proxy_views(self) -> frozenset[Var]:
+        """The shared views whose ``store_shared`` is followed by an async-proxy fence: views of allocations
+        that a dot from shared memory also reads, where the tensor cores read them through the async proxy
+        (``warpgroup_dots``). The fence orders the thread's ordinary stores before those reads, and the
+        barrier that must come before the dot orders the other threads' (PTX ISA, "Memory Consistency
+        Model", "Proxies"). It follows the store rather than preceding every barrier, as Triton's
+        ``fence_async_shared`` does: an H100 runs it as ``MEMBAR.ALL.CTA``, which waits for every copy the
+        thread still has in flight, so a kernel places its stores where that costs least (before the
+        copies of a pipeline's next stage). Operands that only ``cp.async`` writes need no fence, as in
+        CUTLASS's and Triton's wgmma pipelines."""
+        if not self.warpgroup_dots:
+            return frozenset()
+        return _views_of_stored_dot_operands(self.program.body)
 
     @functools.cached_property
     def index_analysis(self) -> IndexAnalysis:
@@ -347,3 +374,22 @@ def _name(variable: Expr) -> str:
 
 def _aligned(value: int, alignment: int) -> int:
     return -(-value // alignment) * alignment
+
+
+def _views_of_stored_dot_operands(body: Body) -> frozenset[Var]:
+    """The views (allocations, slices, permutations) of the shared allocations that a dot from shared
+    memory reads and a ``store_shared`` writes."""
+    roots: dict[Var, Var] = {}
+    read, stored = set(), set()
+    for instruction in walk_instructions(body):
+        if isinstance(instruction, AllocShared):
+            roots[instruction.output] = instruction.output
+        elif isinstance(instruction, SliceShared | PermuteShared):
+            roots[instruction.output] = roots[instruction.tensor]
+        elif isinstance(instruction, StoreShared):
+            stored.add(roots[instruction.tensor])
+        elif isinstance(instruction, SharedDot):
+            shared = (instruction.a, instruction.b)[instruction.a_in_registers :]
+            read.update(roots[operand] for operand in shared)
+    both = read & stored
+    return frozenset(view for view, root in roots.items() if root in both)

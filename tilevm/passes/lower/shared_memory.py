@@ -105,8 +105,6 @@ def _permute_shared(lowering: Lowering, instruction: PermuteShared) -> None:
 
 
 def _sync(lowering: Lowering, instruction: Sync) -> None:
-    if lowering.async_proxy:
-        lowering.emit(FenceProxyAsync())
     lowering.emit(Barrier())
 
 
@@ -208,6 +206,8 @@ def _store_shared(lowering: Lowering, instruction: StoreShared) -> None:
             lowering.emit(Store(pointer=byte_pointer(tile, offset), value=part, predicate=predicate))
         else:
             _store_bits(lowering, tile.dtype, offset, _part(value, register.local_size, group, 1), predicate)
+    if instruction.tensor in lowering.async_proxy_views:  # the tensor cores read it (Lowering's docs)
+        lowering.emit(FenceProxyAsync())
 
 
 def _part(value: Expr, length: int, first: int, width: int) -> Expr:

@@ -148,7 +148,9 @@ def _load_shared(instruction: LoadShared, state: BlockState) -> None:
 def _dot_shared(instruction: SharedDot, state: BlockState) -> None:
     # the hardware's semantics are Dot's: exact products, one rounding of the sum (here in float64)
     tiles, operands = [], []
-    for name in ("a", "b"):
+    if instruction.a_in_registers:  # a value: nothing can change it while the dot runs
+        operands.append(evaluate(instruction.a, state).astype(np.float64))
+    for name in ("a", "b")[instruction.a_in_registers :]:
         tile: SharedTile = evaluate(getattr(instruction, name), state)
         tile.check_ready("read")
         access = _access("read", instruction, f"dot_shared's {name}, {tile.description}")
