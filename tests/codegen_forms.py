@@ -76,6 +76,7 @@ from tilevm.ir.thread.compute import (
     mma_fragment_types,
 )
 from tilevm.ir.thread.memory import ATOMIC_OPS, COPY_ASYNC_BYTES, LDMATRIX_COUNTS
+from tilevm.ir.thread.warpgroup import A_REGISTERS
 from tilevm.ir.types import AddressSpace, PointerType, ScalarType, VectorType
 
 __all__ = ["Form", "all_forms"]
@@ -254,14 +255,19 @@ def _register_instruction_forms() -> Iterator[Form]:
 
 
 def _warpgroup_forms() -> Iterator[Form]:
-    """wgmma of every n and dtype, between its fence, commit and wait (whose outputs are stored); the async
+    """wgmma of every n and dtype, between its fence, commit and wait (whose outputs are stored), with A in
+    shared memory and in registers (which the wait holds); a wait holding registers of each width; the async
     proxy fence, beside the shared address it orders accesses to."""
     # every n on float16; bfloat16 changes only the instruction's type suffix: its smallest, an odd and the
-    # largest n
-    shapes = [(float16, n) for n in range(8, 257, 8)] + [(bfloat16, n) for n in (8, 136, 256)]
-    for operand, n in shapes:
-        kernel = _Kernel(_name("wgmma", n, operand))
-        a, b = (kernel.operand(ScalarType(uint64)) for _ in range(2))
+    # largest n; A in registers changes only A's operand: the smallest, an odd and the largest n
+    shapes = [(float16, n, False) for n in range(8, 257, 8)] + [(bfloat16, n, False) for n in (8, 136, 256)]
+    shapes += [(operand, n, True) for operand in (float16, bfloat16) for n in (8, 136, 256)]
+    for operand, n, a_in_registers in shapes:
+        kernel = _Kernel(_name("wgmma_a_in_registers" if a_in_registers else "wgmma", n, operand))
+        registers = range(A_REGISTERS if a_in_registers else 0)
+        fragment = tuple(kernel.operand(VectorType(operand, 2)) for _ in registers)
+        a = fragment if a_in_registers else kernel.operand(ScalarType(uint64))
+        b = kernel.operand(ScalarType(uint64))
         accumulators = tuple(kernel.operand(ScalarType(float32)) for _ in range(n // 2))
         outputs = tuple(Var("d", ScalarType(float32)) for _ in range(n // 2))
         waited = tuple(Var("e", ScalarType(float32)) for _ in range(n // 2))
@@ -270,7 +276,7 @@ def _warpgroup_forms() -> Iterator[Form]:
             Wgmma(outputs=outputs, n=n, dtype=operand, a=a, b=b, c=accumulators),
             WgmmaCommitGroup(),
             WgmmaWaitGroup(pending=1),
-            WgmmaWaitGroup(outputs=waited, pending=0, accumulators=outputs),
+            WgmmaWaitGroup(outputs=waited, pending=0, accumulators=outputs, held=fragment),
         ]
         for value in waited:
             kernel.store(value)
@@ -280,6 +286,10 @@ def _warpgroup_forms() -> Iterator[Form]:
     accumulator = kernel.operand(ScalarType(float32))
     kernel.body.append(WgmmaWaitGroup(outputs=(waited,), pending=0, accumulators=(accumulator,)))
     kernel.store(waited)
+    yield kernel.program("wgmma")
+    kernel = _Kernel("wgmma_wait_holding_each_width")
+    widths = (ScalarType(float16), VectorType(bfloat16, 2), ScalarType(float32), VectorType(float32, 2))
+    kernel.body.append(WgmmaWaitGroup(pending=0, held=tuple(kernel.operand(width) for width in widths)))
     yield kernel.program("wgmma")
     kernel = _Kernel("fence_proxy_async")
     kernel.body += [

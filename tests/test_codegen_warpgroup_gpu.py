@@ -1,7 +1,8 @@
 """wgmma on an H100 or H200 (target sm_90a): the programs of ``wgmma_programs``, compiled by
 ``tilevm.codegen`` and launched through ``tilevm.runtime.cuda``, give numpy's A @ B + C in the accumulator
 order transcribed from the PTX ISA, as the SIMT interpreter does, for every swizzle mode, both dtypes, n from
-8 to 256 and two warpgroups. The outputs are poisoned with NaN first, so a register left unwritten shows."""
+8 to 256, two warpgroups, and A in registers (in the ISA's register fragment). The outputs are poisoned with
+NaN first, so a register left unwritten shows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.wgmma_programs import Case, make_data, program_text
+from tests.wgmma_programs import Case, kernel_arguments, make_data, program_text
 from tilevm.codegen import compile_to_ptx
 from tilevm.codegen.targets import TARGETS
 from tilevm.dtypes import bfloat16, float16
@@ -30,6 +31,12 @@ CASES = [
     Case(n=24, dtype=float16, swizzle=0, steps=3, k_outer=True),
     Case(n=256, dtype=float16, swizzle=128, steps=4),
     Case(n=16, dtype=bfloat16, swizzle=128, steps=4, warpgroups=2),
+    # A in registers, B in shared memory
+    Case(n=8, dtype=float16, swizzle=128, steps=4, a_in_registers=True),
+    Case(n=64, dtype=bfloat16, swizzle=64, steps=2, a_in_registers=True),
+    Case(n=256, dtype=float16, swizzle=0, steps=2, a_in_registers=True),
+    Case(n=256, dtype=bfloat16, swizzle=128, steps=3, warpgroups=2, a_in_registers=True),
+    Case(n=64, dtype=float16, swizzle=32, steps=3, warpgroups=2, a_in_registers=True),
 ]
 
 
@@ -37,9 +44,7 @@ def _inputs(case: Case, seed: int) -> tuple[list[torch.Tensor], np.ndarray]:
     data = make_data(case, np.random.default_rng(seed))
     d = torch.full((case.num_threads * case.n // 2,), float("nan"))
     base = torch.full((1,), -1, dtype=torch.int32)
-    return [torch.from_numpy(data.image), torch.from_numpy(data.c.reshape(-1)), d, base], data.expected(
-        case.n
-    )
+    return kernel_arguments(case, data, d, base), data.expected(case.n)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

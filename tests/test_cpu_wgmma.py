@@ -1,7 +1,8 @@
 """wgmma in the SIMT interpreter, against numpy's float64 A @ B + C of seeded small integers (every sum
-exact): the operands laid out in shared memory and the registers read back as ``wgmma_programs``
-transcribes the PTX ISA, for every swizzle mode, n of 8 to 256, float16 and bfloat16, one and two
-warpgroups; the descriptor helpers against the ISA's bit fields; and the errors of a warpgroup that runs it
+exact): the operands laid out in shared memory, or A in registers, and the registers read back as
+``wgmma_programs`` transcribes the PTX ISA, for every swizzle mode, n of 8 to 256, float16 and bfloat16,
+one and two warpgroups; A's register fragment against the ISA's figure and ``tilevm.layout``'s mma
+fragment; the descriptor helpers against the ISA's bit fields; and the errors of a warpgroup that runs it
 wrongly."""
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ import pytest
 import torch
 
 from tests.cpu_programs import assert_error_at, run
-from tests.wgmma_programs import Case, accumulator_positions, descriptor_bits, make_data, program_text
+from tests.wgmma_programs import (
+    Case,
+    a_fragment_positions,
+    accumulator_positions,
+    descriptor_bits,
+    kernel_arguments,
+    make_data,
+    program_text,
+)
 from tilevm.dtypes import bfloat16, float16, int32, uint8, uint64
 from tilevm.ir import Param, Program, verify
 from tilevm.ir.expr import Const, Var
 from tilevm.ir.thread import THREAD_IR, SharedAddress, SharedPointer, Store
 from tilevm.ir.thread.warpgroup import MatrixDescriptor, matrix_descriptor, matrix_descriptor_expr
 from tilevm.ir.types import PointerType
+from tilevm.layout import mma_fragments
 from tilevm.runtime.cpu import execute
 
 CASES = [
@@ -29,6 +39,13 @@ CASES = [
     Case(n=128, dtype=bfloat16, swizzle=128, steps=2),
     Case(n=16, dtype=float16, swizzle=128, steps=4, warpgroups=2),
     Case(n=40, dtype=bfloat16, swizzle=0, steps=2, warpgroups=2, k_outer=True),
+    # A in registers, B in shared memory
+    Case(n=8, dtype=float16, swizzle=128, steps=4, a_in_registers=True),
+    Case(n=64, dtype=bfloat16, swizzle=64, steps=2, a_in_registers=True),
+    Case(n=256, dtype=float16, swizzle=0, steps=2, a_in_registers=True),
+    Case(n=256, dtype=bfloat16, swizzle=128, steps=3, warpgroups=2, a_in_registers=True),
+    Case(n=64, dtype=float16, swizzle=32, steps=3, warpgroups=2, a_in_registers=True),
+    Case(n=8, dtype=bfloat16, swizzle=0, steps=2, warpgroups=2, k_outer=True, a_in_registers=True),
 ]
 
 
@@ -36,8 +53,7 @@ def _run(case: Case, seed: int) -> tuple[np.ndarray, np.ndarray]:
     data = make_data(case, np.random.default_rng(seed))
     d = torch.full((case.num_threads * case.n // 2,), float("nan"))
     base = torch.full((1,), 7, dtype=torch.int32)  # poisoned
-    arguments = [torch.from_numpy(data.image), torch.from_numpy(data.c.reshape(-1)), d, base]
-    run(program_text(case), arguments)
+    run(program_text(case), kernel_arguments(case, data, d, base))
     assert int(base[0]) == 0, "the interpreter's shared window starts the block's shared memory at 0"
     return d.numpy().reshape(case.num_threads, case.n // 2), data.expected(case.n)
 
@@ -57,6 +73,24 @@ def test_the_accumulator_order_is_the_isa_figure() -> None:
     assert list(zip(rows[37, 4:], columns[37, 4:])) == [(17, 10), (17, 11), (25, 10), (25, 11)]
     every = rows * 16 + columns
     assert np.array_equal(np.sort(every.reshape(-1)), np.arange(64 * 16))
+
+
+def test_the_register_a_fragment_is_the_isa_figure_and_the_mma_fragment() -> None:
+    # Figure "WGMMA .m64nNk16 register fragment layout for matrix A": thread 0 holds a0, a1 at row 0, columns
+    # 0, 1, a2, a3 at row 8, a4, a5 at row 0, columns 8, 9; thread 101 (warp 3, lane 5) a6, a7 at row 48 + 1
+    # + 8, columns 10, 11
+    rows, columns = a_fragment_positions()
+    assert list(zip(rows[0].reshape(-1), columns[0].reshape(-1))) == [
+        (0, 0), (0, 1), (8, 0), (8, 1), (0, 8), (0, 9), (8, 8), (8, 9),
+    ]  # fmt: skip
+    assert list(zip(rows[101, 3], columns[101, 3])) == [(57, 10), (57, 11)]
+    assert np.array_equal(np.sort((rows * 16 + columns).reshape(-1)), np.arange(64 * 16))
+    # each warp's part is mma.sync m16n8k16's A fragment (tilevm.layout: lane, local slot 2 r + e)
+    table = mma_fragments("m16n8k16", "f16").a.table()  # [lane, slot] -> (row, column)
+    for warp in range(4):
+        lanes = slice(32 * warp, 32 * warp + 32)
+        assert np.array_equal(rows[lanes].reshape(32, 8), table[:, :, 0] + 16 * warp)
+        assert np.array_equal(columns[lanes].reshape(32, 8), table[:, :, 1])
 
 
 @pytest.mark.parametrize(
@@ -90,12 +124,7 @@ ONE_STEP = Case(n=8, dtype=float16, swizzle=128, steps=1)
 def _arguments(case: Case) -> list[torch.Tensor]:
     data = make_data(case, np.random.default_rng(0))
     d = torch.zeros(case.num_threads * case.n // 2)
-    return [
-        torch.from_numpy(data.image),
-        torch.from_numpy(data.c.reshape(-1)),
-        d,
-        torch.zeros(1, dtype=torch.int32),
-    ]
+    return kernel_arguments(case, data, d, torch.zeros(1, dtype=torch.int32))
 
 
 def _edited(old: str, new: str, case: Case = ONE_STEP) -> tuple[str, int]:

@@ -173,6 +173,22 @@ def test_a_field_type_without_a_text_form_is_reported():
         _instruction_form(Scaled)
 
 
+def test_an_expression_or_a_list_of_them_is_one_field_kind_and_other_unions_none():
+    @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+    class Either(Instruction):
+        operand: Expr | tuple[Expr, ...]
+        opname = "either"
+
+    @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+    class Mixed(Instruction):
+        operand: Expr | int
+        opname = "mixed"
+
+    assert [field.kind for field in _instruction_form(Either).fields] == [FieldKind.EXPR_OR_EXPRS]
+    with pytest.raises(TypeError, match=r"Mixed.operand: no text form for a field of type"):
+        _instruction_form(Mixed)
+
+
 def test_outputs_are_one_output_or_a_tuple_of_outputs():
     @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
     class Split(Instruction):

@@ -52,8 +52,10 @@ ldmatrix(pointer=pointer_add(%tile, %lane * 16), count=4)
   wgmma_fence()
   %w0: float32, %w1: float32, %w2: float32, %w3: float32 = \
 wgmma(n=8, dtype=bfloat16, a=%desc, b=%desc, c=[%acc, %acc, %acc, %acc])
+  %r0: float32, %r1: float32, %r2: float32, %r3: float32 = \
+wgmma(n=8, dtype=float16, a=[%a0, %a1, %a2, %a3], b=%desc, c=[%w0, %w1, %w2, %w3])
   wgmma_commit_group()
-  %e0: float32, %e3: float32 = wgmma_wait_group(pending=0, accumulators=[%w0, %w3])
+  %e0: float32, %e3: float32 = wgmma_wait_group(pending=0, accumulators=[%r0, %r3], held=[%a0, %a1, %a2, %a3])
   for %i: int32 in range(0, %n, 16) {
     %d0: float32, %d1: float32, %d2: float32, %d3: float32 = \
 mma(shape="m16n8k16", a=[%a0, %a1, %a2, %a3], b=[%b0, %b1], c=[%acc, %acc, %acc, %acc])
@@ -208,10 +210,25 @@ BROKEN = [
      "wgmma: wgmma m64n8k16's c is 4 float32 registers, got [vector<float16, 2>, scalar float32"),
     ("%m: float32 = wgmma(n=8, dtype=float16, a=0:uint64, b=0:uint64, c=[1.0, 1.0, 1.0, 1.0])",
      "wgmma: defines 1 output(s), its type rule gives 4"),
+    ("%m: float32 = wgmma(n=8, dtype=float16, a=[%h, %h, %h], b=0:uint64, c=[1.0, 1.0, 1.0, 1.0])",
+     "wgmma: wgmma's a in registers is 4 vector<float16, 2> registers (the thread's A fragment), "
+     "got [vector<float16, 2>, vector<float16, 2>, vector<float16, 2>]"),
+    ("%m: float32 = wgmma(n=8, dtype=bfloat16, a=[%h, %h, %h, %h], b=0:uint64, c=[1.0, 1.0, 1.0, 1.0])",
+     "wgmma: wgmma's a in registers is 4 vector<bfloat16, 2> registers (the thread's A fragment), "
+     "got [vector<float16, 2>, vector<float16, 2>, vector<float16, 2>, vector<float16, 2>]"),
+    ("%m: float32 = wgmma(n=8, dtype=float16, a=[%h, %h, %w, %h], b=0:uint64, c=[1.0, 1.0, 1.0, 1.0])",
+     "wgmma: wgmma's a in registers is 4 vector<float16, 2> registers (the thread's A fragment), "
+     "got [vector<float16, 2>, vector<float16, 2>, scalar uint32, vector<float16, 2>]"),
     ("wgmma_wait_group(pending=-1)",
      "wgmma_wait_group: wgmma.wait_group's pending count is 0 or more, got -1"),
     ("%m: float16 = wgmma_wait_group(pending=0, accumulators=[1.0:float16])",
      "wgmma_wait_group: wgmma_wait_group's accumulator 0 is a float32 register, got scalar float16"),
+    ("wgmma_wait_group(pending=0, held=[%h, true])",
+     "wgmma_wait_group: wgmma_wait_group's held register 1 is a 16, 32 or 64-bit scalar or vector, "
+     "got scalar bool"),
+    ("wgmma_wait_group(pending=0, held=[%s])",
+     "wgmma_wait_group: wgmma_wait_group's held register 0 is a 16, 32 or 64-bit scalar or vector, "
+     "got ptr<float16, shared>"),
 ]  # fmt: skip
 
 

@@ -288,6 +288,9 @@ _VALUE_PRINTERS: dict[FieldKind, Callable[[_Printer, object], str]] = {
     FieldKind.EXPR: _Printer.expr,
     FieldKind.VAR: _Printer.expr,
     FieldKind.EXPRS: _Printer.exprs,
+    FieldKind.EXPR_OR_EXPRS: lambda printer, value: (
+        printer.exprs(value) if isinstance(value, tuple) else printer.expr(value)
+    ),
     FieldKind.INTS: lambda _, values: _ints(values),
     FieldKind.INT: lambda _, value: str(value),
     FieldKind.BOOL: lambda _, value: "true" if value else "false",

@@ -69,6 +69,7 @@ class FieldKind(enum.Enum):
     EXPR = "expr"  # a scalar or tile expression: %x, 3, (%i * 64) + 3
     VAR = "var"  # a value that must be a variable: %x
     EXPRS = "exprs"  # [%n, 64]
+    EXPR_OR_EXPRS = "expr_or_exprs"  # either: %desc, or [%a0, %a1, %a2, %a3] (wgmma's a)
     INTS = "ints"  # [16, 64]
     INT = "int"  # 3
     BOOL = "bool"  # true
@@ -89,6 +90,9 @@ _KIND_OF_ANNOTATION: dict[object, FieldKind] = {
     RegisterLayout: FieldKind.LAYOUT,
     SharedLayout: FieldKind.LAYOUT,
 }
+
+#: the field kinds of union annotations whose choices each have a kind (``Expr | tuple[Expr, ...]``)
+_UNION_KINDS = {frozenset((FieldKind.EXPR, FieldKind.EXPRS)): FieldKind.EXPR_OR_EXPRS}
 
 #: the kinds a PARAMETERIZED expression writes between ``<`` and ``>``; its other fields are its operands
 _ATTRIBUTE_KINDS = (FieldKind.DTYPE, FieldKind.STR, FieldKind.INT, FieldKind.BOOL)
@@ -274,10 +278,11 @@ def _field_form(cls: type, item: dataclasses.Field, annotation: object) -> Field
     choices = typing.get_args(annotation) if is_union else ()
     optional = type(None) in choices
     rest = [choice for choice in choices if choice is not type(None)] or [annotation]
-    kinds = {_KIND_OF_ANNOTATION.get(choice) for choice in rest}
-    if len(kinds) != 1 or None in kinds:
+    kinds = frozenset(_KIND_OF_ANNOTATION.get(choice) for choice in rest)
+    kind = _UNION_KINDS.get(kinds, next(iter(kinds)) if len(kinds) == 1 else None)
+    if kind is None:
         raise TypeError(f"{cls.__name__}.{item.name}: no text form for a field of type {annotation}")
     default = item.default
     if default is dataclasses.MISSING and item.default_factory is not dataclasses.MISSING:
         default = item.default_factory()
-    return FieldForm(item.name, kinds.pop(), tuple(rest), optional, default)
+    return FieldForm(item.name, kind, tuple(rest), optional, default)

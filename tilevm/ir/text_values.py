@@ -223,6 +223,12 @@ class ValueReader:
         self.expect(node.data == "list_value", node, form, "a list [...]")
         return tuple(item(child) for child in node.children if child is not None)
 
+    def expr_or_exprs_field(self, form: FieldForm, node: Node) -> Expr | tuple[Expr, ...]:
+        """A field that holds an expression or a tuple of them: the tuple is written as a list [...]."""
+        if node.data == "list_value":
+            return self.list_field(form, node, self.expr)
+        return self.expr(node)
+
     def var_field(self, form: FieldForm, node: Node) -> Var:
         self.expect(node.data == "var", node, form, "a %value")
         return self.lookup(node.children[0])
@@ -288,6 +294,7 @@ _FIELD_READERS: dict[FieldKind, Callable[[ValueReader, FieldForm, Node], object]
     FieldKind.EXPR: lambda reader, form, node: reader.expr(node),
     FieldKind.VAR: ValueReader.var_field,
     FieldKind.EXPRS: lambda reader, form, node: reader.list_field(form, node, reader.expr),
+    FieldKind.EXPR_OR_EXPRS: ValueReader.expr_or_exprs_field,
     FieldKind.INTS: lambda reader, form, node: reader.list_field(form, node, reader.int),
     FieldKind.INT: lambda reader, form, node: reader.int(node),
     FieldKind.BOOL: lambda reader, form, node: reader.bool(node),

@@ -1,8 +1,9 @@
 """Thread IR's warpgroup instructions (sm_90a): ``wgmma.mma_async`` on shared-memory operands named by matrix
-descriptors, its fence, commit and wait, and the async-proxy fence that orders ordinary shared-memory writes
-before ``wgmma`` reads them. The PTX ISA defines them (section "Asynchronous Warpgroup Level Matrix
-Multiply-Accumulate Instructions": ``wgmma.mma_async``, ``wgmma.fence``, ``wgmma.commit_group``,
-``wgmma.wait_group``; "Parallel Synchronization and Communication Instructions": ``fence.proxy.async``).
+descriptors (A may instead be in registers), its fence, commit and wait, and the async-proxy fence that
+orders ordinary shared-memory writes before ``wgmma`` reads them. The PTX ISA defines them (section
+"Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions": ``wgmma.mma_async``, ``wgmma.fence``,
+``wgmma.commit_group``, ``wgmma.wait_group``; "Parallel Synchronization and Communication Instructions":
+``fence.proxy.async``).
 
 A *warpgroup* is four consecutive warps whose first warp index is a multiple of four (threads 128 g to
 128 g + 127); ``wgmma`` and its fence, commit and wait run on all 128 threads of a warpgroup together.
@@ -28,6 +29,13 @@ matrices of 16-byte rows, ``((8,m),(T,2)):((T,SBO/2),(1,LBO/2))``: row r, value 
 ``CLayout_64xN``): register i of the thread of lane l in warp w (``i = 4 j + r``) holds D's element at row
 ``16 (w % 4) + l // 4 + 8 (r // 2)``, column ``8 j + 2 (l % 4) + r % 2``.
 
+**A in registers** (ISA "Matrix Fragments for wgmma.mma_async.m64nNk16", Figure 148; CUTLASS's
+``ALayout_64x16``, which is its ``CLayout_64x16``): four ``.f16x2`` registers a thread, elements a0 .. a7 low
+to high. Warp ``w % 4`` of the warpgroup holds rows ``16 (w % 4)`` to ``16 (w % 4) + 15``, as ``mma.sync``
+m16n8k16 holds its A (``tilevm.layout``'s ``mma_fragments("m16n8k16", "f16").a``): with ``g = l // 4``,
+``t = l % 4``, element e (0 the low half) of register r is at row ``16 (w % 4) + g + 8 (r % 2)``, column
+``2 t + e + 8 (r // 2)``. PTX has no ``imm-trans-a`` for this form: A is K-major.
+
 >>> hex(matrix_descriptor(start_bytes=0x400, leading_bytes=16, stride_bytes=1024, swizzle_bytes=128))
 '0x4000004000010040'
 >>> MatrixDescriptor.decode(0x4000004000010040)
@@ -41,9 +49,12 @@ from dataclasses import dataclass
 from tilevm.dtypes import DType, bfloat16, float16, float32, uint64
 from tilevm.ir.expr import BinaryExpr, CastExpr, Const, Expr, IRTypeError, Var
 from tilevm.ir.inst import Instruction, describe
-from tilevm.ir.types import ScalarType
+from tilevm.ir.thread.values import register_bits
+from tilevm.ir.types import ScalarType, VectorType
 
 __all__ = [
+    "A_REGISTERS",
+    "HELD_BITS",
     "SWIZZLE_MODES",
     "WARPGROUP_SIZE",
     "WGMMA_DTYPES",
@@ -61,6 +72,10 @@ __all__ = [
 WARPGROUP_SIZE = 128
 #: the operand dtypes of wgmma with float32 accumulators that this IR has (both operands alike)
 WGMMA_DTYPES = (float16, bfloat16)
+#: the registers of a thread's A fragment (two 16-bit values each: 8 of the warpgroup's 64 x 16)
+A_REGISTERS = 4
+#: the widths of the registers that ``wgmma_wait_group`` may hold: those one inline PTX operand takes
+HELD_BITS = (16, 32, 64)
 #: the descriptor's swizzle mode (bits 62-63) of each swizzle width in bytes; 0 bytes is no swizzle
 SWIZZLE_MODES = {0: 0, 128: 1, 64: 2, 32: 3}
 
@@ -139,6 +154,16 @@ def _expect_descriptor(value: Expr, name: str) -> None:
         raise IRTypeError(f"wgmma's {name} is a uint64 matrix descriptor, got {describe(value.type)}")
 
 
+def _expect_fragment(registers: tuple[Expr, ...], dtype: DType) -> None:
+    expected = VectorType(dtype, 2)
+    actual = [describe(value.type) for value in registers]
+    if len(registers) != A_REGISTERS or any(value.type != expected for value in registers):
+        raise IRTypeError(
+            f"wgmma's a in registers is {A_REGISTERS} {expected} registers (the thread's A fragment), "
+            f"got [{', '.join(actual)}]"
+        )
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Wgmma(Instruction):
     """``D = A @ B + C`` by one warpgroup (PTX ``wgmma.mma_async.sync.aligned.m64n<n>k16.f32.<t>.<t> d,
@@ -148,15 +173,21 @@ class Wgmma(Instruction):
     values of k. ``c`` and ``outputs`` are the thread's n / 2 float32 accumulator registers, in the order
     of the module's docstring. ``n`` is a multiple of 8 from 8 to 256.
 
+    ``a`` may instead be the thread's A fragment, four ``vector<dtype, 2>`` registers in the order of the
+    module's docstring (PTX ``... d, {a0, a1, a2, a3}, b-desc, 1, 1, 1, 0``: the register form has no
+    ``imm-trans-a``): what a kernel computed in registers (a dequantized or rescaled operand) multiplies
+    without a round trip through shared memory.
+
     The instruction is asynchronous: its operands' shared memory may be written, and its ``outputs`` read,
     only after a ``WgmmaCommitGroup`` and a ``WgmmaWaitGroup`` that waits for it, through the wait's outputs;
-    until then they go only to the ``c`` of further wgmma. ``WgmmaFence`` must come before the first wgmma
-    and whenever the accumulator registers were written otherwise since."""
+    until then they go only to the ``c`` of further wgmma. Registers of A are read asynchronously too: the
+    wait names them in its ``held`` so that they keep their registers until then. ``WgmmaFence`` must come
+    before the first wgmma and whenever the accumulator or A registers were written otherwise since."""
 
     outputs: tuple[Var, ...]
     n: int
     dtype: DType
-    a: Expr
+    a: Expr | tuple[Expr, ...]
     b: Expr
     c: tuple[Expr, ...]
     opname = "wgmma"
@@ -167,7 +198,10 @@ class Wgmma(Instruction):
             raise IRTypeError(f"wgmma's n is a multiple of 8 from 8 to 256, got {self.n}")
         if self.dtype not in WGMMA_DTYPES:
             raise IRTypeError(f"wgmma multiplies float16 or bfloat16, not {self.dtype}")
-        _expect_descriptor(self.a, "a")
+        if self.a_in_registers:
+            _expect_fragment(self.a, self.dtype)
+        else:
+            _expect_descriptor(self.a, "a")
         _expect_descriptor(self.b, "b")
         accumulators = (ScalarType(float32),) * (self.n // 2)
         actual = tuple(value.type for value in self.c)
@@ -177,6 +211,11 @@ class Wgmma(Instruction):
                 f"got [{', '.join(describe(value_type) for value_type in actual)}]"
             )
         return accumulators
+
+    @property
+    def a_in_registers(self) -> bool:
+        """Whether ``a`` is the thread's A fragment (registers) rather than a shared-memory descriptor."""
+        return isinstance(self.a, tuple)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -201,11 +240,17 @@ class WgmmaWaitGroup(Instruction):
     ``wgmma.wait_group.sync.aligned N``). ``accumulators`` are float32 registers that those wgmma write;
     ``outputs`` are the same values, and only these may be read after the wait (reading a register that a
     wgmma still writes is undefined in PTX): the data dependence keeps a compiler from moving a read of an
-    accumulator above the wait, as CUTLASS's ``warpgroup_fence_operand`` does."""
+    accumulator above the wait, as CUTLASS's ``warpgroup_fence_operand`` does.
+
+    ``held`` are registers that those wgmma read (their A fragments; a 16, 32 or 64-bit scalar or vector
+    each): the wgmma reads them any time before the wait, so code generation uses them once more after it,
+    which keeps a compiler from changing them or reusing their registers in between (PTX: modifying them
+    before the wait is undefined)."""
 
     outputs: tuple[Var, ...] = ()
     pending: int
     accumulators: tuple[Expr, ...] = ()
+    held: tuple[Expr, ...] = ()
     opname = "wgmma_wait_group"
     defined_fields = ("outputs",)
 
@@ -216,6 +261,12 @@ class WgmmaWaitGroup(Instruction):
             if value.type != ScalarType(float32):
                 raise IRTypeError(
                     f"wgmma_wait_group's accumulator {position} is a float32 register, "
+                    f"got {describe(value.type)}"
+                )
+        for position, value in enumerate(self.held):
+            if register_bits(value.type) not in HELD_BITS:
+                raise IRTypeError(
+                    f"wgmma_wait_group's held register {position} is a 16, 32 or 64-bit scalar or vector, "
                     f"got {describe(value.type)}"
                 )
         return (ScalarType(float32),) * len(self.accumulators)

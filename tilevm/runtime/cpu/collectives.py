@@ -56,7 +56,14 @@ from tilevm.runtime.reference.errors import ExecutionError
 if TYPE_CHECKING:
     from tilevm.runtime.cpu.compiler import Compiler
 
-__all__ = ["COLLECTIVES", "group_threads", "scatter", "warp_threads"]
+__all__ = [
+    "COLLECTIVES",
+    "fragment_carriers",
+    "group_threads",
+    "operand_positions",
+    "scatter",
+    "warp_threads",
+]
 
 _LANE = np.arange(WARP_SIZE)
 _GROUP, _THREAD = _LANE >> 2, _LANE % 4
@@ -99,7 +106,7 @@ def scatter(batch: Batch, threads: np.ndarray, values: np.ndarray, dtype: DType)
     return full
 
 
-def _operand_positions(bits: int, registers: int, operand: str) -> tuple[np.ndarray, np.ndarray]:
+def operand_positions(bits: int, registers: int, operand: str) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns ``[32, registers, e]`` of the elements of an A or B fragment (see the module)."""
     per_register = 32 // bits
     register = np.arange(registers)[None, :, None]
@@ -118,7 +125,7 @@ def _accumulator_positions(per_register: int) -> tuple[np.ndarray, np.ndarray]:
     return _GROUP[:, None, None] + 8 * (index // 2), 2 * _THREAD[:, None, None] + index % 2
 
 
-def _fragment(
+def fragment_carriers(
     batch: Batch, threads: np.ndarray, registers: list[np.ndarray], dtype: DType, each: int
 ) -> np.ndarray:
     """The carriers ``[warps, 32, registers, each]`` of one lane-fragment, from its registers."""
@@ -142,8 +149,8 @@ def _mma(compiler: Compiler, instruction: Mma) -> Step:
     rows, columns, depth = (
         int(extent) for extent in re.fullmatch(r"m(\d+)n(\d+)k(\d+)", instruction.shape).groups()
     )
-    a_rows, a_columns = _operand_positions(a_dtype.nbits, len(instruction.a), "a")
-    b_rows, b_columns = _operand_positions(b_dtype.nbits, len(instruction.b), "b")
+    a_rows, a_columns = operand_positions(a_dtype.nbits, len(instruction.a), "a")
+    b_rows, b_columns = operand_positions(b_dtype.nbits, len(instruction.b), "b")
     c_rows, c_columns = _accumulator_positions(c_each)
     carrier = np.int64 if a_dtype.is_integer else np.float64
     where = f"mma {instruction.shape}"
@@ -155,11 +162,11 @@ def _mma(compiler: Compiler, instruction: Mma) -> Step:
         a, b, c = ([value(batch) for value in values] for values in operands)
         warps = threads.size // WARP_SIZE
         a_matrix = np.zeros((warps, rows, depth), dtype=carrier)
-        a_matrix[:, a_rows, a_columns] = _fragment(batch, threads, a, a_dtype, 32 // a_dtype.nbits)
+        a_matrix[:, a_rows, a_columns] = fragment_carriers(batch, threads, a, a_dtype, 32 // a_dtype.nbits)
         b_matrix = np.zeros((warps, depth, columns), dtype=carrier)
-        b_matrix[:, b_rows, b_columns] = _fragment(batch, threads, b, b_dtype, 32 // b_dtype.nbits)
+        b_matrix[:, b_rows, b_columns] = fragment_carriers(batch, threads, b, b_dtype, 32 // b_dtype.nbits)
         c_matrix = np.zeros((warps, rows, columns), dtype=carrier)
-        c_matrix[:, c_rows, c_columns] = _fragment(batch, threads, c, c_dtype, c_each)
+        c_matrix[:, c_rows, c_columns] = fragment_carriers(batch, threads, c, c_dtype, c_each)
         products = a_matrix[:, :, :, None] * b_matrix[:, None, :, :]
         total = products.sum(axis=2) + c_matrix
         rounded = semantic_carrier(total, c_dtype)

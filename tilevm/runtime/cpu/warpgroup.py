@@ -1,6 +1,6 @@
 """The warpgroup instructions of sm_90a (``wgmma`` and its fence, commit and wait) and the async-proxy fence,
 from the PTX ISA's definitions that ``tilevm.ir.thread.warpgroup`` transcribes (matrix descriptors, the
-K-major shared-memory layouts, the accumulator register order).
+K-major shared-memory layouts, the register orders of A and of the accumulators).
 
 **wgmma** is warpgroup-collective: the block's thread count must be a multiple of 128; a warpgroup whose 128
 threads are all active runs it, one with none skips it, and one with only some is an error
@@ -12,6 +12,11 @@ byte must have been written before the last barrier (the whole warpgroup receive
 ``ldmatrix`` warp does). A nonzero base offset (swizzle patterns not on their 8 W-byte boundaries) is an
 error: the interpreter, like this IR, places patterns on their boundaries.
 
+**A in registers**: each warp of the warpgroup gives 16 rows of A (warp ``w % 4`` rows ``16 (w % 4)`` on)
+from its lanes' four registers, laid out as ``mma.sync`` m16n8k16's A fragment, so they are gathered as
+``collectives`` gathers that one (its positions, written from the ISA's formulas); only B is read from
+shared memory.
+
 The arithmetic is ``mma``'s: each product of two float16 or bfloat16 values is exact in float64, the 16
 products are summed in float64, C is added, and the sum is rounded once to float32.
 
@@ -19,8 +24,8 @@ The interpreter completes a wgmma when it is issued: it reads the operands then 
 time before the wait, so a program must not change them in between: the race checks, which need a barrier
 between any write and the read, catch most such programs) and its outputs hold D at once. So the fences,
 the commit and the wait have nothing to order or wait for: ``wgmma_wait_group`` only passes its
-accumulators to its outputs, and ``fence_proxy_async`` does nothing, since every access is seen by every
-later one already (see ``memory``'s fence).
+accumulators to its outputs (its held registers, read already, are nothing to it), and ``fence_proxy_async``
+does nothing, since every access is seen by every later one already (see ``memory``'s fence).
 
 >>> sorted(cls.__name__ for cls in WARPGROUP)
 ['FenceProxyAsync', 'Wgmma', 'WgmmaCommitGroup', 'WgmmaFence', 'WgmmaWaitGroup']
@@ -36,11 +41,11 @@ import numpy as np
 from tilevm.dtypes import DType, float32
 from tilevm.ir.semantics import to_carrier as semantic_carrier
 from tilevm.ir.thread import FenceProxyAsync, Wgmma, WgmmaCommitGroup, WgmmaFence, WgmmaWaitGroup
-from tilevm.ir.thread.warpgroup import WARPGROUP_SIZE, MatrixDescriptor
-from tilevm.runtime.cpu.collectives import group_threads, scatter
+from tilevm.ir.thread.warpgroup import A_REGISTERS, WARPGROUP_SIZE, MatrixDescriptor
+from tilevm.runtime.cpu.collectives import fragment_carriers, group_threads, operand_positions, scatter
 from tilevm.runtime.cpu.control import Step
 from tilevm.runtime.cpu.registers import from_carrier, from_codes, to_carrier
-from tilevm.runtime.cpu.state import Batch
+from tilevm.runtime.cpu.state import WARP_SIZE, Batch
 from tilevm.runtime.reference.errors import ExecutionError
 
 if TYPE_CHECKING:
@@ -48,8 +53,10 @@ if TYPE_CHECKING:
 
 __all__ = ["WARPGROUP", "operand_chunks", "warpgroup_threads"]
 
-#: rows of wgmma's A (m64)
-_A_ROWS = 64
+#: rows of wgmma's A (m64), its depth (k16), and the rows of it that one warp's registers hold
+_A_ROWS, _DEPTH, _WARP_ROWS = 64, 16, 16
+#: the rows and columns ``[32, 4, 2]`` of a warp's part of A in its lanes' fragment registers
+_FRAGMENT_ROWS, _FRAGMENT_COLUMNS = operand_positions(16, A_REGISTERS, "a")
 
 
 def warpgroup_threads(batch: Batch, what: str) -> np.ndarray:
@@ -135,9 +142,32 @@ def _operands(
     )
 
 
+def _a_reader(compiler: Compiler, instruction: Wgmma) -> Callable[[Batch, np.ndarray], np.ndarray]:
+    """How a wgmma reads the values ``[warpgroups, 64, 16]`` of its A in a batch, given the threads that run
+    it: from shared memory by the descriptor, or from each thread's fragment registers."""
+    dtype = instruction.dtype
+    if not instruction.a_in_registers:
+        descriptor = compiler.expression(instruction.a)
+
+        def from_shared(batch: Batch, threads: np.ndarray) -> np.ndarray:
+            bits = _uniform_descriptors(batch, threads, descriptor(batch), "a")
+            return _operands(batch, threads[::WARPGROUP_SIZE], bits, _A_ROWS, "a", dtype)
+
+        return from_shared
+    registers = tuple(compiler.expression(value) for value in instruction.a)
+
+    def from_registers(batch: Batch, threads: np.ndarray) -> np.ndarray:
+        values = fragment_carriers(batch, threads, [register(batch) for register in registers], dtype, 2)
+        per_warp = np.zeros((threads.size // WARP_SIZE, _WARP_ROWS, _DEPTH))
+        per_warp[:, _FRAGMENT_ROWS, _FRAGMENT_COLUMNS] = values
+        return per_warp.reshape(-1, _A_ROWS, _DEPTH)  # a warpgroup's warps are consecutive
+
+    return from_registers
+
+
 def _wgmma(compiler: Compiler, instruction: Wgmma) -> Step:
     slots = tuple(compiler.slot(output) for output in instruction.outputs)
-    a, b = compiler.expression(instruction.a), compiler.expression(instruction.b)
+    read_a, b = _a_reader(compiler, instruction), compiler.expression(instruction.b)
     accumulators = tuple(compiler.expression(value) for value in instruction.c)
     n, dtype = instruction.n, instruction.dtype
     rows, columns = _accumulator_positions(n)
@@ -147,11 +177,9 @@ def _wgmma(compiler: Compiler, instruction: Wgmma) -> Step:
         threads = warpgroup_threads(batch, what)
         if not threads.size:
             return
-        a_bits, b_bits = (
-            _uniform_descriptors(batch, threads, value(batch), name) for value, name in ((a, "a"), (b, "b"))
-        )
+        a_values = read_a(batch, threads)
+        b_bits = _uniform_descriptors(batch, threads, b(batch), "b")
         firsts = threads[::WARPGROUP_SIZE]
-        a_values = _operands(batch, firsts, a_bits, _A_ROWS, "a", dtype)
         b_values = _operands(batch, firsts, b_bits, n, "b", dtype)
         registers = [np.broadcast_to(value(batch), (batch.size,))[threads] for value in accumulators]
         c = to_carrier(np.stack(registers, axis=1), float32).reshape(-1, WARPGROUP_SIZE, n // 2)
