@@ -364,7 +364,9 @@ def test_stores_into_an_operand_the_tensor_cores_read_are_fenced():
 
 def _thread_ir(program, target):
     lowered = run_pipeline(
-        dataclasses.replace(program, target=target), CompileOptions(target=target or "cpu"), (lower_to_threads,)
+        dataclasses.replace(program, target=target),
+        CompileOptions(target=target or "cpu"),
+        (lower_to_threads,),
     )
     return print_program(lowered, THREAD_IR)
 
