@@ -353,13 +353,47 @@ def test_stores_into_an_operand_the_tensor_cores_read_are_fenced():
     for target, fences in ((None, 1), ("sm_90a", 1), ("sm_90", 0), ("sm_80", 0)):
         text = _thread_ir(program, target)
         assert text.count("fence_proxy_async()") == fences, target
-        if fences:  # right after the store, before the barrier
+        if fences:  # after the store, right before the barrier of the sync
             lines = text.splitlines()
             fence = next(i for i, line in enumerate(lines) if "fence_proxy_async()" in line)
-            assert "store(" in lines[fence - 1] and "barrier()" in "".join(lines[fence + 1 :]), target
+            assert any("store(" in line for line in lines[:fence]), target
+            assert "barrier()" in lines[fence + 1], target
     reference, lowered = run_both(_stored_operand_kernel(), (1,), x, w, y.clone())
     assert_same_bytes(reference, lowered)
     torch.testing.assert_close(lowered[2].double(), x.double() @ w.double().T, rtol=1e-6, atol=1e-6)
+
+
+def test_the_fence_goes_before_the_first_barrier_after_the_stores():
+    """In a loop whose body ends with a store into the dot's operand, the barrier at the top of the body
+    (after the previous iteration's store) is fenced, the one between the dot and the store is not; the
+    lowered loop computes the float64 product."""
+
+    @tv.kernel(num_warps=4)
+    def stored_in_loop(x: tv.Tensor, w: tv.Tensor, y: tv.Tensor):
+        xs = tv.shared_tensor(x.dtype, [64, 16])
+        ws = tv.shared_tensor(x.dtype, [8, 16])
+        tv.copy_async(xs, x, offsets=[0, 0])
+        tv.copy_async_commit()
+        tv.store_shared(ws, tv.load_global(w, offsets=[0, 0], shape=[8, 16]))
+        tv.copy_async_wait(0)
+        acc = tv.register_tensor(tv.float32, [64, 8], init=0.0)
+        for j in range(3):
+            tv.sync()
+            acc = tv.dot(xs, tv.permute(ws, [1, 0]), acc)
+            tv.sync()
+            tv.store_shared(ws, tv.load_global(w, offsets=[8 * (j + 1), 0], shape=[8, 16]))
+        tv.store_global(y, acc, offsets=[0, 0])
+
+    x, w, y = torch.randn(64, 16).half(), torch.randn(32, 16).half(), torch.zeros(64, 8)
+    lines = _thread_ir(stored_in_loop.ir(x, w, y), "sm_90a").splitlines()
+    barriers = [i for i, line in enumerate(lines) if "barrier()" in line]
+    fenced = [i for i in barriers if "fence_proxy_async()" in lines[i - 1]]
+    assert len(barriers) >= 2 and fenced == [barriers[0]]  # the loop's top barrier, in the lowered body
+    assert sum("fence_proxy_async()" in line for line in lines) == 1
+    reference, lowered = run_both(stored_in_loop, (1,), x, w, y.clone())
+    assert_same_bytes(reference, lowered)
+    expected = sum(x.double() @ w[8 * j : 8 * j + 8].double().T for j in range(3))
+    torch.testing.assert_close(lowered[2].double(), expected, rtol=1e-6, atol=1e-5)
 
 
 def _thread_ir(program, target):

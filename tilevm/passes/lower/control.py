@@ -22,6 +22,7 @@ from tilevm.ir import (
     While,
 )
 from tilevm.ir.expr import Const
+from tilevm.ir.stmt import Body
 from tilevm.passes.lower.lowering import GlobalTensor, Handler, Lowering, splat, tile_layout
 
 __all__ = ["HANDLERS"]
@@ -32,16 +33,31 @@ def _unchanged(lowering: Lowering, statement: LetScalar | DeclareScalar | Assign
 
 
 def _for(lowering: Lowering, loop: For) -> None:
-    lowering.emit(dataclasses.replace(loop, body=lowering.lower_body(loop.body)))
+    lowering.emit(dataclasses.replace(loop, body=_loop_body(lowering, loop.body)))
 
 
 def _while(lowering: Lowering, loop: While) -> None:
-    lowering.emit(dataclasses.replace(loop, body=lowering.lower_body(loop.body)))
+    lowering.emit(dataclasses.replace(loop, body=_loop_body(lowering, loop.body)))
+
+
+def _loop_body(lowering: Lowering, body: Body) -> Body:
+    """A loop's lowered body. Its first ``sync`` may follow stores of the iteration before, for the tensor
+    cores to read (``Lowering.unfenced_stores``); after the loop, the state before it holds where it ran no
+    iteration."""
+    if lowering.stores_for_tensor_cores(body):
+        lowering.unfenced_stores = True
+    before = lowering.unfenced_stores
+    lowered = lowering.lower_body(body)
+    lowering.unfenced_stores = before or lowering.unfenced_stores
+    return lowered
 
 
 def _if(lowering: Lowering, branch: If) -> None:
+    before = lowering.unfenced_stores
     then_body = lowering.lower_body(branch.then_body)
+    after_then, lowering.unfenced_stores = lowering.unfenced_stores, before
     else_body = lowering.lower_body(branch.else_body)
+    lowering.unfenced_stores = after_then or lowering.unfenced_stores
     lowering.emit(dataclasses.replace(branch, then_body=then_body, else_body=else_body))
 
 

@@ -15,8 +15,8 @@ IR lowers two ways.
   commit last, then a wait for all of them, so that the result is complete when the dot is; a dot with
   ``wait`` false skips the wait, and a ``dot_wait`` later waits and passes the running results' registers
   through it (``Lowering.in_flight`` lists them; the A registers of running dots are held to it too,
-  ``Lowering.held``). A ``store_shared`` into a tile the tensor cores read is followed by an async-proxy
-  fence (``Lowering.async_proxy_views``), so that, with the barrier a ``sync`` makes, those ordinary
+  ``Lowering.held``). The first ``sync`` after a ``store_shared`` into a tile the tensor cores read
+  fences the async proxy before its barrier (``Lowering.async_proxy_views``), so that those ordinary
   writes are seen by the tensor cores; ``cp.async`` writes need no fence, as in CUTLASS and Triton.
 - **Through registers** (every other case): the shared operands are read into the ``mma.sync`` operand
   layouts that fit the accumulator (``ldmatrix`` where the shared layout allows; an A in registers is in
@@ -197,9 +197,7 @@ def _by_warpgroups(lowering: Lowering, dot: SharedDot, a: _Operand | None, b: _O
         lowering.held.extend(held)
         return
     results = tuple(Var("acc", ScalarType(float32)) for _ in chains)
-    lowering.emit(
-        WgmmaWaitGroup(outputs=results, pending=0, accumulators=tuple(chains), held=tuple(held))
-    )
+    lowering.emit(WgmmaWaitGroup(outputs=results, pending=0, accumulators=tuple(chains), held=tuple(held)))
     lowering.bind(dot.output, _registers(lowering, results))
 
 

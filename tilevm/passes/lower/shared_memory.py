@@ -105,6 +105,9 @@ def _permute_shared(lowering: Lowering, instruction: PermuteShared) -> None:
 
 
 def _sync(lowering: Lowering, instruction: Sync) -> None:
+    if lowering.unfenced_stores:  # stores the tensor cores read (``Lowering.async_proxy_views``)
+        lowering.emit(FenceProxyAsync())
+        lowering.unfenced_stores = False
     lowering.emit(Barrier())
 
 
@@ -206,8 +209,8 @@ def _store_shared(lowering: Lowering, instruction: StoreShared) -> None:
             lowering.emit(Store(pointer=byte_pointer(tile, offset), value=part, predicate=predicate))
         else:
             _store_bits(lowering, tile.dtype, offset, _part(value, register.local_size, group, 1), predicate)
-    if instruction.tensor in lowering.async_proxy_views:  # the tensor cores read it (Lowering's docs)
-        lowering.emit(FenceProxyAsync())
+    if instruction.tensor in lowering.async_proxy_views:  # fenced at the next sync
+        lowering.unfenced_stores = True
 
 
 def _part(value: Expr, length: int, first: int, width: int) -> Expr:
