@@ -329,12 +329,13 @@ def _memory_forms() -> Iterator[Form]:
             Store(pointer=kernel.pointer(register.dtype, "out"), value=shared_loaded, predicate=flag)
         )
         yield kernel.program()
-    for size, cache, zero_fill in itertools.product(COPY_ASYNC_BYTES, ("all", "global"), (False, True)):
+    fills = ("full", "zero_fill", "whole_or_none")  # src-size a constant, a register, or ignore-src
+    for size, cache, fill in itertools.product(COPY_ASYNC_BYTES, ("all", "global"), fills):
         if cache == "global" and size != 16:
             continue
-        kernel = _Kernel(_name("cp_async", size, cache, "zero_fill" if zero_fill else "full"))
+        kernel = _Kernel(_name("cp_async", size, cache, fill))
         source = kernel.pointer(uint8)
-        source_size = kernel.scalar(int32) if zero_fill else Const(size, int32)
+        source_size = _source_size(kernel, size, fill)
         kernel.body += [
             CopyAsyncGroup(
                 destination=_shared(uint8), source=source, size=size, source_size=source_size, cache=cache
@@ -498,3 +499,13 @@ def all_forms() -> list[Form]:
         *_control_forms(),
         *_expression_forms(),
     ]
+
+
+def _source_size(kernel: _Kernel, size: int, fill: str) -> Expr:
+    """A cp.async's src-size: all ``size`` bytes, a register's count, or all or none by a condition."""
+    if fill == "full":
+        return Const(size, int32)
+    if fill == "zero_fill":
+        return kernel.scalar(int32)
+    read = BinaryExpr("lt", kernel.scalar(int32), Const(7, int32))
+    return Select(read, Const(size, int32), Const(0, int32))

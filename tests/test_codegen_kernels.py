@@ -94,6 +94,8 @@ def test_copies_run_asynchronously() -> None:
     source_size=%n, cache="global")
   cp_async(destination=shared_pointer<uint8>(1024 + (thread_index() * 8)), source=%x, size=8, source_size=%n)
   cp_async(destination=shared_pointer<uint8>(2048 + (thread_index() * 4)), source=%x, size=4, source_size=4)
+  cp_async(destination=shared_pointer<uint8>(3072 + (thread_index() * 16)), source=%x, size=16, \
+    source_size=select(thread_index() < %n, 16, 0), cache="global")
   cp_async_commit_group()
   cp_async_wait_group(pending=1)
   barrier(barrier_id=3)
@@ -107,6 +109,7 @@ def test_copies_run_asynchronously() -> None:
         CHECK: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16, {{%r[0-9]+}};
         CHECK: cp.async.ca.shared.global [{{.*}}], [{{.*}}], 8, {{%r[0-9]+}};
         CHECK: cp.async.ca.shared.global [{{.*}}], [{{.*}}], 4;
+        CHECK: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16, ignore;
         CHECK: cp.async.commit_group;
         CHECK: cp.async.wait_group 1;
         CHECK: bar.sync 3;

@@ -85,9 +85,9 @@ def test_the_stages_are_filled_by_16_byte_cp_async_and_read_by_ldmatrix_x4(progr
         str_of(thread_program),
         """
         CHECK: for %K
-        CHECK: cp_async(destination=shared_pointer<float16>({{.*}}), source=pointer_add(%a, {{.*}}),
+        CHECK: cp_async(destination=shared_pointer<float16>({{.*}}), source=pointer_add(%a, {{[^)]*}}),
         CHECK-SAME: size=16, source_size={{.*}}, cache="global")
-        CHECK: cp_async(destination=shared_pointer<float16>({{.*}}), source=pointer_add(%b, {{.*}}),
+        CHECK: cp_async(destination=shared_pointer<float16>({{.*}}), source=pointer_add(%b, {{[^)]*}}),
         CHECK-SAME: size=16, source_size={{.*}}, cache="global")
         CHECK-NEXT: cp_async_commit_group()
         CHECK-NEXT: cp_async_wait_group(pending=1)

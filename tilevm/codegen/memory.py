@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from tilevm.codegen.context import FunctionContext, InstructionHandler
 from tilevm.codegen.llvm_types import ir, llvm_type
+from tilevm.dtypes import boolean
 from tilevm.ir.expr import Const, Expr
 from tilevm.ir.thread import (
     Atomic,
@@ -30,11 +31,13 @@ from tilevm.ir.thread import (
     Store,
     Trap,
 )
-from tilevm.ir.thread.values import register_bits
+from tilevm.ir.thread.values import Select, register_bits
+from tilevm.ir.types import ScalarType
 
 __all__ = ["HANDLERS", "access_type"]
 
 _I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
 
 
 def access_type(width: int) -> ir.Type:
@@ -106,7 +109,35 @@ def _copy_async(context: FunctionContext, instruction: CopyAsyncGroup) -> None:
     if isinstance(size, Const) and size.value == instruction.size:  # reads every byte: no zero fill
         context.call(name, ir.VoidType(), [destination, source])
         return
+    if _all_or_nothing(size, instruction.size):
+        _copy_unless(context, cache, instruction.size, destination, source, context.value(size.condition))
+        return
     context.call(f"{name}.s", ir.VoidType(), [destination, source, _int32(context, context.value(size))])
+
+
+def _all_or_nothing(size: Expr, whole: int) -> bool:
+    """Whether ``size`` is ``select(condition, whole, 0)``: the chunk is read whole or not at all."""
+    return (
+        isinstance(size, Select)
+        and isinstance(size.if_true, Const)
+        and isinstance(size.if_false, Const)
+        and (size.if_true.value, size.if_false.value) == (whole, 0)
+        and size.condition.type == ScalarType(boolean)
+    )
+
+
+def _copy_unless(
+    context: FunctionContext, cache: str, size: int, destination: ir.Value, source: ir.Value, read: ir.Value
+) -> None:
+    """``cp.async`` with its ignore-src predicate (``!read``: zeros where the chunk is not read). With the
+    byte count of the intrinsic's zero fill instead, ptxas turns a ``selp`` of 16 or 0 back into that
+    predicate: two instructions a copy more (the prefill kernel issues ten copies a thread an iteration)."""
+    text = (
+        "{ .reg .pred ignore; not.pred ignore, $2; "
+        f"cp.async.{cache}.shared.global [$0], [$1], {size}, ignore; }}"
+    )
+    addresses = [context.builder.ptrtoint(pointer, _I64) for pointer in (destination, source)]
+    context.inline_ptx(ir.VoidType(), text, "l,l,b,~{memory}", [*addresses, read], side_effect=True)
 
 
 def _int32(context: FunctionContext, value: ir.Value) -> ir.Value:

@@ -338,12 +338,14 @@ def _copy_chunk(
             if inside is not None:
                 size = Select(inside, size, Const(0, int32))
         cache = "global" if plan.width * nbits == MAX_ACCESS_BITS else "all"
+        # a choice of all or nothing stays a select, which codegen makes cp.async's ignore-src predicate
+        whole_or_none = isinstance(size, Select) and isinstance(size.if_true, Const)
         lowering.emit(
             CopyAsyncGroup(
                 destination=destination,
                 source=source,
                 size=plan.width * nbits // 8,
-                source_size=lowering.let("source_size", size),
+                source_size=size if whole_or_none else lowering.let("source_size", size),
                 cache=cache,
             )
         )
