@@ -267,7 +267,7 @@ WARPGROUP_WIDTHS = (4, 8)
 def warpgroup_config(bits: int) -> PrefillConfig:
     """The prefill kernel on the warpgroups (``PrefillConfig.warpgroups``: ``wgmma``, sm_90a) for 4 and 8
     bits: 8 warps, blocks of 128 columns by 256 rows of X (each warpgroup's accumulator 64 x 256), an
-    iteration of 64 values of k, 4 stages. H100, M = 4096, 8192x8192 (torch fp16: 716 to 727 µs), µs
+    iteration of 64 values of k, 4 stages. H100, M = 4096, 8192x8192 (torch fp16: 716 to 729 µs), µs
     (``benchmarks/prefill_configs.py``):
 
     | blocks (columns x rows), stages | int4 | int8 |
@@ -276,7 +276,8 @@ def warpgroup_config(bits: int) -> PrefillConfig:
     | 128 x 128, 3 (before the 16-byte stores of ``PrefillPlan.stored``) | 1410 | 1504 |
     | 128 x 256, 3 (the copies issued before the dot) | 958 | 986 |
     | 128 x 256, 4, the copies issued before the dot | 939 | 990 |
-    | 128 x 256, 4 (the dot issued first) | 883 | 934 |
+    | 128 x 256, 4, the dot issued first | 883 | 934 |
+    | the same, the copies with cp.async's ignore-src predicate (the default) | 855 | 913 |
     | 128 x 256, 5 | 925 | |
     | 128 x 256, 4, a dot left running (``running=1``) | 941 | 995 |
 
