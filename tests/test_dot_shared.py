@@ -21,32 +21,38 @@ from tilevm.passes.pipeline import TILE_PASSES
 from tilevm.runtime.reference.errors import ExecutionError
 
 
-def shared_dot_kernel(num_warps: int):
+def shared_dot_kernel(num_warps: int, a_in_registers: bool = False):
+    """``y = x @ w.T``, both operands K-major in shared memory, k in windows of BK; with
+    ``a_in_registers``, x's window is loaded into registers instead (the A operand in registers:
+    ``wgmma``'s register fragment on sm_90a, ``mma.sync`` elsewhere)."""
+
     @tv.kernel(num_warps=num_warps)
     def shared_dot(
         x: tv.Tensor, w: tv.Tensor, y: tv.Tensor, M: tv.constexpr, N: tv.constexpr, BK: tv.constexpr
     ):
-        # y[M, N] = x[M, K] @ w[N, K].T, both operands K-major in shared memory, k in windows of BK
         xs = tv.shared_tensor(x.dtype, [M, BK])
         ws = tv.shared_tensor(x.dtype, [N, BK])
         acc = tv.register_tensor(tv.float32, [M, N], init=0.0)
         for k0 in range(0, x.shape[1], BK):
-            tv.copy_async(xs, x, offsets=[0, k0])
+            if not a_in_registers:
+                tv.copy_async(xs, x, offsets=[0, k0])
             tv.copy_async(ws, w, offsets=[0, k0])
             tv.copy_async_commit()
+            a = tv.load_global(x, offsets=[0, k0], shape=[M, BK]) if a_in_registers else xs
             tv.copy_async_wait(0)
             tv.sync()
-            acc = tv.dot(xs, tv.permute(ws, [1, 0]), acc)
+            acc = tv.dot(a, tv.permute(ws, [1, 0]), acc)
             tv.sync()
         tv.store_global(y, acc, offsets=[0, 0])
 
     return shared_dot
 
 
-def pipelined_dot_kernel(num_warps: int):
+def pipelined_dot_kernel(num_warps: int, a_in_registers: bool = False):
     """``y = x @ w.T`` by dots left running (``wait=False``) on two buffers: the copies of window j + 1 go
     on while the tensor cores multiply window j, and ``dot_wait(0)`` before each barrier frees the
-    buffer the next copies fill."""
+    buffer the next copies fill. With ``a_in_registers``, x's next window loads into registers while the
+    tensor cores multiply this one, whose A registers must stay untouched until its wait."""
 
     @tv.kernel(num_warps=num_warps)
     def pipelined_dot(
@@ -56,21 +62,28 @@ def pipelined_dot_kernel(num_warps: int):
         ws = tv.shared_tensor(x.dtype, [2, N, BK])
         acc = tv.register_tensor(tv.float32, [M, N], init=0.0)
         windows = tv.cdiv(x.shape[1], BK)
-        tv.copy_async(tv.slice_shared(xs, [0, 0, 0], [M, BK]), x, offsets=[0, 0])
+        if not a_in_registers:
+            tv.copy_async(tv.slice_shared(xs, [0, 0, 0], [M, BK]), x, offsets=[0, 0])
         tv.copy_async(tv.slice_shared(ws, [0, 0, 0], [N, BK]), w, offsets=[0, 0])
         tv.copy_async_commit()
+        if a_in_registers:
+            a = tv.load_global(x, offsets=[0, 0], shape=[M, BK])
         for j in range(windows):
             tv.copy_async_wait(0)
             tv.dot_wait(0)
             tv.sync()
             if j + 1 < windows:
                 ahead = (j + 1) % 2
-                tv.copy_async(tv.slice_shared(xs, [ahead, 0, 0], [M, BK]), x, offsets=[0, (j + 1) * BK])
+                if not a_in_registers:
+                    tv.copy_async(tv.slice_shared(xs, [ahead, 0, 0], [M, BK]), x, offsets=[0, (j + 1) * BK])
                 tv.copy_async(tv.slice_shared(ws, [ahead, 0, 0], [N, BK]), w, offsets=[0, (j + 1) * BK])
             tv.copy_async_commit()
-            x_now = tv.slice_shared(xs, [j % 2, 0, 0], [M, BK])
             w_now = tv.permute(tv.slice_shared(ws, [j % 2, 0, 0], [N, BK]), [1, 0])
-            acc = tv.dot(x_now, w_now, acc, wait=False)
+            if a_in_registers:
+                acc = tv.dot(a, w_now, acc, wait=False)
+                a = tv.load_global(x, offsets=[0, (j + 1) * BK], shape=[M, BK])
+            else:
+                acc = tv.dot(tv.slice_shared(xs, [j % 2, 0, 0], [M, BK]), w_now, acc, wait=False)
         tv.dot_wait(0)
         tv.store_global(y, acc, offsets=[0, 0])
 
@@ -78,57 +91,11 @@ def pipelined_dot_kernel(num_warps: int):
 
 
 def register_a_kernel(num_warps: int):
-    """``y = x @ w.T`` with x's window loaded into registers (the A operand in registers: ``wgmma``'s
-    register fragment on sm_90a, ``mma.sync`` elsewhere) and w's copied into shared memory."""
-
-    @tv.kernel(num_warps=num_warps)
-    def register_a_dot(
-        x: tv.Tensor, w: tv.Tensor, y: tv.Tensor, M: tv.constexpr, N: tv.constexpr, BK: tv.constexpr
-    ):
-        ws = tv.shared_tensor(x.dtype, [N, BK])
-        acc = tv.register_tensor(tv.float32, [M, N], init=0.0)
-        for k0 in range(0, x.shape[1], BK):
-            tv.copy_async(ws, w, offsets=[0, k0])
-            tv.copy_async_commit()
-            a = tv.load_global(x, offsets=[0, k0], shape=[M, BK])
-            tv.copy_async_wait(0)
-            tv.sync()
-            acc = tv.dot(a, tv.permute(ws, [1, 0]), acc)
-            tv.sync()
-        tv.store_global(y, acc, offsets=[0, 0])
-
-    return register_a_dot
+    return shared_dot_kernel(num_warps, a_in_registers=True)
 
 
 def pipelined_register_a_kernel(num_warps: int):
-    """``pipelined_dot_kernel`` with the A operand in registers: the window of x for the next dot loads
-    while the tensor cores multiply this one, whose A registers stay untouched until its wait."""
-
-    @tv.kernel(num_warps=num_warps)
-    def pipelined_register_a(
-        x: tv.Tensor, w: tv.Tensor, y: tv.Tensor, M: tv.constexpr, N: tv.constexpr, BK: tv.constexpr
-    ):
-        ws = tv.shared_tensor(x.dtype, [2, N, BK])
-        acc = tv.register_tensor(tv.float32, [M, N], init=0.0)
-        windows = tv.cdiv(x.shape[1], BK)
-        tv.copy_async(tv.slice_shared(ws, [0, 0, 0], [N, BK]), w, offsets=[0, 0])
-        tv.copy_async_commit()
-        a = tv.load_global(x, offsets=[0, 0], shape=[M, BK])
-        for j in range(windows):
-            tv.copy_async_wait(0)
-            tv.dot_wait(0)
-            tv.sync()
-            if j + 1 < windows:
-                ahead = (j + 1) % 2
-                tv.copy_async(tv.slice_shared(ws, [ahead, 0, 0], [N, BK]), w, offsets=[0, (j + 1) * BK])
-            tv.copy_async_commit()
-            w_now = tv.permute(tv.slice_shared(ws, [j % 2, 0, 0], [N, BK]), [1, 0])
-            acc = tv.dot(a, w_now, acc, wait=False)
-            a = tv.load_global(x, offsets=[0, (j + 1) * BK], shape=[M, BK])
-        tv.dot_wait(0)
-        tv.store_global(y, acc, offsets=[0, 0])
-
-    return pipelined_register_a
+    return pipelined_dot_kernel(num_warps, a_in_registers=True)
 
 
 KERNELS = [shared_dot_kernel, pipelined_dot_kernel, register_a_kernel, pipelined_register_a_kernel]
@@ -328,45 +295,11 @@ def test_an_a_in_registers_is_read_from_registers_on_every_target():
     assert "wgmma" not in mma and mma.count(" = mma(") == 2 * 8 and mma.count("ldmatrix") > 0
 
 
-def _stored_operand_kernel():
-    """A dot whose B operand threads store into shared memory (``store_shared``): its stores take the
-    async-proxy fence where the warpgroups read it."""
-
-    @tv.kernel(num_warps=4)
-    def stored_operand(x: tv.Tensor, w: tv.Tensor, y: tv.Tensor):
-        xs = tv.shared_tensor(x.dtype, [64, 16])
-        ws = tv.shared_tensor(x.dtype, [8, 16])
-        tv.copy_async(xs, x, offsets=[0, 0])
-        tv.copy_async_commit()
-        tv.store_shared(ws, tv.load_global(w, offsets=[0, 0], shape=[8, 16]))
-        tv.copy_async_wait(0)
-        tv.sync()
-        acc = tv.dot(xs, tv.permute(ws, [1, 0]), tv.register_tensor(tv.float32, [64, 8], init=0.0))
-        tv.store_global(y, acc, offsets=[0, 0])
-
-    return stored_operand
-
-
-def test_stores_into_an_operand_the_tensor_cores_read_are_fenced():
-    x, w, y = torch.randn(64, 16).half(), torch.randn(8, 16).half(), torch.zeros(64, 8)
-    program = _stored_operand_kernel().ir(x, w, y)
-    for target, fences in ((None, 1), ("sm_90a", 1), ("sm_90", 0), ("sm_80", 0)):
-        text = _thread_ir(program, target)
-        assert text.count("fence_proxy_async()") == fences, target
-        if fences:  # after the store, right before the barrier of the sync
-            lines = text.splitlines()
-            fence = next(i for i, line in enumerate(lines) if "fence_proxy_async()" in line)
-            assert any("store(" in line for line in lines[:fence]), target
-            assert "barrier()" in lines[fence + 1], target
-    reference, lowered = run_both(_stored_operand_kernel(), (1,), x, w, y.clone())
-    assert_same_bytes(reference, lowered)
-    torch.testing.assert_close(lowered[2].double(), x.double() @ w.double().T, rtol=1e-6, atol=1e-6)
-
-
-def test_the_fence_goes_before_the_first_barrier_after_the_stores():
-    """In a loop whose body ends with a store into the dot's operand, the barrier at the top of the body
-    (after the previous iteration's store) is fenced, the one between the dot and the store is not; the
-    lowered loop computes the float64 product."""
+def test_stores_into_an_operand_the_tensor_cores_read_are_fenced_before_the_next_barrier():
+    """A dot whose B operand threads store into shared memory (``store_shared``), in a loop whose body ends
+    with the store: on the targets where the warpgroups read it, the barrier at the top of the body (after
+    the previous iteration's store) is fenced, the one between the dot and the store is not; the lowered
+    loop computes the float64 product."""
 
     @tv.kernel(num_warps=4)
     def stored_in_loop(x: tv.Tensor, w: tv.Tensor, y: tv.Tensor):
@@ -385,11 +318,12 @@ def test_the_fence_goes_before_the_first_barrier_after_the_stores():
         tv.store_global(y, acc, offsets=[0, 0])
 
     x, w, y = torch.randn(64, 16).half(), torch.randn(32, 16).half(), torch.zeros(64, 8)
-    lines = _thread_ir(stored_in_loop.ir(x, w, y), "sm_90a").splitlines()
-    barriers = [i for i, line in enumerate(lines) if "barrier()" in line]
-    fenced = [i for i in barriers if "fence_proxy_async()" in lines[i - 1]]
-    assert len(barriers) >= 2 and fenced == [barriers[0]]  # the loop's top barrier, in the lowered body
-    assert sum("fence_proxy_async()" in line for line in lines) == 1
+    program = stored_in_loop.ir(x, w, y)
+    for target, fenced in ((None, True), ("sm_90a", True), ("sm_90", False), ("sm_80", False)):
+        lines = _thread_ir(program, target).splitlines()
+        barriers = [i for i, line in enumerate(lines) if "barrier()" in line]
+        fences = [i + 1 for i, line in enumerate(lines) if "fence_proxy_async()" in line]
+        assert len(barriers) >= 2 and fences == ([barriers[0]] if fenced else []), target
     reference, lowered = run_both(stored_in_loop, (1,), x, w, y.clone())
     assert_same_bytes(reference, lowered)
     expected = sum(x.double() @ w[8 * j : 8 * j + 8].double().T for j in range(3))
