@@ -3,12 +3,13 @@ fp16 and the default configuration, on the GPU: how a candidate tiling is measur
 tuner's candidates or becomes the default.
 
     PYTHONPATH=. python benchmarks/prefill_configs.py \\
-        "n_warps=4,m_warps=1,n_tiles=2,m_tiles=16,chunks=1,steps=2,stages=2" --widths 4 8
+        "n_warps=4,m_warps=1,n_tiles=2,m_tiles=16,chunks=1,steps=2,stages=2,warpgroups=False" --widths 4 8
 
 A configuration is a ``PrefillConfig``'s fields as ``name=value`` pairs (before ``--widths``, which takes
-every number after it); a field left out keeps the
-default configuration's for the width (``prefill_config``). For each width: random codes and float16
-scales per group of 128, the output of each configuration checked against a float32 product with the
+every number after it); a field left out keeps the default configuration's for the width and shape on
+this GPU (``default_config``: on an H100 or H200, the warpgroups' ``warpgroup_config`` for 4 and 8 bits;
+``prefill_config`` where the shape is a decode kernel's). For each width: random codes and float16 scales
+per group of 128, the output of each configuration checked against a float32 product with the
 dequantized weight, then its median GPU time (L2 flushed: ``benchmarks/gpu_timing.py``).
 """
 
@@ -24,8 +25,9 @@ def main() -> None:
     import tilevm as tv
     from benchmarks.gpu_timing import gpu_time_us
     from benchmarks.qgemm_inputs import random_weight, with_fields
-    from tilevm.ops.qgemm import qgemm
+    from tilevm.ops.qgemm import PrefillConfig, default_config, qgemm
     from tilevm.ops.qgemm.config import prefill_config
+    from tilevm.ops.qgemm.gpu import runs_wgmma
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="*", help="PrefillConfig fields as name=value,name=value")
@@ -44,7 +46,9 @@ def main() -> None:
         code = tv.int_type(bits, True)
         packed, scales, weight = random_weight(n, k, bits, group, generator)
         reference = x.float() @ weight.T
-        default = prefill_config(bits)
+        default = default_config(m, n, k, bits, "cuda", group, runs_wgmma(x.device))
+        if not isinstance(default, PrefillConfig):  # a decode shape: the prefill kernel's own default
+            default = prefill_config(bits)
         configs = [default, *(with_fields(default, text) for text in arguments.configs)]
         for config in dict.fromkeys(configs):
 
