@@ -136,8 +136,9 @@ def _copy_unless(
         "{ .reg .pred ignore; not.pred ignore, $2; "
         f"cp.async.{cache}.shared.global [$0], [$1], {size}, ignore; }}"
     )
-    addresses = [context.builder.ptrtoint(pointer, _I64) for pointer in (destination, source)]
-    context.inline_ptx(ir.VoidType(), text, "l,l,b,~{memory}", [*addresses, read], side_effect=True)
+    # shared addresses are 32-bit (the intrinsics' ``[%r]``), global ones 64-bit
+    addresses = [context.builder.ptrtoint(destination, _I32), context.builder.ptrtoint(source, _I64)]
+    context.inline_ptx(ir.VoidType(), text, "r,l,b,~{memory}", [*addresses, read], side_effect=True)
 
 
 def _int32(context: FunctionContext, value: ir.Value) -> ir.Value:
