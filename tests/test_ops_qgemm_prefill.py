@@ -22,7 +22,7 @@ from tilevm.ir.rewrite import walk_instructions
 from tilevm.ir.stmt import For
 from tilevm.ops import quantize_weight, quantized_matmul
 from tilevm.ops.qgemm import PrefillConfig, QGemmConfig, default_config, prefill_config, prelayout
-from tilevm.ops.qgemm.config import uses_prefill, warpgroup_config
+from tilevm.ops.qgemm.config import RASTER, uses_prefill, warpgroup_config
 from tilevm.ops.qgemm.prefill import prefill_kernel, prefill_plan
 
 #: blocks of 32 x 16 (2 x 2 warps), 32 x 32 (4 warps along m: the weights' fragments in every warp),
@@ -89,6 +89,11 @@ CASES = [
     (tv.uint4, torch.bfloat16, "compute", 128, 17, 64, 256, True, WARPGROUP),  # zero points
     (tv.float4_e2m1, torch.float16, "ue4m3", 16, 10, 70, 256, True, WARPGROUPS),  # NVFP4, groups of 16
     (tv.int3, torch.float16, "compute", 64, 8, 64, 256, False, WARPGROUP),  # 4 windows a sub-step
+    # blocks in bands of row tiles (the last band what is left): 3 x 2 tiles and 3 x 3 in bands of 2, and
+    # 3 x 1 split tiles in one band of 4
+    (tv.int4, torch.float16, "compute", 128, 37, 45, 512, True, replace(SQUARE, raster=2)),
+    (tv.uint4, torch.float16, "compute", 64, 40, 140, 256, True, replace(WARPGROUP, raster=2)),
+    (tv.int4, torch.bfloat16, "compute", 128, 40, 45, 640, False, replace(SPLIT3, raster=4)),
 ]
 
 
@@ -145,6 +150,9 @@ def test_default_config_takes_the_warpgroups_for_4_and_8_bits_where_the_gpu_has_
         assert default_config(4096, 8192, 8192, bits, "cuda", 128) == prefill_config(bits)
         assert default_config(255, 28672, 8192, bits, "cuda", 128, warpgroups=True) == prefill_config(bits)
     assert default_config(4096, 8192, 8192, 3, "cuda", 128, warpgroups=True) == prefill_config(3)
+    # weights of 96 MiB or more, which L2 does not hold: the blocks in bands of row tiles
+    for bits, n, raster in ((4, 28672, RASTER), (8, 28672, RASTER), (8, 8192, 1), (4, 16384, 1)):
+        assert default_config(4096, n, 8192, bits, "cuda", 128, warpgroups=True).raster == raster
     with pytest.raises(ValueError, match="3 stages or more"):
         replace(warpgroup_config(4), stages=2)
 
@@ -276,6 +284,7 @@ GPU_CONFIGS = [
     WARPGROUP,
     WARPGROUPS,
     replace(prefill_config(4), n_warps=8, n_tiles=1, steps=1, stages=4, warpgroups=True),
+    replace(WARPGROUP, raster=8),  # 19 x 16 tiles in bands of 8, 8 and 3
 ]
 
 

@@ -39,6 +39,7 @@ import torch
 from tilevm.autotune import Autotuner
 from tilevm.ops.qgemm.config import (
     PREFILL_SPACE,
+    RASTER,
     WARPGROUP_WIDTHS,
     PrefillConfig,
     QGemmConfig,
@@ -115,7 +116,8 @@ def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig |
     """The prefill kernel's warp grids (``_PREFILL_GRIDS``, and ``_TALL_GRIDS`` where the default's warps
     are as tall) with the default's sub-steps and 2 to 4 stages, and the default's grid with iterations
     twice as long (half the copies' overhead, fewer stages), those whose stages fit in shared memory; the
-    default first; for 4 and 8 bits, the warpgroups' configuration last."""
+    default first; for 4 and 8 bits, the warpgroups' configuration last, with its blocks in rows of tiles
+and in bands of ``RASTER`` row tiles."""
     found: list[QGemmConfig | PrefillConfig] = [default]
     steps = [default.steps] + [2 * default.steps] * (2 * default.steps in PREFILL_SPACE["steps"])
     grids = _PREFILL_GRIDS + (_TALL_GRIDS if default.m_tiles == 16 and default.m_warps == 1 else ())
@@ -127,7 +129,8 @@ def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig |
         if config.fits(bits) and config not in found:
             found.append(config)
     if bits in WARPGROUP_WIDTHS:  # on the warpgroups (elsewhere it runs, through registers, and loses)
-        _extend(found, [warpgroup_config(bits)])
+        warpgroups = warpgroup_config(bits)
+        _extend(found, [warpgroups, dataclasses.replace(warpgroups, raster=RASTER)])
     return found
 
 

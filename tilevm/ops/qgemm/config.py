@@ -6,6 +6,7 @@ those whose registers spill are merely slow) and passes its choice to ``qgemm(..
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from tilevm.ops.qgemm import prelayout
 
 __all__ = [
     "PREFILL_SPACE",
+    "RASTER",
     "SEARCH_SPACE",
     "PrefillConfig",
     "QGemmConfig",
@@ -146,6 +148,9 @@ class PrefillConfig:
     - ``running``: with ``warpgroups``, the dots left running across an iteration's barrier (0 or 1), so
       that the tensor cores go on from one iteration's dot to the next; it takes a buffer of dequantized
       weights more, and the copies run one iteration less far ahead.
+    - ``raster``: the blocks take their tiles in bands of ``raster`` row tiles, column after column down
+      a band, so that the blocks running at once read a few columns of the weights and rows of X, which
+      L2 keeps, rather than every column of the weights for one or two rows of X (1: in rows).
     """
 
     n_warps: int = 4
@@ -159,6 +164,7 @@ class PrefillConfig:
     max_registers: int | None = None
     warpgroups: bool = False
     running: int = 0
+    raster: int = 1
 
     def __post_init__(self) -> None:
         for name, allowed in PREFILL_SPACE.items():
@@ -223,6 +229,7 @@ PREFILL_SPACE: dict[str, tuple[int, ...]] = {
     "steps": (1, 2, 4),
     "stages": (2, 3, 4, 5, 6),
     "split_k": (1, 2, 3, 4, 6, 8),
+    "raster": (1, 2, 4, 8, 16),
 }
 #: the M from which the prefill kernel runs (where it fills the machine: ``uses_prefill``)
 PREFILL_M = 65
@@ -258,6 +265,18 @@ def prefill_config(bits: int) -> PrefillConfig:
     stage_bytes = PrefillConfig(**fields, stages=2).shared_bytes(bits) // 2
     return PrefillConfig(**fields, stages=min(3, SHARED_BYTES // stage_bytes))
 
+
+#: the bands of row tiles in which the warpgroups' blocks take their tiles (``PrefillConfig.raster``) where
+#: the weights take ``RASTER_BYTES`` or more, twice an H100's L2. H100, M = 4096, µs
+#: (``benchmarks/prefill_configs.py``, bands of 1, 4, 8 and 16 at 8192x8192):
+#:
+#: | weights | rows | bands of 8 |
+#: | --- | ---: | ---: |
+#: | int4 8192x8192 (32 MiB) | 840, 842 | 852, 856 (4: 852, 16: 865) |
+#: | int8 8192x8192 (64 MiB) | 896, 901 | 896, 900 (4: 898, 16: 909) |
+#: | int4 28672x8192 (112 MiB) | 3269 | 3231 |
+#: | int8 28672x8192 (224 MiB) | 3589 | 3418 |
+RASTER, RASTER_BYTES = 8, 96 * 2**20
 
 #: the widths whose prefill runs on the warpgroups where the GPU has them (``warpgroup_config``)
 WARPGROUP_WIDTHS = (4, 8)
@@ -303,7 +322,8 @@ def default_config(
     of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100: the prefill
     kernel from ``PREFILL_M`` rows and enough tiles (``uses_prefill``: ``prefill_config``, or
     ``warpgroup_config`` for 4 and 8 bits from 256 rows, a whole block of it, where the GPU has the
-    warpgroups' ``wgmma``: ``warpgroups``), and at decode sizes where it streams better than the decode
+    warpgroups' ``wgmma``: ``warpgroups``; its blocks in bands of ``RASTER`` row tiles where the weights
+    take ``RASTER_BYTES`` or more), and at decode sizes where it streams better than the decode
     kernel (``uses_staged_decode``: ``staged_config``); the decode kernel's ``decode_config`` otherwise,
     and always in the interpreter (the fewest instructions)."""
     block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
@@ -312,6 +332,8 @@ def default_config(
         return QGemmConfig(num_warps=4, n_tiles=1, block_m=block_m, chunks=chunks, prefetch=False)
     if uses_prefill(m, n):
         if warpgroups and bits in WARPGROUP_WIDTHS and m >= WARPGROUP_M:
+            if n * k * bits // 8 >= RASTER_BYTES:
+                return dataclasses.replace(warpgroup_config(bits), raster=RASTER)
             return warpgroup_config(bits)
         return prefill_config(bits)
     if uses_staged_decode(m, n, k, bits):

@@ -91,6 +91,7 @@ class QGemmLaunch:
                 config.split_k,
                 config.warpgroups,
                 config.running,
+                config.raster,
             )
             self.split_k, self.stream_k = config.split_k, False
             self.iterations = -(-packed.shape[1] // (config.steps * config.chunks))  # a tile's iterations
