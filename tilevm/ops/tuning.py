@@ -114,10 +114,10 @@ def _extend(found: list, configs: list) -> None:
 
 def _prefill_candidates(default: PrefillConfig, bits: int) -> list[QGemmConfig | PrefillConfig]:
     """The prefill kernel's warp grids (``_PREFILL_GRIDS``, and ``_TALL_GRIDS`` where the default's warps
-    are as tall) with the default's sub-steps and 2 to 4 stages, and the default's grid with iterations
-    twice as long (half the copies' overhead, fewer stages), those whose stages fit in shared memory; the
-    default first; for 4 and 8 bits, the warpgroups' configuration last, with its blocks in rows of tiles
-and in bands of ``RASTER`` row tiles."""
+        are as tall) with the default's sub-steps and 2 to 4 stages, and the default's grid with iterations
+        twice as long (half the copies' overhead, fewer stages), those whose stages fit in shared memory; the
+        default first; for 4 and 8 bits, the warpgroups' configuration last, with its blocks in rows of tiles
+    and in bands of ``RASTER`` row tiles."""
     found: list[QGemmConfig | PrefillConfig] = [default]
     steps = [default.steps] + [2 * default.steps] * (2 * default.steps in PREFILL_SPACE["steps"])
     grids = _PREFILL_GRIDS + (_TALL_GRIDS if default.m_tiles == 16 and default.m_warps == 1 else ())
