@@ -14,6 +14,7 @@ import torch
 
 import tilevm as tv
 from tilevm.ops.qgemm import CODE_DTYPES, QGemmConfig, prelayout, qgemm
+from tilevm.ops.qgemm.kernel import code_scale
 
 #: unit roundoff of the compute dtypes
 ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
@@ -221,6 +222,34 @@ def test_qgemm_configurations(code: tv.DType, group: int | None, k: int, config_
     group = group or k
     inputs = make_inputs(code, torch.float16, "compute", group, 20, 45, k, True, seed=config_index + k)
     check(inputs, run_qgemm(inputs, code, group, config))
+
+
+@pytest.mark.parametrize(
+    ("code", "group", "config_index"),
+    [
+        (tv.float4_e2m1, 64, 3),  # groups of 64 a batch dim of the dot: 8 slices of k, prefetched
+        (tv.float6_e3m2, None, 0),  # per channel: the scales and the cast's scale at the end
+        (tv.float6_e2m3, 32, 4),  # split in 3
+        (tv.float3_e1m1, 128, 6),  # the persistent grid
+        (tv.float7_e3m3, 64, 1),  # 2 atoms of columns a warp
+    ],
+)
+def test_small_float_codes_cast_into_halves_with_no_multiply(code, group, config_index) -> None:
+    """Small float codes whose scales multiply partial sums or block sums are cast to float16 with the
+    scale ``2**(bias - 15)`` (``kernel.code_scale``: their bits moved into the halves, no multiply), and the
+    block's sum is divided by it: against the float64 reference."""
+    assert code_scale(code, tv.float16, "groups" if group else "channel", False) == 2.0 ** (code.bias - 15)
+    k = 640
+    config = fitted(CONFIGS[config_index], code, group or k, k)
+    inputs = make_inputs(code, torch.float16, "compute", group or k, 9, 37, k, True, seed=code.nbits)
+    check(inputs, run_qgemm(inputs, code, group or k, config))
+
+
+def test_code_scale_is_one_where_the_scales_multiply_the_weights() -> None:
+    assert code_scale(tv.float4_e2m1, tv.float16, "weights", False) == 1.0  # groups of 16
+    assert code_scale(tv.float4_e2m1, tv.bfloat16, "groups", False) == 1.0  # bf16 halves would be subnormal
+    assert code_scale(tv.float8_e4m3, tv.float16, "groups", False) == 1.0  # cvt, which multiplies nothing
+    assert code_scale(tv.int4, tv.float16, "groups", False) == 1.0
 
 
 def test_an_iteration_must_hold_whole_groups() -> None:

@@ -89,6 +89,10 @@ CASES = [
     (tv.uint4, torch.bfloat16, "compute", 128, 17, 64, 256, True, WARPGROUP),  # zero points
     (tv.float4_e2m1, torch.float16, "ue4m3", 16, 10, 70, 256, True, WARPGROUPS),  # NVFP4, groups of 16
     (tv.int3, torch.float16, "compute", 64, 8, 64, 256, False, WARPGROUP),  # 4 windows a sub-step
+    # small floats cast into float16 halves with no multiply (kernel.code_scale): scaled partial sums of
+    # the decode core, and per channel on the warpgroups
+    (tv.float4_e2m1, torch.float16, "compute", 64, 14, 60, 384, True, STAGED16),
+    (tv.float6_e3m2, torch.float16, "compute", None, 10, 64, 256, False, WARPGROUP),
     # blocks in bands of row tiles (the last band what is left): 3 x 2 tiles and 3 x 3 in bands of 2, and
     # 3 x 1 split tiles in one band of 4
     (tv.int4, torch.float16, "compute", 128, 37, 45, 512, True, replace(SQUARE, raster=2)),

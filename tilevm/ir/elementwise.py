@@ -178,6 +178,12 @@ class Cast(Instruction):
 
     64-bit integers reach a float through float64, so those beyond ``2**53`` round twice.
 
+    ``scale_exponent`` scales: the result is the value times ``2**scale_exponent``, rounded once to the
+    float ``dtype``. It is for low-bit sources (integers and floats of 1 to 8 bits), whose scaled values a
+    float32 holds exactly (``|scale_exponent| <= MAX_SCALE_EXPONENT``): a sequence that moves a small
+    float's bits into a half and multiplies by a power of two takes the scale into that multiply, and a
+    scale that cancels it leaves none (``tilevm.passes.lower.cast_packed``).
+
     >>> import numpy as np
     >>> from tilevm.dtypes import float32, int8
     >>> from tilevm.ir.semantics import cast
@@ -189,15 +195,38 @@ class Cast(Instruction):
     operand: Expr
     dtype: DType
     rounding: str = "nearest"
+    scale_exponent: int = 0
     opname = "cast"
 
     def result_type(self) -> TileType:
         expect_choice(self.rounding, ROUNDING_MODES, "rounding")
         source = expect_tile(self.operand, "cast's operand", Scope.REGISTER)
+        check_scale_exponent(self.scale_exponent, source.dtype, self.dtype)
         return register_result(source.shape, self.dtype)
 
     def check_layouts(self) -> None:
         check_same_layout(self.operand, self.output, "the operand", "the result")
+
+
+#: the largest power of two a cast may scale by (``Cast.scale_exponent``): a low-bit value times it stays
+#: exact in float32
+MAX_SCALE_EXPONENT = 64
+
+
+def check_scale_exponent(scale_exponent: int, source: DType, target: DType) -> None:
+    """Raise unless a cast from ``source`` to ``target`` may scale by ``2**scale_exponent``."""
+    if scale_exponent == 0:
+        return
+    low_bit = source.is_integer or (source.is_float and source.has_subnormals)
+    if not low_bit or source.nbits > 8 or not target.is_float:
+        raise IRTypeError(
+            f"a cast scales low-bit integers and floats (1 to 8 bits, e8m0 aside) to a float, not {source} "
+            f"to {target}"
+        )
+    if abs(scale_exponent) > MAX_SCALE_EXPONENT:
+        raise IRTypeError(
+            f"a cast scales by 2**-{MAX_SCALE_EXPONENT} to 2**{MAX_SCALE_EXPONENT}, not 2**{scale_exponent}"
+        )
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -8,6 +8,7 @@ Python numbers (converted to constants) or IR values.
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Sequence
 
 from tilevm.dtypes import DType, int32
@@ -135,20 +136,33 @@ def _is_shared_tile(value: object) -> bool:
     return is_ir(value) and isinstance(value.type, TileType) and value.type.scope == Scope.SHARED
 
 
-def cast(value: Expr, dtype: DType, rounding: str | None = None) -> Expr:
+def cast(value: Expr, dtype: DType, rounding: str | None = None, scale: float = 1.0) -> Expr:
     """Convert to ``dtype``; ``rounding`` is "nearest" (ties to even) or "zero". Without one, float to integer
     truncates (rounding "zero"), as torch's ``.to(torch.int8)`` does, and every other cast rounds to nearest;
     the IR's cast always carries the rounding chosen. Out-of-range values saturate (see ``tilevm.ir.Cast``).
-    """
+    ``scale``, a power of two, multiplies a tile of low-bit integers or floats on its way to a float dtype,
+    rounded once: a small float's cast to float16 moves its bits and multiplies by ``2**(15 - bias)``, and
+    ``scale=2**(bias - 15)`` leaves that multiply out."""
     dtype = dtype_argument(dtype, "cast")
     if rounding is None:
         source = value.type.dtype if is_ir(value) else None
         rounding = "zero" if source and source.is_float and dtype.is_integer else "nearest"
     if rounding not in ROUNDING_MODES:
         raise CompilationError(f"cast's rounding is one of {', '.join(ROUNDING_MODES)}, got {rounding!r}")
+    exponent = _power_of_two_exponent(scale)
     if is_ir(value) and isinstance(value.type, ScalarType):
+        if exponent:
+            raise CompilationError("cast's scale applies to tiles, not scalars")
         return CastExpr(value, dtype, rounding)
-    return emit_output("cast", Cast, operand=value, dtype=dtype, rounding=rounding)
+    return emit_output("cast", Cast, operand=value, dtype=dtype, rounding=rounding, scale_exponent=exponent)
+
+
+def _power_of_two_exponent(scale: object) -> int:
+    """``j`` for a ``scale`` of ``2**j``; a clear error for anything else."""
+    number = isinstance(scale, int | float) and not isinstance(scale, bool)
+    if not (number and math.isfinite(scale) and scale > 0 and math.frexp(scale)[0] == 0.5):
+        raise CompilationError(f"cast's scale is a power of two, got {scale!r}")
+    return math.frexp(scale)[1] - 1
 
 
 def view_tile(

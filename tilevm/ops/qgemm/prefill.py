@@ -51,6 +51,7 @@ from tilevm.ops.qgemm.kernel import (
     _rows,
     _step,
     _tile_epilogue,
+    code_scale,
     kernel_plan,
     plan_error,
 )
@@ -346,7 +347,8 @@ def _dequantize_into(stages, stage, buffer, step, channel_zeros, CODE, HAS_ZEROS
     core = PREFILL.core
     w_now, scale_rows, zero_rows = _weight_operands(stages, stage, step, channel_zeros, HAS_ZEROS, PREFILL)
     dequantized = stages[4]
-    codes = tv.cast(_codes(w_now, CODE, core), dequantized.dtype)
+    scale = code_scale(CODE, dequantized.dtype, core.scale_on, HAS_ZEROS)
+    codes = tv.cast(_codes(w_now, CODE, core), dequantized.dtype, scale=scale)
     w = _dequantized(codes, scale_rows, zero_rows, HAS_ZEROS, core)
     # the mma order's k (jh, jl, s1, t, s0) back to the true order (jh, t, jl, s1, s0), then in windows
     digits = tv.view(w, w.dtype, [core.block_n, core.kc // _BLOCK, 2, 2, 4, 2])
@@ -455,7 +457,7 @@ def _body(
             stages, tensors, m0, n0, group0, first, last, channel_zeros, CODE, HAS_ZEROS, PREFILL
         )
     tv.copy_async_wait(0)
-    total = _block_sum(acc, scales, n0, core)
+    total = _block_sum(acc, scales, n0, code_scale(CODE, x.dtype, core.scale_on, HAS_ZEROS), core)
     _tile_epilogue(
         total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core
     )

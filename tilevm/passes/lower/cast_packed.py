@@ -40,6 +40,7 @@ __all__ = [
     "has_magic",
     "integers_to_halves",
     "moves_exactly",
+    "scales_exactly",
     "small_floats_to_halves",
 ]
 
@@ -267,6 +268,20 @@ def bytes_to_bfloat16(lowering: Lowering, value: Expr, target: DType, rounding: 
 
 
 @functools.cache
+def scales_exactly(source: DType, target: DType, scale_exponent: int) -> bool:
+    """Whether ``small_floats_to_halves`` scales ``source`` by ``2**scale_exponent`` exactly: its one
+    multiply's factor is a normal ``target`` number, and every finite value of ``source`` times
+    ``2**scale_exponent`` is a ``target`` value, so that the multiply, which rounds to nearest, rounds
+    nothing whatever the cast's rounding."""
+    factor = 2.0 ** (target.bias - source.bias + scale_exponent)
+    smallest_normal = 2.0 ** (1 - target.bias)
+    if not smallest_normal <= factor <= float(decode(np.array([target.max_magnitude_code]), target)[0]):
+        return False
+    values = decode(np.arange(source.num_codes), source)
+    scaled = np.ldexp(values[np.isfinite(values)], scale_exponent)
+    return bool(np.array_equal(decode(encode(scaled, target), target), scaled))
+
+
 def moves_exactly(source: DType, target: DType) -> bool:
     """Whether ``small_floats_to_halves`` converts ``source`` to ``target`` exactly: a low-bit float with
     subnormals, fewer exponent bits than the target (or float8_e5m2 to float16, the same fields), every
@@ -287,8 +302,11 @@ def moves_exactly(source: DType, target: DType) -> bool:
     return bool(np.array_equal(again, values[finite]))
 
 
-def small_floats_to_halves(lowering: Lowering, value: Expr, target: DType, rounding: str) -> Expr:
-    """Low-bit floats to f16x2 / bf16x2 by moving fields (see the module's docstring)."""
+def small_floats_to_halves(
+    lowering: Lowering, value: Expr, target: DType, rounding: str, scale_exponent: int = 0
+) -> Expr:
+    """Low-bit floats to f16x2 / bf16x2 by moving fields (see the module's docstring), times
+    ``2**scale_exponent`` in the same multiply (none where it cancels the move's; ``scales_exactly``)."""
     source, length = value.type.dtype, vector_length(value.type)
     bits = source.value_bits
     magnitude_bits = source.exponent_bits + source.mantissa_bits
@@ -306,7 +324,12 @@ def small_floats_to_halves(lowering: Lowering, value: Expr, target: DType, round
         if low in twin_shifts and down:
             pairs.append(
                 _twin_float_pair(
-                    lowering, stream, starts[low], twin_shifts[low], magnitude_shifts[low], source, target
+                    lowering,
+                    stream,
+                    (starts[low], twin_shifts[low], magnitude_shifts[low]),
+                    source,
+                    target,
+                    scale_exponent,
                 )
             )
             continue
@@ -326,28 +349,29 @@ def small_floats_to_halves(lowering: Lowering, value: Expr, target: DType, round
             word = lowering.define(Lop3, "fields", a=word, b=Const(sign_mask, uint32), c=moved, table=AND_OR)
             magnitude = Bitcast(target, 2, moved)
         half = Bitcast(target, 2, word)
-        scale = target.bias - source.bias
-        if scale:
-            half = binary("mul", half, 2.0**scale)
-        pairs.append(_specials(lowering, lowering.let("pair", half), magnitude, source, 2.0**-scale))
+        moved = target.bias - source.bias  # the fields moved into a half are the value times 2**-moved
+        if moved + scale_exponent:
+            half = binary("mul", half, 2.0 ** (moved + scale_exponent))
+        pairs.append(_specials(lowering, lowering.let("pair", half), magnitude, source, 2.0**-moved))
     return _concatenate(lowering, pairs, length)
 
 
 def _twin_float_pair(
     lowering: Lowering,
     stream: Stream,
-    start: int,
-    sign_shift: int,
-    magnitude_shift: int,
+    place: tuple[int, int, int],
     source: DType,
     target: DType,
+    scale_exponent: int,
 ) -> Expr:
-    """A pair of twin small floats (the field starting at stream bit ``start`` and its twin): the word
-    shifted by ``magnitude_shift`` holds both magnitudes at their places in the halves, which one lop3
-    masks; the multiply rescales them; one more lop3 ors each sign in from the word shifted by
-    ``sign_shift`` (the fields at the top of their halves). Where the side-by-side sequence shifts each
+    """A pair of twin small floats (``place``: the field starting at stream bit ``start`` and its twin, and
+    the shifts ``sign_shift`` and ``magnitude_shift``): the word shifted by ``magnitude_shift`` holds both
+    magnitudes at their places in the halves, which one lop3 masks; the multiply rescales them (times
+    ``2**scale_exponent``: none where that cancels it); one more lop3 ors each sign in from the word shifted
+    by ``sign_shift`` (the fields at the top of their halves). Where the side-by-side sequence shifts each
     pair's magnitudes down, a twin's two shifts serve every pair of its word at that place, and a shift left
     can be a multiply (``shl`` by a constant: ptxas picks the pipe)."""
+    start, sign_shift, magnitude_shift = place
     magnitude_bits = source.exponent_bits + source.mantissa_bits
     place = target.mantissa_bits - source.mantissa_bits  # the magnitude's lowest bit in its half
     index = start // WORD_BITS
@@ -357,7 +381,8 @@ def _twin_float_pair(
         Lop3, "magnitude", a=placed, b=Const(mask, uint32), c=Const(0, uint32), table=AND_OR
     )
     magnitude = Bitcast(target, 2, moved)
-    scale = target.bias - source.bias
+    moved_by = target.bias - source.bias
+    scale = moved_by + scale_exponent
     half = lowering.let("pair", binary("mul", magnitude, 2.0**scale)) if scale else magnitude
     if source.is_signed:
         signs = stream.shifted_word(sign_shift, index, funnel=False)
@@ -365,7 +390,7 @@ def _twin_float_pair(
             Lop3, "signed", a=Bitcast(uint32, 1, half), b=Const(0x8000_8000, uint32), c=signs, table=OR_AND
         )
         half = lowering.let("pair", Bitcast(target, 2, bits))
-    return _specials(lowering, half, magnitude, source, 2.0**-scale)
+    return _specials(lowering, half, magnitude, source, 2.0**-moved_by)
 
 
 def _specials(lowering: Lowering, pair: Expr, magnitude: Expr | None, source: DType, unscale: float) -> Expr:

@@ -51,6 +51,10 @@ twins                      sequence per two elements                            
 float4_e2m1 -> f16 / bf16  lop3 (magnitudes) + mul + lop3 (signs); seven shifts per 8 elements, of  2.375
                            which one (f16) or two (bf16) right shifts, the others left shifts
 =========================  =======================================================================  =====
+
+A cast with a power-of-two scale (``Cast.scale_exponent``, ``scaled_convert``) takes the scale into the
+small floats' multiply, which a scale of ``2**(bias - 15)`` into float16 leaves out (``float4_e2m1`` twins:
+1.875 instructions an element); other sources reach float32, are multiplied there and converted on.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ from tilevm.passes.lower.cast_general import (
     sign_extend,
 )
 from tilevm.passes.lower.cast_wide import to_float32
-from tilevm.passes.lower.cast_words import pack_codes, unpack_codes
+from tilevm.passes.lower.cast_words import binary, pack_codes, unpack_codes
 from tilevm.passes.lower.lowering import Handler, Lowering
 from tilevm.passes.options import FLOAT8_TARGETS
 
@@ -97,6 +101,7 @@ __all__ = [
     "CastSequence",
     "convert",
     "plain_cast",
+    "scaled_convert",
     "sequence_for",
 ]
 
@@ -240,8 +245,31 @@ SEQUENCES: tuple[CastSequence, ...] = (
 )
 
 
+def scaled_convert(
+    lowering: Lowering, value: Expr, target: DType, rounding: str, scale_exponent: int
+) -> Expr:
+    """``value`` (low-bit integers or floats) times ``2**scale_exponent``, converted to the float
+    ``target`` with one rounding (Tile IR's ``cast`` with ``scale_exponent``): small floats that move into
+    halves take the scale into their multiply where no value rounds; the others reach float32, which holds
+    them and their scaled values exactly, are multiplied there and converted on."""
+    source = value.type.dtype
+    fields_move = sequence_for(source, target, rounding, lowering.program.target).lower is (
+        cast_packed.small_floats_to_halves
+    )
+    if fields_move and cast_packed.scales_exactly(source, target, scale_exponent):
+        return cast_packed.small_floats_to_halves(lowering, value, target, rounding, scale_exponent)
+    exact = convert(lowering, value, float32)
+    scaled = lowering.let("scaled", binary("mul", exact, 2.0**scale_exponent))
+    return convert(lowering, scaled, target, rounding)
+
+
 def _cast(lowering: Lowering, cast: Cast) -> None:
-    lowering.bind(cast.output, convert(lowering, lowering.tile(cast.operand), cast.dtype, cast.rounding))
+    value = lowering.tile(cast.operand)
+    if cast.scale_exponent:
+        converted = scaled_convert(lowering, value, cast.dtype, cast.rounding, cast.scale_exponent)
+    else:
+        converted = convert(lowering, value, cast.dtype, cast.rounding)
+    lowering.bind(cast.output, converted)
 
 
 HANDLERS: dict[type, Handler] = {Cast: _cast}

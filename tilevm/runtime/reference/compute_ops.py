@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tilevm.dtypes import float32
 from tilevm.ir import (
     Arange,
     AssignTensor,
@@ -101,6 +102,8 @@ def _dot(instruction: Dot, state: BlockState) -> None:
 def _cast(instruction: Cast, state: BlockState) -> None:
     values = evaluate(instruction.operand, state)
     source = instruction.operand.type.dtype
+    if instruction.scale_exponent:  # a low-bit value, exact in float64, and a power of two: one rounding
+        values, source = np.ldexp(values.astype(np.float64), instruction.scale_exponent), float32
     state.bind(instruction.output, cast(values, source, instruction.dtype, instruction.rounding))
 
 
