@@ -93,6 +93,9 @@ CASES = [
     # the decode core, and per channel on the warpgroups
     (tv.float4_e2m1, torch.float16, "compute", 64, 14, 60, 384, True, STAGED16),
     (tv.float6_e3m2, torch.float16, "compute", None, 10, 64, 256, False, WARPGROUP),
+    # the decode sizes' blocks of 128 columns where k < n: two atoms a warp (6 and 8 bits), 8 warps (7)
+    (tv.int6, torch.float16, "compute", 128, 13, 150, 512, True, replace(STAGED16, n_tiles=2)),
+    (tv.int7, torch.bfloat16, "compute", 64, 11, 140, 512, False, replace(STAGED16, n_warps=8)),
     # blocks in bands of row tiles (the last band what is left): 3 x 2 tiles and 3 x 3 in bands of 2, and
     # 3 x 1 split tiles in one band of 4
     (tv.int4, torch.float16, "compute", 128, 37, 45, 512, True, replace(SQUARE, raster=2)),
@@ -332,21 +335,27 @@ def test_prefill_configurations_on_the_gpu(config):
         (4, 28672, 8192, 7, False),
         (1, 8192, 8192, 3, False),
         (17, 28672, 8192, 3, False),  # above 16 rows: the decode kernel's row tiles
+        (16, 28672, 8192, 6, True),  # 6 to 8 bits where k < n: blocks of 128 columns, 2 a tile
+        (12, 16384, 4096, 7, True),
+        (16, 28672, 8192, 8, True),
     ],
 )
 def test_decode_shapes_take_the_staged_kernel_by_the_sweep_rule(m, n, k, bits, staged):
     """``default_config`` at decode sizes: the prefill kernel with one warp across m where the H100 sweep
     found it faster (``uses_staged_decode``'s docstring), with 4 blocks a tile (8 at 4096 columns or
     fewer: ``staged_config``'s docstring), blocks of 128 columns for 2 and 3 bits, 64 for the others, and
-    3 stages for 4 bits, 2 for the others."""
+    3 stages for 4 bits, 2 for the others; but 6 to 8 bits where k < n take blocks of 128 columns (two
+    atoms a warp, 8 warps for 7 bits) and 2 blocks a tile."""
     config = default_config(m, n, k, bits, "cuda", 128)
     assert isinstance(config, PrefillConfig) == staged
     if staged:
         block_m = 8 if m <= 8 else 16
-        block_n = 128 if bits in (2, 3) else 64
+        wide = bits in (6, 7, 8) and k < n
+        block_n = 128 if bits in (2, 3) or wide else 64
         assert (config.block_m, config.m_warps, config.block_n) == (block_m, 1, block_n)
+        assert config.num_warps == (8 if wide and bits == 7 else 4)
         tiles = -(-n // config.block_n)
-        assert tiles * config.split_k >= 256 and config.split_k in (4, 8)
+        assert tiles * config.split_k >= 256 and config.split_k in ((2,) if wide else (4, 8))
         assert config.stages == (3 if bits == 4 else 2)
         assert isinstance(default_config(m, n, k, bits, "cpu", 128), QGemmConfig)
 

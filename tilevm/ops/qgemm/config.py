@@ -463,19 +463,33 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
       columns (M = 16: int3 20.9 -> 19.7 µs at 8192x8192, 52.5 -> 48.7 at 28672x8192, 52.3 -> 48.4 at
       8192x28672; int2 19.2 -> 18.7, 46.1 -> 43.8, 46.3 -> 46.3; 1.05 to 1.33x slower for 5 bits);
     - registers capped at 96 for 5 bits (1.02 to 1.13x faster, int5 at 8192x28672 M = 16 73.0 -> 65.4 µs;
-      no gain for the other widths)."""
+      no gain for the other widths);
+    - where K is less than N (``_wide_blocks``), blocks of 128 columns for 6 to 8 bits, two atoms a warp
+      for 6 and 8 bits and 8 warps for 7, with 2 blocks a tile: they read X half as often. M = 16 (and
+      12), µs: 28672x8192 int6 78.2 -> 69.8 (77.7 -> 69.6), int7 87.3 -> 85.0 (86.2 -> 84.7), int8 89.6 ->
+      86.5 (88.0 -> 86.3); 16384x4096 int6 29.6 -> 26.8, int7 31.4 -> 28.1, int8 30.9 -> 31.3; at
+      8192x28672 the default's 4 blocks a tile stay (1.01 to 1.02x faster than these)."""
     base = prefill_config(bits)
     chunks = max(base.chunks, _group_chunks(bits, k, group_size))
     steps = max(1, base.steps * base.chunks // chunks)
     stage_k = steps * chunks * prelayout.chunk_k(bits)
     iterations = -(-k // stage_k)
+    n_warps, n_tiles = 4, 2 if bits in (2, 3) else 1
     split_k = 8 if n <= 4096 else 4
+    if _wide_blocks(n, k, bits):
+        n_warps, n_tiles, split_k = (8, 1, 2) if bits == 7 else (4, 2, 2)
     while split_k > 1 and iterations < 2 * split_k:
         split_k //= 2
     return PrefillConfig(
-        n_warps=4, m_warps=1, n_tiles=2 if bits in (2, 3) else 1, m_tiles=block_m // 8, chunks=chunks,
-        steps=steps, stages=3 if bits == 4 else 2, split_k=split_k, max_registers=96 if bits == 5 else None,
+        n_warps=n_warps, m_warps=1, n_tiles=n_tiles, m_tiles=block_m // 8, chunks=chunks, steps=steps,
+        stages=3 if bits == 4 else 2, split_k=split_k, max_registers=96 if bits == 5 else None,
     )  # fmt: skip
+
+
+def _wide_blocks(n: int, k: int, bits: int) -> bool:
+    """Whether ``staged_config``'s blocks take 128 columns: 6 to 8 bits where K is less than N (from 16384
+    columns, where the prefill kernel runs these rows: ``uses_staged_decode``)."""
+    return bits in (6, 7, 8) and k < n
 
 
 def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:
