@@ -130,9 +130,7 @@ def host_only_launches(target: str = "sm_90") -> None:
     host.STREAM_BUFFER_DEVICES = ("cuda", "cpu")
     # the GPU's configuration (TILEVM_AUTOTUNE=0's), not the interpreter's
     gpu_default = tuning.default_config
-    tuning.default_config = lambda m, n, k, bits, device, group_size, warpgroups: gpu_default(
-        m, n, k, bits, "cuda", group_size, warpgroups
-    )
+    tuning.default_config = lambda m, n, k, bits, device, *rest: gpu_default(m, n, k, bits, "cuda", *rest)
 
 
 def rows_for(m: int, n: int, k: int, dtype: str, device: str) -> list[tuple[str, Callable[[], object]]]:

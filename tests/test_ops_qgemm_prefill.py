@@ -360,6 +360,13 @@ def test_decode_shapes_take_the_staged_kernel_by_the_sweep_rule(m, n, k, bits, s
         assert isinstance(default_config(m, n, k, bits, "cpu", 128), QGemmConfig)
 
 
+def test_six_bit_floats_keep_blocks_of_64_columns_where_k_is_less_than_n():
+    integers = default_config(16, 28672, 8192, 6, "cuda", 128)
+    floats = default_config(16, 28672, 8192, 6, "cuda", 128, float_codes=True)
+    assert (integers.block_n, integers.split_k) == (128, 2) and (floats.block_n, floats.split_k) == (64, 4)
+    assert default_config(16, 28672, 8192, 8, "cuda", 128, float_codes=True).block_n == 128  # float8
+
+
 @pytest.mark.parametrize(
     ("m", "n", "k", "bits", "group", "two"),
     [

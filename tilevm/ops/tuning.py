@@ -69,18 +69,18 @@ _TALL_GRIDS = ((4, 1, 2, 16), (8, 1, 2, 16))
 
 
 def candidates(
-    m: int, n: int, k: int, bits: int, group_size: int | None = None
+    m: int, n: int, k: int, bits: int, group_size: int | None = None, float_codes: bool = False
 ) -> list[QGemmConfig | PrefillConfig]:
-    """The configurations timed for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of
-    ``group_size`` (None: per channel), the default first."""
-    default = default_config(m, n, k, bits, "cuda", group_size)
+    """The configurations timed for ``[m, k] x [n, k]^T`` with ``bits``-bit codes (floats with
+    ``float_codes``) in groups of ``group_size`` (None: per channel), the default first."""
+    default = default_config(m, n, k, bits, "cuda", group_size, float_codes=float_codes)
     if uses_prefill(m, n):
         return _prefill_candidates(default, bits)
     decode = decode_config(m, n, k, bits, group_size)
     found: list[QGemmConfig | PrefillConfig] = [default]
     _extend(found, [decode, *_decode_grids(m, bits, decode)])
     if m <= 16:
-        staged = staged_config(bits, decode.block_m, n, k, group_size)
+        staged = staged_config(bits, decode.block_m, n, k, group_size, float_codes)
         grids = itertools.product((4, 8), (1, 2, 4, 8))
         _extend(found, [dataclasses.replace(staged, n_warps=w, split_k=s) for w, s in grids])
     _extend(found, [dataclasses.replace(default, max_registers=cap) for cap in _REGISTER_CAPS])
@@ -159,10 +159,17 @@ def tuned_config(
 
     return TUNER.choose(
         key,
-        lambda: candidates(key[0][1], n, k, qweight.bits, qweight.group_size),
+        lambda: candidates(key[0][1], n, k, qweight.bits, qweight.group_size, qweight.format.dtype.is_float),
         run,
         lambda: default_config(
-            m, n, k, qweight.bits, rows.device.type, qweight.group_size, runs_wgmma(rows.device)
+            m,
+            n,
+            k,
+            qweight.bits,
+            rows.device.type,
+            qweight.group_size,
+            runs_wgmma(rows.device),
+            qweight.format.dtype.is_float,
         ),
         rows.device,
     )

@@ -317,6 +317,7 @@ def default_config(
     device: str = "cuda",
     group_size: int | None = None,
     warpgroups: bool = False,
+    float_codes: bool = False,
 ) -> QGemmConfig | PrefillConfig:
     """A configuration for ``[m, k] x [n, k]^T`` with ``bits``-bit codes in groups of ``group_size`` values
     of k (None: per channel), from the sweeps of ``benchmarks/qgemm_sweep.py`` on an H100: the prefill
@@ -324,8 +325,9 @@ def default_config(
     ``warpgroup_config`` for 4 and 8 bits from 256 rows, a whole block of it, where the GPU has the
     warpgroups' ``wgmma``: ``warpgroups``; its blocks in bands of ``RASTER`` row tiles where the weights
     take ``RASTER_BYTES`` or more), and at decode sizes where it streams better than the decode
-    kernel (``uses_staged_decode``: ``staged_config``); the decode kernel's ``decode_config`` otherwise,
-    and always in the interpreter (the fewest instructions)."""
+    kernel (``uses_staged_decode``: ``staged_config``, which tells ``float_codes`` from integers); the
+    decode kernel's ``decode_config`` otherwise, and always in the interpreter (the fewest
+    instructions)."""
     block_m = 8 if m <= 8 else 16 if m <= 16 else 32 if m <= 32 else 64
     if device == "cpu":
         chunks = max(1, _group_chunks(bits, k, group_size))
@@ -337,7 +339,7 @@ def default_config(
             return warpgroup_config(bits)
         return prefill_config(bits)
     if uses_staged_decode(m, n, k, bits):
-        return staged_config(bits, block_m, n, k, group_size)
+        return staged_config(bits, block_m, n, k, group_size, float_codes)
     return decode_config(m, n, k, bits, group_size)
 
 
@@ -448,7 +450,9 @@ def uses_staged_decode(m: int, n: int, k: int, bits: int) -> bool:
     return bits in (5, 7) and k >= n
 
 
-def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | None = None) -> PrefillConfig:
+def staged_config(
+    bits: int, block_m: int, n: int, k: int, group_size: int | None = None, float_codes: bool = False
+) -> PrefillConfig:
     """The prefill kernel at decode size (``uses_staged_decode``): one warp of ``block_m`` rows across m
     and 4 across n, ``prefill_config``'s sub-steps made to hold whole groups of ``group_size`` (so that
     the scales multiply partial sums, not codes: ``prefill.prefill_plan``), and 4 blocks a tile (8 at 4096
@@ -467,8 +471,9 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
     - where K is less than N (``_wide_blocks``), blocks of 128 columns for 6 to 8 bits, two atoms a warp
       for 6 and 8 bits and 8 warps for 7, with 2 blocks a tile: they read X half as often. M = 16 (and
       12), µs: 28672x8192 int6 78.2 -> 69.8 (77.7 -> 69.6), int7 87.3 -> 85.0 (86.2 -> 84.7), int8 89.6 ->
-      86.5 (88.0 -> 86.3); 16384x4096 int6 29.6 -> 26.8, int7 31.4 -> 28.1, int8 30.9 -> 31.3; at
-      8192x28672 the default's 4 blocks a tile stay (1.01 to 1.02x faster than these)."""
+      86.5 (88.0 -> 86.3), float8_e4m3 89.1 -> 86.5; 16384x4096 int6 29.6 -> 26.8, int7 31.4 -> 28.1,
+      int8 30.9 -> 31.3; but float6_e3m2 (``float_codes``) 75.1 -> 77.1 at 28672x8192, which keeps 64;
+      at 8192x28672 the default's 4 blocks a tile stay (1.01 to 1.02x faster than these)."""
     base = prefill_config(bits)
     chunks = max(base.chunks, _group_chunks(bits, k, group_size))
     steps = max(1, base.steps * base.chunks // chunks)
@@ -476,7 +481,7 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
     iterations = -(-k // stage_k)
     n_warps, n_tiles = 4, 2 if bits in (2, 3) else 1
     split_k = 8 if n <= 4096 else 4
-    if _wide_blocks(n, k, bits):
+    if _wide_blocks(n, k, bits, float_codes):
         n_warps, n_tiles, split_k = (8, 1, 2) if bits == 7 else (4, 2, 2)
     while split_k > 1 and iterations < 2 * split_k:
         split_k //= 2
@@ -486,10 +491,10 @@ def staged_config(bits: int, block_m: int, n: int, k: int, group_size: int | Non
     )  # fmt: skip
 
 
-def _wide_blocks(n: int, k: int, bits: int) -> bool:
+def _wide_blocks(n: int, k: int, bits: int, float_codes: bool) -> bool:
     """Whether ``staged_config``'s blocks take 128 columns: 6 to 8 bits where K is less than N (from 16384
-    columns, where the prefill kernel runs these rows: ``uses_staged_decode``)."""
-    return bits in (6, 7, 8) and k < n
+    columns, where the prefill kernel runs these rows: ``uses_staged_decode``), but 6-bit floats."""
+    return bits in (6, 7, 8) and k < n and not (float_codes and bits == 6)
 
 
 def prefetch_fits(bits: int, chunks: int, n_tiles: int) -> bool:
