@@ -22,16 +22,20 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    import tilevm as tv
     from benchmarks.gpu_timing import gpu_time_us
-    from benchmarks.qgemm_inputs import random_weight, with_fields
+    from benchmarks.qgemm_inputs import code_dtype, random_weight, with_fields
     from tilevm.ops.qgemm import PrefillConfig, default_config, qgemm
     from tilevm.ops.qgemm.config import prefill_config
     from tilevm.ops.qgemm.gpu import runs_wgmma
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="*", help="PrefillConfig fields as name=value,name=value")
-    parser.add_argument("--widths", nargs="+", type=int, default=[4, 8], help="integer code widths")
+    parser.add_argument(
+        "--widths",
+        nargs="+",
+        default=["4", "8"],
+        help="code dtypes: a width for an integer (4: int4), or a name",
+    )
     parser.add_argument("--shape", default="4096x8192x8192", help="MxNxK")
     arguments = parser.parse_args()
     m, n, k = (int(size) for size in arguments.shape.split("x"))
@@ -42,11 +46,12 @@ def main() -> None:
     fp16_us = gpu_time_us(lambda: F.linear(x, dense))
     print(f"| width | µs | TFLOP/s | of torch fp16 ({fp16_us:.0f} µs) | config |")
     print("| ---: | ---: | ---: | ---: | --- |")
-    for bits in arguments.widths:
-        code = tv.int_type(bits, True)
-        packed, scales, weight = random_weight(n, k, bits, group, generator)
+    for width in arguments.widths:
+        code = code_dtype(width)
+        bits = code.nbits
+        packed, scales, weight = random_weight(n, k, code, group, generator)
         reference = x.float() @ weight.T
-        default = default_config(m, n, k, bits, "cuda", group, runs_wgmma(x.device))
+        default = default_config(m, n, k, bits, "cuda", group, runs_wgmma(x.device), code.is_float)
         if not isinstance(default, PrefillConfig):  # a decode shape: the prefill kernel's own default
             default = prefill_config(bits)
         configs = [default, *(with_fields(default, text) for text in arguments.configs)]
@@ -60,7 +65,7 @@ def main() -> None:
                 raise AssertionError(f"{config}: relative error {error}")
             time_us = gpu_time_us(run)
             rate = flop / time_us / 1e6
-            print(f"| int{bits} | {time_us:.0f} | {rate:.0f} | {fp16_us / time_us:.2f} | {config} |")
+            print(f"| {code} | {time_us:.0f} | {rate:.0f} | {fp16_us / time_us:.2f} | {config} |")
 
 
 if __name__ == "__main__":

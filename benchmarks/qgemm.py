@@ -86,13 +86,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
-def code_dtype(width: str):
-    """The tilevm dtype of a ``--widths`` entry: ``4`` is int4, a name is that float format."""
-    import tilevm as tv
-
-    return tv.dtype(f"int{width}" if width.isdigit() else width)
-
-
 def relative_error(value, reference) -> float:
     return ((value.float() - reference).norm() / reference.norm()).item()
 
@@ -158,6 +151,7 @@ def decode_rows(arguments, bandwidth: float) -> list[dict]:
     import torch.nn.functional as F
 
     from benchmarks.gpu_timing import gpu_time_us
+    from benchmarks.qgemm_inputs import code_dtype
 
     rows = []
     generator = torch.Generator(device="cuda").manual_seed(0)
@@ -215,6 +209,7 @@ def prefill_rows(arguments) -> list[dict]:
     import torch.nn.functional as F
 
     from benchmarks.gpu_timing import gpu_time_us
+    from benchmarks.qgemm_inputs import code_dtype
     from tilevm.ops import quantize_weight, quantized_matmul
     from tilevm.ops.tuning import tuned_config
 

@@ -61,17 +61,18 @@ def prefill_at_decode(bits: int, block_m: int) -> list[object]:
     ]
 
 
-def swept(m: int, n: int, k: int, bits: int, prefill: bool) -> list[object]:
-    """The configurations a shape is timed with, the default first: at the prefill kernel's sizes its
-    tuner candidates; else the decode kernel's ``sweep_configs`` (and with ``prefill``, the prefill
-    kernel's ``prefill_at_decode``)."""
+def swept(m: int, n: int, k: int, code: object, prefill: bool) -> list[object]:
+    """The configurations a shape of ``code`` weights is timed with, the default first: at the prefill
+    kernel's sizes its tuner candidates; else the decode kernel's ``sweep_configs`` (and with ``prefill``,
+    the prefill kernel's ``prefill_at_decode``)."""
     from tilevm.ops.qgemm import default_config
     from tilevm.ops.qgemm.config import decode_config, uses_prefill
     from tilevm.ops.tuning import candidates
 
-    default = default_config(m, n, k, bits, "cuda", GROUP)
+    bits = code.nbits
+    default = default_config(m, n, k, bits, "cuda", GROUP, float_codes=code.is_float)
     if uses_prefill(m, n):
-        return candidates(m, n, k, bits, GROUP)
+        return candidates(m, n, k, bits, GROUP, code.is_float)
     block_m = decode_config(m, n, k, bits, GROUP).block_m
     return [default, *sweep_configs(bits, block_m), *(prefill_at_decode(bits, block_m) if prefill else [])]
 
@@ -79,14 +80,15 @@ def swept(m: int, n: int, k: int, bits: int, prefill: bool) -> list[object]:
 def main() -> None:
     import torch
 
-    import tilevm as tv
     from benchmarks.gpu_timing import copy_bandwidth, gpu_time_us
-    from benchmarks.qgemm_inputs import random_weight, with_fields
+    from benchmarks.qgemm_inputs import code_dtype, random_weight, with_fields
     from tilevm.ops.qgemm import default_config, qgemm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="+", default=["8192x8192"], help="NxK shapes")
-    parser.add_argument("--widths", nargs="+", type=int, default=[4], help="integer code widths")
+    parser.add_argument(
+        "--widths", nargs="+", default=["4"], help="code dtypes: a width for an integer (4: int4), or a name"
+    )
     parser.add_argument("--m", nargs="+", type=int, default=[1], help="rows of X")
     parser.add_argument("--top", type=int, default=8, help="rows printed per shape")
     parser.add_argument("--repeat-ms", type=int, default=20)
@@ -115,19 +117,20 @@ def main() -> None:
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
     results = []
     generator = torch.Generator("cuda").manual_seed(0)
-    for shape, bits, m in itertools.product(arguments.shapes, arguments.widths, arguments.m):
+    for shape, width, m in itertools.product(arguments.shapes, arguments.widths, arguments.m):
         n, k = (int(size) for size in shape.split("x"))
-        code = tv.int_type(bits, True)
-        packed, scales, weight = random_weight(n, k, bits, GROUP, generator)
+        code = code_dtype(width)
+        bits = code.nbits
+        packed, scales, weight = random_weight(n, k, code, GROUP, generator)
         x = torch.randn(m, k, generator=generator, device="cuda").half()
         reference = x.float() @ weight.T
         nbytes = packed.numel() + scales.numel() * 2 + x.numel() * 2 + m * n * 2
         limit_us = nbytes / bandwidth * 1e6
-        default = default_config(m, n, k, bits, "cuda", GROUP)
+        default = default_config(m, n, k, bits, "cuda", GROUP, float_codes=code.is_float)
         if arguments.variants:
             configs = [default, *(with_fields(default, fields) for fields in arguments.variants)]
         else:
-            swept_configs = swept(m, n, k, bits, arguments.prefill)
+            swept_configs = swept(m, n, k, code, arguments.prefill)
             configs = [c for c in swept_configs if c == default or arguments.only in repr(c)]
         if arguments.caps:
             caps = [cap or None for cap in arguments.caps]
@@ -151,11 +154,11 @@ def main() -> None:
         timed = sorted((row for row in rows if "us" in row), key=lambda row: row["us"])
         default_row = next(row for row in rows if row["config"] == repr(default))
         default_us = default_row.get("us", 0)
-        print(f"\n## M={m} {n}x{k} int{bits}: limit {limit_us:.1f} µs; default {default_us:.1f} µs")
+        print(f"\n## M={m} {n}x{k} {code}: limit {limit_us:.1f} µs; default {default_us:.1f} µs")
         print("| µs | of limit | config |\n| ---: | ---: | --- |")
         for row in timed[: arguments.top]:
             print(f"| {row['us']:.1f} | {row['of_limit']:.2f} | {row['config']} |")
-        results.append({"m": m, "n": n, "k": k, "bits": bits, "limit_us": limit_us, "rows": rows})
+        results.append({"m": m, "n": n, "k": k, "dtype": code.name, "limit_us": limit_us, "rows": rows})
     if arguments.out:
         with open(arguments.out, "w") as file:
             json.dump(results, file, indent=1)
