@@ -90,7 +90,7 @@ CASES = [
     (tv.float4_e2m1, torch.float16, "ue4m3", 16, 10, 70, 256, True, WARPGROUPS),  # NVFP4, groups of 16
     (tv.int3, torch.float16, "compute", 64, 8, 64, 256, False, WARPGROUP),  # 4 windows a sub-step
     # small floats cast into float16 halves with no multiply (kernel.code_scale): scaled partial sums of
-    # the decode core, and per channel on the warpgroups
+    # the decode core; per channel on the warpgroups, cast as they are (prefill._code_scale)
     (tv.float4_e2m1, torch.float16, "compute", 64, 14, 60, 384, True, STAGED16),
     (tv.float6_e3m2, torch.float16, "compute", None, 10, 64, 256, False, WARPGROUP),
     # the decode sizes' blocks of 128 columns where k < n: two atoms a warp (6 and 8 bits), 8 warps (7)
@@ -317,6 +317,19 @@ def test_prefill_configurations_on_the_gpu(config):
         tv.uint4, torch.bfloat16, "compute", 64, 300, 1000, 2112, bias=True, seed=4, device="cuda"
     )
     check(inputs, run_qgemm(inputs, tv.uint4, 64, config))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", [warpgroup_config(4), STAGED16], ids=["warpgroups", "staged"])
+def test_small_float_codes_cast_into_halves_on_the_gpu(config):
+    """float4_e2m1 codes per channel on the GPU: cast into float16 halves with no multiply
+    (``kernel.code_scale``) by the prefill kernel at decode size, whose halves for 0.5 are subnormal and
+    which ``mma.sync`` takes exactly; cast as they are on the warpgroups (``prefill._code_scale``)."""
+    k = 1024
+    inputs = make_inputs(
+        tv.float4_e2m1, torch.float16, "compute", k, 300, 640, k, bias=True, seed=9, device="cuda"
+    )
+    check(inputs, run_qgemm(inputs, tv.float4_e2m1, k, config))
 
 
 @pytest.mark.parametrize(

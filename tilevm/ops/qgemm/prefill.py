@@ -347,8 +347,7 @@ def _dequantize_into(stages, stage, buffer, step, channel_zeros, CODE, HAS_ZEROS
     core = PREFILL.core
     w_now, scale_rows, zero_rows = _weight_operands(stages, stage, step, channel_zeros, HAS_ZEROS, PREFILL)
     dequantized = stages[4]
-    scale = code_scale(CODE, dequantized.dtype, core.scale_on, HAS_ZEROS)
-    codes = tv.cast(_codes(w_now, CODE, core), dequantized.dtype, scale=scale)
+    codes = tv.cast(_codes(w_now, CODE, core), dequantized.dtype)
     w = _dequantized(codes, scale_rows, zero_rows, HAS_ZEROS, core)
     # the mma order's k (jh, jl, s1, t, s0) back to the true order (jh, t, jl, s1, s0), then in windows
     digits = tv.view(w, w.dtype, [core.block_n, core.kc // _BLOCK, 2, 2, 4, 2])
@@ -396,6 +395,13 @@ def _stages(x, scales, HAS_ZEROS, PREFILL):
         if HAS_ZEROS:  # zero points are integers in the compute dtype, X's
             z_stages = tv.shared_tensor(x.dtype, [PREFILL.stages, PREFILL.stage_rows, core.block_n])
     return x_stages, w_stages, s_stages, z_stages, dequantized
+
+
+def _code_scale(code: tv.DType, compute: tv.DType, has_zeros: bool, plan: PrefillPlan) -> float:
+    """The scale of the codes' cast (``kernel.code_scale``) where the weights are multiplied in registers
+    (``_step``); 1 on the warpgroups, which read the dequantized weights from shared memory: their
+    ``wgmma`` has not been run on float16 halves as small as those (subnormal for ``float4_e2m1``'s 0.5)."""
+    return 1.0 if plan.warpgroups else code_scale(code, compute, plan.core.scale_on, has_zeros)
 
 
 @tv.func
@@ -457,7 +463,7 @@ def _body(
             stages, tensors, m0, n0, group0, first, last, channel_zeros, CODE, HAS_ZEROS, PREFILL
         )
     tv.copy_async_wait(0)
-    total = _block_sum(acc, scales, n0, code_scale(CODE, x.dtype, core.scale_on, HAS_ZEROS), core)
+    total = _block_sum(acc, scales, n0, _code_scale(CODE, x.dtype, HAS_ZEROS, PREFILL), core)
     _tile_epilogue(
         total, workspace, counters, global_scale, bias, out, m0, n0, HAS_GLOBAL_SCALE, HAS_BIAS, core
     )
